@@ -1,0 +1,108 @@
+//! The `mlld-registry` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::context::Context;
+use crate::project::Project;
+use crate::store::Store;
+
+const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a mismatch (verify)\n  2  an error: bad input, a refused snapshot, a failed write";
+
+#[derive(Parser)]
+#[command(
+    name = "mlld-registry",
+    version,
+    about = "Resolve, lock, install and audit mlld registry modules from signed snapshots, offline",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// The project directory (holds .mlld/).
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// Read this snapshot file (snapshots/<sha256>.tar.zst) instead of the synced one.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// Trust this minisign public key (the site's mlld-registry.pub).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trusted_key: Option<PathBuf>,
+    /// Approve first-time imports without asking.
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never touch the network.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Resolve one import, lock it (with its dependencies) and cache it.
+    #[command(after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes")]
+    Resolve {
+        /// mlld://user/module, @user/module, or @user/module@<revision prefix>.
+        reference: String,
+    },
+    /// Install every module of the lock file into .mlld/cache at its locked revision.
+    #[command(after_help = "Example:\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub")]
+    Install,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = Store::open_default()?;
+    let ctx = Context::new(Project::new(&cli.project), store, cli.trusted_key, cli.snapshot, cli.yes);
+    match cli.command {
+        Command::Resolve { reference } => {
+            let locked = commands::resolve(&ctx, &reference)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&locked)?);
+            } else {
+                for l in &locked {
+                    let verb = if l.added { "locked" } else { "already locked" };
+                    println!("{verb} {} at {} ({})", l.import, &l.gist_revision[..12], l.integrity);
+                }
+            }
+        }
+        Command::Install => {
+            let report = commands::install(&ctx)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for (label, list) in [("installed", &report.installed), ("repaired", &report.repaired)] {
+                    for import in list {
+                        println!("{label} {import}");
+                    }
+                }
+                println!(
+                    "{} installed, {} repaired, {} already cached",
+                    report.installed.len(),
+                    report.repaired.len(),
+                    report.cached.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! A project's `.mlld/`: the lock file and the module cache, in the exact
+//! formats of the registry guide.
+//!
+//! Every write is atomic, and every change to the lock happens under an
+//! exclusive file lock on `.mlld/.lock`, so concurrent client processes
+//! serialise and a killed one leaves valid files behind.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use mlld_fsutil::{FileLock, write_atomic};
+use mlld_schemas::{CacheMetadata, LockFile, check_lock};
+
+pub const LOCK_FILE: &str = ".mlld/mlld.lock.json";
+
+pub struct Project {
+    root: PathBuf,
+}
+
+impl Project {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(LOCK_FILE)
+    }
+
+    /// Serialises writers of this project until the guard drops.
+    pub fn exclusive(&self) -> Result<FileLock> {
+        let path = self.root.join(".mlld/.lock");
+        FileLock::acquire(&path).with_context(|| format!("locking {}", path.display()))
+    }
+
+    /// The lock file, or an empty one when the project has none yet. A
+    /// malformed lock file is an error, never replaced.
+    pub fn read_lock(&self) -> Result<LockFile> {
+        let path = self.lock_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockFile::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let checked = check_lock(LOCK_FILE, &text);
+        if let Some(lock) = checked.value {
+            return Ok(lock);
+        }
+        let errors: Vec<String> = checked.errors().map(ToString::to_string).collect();
+        bail!(
+            "the lock file is invalid and was left untouched:\n{}\nfix it by hand, or restore it from version control",
+            errors.join("\n")
+        )
+    }
+
+    pub fn write_lock(&self, lock: &LockFile) -> Result<()> {
+        let path = self.lock_path();
+        write_atomic(&path, &lock.to_bytes()).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// `.mlld/cache/gist/{user}/{gist}/{revision}/`.
+    pub fn cache_dir(&self, user: &str, gist: &str, revision: &str) -> PathBuf {
+        self.root.join(".mlld/cache/gist").join(user).join(gist).join(revision)
+    }
+
+    /// What the cache holds for this entry: `Ok(true)` when content and
+    /// metadata are present and the content hashes to `integrity`.
+    pub fn cache_state(&self, user: &str, gist: &str, revision: &str, integrity: &str) -> CacheState {
+        let dir = self.cache_dir(user, gist, revision);
+        let Ok(content) = std::fs::read(dir.join("content.mld")) else { return CacheState::Missing };
+        if mlld_schemas::integrity_of(&content) != integrity {
+            return CacheState::Tampered;
+        }
+        let meta: Option<CacheMetadata> = std::fs::read(dir.join("metadata.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        match meta {
+            Some(m) if m.integrity == integrity && m.gist_revision == revision && m.size == content.len() as u64 => CacheState::Valid,
+            _ => CacheState::BadMetadata,
+        }
+    }
+
+    /// Writes a cache entry. A new entry is staged and renamed into place
+    /// whole; an existing (damaged) one is repaired file by file, atomically.
+    pub fn write_cache(&self, user: &str, gist: &str, content: &[u8], meta: &CacheMetadata) -> Result<()> {
+        let dir = self.cache_dir(user, gist, &meta.gist_revision);
+        let write_into = |d: &Path| -> Result<()> {
+            write_atomic(&d.join("content.mld"), content)?;
+            write_atomic(&d.join("metadata.json"), &meta.to_bytes())?;
+            Ok(())
+        };
+        if dir.exists() {
+            return write_into(&dir).with_context(|| format!("repairing {}", dir.display()));
+        }
+        let parent = dir.parent().expect("cache dirs have a parent");
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let staging = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        write_into(staging.path())?;
+        let staged = staging.keep();
+        mlld_fsutil::rename_durable(&staged, &dir).with_context(|| format!("moving the cache entry into {}", dir.display()))?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheState {
+    Valid,
+    Missing,
+    /// The content does not hash to the locked integrity.
+    Tampered,
+    BadMetadata,
+}

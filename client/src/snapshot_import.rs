@@ -1,0 +1,223 @@
+//! Verifies a snapshot file and brings it into the store.
+//!
+//! Order of trust: the manifest and its signature come first in the tar and
+//! are checked before any other byte is used; then every member is streamed
+//! to staging while hashed, and must be listed in the signed manifest with
+//! that digest and size; only when all members are present and correct does
+//! anything move into the store. Any failure leaves the store as it was.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path};
+
+use anyhow::{Context, Result, bail};
+use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT, blob_digest};
+use mlld_schemas::{Manifest, names};
+use sha2::Digest as _;
+
+use crate::store::{Store, VerifiedManifest};
+use crate::trust::TrustedKeys;
+
+/// Caps that bound what a hostile snapshot can make us read or write.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub compressed: u64,
+    pub unpacked: u64,
+    pub manifest: u64,
+    pub member: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { compressed: 4 << 30, unpacked: 16 << 30, manifest: 512 << 20, member: 16 << 20 }
+    }
+}
+
+/// The SHA-256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    io::copy(&mut f, &mut HashWriter(&mut h)).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that fails once more than `left` bytes pass through it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    what: &'static str,
+}
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(format!("the snapshot's {} size is over the limit", self.what)))?;
+        Ok(n)
+    }
+}
+
+/// Verifies `path` and imports it into `store`, unless it is there already.
+pub fn import(store: &Store, path: &Path, keys: &TrustedKeys, now: time::OffsetDateTime, limits: Limits) -> Result<VerifiedManifest> {
+    let size = std::fs::metadata(path).with_context(|| format!("opening snapshot {}", path.display()))?.len();
+    if size > limits.compressed {
+        bail!("snapshot {} is {size} bytes, over the {}-byte limit; refusing to read it", path.display(), limits.compressed);
+    }
+    let sha256 = file_sha256(path)?;
+    if let Some(v) = store.load_manifest(&sha256, keys)? {
+        check_fresh(&v.manifest, now)?;
+        return Ok(v);
+    }
+    let staging = tempfile::Builder::new().prefix("import-").tempdir_in(store.tmp_dir()?)?;
+    let manifest = unpack_verified(path, staging.path(), keys, now, limits).with_context(|| format!("snapshot {} was refused", path.display()))?;
+    commit(store, staging.path(), &sha256, &manifest)?;
+    Ok(VerifiedManifest { snapshot_sha256: sha256, manifest })
+}
+
+/// Refuses a snapshot whose expiry has passed (a frozen mirror).
+pub fn check_fresh(manifest: &Manifest, now: time::OffsetDateTime) -> Result<()> {
+    let expires = names::parse_timestamp(&manifest.expires).map_err(anyhow::Error::msg)?;
+    if expires <= now {
+        bail!(
+            "snapshot serial {} expired at {}: the site has stopped publishing or is serving a stale copy; sync from an up-to-date site",
+            manifest.serial,
+            manifest.expires
+        );
+    }
+    Ok(())
+}
+
+fn unpack_verified(path: &Path, staging: &Path, keys: &TrustedKeys, now: time::OffsetDateTime, limits: Limits) -> Result<Manifest> {
+    let file = File::open(path)?;
+    let decoder = zstd::Decoder::new(Capped { inner: file, left: limits.compressed, what: "compressed" })?;
+    let mut archive = tar::Archive::new(Capped { inner: decoder, left: limits.unpacked, what: "unpacked" });
+    let mut entries = archive.entries().context("not a tar.zst snapshot")?;
+
+    let mut next_named = |expected: &str, cap: u64| -> Result<Vec<u8>> {
+        let mut entry = entries.next().ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
+        let name = safe_member_path(&entry)?;
+        if name != expected {
+            bail!("the snapshot's members are out of order: `{name}` where `{expected}` must be");
+        }
+        read_capped(&mut entry, cap, expected)
+    };
+    let manifest_bytes = next_named(MANIFEST_NAME, limits.manifest)?;
+    let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
+    let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
+    keys.verify("snapshot manifest", &manifest_bytes, &sig)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
+    if manifest.format_version != SNAPSHOT_FORMAT {
+        bail!("snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry", manifest.format_version);
+    }
+    check_fresh(&manifest, now)?;
+    check_consistent(&manifest)?;
+
+    let mut seen = BTreeSet::new();
+    for entry in entries {
+        let mut entry = entry?;
+        let name = safe_member_path(&entry)?;
+        let member = manifest.members.get(&name).ok_or_else(|| anyhow::anyhow!("member `{name}` is not listed in the signed manifest"))?;
+        if !seen.insert(name.clone()) {
+            bail!("member `{name}` appears twice");
+        }
+        if entry.size() != member.size || member.size > limits.member {
+            bail!("member `{name}` is {} bytes; the manifest says {} (limit {})", entry.size(), member.size, limits.member);
+        }
+        let bytes = read_capped(&mut entry, limits.member, &name)?;
+        let actual = mlld_schemas::sha256_hex(&bytes);
+        if actual != member.sha256 {
+            bail!("member `{name}` has SHA-256 {actual}, but the signed manifest says {}", member.sha256);
+        }
+        let dest = staging.join(&name);
+        std::fs::create_dir_all(dest.parent().expect("member paths have a parent"))?;
+        write_synced(&dest, &bytes)?;
+    }
+    if let Some(missing) = manifest.members.keys().find(|k| !seen.contains(*k)) {
+        bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
+    }
+    write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
+    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
+    Ok(manifest)
+}
+
+/// Staged files are synced before they are renamed into the store, so a
+/// crash never leaves a blob whose name promises bytes it does not hold.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Every blob a module record names must be a member, and every member path a blob.
+fn check_consistent(manifest: &Manifest) -> Result<()> {
+    for (path, member) in &manifest.members {
+        match blob_digest(path) {
+            Some(hex) if hex == member.sha256 => {}
+            _ => bail!("manifest member `{path}` is not a blob path matching its digest"),
+        }
+    }
+    for m in &manifest.modules {
+        for r in m.revisions() {
+            let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
+            if !manifest.members.contains_key(&mlld_schemas::snapshot::blob_path(hex)) {
+                bail!("module {} revision {} names content that is not in the snapshot", m.full_name(), r.revision);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The member's path, refusing anything but a plain relative file path.
+fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+    let kind = entry.header().entry_type();
+    let path = entry.path().context("a member's path is not valid")?.into_owned();
+    if kind != tar::EntryType::Regular {
+        bail!("member `{}` is a {kind:?}, not a regular file: links and devices are refused", path.display());
+    }
+    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        bail!("member path `{}` is absolute or leaves the snapshot (`..`); refused", path.display());
+    }
+    path.to_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
+}
+
+fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    entry.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        bail!("`{what}` is over its {cap}-byte limit");
+    }
+    Ok(bytes)
+}
+
+/// Moves verified staging content into the store: blobs first, the manifest last.
+fn commit(store: &Store, staging: &Path, sha256: &str, manifest: &Manifest) -> Result<()> {
+    for path in manifest.members.keys() {
+        let dest = store.root().join(path);
+        if dest.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+        std::fs::rename(staging.join(path), &dest)?;
+    }
+    let dir = store.snapshot_dir(sha256);
+    let tmp = staging.join("snapshot");
+    std::fs::create_dir_all(&tmp)?;
+    for name in [MANIFEST_NAME, MANIFEST_SIG_NAME] {
+        std::fs::rename(staging.join(name), tmp.join(name))?;
+    }
+    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
+    if !dir.exists() {
+        mlld_fsutil::rename_durable(&tmp, &dir)?;
+    }
+    Ok(())
+}

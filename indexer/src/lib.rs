@@ -1,0 +1,23 @@
+//! The mlld registry indexer: reads a registry checkout, fetches every
+//! module's gist, content-addresses every file, and publishes a signed,
+//! reproducible snapshot plus a static site.
+//!
+//! It never reads or writes a project's `.mlld/` and never trusts a gist's
+//! claim of ownership without checking it against the registering user.
+
+pub mod assemble;
+pub mod blobs;
+pub mod build;
+pub mod gist;
+pub mod module_file;
+pub mod publish;
+pub mod registry_load;
+pub mod report;
+pub mod signing;
+pub mod site_page;
+pub mod snapshot_writer;
+
+pub use build::{BuildConfig, build};
+pub use gist::{GistSource, RecordedGists};
+pub use report::BuildReport;
+pub use signing::SigningKey;

@@ -1,0 +1,68 @@
+//! The build report: what went in, what was left out and why.
+
+use std::fmt;
+use std::time::Duration;
+
+use mlld_schemas::Diagnostic;
+use serde::Serialize;
+
+use crate::assemble::Rejection;
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildReport {
+    pub serial: u64,
+    pub users: usize,
+    /// User folders whose registry.json was unusable.
+    pub users_rejected: Vec<String>,
+    pub modules_accepted: usize,
+    pub modules_rejected: Vec<Rejection>,
+    /// Registry imports in module content that name no accepted module: (module, reference).
+    pub unresolved_imports: Vec<(String, String)>,
+    pub advisories: usize,
+    pub blobs: usize,
+    pub snapshot: String,
+    pub snapshot_bytes: u64,
+    #[serde(skip)]
+    pub diagnostics: Vec<Diagnostic>,
+    pub errors: usize,
+    pub warnings: usize,
+    pub signed_with_demo_key: bool,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl fmt::Display for BuildReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        if !self.diagnostics.is_empty() {
+            writeln!(f)?;
+        }
+        writeln!(f, "serial      {}", self.serial)?;
+        writeln!(f, "users       {} ({} rejected)", self.users, self.users_rejected.len())?;
+        for u in &self.users_rejected {
+            writeln!(f, "  rejected user {u}: registry.json is unusable (see the errors above)")?;
+        }
+        writeln!(f, "modules     {} accepted, {} rejected", self.modules_accepted, self.modules_rejected.len())?;
+        for r in &self.modules_rejected {
+            writeln!(f, "  rejected {}: {}", r.module, r.reason)?;
+        }
+        for (module, reference) in &self.unresolved_imports {
+            writeln!(f, "  note: {module} imports {reference}, which is not in the registry")?;
+        }
+        writeln!(f, "advisories  {}", self.advisories)?;
+        writeln!(f, "blobs       {}", self.blobs)?;
+        writeln!(f, "snapshot    {} ({} bytes)", self.snapshot, self.snapshot_bytes)?;
+        writeln!(f, "time        {:.2}s", self.elapsed.as_secs_f64())?;
+        if self.signed_with_demo_key {
+            writeln!(f, "warning: signed with the DEMO key; never publish this site as a real registry")?;
+        }
+        Ok(())
+    }
+}

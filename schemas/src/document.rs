@@ -1,0 +1,103 @@
+//! Shared machinery for reading one JSON file tolerantly and validating it
+//! strictly: syntax errors, type errors and rule violations all become
+//! [`Diagnostic`]s with a path and a position.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diag::{DiagSink, Diagnostic, JsonPath};
+use crate::locate::SpanTree;
+
+/// A file that parsed as JSON, with positions for its diagnostics.
+pub struct Document<'a> {
+    pub value: Value,
+    pub sink: DiagSink<'a>,
+}
+
+/// What a checked file yields: the value (if usable) and every diagnostic.
+#[derive(Debug)]
+pub struct Checked<T> {
+    pub value: Option<T>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl<T> Checked<T> {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Parses `src`; syntax errors and duplicate keys are reported, and duplicate
+/// keys make the document unusable (serde_json would silently keep the last).
+pub fn parse<'a>(file: &'a str, src: &str, spans: &'a mut Option<SpanTree>) -> Result<Document<'a>, Vec<Diagnostic>> {
+    let value: Value = match serde_json::from_str(src) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut sink = DiagSink::new(file, None);
+            sink.syntax(&e);
+            return Err(sink.diagnostics);
+        }
+    };
+    *spans = SpanTree::parse(src);
+    let mut sink = DiagSink::new(file, spans.as_ref());
+    let duplicates: Vec<_> = spans.as_ref().map(|s| s.duplicates.clone()).unwrap_or_default();
+    for (path, _, _) in duplicates {
+        sink.error(path, "this key appears more than once in its object", "remove or rename one of the two entries");
+    }
+    if sink.has_errors() {
+        return Err(sink.diagnostics);
+    }
+    Ok(Document { value, sink })
+}
+
+impl Document<'_> {
+    /// Deserializes `value` (found at `path`) into `T`, reporting type errors.
+    pub fn take<T: DeserializeOwned>(&mut self, value: Value, path: &JsonPath, what: &str) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let at = path.join_serde(e.path());
+                let msg = e.inner().to_string();
+                self.sink.error(at, format!("{what}: {msg}"), format!("make this {what} match the documented format"));
+                None
+            }
+        }
+    }
+
+    /// Warns about fields this version does not know; they are kept as they are.
+    pub fn warn_unknown(&mut self, extra: &BTreeMap<String, Value>, path: &JsonPath) {
+        for key in extra.keys() {
+            self.sink.warn(
+                path.key(key.clone()),
+                format!("unknown field `{key}` is kept as is but not used"),
+                "check the spelling if this field was meant to be one of the documented ones",
+            );
+        }
+    }
+
+    /// Reports `result` as an error at `path` when it failed; returns whether it passed.
+    pub fn rule(&mut self, path: JsonPath, result: Result<(), String>, help: &str) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(msg) => {
+                self.sink.error(path, msg, help);
+                false
+            }
+        }
+    }
+
+    pub fn finish<T>(self, value: Option<T>) -> Checked<T> {
+        Checked { value, diagnostics: self.sink.diagnostics }
+    }
+}
+
+/// Takes key `key` out of a JSON object, if `value` is one.
+pub fn remove_key(value: &mut Value, key: &str) -> Option<Value> {
+    value.as_object_mut().and_then(|o| o.shift_remove(key))
+}

@@ -1,0 +1,53 @@
+//! Wire formats of the mlld registry: the types, their validators, and the
+//! JSON Schemas generated from them.
+//!
+//! This crate does no I/O: callers read files and hand over the text, and
+//! get values plus [`Diagnostic`]s that name the file, JSON path and
+//! line:column of every problem.
+
+pub mod advisory;
+pub mod diag;
+pub mod document;
+pub mod import_ref;
+pub mod locate;
+pub mod lock;
+pub mod names;
+pub mod registry;
+pub mod snapshot;
+
+pub use advisory::{Advisory, AdvisoryFile, Severity, check_advisories};
+pub use diag::{Diagnostic, JsonPath, Level};
+pub use document::Checked;
+pub use import_ref::{ImportSite, ModuleRef, SourceMode, scan_imports};
+pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
+pub use registry::{ModuleEntry, UserRegistry, check_registry};
+pub use snapshot::{AdvisoryRecord, GistFile, Latest, Manifest, Member, ModuleRecord, RevisionRecord};
+
+/// The JSON Schemas published for the formats mlld shares with the registry:
+/// file name under `schemas/json/` and its pretty-printed text.
+pub fn json_schemas() -> Vec<(&'static str, String)> {
+    fn render<T: schemars::JsonSchema>() -> String {
+        let mut text = serde_json::to_string_pretty(&schemars::schema_for!(T)).expect("schemas serialize");
+        text.push('\n');
+        text
+    }
+    vec![
+        ("registry.schema.json", render::<UserRegistry>()),
+        ("advisories.schema.json", render::<AdvisoryFile>()),
+        ("lock.schema.json", render::<LockFile>()),
+        ("cache-metadata.schema.json", render::<CacheMetadata>()),
+        ("manifest.schema.json", render::<Manifest>()),
+        ("latest.schema.json", render::<Latest>()),
+    ]
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `sha256:<hex>`, the integrity string of the lock file.
+pub fn integrity_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}

@@ -1,0 +1,200 @@
+//! Maps JSON paths back to line:column in the source text.
+//!
+//! `serde_json::Value` keeps no positions, and silently keeps the last of two
+//! duplicate keys; this small scanner runs over text serde_json already
+//! accepted and records where every value starts and which keys repeat.
+
+use crate::diag::{JsonPath, PathSeg};
+
+#[derive(Debug)]
+enum Kind {
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    Scalar,
+}
+
+#[derive(Debug)]
+struct Node {
+    line: usize,
+    column: usize,
+    kind: Kind,
+}
+
+/// Positions of every value of one JSON document.
+#[derive(Debug)]
+pub struct SpanTree {
+    root: Node,
+    /// Keys that occur twice in one object: the path of the repeat and its position.
+    pub duplicates: Vec<(JsonPath, usize, usize)>,
+}
+
+impl SpanTree {
+    /// Scans `src`; `None` when it is not valid JSON.
+    pub fn parse(src: &str) -> Option<Self> {
+        let mut s = Scanner { chars: src.char_indices().peekable(), src, line: 1, column: 1, duplicates: Vec::new() };
+        let root = s.value(&JsonPath::root())?;
+        Some(Self { root, duplicates: s.duplicates })
+    }
+
+    /// The 1-based line and column where the value at `path` starts, or of
+    /// its nearest existing ancestor.
+    pub fn position(&self, path: &JsonPath) -> Option<(usize, usize)> {
+        let mut node = &self.root;
+        for seg in &path.0 {
+            let next = match (seg, &node.kind) {
+                (PathSeg::Key(k), Kind::Object(entries)) => entries.iter().rev().find(|(key, _)| key == k).map(|(_, n)| n),
+                (PathSeg::Index(i), Kind::Array(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        Some((node.line, node.column))
+    }
+}
+
+struct Scanner<'a> {
+    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+    src: &'a str,
+    line: usize,
+    column: usize,
+    duplicates: Vec<(JsonPath, usize, usize)>,
+}
+
+impl Scanner<'_> {
+    fn bump(&mut self) -> Option<char> {
+        let (_, c) = self.chars.next()?;
+        if c == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+        Some(c)
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.chars.peek().map(|(_, c)| *c)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(' ' | '\t' | '\n' | '\r')) {
+            self.bump();
+        }
+    }
+
+    fn value(&mut self, path: &JsonPath) -> Option<Node> {
+        self.skip_ws();
+        let (line, column) = (self.line, self.column);
+        let kind = match self.peek()? {
+            '{' => self.object(path)?,
+            '[' => self.array(path)?,
+            '"' => {
+                self.string()?;
+                Kind::Scalar
+            }
+            _ => {
+                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')) {
+                    self.bump();
+                }
+                Kind::Scalar
+            }
+        };
+        Some(Node { line, column, kind })
+    }
+
+    fn object(&mut self, path: &JsonPath) -> Option<Kind> {
+        self.bump();
+        let mut entries: Vec<(String, Node)> = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.peek()? {
+                '}' => {
+                    self.bump();
+                    return Some(Kind::Object(entries));
+                }
+                ',' => {
+                    self.bump();
+                }
+                '"' => {
+                    let (line, column) = (self.line, self.column);
+                    let key = self.string()?;
+                    self.skip_ws();
+                    if self.bump()? != ':' {
+                        return None;
+                    }
+                    let child_path = path.key(key.clone());
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        self.duplicates.push((child_path.clone(), line, column));
+                    }
+                    let node = self.value(&child_path)?;
+                    entries.push((key, node));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, path: &JsonPath) -> Option<Kind> {
+        self.bump();
+        let mut items = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.peek()? {
+                ']' => {
+                    self.bump();
+                    return Some(Kind::Array(items));
+                }
+                ',' => {
+                    self.bump();
+                }
+                _ => {
+                    let node = self.value(&path.index(items.len()))?;
+                    items.push(node);
+                }
+            }
+        }
+    }
+
+    /// Consumes a string literal and returns its decoded value.
+    fn string(&mut self) -> Option<String> {
+        let (start, _) = *self.chars.peek()?;
+        self.bump();
+        loop {
+            match self.bump()? {
+                '\\' => {
+                    self.bump()?;
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+        let end = self.chars.peek().map_or(self.src.len(), |(i, _)| *i);
+        serde_json::from_str(&self.src[start..end]).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_positions() {
+        let src = "{\n  \"modules\": {\n    \"a\": { \"gist\": \"x\" },\n    \"b\": [1, 2]\n  }\n}\n";
+        let tree = SpanTree::parse(src).unwrap();
+        assert_eq!(tree.position(&JsonPath::root().key("modules").key("a").key("gist")), Some((3, 20)));
+        assert_eq!(tree.position(&JsonPath::root().key("modules").key("b").index(1)), Some((4, 14)));
+        // A missing key points at its nearest ancestor.
+        assert_eq!(tree.position(&JsonPath::root().key("modules").key("zz")), Some((2, 14)));
+    }
+
+    #[test]
+    fn reports_duplicate_keys() {
+        let src = r#"{"modules": {"a": 1, "b\u0021": 2, "a": 3}}"#;
+        let tree = SpanTree::parse(src).unwrap();
+        assert_eq!(tree.duplicates.len(), 1);
+        assert_eq!(tree.duplicates[0].0, JsonPath::root().key("modules").key("a"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Our own formats: the snapshot manifest and the `latest.json` pointer.
+//!
+//! A snapshot is `snapshots/<sha256>.tar.zst` holding, in this order,
+//! `manifest.json`, `manifest.json.minisig`, then every other member listed
+//! in the manifest's `members` (blobs under `blobs/sha256/<2 hex>/<62 hex>`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::advisory::Advisory;
+
+pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const MANIFEST_NAME: &str = "manifest.json";
+pub const MANIFEST_SIG_NAME: &str = "manifest.json.minisig";
+pub const LATEST_NAME: &str = "latest.json";
+pub const LATEST_SIG_NAME: &str = "latest.json.minisig";
+pub const PUBLIC_KEY_NAME: &str = "mlld-registry.pub";
+
+/// The path of a blob inside a snapshot or a store: `blobs/sha256/ab/cdef…`.
+pub fn blob_path(sha256_hex: &str) -> String {
+    format!("blobs/sha256/{}/{}", &sha256_hex[..2], &sha256_hex[2..])
+}
+
+/// The inverse of [`blob_path`]: the digest a blob path names.
+pub fn blob_digest(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("blobs/sha256/")?;
+    let (dir, file) = rest.split_once('/')?;
+    let hex = format!("{dir}{file}");
+    (dir.len() == 2 && crate::names::check_sha256_hex(&hex).is_ok()).then_some(hex)
+}
+
+/// The signed table of contents of a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Grows by one with every build; clients refuse to go back.
+    pub serial: u64,
+    pub created: String,
+    /// Clients refuse the snapshot after this time.
+    pub expires: String,
+    /// Accepted modules, sorted by user then name.
+    pub modules: Vec<ModuleRecord>,
+    /// Every user's advisories, sorted by user then id.
+    pub advisories: Vec<AdvisoryRecord>,
+    /// Every member other than the manifest and its signature: path to digest.
+    pub members: BTreeMap<String, Member>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Member {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One module at its current revision, with the older revisions the
+/// indexer has captured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleRecord {
+    pub user: String,
+    pub name: String,
+    pub gist: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// When the module was registered, from registry.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The gist's `updated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    #[serde(flatten)]
+    pub current: RevisionRecord,
+    /// Older captured revisions, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RevisionRecord>,
+}
+
+/// What one revision of a module's gist holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionRecord {
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<String>,
+    /// The module file's name within the gist.
+    pub file: String,
+    /// `sha256:<hex>` of the module file; its blob is `blobs/sha256/…` of that hex.
+    pub integrity: String,
+    pub size: u64,
+    /// Every file of the gist at this revision, content-addressed.
+    pub files: Vec<GistFile>,
+    /// Registry modules the content imports, as `user/module`, sorted.
+    pub dependencies: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GistFile {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AdvisoryRecord {
+    /// The user whose advisories.json holds it.
+    pub user: String,
+    #[serde(flatten)]
+    pub advisory: Advisory,
+}
+
+impl ModuleRecord {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.user, self.name)
+    }
+
+    /// Current revision first, then history.
+    pub fn revisions(&self) -> impl Iterator<Item = &RevisionRecord> {
+        std::iter::once(&self.current).chain(&self.history)
+    }
+}
+
+impl AdvisoryRecord {
+    /// Whether this advisory affects `module`: its `affects` names the module
+    /// (within the advisory's user) or its `gists` holds the module's gist.
+    pub fn affects(&self, module: &ModuleRecord) -> bool {
+        (crate::names::same_user(&self.user, &module.user) && self.advisory.affects.iter().any(|m| *m == module.name))
+            || self.advisory.gists.iter().any(|g| *g == module.gist)
+    }
+}
+
+impl Manifest {
+    pub fn find(&self, user: &str, name: &str) -> Option<&ModuleRecord> {
+        self.modules.iter().find(|m| crate::names::same_user(&m.user, user) && m.name == name)
+    }
+
+    pub fn advisories_for<'a>(&'a self, module: &'a ModuleRecord) -> impl Iterator<Item = &'a AdvisoryRecord> {
+        self.advisories.iter().filter(move |a| a.affects(module))
+    }
+}
+
+/// `latest.json`: the site's pointer to its newest snapshot, signed beside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Latest {
+    pub format_version: u32,
+    /// Path of the snapshot relative to the site root.
+    pub snapshot: String,
+    pub sha256: String,
+    pub size: u64,
+    pub serial: u64,
+    pub created: String,
+    pub expires: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_round_trip() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let path = blob_path(hex);
+        assert_eq!(path, "blobs/sha256/e3/b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(blob_digest(&path).as_deref(), Some(hex));
+        assert_eq!(blob_digest("blobs/sha256/e3/../x"), None);
+    }
+}

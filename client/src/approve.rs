@@ -6,7 +6,12 @@ use anyhow::{Result, bail};
 use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord};
 
 /// What a person sees before approving an import.
-pub fn describe(manifest: &Manifest, module: &ModuleRecord, revision: &RevisionRecord, content: &[u8]) -> String {
+pub fn describe(
+    manifest: &Manifest,
+    module: &ModuleRecord,
+    revision: &RevisionRecord,
+    content: &[u8],
+) -> String {
     let mut out = format!(
         "module     @{}/{}\nauthor     {}\ngist       {}\nrevision   {}\nintegrity  {}\n",
         module.user, module.name, module.user, module.gist, revision.revision, revision.integrity
@@ -16,13 +21,25 @@ pub fn describe(manifest: &Manifest, module: &ModuleRecord, revision: &RevisionR
         out.push_str("advisories none\n");
     }
     for a in advisories {
-        out.push_str(&format!("ADVISORY   {} [{}] {}: {}\n", a.advisory.id, a.advisory.severity, a.advisory.kind, a.advisory.description));
+        out.push_str(&format!(
+            "ADVISORY   {} [{}] {}: {}\n",
+            a.advisory.id, a.advisory.severity, a.advisory.kind, a.advisory.description
+        ));
     }
     out.push_str("content (first lines):\n");
     let text = String::from_utf8_lossy(content);
     for line in text.lines().take(12) {
         // Control characters in gist content must not drive the terminal.
-        let clean: String = line.chars().map(|c| if c.is_control() && c != '\t' { '�' } else { c }).collect();
+        let clean: String = line
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '�'
+                } else {
+                    c
+                }
+            })
+            .collect();
         out.push_str(&format!("  | {clean}\n"));
     }
     out
@@ -35,7 +52,9 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!("importing {name} for the first time needs approval and there is no terminal to ask on; review it with `mlld-registry info {name}` and run again with --yes");
+        bail!(
+            "importing {name} for the first time needs approval and there is no terminal to ask on; review it with `mlld-registry info {name}` and run again with --yes"
+        );
     }
     eprint!("{description}Approve {name}? [y/N] ");
     std::io::stderr().flush()?;

@@ -45,13 +45,17 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Resolve one import, lock it (with its dependencies) and cache it.
-    #[command(after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes")]
+    #[command(
+        after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes"
+    )]
     Resolve {
         /// mlld://user/module, @user/module, or @user/module@<revision prefix>.
         reference: String,
     },
     /// Install every module of the lock file into .mlld/cache at its locked revision.
-    #[command(after_help = "Example:\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub")]
+    #[command(
+        after_help = "Example:\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
+    )]
     Install,
 }
 
@@ -72,7 +76,13 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = Store::open_default()?;
-    let ctx = Context::new(Project::new(&cli.project), store, cli.trusted_key, cli.snapshot, cli.yes);
+    let ctx = Context::new(
+        Project::new(&cli.project),
+        store,
+        cli.trusted_key,
+        cli.snapshot,
+        cli.yes,
+    );
     match cli.command {
         Command::Resolve { reference } => {
             let locked = commands::resolve(&ctx, &reference)?;
@@ -81,7 +91,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 for l in &locked {
                     let verb = if l.added { "locked" } else { "already locked" };
-                    println!("{verb} {} at {} ({})", l.import, &l.gist_revision[..12], l.integrity);
+                    println!(
+                        "{verb} {} at {} ({})",
+                        l.import,
+                        &l.gist_revision[..12],
+                        l.integrity
+                    );
                 }
             }
         }
@@ -90,7 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                for (label, list) in [("installed", &report.installed), ("repaired", &report.repaired)] {
+                for (label, list) in [
+                    ("installed", &report.installed),
+                    ("repaired", &report.repaired),
+                ] {
                     for import in list {
                         println!("{label} {import}");
                     }

@@ -35,24 +35,43 @@ pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     let mut first = true;
     while let Some(r) = queue.pop_front() {
         let module = resolve::find_module(manifest, &r)?;
-        let import = ModuleRef { user: module.user.clone(), module: module.name.clone(), pin: None }.import_path();
+        let import = ModuleRef {
+            user: module.user.clone(),
+            module: module.name.clone(),
+            pin: None,
+        }
+        .import_path();
         let existing = lock.imports.get(&import).cloned();
         // A lock entry stands, unless the user explicitly pins the reference they asked for.
         let revision = match existing.as_ref().filter(|_| !(first && r.pin.is_some())) {
-            Some(e) => resolve::locked_revision(module, &e.gist_revision).with_context(|| missing_locked(module, &e.gist_revision))?,
+            Some(e) => resolve::locked_revision(module, &e.gist_revision)
+                .with_context(|| missing_locked(module, &e.gist_revision))?,
             None => resolve::pick_revision(module, &r)?,
         };
         first = false;
         let content = ctx.store.read_blob(hex_of(&revision.integrity))?;
-        let added = existing.as_ref().is_none_or(|e| e.gist_revision != revision.revision);
+        let added = existing
+            .as_ref()
+            .is_none_or(|e| e.gist_revision != revision.revision);
         if added {
-            approve::approve(&approve::describe(manifest, module, revision, &content), &module.full_name(), ctx.yes)?;
-            lock.imports.insert(import.clone(), new_entry(module, revision, ctx));
+            approve::approve(
+                &approve::describe(manifest, module, revision, &content),
+                &module.full_name(),
+                ctx.yes,
+            )?;
+            lock.imports
+                .insert(import.clone(), new_entry(module, revision, ctx));
             ctx.project.write_lock(&lock)?;
         }
         ensure_cached(ctx, module, revision, &import, &content)?;
         let entry = &lock.imports[&import];
-        out.push(Locked { import: import.clone(), resolved: entry.resolved.clone(), gist_revision: entry.gist_revision.clone(), integrity: entry.integrity.clone(), added });
+        out.push(Locked {
+            import: import.clone(),
+            resolved: entry.resolved.clone(),
+            gist_revision: entry.gist_revision.clone(),
+            integrity: entry.integrity.clone(),
+            added,
+        });
         for dep in &revision.dependencies {
             let dep_ref = ModuleRef::parse(dep)?;
             if !lock.imports.contains_key(&dep_ref.import_path()) && !queue.contains(&dep_ref) {
@@ -86,8 +105,19 @@ fn new_entry(module: &ModuleRecord, revision: &RevisionRecord, ctx: &Context) ->
 }
 
 /// Writes the cache entry unless a valid one is there; returns the state found.
-fn ensure_cached(ctx: &Context, module: &ModuleRecord, revision: &RevisionRecord, import: &str, content: &[u8]) -> Result<CacheState> {
-    let state = ctx.project.cache_state(&module.user, &module.gist, &revision.revision, &revision.integrity);
+fn ensure_cached(
+    ctx: &Context,
+    module: &ModuleRecord,
+    revision: &RevisionRecord,
+    import: &str,
+    content: &[u8],
+) -> Result<CacheState> {
+    let state = ctx.project.cache_state(
+        &module.user,
+        &module.gist,
+        &revision.revision,
+        &revision.integrity,
+    );
     if state != CacheState::Valid {
         let meta = CacheMetadata {
             import_path: import.to_string(),
@@ -96,7 +126,8 @@ fn ensure_cached(ctx: &Context, module: &ModuleRecord, revision: &RevisionRecord
             cached_at: format_timestamp(ctx.now),
             size: content.len() as u64,
         };
-        ctx.project.write_cache(&module.user, &module.gist, content, &meta)?;
+        ctx.project
+            .write_cache(&module.user, &module.gist, content, &meta)?;
     }
     Ok(state)
 }
@@ -124,7 +155,8 @@ pub fn install(ctx: &Context) -> Result<InstallReport> {
         }
         let reference = ModuleRef::parse(import)?;
         let module = resolve::find_module(manifest, &reference)?;
-        let revision = resolve::locked_revision(module, &entry.gist_revision).with_context(|| missing_locked(module, &entry.gist_revision))?;
+        let revision = resolve::locked_revision(module, &entry.gist_revision)
+            .with_context(|| missing_locked(module, &entry.gist_revision))?;
         if revision.integrity != entry.integrity {
             bail!(
                 "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
@@ -134,7 +166,12 @@ pub fn install(ctx: &Context) -> Result<InstallReport> {
             );
         }
         if parse_resolved(&entry.resolved).map(|(_, gist)| gist) != Some(module.gist.as_str()) {
-            bail!("{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`", entry.resolved, module.gist, module.full_name());
+            bail!(
+                "{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`",
+                entry.resolved,
+                module.gist,
+                module.full_name()
+            );
         }
         let content = ctx.store.read_blob(hex_of(&revision.integrity))?;
         match ensure_cached(ctx, module, revision, import, &content)? {

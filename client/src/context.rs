@@ -22,8 +22,22 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(project: Project, store: Store, trusted_key: Option<PathBuf>, snapshot: Option<PathBuf>, yes: bool) -> Self {
-        Self { project, store, trusted_key, snapshot, yes, now: time::OffsetDateTime::now_utc(), manifest: OnceCell::new() }
+    pub fn new(
+        project: Project,
+        store: Store,
+        trusted_key: Option<PathBuf>,
+        snapshot: Option<PathBuf>,
+        yes: bool,
+    ) -> Self {
+        Self {
+            project,
+            store,
+            trusted_key,
+            snapshot,
+            yes,
+            now: time::OffsetDateTime::now_utc(),
+            manifest: OnceCell::new(),
+        }
     }
 
     pub fn keys(&self) -> Result<TrustedKeys> {
@@ -36,10 +50,13 @@ impl Context {
             return Ok(m);
         }
         let Some(path) = &self.snapshot else {
-            bail!("no registry snapshot to read: pass --snapshot FILE (a snapshots/<sha256>.tar.zst from a registry site)");
+            bail!(
+                "no registry snapshot to read: pass --snapshot FILE (a snapshots/<sha256>.tar.zst from a registry site)"
+            );
         };
         let keys = self.keys()?;
-        let verified = snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?;
+        let verified =
+            snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?;
         Ok(self.manifest.get_or_init(|| verified))
     }
 }

@@ -63,27 +63,53 @@ impl Project {
 
     /// `.mlld/cache/gist/{user}/{gist}/{revision}/`.
     pub fn cache_dir(&self, user: &str, gist: &str, revision: &str) -> PathBuf {
-        self.root.join(".mlld/cache/gist").join(user).join(gist).join(revision)
+        self.root
+            .join(".mlld/cache/gist")
+            .join(user)
+            .join(gist)
+            .join(revision)
     }
 
     /// What the cache holds for this entry: `Ok(true)` when content and
     /// metadata are present and the content hashes to `integrity`.
-    pub fn cache_state(&self, user: &str, gist: &str, revision: &str, integrity: &str) -> CacheState {
+    pub fn cache_state(
+        &self,
+        user: &str,
+        gist: &str,
+        revision: &str,
+        integrity: &str,
+    ) -> CacheState {
         let dir = self.cache_dir(user, gist, revision);
-        let Ok(content) = std::fs::read(dir.join("content.mld")) else { return CacheState::Missing };
+        let Ok(content) = std::fs::read(dir.join("content.mld")) else {
+            return CacheState::Missing;
+        };
         if mlld_schemas::integrity_of(&content) != integrity {
             return CacheState::Tampered;
         }
-        let meta: Option<CacheMetadata> = std::fs::read(dir.join("metadata.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let meta: Option<CacheMetadata> = std::fs::read(dir.join("metadata.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         match meta {
-            Some(m) if m.integrity == integrity && m.gist_revision == revision && m.size == content.len() as u64 => CacheState::Valid,
+            Some(m)
+                if m.integrity == integrity
+                    && m.gist_revision == revision
+                    && m.size == content.len() as u64 =>
+            {
+                CacheState::Valid
+            }
             _ => CacheState::BadMetadata,
         }
     }
 
     /// Writes a cache entry. A new entry is staged and renamed into place
     /// whole; an existing (damaged) one is repaired file by file, atomically.
-    pub fn write_cache(&self, user: &str, gist: &str, content: &[u8], meta: &CacheMetadata) -> Result<()> {
+    pub fn write_cache(
+        &self,
+        user: &str,
+        gist: &str,
+        content: &[u8],
+        meta: &CacheMetadata,
+    ) -> Result<()> {
         let dir = self.cache_dir(user, gist, &meta.gist_revision);
         let write_into = |d: &Path| -> Result<()> {
             write_atomic(&d.join("content.mld"), content)?;
@@ -94,11 +120,15 @@ impl Project {
             return write_into(&dir).with_context(|| format!("repairing {}", dir.display()));
         }
         let parent = dir.parent().expect("cache dirs have a parent");
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        let staging = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(parent)?;
         write_into(staging.path())?;
         let staged = staging.keep();
-        mlld_fsutil::rename_durable(&staged, &dir).with_context(|| format!("moving the cache entry into {}", dir.display()))?;
+        mlld_fsutil::rename_durable(&staged, &dir)
+            .with_context(|| format!("moving the cache entry into {}", dir.display()))?;
         Ok(())
     }
 }

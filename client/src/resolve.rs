@@ -9,7 +9,11 @@ pub fn find_module<'m>(manifest: &'m Manifest, reference: &ModuleRef) -> Result<
         return Ok(m);
     }
     let near = near_names(manifest, &reference.full_name(), 3);
-    let hint = if near.is_empty() { String::new() } else { format!("; did you mean {}?", near.join(", ")) };
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", near.join(", "))
+    };
     bail!(
         "module {} is not in the registry snapshot (serial {}){hint} If it was registered recently, run `mlld-registry sync`.",
         reference.full_name(),
@@ -26,7 +30,8 @@ pub fn near_names(manifest: &Manifest, wanted: &str, limit: usize) -> Vec<String
         .iter()
         .map(|m| {
             let full = m.full_name();
-            let score = strsim::jaro_winkler(&wanted, &full.to_ascii_lowercase()).max(strsim::jaro_winkler(&wanted_name, &m.name));
+            let score = strsim::jaro_winkler(&wanted, &full.to_ascii_lowercase())
+                .max(strsim::jaro_winkler(&wanted_name, &m.name));
             (score, full)
         })
         .filter(|(score, _)| *score > 0.8)
@@ -36,19 +41,39 @@ pub fn near_names(manifest: &Manifest, wanted: &str, limit: usize) -> Vec<String
 }
 
 /// The revision a pin selects, or the newest.
-pub fn pick_revision<'m>(module: &'m ModuleRecord, reference: &ModuleRef) -> Result<&'m RevisionRecord> {
-    let Some(pin) = reference.pin.as_deref() else { return Ok(&module.current) };
-    let Some(prefix) = reference.revision_prefix() else {
-        bail!("`@{pin}` is not a revision prefix: this registry pins gist revisions (4 to 40 hex digits, e.g. @{}/{}@{})", module.user, module.name, &module.current.revision[..7]);
+pub fn pick_revision<'m>(
+    module: &'m ModuleRecord,
+    reference: &ModuleRef,
+) -> Result<&'m RevisionRecord> {
+    let Some(pin) = reference.pin.as_deref() else {
+        return Ok(&module.current);
     };
-    let matches: Vec<_> = module.revisions().filter(|r| r.revision.starts_with(prefix)).collect();
+    let Some(prefix) = reference.revision_prefix() else {
+        bail!(
+            "`@{pin}` is not a revision prefix: this registry pins gist revisions (4 to 40 hex digits, e.g. @{}/{}@{})",
+            module.user,
+            module.name,
+            &module.current.revision[..7]
+        );
+    };
+    let matches: Vec<_> = module
+        .revisions()
+        .filter(|r| r.revision.starts_with(prefix))
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one),
         [] => {
             let known: Vec<_> = module.revisions().map(|r| &r.revision[..7]).collect();
-            bail!("{} has no revision starting with `{prefix}` in this snapshot (known: {})", module.full_name(), known.join(", "))
+            bail!(
+                "{} has no revision starting with `{prefix}` in this snapshot (known: {})",
+                module.full_name(),
+                known.join(", ")
+            )
         }
-        _ => bail!("revision prefix `{prefix}` is ambiguous for {}; give more digits", module.full_name()),
+        _ => bail!(
+            "revision prefix `{prefix}` is ambiguous for {}; give more digits",
+            module.full_name()
+        ),
     }
 }
 

@@ -30,7 +30,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { compressed: 4 << 30, unpacked: 16 << 30, manifest: 512 << 20, member: 16 << 20 }
+        Self {
+            compressed: 4 << 30,
+            unpacked: 16 << 30,
+            manifest: 512 << 20,
+            member: 16 << 20,
+        }
     }
 }
 
@@ -38,7 +43,8 @@ impl Default for Limits {
 pub fn file_sha256(path: &Path) -> Result<String> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = sha2::Sha256::new();
-    io::copy(&mut f, &mut HashWriter(&mut h)).with_context(|| format!("reading {}", path.display()))?;
+    io::copy(&mut f, &mut HashWriter(&mut h))
+        .with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(h.finalize()))
 }
 
@@ -62,26 +68,49 @@ struct Capped<R> {
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(format!("the snapshot's {} size is over the limit", self.what)))?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::other(format!(
+                "the snapshot's {} size is over the limit",
+                self.what
+            ))
+        })?;
         Ok(n)
     }
 }
 
 /// Verifies `path` and imports it into `store`, unless it is there already.
-pub fn import(store: &Store, path: &Path, keys: &TrustedKeys, now: time::OffsetDateTime, limits: Limits) -> Result<VerifiedManifest> {
-    let size = std::fs::metadata(path).with_context(|| format!("opening snapshot {}", path.display()))?.len();
+pub fn import(
+    store: &Store,
+    path: &Path,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+) -> Result<VerifiedManifest> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("opening snapshot {}", path.display()))?
+        .len();
     if size > limits.compressed {
-        bail!("snapshot {} is {size} bytes, over the {}-byte limit; refusing to read it", path.display(), limits.compressed);
+        bail!(
+            "snapshot {} is {size} bytes, over the {}-byte limit; refusing to read it",
+            path.display(),
+            limits.compressed
+        );
     }
     let sha256 = file_sha256(path)?;
     if let Some(v) = store.load_manifest(&sha256, keys)? {
         check_fresh(&v.manifest, now)?;
         return Ok(v);
     }
-    let staging = tempfile::Builder::new().prefix("import-").tempdir_in(store.tmp_dir()?)?;
-    let manifest = unpack_verified(path, staging.path(), keys, now, limits).with_context(|| format!("snapshot {} was refused", path.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(store.tmp_dir()?)?;
+    let manifest = unpack_verified(path, staging.path(), keys, now, limits)
+        .with_context(|| format!("snapshot {} was refused", path.display()))?;
     commit(store, staging.path(), &sha256, &manifest)?;
-    Ok(VerifiedManifest { snapshot_sha256: sha256, manifest })
+    Ok(VerifiedManifest {
+        snapshot_sha256: sha256,
+        manifest,
+    })
 }
 
 /// Refuses a snapshot whose expiry has passed (a frozen mirror).
@@ -97,14 +126,30 @@ pub fn check_fresh(manifest: &Manifest, now: time::OffsetDateTime) -> Result<()>
     Ok(())
 }
 
-fn unpack_verified(path: &Path, staging: &Path, keys: &TrustedKeys, now: time::OffsetDateTime, limits: Limits) -> Result<Manifest> {
+fn unpack_verified(
+    path: &Path,
+    staging: &Path,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+) -> Result<Manifest> {
     let file = File::open(path)?;
-    let decoder = zstd::Decoder::new(Capped { inner: file, left: limits.compressed, what: "compressed" })?;
-    let mut archive = tar::Archive::new(Capped { inner: decoder, left: limits.unpacked, what: "unpacked" });
+    let decoder = zstd::Decoder::new(Capped {
+        inner: file,
+        left: limits.compressed,
+        what: "compressed",
+    })?;
+    let mut archive = tar::Archive::new(Capped {
+        inner: decoder,
+        left: limits.unpacked,
+        what: "unpacked",
+    });
     let mut entries = archive.entries().context("not a tar.zst snapshot")?;
 
     let mut next_named = |expected: &str, cap: u64| -> Result<Vec<u8>> {
-        let mut entry = entries.next().ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
+        let mut entry = entries
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
         let name = safe_member_path(&entry)?;
         if name != expected {
             bail!("the snapshot's members are out of order: `{name}` where `{expected}` must be");
@@ -115,9 +160,13 @@ fn unpack_verified(path: &Path, staging: &Path, keys: &TrustedKeys, now: time::O
     let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
     let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
     keys.verify("snapshot manifest", &manifest_bytes, &sig)?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
     if manifest.format_version != SNAPSHOT_FORMAT {
-        bail!("snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry", manifest.format_version);
+        bail!(
+            "snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry",
+            manifest.format_version
+        );
     }
     check_fresh(&manifest, now)?;
     check_consistent(&manifest)?;
@@ -126,17 +175,27 @@ fn unpack_verified(path: &Path, staging: &Path, keys: &TrustedKeys, now: time::O
     for entry in entries {
         let mut entry = entry?;
         let name = safe_member_path(&entry)?;
-        let member = manifest.members.get(&name).ok_or_else(|| anyhow::anyhow!("member `{name}` is not listed in the signed manifest"))?;
+        let member = manifest.members.get(&name).ok_or_else(|| {
+            anyhow::anyhow!("member `{name}` is not listed in the signed manifest")
+        })?;
         if !seen.insert(name.clone()) {
             bail!("member `{name}` appears twice");
         }
         if entry.size() != member.size || member.size > limits.member {
-            bail!("member `{name}` is {} bytes; the manifest says {} (limit {})", entry.size(), member.size, limits.member);
+            bail!(
+                "member `{name}` is {} bytes; the manifest says {} (limit {})",
+                entry.size(),
+                member.size,
+                limits.member
+            );
         }
         let bytes = read_capped(&mut entry, limits.member, &name)?;
         let actual = mlld_schemas::sha256_hex(&bytes);
         if actual != member.sha256 {
-            bail!("member `{name}` has SHA-256 {actual}, but the signed manifest says {}", member.sha256);
+            bail!(
+                "member `{name}` has SHA-256 {actual}, but the signed manifest says {}",
+                member.sha256
+            );
         }
         let dest = staging.join(&name);
         std::fs::create_dir_all(dest.parent().expect("member paths have a parent"))?;
@@ -169,8 +228,15 @@ fn check_consistent(manifest: &Manifest) -> Result<()> {
     for m in &manifest.modules {
         for r in m.revisions() {
             let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
-            if !manifest.members.contains_key(&mlld_schemas::snapshot::blob_path(hex)) {
-                bail!("module {} revision {} names content that is not in the snapshot", m.full_name(), r.revision);
+            if !manifest
+                .members
+                .contains_key(&mlld_schemas::snapshot::blob_path(hex))
+            {
+                bail!(
+                    "module {} revision {} names content that is not in the snapshot",
+                    m.full_name(),
+                    r.revision
+                );
             }
         }
     }
@@ -180,14 +246,25 @@ fn check_consistent(manifest: &Manifest) -> Result<()> {
 /// The member's path, refusing anything but a plain relative file path.
 fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     let kind = entry.header().entry_type();
-    let path = entry.path().context("a member's path is not valid")?.into_owned();
+    let path = entry
+        .path()
+        .context("a member's path is not valid")?
+        .into_owned();
     if kind != tar::EntryType::Regular {
-        bail!("member `{}` is a {kind:?}, not a regular file: links and devices are refused", path.display());
+        bail!(
+            "member `{}` is a {kind:?}, not a regular file: links and devices are refused",
+            path.display()
+        );
     }
     if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!("member path `{}` is absolute or leaves the snapshot (`..`); refused", path.display());
+        bail!(
+            "member path `{}` is absolute or leaves the snapshot (`..`); refused",
+            path.display()
+        );
     }
-    path.to_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
 }
 
 fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> {

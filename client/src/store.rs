@@ -73,25 +73,42 @@ impl Store {
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
         names::check_sha256_hex(sha256).map_err(anyhow::Error::msg)?;
         let path = self.blob(sha256);
-        let bytes = std::fs::read(&path).with_context(|| format!("blob {sha256} is missing from the store ({}); run `mlld-registry sync` again", path.display()))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "blob {sha256} is missing from the store ({}); run `mlld-registry sync` again",
+                path.display()
+            )
+        })?;
         let actual = mlld_schemas::sha256_hex(&bytes);
         if actual != sha256 {
-            bail!("store blob {} is corrupt (its SHA-256 is {actual}); delete it and sync again", path.display());
+            bail!(
+                "store blob {} is corrupt (its SHA-256 is {actual}); delete it and sync again",
+                path.display()
+            );
         }
         Ok(bytes)
     }
 
     /// Loads an imported snapshot's manifest, checking its signature again.
-    pub fn load_manifest(&self, snapshot_sha256: &str, keys: &TrustedKeys) -> Result<Option<VerifiedManifest>> {
+    pub fn load_manifest(
+        &self,
+        snapshot_sha256: &str,
+        keys: &TrustedKeys,
+    ) -> Result<Option<VerifiedManifest>> {
         let dir = self.snapshot_dir(snapshot_sha256);
         let bytes = match std::fs::read(dir.join(MANIFEST_NAME)) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
         };
-        let sig = std::fs::read_to_string(dir.join(MANIFEST_SIG_NAME)).with_context(|| format!("reading the manifest signature in {}", dir.display()))?;
+        let sig = std::fs::read_to_string(dir.join(MANIFEST_SIG_NAME))
+            .with_context(|| format!("reading the manifest signature in {}", dir.display()))?;
         keys.verify("stored manifest", &bytes, &sig)?;
-        let manifest = serde_json::from_slice(&bytes).with_context(|| format!("stored manifest in {} is malformed", dir.display()))?;
-        Ok(Some(VerifiedManifest { snapshot_sha256: snapshot_sha256.to_string(), manifest }))
+        let manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("stored manifest in {} is malformed", dir.display()))?;
+        Ok(Some(VerifiedManifest {
+            snapshot_sha256: snapshot_sha256.to_string(),
+            manifest,
+        }))
     }
 }

@@ -24,7 +24,9 @@ impl TrustedKeys {
             if Path::new(value).is_file() {
                 keys.push(read_key_file(Path::new(value))?);
             } else {
-                let key = PublicKey::from_base64(value).with_context(|| "MLLD_REGISTRY_KEY is neither a key file nor a base64 minisign public key")?;
+                let key = PublicKey::from_base64(value).with_context(
+                    || "MLLD_REGISTRY_KEY is neither a key file nor a base64 minisign public key",
+                )?;
                 keys.push(("MLLD_REGISTRY_KEY".into(), key));
             }
         } else {
@@ -40,7 +42,8 @@ impl TrustedKeys {
 
     /// Checks `sig_text` over `data` against the trusted keys and returns the trusted comment.
     pub fn verify(&self, what: &str, data: &[u8], sig_text: &str) -> Result<String> {
-        let sig = Signature::decode(sig_text).map_err(|e| anyhow::anyhow!("{what}: the signature is malformed ({e})"))?;
+        let sig = Signature::decode(sig_text)
+            .map_err(|e| anyhow::anyhow!("{what}: the signature is malformed ({e})"))?;
         let mut last_err = None;
         for (_, key) in &self.keys {
             match key.verify(data, &sig, false) {
@@ -58,7 +61,9 @@ impl TrustedKeys {
 }
 
 fn read_key_file(path: &Path) -> Result<(String, PublicKey)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading trusted key {}", path.display()))?;
-    let key = PublicKey::decode(&text).map_err(|e| anyhow::anyhow!("{} is not a minisign public key: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading trusted key {}", path.display()))?;
+    let key = PublicKey::decode(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a minisign public key: {e}", path.display()))?;
     Ok((path.display().to_string(), key))
 }

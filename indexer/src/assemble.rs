@@ -41,15 +41,35 @@ pub struct Indexed {
 }
 
 /// Fetches and content-addresses every job in parallel.
-pub fn index_all(jobs: &[Job<'_>], source: &dyn GistSource, blobs: &BlobDir) -> Vec<Result<Indexed, Rejection>> {
-    jobs.par_iter().map(|job| index_one(job, source, blobs)).collect()
+pub fn index_all(
+    jobs: &[Job<'_>],
+    source: &dyn GistSource,
+    blobs: &BlobDir,
+) -> Vec<Result<Indexed, Rejection>> {
+    jobs.par_iter()
+        .map(|job| index_one(job, source, blobs))
+        .collect()
 }
 
-fn index_one(job: &Job<'_>, source: &dyn GistSource, blobs: &BlobDir) -> Result<Indexed, Rejection> {
-    let reject = |reason: String| Rejection { module: format!("{}/{}", job.user, job.name), gist: job.entry.gist.clone(), reason };
+fn index_one(
+    job: &Job<'_>,
+    source: &dyn GistSource,
+    blobs: &BlobDir,
+) -> Result<Indexed, Rejection> {
+    let reject = |reason: String| Rejection {
+        module: format!("{}/{}", job.user, job.name),
+        gist: job.entry.gist.clone(),
+        reason,
+    };
     let gist = source.fetch(&job.entry.gist).map_err(|e| match e {
-        FetchError::NotFound => reject(format!("gist {} was not found (deleted, or made private)", job.entry.gist)),
-        FetchError::Failed(msg) => reject(format!("gist {} could not be fetched: {msg}", job.entry.gist)),
+        FetchError::NotFound => reject(format!(
+            "gist {} was not found (deleted, or made private)",
+            job.entry.gist
+        )),
+        FetchError::Failed(msg) => reject(format!(
+            "gist {} could not be fetched: {msg}",
+            job.entry.gist
+        )),
     })?;
     check_owner(job.user, &gist).map_err(reject)?;
     let (current, imports) = capture_revision(job.name, &gist, source, blobs).map_err(reject)?;
@@ -75,41 +95,75 @@ fn check_owner(user: &str, gist: &Gist) -> Result<(), String> {
             "gist {} is owned by `{}`, not `{user}`: a user may only register their own gists",
             gist.id, owner.login
         )),
-        None => Err(format!("gist {} has no owner (anonymous gists cannot be registered)", gist.id)),
+        None => Err(format!(
+            "gist {} has no owner (anonymous gists cannot be registered)",
+            gist.id
+        )),
     }
 }
 
 /// Content-addresses every file of the gist's newest revision.
-fn capture_revision(module: &str, gist: &Gist, source: &dyn GistSource, blobs: &BlobDir) -> Result<(RevisionRecord, Vec<ModuleRef>), String> {
-    let newest = gist.history.first().ok_or_else(|| format!("gist {} has no revision history", gist.id))?;
+fn capture_revision(
+    module: &str,
+    gist: &Gist,
+    source: &dyn GistSource,
+    blobs: &BlobDir,
+) -> Result<(RevisionRecord, Vec<ModuleRef>), String> {
+    let newest = gist
+        .history
+        .first()
+        .ok_or_else(|| format!("gist {} has no revision history", gist.id))?;
     names::check_revision(&newest.version)?;
     let file_name = module_file::select(module, gist.files.values().map(|f| f.filename.as_str()))
-        .ok_or_else(|| format!("gist {} has no module file (.mld, .mlld, .mld.md or .mlld.md)", gist.id))?
+        .ok_or_else(|| {
+            format!(
+                "gist {} has no module file (.mld, .mlld, .mld.md or .mlld.md)",
+                gist.id
+            )
+        })?
         .to_string();
     let mut files = Vec::with_capacity(gist.files.len());
     let mut module_bytes = None;
     for file in gist.files.values() {
         if file.size > MAX_FILE_BYTES {
-            return Err(format!("file `{}` is {} bytes, over the {MAX_FILE_BYTES}-byte limit", file.filename, file.size));
+            return Err(format!(
+                "file `{}` is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
+                file.filename, file.size
+            ));
         }
         let bytes = match (&file.content, file.truncated) {
             (Some(content), false) => content.as_bytes().to_vec(),
-            _ => source.fetch_raw(file).map_err(|e| format!("file `{}`: {e}", file.filename))?,
+            _ => source
+                .fetch_raw(file)
+                .map_err(|e| format!("file `{}`: {e}", file.filename))?,
         };
         if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!("file `{}` is over the {MAX_FILE_BYTES}-byte limit", file.filename));
+            return Err(format!(
+                "file `{}` is over the {MAX_FILE_BYTES}-byte limit",
+                file.filename
+            ));
         }
-        let sha256 = blobs.put(&bytes).map_err(|e| format!("storing file `{}`: {e}", file.filename))?;
-        files.push(GistFile { name: file.filename.clone(), sha256, size: bytes.len() as u64 });
+        let sha256 = blobs
+            .put(&bytes)
+            .map_err(|e| format!("storing file `{}`: {e}", file.filename))?;
+        files.push(GistFile {
+            name: file.filename.clone(),
+            sha256,
+            size: bytes.len() as u64,
+        });
         if file.filename == file_name {
             module_bytes = Some(bytes);
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let bytes = module_bytes.expect("the selected file is one of the gist's files");
-    let text = String::from_utf8(bytes.clone()).map_err(|_| format!("module file `{file_name}` is not UTF-8 text"))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| format!("module file `{file_name}` is not UTF-8 text"))?;
     let mode = SourceMode::for_file_name(&file_name).unwrap_or(SourceMode::Strict);
-    let imports = scan_imports(&text, mode, &[]).into_iter().map(|site| site.reference).collect();
+    let imports = scan_imports(&text, mode, &[])
+        .into_iter()
+        .map(|site| site.reference)
+        .collect();
     let record = RevisionRecord {
         revision: newest.version.clone(),
         committed_at: newest.committed_at.clone(),
@@ -128,7 +182,12 @@ fn capture_revision(module: &str, gist: &Gist, source: &dyn GistSource, blobs: &
 pub fn link_dependencies(indexed: &mut [Indexed]) -> Vec<(String, String)> {
     let known: BTreeMap<(String, String), String> = indexed
         .iter()
-        .map(|i| ((i.record.user.to_ascii_lowercase(), i.record.name.clone()), i.record.full_name()))
+        .map(|i| {
+            (
+                (i.record.user.to_ascii_lowercase(), i.record.name.clone()),
+                i.record.full_name(),
+            )
+        })
         .collect();
     let mut unresolved = Vec::new();
     for item in indexed.iter_mut() {

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::format_timestamp;
-use mlld_schemas::snapshot::{AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_path};
+use mlld_schemas::snapshot::{
+    AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_path,
+};
 pub use time::{Duration, OffsetDateTime};
 
 use crate::assemble::{self, Job};
@@ -33,7 +35,9 @@ impl BuildConfig {
     pub fn now_or_source_date_epoch() -> Result<OffsetDateTime> {
         match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(v) => {
-                let secs: i64 = v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"))?;
+                let secs: i64 = v.trim().parse().with_context(|| {
+                    format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")
+                })?;
                 Ok(OffsetDateTime::from_unix_timestamp(secs)?)
             }
             Err(_) => Ok(OffsetDateTime::now_utc()),
@@ -43,25 +47,38 @@ impl BuildConfig {
 
 pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildReport> {
     let started = Instant::now();
-    let registry = registry_load::load(&config.registry).with_context(|| format!("reading the registry at {}", config.registry.display()))?;
+    let registry = registry_load::load(&config.registry)
+        .with_context(|| format!("reading the registry at {}", config.registry.display()))?;
     if registry.users.is_empty() {
-        bail!("{} holds no user folders with a registry.json; is it a registry checkout?", config.registry.display());
+        bail!(
+            "{} holds no user folders with a registry.json; is it a registry checkout?",
+            config.registry.display()
+        );
     }
     let serial = match config.serial {
         Some(s) => s,
         None => publish::current_serial(&config.out)?.map_or(1, |s| s + 1),
     };
 
-    std::fs::create_dir_all(&config.out).with_context(|| format!("creating {}", config.out.display()))?;
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("creating {}", config.out.display()))?;
     // Staging lives inside the site directory so the final moves are renames on one file system.
-    let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&config.out)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&config.out)?;
     let blobs = BlobDir::new(staging.path());
 
     let jobs: Vec<Job<'_>> = registry
         .users
         .iter()
         .filter_map(|u| u.registry.as_ref().map(|r| (u, r)))
-        .flat_map(|(u, r)| r.modules.iter().map(move |(name, entry)| Job { user: &u.folder, name, entry }))
+        .flat_map(|(u, r)| {
+            r.modules.iter().map(move |(name, entry)| Job {
+                user: &u.folder,
+                name,
+                entry,
+            })
+        })
         .collect();
     let mut indexed = Vec::new();
     let mut rejected = Vec::new();
@@ -80,14 +97,25 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         .users
         .iter()
         .filter_map(|u| u.advisories.as_ref().map(|a| (u, a)))
-        .flat_map(|(u, a)| a.advisories.iter().map(|adv| AdvisoryRecord { user: u.folder.clone(), advisory: adv.clone() }))
+        .flat_map(|(u, a)| {
+            a.advisories.iter().map(|adv| AdvisoryRecord {
+                user: u.folder.clone(),
+                advisory: adv.clone(),
+            })
+        })
         .collect();
     advisories.sort_by(|a, b| (&a.user, &a.advisory.id).cmp(&(&b.user, &b.advisory.id)));
 
     let mut members = BTreeMap::new();
     for m in &modules {
         for f in m.revisions().flat_map(|r| &r.files) {
-            members.insert(blob_path(&f.sha256), Member { sha256: f.sha256.clone(), size: f.size });
+            members.insert(
+                blob_path(&f.sha256),
+                Member {
+                    sha256: f.sha256.clone(),
+                    size: f.size,
+                },
+            );
         }
     }
     let created = format_timestamp(config.created);
@@ -102,12 +130,22 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     };
     let mut manifest_bytes = serde_json::to_vec(&manifest)?;
     manifest_bytes.push(b'\n');
-    let signature = config.key.sign(&manifest_bytes, &format!("mlld-registry manifest serial:{serial} created:{created}"));
+    let signature = config.key.sign(
+        &manifest_bytes,
+        &format!("mlld-registry manifest serial:{serial} created:{created}"),
+    );
 
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;
-    let (sha256, size) = snapshot_writer::write(&staged, &manifest_bytes, signature.as_bytes(), &manifest.members, staging.path(), mtime)
-        .context("writing the snapshot")?;
+    let (sha256, size) = snapshot_writer::write(
+        &staged,
+        &manifest_bytes,
+        signature.as_bytes(),
+        &manifest.members,
+        staging.path(),
+        mtime,
+    )
+    .context("writing the snapshot")?;
     let latest = Latest {
         format_version: SNAPSHOT_FORMAT,
         snapshot: publish::snapshot_site_path(&sha256),
@@ -117,7 +155,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         created,
         expires: manifest.expires.clone(),
     };
-    publish::publish(&config.out, &staged, &latest, &config.key, &site_page::render(&manifest))?;
+    publish::publish(
+        &config.out,
+        &staged,
+        &latest,
+        &config.key,
+        &site_page::render(&manifest),
+    )?;
 
     let users_rejected = registry.rejected_users().map(str::to_string).collect();
     let diagnostics = registry.diagnostics;

@@ -62,7 +62,10 @@ pub trait GistSource: Sync {
 
     /// The full content of a file whose `content` the API cut short.
     fn fetch_raw(&self, file: &GistFileData) -> Result<Vec<u8>, FetchError> {
-        Err(FetchError::Failed(format!("`{}` is truncated and this gist source cannot fetch raw_url", file.filename)))
+        Err(FetchError::Failed(format!(
+            "`{}` is truncated and this gist source cannot fetch raw_url",
+            file.filename
+        )))
     }
 }
 
@@ -80,6 +83,8 @@ impl GistSource for RecordedGists {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FetchError::NotFound),
             Err(e) => return Err(FetchError::Failed(format!("{}: {e}", path.display()))),
         };
-        serde_json::from_str(&text).map_err(|e| FetchError::Failed(format!("{}: not a gist response: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| {
+            FetchError::Failed(format!("{}: not a gist response: {e}", path.display()))
+        })
     }
 }

@@ -12,7 +12,12 @@ fn split(file_name: &str) -> Option<(&str, usize)> {
     // Longest extension first, so `a.mld.md` is `.mld.md`, not `.md`.
     let mut by_len: Vec<(usize, &str)> = EXTENSIONS.iter().copied().enumerate().collect();
     by_len.sort_by_key(|(_, ext)| std::cmp::Reverse(ext.len()));
-    by_len.into_iter().find_map(|(rank, ext)| file_name.strip_suffix(ext).filter(|stem| !stem.is_empty()).map(|stem| (stem, rank)))
+    by_len.into_iter().find_map(|(rank, ext)| {
+        file_name
+            .strip_suffix(ext)
+            .filter(|stem| !stem.is_empty())
+            .map(|stem| (stem, rank))
+    })
 }
 
 /// Picks the module file among `file_names` for the module `module`.
@@ -30,7 +35,13 @@ mod tests {
 
     #[test]
     fn prefers_the_file_named_like_the_module() {
-        assert_eq!(select("prompt-kit", ["examples.mld", "README.md", "prompt-kit.mld"]), Some("prompt-kit.mld"));
+        assert_eq!(
+            select(
+                "prompt-kit",
+                ["examples.mld", "README.md", "prompt-kit.mld"]
+            ),
+            Some("prompt-kit.mld")
+        );
         assert_eq!(select("kit", ["kit.mld.md", "a.mld"]), Some("kit.mld.md"));
     }
 

@@ -19,15 +19,25 @@ pub fn snapshot_site_path(sha256: &str) -> String {
 }
 
 /// Moves a finished snapshot into the site and points `latest.json` at it.
-pub fn publish(out: &Path, staged_snapshot: &Path, latest: &Latest, key: &SigningKey, index_html: &str) -> Result<()> {
+pub fn publish(
+    out: &Path,
+    staged_snapshot: &Path,
+    latest: &Latest,
+    key: &SigningKey,
+    index_html: &str,
+) -> Result<()> {
     let dest = out.join(&latest.snapshot);
     std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
-    mlld_fsutil::rename_durable(staged_snapshot, &dest).with_context(|| format!("moving the snapshot to {}", dest.display()))?;
+    mlld_fsutil::rename_durable(staged_snapshot, &dest)
+        .with_context(|| format!("moving the snapshot to {}", dest.display()))?;
     mlld_fsutil::write_atomic(&out.join(PUBLIC_KEY_NAME), key.public_key_file().as_bytes())?;
     mlld_fsutil::write_atomic(&out.join("index.html"), index_html.as_bytes())?;
     let mut latest_bytes = serde_json::to_vec_pretty(latest)?;
     latest_bytes.push(b'\n');
-    let sig = key.sign(&latest_bytes, &format!("mlld-registry latest serial:{}", latest.serial));
+    let sig = key.sign(
+        &latest_bytes,
+        &format!("mlld-registry latest serial:{}", latest.serial),
+    );
     mlld_fsutil::write_atomic(&out.join(LATEST_SIG_NAME), sig.as_bytes())?;
     mlld_fsutil::write_atomic(&out.join(LATEST_NAME), &latest_bytes)?;
     Ok(())
@@ -38,7 +48,8 @@ pub fn current_serial(out: &Path) -> Result<Option<u64>> {
     let path = out.join(LATEST_NAME);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let latest: Latest = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a latest.json", path.display()))?;
+            let latest: Latest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a latest.json", path.display()))?;
             Ok(Some(latest.serial))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -27,7 +27,10 @@ pub struct LoadedRegistry {
 impl LoadedRegistry {
     /// User folders whose registry.json could not be used at all.
     pub fn rejected_users(&self) -> impl Iterator<Item = &str> {
-        self.users.iter().filter(|u| u.registry.is_none()).map(|u| u.folder.as_str())
+        self.users
+            .iter()
+            .filter(|u| u.registry.is_none())
+            .map(|u| u.folder.as_str())
     }
 }
 
@@ -35,10 +38,17 @@ impl LoadedRegistry {
 /// `registry.json` or an `advisories.json`; hidden folders (`.git`, `.github`) are skipped.
 pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut folders = Vec::new();
-    for entry in walkdir::WalkDir::new(root).min_depth(1).max_depth(1).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(1)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(std::io::Error::other)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type().is_dir() && !name.starts_with('.') && (entry.path().join("registry.json").is_file() || entry.path().join("advisories.json").is_file())
+        if entry.file_type().is_dir()
+            && !name.starts_with('.')
+            && (entry.path().join("registry.json").is_file()
+                || entry.path().join("advisories.json").is_file())
         {
             folders.push((name, entry.into_path()));
         }
@@ -49,7 +59,10 @@ pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 /// Reads and validates every user; one bad file never stops the others.
 pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
     let folders = user_folders(root)?;
-    let results: Vec<(LoadedUser, Vec<Diagnostic>)> = folders.par_iter().map(|(folder, dir)| load_user(folder, dir)).collect();
+    let results: Vec<(LoadedUser, Vec<Diagnostic>)> = folders
+        .par_iter()
+        .map(|(folder, dir)| load_user(folder, dir))
+        .collect();
     let mut out = LoadedRegistry::default();
     for (user, diagnostics) in results {
         out.diagnostics.extend(diagnostics);
@@ -75,11 +88,23 @@ fn load_user(folder: &str, dir: &Path) -> (LoadedUser, Vec<Diagnostic>) {
         diagnostics.extend(checked.diagnostics);
         checked.value
     });
-    (LoadedUser { folder: folder.to_string(), registry, advisories }, diagnostics)
+    (
+        LoadedUser {
+            folder: folder.to_string(),
+            registry,
+            advisories,
+        },
+        diagnostics,
+    )
 }
 
 /// The file's text; `None` when it is absent or unreadable (then reported).
-fn read_optional(dir: &Path, folder: &str, name: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<String> {
+fn read_optional(
+    dir: &Path,
+    folder: &str,
+    name: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<String> {
     match std::fs::read_to_string(dir.join(name)) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

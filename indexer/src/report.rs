@@ -45,23 +45,46 @@ impl fmt::Display for BuildReport {
             writeln!(f)?;
         }
         writeln!(f, "serial      {}", self.serial)?;
-        writeln!(f, "users       {} ({} rejected)", self.users, self.users_rejected.len())?;
+        writeln!(
+            f,
+            "users       {} ({} rejected)",
+            self.users,
+            self.users_rejected.len()
+        )?;
         for u in &self.users_rejected {
-            writeln!(f, "  rejected user {u}: registry.json is unusable (see the errors above)")?;
+            writeln!(
+                f,
+                "  rejected user {u}: registry.json is unusable (see the errors above)"
+            )?;
         }
-        writeln!(f, "modules     {} accepted, {} rejected", self.modules_accepted, self.modules_rejected.len())?;
+        writeln!(
+            f,
+            "modules     {} accepted, {} rejected",
+            self.modules_accepted,
+            self.modules_rejected.len()
+        )?;
         for r in &self.modules_rejected {
             writeln!(f, "  rejected {}: {}", r.module, r.reason)?;
         }
         for (module, reference) in &self.unresolved_imports {
-            writeln!(f, "  note: {module} imports {reference}, which is not in the registry")?;
+            writeln!(
+                f,
+                "  note: {module} imports {reference}, which is not in the registry"
+            )?;
         }
         writeln!(f, "advisories  {}", self.advisories)?;
         writeln!(f, "blobs       {}", self.blobs)?;
-        writeln!(f, "snapshot    {} ({} bytes)", self.snapshot, self.snapshot_bytes)?;
+        writeln!(
+            f,
+            "snapshot    {} ({} bytes)",
+            self.snapshot, self.snapshot_bytes
+        )?;
         writeln!(f, "time        {:.2}s", self.elapsed.as_secs_f64())?;
         if self.signed_with_demo_key {
-            writeln!(f, "warning: signed with the DEMO key; never publish this site as a real registry")?;
+            writeln!(
+                f,
+                "warning: signed with the DEMO key; never publish this site as a real registry"
+            )?;
         }
         Ok(())
     }

@@ -27,12 +27,17 @@ pub struct SigningKey {
 impl SigningKey {
     /// Reads a minisign secret key file. An encrypted key needs `password`.
     pub fn from_file(path: &Path, password: Option<String>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading signing key {}", path.display()))?;
-        Self::from_text(&text, password).with_context(|| format!("{} is not a usable minisign secret key", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading signing key {}", path.display()))?;
+        Self::from_text(&text, password)
+            .with_context(|| format!("{} is not a usable minisign secret key", path.display()))
     }
 
     pub fn from_text(text: &str, password: Option<String>) -> Result<Self> {
-        let is_demo = text.lines().next().is_some_and(|l| l.contains(DEMO_KEY_COMMENT));
+        let is_demo = text
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(DEMO_KEY_COMMENT));
         let sk_box = minisign::SecretKeyBox::from_string(text)?;
         let sk = match password {
             Some(p) => sk_box.into_secret_key(Some(p))?,
@@ -55,7 +60,11 @@ impl SigningKey {
         if key.verifying_key().as_bytes()[..] != bytes[94..126] {
             bail!("the secret key's public half does not match its seed");
         }
-        Ok(Self { key, keynum, is_demo })
+        Ok(Self {
+            key,
+            keynum,
+            is_demo,
+        })
     }
 
     /// The public key file (minisign format) that verifies this key's signatures.
@@ -64,7 +73,11 @@ impl SigningKey {
         raw.extend_from_slice(b"Ed");
         raw.extend_from_slice(&self.keynum);
         raw.extend_from_slice(self.key.verifying_key().as_bytes());
-        format!("untrusted comment: minisign public key: {}\n{}\n", self.key_id(), B64.encode(raw))
+        format!(
+            "untrusted comment: minisign public key: {}\n{}\n",
+            self.key_id(),
+            B64.encode(raw)
+        )
     }
 
     /// The key id as minisign prints it.
@@ -74,7 +87,10 @@ impl SigningKey {
 
     /// A minisign signature file for `data`.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> String {
-        assert!(!trusted_comment.contains('\n'), "trusted comments are one line");
+        assert!(
+            !trusted_comment.contains('\n'),
+            "trusted comments are one line"
+        );
         let prehash = blake2::Blake2b512::digest(data);
         let sig = self.key.sign(&prehash);
         let mut sig_line = Vec::with_capacity(74);
@@ -94,11 +110,18 @@ impl SigningKey {
 }
 
 /// Writes a new unencrypted key pair as `{dir}/{name}.key` and `{dir}/{name}.pub`.
-pub fn generate_keypair(dir: &Path, name: &str, comment: Option<&str>) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub fn generate_keypair(
+    dir: &Path,
+    name: &str,
+    comment: Option<&str>,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let pair = minisign::KeyPair::generate_unencrypted_keypair()?;
     let sk_text = pair.sk.to_box(comment)?.into_string();
     let pk_text = pair.pk.to_box()?.into_string();
-    let (sk_path, pk_path) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pub")));
+    let (sk_path, pk_path) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
     for p in [&sk_path, &pk_path] {
         if p.exists() {
             bail!("{} exists; refusing to overwrite a key", p.display());

@@ -24,8 +24,16 @@ pub fn escape_html(text: &str) -> String {
 pub fn render(manifest: &Manifest) -> String {
     let mut rows = String::new();
     for m in &manifest.modules {
-        let advisory = if manifest.advisories_for(m).next().is_some() { r#" <span class="advisory">advisory</span>"# } else { "" };
-        let tags: String = m.tags.iter().map(|t| format!(r#"<span class="tag">{}</span>"#, escape_html(t))).collect();
+        let advisory = if manifest.advisories_for(m).next().is_some() {
+            r#" <span class="advisory">advisory</span>"#
+        } else {
+            ""
+        };
+        let tags: String = m
+            .tags
+            .iter()
+            .map(|t| format!(r#"<span class="tag">{}</span>"#, escape_html(t)))
+            .collect();
         rows.push_str(&format!(
             "<tr><td><code>{}/{}</code>{advisory}</td><td>{}</td><td>{tags}</td><td><code>{}</code></td></tr>\n",
             escape_html(&m.user),
@@ -45,6 +53,9 @@ pub fn render(manifest: &Manifest) -> String {
 mod tests {
     #[test]
     fn escapes_markup() {
-        assert_eq!(super::escape_html(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
+        assert_eq!(
+            super::escape_html(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
     }
 }

@@ -56,7 +56,11 @@ pub fn write(
     mtime: u64,
 ) -> io::Result<(String, u64)> {
     let file = File::create(dest)?;
-    let hashing = Hashing { inner: BufWriter::new(file), hasher: sha2::Sha256::new(), len: 0 };
+    let hashing = Hashing {
+        inner: BufWriter::new(file),
+        hasher: sha2::Sha256::new(),
+        len: 0,
+    };
     let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
     let mut tar = tar::Builder::new(encoder);
     tar.mode(tar::HeaderMode::Deterministic);

@@ -46,7 +46,9 @@ pub struct Advisory {
 }
 
 /// Ordered from least to most severe, so thresholds compare with `>=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -74,7 +76,9 @@ impl std::str::FromStr for Severity {
             "medium" => Ok(Severity::Medium),
             "high" => Ok(Severity::High),
             "critical" => Ok(Severity::Critical),
-            _ => Err(format!("`{s}` is not a severity (low, medium, high or critical)")),
+            _ => Err(format!(
+                "`{s}` is not a severity (low, medium, high or critical)"
+            )),
         }
     }
 }
@@ -99,11 +103,20 @@ pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<Advisory
     let mut spans = None;
     let mut doc = match document::parse(file, src, &mut spans) {
         Ok(doc) => doc,
-        Err(diagnostics) => return Checked { value: None, diagnostics },
+        Err(diagnostics) => {
+            return Checked {
+                value: None,
+                diagnostics,
+            };
+        }
     };
     let root = JsonPath::root();
     if !doc.value.is_object() {
-        doc.sink.error(root, "advisories.json must hold a JSON object", "see the registry guide for the format");
+        doc.sink.error(
+            root,
+            "advisories.json must hold a JSON object",
+            "see the registry guide for the format",
+        );
         return doc.finish(None);
     }
     let list = document::remove_key(&mut doc.value, "advisories");
@@ -116,7 +129,10 @@ pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<Advisory
     if !names::same_user(&header.author, folder) {
         doc.sink.error(
             root.key("author"),
-            format!("author `{}` does not match the folder name `{folder}`", header.author),
+            format!(
+                "author `{}` does not match the folder name `{folder}`",
+                header.author
+            ),
             format!("set \"author\" to \"{folder}\""),
         );
         usable = false;
@@ -129,21 +145,43 @@ pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<Advisory
             let mut ids = std::collections::BTreeSet::new();
             for (i, item) in items.into_iter().enumerate() {
                 let path = list_path.index(i);
-                let Some(adv) = doc.take::<Advisory>(item, &path, "advisory") else { continue };
+                let Some(adv) = doc.take::<Advisory>(item, &path, "advisory") else {
+                    continue;
+                };
                 doc.warn_unknown(&adv.extra, &path);
-                let mut ok = doc.rule(path.key("created"), names::check_timestamp(&adv.created), "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z");
+                let mut ok = doc.rule(
+                    path.key("created"),
+                    names::check_timestamp(&adv.created),
+                    "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z",
+                );
                 for (j, gist) in adv.gists.iter().enumerate() {
-                    ok &= doc.rule(path.key("gists").index(j), names::check_gist_id(gist), "list gist ids as they appear in the gist URL");
+                    ok &= doc.rule(
+                        path.key("gists").index(j),
+                        names::check_gist_id(gist),
+                        "list gist ids as they appear in the gist URL",
+                    );
                 }
                 for (j, module) in adv.affects.iter().enumerate() {
-                    ok &= doc.rule(path.key("affects").index(j), names::check_module(module), "name the affected module as it appears in registry.json");
+                    ok &= doc.rule(
+                        path.key("affects").index(j),
+                        names::check_module(module),
+                        "name the affected module as it appears in registry.json",
+                    );
                 }
                 if adv.affects.is_empty() && adv.gists.is_empty() {
-                    doc.sink.error(path.clone(), "the advisory affects nothing", "list the module names in `affects` or the gist ids in `gists`");
+                    doc.sink.error(
+                        path.clone(),
+                        "the advisory affects nothing",
+                        "list the module names in `affects` or the gist ids in `gists`",
+                    );
                     ok = false;
                 }
                 if !ids.insert(adv.id.clone()) {
-                    doc.sink.error(path.key("id"), format!("advisory id `{}` is used twice", adv.id), "give every advisory its own id");
+                    doc.sink.error(
+                        path.key("id"),
+                        format!("advisory id `{}` is used twice", adv.id),
+                        "give every advisory its own id",
+                    );
                     ok = false;
                 }
                 if ok {
@@ -152,10 +190,19 @@ pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<Advisory
             }
         }
         Some(_) => {
-            doc.sink.error(list_path, "`advisories` must be an array", "write \"advisories\": [ ... ]");
+            doc.sink.error(
+                list_path,
+                "`advisories` must be an array",
+                "write \"advisories\": [ ... ]",
+            );
             usable = false;
         }
     }
-    let file_value = usable.then(|| AdvisoryFile { version: header.version, author: header.author, advisories, extra: header.extra });
+    let file_value = usable.then(|| AdvisoryFile {
+        version: header.version,
+        author: header.author,
+        advisories,
+        extra: header.extra,
+    });
     doc.finish(file_value)
 }

@@ -100,7 +100,11 @@ impl fmt::Display for Diagnostic {
             Level::Warning => "warning",
             Level::Error => "error",
         };
-        write!(f, "{}:{}:{}: {level}: {} (at {})", self.file, self.line, self.column, self.message, self.path)?;
+        write!(
+            f,
+            "{}:{}:{}: {level}: {} (at {})",
+            self.file, self.line, self.column, self.message, self.path
+        )?;
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
         }
@@ -119,11 +123,45 @@ pub struct DiagSink<'a> {
 
 impl<'a> DiagSink<'a> {
     pub fn new(file: &'a str, spans: Option<&'a crate::locate::SpanTree>) -> Self {
-        Self { file, spans, diagnostics: Vec::new() }
+        Self {
+            file,
+            spans,
+            diagnostics: Vec::new(),
+        }
     }
 
-    pub fn push(&mut self, level: Level, path: JsonPath, message: impl Into<String>, help: Option<String>) {
-        let (line, column) = self.spans.and_then(|s| s.position(&path)).unwrap_or((0, 0));
+    pub fn push(
+        &mut self,
+        level: Level,
+        path: JsonPath,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let position = self.spans.and_then(|s| s.position(&path));
+        self.push_at(level, path, position, message, help);
+    }
+
+    /// Like `push`, for a problem with the key that ends `path` rather than its value.
+    pub fn push_key(
+        &mut self,
+        level: Level,
+        path: JsonPath,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let position = self.spans.and_then(|s| s.key_position(&path));
+        self.push_at(level, path, position, message, Some(help.into()));
+    }
+
+    fn push_at(
+        &mut self,
+        level: Level,
+        path: JsonPath,
+        position: Option<(usize, usize)>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let (line, column) = position.unwrap_or((0, 0));
         self.diagnostics.push(Diagnostic {
             level,
             file: self.file.to_string(),
@@ -167,7 +205,11 @@ mod tests {
 
     #[test]
     fn paths_render_like_jsonpath() {
-        let p = JsonPath::root().key("modules").key("json-utils").key("tags").index(2);
+        let p = JsonPath::root()
+            .key("modules")
+            .key("json-utils")
+            .key("tags")
+            .index(2);
         assert_eq!(p.to_string(), r#"$.modules["json-utils"].tags[2]"#);
         assert_eq!(JsonPath::root().to_string(), "$");
     }

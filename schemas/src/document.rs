@@ -35,7 +35,11 @@ impl<T> Checked<T> {
 
 /// Parses `src`; syntax errors and duplicate keys are reported, and duplicate
 /// keys make the document unusable (serde_json would silently keep the last).
-pub fn parse<'a>(file: &'a str, src: &str, spans: &'a mut Option<SpanTree>) -> Result<Document<'a>, Vec<Diagnostic>> {
+pub fn parse<'a>(
+    file: &'a str,
+    src: &str,
+    spans: &'a mut Option<SpanTree>,
+) -> Result<Document<'a>, Vec<Diagnostic>> {
     let value: Value = match serde_json::from_str(src) {
         Ok(v) => v,
         Err(e) => {
@@ -46,9 +50,20 @@ pub fn parse<'a>(file: &'a str, src: &str, spans: &'a mut Option<SpanTree>) -> R
     };
     *spans = SpanTree::parse(src);
     let mut sink = DiagSink::new(file, spans.as_ref());
-    let duplicates: Vec<_> = spans.as_ref().map(|s| s.duplicates.clone()).unwrap_or_default();
-    for (path, _, _) in duplicates {
-        sink.error(path, "this key appears more than once in its object", "remove or rename one of the two entries");
+    let duplicates: Vec<_> = spans
+        .as_ref()
+        .map(|s| s.duplicates.clone())
+        .unwrap_or_default();
+    for (path, line, column) in duplicates {
+        sink.diagnostics.push(Diagnostic {
+            level: crate::diag::Level::Error,
+            file: file.to_string(),
+            path,
+            line,
+            column,
+            message: "this key appears more than once in its object".into(),
+            help: Some("remove or rename one of the two entries".into()),
+        });
     }
     if sink.has_errors() {
         return Err(sink.diagnostics);
@@ -58,13 +73,22 @@ pub fn parse<'a>(file: &'a str, src: &str, spans: &'a mut Option<SpanTree>) -> R
 
 impl Document<'_> {
     /// Deserializes `value` (found at `path`) into `T`, reporting type errors.
-    pub fn take<T: DeserializeOwned>(&mut self, value: Value, path: &JsonPath, what: &str) -> Option<T> {
+    pub fn take<T: DeserializeOwned>(
+        &mut self,
+        value: Value,
+        path: &JsonPath,
+        what: &str,
+    ) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
                 let at = path.join_serde(e.path());
                 let msg = e.inner().to_string();
-                self.sink.error(at, format!("{what}: {msg}"), format!("make this {what} match the documented format"));
+                self.sink.error(
+                    at,
+                    format!("{what}: {msg}"),
+                    format!("make this {what} match the documented format"),
+                );
                 None
             }
         }
@@ -73,11 +97,24 @@ impl Document<'_> {
     /// Warns about fields this version does not know; they are kept as they are.
     pub fn warn_unknown(&mut self, extra: &BTreeMap<String, Value>, path: &JsonPath) {
         for key in extra.keys() {
-            self.sink.warn(
+            self.sink.push_key(
+                crate::diag::Level::Warning,
                 path.key(key.clone()),
                 format!("unknown field `{key}` is kept as is but not used"),
                 "check the spelling if this field was meant to be one of the documented ones",
             );
+        }
+    }
+
+    /// Like [`Self::rule`], for a rule about the key that ends `path`.
+    pub fn key_rule(&mut self, path: JsonPath, result: Result<(), String>, help: &str) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(msg) => {
+                self.sink
+                    .push_key(crate::diag::Level::Error, path, msg, help);
+                false
+            }
         }
     }
 
@@ -93,7 +130,10 @@ impl Document<'_> {
     }
 
     pub fn finish<T>(self, value: Option<T>) -> Checked<T> {
-        Checked { value, diagnostics: self.sink.diagnostics }
+        Checked {
+            value,
+            diagnostics: self.sink.diagnostics,
+        }
     }
 }
 

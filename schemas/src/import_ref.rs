@@ -29,7 +29,10 @@ impl ModuleRef {
     /// Parses `mlld://user/module`, `@user/module` or `user/module`, each with
     /// an optional `@pin`.
     pub fn parse(input: &str) -> Result<Self, RefError> {
-        let err = |reason: &str| RefError { input: input.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| RefError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         let rest = input
             .strip_prefix("mlld://")
             .or_else(|| input.strip_prefix('@'))
@@ -37,18 +40,33 @@ impl ModuleRef {
         if rest.starts_with("gist/") {
             return Err(err("it names a gist directly, not a registry module"));
         }
-        let (user, rest) = rest.split_once('/').ok_or_else(|| err("there is no `/` between user and module"))?;
+        let (user, rest) = rest
+            .split_once('/')
+            .ok_or_else(|| err("there is no `/` between user and module"))?;
         let (module, pin) = match rest.split_once('@') {
             Some((m, p)) if !p.is_empty() => (m, Some(p.to_string())),
             Some(_) => return Err(err("the pin after `@` is empty")),
             None => (rest, None),
         };
-        let module = EXTENSIONS.iter().find_map(|ext| module.strip_suffix(ext)).unwrap_or(module);
+        let module = EXTENSIONS
+            .iter()
+            .find_map(|ext| module.strip_suffix(ext))
+            .unwrap_or(module);
         names::check_user(user).map_err(|e| err(&e))?;
-        if module.is_empty() || !module.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-            return Err(err("the module name is empty or holds characters other than letters, digits, `-`, `_`, `.`"));
+        if module.is_empty()
+            || !module
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(err(
+                "the module name is empty or holds characters other than letters, digits, `-`, `_`, `.`",
+            ));
         }
-        Ok(Self { user: user.to_string(), module: module.to_string(), pin })
+        Ok(Self {
+            user: user.to_string(),
+            module: module.to_string(),
+            pin,
+        })
     }
 
     /// The lock file key: `mlld://user/module` (no pin).
@@ -63,7 +81,9 @@ impl ModuleRef {
 
     /// The pin when it is a revision prefix (4 to 40 lowercase hex digits).
     pub fn revision_prefix(&self) -> Option<&str> {
-        self.pin.as_deref().filter(|p| (4..=40).contains(&p.len()) && names::is_lower_hex(p))
+        self.pin
+            .as_deref()
+            .filter(|p| (4..=40).contains(&p.len()) && names::is_lower_hex(p))
     }
 }
 
@@ -107,7 +127,10 @@ pub struct ImportSite {
 }
 
 /// Resolver prefixes and special sources that look like `@user/...` but are not registry users.
-const NOT_USERS: [&str; 11] = ["local", "root", "base", "project", "input", "stdin", "payload", "state", "now", "time", "keychain"];
+const NOT_USERS: [&str; 11] = [
+    "local", "root", "base", "project", "input", "stdin", "payload", "state", "now", "time",
+    "keychain",
+];
 const IMPORT_KINDS: [&str; 6] = ["module", "static", "live", "local", "templates", "cached"];
 
 /// Finds every registry import in `text`. `extra_prefixes` are resolver
@@ -123,19 +146,28 @@ pub fn scan_imports(text: &str, mode: SourceMode, extra_prefixes: &[String]) -> 
         if mode == SourceMode::Markdown && trimmed.starts_with("```") {
             fence = match fence {
                 Some(_) => None,
-                None => Some(trimmed.trim_start_matches('`').trim().starts_with("mlld-run")),
+                None => Some(
+                    trimmed
+                        .trim_start_matches('`')
+                        .trim()
+                        .starts_with("mlld-run"),
+                ),
             };
             i += 1;
             continue;
         }
         let directive = match (mode, fence) {
-            (SourceMode::Strict, _) | (SourceMode::Markdown, Some(true)) => strip_directive(trimmed, true),
+            (SourceMode::Strict, _) | (SourceMode::Markdown, Some(true)) => {
+                strip_directive(trimmed, true)
+            }
             (SourceMode::Markdown, None) => strip_directive(line, false),
             (SourceMode::Markdown, Some(false)) => None,
         };
         let start = i;
         i += 1;
-        let Some(mut rest) = directive.map(str::to_string) else { continue };
+        let Some(mut rest) = directive.map(str::to_string) else {
+            continue;
+        };
         // A brace list may span lines: join until it closes.
         while rest.contains('{') && !rest.contains('}') && i < lines.len() {
             rest.push(' ');
@@ -143,7 +175,10 @@ pub fn scan_imports(text: &str, mode: SourceMode, extra_prefixes: &[String]) -> 
             i += 1;
         }
         if let Some(reference) = import_source(&rest, extra_prefixes) {
-            sites.push(ImportSite { reference, line: start + 1 });
+            sites.push(ImportSite {
+                reference,
+                line: start + 1,
+            });
         }
     }
     sites
@@ -154,7 +189,13 @@ fn strip_directive(line: &str, bare_allowed: bool) -> Option<&str> {
     let rest = line
         .strip_prefix("/import")
         .or_else(|| line.strip_prefix("@import"))
-        .or_else(|| if bare_allowed { line.strip_prefix("import") } else { None })?;
+        .or_else(|| {
+            if bare_allowed {
+                line.strip_prefix("import")
+            } else {
+                None
+            }
+        })?;
     rest.starts_with(char::is_whitespace).then_some(rest.trim())
 }
 
@@ -179,7 +220,9 @@ fn import_source(rest: &str, extra_prefixes: &[String]) -> Option<ModuleRef> {
     } else if token.starts_with('@') {
         let r = ModuleRef::parse(token.trim_end_matches([',', ';'])).ok()?;
         let user = r.user.to_ascii_lowercase();
-        if NOT_USERS.contains(&user.as_str()) || extra_prefixes.iter().any(|p| p.eq_ignore_ascii_case(&user)) {
+        if NOT_USERS.contains(&user.as_str())
+            || extra_prefixes.iter().any(|p| p.eq_ignore_ascii_case(&user))
+        {
             return None;
         }
         r
@@ -194,16 +237,33 @@ mod tests {
     use super::*;
 
     fn refs(text: &str, mode: SourceMode) -> Vec<String> {
-        scan_imports(text, mode, &["lib".to_string()]).into_iter().map(|s| s.reference.to_string()).collect()
+        scan_imports(text, mode, &["lib".to_string()])
+            .into_iter()
+            .map(|s| s.reference.to_string())
+            .collect()
     }
 
     #[test]
     fn parses_every_reference_form() {
         let r = ModuleRef::parse("mlld://adamavenir/json-utils").unwrap();
-        assert_eq!((r.user.as_str(), r.module.as_str(), r.pin.as_deref()), ("adamavenir", "json-utils", None));
-        assert_eq!(ModuleRef::parse("@adamavenir/json-utils@b20e54d").unwrap().revision_prefix(), Some("b20e54d"));
-        assert_eq!(ModuleRef::parse("@a/b@^1.0.0").unwrap().revision_prefix(), None);
-        assert_eq!(ModuleRef::parse("@a/json-utils.mld").unwrap().module, "json-utils");
+        assert_eq!(
+            (r.user.as_str(), r.module.as_str(), r.pin.as_deref()),
+            ("adamavenir", "json-utils", None)
+        );
+        assert_eq!(
+            ModuleRef::parse("@adamavenir/json-utils@b20e54d")
+                .unwrap()
+                .revision_prefix(),
+            Some("b20e54d")
+        );
+        assert_eq!(
+            ModuleRef::parse("@a/b@^1.0.0").unwrap().revision_prefix(),
+            None
+        );
+        assert_eq!(
+            ModuleRef::parse("@a/json-utils.mld").unwrap().module,
+            "json-utils"
+        );
         assert_eq!(ModuleRef::parse("a/b").unwrap().import_path(), "mlld://a/b");
         assert!(ModuleRef::parse("mlld://gist/a/0123456789abcdef0123").is_err());
         assert!(ModuleRef::parse("@a/").is_err());
@@ -232,22 +292,42 @@ import @dave/four as @four
 "#;
         assert_eq!(
             refs(text, SourceMode::Strict),
-            ["@alice/one", "@bob/two", "@carol/three@abcd123", "@dave/four", "@erin/five", "@frank/six", "@gina/seven"]
+            [
+                "@alice/one",
+                "@bob/two",
+                "@carol/three@abcd123",
+                "@dave/four",
+                "@erin/five",
+                "@frank/six",
+                "@gina/seven"
+            ]
         );
     }
 
     #[test]
     fn markdown_mode_skips_example_fences() {
         let text = "# Doc\n/import { @a } from @alice/one\n```mlld\n/import { @b } from @bob/example\n```\n```mlld-run\nimport { @c } from @carol/run\n```\n  /import { @d } from @dave/indented\n@import { e } from \"mlld://erin/old\"\n";
-        assert_eq!(refs(text, SourceMode::Markdown), ["@alice/one", "@carol/run", "@erin/old"]);
+        assert_eq!(
+            refs(text, SourceMode::Markdown),
+            ["@alice/one", "@carol/run", "@erin/old"]
+        );
     }
 
     #[test]
     fn modes_follow_file_names() {
         assert_eq!(SourceMode::for_file_name("a.mld"), Some(SourceMode::Strict));
-        assert_eq!(SourceMode::for_file_name("a.mlld"), Some(SourceMode::Strict));
-        assert_eq!(SourceMode::for_file_name("a.mld.md"), Some(SourceMode::Markdown));
-        assert_eq!(SourceMode::for_file_name("README.md"), Some(SourceMode::Markdown));
+        assert_eq!(
+            SourceMode::for_file_name("a.mlld"),
+            Some(SourceMode::Strict)
+        );
+        assert_eq!(
+            SourceMode::for_file_name("a.mld.md"),
+            Some(SourceMode::Markdown)
+        );
+        assert_eq!(
+            SourceMode::for_file_name("README.md"),
+            Some(SourceMode::Markdown)
+        );
         assert_eq!(SourceMode::for_file_name("a.txt"), None);
     }
 }

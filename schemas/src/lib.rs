@@ -21,13 +21,16 @@ pub use document::Checked;
 pub use import_ref::{ImportSite, ModuleRef, SourceMode, scan_imports};
 pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
 pub use registry::{ModuleEntry, UserRegistry, check_registry};
-pub use snapshot::{AdvisoryRecord, GistFile, Latest, Manifest, Member, ModuleRecord, RevisionRecord};
+pub use snapshot::{
+    AdvisoryRecord, GistFile, Latest, Manifest, Member, ModuleRecord, RevisionRecord,
+};
 
 /// The JSON Schemas published for the formats mlld shares with the registry:
 /// file name under `schemas/json/` and its pretty-printed text.
 pub fn json_schemas() -> Vec<(&'static str, String)> {
     fn render<T: schemars::JsonSchema>() -> String {
-        let mut text = serde_json::to_string_pretty(&schemars::schema_for!(T)).expect("schemas serialize");
+        let mut text =
+            serde_json::to_string_pretty(&schemars::schema_for!(T)).expect("schemas serialize");
         text.push('\n');
         text
     }

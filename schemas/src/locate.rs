@@ -8,7 +8,8 @@ use crate::diag::{JsonPath, PathSeg};
 
 #[derive(Debug)]
 enum Kind {
-    Object(Vec<(String, Node)>),
+    /// Key, the key's position, and the value.
+    Object(Vec<(String, (usize, usize), Node)>),
     Array(Vec<Node>),
     Scalar,
 }
@@ -31,27 +32,59 @@ pub struct SpanTree {
 impl SpanTree {
     /// Scans `src`; `None` when it is not valid JSON.
     pub fn parse(src: &str) -> Option<Self> {
-        let mut s = Scanner { chars: src.char_indices().peekable(), src, line: 1, column: 1, duplicates: Vec::new() };
+        let mut s = Scanner {
+            chars: src.char_indices().peekable(),
+            src,
+            line: 1,
+            column: 1,
+            duplicates: Vec::new(),
+        };
         let root = s.value(&JsonPath::root())?;
-        Some(Self { root, duplicates: s.duplicates })
+        Some(Self {
+            root,
+            duplicates: s.duplicates,
+        })
     }
 
     /// The 1-based line and column where the value at `path` starts, or of
     /// its nearest existing ancestor.
     pub fn position(&self, path: &JsonPath) -> Option<(usize, usize)> {
+        let (node, _) = self.walk(path);
+        Some((node.line, node.column))
+    }
+
+    /// Where the key that ends `path` is written (for problems with the key
+    /// itself); the value's position when the path does not end in a key.
+    pub fn key_position(&self, path: &JsonPath) -> Option<(usize, usize)> {
+        match self.walk(path) {
+            (_, Some(key_pos)) => Some(key_pos),
+            (node, None) => Some((node.line, node.column)),
+        }
+    }
+
+    /// The deepest node along `path`, and the key position of the last step if it was found.
+    fn walk(&self, path: &JsonPath) -> (&Node, Option<(usize, usize)>) {
         let mut node = &self.root;
+        let mut key_pos = None;
         for seg in &path.0 {
             let next = match (seg, &node.kind) {
-                (PathSeg::Key(k), Kind::Object(entries)) => entries.iter().rev().find(|(key, _)| key == k).map(|(_, n)| n),
-                (PathSeg::Index(i), Kind::Array(items)) => items.get(*i),
+                (PathSeg::Key(k), Kind::Object(entries)) => entries
+                    .iter()
+                    .rev()
+                    .find(|(key, _, _)| key == k)
+                    .map(|(_, pos, n)| (n, Some(*pos))),
+                (PathSeg::Index(i), Kind::Array(items)) => items.get(*i).map(|n| (n, None)),
                 _ => None,
             };
             match next {
-                Some(n) => node = n,
-                None => break,
+                Some((n, pos)) => {
+                    node = n;
+                    key_pos = pos;
+                }
+                None => return (node, None),
             }
         }
-        Some((node.line, node.column))
+        (node, key_pos)
     }
 }
 
@@ -96,7 +129,8 @@ impl Scanner<'_> {
                 Kind::Scalar
             }
             _ => {
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')) {
+                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.'))
+                {
                     self.bump();
                 }
                 Kind::Scalar
@@ -107,7 +141,7 @@ impl Scanner<'_> {
 
     fn object(&mut self, path: &JsonPath) -> Option<Kind> {
         self.bump();
-        let mut entries: Vec<(String, Node)> = Vec::new();
+        let mut entries: Vec<(String, (usize, usize), Node)> = Vec::new();
         loop {
             self.skip_ws();
             match self.peek()? {
@@ -126,11 +160,11 @@ impl Scanner<'_> {
                         return None;
                     }
                     let child_path = path.key(key.clone());
-                    if entries.iter().any(|(k, _)| *k == key) {
+                    if entries.iter().any(|(k, _, _)| *k == key) {
                         self.duplicates.push((child_path.clone(), line, column));
                     }
                     let node = self.value(&child_path)?;
-                    entries.push((key, node));
+                    entries.push((key, (line, column), node));
                 }
                 _ => return None,
             }
@@ -182,12 +216,22 @@ mod tests {
 
     #[test]
     fn finds_nested_positions() {
-        let src = "{\n  \"modules\": {\n    \"a\": { \"gist\": \"x\" },\n    \"b\": [1, 2]\n  }\n}\n";
+        let src =
+            "{\n  \"modules\": {\n    \"a\": { \"gist\": \"x\" },\n    \"b\": [1, 2]\n  }\n}\n";
         let tree = SpanTree::parse(src).unwrap();
-        assert_eq!(tree.position(&JsonPath::root().key("modules").key("a").key("gist")), Some((3, 20)));
-        assert_eq!(tree.position(&JsonPath::root().key("modules").key("b").index(1)), Some((4, 14)));
+        assert_eq!(
+            tree.position(&JsonPath::root().key("modules").key("a").key("gist")),
+            Some((3, 20))
+        );
+        assert_eq!(
+            tree.position(&JsonPath::root().key("modules").key("b").index(1)),
+            Some((4, 14))
+        );
         // A missing key points at its nearest ancestor.
-        assert_eq!(tree.position(&JsonPath::root().key("modules").key("zz")), Some((2, 14)));
+        assert_eq!(
+            tree.position(&JsonPath::root().key("modules").key("zz")),
+            Some((2, 14))
+        );
     }
 
     #[test]
@@ -195,6 +239,9 @@ mod tests {
         let src = r#"{"modules": {"a": 1, "b\u0021": 2, "a": 3}}"#;
         let tree = SpanTree::parse(src).unwrap();
         assert_eq!(tree.duplicates.len(), 1);
-        assert_eq!(tree.duplicates[0].0, JsonPath::root().key("modules").key("a"));
+        assert_eq!(
+            tree.duplicates[0].0,
+            JsonPath::root().key("modules").key("a")
+        );
     }
 }

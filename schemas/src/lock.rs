@@ -45,7 +45,10 @@ pub struct LockEntry {
 
 impl LockFile {
     pub fn new() -> Self {
-        Self { version: LOCK_VERSION.into(), ..Self::default() }
+        Self {
+            version: LOCK_VERSION.into(),
+            ..Self::default()
+        }
     }
 
     /// The file's bytes: 2-space pretty JSON with a final newline, as mlld writes it.
@@ -73,7 +76,12 @@ pub fn check_lock(file: &str, src: &str) -> Checked<LockFile> {
     let mut spans = None;
     let mut doc = match document::parse(file, src, &mut spans) {
         Ok(doc) => doc,
-        Err(diagnostics) => return Checked { value: None, diagnostics },
+        Err(diagnostics) => {
+            return Checked {
+                value: None,
+                diagnostics,
+            };
+        }
     };
     let root = JsonPath::root();
     let value = std::mem::take(&mut doc.value);
@@ -91,12 +99,29 @@ pub fn check_lock(file: &str, src: &str) -> Checked<LockFile> {
         doc.rule(path.clone(), parsed.map(|_| ()), fix_key);
         doc.rule(
             path.key("resolved"),
-            parse_resolved(&entry.resolved).map(|_| ()).ok_or_else(|| format!("`{}` is not a gist reference (mlld://gist/user/id)", entry.resolved)),
+            parse_resolved(&entry.resolved).map(|_| ()).ok_or_else(|| {
+                format!(
+                    "`{}` is not a gist reference (mlld://gist/user/id)",
+                    entry.resolved
+                )
+            }),
             "run `mlld-registry install` after removing this entry to resolve it again",
         );
-        doc.rule(path.key("gistRevision"), names::check_revision(&entry.gist_revision), "remove this entry and resolve the module again");
-        doc.rule(path.key("integrity"), names::check_integrity(&entry.integrity), "remove this entry and resolve the module again");
-        doc.rule(path.key("approvedAt"), names::check_timestamp(&entry.approved_at), "write the time as RFC 3339");
+        doc.rule(
+            path.key("gistRevision"),
+            names::check_revision(&entry.gist_revision),
+            "remove this entry and resolve the module again",
+        );
+        doc.rule(
+            path.key("integrity"),
+            names::check_integrity(&entry.integrity),
+            "remove this entry and resolve the module again",
+        );
+        doc.rule(
+            path.key("approvedAt"),
+            names::check_timestamp(&entry.approved_at),
+            "write the time as RFC 3339",
+        );
     }
     let ok = !doc.sink.has_errors();
     doc.finish(ok.then_some(lock))
@@ -142,7 +167,10 @@ mod tests {
     fn guide_example_round_trips_byte_for_byte() {
         let checked = check_lock("mlld.lock.json", GOOD);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
-        assert_eq!(String::from_utf8(checked.value.unwrap().to_bytes()).unwrap(), GOOD);
+        assert_eq!(
+            String::from_utf8(checked.value.unwrap().to_bytes()).unwrap(),
+            GOOD
+        );
     }
 
     #[test]
@@ -151,9 +179,16 @@ mod tests {
         let checked = check_lock(".mlld/mlld.lock.json", &src);
         assert!(checked.value.is_none());
         let d = checked.errors().next().unwrap();
-        assert_eq!(d.path.to_string(), r#"$.imports["mlld://adamavenir/json-utils"].gistRevision"#);
+        assert_eq!(
+            d.path.to_string(),
+            r#"$.imports["mlld://adamavenir/json-utils"].gistRevision"#
+        );
         assert_eq!((d.line, d.column), (6, 23));
-        assert!(d.to_string().starts_with(".mlld/mlld.lock.json:6:23: error:"), "{d}");
+        assert!(
+            d.to_string()
+                .starts_with(".mlld/mlld.lock.json:6:23: error:"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -166,8 +201,15 @@ mod tests {
 
     #[test]
     fn unknown_fields_survive_a_rewrite() {
-        let src = GOOD.replace("\"version\": \"1.0.0\",", "\"version\": \"1.0.0\",\n  \"config\": {\"x\": 1},");
+        let src = GOOD.replace(
+            "\"version\": \"1.0.0\",",
+            "\"version\": \"1.0.0\",\n  \"config\": {\"x\": 1},",
+        );
         let lock = check_lock("l", &src).value.unwrap();
-        assert!(String::from_utf8(lock.to_bytes()).unwrap().contains("\"config\""));
+        assert!(
+            String::from_utf8(lock.to_bytes())
+                .unwrap()
+                .contains("\"config\"")
+        );
     }
 }

@@ -18,13 +18,19 @@ pub fn check_user(name: &str) -> Result<(), String> {
         return Err("user name is empty".into());
     }
     if name.len() > MAX_USER_LEN {
-        return Err(format!("user name `{name}` is longer than {MAX_USER_LEN} characters"));
+        return Err(format!(
+            "user name `{name}` is longer than {MAX_USER_LEN} characters"
+        ));
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(format!("user name `{name}` may hold only ASCII letters, digits and hyphens"));
+        return Err(format!(
+            "user name `{name}` may hold only ASCII letters, digits and hyphens"
+        ));
     }
     if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!("user name `{name}` may not start or end with a hyphen or hold two in a row"));
+        return Err(format!(
+            "user name `{name}` may not start or end with a hyphen or hold two in a row"
+        ));
     }
     Ok(())
 }
@@ -39,39 +45,53 @@ pub fn check_module(name: &str) -> Result<(), String> {
         return Err("module name is empty".into());
     }
     if name.len() > MAX_MODULE_LEN {
-        return Err(format!("module name `{name}` is longer than {MAX_MODULE_LEN} characters"));
+        return Err(format!(
+            "module name `{name}` is longer than {MAX_MODULE_LEN} characters"
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-        return Err(format!("module name `{name}` must start with a lowercase letter or a digit"));
+        return Err(format!(
+            "module name `{name}` must start with a lowercase letter or a digit"
+        ));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!("module name `{name}` holds `{bad}`; allowed are lowercase letters, digits, `-`, `_` and `.`"));
+        return Err(format!(
+            "module name `{name}` holds `{bad}`; allowed are lowercase letters, digits, `-`, `_` and `.`"
+        ));
     }
     Ok(())
 }
 
 pub fn check_gist_id(id: &str) -> Result<(), String> {
-    let hex = (20..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = (20..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let numeric = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
     if hex || numeric {
         Ok(())
     } else {
-        Err(format!("`{id}` is not a gist id (20 to 32 lowercase hex digits, or the number of an old gist)"))
+        Err(format!(
+            "`{id}` is not a gist id (20 to 32 lowercase hex digits, or the number of an old gist)"
+        ))
     }
 }
 
 pub fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn check_revision(rev: &str) -> Result<(), String> {
     if rev.len() == 40 && is_lower_hex(rev) {
         Ok(())
     } else {
-        Err(format!("`{rev}` is not a gist revision (40 lowercase hex digits)"))
+        Err(format!(
+            "`{rev}` is not a gist revision (40 lowercase hex digits)"
+        ))
     }
 }
 
@@ -79,14 +99,18 @@ pub fn check_sha256_hex(hex: &str) -> Result<(), String> {
     if hex.len() == 64 && is_lower_hex(hex) {
         Ok(())
     } else {
-        Err(format!("`{hex}` is not a SHA-256 digest (64 lowercase hex digits)"))
+        Err(format!(
+            "`{hex}` is not a SHA-256 digest (64 lowercase hex digits)"
+        ))
     }
 }
 
 pub fn check_integrity(integrity: &str) -> Result<(), String> {
     match integrity.strip_prefix("sha256:") {
         Some(hex) if check_sha256_hex(hex).is_ok() => Ok(()),
-        _ => Err(format!("`{integrity}` is not an integrity string (`sha256:` and 64 lowercase hex digits)")),
+        _ => Err(format!(
+            "`{integrity}` is not an integrity string (`sha256:` and 64 lowercase hex digits)"
+        )),
     }
 }
 
@@ -95,14 +119,19 @@ pub fn check_timestamp(ts: &str) -> Result<(), String> {
 }
 
 pub fn parse_timestamp(ts: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("`{ts}` is not an RFC 3339 timestamp (for example 2024-05-28T00:00:00Z)"))
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        format!("`{ts}` is not an RFC 3339 timestamp (for example 2024-05-28T00:00:00Z)")
+    })
 }
 
 /// Formats a time as RFC 3339 in UTC with whole seconds, as the registry writes it.
 pub fn format_timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).expect("0 is a valid nanosecond");
-    t.format(&time::format_description::well_known::Rfc3339).expect("UTC times format as RFC 3339")
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC times format as RFC 3339")
 }
 
 #[cfg(test)]
@@ -149,6 +178,9 @@ mod tests {
         assert!(check_timestamp("2024-05-28T00:00:00Z").is_ok());
         assert!(check_timestamp("2024-05-28T10:00:00.123+02:00").is_ok());
         assert!(check_timestamp("2024-05-28").is_err());
-        assert_eq!(format_timestamp(parse_timestamp("2024-05-28T10:00:00.5+02:00").unwrap()), "2024-05-28T08:00:00Z");
+        assert_eq!(
+            format_timestamp(parse_timestamp("2024-05-28T10:00:00.5+02:00").unwrap()),
+            "2024-05-28T08:00:00Z"
+        );
     }
 }

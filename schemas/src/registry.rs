@@ -66,11 +66,20 @@ pub fn check_registry(file: &str, folder: &str, src: &str) -> Checked<UserRegist
     let mut spans = None;
     let mut doc = match document::parse(file, src, &mut spans) {
         Ok(doc) => doc,
-        Err(diagnostics) => return Checked { value: None, diagnostics },
+        Err(diagnostics) => {
+            return Checked {
+                value: None,
+                diagnostics,
+            };
+        }
     };
     let root = JsonPath::root();
     if !doc.value.is_object() {
-        doc.sink.error(root, "registry.json must hold a JSON object", "see the registry guide for the format");
+        doc.sink.error(
+            root,
+            "registry.json must hold a JSON object",
+            "see the registry guide for the format",
+        );
         return doc.finish(None);
     }
     let modules_value = document::remove_key(&mut doc.value, "modules");
@@ -79,23 +88,41 @@ pub fn check_registry(file: &str, folder: &str, src: &str) -> Checked<UserRegist
         return doc.finish(None);
     };
     doc.warn_unknown(&header.extra, &root);
-    let mut usable = doc.rule(root.key("author"), names::check_user(&header.author), "use the GitHub user name that owns this folder");
+    let mut usable = doc.rule(
+        root.key("author"),
+        names::check_user(&header.author),
+        "use the GitHub user name that owns this folder",
+    );
     if usable && !names::same_user(&header.author, folder) {
         doc.sink.error(
             root.key("author"),
-            format!("author `{}` does not match the folder name `{folder}`", header.author),
-            format!("set \"author\" to \"{folder}\", or move the file into the folder `{}`", header.author),
+            format!(
+                "author `{}` does not match the folder name `{folder}`",
+                header.author
+            ),
+            format!(
+                "set \"author\" to \"{folder}\", or move the file into the folder `{}`",
+                header.author
+            ),
         );
         usable = false;
     }
     if let Some(updated) = &header.updated {
-        doc.rule(root.key("updated"), names::check_timestamp(updated), "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z");
+        doc.rule(
+            root.key("updated"),
+            names::check_timestamp(updated),
+            "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z",
+        );
     }
 
     let mut modules = BTreeMap::new();
     let modules_path = root.key("modules");
     match modules_value {
-        None => doc.sink.warn(modules_path, "no `modules` object: this user registers nothing", "add \"modules\": { ... }"),
+        None => doc.sink.warn(
+            modules_path,
+            "no `modules` object: this user registers nothing",
+            "add \"modules\": { ... }",
+        ),
         Some(Value::Object(map)) => {
             for (name, entry) in map {
                 let path = modules_path.key(name.clone());
@@ -105,7 +132,11 @@ pub fn check_registry(file: &str, folder: &str, src: &str) -> Checked<UserRegist
             }
         }
         Some(_) => {
-            doc.sink.error(modules_path, "`modules` must be an object keyed by module name", "write \"modules\": { \"name\": { \"gist\": ... } }");
+            doc.sink.error(
+                modules_path,
+                "`modules` must be an object keyed by module name",
+                "write \"modules\": { \"name\": { \"gist\": ... } }",
+            );
             usable = false;
         }
     }
@@ -119,17 +150,38 @@ pub fn check_registry(file: &str, folder: &str, src: &str) -> Checked<UserRegist
     doc.finish(registry)
 }
 
-fn check_module_entry(doc: &mut document::Document<'_>, path: &JsonPath, name: &str, entry: Value) -> Option<ModuleEntry> {
-    let name_ok = doc.rule(path.clone(), names::check_module(name), "rename the module: lowercase letters, digits, `-`, `_`, `.`, at most 64");
+fn check_module_entry(
+    doc: &mut document::Document<'_>,
+    path: &JsonPath,
+    name: &str,
+    entry: Value,
+) -> Option<ModuleEntry> {
+    let name_ok = doc.key_rule(
+        path.clone(),
+        names::check_module(name),
+        "rename the module: lowercase letters, digits, `-`, `_`, `.`, at most 64",
+    );
     let module: ModuleEntry = doc.take(entry, path, "module entry")?;
     doc.warn_unknown(&module.extra, path);
     let mut ok = name_ok;
-    ok &= doc.rule(path.key("gist"), names::check_gist_id(&module.gist), "copy the id from the gist's URL: https://gist.github.com/<user>/<id>");
+    ok &= doc.rule(
+        path.key("gist"),
+        names::check_gist_id(&module.gist),
+        "copy the id from the gist's URL: https://gist.github.com/<user>/<id>",
+    );
     if let Some(created) = &module.created {
-        ok &= doc.rule(path.key("created"), names::check_timestamp(created), "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z");
+        ok &= doc.rule(
+            path.key("created"),
+            names::check_timestamp(created),
+            "write the time as RFC 3339, e.g. 2024-05-28T00:00:00Z",
+        );
     }
     if module.description.trim().is_empty() {
-        doc.sink.warn(path.key("description"), "module has no description", "add a one-line description so people can find it");
+        doc.sink.warn(
+            path.key("description"),
+            "module has no description",
+            "add a one-line description so people can find it",
+        );
     }
     ok.then_some(module)
 }

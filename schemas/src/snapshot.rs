@@ -126,17 +126,23 @@ impl AdvisoryRecord {
     /// Whether this advisory affects `module`: its `affects` names the module
     /// (within the advisory's user) or its `gists` holds the module's gist.
     pub fn affects(&self, module: &ModuleRecord) -> bool {
-        (crate::names::same_user(&self.user, &module.user) && self.advisory.affects.iter().any(|m| *m == module.name))
-            || self.advisory.gists.iter().any(|g| *g == module.gist)
+        (crate::names::same_user(&self.user, &module.user)
+            && self.advisory.affects.contains(&module.name))
+            || self.advisory.gists.contains(&module.gist)
     }
 }
 
 impl Manifest {
     pub fn find(&self, user: &str, name: &str) -> Option<&ModuleRecord> {
-        self.modules.iter().find(|m| crate::names::same_user(&m.user, user) && m.name == name)
+        self.modules
+            .iter()
+            .find(|m| crate::names::same_user(&m.user, user) && m.name == name)
     }
 
-    pub fn advisories_for<'a>(&'a self, module: &'a ModuleRecord) -> impl Iterator<Item = &'a AdvisoryRecord> {
+    pub fn advisories_for<'a>(
+        &'a self,
+        module: &'a ModuleRecord,
+    ) -> impl Iterator<Item = &'a AdvisoryRecord> {
         self.advisories.iter().filter(move |a| a.affects(module))
     }
 }
@@ -163,7 +169,10 @@ mod tests {
     fn blob_paths_round_trip() {
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let path = blob_path(hex);
-        assert_eq!(path, "blobs/sha256/e3/b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            path,
+            "blobs/sha256/e3/b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(blob_digest(&path).as_deref(), Some(hex));
         assert_eq!(blob_digest("blobs/sha256/e3/../x"), None);
     }

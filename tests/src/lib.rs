@@ -1,1 +1,280 @@
+//! Support for the end-to-end tests: building sites from the examples,
+//! running the real `mlld-registry` binary in isolated homes, and loopback
+//! servers that watch for network use.
 
+pub mod net_guard;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use mlld_indexer::{BuildConfig, BuildReport, RecordedGists, SigningKey};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn examples() -> PathBuf {
+    workspace_root().join("examples")
+}
+
+pub fn demo_key() -> SigningKey {
+    SigningKey::from_file(&examples().join("keys/demo.key"), None).expect("the demo key loads")
+}
+
+/// A site built from the embedded examples.
+pub struct Site {
+    pub dir: PathBuf,
+    pub report: BuildReport,
+}
+
+impl Site {
+    pub fn latest(&self) -> mlld_schemas::Latest {
+        serde_json::from_slice(&std::fs::read(self.dir.join("latest.json")).unwrap()).unwrap()
+    }
+
+    pub fn snapshot(&self) -> PathBuf {
+        self.dir.join(self.latest().snapshot)
+    }
+
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.join("mlld-registry.pub")
+    }
+}
+
+/// Builds the examples into `out` with the demo key.
+pub fn build_examples(out: &Path, serial: Option<u64>, created: time::OffsetDateTime) -> Site {
+    build_with(
+        out,
+        serial,
+        created,
+        demo_key(),
+        &examples().join("registry"),
+    )
+}
+
+pub fn build_with(
+    out: &Path,
+    serial: Option<u64>,
+    created: time::OffsetDateTime,
+    key: SigningKey,
+    registry: &Path,
+) -> Site {
+    let config = BuildConfig {
+        registry: registry.to_path_buf(),
+        out: out.to_path_buf(),
+        key,
+        serial,
+        created,
+        expires_in: time::Duration::days(14),
+    };
+    let report = mlld_indexer::build(
+        &config,
+        &RecordedGists {
+            dir: examples().join("gists"),
+        },
+    )
+    .expect("the examples build");
+    Site {
+        dir: out.to_path_buf(),
+        report,
+    }
+}
+
+/// The `mlld-registry` binary, built once if `cargo test` has not built it.
+pub fn client_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let bin = target
+            .join(profile)
+            .join(format!("mlld-registry{}", std::env::consts::EXE_SUFFIX));
+        let mut build = Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "mlld-registry",
+            "--bin",
+            "mlld-registry",
+        ]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building mlld-registry failed");
+        bin
+    })
+    .clone()
+}
+
+/// A client invocation with its own store and no way to reach a network
+/// unnoticed: every proxy variable points at a guard that counts connections.
+pub struct Client {
+    pub home: PathBuf,
+    pub project: PathBuf,
+    pub guard: net_guard::NetGuard,
+}
+
+impl Client {
+    pub fn new(root: &Path) -> Self {
+        let home = root.join("home");
+        let project = root.join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        Self {
+            home,
+            project,
+            guard: net_guard::NetGuard::start(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(client_bin());
+        cmd.args(["--project", self.project.to_str().unwrap()])
+            .args(args);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MLLD_REGISTRY_HOME", &self.home)
+            .env("HOME", self.home.join("user-home"))
+            .env("NO_COLOR", "1");
+        let proxy = self.guard.url();
+        for var in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            cmd.env(var, &proxy);
+        }
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("mlld-registry runs")
+    }
+}
+
+/// Asserts the command succeeded, showing its output otherwise.
+pub fn assert_ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Asserts the command failed with exit code `code`; returns stderr.
+pub fn assert_fails(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Every file under `dir`, relative, sorted; empty when `dir` does not exist.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if dir.exists() {
+        for e in walk(dir) {
+            out.push(e.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A fixed build time for reproducible builds in tests: now, rounded to the hour.
+pub fn build_time() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    time::OffsetDateTime::from_unix_timestamp(now - now % 3600).unwrap()
+}
+
+/// One member of a hand-made snapshot.
+pub struct RawMember<'a> {
+    /// Written into the tar header as is, so tests can use `..` or absolute paths.
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    pub kind: tar::EntryType,
+}
+
+/// Writes a tar.zst from raw members, bypassing every check the indexer makes.
+pub fn craft_snapshot(dest: &Path, members: &[RawMember<'_>]) {
+    let file = std::fs::File::create(dest).unwrap();
+    let mut builder = tar::Builder::new(zstd::Encoder::new(file, 3).unwrap().auto_finish());
+    for m in members {
+        let mut h = tar::Header::new_gnu();
+        let name = m.name.as_bytes();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(if m.kind == tar::EntryType::Regular {
+            m.bytes.len() as u64
+        } else {
+            0
+        });
+        h.set_entry_type(m.kind);
+        h.set_mode(0o644);
+        if m.kind == tar::EntryType::Symlink {
+            h.set_link_name("/etc/passwd").unwrap();
+        }
+        h.set_cksum();
+        let data: &[u8] = if m.kind == tar::EntryType::Regular {
+            m.bytes
+        } else {
+            &[]
+        };
+        builder.append(&h, data).unwrap();
+    }
+    builder.into_inner().unwrap();
+}
+
+/// Unpacks a snapshot into (name, bytes) in archive order.
+pub fn snapshot_members(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive =
+        tar::Archive::new(zstd::Decoder::new(std::fs::File::open(path).unwrap()).unwrap());
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}

@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build the mlld registry site and maintain this repository")]
+#[command(
+    name = "cargo xtask",
+    about = "Build the mlld registry site and maintain this repository"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,7 +23,9 @@ enum Command {
     ///
     /// With no flags it builds the embedded example registry with the demo
     /// key into target/site/, offline.
-    #[command(after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key"
+    )]
     Index(IndexArgs),
     /// Make a new minisign key pair: DIR/NAME.key and DIR/NAME.pub.
     #[command(after_help = "Example:\n  cargo xtask keygen --out ~/.config/mlld --name registry")]
@@ -60,7 +65,10 @@ struct IndexArgs {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn main() -> ExitCode {
@@ -78,8 +86,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index(args) => index(&root, args),
         Command::Keygen { out, name, comment } => {
-            let (sk, pk) = mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;
-            println!("secret key: {}\npublic key: {}\nKeep the secret key out of version control; publish the public key.", sk.display(), pk.display());
+            let (sk, pk) =
+                mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;
+            println!(
+                "secret key: {}\npublic key: {}\nKeep the secret key out of version control; publish the public key.",
+                sk.display(),
+                pk.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Schemas => {
@@ -94,10 +107,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn index(root: &Path, args: IndexArgs) -> Result<ExitCode> {
-    let registry = args.registry.unwrap_or_else(|| root.join("examples/registry"));
+    let registry = args
+        .registry
+        .unwrap_or_else(|| root.join("examples/registry"));
     let gists = args.gists.unwrap_or_else(|| root.join("examples/gists"));
     let out = args.out.unwrap_or_else(|| root.join("target/site"));
-    let key_path = args.signing_key.unwrap_or_else(|| root.join("examples/keys/demo.key"));
+    let key_path = args
+        .signing_key
+        .unwrap_or_else(|| root.join("examples/keys/demo.key"));
     let password = std::env::var("MLLD_SIGNING_KEY_PASSWORD").ok();
     let key = mlld_indexer::SigningKey::from_file(&key_path, password)?;
     let config = mlld_indexer::BuildConfig {
@@ -109,7 +126,8 @@ fn index(root: &Path, args: IndexArgs) -> Result<ExitCode> {
         expires_in: time_days(args.expires_in_days)?,
     };
     let source = mlld_indexer::RecordedGists { dir: gists };
-    let report = mlld_indexer::build(&config, &source).context("index build failed; the published site is unchanged")?;
+    let report = mlld_indexer::build(&config, &source)
+        .context("index build failed; the published site is unchanged")?;
     print!("{report}");
     println!("site        {}", out.display());
     Ok(ExitCode::SUCCESS)

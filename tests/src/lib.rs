@@ -2,6 +2,7 @@
 //! running the real `mlld-registry` binary in isolated homes, and loopback
 //! servers that watch for network use.
 
+pub mod http;
 pub mod net_guard;
 
 use std::path::{Path, PathBuf};

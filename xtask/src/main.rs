@@ -40,6 +40,20 @@ enum Command {
     },
     /// Regenerate the JSON Schemas under schemas/json/ from the Rust types.
     Schemas,
+    /// Generate a synthetic registry (DIR/registry) and matching gist responses (DIR/gists).
+    #[command(
+        after_help = "Example:\n  cargo xtask synth --users 10000 --modules 100000 --out target/synth\n  cargo xtask index --registry target/synth/registry --gists target/synth/gists --out target/synth-site"
+    )]
+    Synth {
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 1000)]
+        modules: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -92,6 +106,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "secret key: {}\npublic key: {}\nKeep the secret key out of version control; publish the public key.",
                 sk.display(),
                 pk.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth {
+            users,
+            modules,
+            out,
+            seed,
+        } => {
+            let synth = mlld_synth::Synth::new(mlld_synth::SynthConfig {
+                users,
+                modules,
+                seed,
+            });
+            synth.write(&out, &Default::default())?;
+            println!(
+                "wrote {} users and {} modules to {}",
+                synth.users.len().min(modules),
+                modules,
+                out.display()
             );
             Ok(ExitCode::SUCCESS)
         }

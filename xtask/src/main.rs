@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -38,6 +40,9 @@ enum Command {
         #[arg(long, hide = true)]
         comment: Option<String>,
     },
+    /// Run a benchmark; each prints its ratio against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Regenerate the JSON Schemas under schemas/json/ from the Rust types.
     Schemas,
     /// Generate a synthetic registry (DIR/registry) and matching gist responses (DIR/gists).
@@ -109,6 +114,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(b) => bench::run(b),
         Command::Synth {
             users,
             modules,

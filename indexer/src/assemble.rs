@@ -1,17 +1,16 @@
-//! Turns registry entries plus their gists into module records and blobs.
+//! Turns registry entries plus their gists into module records and blobs,
+//! reusing the previous build where GitHub says nothing changed.
 
-use std::collections::BTreeMap;
-
-use mlld_schemas::import_ref::{ModuleRef, SourceMode, scan_imports};
-use mlld_schemas::names;
-use mlld_schemas::snapshot::{GistFile, ModuleRecord, RevisionRecord};
-use mlld_schemas::{ModuleEntry, integrity_of};
+use mlld_schemas::ModuleEntry;
+use mlld_schemas::import_ref::ModuleRef;
+use mlld_schemas::snapshot::ModuleRecord;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::blobs::BlobDir;
-use crate::gist::{FetchError, Gist, GistSource};
-use crate::module_file;
+use crate::capture::{CaptureError, capture_newest, check_owner, scan_module};
+use crate::gist::{FetchError, Fetched, GistSource};
+use crate::previous::Previous;
 
 /// GitHub serves file content up to 1 MB inline; files over 10 MB cannot be
 /// had through the API at all, and no mlld module is that large.
@@ -31,6 +30,20 @@ pub struct Rejection {
     pub module: String,
     pub gist: String,
     pub reason: String,
+    /// Set when the rejection was decided on the gist's content: the ETag of that response.
+    #[serde(skip)]
+    pub etag: Option<String>,
+}
+
+/// How a module's record came about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Fetched and captured in this build.
+    Fetched,
+    /// GitHub answered 304: the previous record stands.
+    Unchanged,
+    /// The fetch failed; the previous record stands, marked stale.
+    Stale,
 }
 
 /// A module record plus the raw references its content makes, not yet
@@ -38,171 +51,189 @@ pub struct Rejection {
 pub struct Indexed {
     pub record: ModuleRecord,
     pub imports: Vec<ModuleRef>,
+    pub etag: Option<String>,
+    pub freshness: Freshness,
 }
 
-/// Fetches and content-addresses every job in parallel.
+/// Fetches and content-addresses every job, `concurrency` at a time.
 pub fn index_all(
     jobs: &[Job<'_>],
     source: &dyn GistSource,
     blobs: &BlobDir,
-) -> Vec<Result<Indexed, Rejection>> {
-    jobs.par_iter()
-        .map(|job| index_one(job, source, blobs))
-        .collect()
+    previous: Option<&Previous>,
+    concurrency: usize,
+    tick: &(dyn Fn() + Sync),
+) -> anyhow::Result<Vec<Result<Indexed, Rejection>>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(concurrency.max(1))
+        .build()?;
+    Ok(pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
+                let out = index_one(job, source, blobs, previous);
+                tick();
+                out
+            })
+            .collect()
+    }))
 }
 
 fn index_one(
     job: &Job<'_>,
     source: &dyn GistSource,
     blobs: &BlobDir,
+    previous: Option<&Previous>,
 ) -> Result<Indexed, Rejection> {
     let reject = |reason: String| Rejection {
         module: format!("{}/{}", job.user, job.name),
         gist: job.entry.gist.clone(),
         reason,
+        etag: None,
     };
-    let gist = source.fetch(&job.entry.gist).map_err(|e| match e {
-        FetchError::NotFound => reject(format!(
-            "gist {} was not found (deleted, or made private)",
+    let prev = previous.and_then(|p| {
+        p.module(job.user, job.name, &job.entry.gist)
+            .map(|m| (p, m))
+    });
+    let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
+    let etag = match (prev, cached_rejection) {
+        (Some((p, _)), _) => p.etag(&job.entry.gist),
+        (None, Some(r)) => Some(r.etag.as_str()),
+        (None, None) => None,
+    };
+    let stale_or_reject = |reason: String| match prev {
+        Some((p, m)) => {
+            reuse(job, p, m, blobs, Some(reason), etag.map(str::to_string)).map_err(reject)
+        }
+        None => Err(reject(reason)),
+    };
+    match source.fetch(&job.entry.gist, etag) {
+        Ok(Fetched::NotModified) => match (prev, cached_rejection) {
+            (Some((p, m)), _) => {
+                reuse(job, p, m, blobs, None, etag.map(str::to_string)).map_err(reject)
+            }
+            (None, Some(r)) => Err(Rejection {
+                etag: Some(r.etag.clone()),
+                ..reject(r.reason.clone())
+            }),
+            (None, None) => Err(reject(format!(
+                "gist {} answered 304 to a request without a validator",
+                job.entry.gist
+            ))),
+        },
+        Ok(Fetched::Fresh { gist, etag }) => {
+            let content_rejection = |reason: String| Rejection {
+                etag: etag.clone(),
+                ..reject(reason)
+            };
+            check_owner(job.user, &gist).map_err(content_rejection)?;
+            let (current, imports) = match capture_newest(job.name, &gist, source, blobs) {
+                Ok(captured) => captured,
+                Err(CaptureError::Rejected(reason)) => return Err(content_rejection(reason)),
+                Err(CaptureError::Unavailable(why)) => {
+                    return stale_or_reject(format!(
+                        "gist {} could not be captured: {why}",
+                        job.entry.gist
+                    ));
+                }
+            };
+            let mut history = Vec::new();
+            if let Some((p, m)) = prev {
+                // Every revision captured before stays: pinned locks keep installing.
+                for r in m.revisions().filter(|r| r.revision != current.revision) {
+                    adopt_revision(p, r, blobs).map_err(reject)?;
+                    history.push(r.clone());
+                }
+            }
+            let record = new_record(job, gist.updated_at.clone(), current, history, None);
+            Ok(Indexed {
+                record,
+                imports,
+                etag,
+                freshness: Freshness::Fetched,
+            })
+        }
+        Err(FetchError::NotFound) => stale_or_reject(format!(
+            "gist {} was not found on GitHub (deleted, or made private)",
             job.entry.gist
         )),
-        FetchError::Failed(msg) => reject(format!(
-            "gist {} could not be fetched: {msg}",
+        Err(FetchError::Deferred(why)) => {
+            stale_or_reject(format!("gist {} was not refreshed: {why}", job.entry.gist))
+        }
+        Err(FetchError::Failed(why)) => stale_or_reject(format!(
+            "gist {} could not be fetched: {why}",
             job.entry.gist
         )),
-    })?;
-    check_owner(job.user, &gist).map_err(reject)?;
-    let (current, imports) = capture_revision(job.name, &gist, source, blobs).map_err(reject)?;
-    let record = ModuleRecord {
+    }
+}
+
+fn new_record(
+    job: &Job<'_>,
+    updated: Option<String>,
+    current: mlld_schemas::RevisionRecord,
+    history: Vec<mlld_schemas::RevisionRecord>,
+    stale: Option<String>,
+) -> ModuleRecord {
+    ModuleRecord {
         user: job.user.to_string(),
         name: job.name.to_string(),
         gist: job.entry.gist.clone(),
         description: job.entry.description.clone(),
         tags: job.entry.tags.clone(),
         created: job.entry.created.clone(),
-        updated: gist.updated_at.clone(),
+        updated,
         current,
-        history: Vec::new(),
-    };
-    Ok(Indexed { record, imports })
-}
-
-/// A user may only register their own gists.
-fn check_owner(user: &str, gist: &Gist) -> Result<(), String> {
-    match &gist.owner {
-        Some(owner) if names::same_user(&owner.login, user) => Ok(()),
-        Some(owner) => Err(format!(
-            "gist {} is owned by `{}`, not `{user}`: a user may only register their own gists",
-            gist.id, owner.login
-        )),
-        None => Err(format!(
-            "gist {} has no owner (anonymous gists cannot be registered)",
-            gist.id
-        )),
+        history,
+        stale,
     }
 }
 
-/// Content-addresses every file of the gist's newest revision.
-fn capture_revision(
-    module: &str,
-    gist: &Gist,
-    source: &dyn GistSource,
+/// The previous record, with today's registry metadata and its blobs carried over.
+fn reuse(
+    job: &Job<'_>,
+    prev: &Previous,
+    m: &ModuleRecord,
     blobs: &BlobDir,
-) -> Result<(RevisionRecord, Vec<ModuleRef>), String> {
-    let newest = gist
-        .history
-        .first()
-        .ok_or_else(|| format!("gist {} has no revision history", gist.id))?;
-    names::check_revision(&newest.version)?;
-    let file_name = module_file::select(module, gist.files.values().map(|f| f.filename.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "gist {} has no module file (.mld, .mlld, .mld.md or .mlld.md)",
-                gist.id
-            )
-        })?
-        .to_string();
-    let mut files = Vec::with_capacity(gist.files.len());
-    let mut module_bytes = None;
-    for file in gist.files.values() {
-        if file.size > MAX_FILE_BYTES {
-            return Err(format!(
-                "file `{}` is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
-                file.filename, file.size
-            ));
-        }
-        let bytes = match (&file.content, file.truncated) {
-            (Some(content), false) => content.as_bytes().to_vec(),
-            _ => source
-                .fetch_raw(file)
-                .map_err(|e| format!("file `{}`: {e}", file.filename))?,
-        };
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!(
-                "file `{}` is over the {MAX_FILE_BYTES}-byte limit",
-                file.filename
-            ));
-        }
-        let sha256 = blobs
-            .put(&bytes)
-            .map_err(|e| format!("storing file `{}`: {e}", file.filename))?;
-        files.push(GistFile {
-            name: file.filename.clone(),
-            sha256,
-            size: bytes.len() as u64,
-        });
-        if file.filename == file_name {
-            module_bytes = Some(bytes);
-        }
+    stale: Option<String>,
+    etag: Option<String>,
+) -> Result<Indexed, String> {
+    for r in m.revisions() {
+        adopt_revision(prev, r, blobs)?;
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    let bytes = module_bytes.expect("the selected file is one of the gist's files");
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| format!("module file `{file_name}` is not UTF-8 text"))?;
-    let mode = SourceMode::for_file_name(&file_name).unwrap_or(SourceMode::Strict);
-    let imports = scan_imports(&text, mode, &[])
-        .into_iter()
-        .map(|site| site.reference)
-        .collect();
-    let record = RevisionRecord {
-        revision: newest.version.clone(),
-        committed_at: newest.committed_at.clone(),
-        file: file_name,
-        integrity: integrity_of(&bytes),
-        size: bytes.len() as u64,
-        files,
-        dependencies: Vec::new(),
+    let content = std::fs::read(blobs.path_of(m.current.integrity.trim_start_matches("sha256:")))
+        .map_err(|e| format!("reading the previous content: {e}"))?;
+    let imports = scan_module(&m.current.file, &content)?;
+    let freshness = if stale.is_some() {
+        Freshness::Stale
+    } else {
+        Freshness::Unchanged
     };
-    Ok((record, imports))
+    let record = new_record(
+        job,
+        m.updated.clone(),
+        m.current.clone(),
+        m.history.clone(),
+        stale,
+    );
+    Ok(Indexed {
+        record,
+        imports,
+        etag,
+        freshness,
+    })
 }
 
-/// Matches each module's imports against the accepted modules: known ones
-/// become `dependencies` (canonical `user/module`), the rest are returned as
-/// `(module, reference)` pairs for the report.
-pub fn link_dependencies(indexed: &mut [Indexed]) -> Vec<(String, String)> {
-    let known: BTreeMap<(String, String), String> = indexed
-        .iter()
-        .map(|i| {
-            (
-                (i.record.user.to_ascii_lowercase(), i.record.name.clone()),
-                i.record.full_name(),
+fn adopt_revision(
+    prev: &Previous,
+    r: &mlld_schemas::RevisionRecord,
+    blobs: &BlobDir,
+) -> Result<(), String> {
+    for f in &r.files {
+        blobs.adopt(&prev.blob_root, &f.sha256).map_err(|e| {
+            format!(
+                "carrying blob {} over from the previous snapshot: {e}",
+                f.sha256
             )
-        })
-        .collect();
-    let mut unresolved = Vec::new();
-    for item in indexed.iter_mut() {
-        let own = item.record.full_name();
-        let mut deps = Vec::new();
-        for r in &item.imports {
-            match known.get(&(r.user.to_ascii_lowercase(), r.module.clone())) {
-                Some(name) if *name != own => deps.push(name.clone()),
-                Some(_) => {}
-                None => unresolved.push((own.clone(), r.to_string())),
-            }
-        }
-        deps.sort();
-        deps.dedup();
-        item.record.current.dependencies = deps;
+        })?;
     }
-    unresolved
+    Ok(())
 }

@@ -34,6 +34,22 @@ impl BlobDir {
         Ok(hex)
     }
 
+    /// Brings blob `hex` over from another blob directory rooted at `from`
+    /// (a hard link where the file system allows, else a copy).
+    pub fn adopt(&self, from: &Path, hex: &str) -> std::io::Result<()> {
+        let dest = self.path_of(hex);
+        if dest.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+        let src = from.join(blob_path(hex));
+        match std::fs::hard_link(&src, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => std::fs::copy(&src, &dest).map(|_| ()),
+        }
+    }
+
     pub fn path_of(&self, hex: &str) -> PathBuf {
         self.root.join(blob_path(hex))
     }

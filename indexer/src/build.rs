@@ -11,26 +11,56 @@ use mlld_schemas::snapshot::{
 };
 pub use time::{Duration, OffsetDateTime};
 
-use crate::assemble::{self, Job};
+use crate::assemble::{self, Freshness, Job};
 use crate::blobs::BlobDir;
 use crate::gist::GistSource;
-use crate::report::BuildReport;
+use crate::previous::{self, CachedRejection, CrawlState, Previous};
+use crate::progress::Progress;
+use crate::report::{BuildReport, Stale};
 use crate::signing::SigningKey;
-use crate::{publish, registry_load, site_page, snapshot_writer};
+use crate::{capture, publish, registry_load, site_page, snapshot_writer};
+
+/// Where the previous build comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreviousSite {
+    /// The output directory's current site.
+    Output,
+    /// Another site: a directory or an http(s) URL.
+    At(String),
+    /// Start afresh: a full crawl, serial 1 unless given.
+    None,
+}
 
 pub struct BuildConfig {
     pub registry: PathBuf,
     /// The site directory; built in place, `latest.json` replaced last.
     pub out: PathBuf,
     pub key: SigningKey,
-    /// Defaults to the site's current serial plus one.
+    /// Defaults to the previous serial plus one.
     pub serial: Option<u64>,
     /// The build time (from `SOURCE_DATE_EPOCH` for reproducible builds).
     pub created: OffsetDateTime,
-    pub expires_in: time::Duration,
+    pub expires_in: Duration,
+    pub previous: PreviousSite,
+    /// Gists fetched at once.
+    pub concurrency: usize,
 }
 
 impl BuildConfig {
+    /// A configuration with the defaults for everything but the paths and key.
+    pub fn new(registry: PathBuf, out: PathBuf, key: SigningKey, created: OffsetDateTime) -> Self {
+        Self {
+            registry,
+            out,
+            key,
+            serial: None,
+            created,
+            expires_in: Duration::days(14),
+            previous: PreviousSite::Output,
+            concurrency: 8,
+        }
+    }
+
     /// The build time: `SOURCE_DATE_EPOCH` when set, else now.
     pub fn now_or_source_date_epoch() -> Result<OffsetDateTime> {
         match std::env::var("SOURCE_DATE_EPOCH") {
@@ -47,6 +77,11 @@ impl BuildConfig {
 
 pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildReport> {
     let started = Instant::now();
+    let mut report = BuildReport::default();
+    let progress = Progress::new();
+
+    progress.stage("load registry");
+    let t = Instant::now();
     let registry = registry_load::load(&config.registry)
         .with_context(|| format!("reading the registry at {}", config.registry.display()))?;
     if registry.users.is_empty() {
@@ -55,10 +90,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             config.registry.display()
         );
     }
-    let serial = match config.serial {
-        Some(s) => s,
-        None => publish::current_serial(&config.out)?.map_or(1, |s| s + 1),
-    };
+    report.stage("load registry", t);
 
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
@@ -66,7 +98,33 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(&config.out)?;
-    let blobs = BlobDir::new(staging.path());
+    let blobs = BlobDir::new(staging.path().join("new"));
+
+    progress.stage("read previous site");
+    let t = Instant::now();
+    let previous: Option<Previous> = match &config.previous {
+        PreviousSite::None => None,
+        PreviousSite::Output => previous::load(
+            &config.out.to_string_lossy(),
+            &config.key,
+            &staging.path().join("previous"),
+        )?,
+        PreviousSite::At(src) => {
+            previous::load(src, &config.key, &staging.path().join("previous"))?
+        }
+    };
+    let serial = config
+        .serial
+        .unwrap_or_else(|| previous.as_ref().map_or(1, |p| p.latest.serial + 1));
+    if let Some(p) = &previous
+        && serial <= p.latest.serial
+    {
+        bail!(
+            "serial {serial} does not grow over the previous snapshot's {}; clients would refuse it as a rollback",
+            p.latest.serial
+        );
+    }
+    report.stage("read previous site", t);
 
     let jobs: Vec<Job<'_>> = registry
         .users
@@ -80,19 +138,56 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             })
         })
         .collect();
+    progress.stage("crawl gists");
+    let t = Instant::now();
+    let bar = progress.bar(jobs.len() as u64);
+    let results = assemble::index_all(
+        &jobs,
+        source,
+        &blobs,
+        previous.as_ref(),
+        config.concurrency,
+        &|| bar.inc(1),
+    )?;
+    bar.finish_and_clear();
     let mut indexed = Vec::new();
-    let mut rejected = Vec::new();
-    for result in assemble::index_all(&jobs, source, &blobs) {
+    let mut etags = BTreeMap::new();
+    for result in results {
         match result {
-            Ok(i) => indexed.push(i),
-            Err(r) => rejected.push(r),
+            Ok(i) => {
+                match i.freshness {
+                    Freshness::Fetched => report.modules_fetched += 1,
+                    Freshness::Unchanged => report.modules_unchanged += 1,
+                    Freshness::Stale => report.modules_stale.push(Stale {
+                        module: i.record.full_name(),
+                        reason: i.record.stale.clone().unwrap_or_default(),
+                    }),
+                }
+                if let Some(etag) = &i.etag {
+                    etags.insert(i.record.gist.clone(), etag.clone());
+                }
+                indexed.push(i);
+            }
+            Err(r) => report.modules_rejected.push(r),
         }
     }
-    let unresolved_imports = assemble::link_dependencies(&mut indexed);
+    report.unresolved_imports = capture::link_dependencies(&mut indexed);
     let mut modules: Vec<_> = indexed.into_iter().map(|i| i.record).collect();
     modules.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
-    rejected.sort_by(|a, b| a.module.cmp(&b.module));
+    report
+        .modules_rejected
+        .sort_by(|a, b| a.module.cmp(&b.module));
+    report.modules_stale.sort_by(|a, b| a.module.cmp(&b.module));
+    if modules.is_empty() && !jobs.is_empty() {
+        bail!(
+            "no module could be indexed ({} registered); refusing to publish an empty registry",
+            jobs.len()
+        );
+    }
+    report.stage("crawl gists", t);
 
+    progress.stage("pack snapshot");
+    let t = Instant::now();
     let mut advisories: Vec<AdvisoryRecord> = registry
         .users
         .iter()
@@ -105,7 +200,6 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         })
         .collect();
     advisories.sort_by(|a, b| (&a.user, &a.advisory.id).cmp(&(&b.user, &b.advisory.id)));
-
     let mut members = BTreeMap::new();
     for m in &modules {
         for f in m.revisions().flat_map(|r| &r.files) {
@@ -134,7 +228,6 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &manifest_bytes,
         &format!("mlld-registry manifest serial:{serial} created:{created}"),
     );
-
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;
     let (sha256, size) = snapshot_writer::write(
@@ -142,18 +235,41 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &manifest_bytes,
         signature.as_bytes(),
         &manifest.members,
-        staging.path(),
+        blobs.root(),
         mtime,
     )
     .context("writing the snapshot")?;
+    report.stage("pack snapshot", t);
+
+    progress.stage("publish");
+    let t = Instant::now();
     let latest = Latest {
         format_version: SNAPSHOT_FORMAT,
         snapshot: publish::snapshot_site_path(&sha256),
-        sha256,
+        sha256: sha256.clone(),
         size,
         serial,
         created,
         expires: manifest.expires.clone(),
+    };
+    let rejected = report
+        .modules_rejected
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.module.clone(),
+                CachedRejection {
+                    gist: r.gist.clone(),
+                    etag: r.etag.clone()?,
+                    reason: r.reason.clone(),
+                },
+            ))
+        })
+        .collect();
+    let state = CrawlState {
+        snapshot: sha256,
+        etags,
+        rejected,
     };
     publish::publish(
         &config.out,
@@ -161,25 +277,23 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &latest,
         &config.key,
         &site_page::render(&manifest),
+        &state,
     )?;
+    report.stage("publish", t);
 
-    let users_rejected = registry.rejected_users().map(str::to_string).collect();
-    let diagnostics = registry.diagnostics;
-    Ok(BuildReport {
-        serial,
-        users: registry.users.len(),
-        users_rejected,
-        modules_accepted: manifest.modules.len(),
-        modules_rejected: rejected,
-        unresolved_imports,
-        advisories: manifest.advisories.len(),
-        blobs: manifest.members.len(),
-        snapshot: latest.snapshot,
-        snapshot_bytes: size,
-        errors: diagnostics.iter().filter(|d| d.is_error()).count(),
-        warnings: diagnostics.iter().filter(|d| !d.is_error()).count(),
-        diagnostics,
-        signed_with_demo_key: config.key.is_demo,
-        elapsed: started.elapsed(),
-    })
+    report.users_rejected = registry.rejected_users().map(str::to_string).collect();
+    report.serial = serial;
+    report.users = registry.users.len();
+    report.modules_accepted = manifest.modules.len();
+    report.advisories = manifest.advisories.len();
+    report.blobs = manifest.members.len();
+    report.snapshot = latest.snapshot;
+    report.snapshot_bytes = size;
+    report.errors = registry.diagnostics.iter().filter(|d| d.is_error()).count();
+    report.warnings = registry.diagnostics.len() - report.errors;
+    report.diagnostics = registry.diagnostics;
+    report.signed_with_demo_key = config.key.is_demo;
+    report.requests = source.request_stats();
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

@@ -47,18 +47,34 @@ pub struct HistoryEntry {
     pub committed_at: Option<String>,
 }
 
+/// What a fetch yielded.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The gist, with the validator to send next time.
+    Fresh {
+        gist: Box<Gist>,
+        etag: Option<String>,
+    },
+    /// The gist is unchanged since the `etag` we sent.
+    NotModified,
+}
+
 /// Why a gist could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("gist not found (deleted, or made private)")]
     NotFound,
+    /// The rate limit or the time budget ran out before this gist's turn.
+    #[error("{0}")]
+    Deferred(String),
     #[error("{0}")]
     Failed(String),
 }
 
-/// Where gists come from: recorded responses here, the GitHub API in the crawl.
+/// Where gists come from: recorded responses, or the GitHub API.
 pub trait GistSource: Sync {
-    fn fetch(&self, gist_id: &str) -> Result<Gist, FetchError>;
+    /// `GET /gists/{id}`, conditional on `etag` when one is given.
+    fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError>;
 
     /// The full content of a file whose `content` the API cut short.
     fn fetch_raw(&self, file: &GistFileData) -> Result<Vec<u8>, FetchError> {
@@ -67,24 +83,39 @@ pub trait GistSource: Sync {
             file.filename
         )))
     }
+
+    /// HTTP request counts, for sources that make requests.
+    fn request_stats(&self) -> Option<crate::github::RequestStats> {
+        None
+    }
 }
 
 /// A directory of recorded `GET /gists/{id}` responses named `{id}.json`.
+/// Its ETag is the SHA-256 of the recorded bytes, so unchanged recordings
+/// revalidate like GitHub's conditional requests.
 pub struct RecordedGists {
     pub dir: PathBuf,
 }
 
 impl GistSource for RecordedGists {
-    fn fetch(&self, gist_id: &str) -> Result<Gist, FetchError> {
+    fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
         // Gist ids were validated (hex or digits), so this join cannot escape `dir`.
         let path = self.dir.join(format!("{gist_id}.json"));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FetchError::NotFound),
             Err(e) => return Err(FetchError::Failed(format!("{}: {e}", path.display()))),
         };
-        serde_json::from_str(&text).map_err(|e| {
+        let current = format!("\"{}\"", mlld_schemas::sha256_hex(&bytes));
+        if etag == Some(current.as_str()) {
+            return Ok(Fetched::NotModified);
+        }
+        let gist = serde_json::from_slice(&bytes).map_err(|e| {
             FetchError::Failed(format!("{}: not a gist response: {e}", path.display()))
+        })?;
+        Ok(Fetched::Fresh {
+            gist: Box::new(gist),
+            etag: Some(current),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The mlld registry indexer: reads a registry checkout, fetches every
-//! module's gist, content-addresses every file, and publishes a signed,
-//! reproducible snapshot plus a static site.
+//! module's gist (recorded responses, or the GitHub API), content-addresses
+//! every file, and publishes a signed, reproducible snapshot plus a static site.
 //!
 //! It never reads or writes a project's `.mlld/` and never trusts a gist's
 //! claim of ownership without checking it against the registering user.
@@ -8,8 +8,13 @@
 pub mod assemble;
 pub mod blobs;
 pub mod build;
+pub mod capture;
+pub mod check;
 pub mod gist;
+pub mod github;
 pub mod module_file;
+pub mod previous;
+pub mod progress;
 pub mod publish;
 pub mod registry_load;
 pub mod report;
@@ -17,7 +22,8 @@ pub mod signing;
 pub mod site_page;
 pub mod snapshot_writer;
 
-pub use build::{BuildConfig, build};
+pub use build::{BuildConfig, PreviousSite, build};
 pub use gist::{GistSource, RecordedGists};
+pub use github::{GithubConfig, GithubGists};
 pub use report::BuildReport;
 pub use signing::SigningKey;

@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, PUBLIC_KEY_NAME};
 
+use crate::previous::{CRAWL_STATE_NAME, CrawlState};
 use crate::signing::SigningKey;
 
 /// The site-relative path of a snapshot with this digest.
@@ -25,6 +26,7 @@ pub fn publish(
     latest: &Latest,
     key: &SigningKey,
     index_html: &str,
+    state: &CrawlState,
 ) -> Result<()> {
     let dest = out.join(&latest.snapshot);
     std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
@@ -32,6 +34,8 @@ pub fn publish(
         .with_context(|| format!("moving the snapshot to {}", dest.display()))?;
     mlld_fsutil::write_atomic(&out.join(PUBLIC_KEY_NAME), key.public_key_file().as_bytes())?;
     mlld_fsutil::write_atomic(&out.join("index.html"), index_html.as_bytes())?;
+    // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
+    mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &serde_json::to_vec(state)?)?;
     let mut latest_bytes = serde_json::to_vec_pretty(latest)?;
     latest_bytes.push(b'\n');
     let sig = key.sign(
@@ -41,18 +45,4 @@ pub fn publish(
     mlld_fsutil::write_atomic(&out.join(LATEST_SIG_NAME), sig.as_bytes())?;
     mlld_fsutil::write_atomic(&out.join(LATEST_NAME), &latest_bytes)?;
     Ok(())
-}
-
-/// The serial of the site's current `latest.json`, if it has one.
-pub fn current_serial(out: &Path) -> Result<Option<u64>> {
-    let path = out.join(LATEST_NAME);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let latest: Latest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a latest.json", path.display()))?;
-            Ok(Some(latest.serial))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }

@@ -7,6 +7,20 @@ use mlld_schemas::Diagnostic;
 use serde::Serialize;
 
 use crate::assemble::Rejection;
+use crate::github::RequestStats;
+
+/// A module whose last good record was kept because this crawl could not refresh it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stale {
+    pub module: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageTime {
+    pub stage: &'static str,
+    pub seconds: f64,
+}
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,6 +31,15 @@ pub struct BuildReport {
     pub users_rejected: Vec<String>,
     pub modules_accepted: usize,
     pub modules_rejected: Vec<Rejection>,
+    /// Accepted modules whose record was kept from the previous build because the fetch failed.
+    pub modules_stale: Vec<Stale>,
+    /// Accepted modules fetched and captured in this build.
+    pub modules_fetched: usize,
+    /// Accepted modules GitHub reported unchanged (304).
+    pub modules_unchanged: usize,
+    /// HTTP requests, when the gists came from GitHub.
+    pub requests: Option<RequestStats>,
+    pub stages: Vec<StageTime>,
     /// Registry imports in module content that name no accepted module: (module, reference).
     pub unresolved_imports: Vec<(String, String)>,
     pub advisories: usize,
@@ -34,6 +57,15 @@ pub struct BuildReport {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+impl BuildReport {
+    pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
+        self.stages.push(StageTime {
+            stage,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
 }
 
 impl fmt::Display for BuildReport {
@@ -66,6 +98,16 @@ impl fmt::Display for BuildReport {
         for r in &self.modules_rejected {
             writeln!(f, "  rejected {}: {}", r.module, r.reason)?;
         }
+        writeln!(
+            f,
+            "            {} fetched, {} unchanged, {} stale",
+            self.modules_fetched,
+            self.modules_unchanged,
+            self.modules_stale.len()
+        )?;
+        for s in &self.modules_stale {
+            writeln!(f, "  stale {}: {}", s.module, s.reason)?;
+        }
         for (module, reference) in &self.unresolved_imports {
             writeln!(
                 f,
@@ -79,7 +121,30 @@ impl fmt::Display for BuildReport {
             "snapshot    {} ({} bytes)",
             self.snapshot, self.snapshot_bytes
         )?;
-        writeln!(f, "time        {:.2}s", self.elapsed.as_secs_f64())?;
+        if let Some(r) = &self.requests {
+            writeln!(
+                f,
+                "requests    {} ({} against the primary limit, {} not modified, {} retries, {} raw), {} bytes downloaded, {}s waiting for rate limits",
+                r.requests,
+                r.primary,
+                r.not_modified,
+                r.retries,
+                r.raw_requests,
+                r.bytes_downloaded,
+                r.rate_limit_wait_secs
+            )?;
+        }
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.2}s", s.stage, s.seconds))
+            .collect();
+        writeln!(
+            f,
+            "time        {:.2}s ({})",
+            self.elapsed.as_secs_f64(),
+            stages.join(", ")
+        )?;
         if self.signed_with_demo_key {
             writeln!(
                 f,

@@ -76,6 +76,10 @@ pub struct ModuleRecord {
     /// Older captured revisions, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RevisionRecord>,
+    /// Set when the last crawl could not refresh this module and kept its
+    /// last good record: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// What one revision of a module's gist holds.

@@ -2,6 +2,7 @@
 //! running the real `mlld-registry` binary in isolated homes, and loopback
 //! servers that watch for network use.
 
+pub mod fake_github;
 pub mod http;
 pub mod net_guard;
 
@@ -64,21 +65,12 @@ pub fn build_with(
     key: SigningKey,
     registry: &Path,
 ) -> Site {
-    let config = BuildConfig {
-        registry: registry.to_path_buf(),
-        out: out.to_path_buf(),
-        key,
-        serial,
-        created,
-        expires_in: time::Duration::days(14),
+    let mut config = BuildConfig::new(registry.to_path_buf(), out.to_path_buf(), key, created);
+    config.serial = serial;
+    let source = RecordedGists {
+        dir: examples().join("gists"),
     };
-    let report = mlld_indexer::build(
-        &config,
-        &RecordedGists {
-            dir: examples().join("gists"),
-        },
-    )
-    .expect("the examples build");
+    let report = mlld_indexer::build(&config, &source).expect("the examples build");
     Site {
         dir: out.to_path_buf(),
         report,
@@ -278,4 +270,63 @@ pub fn snapshot_members(path: &Path) -> Vec<(String, Vec<u8>)> {
             (name, bytes)
         })
         .collect()
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    mlld_schemas::sha256_hex(bytes)
+}
+
+/// A build whose gists come from a (fake) GitHub API, with timings suited to tests.
+pub fn github_build(
+    registry: &Path,
+    out: &Path,
+    api: &str,
+    previous: mlld_indexer::PreviousSite,
+    tune: impl FnOnce(&mut mlld_indexer::GithubConfig),
+) -> anyhow::Result<BuildReport> {
+    let mut github = mlld_indexer::GithubConfig {
+        api: api.to_string(),
+        token: Some("test-token".into()),
+        request_timeout: std::time::Duration::from_millis(1500),
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        max_attempts: 4,
+        retry_base: std::time::Duration::from_millis(5),
+    };
+    tune(&mut github);
+    let source = mlld_indexer::GithubGists::new(github)?;
+    let mut config = BuildConfig::new(
+        registry.to_path_buf(),
+        out.to_path_buf(),
+        demo_key(),
+        build_time(),
+    );
+    config.previous = previous;
+    mlld_indexer::build(&config, &source)
+}
+
+/// Verifies a site's current snapshot the way the client does; returns its manifest.
+pub fn verify_site(site: &Path) -> mlld_schemas::Manifest {
+    let latest: mlld_schemas::Latest =
+        serde_json::from_slice(&std::fs::read(site.join("latest.json")).unwrap()).unwrap();
+    let keys = mlld_registry::trust::TrustedKeys::load(Some(&site.join("mlld-registry.pub")), &[])
+        .unwrap();
+    let sig = std::fs::read_to_string(site.join("latest.json.minisig")).unwrap();
+    keys.verify(
+        "latest.json",
+        &std::fs::read(site.join("latest.json")).unwrap(),
+        &sig,
+    )
+    .expect("latest.json is signed");
+    let store = tempfile::tempdir().unwrap();
+    let verified = mlld_registry::snapshot_import::import(
+        &mlld_registry::store::Store::at(store.path()),
+        &site.join(&latest.snapshot),
+        &keys,
+        time::OffsetDateTime::now_utc(),
+        mlld_registry::snapshot_import::Limits::default(),
+    )
+    .expect("the published snapshot verifies");
+    assert_eq!(verified.manifest.serial, latest.serial);
+    verified.manifest
 }

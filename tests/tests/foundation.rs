@@ -77,8 +77,9 @@ fn build_reports_bad_input_and_goes_on() {
     assert_eq!(r.serial, 1);
     // The site has exactly the published files; staging is gone.
     let files = tree(dir.path());
-    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files.len(), 6, "{files:?}");
     for f in [
+        "crawl-state.json",
         "index.html",
         "latest.json",
         "latest.json.minisig",

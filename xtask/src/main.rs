@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod check;
+mod index;
 
 #[derive(Parser)]
 #[command(
@@ -28,7 +30,12 @@ enum Command {
     #[command(
         after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key"
     )]
-    Index(IndexArgs),
+    Index(index::IndexArgs),
+    /// Validate a registry's files (and gist ownership, with --github-api); exit 1 on errors.
+    #[command(
+        after_help = "Examples:\n  cargo xtask check --registry .\n  GITHUB_ACTIONS=true cargo xtask check --registry . --github-api https://api.github.com"
+    )]
+    Check(check::CheckArgs),
     /// Make a new minisign key pair: DIR/NAME.key and DIR/NAME.pub.
     #[command(after_help = "Example:\n  cargo xtask keygen --out ~/.config/mlld --name registry")]
     Keygen {
@@ -61,28 +68,6 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct IndexArgs {
-    /// The registry checkout: one folder per user. Default: examples/registry.
-    #[arg(long)]
-    registry: Option<PathBuf>,
-    /// Recorded `GET /gists/{id}` responses. Default: examples/gists.
-    #[arg(long)]
-    gists: Option<PathBuf>,
-    /// The site directory. Default: target/site.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Minisign secret key (password from MLLD_SIGNING_KEY_PASSWORD). Default: the demo key.
-    #[arg(long, env = "MLLD_SIGNING_KEY_FILE")]
-    signing_key: Option<PathBuf>,
-    /// Snapshot serial. Default: the site's current serial plus one.
-    #[arg(long)]
-    serial: Option<u64>,
-    /// Days until clients refuse the snapshot as expired.
-    #[arg(long, default_value_t = 14)]
-    expires_in_days: i64,
-}
-
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -103,7 +88,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root();
     match cli.command {
-        Command::Index(args) => index(&root, args),
+        Command::Index(args) => index::run(&root, args),
+        Command::Check(args) => check::run(args),
         Command::Keygen { out, name, comment } => {
             let (sk, pk) =
                 mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;
@@ -144,36 +130,4 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn index(root: &Path, args: IndexArgs) -> Result<ExitCode> {
-    let registry = args
-        .registry
-        .unwrap_or_else(|| root.join("examples/registry"));
-    let gists = args.gists.unwrap_or_else(|| root.join("examples/gists"));
-    let out = args.out.unwrap_or_else(|| root.join("target/site"));
-    let key_path = args
-        .signing_key
-        .unwrap_or_else(|| root.join("examples/keys/demo.key"));
-    let password = std::env::var("MLLD_SIGNING_KEY_PASSWORD").ok();
-    let key = mlld_indexer::SigningKey::from_file(&key_path, password)?;
-    let config = mlld_indexer::BuildConfig {
-        registry,
-        out: out.clone(),
-        key,
-        serial: args.serial,
-        created: mlld_indexer::BuildConfig::now_or_source_date_epoch()?,
-        expires_in: time_days(args.expires_in_days)?,
-    };
-    let source = mlld_indexer::RecordedGists { dir: gists };
-    let report = mlld_indexer::build(&config, &source)
-        .context("index build failed; the published site is unchanged")?;
-    print!("{report}");
-    println!("site        {}", out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn time_days(days: i64) -> Result<mlld_indexer::build::Duration> {
-    anyhow::ensure!(days > 0, "--expires-in-days must be at least 1");
-    Ok(mlld_indexer::build::Duration::days(days))
 }

@@ -1,0 +1,418 @@
+//! Gists from the GitHub REST API: conditional requests, rate limits,
+//! retries with jittered backoff, and a total time budget.
+//!
+//! Facts relied on: a `304` to an authorised `If-None-Match` does not count
+//! against the primary limit; primary exhaustion answers 403/429 with
+//! `x-ratelimit-remaining: 0` and a reset time; secondary limits answer
+//! 403/429, often with `retry-after`; raw file URLs are not API calls.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
+use serde::Serialize;
+
+use crate::assemble::MAX_FILE_BYTES;
+use crate::gist::{FetchError, Fetched, Gist, GistFileData, GistSource};
+
+/// A gist response larger than this is refused (300 files of 1 MB each, plus slack).
+const MAX_GIST_RESPONSE: u64 = 400 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct GithubConfig {
+    /// `https://api.github.com`, or a test server.
+    pub api: String,
+    pub token: Option<String>,
+    pub request_timeout: Duration,
+    /// No request starts after this instant; waits never run past it.
+    pub deadline: Instant,
+    /// Tries per request for retryable failures (5xx, timeouts, broken bodies, secondary limits).
+    pub max_attempts: u32,
+    /// The first backoff; each retry doubles it, with full jitter.
+    pub retry_base: Duration,
+}
+
+/// Request counts for the build report.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestStats {
+    pub requests: u64,
+    /// Requests that count against the primary rate limit (API answers other than 304).
+    pub primary: u64,
+    pub not_modified: u64,
+    pub retries: u64,
+    pub raw_requests: u64,
+    pub bytes_downloaded: u64,
+    /// Seconds spent waiting for rate limits.
+    pub rate_limit_wait_secs: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    primary: AtomicU64,
+    not_modified: AtomicU64,
+    retries: AtomicU64,
+    raw_requests: AtomicU64,
+    bytes: AtomicU64,
+    waited: AtomicU64,
+}
+
+/// What the last response said about the primary limit.
+#[derive(Default)]
+struct RateState {
+    remaining: Option<u64>,
+    reset_epoch: Option<u64>,
+}
+
+pub struct GithubGists {
+    client: Client,
+    config: GithubConfig,
+    rate: Mutex<RateState>,
+    /// Set once the primary limit is out for longer than the budget allows.
+    exhausted: AtomicBool,
+    counters: Counters,
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Done(Result<Fetched, FetchError>),
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+    },
+}
+
+impl GithubGists {
+    pub fn new(config: GithubConfig) -> anyhow::Result<Self> {
+        let client = Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(32)
+            .build()?;
+        Ok(Self {
+            client,
+            config,
+            rate: Mutex::default(),
+            exhausted: AtomicBool::new(false),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        let c = &self.counters;
+        RequestStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            primary: c.primary.load(Ordering::Relaxed),
+            not_modified: c.not_modified.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            raw_requests: c.raw_requests.load(Ordering::Relaxed),
+            bytes_downloaded: c.bytes.load(Ordering::Relaxed),
+            rate_limit_wait_secs: c.waited.load(Ordering::Relaxed),
+        }
+    }
+
+    fn api_request(&self, url: &str) -> reqwest::blocking::RequestBuilder {
+        let mut req = self
+            .client
+            .get(url)
+            .header(
+                USER_AGENT,
+                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(token) = &self.config.token {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        req
+    }
+
+    /// Sleeps `wait` if the budget allows; `false` when it does not.
+    fn sleep_within_budget(&self, wait: Duration) -> bool {
+        if Instant::now() + wait > self.config.deadline {
+            return false;
+        }
+        std::thread::sleep(wait);
+        true
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = Duration::from_secs(60);
+        let exp = self
+            .config
+            .retry_base
+            .saturating_mul(1 << attempt.min(16))
+            .min(cap);
+        exp.mul_f64(fastrand::f64()).max(Duration::from_millis(1))
+    }
+
+    /// Before a request: waits out an exhausted primary limit, or gives up
+    /// for the rest of the build when its reset lies beyond the budget.
+    fn respect_primary_limit(&self) -> Result<(), FetchError> {
+        if self.exhausted.load(Ordering::SeqCst) {
+            return Err(FetchError::Deferred(
+                "the primary rate limit is exhausted until after the time budget".into(),
+            ));
+        }
+        let reset = {
+            let rate = self.rate.lock().expect("rate state lock");
+            match (rate.remaining, rate.reset_epoch) {
+                (Some(0), Some(reset)) => Some(reset),
+                _ => None,
+            }
+        };
+        if let Some(reset) = reset {
+            let wait = Duration::from_secs(reset.saturating_sub(epoch_now()) + 1);
+            if !self.sleep_within_budget(wait) {
+                self.exhausted.store(true, Ordering::SeqCst);
+                return Err(FetchError::Deferred(format!(
+                    "the primary rate limit is exhausted until {reset} (epoch), after the time budget"
+                )));
+            }
+            self.counters
+                .waited
+                .fetch_add(wait.as_secs(), Ordering::Relaxed);
+            let mut rate = self.rate.lock().expect("rate state lock");
+            if rate.reset_epoch == Some(reset) {
+                rate.remaining = None;
+            }
+        }
+        if Instant::now() >= self.config.deadline {
+            return Err(FetchError::Deferred("the time budget ran out".into()));
+        }
+        Ok(())
+    }
+
+    fn record_rate(&self, resp: &Response) {
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let Some(remaining) = header("x-ratelimit-remaining") {
+            let mut rate = self.rate.lock().expect("rate state lock");
+            rate.remaining = Some(remaining);
+            rate.reset_epoch = header("x-ratelimit-reset").or(rate.reset_epoch);
+        }
+    }
+
+    fn attempt(&self, gist_id: &str, etag: Option<&str>) -> Attempt {
+        if let Err(e) = self.respect_primary_limit() {
+            return Attempt::Done(Err(e));
+        }
+        let url = format!("{}/gists/{gist_id}", self.config.api.trim_end_matches('/'));
+        let mut req = self.api_request(&url);
+        if let Some(etag) = etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = match req.send() {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: describe(&e),
+                    wait: None,
+                };
+            }
+        };
+        self.record_rate(&resp);
+        let status = resp.status();
+        if status != StatusCode::NOT_MODIFIED {
+            self.counters.primary.fetch_add(1, Ordering::Relaxed);
+        }
+        match status {
+            StatusCode::NOT_MODIFIED => {
+                self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                Attempt::Done(Ok(Fetched::NotModified))
+            }
+            StatusCode::OK => {
+                let new_etag = resp
+                    .headers()
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                match read_capped(resp, MAX_GIST_RESPONSE) {
+                    Ok(bytes) => {
+                        self.counters
+                            .bytes
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        match serde_json::from_slice::<Gist>(&bytes) {
+                            Ok(gist) => Attempt::Done(Ok(Fetched::Fresh {
+                                gist: Box::new(gist),
+                                etag: new_etag,
+                            })),
+                            Err(e) => Attempt::Retry {
+                                reason: format!("the response body is not a whole gist ({e})"),
+                                wait: None,
+                            },
+                        }
+                    }
+                    Err(reason) => Attempt::Retry { reason, wait: None },
+                }
+            }
+            StatusCode::NOT_FOUND => Attempt::Done(Err(FetchError::NotFound)),
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
+                let remaining = resp
+                    .headers()
+                    .get("x-ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok());
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let Some(secs) = retry_after {
+                    Attempt::Retry {
+                        reason: format!("secondary rate limit ({status}, retry-after {secs}s)"),
+                        wait: Some(Duration::from_secs(secs)),
+                    }
+                } else if remaining == Some("0") {
+                    // The next attempt waits for the reset, or gives up past the budget.
+                    Attempt::Retry {
+                        reason: format!("primary rate limit exhausted ({status})"),
+                        wait: Some(Duration::ZERO),
+                    }
+                } else {
+                    Attempt::Retry {
+                        reason: format!("{status} without rate-limit headers"),
+                        wait: None,
+                    }
+                }
+            }
+            s if s.is_server_error() => Attempt::Retry {
+                reason: format!("server error {s}"),
+                wait: None,
+            },
+            s => Attempt::Done(Err(FetchError::Failed(format!("GitHub answered {s}")))),
+        }
+    }
+}
+
+impl GistSource for GithubGists {
+    fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        let mut last = String::new();
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            match self.attempt(gist_id, etag) {
+                Attempt::Done(result) => return result,
+                Attempt::Retry { reason, wait } => {
+                    let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+                    if !self.sleep_within_budget(wait) {
+                        return Err(FetchError::Deferred(format!(
+                            "{reason}; waiting {}s more would exceed the time budget",
+                            wait.as_secs()
+                        )));
+                    }
+                    if wait >= Duration::from_secs(1) {
+                        self.counters
+                            .waited
+                            .fetch_add(wait.as_secs(), Ordering::Relaxed);
+                    }
+                    last = reason;
+                }
+            }
+        }
+        Err(FetchError::Failed(format!(
+            "gave up after {} attempts: {last}",
+            self.config.max_attempts
+        )))
+    }
+
+    fn fetch_raw(&self, file: &GistFileData) -> Result<Vec<u8>, FetchError> {
+        let url = file.raw_url.as_deref().ok_or_else(|| {
+            FetchError::Failed(format!(
+                "`{}` is truncated and has no raw_url",
+                file.filename
+            ))
+        })?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(FetchError::Failed(format!(
+                "`{}` has a raw_url that is not HTTP(S)",
+                file.filename
+            )));
+        }
+        let mut last = String::new();
+        for attempt in 0..self.config.max_attempts {
+            if Instant::now() >= self.config.deadline {
+                return Err(FetchError::Deferred("the time budget ran out".into()));
+            }
+            // Raw URLs are not API calls: no token goes to another host.
+            let mut req = self.client.get(url).header(
+                USER_AGENT,
+                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
+            );
+            if let (Some(token), true) = (&self.config.token, url.starts_with(&self.config.api)) {
+                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+            self.counters.raw_requests.fetch_add(1, Ordering::Relaxed);
+            match req.send() {
+                Ok(resp) if resp.status().is_success() => match read_capped(resp, MAX_FILE_BYTES) {
+                    Ok(bytes) => {
+                        self.counters
+                            .bytes
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        return Ok(bytes);
+                    }
+                    Err(e) => last = e,
+                },
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                    return Err(FetchError::Failed(format!(
+                        "raw file `{}` is gone (404)",
+                        file.filename
+                    )));
+                }
+                Ok(resp) => last = format!("raw file answered {}", resp.status()),
+                Err(e) => last = describe(&e),
+            }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if !self.sleep_within_budget(self.backoff(attempt)) {
+                break;
+            }
+        }
+        Err(FetchError::Failed(format!(
+            "raw file `{}`: {last}",
+            file.filename
+        )))
+    }
+
+    fn request_stats(&self) -> Option<RequestStats> {
+        Some(self.stats())
+    }
+}
+
+/// Reads a body up to `cap` bytes; a longer or broken body is an error.
+fn read_capped(resp: Response, cap: u64) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(format!("the response is larger than the {cap}-byte limit"));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(resp, cap + 1), &mut bytes)
+        .map_err(|e| format!("the response body broke off ({e})"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("the response is larger than the {cap}-byte limit"));
+    }
+    Ok(bytes)
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        format!("could not connect ({e})")
+    } else {
+        format!("the request failed ({e})")
+    }
+}
+
+fn epoch_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

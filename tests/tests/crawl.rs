@@ -1,0 +1,252 @@
+//! The crawl through the GitHub API, against a fake GitHub on loopback:
+//! a full crawl, incremental rebuilds, and captured revisions that stay.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use mlld_e2e::fake_github::FakeGithub;
+use mlld_e2e::{Client, assert_ok, examples, github_build, verify_site};
+use mlld_indexer::PreviousSite;
+use mlld_synth::{Synth, SynthConfig};
+
+#[test]
+fn a_full_crawl_of_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::start();
+    github.load_dir(&examples().join("gists"));
+    let report = github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.modules_accepted, 24);
+    let rejected: Vec<_> = report
+        .modules_rejected
+        .iter()
+        .map(|r| r.module.as_str())
+        .collect();
+    assert_eq!(rejected, ["devops-dan/deploy-notes", "jdoe/quick-helpers"]);
+    let stats = report.requests.as_ref().unwrap();
+    assert_eq!(
+        (
+            stats.requests,
+            stats.primary,
+            stats.not_modified,
+            stats.retries
+        ),
+        (26, 26, 0, 0)
+    );
+    assert_eq!(github.counts.get(&github.counts.counted), 26);
+    assert!(stats.bytes_downloaded > 20_000, "{stats:?}");
+    let manifest = verify_site(dir.path());
+    assert_eq!(manifest.modules.len(), 24);
+    let json_utils = manifest.find("adamavenir", "json-utils").unwrap();
+    assert_eq!(
+        json_utils.current.revision,
+        "b20e54d6dbf422252b7b670af492632f2fa6c1a2"
+    );
+    assert_eq!(json_utils.current.dependencies, ["textkit/string-case"]);
+}
+
+#[test]
+fn a_rebuild_with_nothing_changed_costs_no_counted_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::start();
+    github.load_dir(&examples().join("gists"));
+    let registry = examples().join("registry");
+    let first = github_build(
+        &registry,
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    let before = verify_site(dir.path());
+    let counted = github.counts.get(&github.counts.counted);
+
+    let second = github_build(
+        &registry,
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    let stats = second.requests.as_ref().unwrap();
+    assert_eq!(stats.primary, 0, "{stats:?}");
+    assert_eq!(stats.not_modified, 26);
+    assert_eq!(
+        github.counts.get(&github.counts.counted),
+        counted,
+        "the fake GitHub saw no counted request"
+    );
+    assert_eq!((second.modules_fetched, second.modules_unchanged), (0, 24));
+    assert_eq!(
+        second.modules_rejected.len(),
+        2,
+        "rejections are remembered, not re-fetched"
+    );
+    assert_eq!(second.serial, first.serial + 1);
+    let after = verify_site(dir.path());
+    assert_eq!(
+        after.modules, before.modules,
+        "the same records, from the previous snapshot"
+    );
+    assert_eq!(after.members, before.members);
+}
+
+/// A synthetic registry served by the fake GitHub, with some modules moved to a new generation.
+fn serve(synth: &Synth, github: &FakeGithub, changed: &BTreeMap<usize, u32>) {
+    for i in 0..synth.modules.len() {
+        github.put(&synth.gist_response(i, changed.get(&i).copied().unwrap_or(0)));
+    }
+}
+
+#[test]
+fn a_rebuild_with_a_few_changes_costs_about_that_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::new(SynthConfig {
+        users: 12,
+        modules: 240,
+        seed: 3,
+    });
+    synth
+        .write(&dir.path().join("data"), &BTreeMap::new())
+        .unwrap();
+    let registry = dir.path().join("data/registry");
+    let github = FakeGithub::start();
+    serve(&synth, &github, &BTreeMap::new());
+    let site = dir.path().join("site");
+    let first = github_build(
+        &registry,
+        &site,
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(first.modules_accepted, 240);
+
+    let changed: BTreeMap<usize, u32> = [3, 50, 77, 120, 199, 238]
+        .into_iter()
+        .map(|i| (i, 1))
+        .collect();
+    serve(&synth, &github, &changed);
+    let second = github_build(
+        &registry,
+        &site,
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    let stats = second.requests.as_ref().unwrap();
+    assert_eq!(stats.primary, 6, "{stats:?}");
+    assert_eq!((second.modules_fetched, second.modules_unchanged), (6, 234));
+    let manifest = verify_site(&site);
+    for &i in changed.keys() {
+        let m = &synth.modules[i];
+        let record = manifest.find(&m.user, &m.name).unwrap();
+        assert_eq!(record.current.revision, synth.revision(i, 1));
+        let old: Vec<_> = record.history.iter().map(|r| r.revision.clone()).collect();
+        assert_eq!(old, [synth.revision(i, 0)], "the earlier capture stays");
+    }
+}
+
+#[test]
+fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::new(SynthConfig {
+        users: 3,
+        modules: 12,
+        seed: 9,
+    });
+    synth
+        .write(&dir.path().join("data"), &BTreeMap::new())
+        .unwrap();
+    let registry = dir.path().join("data/registry");
+    let github = FakeGithub::start();
+    serve(&synth, &github, &BTreeMap::new());
+    let site = dir.path().join("site");
+    github_build(
+        &registry,
+        &site,
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+
+    let client = Client::new(dir.path());
+    let key = site.join("mlld-registry.pub");
+    let snapshot_of = |site: &std::path::Path| {
+        let latest: mlld_schemas::Latest =
+            serde_json::from_slice(&std::fs::read(site.join("latest.json")).unwrap()).unwrap();
+        site.join(latest.snapshot)
+    };
+    let (i, m) = (5, &synth.modules[5]);
+    let old_snapshot = snapshot_of(&site);
+    let reference = format!("@{}/{}", m.user, m.name);
+    assert_ok(&client.run(&[
+        "resolve",
+        &reference,
+        "--yes",
+        "--snapshot",
+        old_snapshot.to_str().unwrap(),
+        "--trusted-key",
+        key.to_str().unwrap(),
+    ]));
+
+    // Two more builds: the module changes twice.
+    for generation in [1, 2] {
+        serve(&synth, &github, &[(i, generation)].into_iter().collect());
+        github_build(
+            &registry,
+            &site,
+            &github.url(),
+            PreviousSite::Output,
+            |_| {},
+        )
+        .unwrap();
+    }
+    let today = snapshot_of(&site);
+    std::fs::remove_file(&old_snapshot).ok();
+    std::fs::remove_dir_all(client.project.join(".mlld/cache")).unwrap();
+    std::fs::remove_dir_all(&client.home).unwrap();
+    let out = client.run(&[
+        "install",
+        "--json",
+        "--snapshot",
+        today.to_str().unwrap(),
+        "--trusted-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    let dir0 = client.project.join(format!(
+        ".mlld/cache/gist/{}/{}/{}",
+        m.user,
+        m.gist,
+        synth.revision(i, 0)
+    ));
+    assert_eq!(
+        std::fs::read_to_string(dir0.join("content.mld")).unwrap(),
+        synth.content(i, 0)
+    );
+    assert_eq!(
+        verify_site(&site)
+            .find(&m.user, &m.name)
+            .unwrap()
+            .history
+            .len(),
+        2
+    );
+    assert_eq!(
+        github.counts.api.load(Ordering::SeqCst) as usize,
+        12 * 3,
+        "one request per gist per build"
+    );
+}

@@ -1,0 +1,336 @@
+//! Every fault the GitHub API can throw ends in a signed, consistent
+//! snapshot with the right modules stale or rejected; a failed build leaves
+//! the published site exactly as it was.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mlld_e2e::fake_github::{FakeGithub, GistFault};
+use mlld_e2e::{examples, github_build, tree, verify_site};
+use mlld_indexer::{BuildReport, PreviousSite};
+
+const JSON_UTILS: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
+const HTTP_RETRY: &str = "02ae6f6b98bea7ee40645719a8b4ae6e";
+
+fn examples_github() -> FakeGithub {
+    let github = FakeGithub::start();
+    github.load_dir(&examples().join("gists"));
+    github
+}
+
+fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+    github_build(
+        &examples().join("registry"),
+        out,
+        &github.url(),
+        previous,
+        |_| {},
+    )
+    .expect("the build publishes")
+}
+
+fn stale(report: &BuildReport) -> Vec<(&str, &str)> {
+    report
+        .modules_stale
+        .iter()
+        .map(|s| (s.module.as_str(), s.reason.as_str()))
+        .collect()
+}
+
+fn rejected<'a>(report: &'a BuildReport, module: &str) -> Option<&'a str> {
+    report
+        .modules_rejected
+        .iter()
+        .find(|r| r.module == module)
+        .map(|r| r.reason.as_str())
+}
+
+#[test]
+fn bursts_of_server_errors_and_broken_bodies_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.burst([
+        GistFault::Status(500),
+        GistFault::Status(502),
+        GistFault::Status(503),
+        GistFault::Drop,
+    ]);
+    github.fault(
+        JSON_UTILS,
+        [GistFault::TruncatedBody, GistFault::Status(502)],
+    );
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    assert!(report.modules_stale.is_empty());
+    assert!(
+        report.requests.as_ref().unwrap().retries >= 6,
+        "{:?}",
+        report.requests
+    );
+    verify_site(dir.path());
+}
+
+#[test]
+fn slow_responses_time_out_and_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.fault(HTTP_RETRY, [GistFault::Slow(Duration::from_secs(3))]);
+    let report = github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |c| {
+            c.request_timeout = Duration::from_millis(500);
+        },
+    )
+    .unwrap();
+    assert_eq!(report.modules_accepted, 24);
+    assert!(report.requests.as_ref().unwrap().retries >= 1);
+    verify_site(dir.path());
+}
+
+#[test]
+fn a_gist_that_keeps_failing_is_stale_with_a_previous_record_and_rejected_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.fault(JSON_UTILS, vec![GistFault::Status(502); 4]);
+    let first = build(dir.path(), &github, PreviousSite::Output);
+    let reason = rejected(&first, "adamavenir/json-utils").expect("no previous record: rejected");
+    assert!(
+        reason.contains("gave up after 4 attempts") && reason.contains("502"),
+        "{reason}"
+    );
+    assert_eq!(first.modules_accepted, 23);
+
+    let second = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(second.modules_accepted, 24);
+    github.fault(HTTP_RETRY, vec![GistFault::Status(500); 4]);
+    let third = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(third.modules_accepted, 24, "the last good record stands");
+    let stale = stale(&third);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].0, "devops-dan/http-retry");
+    assert!(stale[0].1.contains("500"), "{}", stale[0].1);
+    let manifest = verify_site(dir.path());
+    let record = manifest.find("devops-dan", "http-retry").unwrap();
+    assert!(
+        record
+            .stale
+            .as_deref()
+            .unwrap()
+            .contains("could not be fetched")
+    );
+    assert_eq!(
+        record.current.revision,
+        "5ac6ee0d574b5e6a34ba87338d94133a5ab77567"
+    );
+}
+
+#[test]
+fn secondary_rate_limits_are_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.fault(
+        JSON_UTILS,
+        [GistFault::Secondary {
+            status: 403,
+            retry_after: 1,
+        }],
+    );
+    github.fault(
+        HTTP_RETRY,
+        [GistFault::Secondary {
+            status: 429,
+            retry_after: 1,
+        }],
+    );
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    let stats = report.requests.as_ref().unwrap();
+    assert!(
+        stats.rate_limit_wait_secs >= 1 && stats.retries >= 2,
+        "{stats:?}"
+    );
+    verify_site(dir.path());
+}
+
+#[test]
+fn an_exhausted_primary_limit_is_waited_for_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.rate_limit(5000, 10, Duration::from_secs(2));
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    assert!(report.requests.as_ref().unwrap().rate_limit_wait_secs >= 1);
+    assert!(github.counts.get(&github.counts.rate_limited) >= 1);
+    verify_site(dir.path());
+}
+
+#[test]
+fn a_primary_limit_beyond_the_budget_publishes_with_the_last_good_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    build(dir.path(), &github, PreviousSite::Output);
+    // Change every gist, then allow only 5 requests until an hour from now.
+    for entry in std::fs::read_dir(examples().join("gists")).unwrap() {
+        let mut gist: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        gist["description"] = "changed".into();
+        github.put(&gist);
+    }
+    github.rate_limit(5000, 5, Duration::from_secs(3600));
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24, "nothing is lost");
+    let stale = stale(&report);
+    assert!(stale.len() >= 18, "{stale:?}");
+    assert!(
+        stale
+            .iter()
+            .all(|(_, why)| why.contains("primary rate limit")),
+        "{stale:?}"
+    );
+    assert!(
+        github.counts.get(&github.counts.rate_limited) <= 8,
+        "it stops asking once the limit is out (at most the requests already in flight)"
+    );
+    let manifest = verify_site(dir.path());
+    assert_eq!(
+        manifest
+            .modules
+            .iter()
+            .filter(|m| m.stale.is_some())
+            .count(),
+        stale.len()
+    );
+}
+
+#[test]
+fn deleted_gists_are_reported_and_keep_their_last_good_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    github.delete(JSON_UTILS);
+    let first = build(dir.path(), &github, PreviousSite::None);
+    assert!(
+        rejected(&first, "adamavenir/json-utils")
+            .unwrap()
+            .contains("not found on GitHub")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    build(dir.path(), &github, PreviousSite::Output);
+    github.delete(JSON_UTILS);
+    let second = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(stale(&second).len(), 1);
+    assert!(stale(&second)[0].1.contains("deleted, or made private"));
+    verify_site(dir.path());
+}
+
+#[test]
+fn owner_mismatch_and_files_without_modules_or_over_the_size_limit_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    let mut big = github.gist(HTTP_RETRY);
+    big["files"]["http-retry.mld"]["size"] = (11 * 1024 * 1024).into();
+    github.put(&big);
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert!(
+        rejected(&report, "jdoe/quick-helpers")
+            .unwrap()
+            .contains("owned by `mallory`")
+    );
+    assert!(
+        rejected(&report, "devops-dan/deploy-notes")
+            .unwrap()
+            .contains("no module file")
+    );
+    assert!(
+        rejected(&report, "devops-dan/http-retry")
+            .unwrap()
+            .contains("over the 10485760-byte limit")
+    );
+    let manifest = verify_site(dir.path());
+    assert!(manifest.find("jdoe", "quick-helpers").is_none());
+}
+
+#[test]
+fn truncated_files_are_fetched_whole_from_raw_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    let full = github.gist(JSON_UTILS)["files"]["json-utils.mld"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    github.truncate_file(JSON_UTILS, "json-utils.mld", 40);
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    assert_eq!(github.counts.get(&github.counts.raw), 1);
+    let record = verify_site(dir.path())
+        .find("adamavenir", "json-utils")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        record.current.integrity,
+        mlld_schemas::integrity_of(full.as_bytes())
+    );
+    assert_eq!(record.current.size, full.len() as u64);
+}
+
+#[test]
+fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    build(dir.path(), &github, PreviousSite::Output);
+    let before: Vec<(String, Vec<u8>)> = tree(dir.path())
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::read(dir.path().join(&f)).unwrap()))
+        .collect();
+
+    // GitHub is down and there is nothing to fall back on: nothing may be published.
+    github.burst(vec![GistFault::Status(503); 200]);
+    let err = github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::None,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("refusing to publish an empty registry"),
+        "{err:#}"
+    );
+
+    // A tampered previous site is refused rather than built upon.
+    let sig = dir.path().join("latest.json.minisig");
+    let good_sig = std::fs::read(&sig).unwrap();
+    let mut bad = good_sig.clone();
+    let at = bad.len() - 10;
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&sig, &bad).unwrap();
+    let err = github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not verify with this build's key"),
+        "{err:#}"
+    );
+    std::fs::write(&sig, &good_sig).unwrap();
+
+    let after: Vec<(String, Vec<u8>)> = tree(dir.path())
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::read(dir.path().join(&f)).unwrap()))
+        .collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "no file added or removed (staging is gone)"
+    );
+    assert!(before == after, "the site changed");
+}

@@ -1,0 +1,115 @@
+//! `cargo xtask index`: one build of the registry site.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mlld_indexer::{
+    BuildConfig, GistSource, GithubConfig, GithubGists, PreviousSite, RecordedGists,
+};
+
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// The registry checkout: one folder per user. Default: examples/registry.
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Read gists from recorded `GET /gists/{id}` responses in DIR instead of
+    /// the GitHub API. Default with the embedded examples: examples/gists.
+    #[arg(long, value_name = "DIR")]
+    gists: Option<PathBuf>,
+    /// The GitHub REST API to crawl (token from GITHUB_TOKEN).
+    #[arg(long, value_name = "URL", default_value = "https://api.github.com")]
+    github_api: String,
+    /// The site directory. Default: target/site.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The last published site (a directory or URL) for an incremental build;
+    /// `none` for a full crawl. Default: the output directory.
+    #[arg(long, value_name = "DIR|URL|none")]
+    previous: Option<String>,
+    /// Minisign secret key (password from MLLD_SIGNING_KEY_PASSWORD). Default: the demo key.
+    #[arg(long, env = "MLLD_SIGNING_KEY_FILE")]
+    signing_key: Option<PathBuf>,
+    /// Snapshot serial. Default: the previous serial plus one.
+    #[arg(long)]
+    serial: Option<u64>,
+    /// Days until clients refuse the snapshot as expired.
+    #[arg(long, default_value_t = 14)]
+    expires_in_days: i64,
+    /// Gists fetched at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds one request may take.
+    #[arg(long, default_value_t = 30)]
+    request_timeout: u64,
+    /// Seconds the whole crawl may take; gists not refreshed by then keep their last good record.
+    #[arg(long, default_value_t = 3000)]
+    time_budget: u64,
+    /// Tries per request for 5xx, timeouts, broken bodies and secondary limits.
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// The first retry's backoff in milliseconds (doubles each retry, with jitter).
+    #[arg(long, default_value_t = 500)]
+    retry_base_ms: u64,
+    /// Also write the build report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
+}
+
+pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
+    let examples = args.registry.is_none();
+    let registry = args
+        .registry
+        .unwrap_or_else(|| root.join("examples/registry"));
+    let out = args.out.unwrap_or_else(|| root.join("target/site"));
+    let key_path = args
+        .signing_key
+        .unwrap_or_else(|| root.join("examples/keys/demo.key"));
+    let password = std::env::var("MLLD_SIGNING_KEY_PASSWORD").ok();
+    let key = mlld_indexer::SigningKey::from_file(&key_path, password)?;
+    anyhow::ensure!(
+        args.expires_in_days > 0,
+        "--expires-in-days must be at least 1"
+    );
+    let mut config = BuildConfig::new(
+        registry,
+        out.clone(),
+        key,
+        BuildConfig::now_or_source_date_epoch()?,
+    );
+    config.serial = args.serial;
+    config.expires_in = mlld_indexer::build::Duration::days(args.expires_in_days);
+    config.concurrency = args.concurrency;
+    config.previous = match args.previous.as_deref() {
+        None => PreviousSite::Output,
+        Some("none") => PreviousSite::None,
+        Some(p) => PreviousSite::At(p.to_string()),
+    };
+    // A real registry crawls GitHub unless recorded responses are named.
+    let recorded = args
+        .gists
+        .or_else(|| examples.then(|| root.join("examples/gists")));
+    let source: Box<dyn GistSource> = match recorded {
+        Some(dir) => Box::new(RecordedGists { dir }),
+        None => Box::new(GithubGists::new(GithubConfig {
+            api: args.github_api,
+            token: std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            deadline: Instant::now() + Duration::from_secs(args.time_budget),
+            max_attempts: args.max_attempts.max(1),
+            retry_base: Duration::from_millis(args.retry_base_ms),
+        })?),
+    };
+    let report = mlld_indexer::build(&config, source.as_ref())
+        .context("index build failed; the published site is unchanged")?;
+    print!("{report}");
+    println!("site        {}", out.display());
+    if let Some(path) = args.report_json {
+        let mut json = serde_json::to_vec_pretty(&report)?;
+        json.push(b'\n');
+        mlld_fsutil::write_atomic(&path, &json)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

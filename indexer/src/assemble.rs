@@ -90,27 +90,36 @@ fn index_one(
         reason,
         etag: None,
     };
-    let prev = previous.and_then(|p| {
-        p.module(job.user, job.name, &job.entry.gist)
-            .map(|m| (p, m))
-    });
+    let prev = previous.and_then(|p| p.module(job.user, job.name, &job.entry.gist));
     let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
     let etag = match (prev, cached_rejection) {
-        (Some((p, _)), _) => p.etag(&job.entry.gist),
+        (Some(_), _) => previous.and_then(|p| p.etag(&job.entry.gist)),
         (None, Some(r)) => Some(r.etag.as_str()),
         (None, None) => None,
     };
     let stale_or_reject = |reason: String| match prev {
-        Some((p, m)) => {
-            reuse(job, p, m, blobs, Some(reason), etag.map(str::to_string)).map_err(reject)
-        }
+        Some(m) => reuse(
+            job,
+            previous.expect("a previous record implies a previous build"),
+            m,
+            blobs,
+            Some(reason),
+            etag.map(str::to_string),
+        )
+        .map_err(reject),
         None => Err(reject(reason)),
     };
     match source.fetch(&job.entry.gist, etag) {
         Ok(Fetched::NotModified) => match (prev, cached_rejection) {
-            (Some((p, m)), _) => {
-                reuse(job, p, m, blobs, None, etag.map(str::to_string)).map_err(reject)
-            }
+            (Some(m), _) => reuse(
+                job,
+                previous.expect("a previous record implies a previous build"),
+                m,
+                blobs,
+                None,
+                etag.map(str::to_string),
+            )
+            .map_err(reject),
             (None, Some(r)) => Err(Rejection {
                 etag: Some(r.etag.clone()),
                 ..reject(r.reason.clone())
@@ -137,10 +146,10 @@ fn index_one(
                 }
             };
             let mut history = Vec::new();
-            if let Some((p, m)) = prev {
+            if let Some(m) = prev {
                 // Every revision captured before stays: pinned locks keep installing.
                 for r in m.revisions().filter(|r| r.revision != current.revision) {
-                    adopt_revision(p, r, blobs).map_err(reject)?;
+                    adopt_revision(r, blobs).map_err(reject)?;
                     history.push(r.clone());
                 }
             }
@@ -190,18 +199,30 @@ fn new_record(
 /// The previous record, with today's registry metadata and its blobs carried over.
 fn reuse(
     job: &Job<'_>,
-    prev: &Previous,
+    previous: &Previous,
     m: &ModuleRecord,
     blobs: &BlobDir,
     stale: Option<String>,
     etag: Option<String>,
 ) -> Result<Indexed, String> {
     for r in m.revisions() {
-        adopt_revision(prev, r, blobs)?;
+        adopt_revision(r, blobs)?;
     }
-    let content = std::fs::read(blobs.path_of(m.current.integrity.trim_start_matches("sha256:")))
-        .map_err(|e| format!("reading the previous content: {e}"))?;
-    let imports = scan_module(&m.current.file, &content)?;
+    let hex = m.current.integrity.trim_start_matches("sha256:");
+    let cached = previous.imports.get(hex).map(|refs| {
+        refs.iter()
+            .filter_map(|r| ModuleRef::parse(r).ok())
+            .collect()
+    });
+    let imports = match cached {
+        Some(imports) => imports,
+        None => {
+            let path = blobs.require(hex).map_err(|e| e.to_string())?;
+            let content =
+                std::fs::read(path).map_err(|e| format!("reading the previous content: {e}"))?;
+            scan_module(&m.current.file, &content)?
+        }
+    };
     let freshness = if stale.is_some() {
         Freshness::Stale
     } else {
@@ -222,18 +243,11 @@ fn reuse(
     })
 }
 
-fn adopt_revision(
-    prev: &Previous,
-    r: &mlld_schemas::RevisionRecord,
-    blobs: &BlobDir,
-) -> Result<(), String> {
+fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(), String> {
     for f in &r.files {
-        blobs.adopt(&prev.blob_root, &f.sha256).map_err(|e| {
-            format!(
-                "carrying blob {} over from the previous snapshot: {e}",
-                f.sha256
-            )
-        })?;
+        blobs
+            .require(&f.sha256)
+            .map_err(|e| format!("carrying over from the previous snapshot: {e}"))?;
     }
     Ok(())
 }

@@ -1,29 +1,37 @@
-//! A content-addressed blob directory: `blobs/sha256/<2 hex>/<62 hex>`.
+//! Content-addressed blob directories: `blobs/sha256/<2 hex>/<62 hex>`.
+//!
+//! A build writes the blobs it fetched into its staging root and finds the
+//! ones it reuses in the previous build's blob root (the site's loose blobs,
+//! or a previous snapshot unpacked), so an incremental build copies nothing.
 
 use std::path::{Path, PathBuf};
 
 use mlld_schemas::snapshot::blob_path;
 
-/// Blobs written during a build, deduplicated by digest.
 pub struct BlobDir {
+    /// Holds `blobs/` with what this build fetched.
     root: PathBuf,
+    /// Holds `blobs/` of the previous build, read-only.
+    previous: Option<PathBuf>,
 }
 
 impl BlobDir {
-    /// `root` is the directory that holds `blobs/`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>, previous: Option<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            previous,
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Stores `bytes` and returns their SHA-256 hex digest.
+    /// Stores `bytes` unless a blob with their digest exists; returns the SHA-256 hex digest.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let hex = mlld_schemas::sha256_hex(bytes);
-        let path = self.root.join(blob_path(&hex));
-        if !path.exists() {
+        if self.locate(&hex).is_none() {
+            let path = self.root.join(blob_path(&hex));
             let dir = path.parent().expect("blob paths have a parent");
             std::fs::create_dir_all(dir)?;
             // Concurrent writers of one blob each rename a complete file: the last wins, same bytes.
@@ -34,23 +42,22 @@ impl BlobDir {
         Ok(hex)
     }
 
-    /// Brings blob `hex` over from another blob directory rooted at `from`
-    /// (a hard link where the file system allows, else a copy).
-    pub fn adopt(&self, from: &Path, hex: &str) -> std::io::Result<()> {
-        let dest = self.path_of(hex);
-        if dest.exists() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-        let src = from.join(blob_path(hex));
-        match std::fs::hard_link(&src, &dest) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(_) => std::fs::copy(&src, &dest).map(|_| ()),
-        }
+    /// Where blob `hex` is: this build's root first, then the previous build's.
+    pub fn locate(&self, hex: &str) -> Option<PathBuf> {
+        let rel = blob_path(hex);
+        std::iter::once(&self.root)
+            .chain(&self.previous)
+            .map(|r| r.join(&rel))
+            .find(|p| p.is_file())
     }
 
-    pub fn path_of(&self, hex: &str) -> PathBuf {
-        self.root.join(blob_path(hex))
+    /// Errs unless blob `hex` is available to the snapshot.
+    pub fn require(&self, hex: &str) -> std::io::Result<PathBuf> {
+        self.locate(hex).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("blob {hex} is in neither this build nor the previous one"),
+            )
+        })
     }
 }

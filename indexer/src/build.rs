@@ -98,21 +98,21 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(&config.out)?;
-    let blobs = BlobDir::new(staging.path().join("new"));
 
     progress.stage("read previous site");
     let t = Instant::now();
+    let scratch = staging.path().join("previous");
     let previous: Option<Previous> = match &config.previous {
         PreviousSite::None => None,
-        PreviousSite::Output => previous::load(
-            &config.out.to_string_lossy(),
-            &config.key,
-            &staging.path().join("previous"),
-        )?,
-        PreviousSite::At(src) => {
-            previous::load(src, &config.key, &staging.path().join("previous"))?
+        PreviousSite::Output => {
+            previous::load(&config.out.to_string_lossy(), &config.key, &scratch)?
         }
+        PreviousSite::At(src) => previous::load(src, &config.key, &scratch)?,
     };
+    let blobs = BlobDir::new(
+        staging.path().join("new"),
+        previous.as_ref().map(|p| p.blob_root.clone()),
+    );
     let serial = config
         .serial
         .unwrap_or_else(|| previous.as_ref().map_or(1, |p| p.latest.serial + 1));
@@ -152,6 +152,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     bar.finish_and_clear();
     let mut indexed = Vec::new();
     let mut etags = BTreeMap::new();
+    let mut imports_cache = BTreeMap::new();
     for result in results {
         match result {
             Ok(i) => {
@@ -163,6 +164,14 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
                         reason: i.record.stale.clone().unwrap_or_default(),
                     }),
                 }
+                imports_cache.insert(
+                    i.record
+                        .current
+                        .integrity
+                        .trim_start_matches("sha256:")
+                        .to_string(),
+                    i.imports.iter().map(ToString::to_string).collect(),
+                );
                 if let Some(etag) = &i.etag {
                     etags.insert(i.record.gist.clone(), etag.clone());
                 }
@@ -230,15 +239,23 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     );
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;
-    let (sha256, size) = snapshot_writer::write(
+    let reuse = previous.as_ref().map(|p| snapshot_writer::Reuse {
+        snapshot: &p.snapshot,
+        table: &p.frames,
+    });
+    let written = snapshot_writer::write(
         &staged,
         &manifest_bytes,
         signature.as_bytes(),
         &manifest.members,
-        blobs.root(),
+        &|hex| blobs.locate(hex),
         mtime,
+        reuse,
     )
     .context("writing the snapshot")?;
+    report.frames_reused = written.frames_reused;
+    report.frames_compressed = written.frames_compressed;
+    let (sha256, size) = (written.sha256, written.size);
     report.stage("pack snapshot", t);
 
     progress.stage("publish");
@@ -270,15 +287,19 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         snapshot: sha256,
         etags,
         rejected,
+        frames: written.table,
+        imports: imports_cache,
     };
-    publish::publish(
-        &config.out,
-        &staged,
-        &latest,
-        &config.key,
-        &site_page::render(&manifest),
-        &state,
-    )?;
+    let html = site_page::render(&manifest);
+    let publication = publish::Publication {
+        staged_snapshot: &staged,
+        latest: &latest,
+        index_html: &html,
+        state: &state,
+        members: &manifest.members,
+        blobs: &blobs,
+    };
+    publish::publish(&config.out, &config.key, &publication)?;
     report.stage("publish", t);
 
     report.users_rejected = registry.rejected_users().map(str::to_string).collect();

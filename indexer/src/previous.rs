@@ -2,9 +2,9 @@
 //!
 //! Trust: `latest.json` must verify with the build's own key, and the
 //! snapshot file must hash to the digest it names; only then is anything in
-//! it reused. The ETags in `crawl-state.json` are used only when that file
-//! names the same snapshot (a forged ETag can at worst cost a full fetch:
-//! a `304` only comes back for GitHub's real current ETag).
+//! it reused. `crawl-state.json` (ETags, cached rejections, the snapshot's
+//! frame table) is used only when it is signed by the same key and names
+//! the same snapshot.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -16,8 +16,10 @@ use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::signing::SigningKey;
+use crate::snapshot_writer::FrameTable;
 
 pub const CRAWL_STATE_NAME: &str = "crawl-state.json";
+pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
 /// A previous snapshot larger than this is refused.
 const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
 
@@ -31,6 +33,13 @@ pub struct CrawlState {
     /// module file), so an unchanged gist is rejected again without a counted request.
     #[serde(default)]
     pub rejected: BTreeMap<String, CachedRejection>,
+    /// Where the snapshot's compressed frames lie, for the next build to copy.
+    #[serde(default)]
+    pub frames: FrameTable,
+    /// Module content digest → the registry references it makes, so an
+    /// unchanged module is not read and scanned again.
+    #[serde(default)]
+    pub imports: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,6 +55,10 @@ pub struct Previous {
     pub manifest: Manifest,
     pub etags: BTreeMap<String, String>,
     pub rejected: BTreeMap<String, CachedRejection>,
+    pub frames: FrameTable,
+    pub imports: BTreeMap<String, Vec<String>>,
+    /// The previous snapshot file (verified against the signed latest.json).
+    pub snapshot: PathBuf,
     /// Holds `blobs/…` of the previous snapshot.
     pub blob_root: PathBuf,
     by_name: BTreeMap<(String, String), usize>,
@@ -75,33 +88,11 @@ impl Previous {
 
 /// Loads the site at `source` (a directory or an http(s) URL); `None` when it has no `latest.json`.
 pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Previous>> {
-    let fetch = |name: &str| -> Result<Option<Vec<u8>>> {
-        if source.starts_with("http://") || source.starts_with("https://") {
-            let url = format!("{}/{name}", source.trim_end_matches('/'));
-            let resp = reqwest::blocking::get(&url).with_context(|| format!("fetching {url}"))?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let resp = resp
-                .error_for_status()
-                .with_context(|| format!("fetching {url}"))?;
-            let mut bytes = Vec::new();
-            resp.take(MAX_PREVIOUS_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .with_context(|| format!("reading {url}"))?;
-            Ok(Some(bytes))
-        } else {
-            match std::fs::read(Path::new(source).join(name)) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),
-            }
-        }
-    };
-    let Some(latest_bytes) = fetch(LATEST_NAME)? else {
+    let remote = source.starts_with("http://") || source.starts_with("https://");
+    let Some(latest_bytes) = read_small(source, remote, LATEST_NAME)? else {
         return Ok(None);
     };
-    let sig = fetch(LATEST_SIG_NAME)?
+    let sig = read_small(source, remote, LATEST_SIG_NAME)?
         .with_context(|| format!("{source} has latest.json but no {LATEST_SIG_NAME}"))?;
     let pk = minisign_verify::PublicKey::decode(&key.public_key_file())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -112,9 +103,23 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     })?;
     let latest: Latest =
         serde_json::from_slice(&latest_bytes).context("the previous latest.json is malformed")?;
-    let snapshot = fetch(&latest.snapshot)?
-        .with_context(|| format!("the previous snapshot {} is missing", latest.snapshot))?;
-    let actual = mlld_schemas::sha256_hex(&snapshot);
+    std::fs::create_dir_all(scratch)?;
+    let snapshot = if remote {
+        let dest = scratch.join("previous.tar.zst");
+        download(
+            &format!("{}/{}", source.trim_end_matches('/'), latest.snapshot),
+            &dest,
+        )?;
+        dest
+    } else {
+        Path::new(source).join(&latest.snapshot)
+    };
+    let actual = file_sha256(&snapshot).with_context(|| {
+        format!(
+            "the previous snapshot {} is missing or unreadable",
+            latest.snapshot
+        )
+    })?;
     if actual != latest.sha256 {
         bail!(
             "the previous snapshot {} hashes to {actual}, not the signed {}; refusing to build on it",
@@ -122,11 +127,22 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
             latest.sha256
         );
     }
-    let manifest = unpack(&snapshot, scratch)?;
-    let state = fetch(CRAWL_STATE_NAME)?
-        .and_then(|b| serde_json::from_slice::<CrawlState>(&b).ok())
-        .filter(|s| s.snapshot == latest.sha256)
-        .unwrap_or_default();
+    let manifest = read_manifest(&snapshot)?;
+    // The site's loose blobs spare unpacking the snapshot; any that are
+    // missing mean unpacking it. Either way, packing re-verifies every blob.
+    let site_blobs_complete = !remote
+        && manifest.members.iter().all(|(path, m)| {
+            std::fs::metadata(Path::new(source).join(path))
+                .is_ok_and(|md| md.is_file() && md.len() == m.size)
+        });
+    let blob_root = if site_blobs_complete {
+        PathBuf::from(source)
+    } else {
+        let dest = scratch.join("unpacked");
+        unpack_blobs(&snapshot, &dest)?;
+        dest
+    };
+    let state = read_state(source, remote, &pk, &latest)?;
     let by_name = manifest
         .modules
         .iter()
@@ -138,16 +154,121 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         manifest,
         etags: state.etags,
         rejected: state.rejected,
-        blob_root: scratch.to_path_buf(),
+        frames: state.frames,
+        imports: state.imports,
+        snapshot,
+        blob_root,
         by_name,
     }))
 }
 
-/// Unpacks a snapshot whose whole-file digest is already verified: blobs
-/// under `dest`, the manifest returned. Paths are still checked.
-fn unpack(snapshot: &[u8], dest: &Path) -> Result<Manifest> {
-    let mut archive = tar::Archive::new(zstd::Decoder::new(snapshot)?);
-    let mut manifest = None;
+/// The crawl state, if it is signed by this build's key and belongs to the
+/// previous snapshot; otherwise none (the build then fetches and packs afresh).
+fn read_state(
+    source: &str,
+    remote: bool,
+    pk: &minisign_verify::PublicKey,
+    latest: &Latest,
+) -> Result<CrawlState> {
+    let (Some(bytes), Some(sig)) = (
+        read_small(source, remote, CRAWL_STATE_NAME)?,
+        read_small(source, remote, CRAWL_STATE_SIG_NAME)?,
+    ) else {
+        return Ok(CrawlState::default());
+    };
+    let verified = minisign_verify::Signature::decode(&String::from_utf8_lossy(&sig))
+        .is_ok_and(|sig| pk.verify(&bytes, &sig, false).is_ok());
+    if !verified {
+        eprintln!(
+            "warning: {CRAWL_STATE_NAME} does not verify with this build's key; ignoring it (a full crawl follows)"
+        );
+        return Ok(CrawlState::default());
+    }
+    Ok(serde_json::from_slice::<CrawlState>(&bytes)
+        .ok()
+        .filter(|s| s.snapshot == latest.sha256)
+        .unwrap_or_default())
+}
+
+/// A small file of the site; `None` when it does not exist.
+fn read_small(source: &str, remote: bool, name: &str) -> Result<Option<Vec<u8>>> {
+    if remote {
+        let url = format!("{}/{name}", source.trim_end_matches('/'));
+        let resp = reqwest::blocking::get(&url).with_context(|| format!("fetching {url}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = resp
+            .error_for_status()
+            .with_context(|| format!("fetching {url}"))?;
+        let mut bytes = Vec::new();
+        resp.take(256 << 20)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {url}"))?;
+        return Ok(Some(bytes));
+    }
+    match std::fs::read(Path::new(source).join(name)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),
+    }
+}
+
+fn download(url: &str, dest: &Path) -> Result<()> {
+    let resp = reqwest::blocking::get(url)
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("fetching {url}"))?;
+    let mut file = std::fs::File::create(dest)?;
+    let copied = std::io::copy(&mut resp.take(MAX_PREVIOUS_BYTES + 1), &mut file)
+        .with_context(|| format!("downloading {url}"))?;
+    if copied > MAX_PREVIOUS_BYTES {
+        bail!("the previous snapshot at {url} is over {MAX_PREVIOUS_BYTES} bytes");
+    }
+    Ok(())
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn entries(
+    snapshot: &Path,
+) -> Result<tar::Archive<zstd::Decoder<'static, std::io::BufReader<std::fs::File>>>> {
+    Ok(tar::Archive::new(zstd::Decoder::new(std::fs::File::open(
+        snapshot,
+    )?)?))
+}
+
+/// The manifest, which is the snapshot's first member: nothing else is read.
+fn read_manifest(snapshot: &Path) -> Result<Manifest> {
+    let mut archive = entries(snapshot)?;
+    let mut first = archive
+        .entries()?
+        .next()
+        .context("the previous snapshot is empty")??;
+    if first.path()?.to_string_lossy() != MANIFEST_NAME {
+        bail!("the previous snapshot does not start with {MANIFEST_NAME}");
+    }
+    let mut bytes = Vec::new();
+    first.read_to_end(&mut bytes)?;
+    serde_json::from_slice(&bytes).context("the previous manifest is malformed")
+}
+
+/// Unpacks the blobs of a snapshot whose whole-file digest is verified.
+/// Paths are still checked: nothing lands outside `dest`.
+fn unpack_blobs(snapshot: &Path, dest: &Path) -> Result<()> {
+    let mut archive = entries(snapshot)?;
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -159,19 +280,11 @@ fn unpack(snapshot: &[u8], dest: &Path) -> Result<Manifest> {
                 path.display()
             );
         }
-        let name = path.to_string_lossy().into_owned();
-        if name == MANIFEST_NAME {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
-            manifest = Some(
-                serde_json::from_slice::<Manifest>(&bytes)
-                    .context("the previous manifest is malformed")?,
-            );
-        } else if blob_digest(&name).is_some() {
+        if blob_digest(&path.to_string_lossy()).is_some() {
             let out = dest.join(&path);
             std::fs::create_dir_all(out.parent().expect("blob paths have a parent"))?;
             entry.unpack(&out)?;
         }
     }
-    manifest.context("the previous snapshot has no manifest")
+    Ok(())
 }

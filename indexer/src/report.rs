@@ -44,6 +44,9 @@ pub struct BuildReport {
     pub unresolved_imports: Vec<(String, String)>,
     pub advisories: usize,
     pub blobs: usize,
+    /// Compressed frames copied from the previous snapshot, and compressed afresh.
+    pub frames_reused: usize,
+    pub frames_compressed: usize,
     pub snapshot: String,
     pub snapshot_bytes: u64,
     #[serde(skip)]
@@ -51,6 +54,8 @@ pub struct BuildReport {
     pub errors: usize,
     pub warnings: usize,
     pub signed_with_demo_key: bool,
+    /// Peak resident memory of the build process, where the platform reports it.
+    pub peak_memory_bytes: Option<u64>,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
 }
@@ -115,7 +120,11 @@ impl fmt::Display for BuildReport {
             )?;
         }
         writeln!(f, "advisories  {}", self.advisories)?;
-        writeln!(f, "blobs       {}", self.blobs)?;
+        writeln!(
+            f,
+            "blobs       {} ({} frames reused, {} compressed)",
+            self.blobs, self.frames_reused, self.frames_compressed
+        )?;
         writeln!(
             f,
             "snapshot    {} ({} bytes)",
@@ -145,6 +154,9 @@ impl fmt::Display for BuildReport {
             self.elapsed.as_secs_f64(),
             stages.join(", ")
         )?;
+        if let Some(bytes) = self.peak_memory_bytes {
+            writeln!(f, "memory      {} MiB peak", bytes / (1024 * 1024))?;
+        }
         if self.signed_with_demo_key {
             writeln!(
                 f,

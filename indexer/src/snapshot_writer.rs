@@ -1,19 +1,221 @@
-//! Packs a snapshot: a reproducible tar, compressed with zstd.
+//! Packs a snapshot: a reproducible tar, compressed as independent zstd frames.
 //!
-//! Members are written in a fixed order (manifest, its signature, then the
-//! rest sorted by path) with fixed mtimes, owners and modes, so the same
-//! inputs always give the same bytes.
+//! The tar holds the manifest, its signature, then every blob sorted by
+//! path, then the end-of-archive blocks. Blobs are grouped into frames at
+//! content-defined boundaries (a blob whose digest starts below a threshold
+//! ends a frame), so a frame's bytes depend only on the blobs in it: the
+//! same inputs always give the same file, and an incremental build copies
+//! every frame whose blobs did not change straight from the previous
+//! snapshot, compressing only the rest (in parallel). A multi-frame zstd
+//! stream decompresses as one tar, so readers see no difference.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, Member};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-/// zstd level: a good ratio at a speed that suits 100,000-module snapshots.
+/// zstd level of blob frames: a good ratio; only changed frames pay it on incremental builds.
 pub const ZSTD_LEVEL: i32 = 9;
+/// The manifest changes with every build: a fast level (6x faster than 9 here, 10% larger).
+const HEAD_ZSTD_LEVEL: i32 = 3;
+/// A blob whose digest's first 16 bits are below this ends a frame: 1 in 16 on average.
+const BOUNDARY: u16 = 0x1000;
+/// No frame holds more blobs than this, whatever the digests.
+const MAX_FRAME_BLOBS: usize = 64;
+/// Frames compressed at once before they are written out (bounds memory).
+const BATCH: usize = 512;
+
+/// Where each blob frame of a snapshot lies, by frame id, for the next build to reuse.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FrameTable {
+    /// Frame id → (offset, length) in the snapshot file.
+    pub frames: BTreeMap<String, (u64, u64)>,
+}
+
+/// A previous snapshot whose frames may be copied.
+pub struct Reuse<'a> {
+    pub snapshot: &'a Path,
+    pub table: &'a FrameTable,
+}
+
+pub struct Written {
+    pub sha256: String,
+    pub size: u64,
+    pub table: FrameTable,
+    pub frames_reused: usize,
+    pub frames_compressed: usize,
+}
+
+fn header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(*h.as_bytes())
+}
+
+/// Appends one tar entry (header, data, padding) to `out`.
+fn entry(out: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) -> io::Result<()> {
+    out.extend_from_slice(&header(path, data.len() as u64, mtime)?);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(512), 0);
+    Ok(())
+}
+
+/// Splits the sorted members into frames at content-defined boundaries.
+fn plan(members: &BTreeMap<String, Member>) -> Vec<Vec<(&String, &Member)>> {
+    let mut frames = Vec::new();
+    let mut current = Vec::new();
+    for (path, m) in members {
+        current.push((path, m));
+        let prefix =
+            u16::from_str_radix(m.sha256.get(..4).unwrap_or("ffff"), 16).unwrap_or(u16::MAX);
+        if prefix < BOUNDARY || current.len() >= MAX_FRAME_BLOBS {
+            frames.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        frames.push(current);
+    }
+    frames
+}
+
+/// A frame's id: what it holds and how it is compressed, so equal ids mean equal bytes.
+fn frame_id(frame: &[(&String, &Member)]) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(format!("tar-ustar-mtime0/zstd-{ZSTD_LEVEL}\n"));
+    for (path, m) in frame {
+        h.update(format!("{path}\0{}\0{}\n", m.sha256, m.size));
+    }
+    hex::encode(h.finalize())
+}
+
+/// Reads a frame's blobs (checking every digest) and compresses them.
+fn compress_frame(
+    frame: &[(&String, &Member)],
+    locate: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+) -> io::Result<Vec<u8>> {
+    let mut tar = Vec::new();
+    for (path, m) in frame {
+        let file = locate(&m.sha256).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("member {path} is in no blob directory"),
+            )
+        })?;
+        let data = std::fs::read(&file)?;
+        let actual = mlld_schemas::sha256_hex(&data);
+        if actual != m.sha256 || data.len() as u64 != m.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} hashes to {actual}, not {}: the blob directory is damaged; rebuild with --previous none",
+                    file.display(),
+                    m.sha256
+                ),
+            ));
+        }
+        entry(&mut tar, path, &data, 0)?;
+    }
+    zstd::bulk::compress(&tar, ZSTD_LEVEL)
+}
+
+enum Piece {
+    Copy(u64, u64),
+    Bytes(Vec<u8>),
+}
+
+/// Writes the snapshot to `dest`. `locate` finds a blob's file by digest;
+/// every blob packed fresh is re-hashed, so a damaged file fails the build
+/// instead of entering a signed snapshot under a digest it does not have.
+pub fn write(
+    dest: &Path,
+    manifest: &[u8],
+    signature: &[u8],
+    members: &BTreeMap<String, Member>,
+    locate: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+    mtime: u64,
+    reuse: Option<Reuse<'_>>,
+) -> io::Result<Written> {
+    let mut out = Hashing {
+        inner: BufWriter::new(File::create(dest)?),
+        hasher: sha2::Sha256::new(),
+        len: 0,
+    };
+    let mut head = Vec::new();
+    entry(&mut head, MANIFEST_NAME, manifest, mtime)?;
+    entry(&mut head, MANIFEST_SIG_NAME, signature, mtime)?;
+    out.write_all(&zstd::bulk::compress(&head, HEAD_ZSTD_LEVEL)?)?;
+
+    let mut previous = match &reuse {
+        Some(r) => Some(File::open(r.snapshot)?),
+        None => None,
+    };
+    let mut table = FrameTable::default();
+    let (mut reused, mut compressed) = (0, 0);
+    let frames = plan(members);
+    for batch in frames.chunks(BATCH) {
+        let pieces: Vec<(String, io::Result<Piece>)> = batch
+            .par_iter()
+            .map(|frame| {
+                let id = frame_id(frame);
+                let known = reuse
+                    .as_ref()
+                    .and_then(|r| r.table.frames.get(&id).copied());
+                let piece = match known {
+                    Some((offset, len)) => Ok(Piece::Copy(offset, len)),
+                    None => compress_frame(frame, locate).map(Piece::Bytes),
+                };
+                (id, piece)
+            })
+            .collect();
+        for (id, piece) in pieces {
+            let offset = out.len;
+            match piece? {
+                Piece::Copy(from, len) => {
+                    let src = previous
+                        .as_mut()
+                        .expect("copies come from a previous snapshot");
+                    src.seek(SeekFrom::Start(from))?;
+                    let copied = io::copy(&mut src.take(len), &mut out)?;
+                    if copied != len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the previous snapshot is shorter than its frame table says",
+                        ));
+                    }
+                    reused += 1;
+                }
+                Piece::Bytes(bytes) => {
+                    out.write_all(&bytes)?;
+                    compressed += 1;
+                }
+            }
+            table.frames.insert(id, (offset, out.len - offset));
+        }
+    }
+    out.write_all(&zstd::bulk::compress(&[0u8; 1024], ZSTD_LEVEL)?)?;
+    out.flush()?;
+    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(Written {
+        sha256: hex::encode(out.hasher.finalize()),
+        size: out.len,
+        table,
+        frames_reused: reused,
+        frames_compressed: compressed,
+    })
+}
 
 /// A writer that hashes and counts what passes through it.
 struct Hashing<W> {
@@ -34,49 +236,45 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn header(size: u64, mtime: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h.set_entry_type(tar::EntryType::Regular);
-    h
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Writes the snapshot to `dest` and returns its SHA-256 hex digest and size.
-/// `member_root` holds the files named by `members`' paths.
-pub fn write(
-    dest: &Path,
-    manifest: &[u8],
-    signature: &[u8],
-    members: &BTreeMap<String, Member>,
-    member_root: &Path,
-    mtime: u64,
-) -> io::Result<(String, u64)> {
-    let file = File::create(dest)?;
-    let hashing = Hashing {
-        inner: BufWriter::new(file),
-        hasher: sha2::Sha256::new(),
-        len: 0,
-    };
-    let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
-    let mut tar = tar::Builder::new(encoder);
-    tar.mode(tar::HeaderMode::Deterministic);
-    for (name, bytes) in [(MANIFEST_NAME, manifest), (MANIFEST_SIG_NAME, signature)] {
-        let mut h = header(bytes.len() as u64, mtime);
-        tar.append_data(&mut h, name, bytes)?;
+    fn members(n: usize) -> BTreeMap<String, Member> {
+        (0..n)
+            .map(|i| {
+                let sha = mlld_schemas::sha256_hex(format!("blob {i}").as_bytes());
+                (
+                    mlld_schemas::snapshot::blob_path(&sha),
+                    Member {
+                        sha256: sha,
+                        size: 6,
+                    },
+                )
+            })
+            .collect()
     }
-    for (path, member) in members {
-        let mut h = header(member.size, mtime);
-        let f = File::open(member_root.join(path))?;
-        tar.append_data(&mut h, path, f)?;
+
+    #[test]
+    fn frame_boundaries_depend_only_on_neighbouring_blobs() {
+        let all = members(2000);
+        let frames = plan(&all);
+        assert!(
+            frames.len() > 60 && frames.len() < 250,
+            "{} frames",
+            frames.len()
+        );
+        assert!(frames.iter().all(|f| f.len() <= MAX_FRAME_BLOBS));
+        // Adding blobs leaves most frames as they were.
+        let mut more = all.clone();
+        more.extend(members(2020).into_iter().skip(2000));
+        let before: std::collections::BTreeSet<_> = frames.iter().map(|f| frame_id(f)).collect();
+        let after: Vec<_> = plan(&more).iter().map(|f| frame_id(f)).collect();
+        let kept = after.iter().filter(|id| before.contains(*id)).count();
+        assert!(
+            kept * 10 >= after.len() * 8,
+            "{kept} of {} frames kept",
+            after.len()
+        );
     }
-    let encoder = tar.into_inner()?;
-    let mut hashing = encoder.finish()?;
-    hashing.flush()?;
-    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok((hex::encode(hashing.hasher.finalize()), hashing.len))
 }

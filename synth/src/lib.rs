@@ -218,9 +218,21 @@ impl Synth {
         out: &Path,
         changed: &std::collections::BTreeMap<usize, u32>,
     ) -> Result<()> {
-        let registry = out.join("registry");
+        self.write_registry(&out.join("registry"))?;
         let gists = out.join("gists");
         std::fs::create_dir_all(&gists)?;
+        for i in 0..self.modules.len() {
+            let generation = changed.get(&i).copied().unwrap_or(0);
+            std::fs::write(
+                gists.join(format!("{}.json", self.modules[i].gist)),
+                serde_json::to_vec(&self.gist_response(i, generation))?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes only `{user}/registry.json` and `{user}/advisories.json` under `registry`.
+    pub fn write_registry(&self, registry: &Path) -> Result<()> {
         let mut start = 0;
         while start < self.modules.len() {
             let user = &self.modules[start].user;
@@ -251,13 +263,6 @@ impl Synth {
                 )?,
             )?;
             start = end;
-        }
-        for i in 0..self.modules.len() {
-            let generation = changed.get(&i).copied().unwrap_or(0);
-            std::fs::write(
-                gists.join(format!("{}.json", self.modules[i].gist)),
-                serde_json::to_vec(&self.gist_response(i, generation))?,
-            )?;
         }
         Ok(())
     }

@@ -53,8 +53,8 @@ struct Rate {
 
 #[derive(Default)]
 struct Data {
-    /// Gist id → response body (raw URLs already point at this server).
-    gists: BTreeMap<String, Arc<Vec<u8>>>,
+    /// Gist id → (response body, its ETag).
+    gists: BTreeMap<String, (Arc<Vec<u8>>, String)>,
     /// `/raw/{gist}/{file}` → full content, for files served truncated.
     raw: BTreeMap<String, Vec<u8>>,
     /// Faults for one gist, applied in order to its next requests.
@@ -104,7 +104,12 @@ impl FakeGithub {
     pub fn put(&self, gist: &Value) {
         let id = gist["id"].as_str().expect("gists have an id").to_string();
         let body = serde_json::to_vec(gist).unwrap();
-        self.data.lock().unwrap().gists.insert(id, Arc::new(body));
+        let etag = format!("W/\"{}\"", &crate::sha256_hex(&body)[..32]);
+        self.data
+            .lock()
+            .unwrap()
+            .gists
+            .insert(id, (Arc::new(body), etag));
     }
 
     /// Serves every `{id}.json` in `dir`.
@@ -119,7 +124,7 @@ impl FakeGithub {
 
     /// The body served for `id`.
     pub fn gist(&self, id: &str) -> Value {
-        serde_json::from_slice(&self.data.lock().unwrap().gists[id]).unwrap()
+        serde_json::from_slice(&self.data.lock().unwrap().gists[id].0).unwrap()
     }
 
     /// Deletes a gist: it answers 404 from now on.
@@ -246,7 +251,7 @@ fn handle(req: &Request, data: &Mutex<Data>, rate: &Mutex<Rate>, counts: &Counts
         }
         Some(GistFault::TruncatedBody) | None => {}
     }
-    let Some(body) = body else {
+    let Some((body, etag)) = body else {
         counts.counted.fetch_add(1, Ordering::SeqCst);
         let left = take_one(rate);
         return with_rate(
@@ -254,7 +259,6 @@ fn handle(req: &Request, data: &Mutex<Data>, rate: &Mutex<Rate>, counts: &Counts
             left,
         );
     };
-    let etag = format!("W/\"{}\"", &crate::sha256_hex(&body)[..32]);
     if req.header("if-none-match") == Some(etag.as_str()) {
         counts.not_modified.fetch_add(1, Ordering::SeqCst);
         let mut resp = with_rate(Response::new(304, Vec::new()), remaining).header("etag", etag);

@@ -122,6 +122,8 @@ impl Drop for HttpServer {
 
 fn serve_connection(stream: TcpStream, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    // Small responses must not wait for delayed ACKs.
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -191,19 +193,21 @@ fn write_response(w: &mut TcpStream, request: &Request, r: &Response) -> std::io
         head.push_str("connection: close\r\n");
     }
     head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
+    // One write per response: head and body leave in the same segments.
+    let mut out = head.into_bytes();
+    let mut reuse = true;
     if request.method != "HEAD" {
         match r.fault {
             Fault::TruncateBody(n) => {
-                w.write_all(&r.body[..n.min(r.body.len())])?;
-                w.flush()?;
-                return Ok(false);
+                out.extend_from_slice(&r.body[..n.min(r.body.len())]);
+                reuse = false;
             }
-            _ => w.write_all(&r.body)?,
+            _ => out.extend_from_slice(&r.body),
         }
     }
+    w.write_all(&out)?;
     w.flush()?;
-    Ok(true)
+    Ok(reuse)
 }
 
 fn reason(status: u16) -> &'static str {

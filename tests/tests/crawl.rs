@@ -250,3 +250,50 @@ fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
         "one request per gist per build"
     );
 }
+
+#[test]
+fn a_tampered_crawl_state_is_ignored_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::start();
+    github.load_dir(&examples().join("gists"));
+    let registry = examples().join("registry");
+    github_build(
+        &registry,
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    let state = dir.path().join("crawl-state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(
+        &state,
+        text.replacen(
+            "\"etags\":{",
+            "\"etags\":{\"0000000000000000000000\":\"x\",",
+            1,
+        ),
+    )
+    .unwrap();
+    let report = github_build(
+        &registry,
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
+    let stats = report.requests.as_ref().unwrap();
+    assert_eq!(
+        (stats.primary, stats.not_modified),
+        (26, 0),
+        "no ETag from an unsigned state was used"
+    );
+    assert_eq!(
+        report.frames_reused, 0,
+        "no frame table from an unsigned state was used"
+    );
+    assert_eq!(report.modules_accepted, 24);
+    verify_site(dir.path());
+}

@@ -334,3 +334,53 @@ fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
     );
     assert!(before == after, "the site changed");
 }
+
+#[test]
+fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = examples_github();
+    build(dir.path(), &github, PreviousSite::Output);
+    let blob = mlld_e2e::tree(dir.path())
+        .into_iter()
+        .find(|f| f.starts_with("blobs/"))
+        .unwrap();
+    let path = dir.path().join(&blob);
+    let good = std::fs::read(&path).unwrap();
+
+    // Torn (shorter): the build unpacks the previous snapshot instead, and the site is healed.
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+    verify_site(dir.path());
+
+    // Same size, other bytes: whenever the blob must be packed afresh (here: no
+    // frame table to copy from), packing re-hashes it and refuses to sign it.
+    let mut evil = good.clone();
+    evil[0] ^= 1;
+    std::fs::write(&path, &evil).unwrap();
+    std::fs::remove_file(dir.path().join("crawl-state.json")).unwrap();
+    let latest = std::fs::read(dir.path().join("latest.json")).unwrap();
+    let err = github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the blob directory is damaged"),
+        "{err:#}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("latest.json")).unwrap(),
+        latest,
+        "nothing was published"
+    );
+
+    // A full rebuild fetches every blob afresh and heals the site.
+    build(dir.path(), &github, PreviousSite::None);
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+    verify_site(dir.path());
+}

@@ -77,15 +77,24 @@ fn build_reports_bad_input_and_goes_on() {
     assert_eq!(r.serial, 1);
     // The site has exactly the published files; staging is gone.
     let files = tree(dir.path());
-    assert_eq!(files.len(), 6, "{files:?}");
-    for f in [
-        "crawl-state.json",
-        "index.html",
-        "latest.json",
-        "latest.json.minisig",
-        "mlld-registry.pub",
-    ] {
-        assert!(files.contains(&f.to_string()), "{files:?}");
+    let (blobs, others): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.starts_with("blobs/"));
+    let others: Vec<&str> = others.iter().map(|f| f.as_str()).collect();
+    assert_eq!(
+        others[..6],
+        [
+            "crawl-state.json",
+            "crawl-state.json.minisig",
+            "index.html",
+            "latest.json",
+            "latest.json.minisig",
+            "mlld-registry.pub"
+        ]
+    );
+    assert_eq!(others.len(), 7, "and one snapshot: {others:?}");
+    assert_eq!(blobs.len(), r.blobs, "every blob is published loose");
+    for b in blobs {
+        let digest = mlld_schemas::snapshot::blob_digest(b).unwrap();
+        assert_eq!(sha256(&fs::read(dir.path().join(b)).unwrap()), digest);
     }
     // A second build continues the serial.
     let again = build_examples(dir.path(), None, build_time());

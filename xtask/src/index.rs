@@ -101,8 +101,9 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
             retry_base: Duration::from_millis(args.retry_base_ms),
         })?),
     };
-    let report = mlld_indexer::build(&config, source.as_ref())
+    let mut report = mlld_indexer::build(&config, source.as_ref())
         .context("index build failed; the published site is unchanged")?;
+    report.peak_memory_bytes = peak_memory_bytes();
     print!("{report}");
     println!("site        {}", out.display());
     if let Some(path) = args.report_json {
@@ -112,4 +113,12 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), for the report.
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -8,9 +8,39 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+mod crawl;
+
 #[derive(Subcommand)]
-pub enum Bench {}
+pub enum Bench {
+    /// Full crawl vs incremental rebuild of a synthetic registry against a fake GitHub on loopback.
+    #[command(after_help = "Example:\n  cargo xtask bench crawl --users 10000 --modules 100000")]
+    Crawl(crawl::CrawlArgs),
+}
 
 pub fn run(bench: Bench) -> Result<ExitCode> {
-    match bench {}
+    if let Some(code) = rerun_in_release()? {
+        return Ok(code);
+    }
+    match bench {
+        Bench::Crawl(args) => crawl::run(args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Benchmarks measure optimised code: a debug xtask re-runs itself with `--release`.
+fn rerun_in_release() -> Result<Option<ExitCode>> {
+    if !cfg!(debug_assertions) {
+        return Ok(None);
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(std::env::args_os().skip(1))
+        .current_dir(root)
+        .status()?;
+    Ok(Some(ExitCode::from(
+        status.code().unwrap_or(2).clamp(0, 255) as u8,
+    )))
 }

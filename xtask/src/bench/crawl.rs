@@ -1,0 +1,196 @@
+//! `cargo xtask bench crawl`: a full crawl of a synthetic registry against
+//! the fake GitHub on loopback, then an incremental rebuild after a share of
+//! the gists changed. The full build is the baseline for the rebuild.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use mlld_e2e::fake_github::FakeGithub;
+use mlld_synth::{Synth, SynthConfig};
+use serde_json::Value;
+
+#[derive(clap::Args)]
+pub struct CrawlArgs {
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    modules: usize,
+    /// Share of gists changed before the incremental rebuild, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    changed_percent: f64,
+    /// Gists fetched at once by the indexer.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Working directory (synthetic registry and sites).
+    #[arg(long, default_value = "target/bench/crawl")]
+    dir: PathBuf,
+}
+
+struct Run {
+    wall: Duration,
+    report: Value,
+}
+
+fn index(
+    args: &CrawlArgs,
+    registry: &Path,
+    site: &Path,
+    api: &str,
+    previous: Option<&str>,
+    report: &Path,
+) -> Result<Run> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["index", "--registry"])
+        .arg(registry)
+        .args(["--github-api", api, "--out"])
+        .arg(site);
+    cmd.args([
+        "--concurrency",
+        &args.concurrency.to_string(),
+        "--report-json",
+    ])
+    .arg(report);
+    if let Some(p) = previous {
+        cmd.args(["--previous", p]);
+    }
+    cmd.env("GITHUB_TOKEN", "bench-token")
+        .stdout(std::process::Stdio::null());
+    let started = Instant::now();
+    let status = cmd.status().context("running the indexer")?;
+    let wall = started.elapsed();
+    ensure!(status.success(), "the index build failed");
+    Ok(Run {
+        wall,
+        report: serde_json::from_slice(&std::fs::read(report)?)?,
+    })
+}
+
+pub fn run(args: CrawlArgs) -> Result<()> {
+    let dir = &args.dir;
+    let _ = std::fs::remove_dir_all(dir);
+    let registry = dir.join("registry");
+    let site = dir.join("site");
+    eprintln!(
+        "generating {} modules for {} users…",
+        args.modules, args.users
+    );
+    let synth = Synth::new(SynthConfig {
+        users: args.users,
+        modules: args.modules,
+        seed: 42,
+    });
+    synth.write_registry(&registry)?;
+    let github = FakeGithub::start();
+    // A limit the full crawl fits in: the benchmark measures the indexer, not the wait for a reset.
+    github.rate_limit(10_000_000, 10_000_000, Duration::from_secs(3600));
+    for i in 0..synth.modules.len() {
+        github.put(&synth.gist_response(i, 0));
+    }
+
+    eprintln!("full build…");
+    let full = index(
+        &args,
+        &registry,
+        &site,
+        &github.url(),
+        Some("none"),
+        &dir.join("full.json"),
+    )?;
+    let step = (100.0 / args.changed_percent).round().max(1.0) as usize;
+    let changed: BTreeMap<usize, u32> = (0..synth.modules.len())
+        .step_by(step)
+        .map(|i| (i, 1))
+        .collect();
+    for &i in changed.keys() {
+        github.put(&synth.gist_response(i, 1));
+    }
+    let counted_before = github.counts.get(&github.counts.counted);
+    eprintln!("incremental build after {} gists changed…", changed.len());
+    let incr = index(
+        &args,
+        &registry,
+        &site,
+        &github.url(),
+        None,
+        &dir.join("incremental.json"),
+    )?;
+    let counted = github.counts.get(&github.counts.counted) - counted_before;
+
+    let modules = full.report["modulesAccepted"].as_u64().unwrap_or(0);
+    ensure!(
+        modules as usize == args.modules,
+        "only {modules} of {} modules were accepted",
+        args.modules
+    );
+    ensure!(
+        incr.report["modulesFetched"].as_u64() == Some(changed.len() as u64),
+        "the rebuild fetched {} gists, not the {} changed",
+        incr.report["modulesFetched"],
+        changed.len()
+    );
+    let primary = incr.report["requests"]["primary"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    let request_ratio = primary as f64 / changed.len() as f64;
+    let time_ratio = incr.wall.as_secs_f64() / full.wall.as_secs_f64();
+    let peak =
+        |r: &Run| r.report["peakMemoryBytes"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let snapshot_mb = full.report["snapshotBytes"].as_u64().unwrap_or(0) as f64 / 1e6;
+    let stages = |r: &Run| {
+        r.report["stages"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        format!(
+                            "{} {:.1}s",
+                            s["stage"].as_str().unwrap_or("?"),
+                            s["seconds"].as_f64().unwrap_or(0.0)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!(
+        "crawl benchmark: {} users, {} modules, {} changed ({}%), concurrency {}",
+        args.users,
+        args.modules,
+        changed.len(),
+        args.changed_percent,
+        args.concurrency
+    );
+    println!(
+        "full build         {:>8.2}s  {:>8.0} modules/s  snapshot {snapshot_mb:.1} MB  peak memory {:.0} MiB",
+        full.wall.as_secs_f64(),
+        modules as f64 / full.wall.as_secs_f64(),
+        peak(&full)
+    );
+    println!("                   ({})", stages(&full));
+    println!(
+        "incremental build  {:>8.2}s  peak memory {:.0} MiB",
+        incr.wall.as_secs_f64(),
+        peak(&incr)
+    );
+    println!("                   ({})", stages(&incr));
+    println!(
+        "rate-limited requests / changed gists  {primary} / {} = {request_ratio:.3}  (target <= 1.05: {})  [fake GitHub counted {counted}]",
+        changed.len(),
+        verdict(request_ratio <= 1.05)
+    );
+    println!(
+        "incremental / full wall time           {time_ratio:.3}  (target <= 0.25: {})",
+        verdict(time_ratio <= 0.25)
+    );
+    let peak_mib = peak(&full).max(peak(&incr));
+    println!(
+        "indexer peak memory                    {peak_mib:.0} MiB  (target < 1024 MiB: {})",
+        verdict(peak_mib > 0.0 && peak_mib < 1024.0)
+    );
+    Ok(())
+}

@@ -343,14 +343,8 @@ impl GistSource for GithubGists {
             if Instant::now() >= self.config.deadline {
                 return Err(FetchError::Deferred("the time budget ran out".into()));
             }
-            // Raw URLs are not API calls: no token goes to another host.
-            let mut req = self.client.get(url).header(
-                USER_AGENT,
-                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
-            );
-            if let (Some(token), true) = (&self.config.token, url.starts_with(&self.config.api)) {
-                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
-            }
+            // Raw URLs are not API calls and public gists need no token: it never leaves for them.
+            let req = self.client.get(url).header(USER_AGENT, concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")));
             self.counters.raw_requests.fetch_add(1, Ordering::Relaxed);
             match req.send() {
                 Ok(resp) if resp.status().is_success() => match read_capped(resp, MAX_FILE_BYTES) {

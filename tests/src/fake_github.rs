@@ -65,6 +65,8 @@ struct Data {
 
 pub struct FakeGithub {
     server: HttpServer,
+    /// Headers of every request, API and raw, in arrival order.
+    pub seen: Arc<Mutex<Vec<Request>>>,
     data: Arc<Mutex<Data>>,
     rate: Arc<Mutex<Rate>>,
     pub counts: Arc<Counts>,
@@ -86,10 +88,15 @@ impl FakeGithub {
             reset: epoch() + 3600,
         }));
         let counts = Arc::new(Counts::default());
-        let (d, r, c) = (data.clone(), rate.clone(), counts.clone());
-        let server = HttpServer::start(Arc::new(move |req: &Request| handle(req, &d, &r, &c)));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (d, r, c, log) = (data.clone(), rate.clone(), counts.clone(), seen.clone());
+        let server = HttpServer::start(Arc::new(move |req: &Request| {
+            log.lock().unwrap().push(req.clone());
+            handle(req, &d, &r, &c)
+        }));
         Self {
             server,
+            seen,
             data,
             rate,
             counts,

@@ -195,7 +195,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     }
     report.stage("crawl gists", t);
 
-    progress.stage("pack snapshot");
+    progress.stage("write manifest");
     let t = Instant::now();
     let mut advisories: Vec<AdvisoryRecord> = registry
         .users
@@ -237,6 +237,8 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &manifest_bytes,
         &format!("mlld-registry manifest serial:{serial} created:{created}"),
     );
+    report.stage("write manifest", t);
+    let t = Instant::now();
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;
     let reuse = previous.as_ref().map(|p| snapshot_writer::Reuse {

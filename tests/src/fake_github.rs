@@ -65,8 +65,9 @@ struct Data {
 
 pub struct FakeGithub {
     server: HttpServer,
-    /// Headers of every request, API and raw, in arrival order.
+    /// Every request, API and raw, in arrival order (unless logging is off).
     pub seen: Arc<Mutex<Vec<Request>>>,
+    log_requests: Arc<std::sync::atomic::AtomicBool>,
     data: Arc<Mutex<Data>>,
     rate: Arc<Mutex<Rate>>,
     pub counts: Arc<Counts>,
@@ -89,14 +90,18 @@ impl FakeGithub {
         }));
         let counts = Arc::new(Counts::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (d, r, c, log) = (data.clone(), rate.clone(), counts.clone(), seen.clone());
+        let log_requests = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (d, r, c, log, on) = (data.clone(), rate.clone(), counts.clone(), seen.clone(), log_requests.clone());
         let server = HttpServer::start(Arc::new(move |req: &Request| {
-            log.lock().unwrap().push(req.clone());
+            if on.load(Ordering::Relaxed) {
+                log.lock().unwrap().push(req.clone());
+            }
             handle(req, &d, &r, &c)
         }));
         Self {
             server,
             seen,
+            log_requests,
             data,
             rate,
             counts,
@@ -105,6 +110,11 @@ impl FakeGithub {
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// Stops keeping every request (benchmarks send hundreds of thousands).
+    pub fn stop_logging(&self) {
+        self.log_requests.store(false, Ordering::Relaxed);
     }
 
     /// Serves `gist` (a `GET /gists/{id}` body) under its `id`.

@@ -84,6 +84,7 @@ pub fn run(args: CrawlArgs) -> Result<()> {
     });
     synth.write_registry(&registry)?;
     let github = FakeGithub::start();
+    github.stop_logging();
     // A limit the full crawl fits in: the benchmark measures the indexer, not the wait for a reset.
     github.rate_limit(10_000_000, 10_000_000, Duration::from_secs(3600));
     for i in 0..synth.modules.len() {

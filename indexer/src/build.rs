@@ -18,7 +18,7 @@ use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stale};
 use crate::signing::SigningKey;
-use crate::{capture, publish, registry_load, site_page, snapshot_writer};
+use crate::{capture, publish, registry_load, site_data, snapshot_writer};
 
 /// Where the previous build comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct BuildConfig {
     pub previous: PreviousSite,
     /// Gists fetched at once.
     pub concurrency: usize,
+    /// Snapshots kept on the site (the newest first); older ones are deleted.
+    pub keep_snapshots: usize,
 }
 
 impl BuildConfig {
@@ -58,6 +60,7 @@ impl BuildConfig {
             expires_in: Duration::days(14),
             previous: PreviousSite::Output,
             concurrency: 8,
+            keep_snapshots: 3,
         }
     }
 
@@ -285,23 +288,48 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             ))
         })
         .collect();
+    let site_dir = staging.path().join("site");
+    let no_pages = BTreeMap::new();
+    let pages = site_data::write(
+        &site_dir,
+        &manifest,
+        &blobs,
+        previous.as_ref().map_or(&no_pages, |p| &p.pages),
+    )?;
+    let mut published = vec![latest.snapshot.clone()];
+    published.extend(
+        previous
+            .iter()
+            .flat_map(|p| p.published.iter().cloned())
+            .filter(|s| *s != latest.snapshot),
+    );
+    let retired = published.split_off(config.keep_snapshots.max(1).min(published.len()));
+    let removed_pages: Vec<String> = previous
+        .iter()
+        .flat_map(|p| p.pages.keys())
+        .filter(|k| !pages.contains_key(*k))
+        .cloned()
+        .collect();
     let state = CrawlState {
         snapshot: sha256,
         etags,
         rejected,
         frames: written.table,
         imports: imports_cache,
+        pages,
+        published,
     };
-    let html = site_page::render(&manifest);
     let publication = publish::Publication {
         staged_snapshot: &staged,
         latest: &latest,
-        index_html: &html,
+        site_files: &site_dir,
         state: &state,
         members: &manifest.members,
         blobs: &blobs,
     };
     publish::publish(&config.out, &config.key, &publication)?;
+    // After the flip nothing refers to these any more.
+    publish::clean_up(&config.out, &retired, &removed_pages, &manifest.members)?;
     report.stage("publish", t);
 
     report.users_rejected = registry.rejected_users().map(str::to_string).collect();

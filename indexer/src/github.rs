@@ -344,7 +344,10 @@ impl GistSource for GithubGists {
                 return Err(FetchError::Deferred("the time budget ran out".into()));
             }
             // Raw URLs are not API calls and public gists need no token: it never leaves for them.
-            let req = self.client.get(url).header(USER_AGENT, concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")));
+            let req = self.client.get(url).header(
+                USER_AGENT,
+                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
+            );
             self.counters.raw_requests.fetch_add(1, Ordering::Relaxed);
             match req.send() {
                 Ok(resp) if resp.status().is_success() => match read_capped(resp, MAX_FILE_BYTES) {

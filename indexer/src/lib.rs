@@ -19,7 +19,7 @@ pub mod publish;
 pub mod registry_load;
 pub mod report;
 pub mod signing;
-pub mod site_page;
+pub mod site_data;
 pub mod snapshot_writer;
 
 pub use build::{BuildConfig, PreviousSite, build};

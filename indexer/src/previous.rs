@@ -40,6 +40,12 @@ pub struct CrawlState {
     /// unchanged module is not read and scanned again.
     #[serde(default)]
     pub imports: BTreeMap<String, Vec<String>>,
+    /// `user/module` → the key of its generated page (see `site_data`).
+    #[serde(default)]
+    pub pages: BTreeMap<String, String>,
+    /// Snapshots this site has published, newest first (for retention).
+    #[serde(default)]
+    pub published: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,6 +63,8 @@ pub struct Previous {
     pub rejected: BTreeMap<String, CachedRejection>,
     pub frames: FrameTable,
     pub imports: BTreeMap<String, Vec<String>>,
+    pub pages: BTreeMap<String, String>,
+    pub published: Vec<String>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
     /// Holds `blobs/…` of the previous snapshot.
@@ -156,6 +164,8 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         rejected: state.rejected,
         frames: state.frames,
         imports: state.imports,
+        pages: state.pages,
+        published: state.published,
         snapshot,
         blob_root,
         by_name,

@@ -25,7 +25,8 @@ pub fn snapshot_site_path(sha256: &str) -> String {
 pub struct Publication<'a> {
     pub staged_snapshot: &'a Path,
     pub latest: &'a Latest,
-    pub index_html: &'a str,
+    /// Staged site files (page, data, module pages): moved into the site as they are.
+    pub site_files: &'a Path,
     pub state: &'a CrawlState,
     pub members: &'a BTreeMap<String, Member>,
     pub blobs: &'a BlobDir,
@@ -36,7 +37,7 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     let Publication {
         staged_snapshot,
         latest,
-        index_html,
+        site_files,
         state,
         members,
         blobs,
@@ -61,7 +62,19 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     mlld_fsutil::rename_durable(staged_snapshot, &dest)
         .with_context(|| format!("moving the snapshot to {}", dest.display()))?;
     mlld_fsutil::write_atomic(&out.join(PUBLIC_KEY_NAME), key.public_key_file().as_bytes())?;
-    mlld_fsutil::write_atomic(&out.join("index.html"), index_html.as_bytes())?;
+    for entry in walkdir::WalkDir::new(site_files).sort_by_file_name() {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(site_files)
+                .expect("walked below site_files");
+            let dest = out.join(rel);
+            std::fs::create_dir_all(dest.parent().expect("site files have a parent"))?;
+            std::fs::rename(entry.path(), &dest)
+                .with_context(|| format!("publishing {}", rel.display()))?;
+        }
+    }
     // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
     let state_bytes = serde_json::to_vec(state)?;
     mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &state_bytes)?;
@@ -79,4 +92,55 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     mlld_fsutil::write_atomic(&out.join(LATEST_SIG_NAME), sig.as_bytes())?;
     mlld_fsutil::write_atomic(&out.join(LATEST_NAME), &latest_bytes)?;
     Ok(())
+}
+
+/// Removes what the new `latest.json` no longer needs: snapshots past the
+/// retention count, pages of modules that left the registry, loose blobs no
+/// longer in the manifest, and listing shards the entry point no longer names.
+pub fn clean_up(
+    out: &Path,
+    retired: &[String],
+    removed_pages: &[String],
+    members: &BTreeMap<String, Member>,
+) -> Result<()> {
+    for snapshot in retired {
+        remove_if_present(&out.join(snapshot))?;
+    }
+    for page in removed_pages {
+        remove_if_present(&out.join(format!("modules/{page}.json")))?;
+        remove_if_present(&out.join(format!("modules/{page}.js")))?;
+    }
+    for entry in walkdir::WalkDir::new(out.join("blobs")).min_depth(3) {
+        let entry = entry?;
+        let rel = entry
+            .path()
+            .strip_prefix(out)
+            .expect("walked below out")
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_file() && !members.contains_key(&rel) {
+            remove_if_present(entry.path())?;
+        }
+    }
+    let entry_point = std::fs::read_to_string(out.join("data/site.js")).unwrap_or_default();
+    for entry in walkdir::WalkDir::new(out.join("data"))
+        .min_depth(1)
+        .max_depth(1)
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy();
+        if name.starts_with("listing-") && !entry_point.contains(name.as_ref()) {
+            remove_if_present(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -91,7 +91,13 @@ impl FakeGithub {
         let counts = Arc::new(Counts::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log_requests = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (d, r, c, log, on) = (data.clone(), rate.clone(), counts.clone(), seen.clone(), log_requests.clone());
+        let (d, r, c, log, on) = (
+            data.clone(),
+            rate.clone(),
+            counts.clone(),
+            seen.clone(),
+            log_requests.clone(),
+        );
         let server = HttpServer::start(Arc::new(move |req: &Request| {
             if on.load(Ordering::Relaxed) {
                 log.lock().unwrap().push(req.clone());

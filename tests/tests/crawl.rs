@@ -304,19 +304,39 @@ fn requests_carry_the_api_headers_and_the_token_stays_with_the_api() {
     let github = FakeGithub::start();
     github.load_dir(&examples().join("gists"));
     github.truncate_file("a1f3e09a42db6c680b454f6f93efa9d8", "json-utils.mld", 10);
-    github_build(&examples().join("registry"), dir.path(), &github.url(), PreviousSite::Output, |_| {}).unwrap();
+    github_build(
+        &examples().join("registry"),
+        dir.path(),
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
     let seen = github.seen.lock().unwrap();
-    let api: Vec<_> = seen.iter().filter(|r| r.path().starts_with("/gists/")).collect();
+    let api: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path().starts_with("/gists/"))
+        .collect();
     assert_eq!(api.len(), 26);
     for r in &api {
         assert_eq!(r.header("authorization"), Some("Bearer test-token"));
         assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
         assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
-        assert!(r.header("user-agent").is_some_and(|ua| ua.starts_with("mlld-registry-indexer/")));
+        assert!(
+            r.header("user-agent")
+                .is_some_and(|ua| ua.starts_with("mlld-registry-indexer/"))
+        );
     }
-    let raw: Vec<_> = seen.iter().filter(|r| r.path().starts_with("/raw/")).collect();
+    let raw: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path().starts_with("/raw/"))
+        .collect();
     assert_eq!(raw.len(), 1);
-    assert_eq!(raw[0].header("authorization"), None, "raw URLs are another host in real life: no token");
+    assert_eq!(
+        raw[0].header("authorization"),
+        None,
+        "raw URLs are another host in real life: no token"
+    );
 }
 
 #[test]
@@ -326,15 +346,32 @@ fn the_previous_site_can_come_from_a_url() {
     github.load_dir(&examples().join("gists"));
     let registry = examples().join("registry");
     let published = dir.path().join("published");
-    let first = github_build(&registry, &published, &github.url(), PreviousSite::Output, |_| {}).unwrap();
+    let first = github_build(
+        &registry,
+        &published,
+        &github.url(),
+        PreviousSite::Output,
+        |_| {},
+    )
+    .unwrap();
     let host = mlld_e2e::http::HttpServer::start(mlld_e2e::http::static_files(published.clone()));
 
     // A fresh checkout (as in CI) restores nothing locally and builds on the published site.
     let fresh = dir.path().join("fresh");
-    let second = github_build(&registry, &fresh, &github.url(), PreviousSite::At(host.url()), |_| {}).unwrap();
+    let second = github_build(
+        &registry,
+        &fresh,
+        &github.url(),
+        PreviousSite::At(host.url()),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(second.serial, first.serial + 1);
     assert_eq!(second.requests.as_ref().unwrap().primary, 0);
     assert_eq!(second.modules_unchanged, 24);
-    assert_eq!(second.frames_compressed, 0, "every frame is copied from the downloaded snapshot");
+    assert_eq!(
+        second.frames_compressed, 0,
+        "every frame is copied from the downloaded snapshot"
+    );
     assert_eq!(verify_site(&fresh).modules, verify_site(&published).modules);
 }

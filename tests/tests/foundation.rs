@@ -78,19 +78,30 @@ fn build_reports_bad_input_and_goes_on() {
     // The site has exactly the published files; staging is gone.
     let files = tree(dir.path());
     let (blobs, others): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.starts_with("blobs/"));
-    let others: Vec<&str> = others.iter().map(|f| f.as_str()).collect();
+    for f in [
+        "crawl-state.json",
+        "crawl-state.json.minisig",
+        "index.html",
+        "latest.json",
+        "latest.json.minisig",
+        "mlld-registry.pub",
+    ] {
+        assert!(others.iter().any(|o| *o == f), "{f} missing: {others:?}");
+    }
     assert_eq!(
-        others[..6],
-        [
-            "crawl-state.json",
-            "crawl-state.json.minisig",
-            "index.html",
-            "latest.json",
-            "latest.json.minisig",
-            "mlld-registry.pub"
-        ]
+        others
+            .iter()
+            .filter(|f| f.starts_with("snapshots/"))
+            .count(),
+        1,
+        "{others:?}"
     );
-    assert_eq!(others.len(), 7, "and one snapshot: {others:?}");
+    assert!(
+        !others
+            .iter()
+            .any(|f| f.contains(".staging") || f.contains(".tmp")),
+        "{others:?}"
+    );
     assert_eq!(blobs.len(), r.blobs, "every blob is published loose");
     for b in blobs {
         let digest = mlld_schemas::snapshot::blob_digest(b).unwrap();

@@ -52,6 +52,9 @@ pub struct IndexArgs {
     /// The first retry's backoff in milliseconds (doubles each retry, with jitter).
     #[arg(long, default_value_t = 500)]
     retry_base_ms: u64,
+    /// Snapshots kept on the site, newest first; older ones (and blobs only they used) are deleted.
+    #[arg(long, default_value_t = 3)]
+    keep_snapshots: usize,
     /// Also write the build report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report_json: Option<PathBuf>,
@@ -81,6 +84,7 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     config.serial = args.serial;
     config.expires_in = mlld_indexer::build::Duration::days(args.expires_in_days);
     config.concurrency = args.concurrency;
+    config.keep_snapshots = args.keep_snapshots;
     config.previous = match args.previous.as_deref() {
         None => PreviousSite::Output,
         Some("none") => PreviousSite::None,

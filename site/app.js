@@ -117,7 +117,7 @@ const mlldRegistry = (() => {
   function renderModule(d) {
     if (d.user + "/" + d.name !== pendingModule) return;
     const title = el("h2", {}, el("span", { class: "name", text: d.user + "/" + d.name }));
-    if (d.advisories.length) title.append(el("span", { class: "badge advisory", text: d.advisories.length + " advisory" + (d.advisories.length > 1 ? "ies" : "") }));
+    if (d.advisories.length) title.append(el("span", { class: "badge advisory", text: d.advisories.length + (d.advisories.length > 1 ? " advisories" : " advisory") }));
     if (d.stale) title.append(el("span", { class: "badge stale", title: d.stale, text: "stale" }));
     const parts = [title, el("p", { class: "desc", text: d.description })];
     if (d.tags.length) parts.push(el("div", {}, ...d.tags.map((t) => el("span", { class: "tag", text: t }))));

@@ -89,7 +89,12 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(handler: Handler) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        Self::start_on(0, handler).expect("bind loopback")
+    }
+
+    /// Listens on 127.0.0.1:`port` (0 for any free port).
+    pub fn start_on(port: u16, handler: Handler) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -103,7 +108,7 @@ impl HttpServer {
                 std::thread::spawn(move || serve_connection(stream, &handler));
             }
         });
-        Self { addr, stop }
+        Ok(Self { addr, stop })
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -235,10 +240,23 @@ pub fn static_files(root: std::path::PathBuf) -> Handler {
             return Response::new(400, "bad path");
         }
         match std::fs::read(root.join(path)) {
-            Ok(bytes) => Response::new(200, bytes),
+            Ok(bytes) => Response::new(200, bytes).header("content-type", content_type(path)),
             Err(_) => Response::new(404, "not found"),
         }
     })
+}
+
+/// The MIME type browsers need to use a file (stylesheets are ignored without it).
+pub fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "png" => "image/png",
+        "minisig" | "pub" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
 }
 
 #[cfg(test)]

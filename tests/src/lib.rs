@@ -5,6 +5,7 @@
 pub mod fake_github;
 pub mod http;
 pub mod net_guard;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

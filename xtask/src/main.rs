@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod check;
 mod index;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,9 @@ enum Command {
         after_help = "Examples:\n  cargo xtask check --registry .\n  GITHUB_ACTIONS=true cargo xtask check --registry . --github-api https://api.github.com"
     )]
     Check(check::CheckArgs),
+    /// Serve a built site on 127.0.0.1 for preview (a random free port).
+    #[command(after_help = "Example:\n  cargo xtask index && cargo xtask serve")]
+    Serve(serve::ServeArgs),
     /// Make a new minisign key pair: DIR/NAME.key and DIR/NAME.pub.
     #[command(after_help = "Example:\n  cargo xtask keygen --out ~/.config/mlld --name registry")]
     Keygen {
@@ -90,6 +94,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index(args) => index::run(&root, args),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(&root, args),
         Command::Keygen { out, name, comment } => {
             let (sk, pk) =
                 mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;

@@ -16,7 +16,7 @@ use crate::blobs::BlobDir;
 use crate::gist::GistSource;
 use crate::report::BuildReport;
 use crate::signing::SigningKey;
-use crate::{publish, registry_load, site_page, snapshot_writer};
+use crate::{publish, registry_load, search_index, site_page, snapshot_writer};
 
 pub struct BuildConfig {
     pub registry: PathBuf,
@@ -118,6 +118,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             );
         }
     }
+    let blobs = members.len();
+    members.extend(
+        search_index::write(staging.path(), &modules, &advisories)
+            .context("building the search index")?,
+    );
     let created = format_timestamp(config.created);
     let manifest = Manifest {
         format_version: SNAPSHOT_FORMAT,
@@ -173,7 +178,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         modules_rejected: rejected,
         unresolved_imports,
         advisories: manifest.advisories.len(),
-        blobs: manifest.members.len(),
+        blobs,
         snapshot: latest.snapshot,
         snapshot_bytes: size,
         errors: diagnostics.iter().filter(|d| d.is_error()).count(),

@@ -8,11 +8,13 @@
 pub mod assemble;
 pub mod blobs;
 pub mod build;
+pub mod content_summary;
 pub mod gist;
 pub mod module_file;
 pub mod publish;
 pub mod registry_load;
 pub mod report;
+pub mod search_index;
 pub mod signing;
 pub mod site_page;
 pub mod snapshot_writer;

@@ -172,3 +172,115 @@ fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use mlld_schemas::search::is_index_member;
+    use mlld_schemas::snapshot::RevisionRecord;
+    use mlld_schemas::{Advisory, Severity, integrity_of};
+
+    use super::*;
+    use crate::blobs::BlobDir;
+
+    fn module(root: &Path, user: &str, name: &str, content: &str) -> ModuleRecord {
+        BlobDir::new(root).put(content.as_bytes()).unwrap();
+        ModuleRecord {
+            user: user.into(),
+            name: name.into(),
+            gist: format!("{:032x}", name.len()),
+            description: format!("{name} helpers"),
+            tags: vec!["json".into()],
+            created: None,
+            updated: None,
+            current: RevisionRecord {
+                revision: "a".repeat(40),
+                committed_at: None,
+                file: format!("{name}.mld"),
+                integrity: integrity_of(content.as_bytes()),
+                size: content.len() as u64,
+                files: Vec::new(),
+                dependencies: Vec::new(),
+            },
+            history: Vec::new(),
+        }
+    }
+
+    fn build(root: &Path, names: &[&str]) -> BTreeMap<String, Member> {
+        let modules: Vec<_> = names
+            .iter()
+            .map(|n| {
+                module(
+                    root,
+                    "ann",
+                    n,
+                    &format!(">> {n} does things\n/var @x = 1\n"),
+                )
+            })
+            .collect();
+        write(root, &modules, &[]).unwrap()
+    }
+
+    fn files(root: &Path, members: &BTreeMap<String, Member>) -> Vec<(String, Vec<u8>)> {
+        members
+            .keys()
+            .map(|p| (p.clone(), std::fs::read(root.join(p)).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_modules_give_the_same_bytes() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let names = ["csv-tools", "json-utils", "slugify"];
+        let first = build(a.path(), &names);
+        let second = build(b.path(), &names);
+        assert_eq!(first, second);
+        assert_eq!(files(a.path(), &first), files(b.path(), &second));
+        assert!(first.contains_key("index/meta.json"));
+        assert!(first.keys().all(|p| is_index_member(p)), "{first:?}");
+        assert!(
+            first
+                .keys()
+                .any(|p| p.ends_with(&format!("{SEGMENT_ID}.store")))
+        );
+        // And it is not constant: other modules, other index.
+        let other = build(c.path(), &["csv-tools", "json-utils", "slugify-two"]);
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn the_flag_is_the_highest_severity_and_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = module(dir.path(), "ann", "json-utils", "x");
+        let advisory = |user: &str, severity, affects: &[&str], gists: &[&str]| AdvisoryRecord {
+            user: user.into(),
+            advisory: Advisory {
+                id: "2024-001".into(),
+                created: "2024-05-28T00:00:00Z".into(),
+                severity,
+                affects: affects.iter().map(|s| s.to_string()).collect(),
+                gists: gists.iter().map(|s| s.to_string()).collect(),
+                kind: "vulnerability".into(),
+                description: String::new(),
+                recommendation: String::new(),
+                extra: Default::default(),
+            },
+        };
+        assert_eq!(advisory_flag(&m, &[]), None);
+        let advisories = [
+            advisory("ann", Severity::Low, &["json-utils"], &[]),
+            advisory("bob", Severity::High, &[], &[&m.gist]),
+            advisory("bob", Severity::Critical, &["json-utils"], &[]),
+        ];
+        assert_eq!(
+            advisory_flag(&m, &advisories),
+            Some(AdvisoryFlag {
+                highest: Severity::High,
+                count: 2
+            })
+        );
+    }
+}

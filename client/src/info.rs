@@ -227,3 +227,80 @@ pub fn render(info: &ModuleInfo) -> String {
     let _ = writeln!(out, "project      {project}");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(id: char, date: &str) -> RevisionRecord {
+        RevisionRecord {
+            revision: id.to_string().repeat(40),
+            committed_at: Some(date.into()),
+            file: "m.mld".into(),
+            integrity: format!("sha256:{}", "e".repeat(64)),
+            size: 10,
+            files: Vec::new(),
+            dependencies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn history_dependents_and_advisories_are_shown() {
+        let mut module: ModuleRecord = serde_json::from_value(serde_json::json!({
+            "user": "Ann", "name": "m", "gist": "a1f3e09a42db6c680b454f6f93efa9d8",
+            "description": "desc\u{1b}[2J", "tags": ["t"],
+            "revision": "a".repeat(40), "file": "m.mld",
+            "integrity": format!("sha256:{}", "e".repeat(64)), "size": 10,
+            "files": [], "dependencies": []
+        }))
+        .unwrap();
+        module.current = rev('c', "2024-03-01T00:00:00Z");
+        module.history = vec![
+            rev('b', "2024-02-01T00:00:00Z"),
+            rev('a', "2024-01-01T00:00:00Z"),
+        ];
+        let mut user = module.clone();
+        user.user = "zed".into();
+        user.name = "uses-m".into();
+        user.current.dependencies = vec!["ann/m".into()];
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "formatVersion": 1, "serial": 1, "created": "2024-01-01T00:00:00Z",
+            "expires": "2099-01-01T00:00:00Z", "modules": [], "advisories": [
+                { "user": "ann", "id": "1", "created": "2024-01-01T00:00:00Z", "severity": "medium",
+                  "affects": ["m"], "gists": [], "type": "bug", "description": "d", "recommendation": "r" }
+            ], "members": {}
+        }))
+        .unwrap();
+        let manifest = Manifest {
+            modules: vec![module.clone(), user],
+            ..manifest
+        };
+        let project = ProjectState {
+            locked: true,
+            locked_revision: Some("b".repeat(40)),
+            cached: false,
+        };
+        let info = describe(&manifest, &module, project);
+        assert_eq!(info.dependents, ["zed/uses-m"]);
+        assert_eq!(info.revisions.len(), 3);
+        assert_eq!(info.advisories[0].severity, "medium");
+        let text = render(&info);
+        assert!(
+            text.contains(&format!(
+                "  {}  2024-03-01T00:00:00Z  current\n",
+                "c".repeat(40)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  {}  2024-01-01T00:00:00Z\n", "a".repeat(40))),
+            "{text}"
+        );
+        assert!(
+            text.contains("ADVISORY     1 MEDIUM bug (filed by ann"),
+            "{text}"
+        );
+        assert!(text.contains("NOT cached"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+    }
+}

@@ -8,7 +8,9 @@
 //! notes the file's identity (device, inode, size, modification and change
 //! times; the change time cannot be set back by a user) with the digest it
 //! had, its expiry, and which trusted key configuration accepted it, under
-//! `snapshot-files/` in the store. A later search of the same unchanged file
+//! `snapshot-files/` in the store, once the file has been still for two
+//! seconds (a file changed within one timestamp tick could change again
+//! without its times moving). A later search of the same unchanged file
 //! under the same keys goes straight to the stored index; anything else goes
 //! through the full import again. Files in the store are trusted once
 //! verified, as blobs are: a search result never reaches a project.
@@ -72,6 +74,9 @@ impl Context {
             }
         }
         let verified = self.manifest()?;
+        if racy(&identity) {
+            return Ok(verified.snapshot_sha256.clone());
+        }
         let memo = FileMemo {
             path: path.clone(),
             identity,
@@ -111,10 +116,24 @@ fn identity(path: &Path) -> Result<Vec<i128>> {
     ])
 }
 
-/// Without a change time to rely on, every search hashes the file.
+/// A file changed within the timestamp granularity of the file system could
+/// change again without its times moving ("racy git"); such a file is not
+/// remembered until it has been still for a while.
+fn racy(identity: &[i128]) -> bool {
+    const STILL_NANOS: i128 = 2_000_000_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    identity
+        .get(3..5)
+        .is_none_or(|times| times.iter().any(|t| now - t < STILL_NANOS))
+}
+
+/// Without a change time to rely on, no file is remembered ([`racy`] says so)
+/// and every search hashes the file.
 #[cfg(not(unix))]
 fn identity(_path: &Path) -> Result<Vec<i128>> {
-    Ok(vec![i128::from(std::process::id()), -1])
+    Ok(Vec::new())
 }
 
 /// A digest of where the trusted keys come from (the same order as

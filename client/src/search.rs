@@ -7,7 +7,6 @@ use anyhow::Result;
 use mlld_schemas::search::SearchHit;
 
 use crate::context::Context;
-use crate::resolve;
 use crate::search_query::{SearchIndex, SearchQuery};
 
 /// What one search found.
@@ -36,11 +35,7 @@ fn suggestions(index: &SearchIndex, query: &SearchQuery) -> Result<Vec<String>> 
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let mut out = Vec::new();
-    for name in resolve::closest_names(&wanted, index.all_names()?, 3) {
-        out.push(index.display_name(&name)?.unwrap_or(name));
-    }
-    Ok(out)
+    index.near_names(&wanted, 3)
 }
 
 /// Prints the outcome; returns whether anything matched.

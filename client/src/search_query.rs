@@ -14,9 +14,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::search::tantivy::{
-    self, Index, IndexReader, ReloadPolicy, TantivyDocument, Term,
+    self, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
-use mlld_schemas::search::{MAX_PREFIX, MIN_PREFIX, SearchFields, SearchHit, joined, words};
+use mlld_schemas::search::{
+    MAX_PREFIX, MIN_PREFIX, SearchFields, SearchHit, joined, name_terms, words,
+};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
@@ -30,6 +32,8 @@ const EXACT_NAME: f32 = 10_000.0;
 const TIE_BREAKER: f32 = 0.01;
 /// Words this long or longer also match with one typo (an edit or a swap).
 pub const MIN_TYPO_LEN: usize = 4;
+/// Names weighed for a suggestion when nothing matched.
+const NEAR_CANDIDATES: usize = 200;
 
 /// Weights of one field: an exact word, a prefix, one typo.
 struct Tier {
@@ -124,7 +128,7 @@ impl SearchIndex {
     pub fn search(&self, query: &SearchQuery, limit: usize) -> Result<Vec<SearchHit>> {
         let searcher = self.reader.searcher();
         let top = searcher.search(
-            &self.build(query),
+            &self.build(&searcher, query)?,
             &TopDocs::with_limit(limit.max(1)).order_by_score(),
         )?;
         top.into_iter()
@@ -138,11 +142,11 @@ impl SearchIndex {
     }
 
     /// The query tantivy runs for `query`.
-    pub fn build(&self, query: &SearchQuery) -> Box<dyn Query> {
+    fn build(&self, searcher: &Searcher, query: &SearchQuery) -> Result<Box<dyn Query>> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for word in words(&query.text) {
-            clauses.push((Occur::Must, self.word_query(&word)));
+            clauses.push((Occur::Must, self.word_query(searcher, &word)?));
         }
         for author in &query.authors {
             clauses.push((Occur::Must, filter(f.author, author)));
@@ -162,11 +166,11 @@ impl SearchIndex {
                 Box::new(ConstScoreQuery::new(term_query(f.exact, &form), EXACT_NAME)),
             ));
         }
-        Box::new(BooleanQuery::new(clauses))
+        Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
     /// One word: the best of its matches in every field.
-    fn word_query(&self, word: &str) -> Box<dyn Query> {
+    fn word_query(&self, searcher: &Searcher, word: &str) -> Result<Box<dyn Query>> {
         let f = &self.fields;
         // Name and tag matches must outrank any description or content match: the
         // lowest of theirs (30) is above the highest below (10 plus tie-breaker shares).
@@ -199,21 +203,12 @@ impl SearchIndex {
                 },
             ),
             (
-                f.description_words,
+                f.text_words,
                 None,
                 Tier {
                     exact: 10.0,
                     prefix: Some(6.0),
                     typo: 4.0,
-                },
-            ),
-            (
-                f.content_words,
-                None,
-                Tier {
-                    exact: 5.0,
-                    prefix: Some(3.0),
-                    typo: 2.0,
                 },
             ),
         ];
@@ -235,51 +230,58 @@ impl SearchIndex {
                     )),
                 }
             }
-            if len >= MIN_TYPO_LEN {
+            // A typo is forgiven where the word itself does not occur: a real word
+            // is taken as meant, and a common word costs no walk of the dictionary.
+            if len >= MIN_TYPO_LEN && searcher.doc_freq(&term(field, word))? == 0 {
                 disjuncts.push(constant(
                     Box::new(FuzzyTermQuery::new(term(field, word), 1, true)),
                     tier.typo,
                 ));
             }
         }
-        Box::new(DisjunctionMaxQuery::with_tie_breaker(
+        Ok(Box::new(DisjunctionMaxQuery::with_tie_breaker(
             disjuncts,
             TIE_BREAKER,
-        ))
+        )))
     }
 
-    /// Every module's `user/module`, lowercase, from the index's term dictionary.
-    pub fn all_names(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for segment in self.reader.searcher().segment_readers() {
-            let inverted = segment.inverted_index(self.fields.exact)?;
-            let mut stream = inverted.terms().stream()?;
-            while stream.advance() {
-                if let Ok(text) = std::str::from_utf8(stream.key())
-                    && text.contains('/')
-                {
-                    names.push(text.to_string());
-                }
+    /// Up to `limit` registered names near `wanted` (a module name or
+    /// `user/module`), closest first. Candidates come from the index (names
+    /// sharing a word's first letters, or a word within one typo, or the
+    /// author) and are ranked like `resolve`'s suggestions.
+    pub fn near_names(&self, wanted: &str, limit: usize) -> Result<Vec<String>> {
+        let f = &self.fields;
+        let (user, name) = wanted.rsplit_once('/').unwrap_or(("", wanted));
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in name_terms(name) {
+            let start: String = word.chars().take(3).collect();
+            if start.chars().count() >= MIN_PREFIX {
+                clauses.push((Occur::Should, term_query(f.name_prefix, &start)));
+            }
+            if word.chars().count() >= MIN_TYPO_LEN {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(FuzzyTermQuery::new(term(f.name, &word), 1, true)),
+                ));
             }
         }
-        Ok(names)
-    }
-
-    /// The module named `user/module` (any case), as registered.
-    pub fn display_name(&self, lowercase_full_name: &str) -> Result<Option<String>> {
+        if !user.is_empty() {
+            clauses.push((Occur::Should, term_query(f.author, &user.to_lowercase())));
+        }
+        if clauses.is_empty() {
+            return Ok(Vec::new());
+        }
         let searcher = self.reader.searcher();
         let top = searcher.search(
-            &TermQuery::new(
-                term(self.fields.exact, lowercase_full_name),
-                IndexRecordOption::Basic,
-            ),
-            &TopDocs::with_limit(1).order_by_score(),
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(NEAR_CANDIDATES).order_by_score(),
         )?;
-        let Some((_, address)) = top.first() else {
-            return Ok(None);
-        };
-        let doc: TantivyDocument = searcher.doc(*address)?;
-        Ok(self.fields.hit(&doc).map(|h| h.name))
+        let mut names = Vec::with_capacity(top.len());
+        for (_, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            names.extend(self.fields.hit(&doc).map(|h| h.name));
+        }
+        Ok(crate::resolve::closest_names(wanted, names, limit))
     }
 }
 

@@ -211,12 +211,14 @@ fn queries_without_words_or_filters_are_refused() {
 #[test]
 fn near_names_come_from_the_index() {
     let idx = index(EXAMPLES);
-    let all = idx.all_names().unwrap();
-    assert_eq!(all.len(), EXAMPLES.len());
-    assert!(all.contains(&"bob/slugify".to_string()));
+    assert_eq!(idx.near_names("slugifier", 3).unwrap(), ["bob/slugify"]);
     assert_eq!(
-        idx.display_name("zed/json-utils").unwrap().as_deref(),
-        Some("zed/json-utils")
+        idx.near_names("zed/jsonutil", 3).unwrap()[0],
+        "zed/json-utils"
     );
-    assert_eq!(idx.display_name("nobody/none").unwrap(), None);
+    assert_eq!(
+        idx.near_names("yaml-frnt", 3).unwrap(),
+        ["alice/yaml-front"]
+    );
+    assert!(idx.near_names("qqqq", 3).unwrap().is_empty());
 }

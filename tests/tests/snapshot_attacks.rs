@@ -125,8 +125,12 @@ fn members_mixed_from_two_snapshots_are_refused() {
             kind: tar::EntryType::Regular,
         })
         .collect();
-    let b_blobs = b_members[2..].iter().filter(|(n, _)| n.starts_with("blobs/"));
-    let a_index = a_members[2..].iter().filter(|(n, _)| n.starts_with("index/"));
+    let b_blobs = b_members[2..]
+        .iter()
+        .filter(|(n, _)| n.starts_with("blobs/"));
+    let a_index = a_members[2..]
+        .iter()
+        .filter(|(n, _)| n.starts_with("index/"));
     mixed.extend(b_blobs.chain(a_index).map(|(n, b)| RawMember {
         name: n,
         bytes: b,

@@ -8,9 +8,22 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+mod search;
+mod search_queries;
+
 #[derive(Subcommand)]
-pub enum Bench {}
+pub enum Bench {
+    /// Search over a synthetic 100,000-module registry: index build, query
+    /// latency in-process and through `mlld-registry search`, against a
+    /// linear scan of every registry.json.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench search\n  cargo xtask bench search --modules 10000 --users 1000"
+    )]
+    Search(search::SearchArgs),
+}
 
 pub fn run(bench: Bench) -> Result<ExitCode> {
-    match bench {}
+    match bench {
+        Bench::Search(args) => search::run(args),
+    }
 }

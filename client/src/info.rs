@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use mlld_schemas::import_ref::ModuleRef;
 use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord, RevisionRecord, names};
 use serde::Serialize;
@@ -72,6 +72,12 @@ pub struct ProjectState {
 /// Looks `reference` up in the snapshot `ctx` reads.
 pub fn info(ctx: &Context, reference: &str) -> Result<ModuleInfo> {
     let reference = ModuleRef::parse(reference)?;
+    if let Some(pin) = &reference.pin {
+        bail!(
+            "info shows every revision the snapshot holds; give the module without `@{pin}` ({})",
+            reference.full_name()
+        );
+    }
     let manifest = &ctx.manifest()?.manifest;
     let module = resolve::find_module(manifest, &reference)?;
     let import = ModuleRef {

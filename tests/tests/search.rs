@@ -317,6 +317,8 @@ fn info_on_a_missing_module_names_near_ones() {
         "{stderr}"
     );
     assert!(stderr.contains("did you mean textkit/slugify"), "{stderr}");
+    let stderr = assert_fails(&s.run(&["info", "textkit/slugify@3b052c8"]), 2);
+    assert!(stderr.contains("without `@3b052c8`"), "{stderr}");
     let out = s.run(&["info", "textkit/slugfy", "--json"]);
     assert_eq!(out.status.code(), Some(2));
     let error: Value = serde_json::from_slice(&out.stdout).unwrap();

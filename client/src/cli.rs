@@ -82,9 +82,12 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
-    /// Show one module: description, tags, author, gist, revisions, size,
-    /// integrity, dependencies and dependents, advisories, and whether this
-    /// project has it locked and cached.
+    /// Show everything the snapshot knows about one module.
+    ///
+    /// Description, tags, author, gist, current revision and every revision
+    /// the snapshot holds (with dates), created and updated times, size,
+    /// integrity, dependencies and dependents, the advisories affecting it,
+    /// and whether this project has it locked and cached.
     #[command(
         after_help = "Examples:\n  mlld-registry info adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
     )]

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands;
 use crate::context::Context;
 use crate::project::Project;
+use crate::search_query::SearchQuery;
 use crate::store::Store;
+use crate::{commands, info, search};
 
 const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a mismatch (verify)\n  2  an error: bad input, a refused snapshot, a failed write";
 
@@ -57,6 +58,43 @@ pub enum Command {
         after_help = "Example:\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
     )]
     Install,
+    /// Search every user's modules offline, from the snapshot's index.
+    ///
+    /// Words match module names (in any spelling: json-utils, json utils,
+    /// jsonutils), tags, authors, descriptions and the headings and leading
+    /// comment of the module's content; every word must match somewhere.
+    /// Words match as prefixes, and words of 4 or more letters with one typo.
+    /// `author:USER` and `tag:TAG` in the query filter like the flags.
+    #[command(
+        after_help = "Examples:\n  mlld-registry search json utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry search 'tag:llm cache' --limit 5\n  mlld-registry search retry --author devops-dan --json\n\nOutput: a table (NAME, DESCRIPTION, TAGS, ADVISORY), or with --json one object a line:\n  {\"name\",\"author\",\"module\",\"description\",\"tags\",\"advisory\":null|{\"highest\",\"count\"}}\nModules with an open advisory are flagged, never hidden.\n\nExit codes:\n  0  at least one module matched\n  1  no module matched (near names are suggested)\n  2  an error: bad query, no snapshot, a refused snapshot"
+    )]
+    Search {
+        /// Words and filters, e.g. `json utils` or `tag:llm cache author:sarah-k`.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Only modules by this user.
+        #[arg(long, value_name = "USER")]
+        author: Option<String>,
+        /// Only modules with this tag (repeat for several; all must match).
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// At most this many results.
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// Show everything the snapshot knows about one module.
+    ///
+    /// Description, tags, author, gist, current revision and every revision
+    /// the snapshot holds (with dates), created and updated times, size,
+    /// integrity, dependencies and dependents, the advisories affecting it,
+    /// and whether this project has it locked and cached.
+    #[command(
+        after_help = "Examples:\n  mlld-registry info adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
+    )]
+    Info {
+        /// user/module, @user/module or mlld://user/module.
+        reference: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -119,6 +157,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.repaired.len(),
                     report.cached.len()
                 );
+            }
+        }
+        Command::Search {
+            query,
+            author,
+            tag,
+            limit,
+        } => {
+            let text = query.join(" ");
+            let parsed = SearchQuery::parse(&text, author.as_deref(), &tag)?;
+            let outcome = search::search(&ctx, &parsed, limit as usize)?;
+            if !search::print(&outcome, &text, cli.json)? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Info { reference } => {
+            let found = info::info(&ctx, &reference)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&found)?);
+            } else {
+                print!("{}", info::render(&found));
             }
         }
     }

@@ -23,15 +23,29 @@ pub fn find_module<'m>(manifest: &'m Manifest, reference: &ModuleRef) -> Result<
 
 /// Up to `limit` module names closest to `wanted`, closest first.
 pub fn near_names(manifest: &Manifest, wanted: &str, limit: usize) -> Vec<String> {
+    closest_names(
+        wanted,
+        manifest.modules.iter().map(|m| m.full_name()),
+        limit,
+    )
+}
+
+/// Up to `limit` of the `user/module` names in `names` closest to `wanted`
+/// (a full name or a bare module name), closest first.
+pub fn closest_names(
+    wanted: &str,
+    names: impl IntoIterator<Item = String>,
+    limit: usize,
+) -> Vec<String> {
     let wanted = wanted.to_ascii_lowercase();
     let wanted_name = wanted.rsplit('/').next().unwrap_or(&wanted).to_string();
-    let mut scored: Vec<(f64, String)> = manifest
-        .modules
-        .iter()
-        .map(|m| {
-            let full = m.full_name();
-            let score = strsim::jaro_winkler(&wanted, &full.to_ascii_lowercase())
-                .max(strsim::jaro_winkler(&wanted_name, &m.name));
+    let mut scored: Vec<(f64, String)> = names
+        .into_iter()
+        .map(|full| {
+            let lower = full.to_ascii_lowercase();
+            let name = lower.rsplit('/').next().unwrap_or(&lower);
+            let score =
+                strsim::jaro_winkler(&wanted, &lower).max(strsim::jaro_winkler(&wanted_name, name));
             (score, full)
         })
         .filter(|(score, _)| *score > 0.8)

@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result, bail};
+use mlld_schemas::search::{INDEX_DIR, is_index_member};
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT, blob_digest};
 use mlld_schemas::{Manifest, names};
 use sha2::Digest as _;
@@ -217,12 +218,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Every blob a module record names must be a member, and every member path a blob.
+/// Every blob a module record names must be a member, and every member path
+/// a blob or a file of the search index (`index/<plain file name>`).
 fn check_consistent(manifest: &Manifest) -> Result<()> {
     for (path, member) in &manifest.members {
         match blob_digest(path) {
             Some(hex) if hex == member.sha256 => {}
-            _ => bail!("manifest member `{path}` is not a blob path matching its digest"),
+            None if is_index_member(path) => {}
+            _ => bail!(
+                "manifest member `{path}` is neither a blob path matching its digest nor a search index file"
+            ),
         }
     }
     for m in &manifest.modules {
@@ -276,9 +281,10 @@ fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> 
     Ok(bytes)
 }
 
-/// Moves verified staging content into the store: blobs first, the manifest last.
+/// Moves verified staging content into the store: blobs first, then the
+/// snapshot's own directory (manifest, signature, search index) in one rename.
 fn commit(store: &Store, staging: &Path, sha256: &str, manifest: &Manifest) -> Result<()> {
-    for path in manifest.members.keys() {
+    for path in manifest.members.keys().filter(|p| !is_index_member(p)) {
         let dest = store.root().join(path);
         if dest.exists() {
             continue;
@@ -291,6 +297,9 @@ fn commit(store: &Store, staging: &Path, sha256: &str, manifest: &Manifest) -> R
     std::fs::create_dir_all(&tmp)?;
     for name in [MANIFEST_NAME, MANIFEST_SIG_NAME] {
         std::fs::rename(staging.join(name), tmp.join(name))?;
+    }
+    if manifest.members.keys().any(|p| is_index_member(p)) {
+        std::fs::rename(staging.join(INDEX_DIR), tmp.join(INDEX_DIR))?;
     }
     std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
     if !dir.exists() {

@@ -8,6 +8,8 @@
 //! blobs/sha256/<2 hex>/<62 hex>          content-addressed, verified before entering
 //! snapshots/<sha256>/manifest.json       the signed manifest of an imported snapshot
 //! snapshots/<sha256>/manifest.json.minisig
+//! snapshots/<sha256>/index/              its search index, verified like the blobs, memory-mapped by `search`
+//! snapshot-files/<sha256 of a path>.json which stored snapshot an unchanged snapshot file is (see `search_store`)
 //! tmp/                                   staging; anything here is garbage
 //! ```
 //!

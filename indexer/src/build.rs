@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::format_timestamp;
 use mlld_schemas::snapshot::{
-    AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_path,
+    AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_digest, blob_path,
 };
 pub use time::{Duration, OffsetDateTime};
 
@@ -18,7 +18,7 @@ use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stale};
 use crate::signing::SigningKey;
-use crate::{capture, publish, registry_load, site_data, snapshot_writer};
+use crate::{capture, publish, registry_load, search_index, site_data, snapshot_writer};
 
 /// Where the previous build comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,6 +224,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             );
         }
     }
+    let blob_count = members.len();
+    members.extend(
+        search_index::write(staging.path(), &blobs, &modules, &advisories)
+            .context("building the search index")?,
+    );
     let created = format_timestamp(config.created);
     let manifest = Manifest {
         format_version: SNAPSHOT_FORMAT,
@@ -253,7 +258,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &manifest_bytes,
         signature.as_bytes(),
         &manifest.members,
-        &|hex| blobs.locate(hex),
+        &|path, hex| {
+            if blob_digest(path).is_some() {
+                blobs.locate(hex)
+            } else {
+                Some(staging.path().join(path))
+            }
+        },
         mtime,
         reuse,
     )
@@ -337,7 +348,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     report.users = registry.users.len();
     report.modules_accepted = manifest.modules.len();
     report.advisories = manifest.advisories.len();
-    report.blobs = manifest.members.len();
+    report.blobs = blob_count;
     report.snapshot = latest.snapshot;
     report.snapshot_bytes = size;
     report.errors = registry.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -139,10 +139,14 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
     let site_blobs_complete = !remote
-        && manifest.members.iter().all(|(path, m)| {
-            std::fs::metadata(Path::new(source).join(path))
-                .is_ok_and(|md| md.is_file() && md.len() == m.size)
-        });
+        && manifest
+            .members
+            .iter()
+            .filter(|(path, _)| blob_digest(path).is_some())
+            .all(|(path, m)| {
+                std::fs::metadata(Path::new(source).join(path))
+                    .is_ok_and(|md| md.is_file() && md.len() == m.size)
+            });
     let blob_root = if site_blobs_complete {
         PathBuf::from(source)
     } else {

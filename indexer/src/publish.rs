@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, Member, PUBLIC_KEY_NAME};
+use mlld_schemas::snapshot::{
+    LATEST_NAME, LATEST_SIG_NAME, Latest, Member, PUBLIC_KEY_NAME, blob_digest,
+};
 
 use crate::blobs::BlobDir;
 use crate::previous::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
@@ -44,7 +46,10 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     } = *p;
     // Loose blobs first: content-addressed and immutable, so adding them
     // changes nothing a client sees. A missing or torn one is replaced.
-    for (path, member) in members {
+    for (path, member) in members
+        .iter()
+        .filter(|(path, _)| blob_digest(path).is_some())
+    {
         let dest = out.join(path);
         let src = blobs.require(&member.sha256)?;
         std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;

@@ -103,11 +103,11 @@ fn frame_id(frame: &[(&String, &Member)]) -> String {
 /// Reads a frame's blobs (checking every digest) and compresses them.
 fn compress_frame(
     frame: &[(&String, &Member)],
-    locate: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+    locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
 ) -> io::Result<Vec<u8>> {
     let mut tar = Vec::new();
     for (path, m) in frame {
-        let file = locate(&m.sha256).ok_or_else(|| {
+        let file = locate(path, &m.sha256).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("member {path} is in no blob directory"),
@@ -135,7 +135,7 @@ enum Piece {
     Bytes(Vec<u8>),
 }
 
-/// Writes the snapshot to `dest`. `locate` finds a blob's file by digest;
+/// Writes the snapshot to `dest`. `locate` finds a member's file by path and digest;
 /// every blob packed fresh is re-hashed, so a damaged file fails the build
 /// instead of entering a signed snapshot under a digest it does not have.
 pub fn write(
@@ -143,7 +143,7 @@ pub fn write(
     manifest: &[u8],
     signature: &[u8],
     members: &BTreeMap<String, Member>,
-    locate: &(dyn Fn(&str) -> Option<PathBuf> + Sync),
+    locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
     mtime: u64,
     reuse: Option<Reuse<'_>>,
 ) -> io::Result<Written> {

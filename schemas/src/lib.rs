@@ -13,6 +13,8 @@ pub mod locate;
 pub mod lock;
 pub mod names;
 pub mod registry;
+#[cfg(feature = "search")]
+pub mod search;
 pub mod snapshot;
 
 pub use advisory::{Advisory, AdvisoryFile, Severity, check_advisories};

@@ -2,7 +2,8 @@
 //!
 //! A snapshot is `snapshots/<sha256>.tar.zst` holding, in this order,
 //! `manifest.json`, `manifest.json.minisig`, then every other member listed
-//! in the manifest's `members` (blobs under `blobs/sha256/<2 hex>/<62 hex>`).
+//! in the manifest's `members` (blobs under `blobs/sha256/<2 hex>/<62 hex>`,
+//! then the search index's files under `index/`, see `search`).
 
 use std::collections::BTreeMap;
 

@@ -162,6 +162,9 @@ fn the_examples_validate_as_documented() {
     for entry in std::fs::read_dir(&root).unwrap() {
         let dir = entry.unwrap().path();
         let user = dir.file_name().unwrap().to_str().unwrap().to_string();
+        if user.starts_with('.') {
+            continue; // .github: the example workflows, not a user
+        }
         let src = std::fs::read_to_string(dir.join("registry.json")).unwrap();
         errors.extend(
             check_registry(&format!("{user}/registry.json"), &user, &src)

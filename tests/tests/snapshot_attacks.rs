@@ -116,7 +116,7 @@ fn members_mixed_from_two_snapshots_are_refused() {
         snapshot_members(&a.snapshot()),
         snapshot_members(&b.snapshot()),
     );
-    // A's signed manifest with B's blobs: A's textkit blobs are missing.
+    // A's signed manifest with B's blobs (and A's own search index): A's textkit blobs are missing.
     let mut mixed: Vec<RawMember<'_>> = a_members[..2]
         .iter()
         .map(|(n, b)| RawMember {
@@ -125,7 +125,13 @@ fn members_mixed_from_two_snapshots_are_refused() {
             kind: tar::EntryType::Regular,
         })
         .collect();
-    mixed.extend(b_members[2..].iter().map(|(n, b)| RawMember {
+    let b_blobs = b_members[2..]
+        .iter()
+        .filter(|(n, _)| n.starts_with("blobs/"));
+    let a_index = a_members[2..]
+        .iter()
+        .filter(|(n, _)| n.starts_with("index/"));
+    mixed.extend(b_blobs.chain(a_index).map(|(n, b)| RawMember {
         name: n,
         bytes: b,
         kind: tar::EntryType::Regular,

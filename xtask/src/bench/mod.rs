@@ -9,12 +9,21 @@ use anyhow::Result;
 use clap::Subcommand;
 
 mod crawl;
+mod search;
+mod search_queries;
 
 #[derive(Subcommand)]
 pub enum Bench {
     /// Full crawl vs incremental rebuild of a synthetic registry against a fake GitHub on loopback.
     #[command(after_help = "Example:\n  cargo xtask bench crawl --users 10000 --modules 100000")]
     Crawl(crawl::CrawlArgs),
+    /// Search over a synthetic 100,000-module registry: index build, query
+    /// latency in-process and through `mlld-registry search`, against a
+    /// linear scan of every registry.json.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench search\n  cargo xtask bench search --modules 10000 --users 1000"
+    )]
+    Search(search::SearchArgs),
 }
 
 pub fn run(bench: Bench) -> Result<ExitCode> {
@@ -22,9 +31,12 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
         return Ok(code);
     }
     match bench {
-        Bench::Crawl(args) => crawl::run(args)?,
+        Bench::Crawl(args) => {
+            crawl::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Search(args) => search::run(args),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Benchmarks measure optimised code: a debug xtask re-runs itself with `--release`.

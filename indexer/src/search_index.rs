@@ -1,0 +1,290 @@
+//! The snapshot's search index: one tantivy segment over every accepted
+//! module, written so that the same modules always give the same bytes.
+//!
+//! tantivy names a segment's files after a random UUID and records it in
+//! `meta.json`; everything else it writes is a function of the documents
+//! and their order. So the index is built in memory, single-threaded, into
+//! exactly one segment (no merges, no background compression thread), with
+//! documents in manifest order, and its files are then written out under the
+//! fixed [`SEGMENT_ID`] with `meta.json` rewritten to match. The result is
+//! opened again before it is listed, so a broken index fails the build
+//! instead of reaching clients.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use mlld_schemas::search::tantivy;
+use mlld_schemas::search::{AdvisoryFlag, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
+use mlld_schemas::snapshot::{AdvisoryRecord, Member, ModuleRecord};
+
+use crate::blobs::BlobDir;
+use tantivy::directory::{MmapDirectory, RamDirectory};
+use tantivy::index::{IndexSettings, SegmentId};
+use tantivy::store::Compressor;
+use tantivy::{Directory, Index, ReloadPolicy, TantivyDocument};
+
+use crate::content_summary;
+
+/// The writer's arena; a 100,000-module registry needs well under this.
+const MEMORY_BUDGET: usize = 256 << 20;
+
+/// Builds the index of `modules` (in manifest order) into `root/index/` and
+/// returns its members, keyed by their path in the snapshot. Each module's
+/// content is read from `blobs`.
+pub fn write(
+    root: &Path,
+    blobs: &BlobDir,
+    modules: &[ModuleRecord],
+    advisories: &[AdvisoryRecord],
+) -> Result<BTreeMap<String, Member>> {
+    let (schema, fields) = SearchFields::build();
+    let settings = IndexSettings {
+        docstore_compression: Compressor::Lz4,
+        // A compression thread would be the only other thread; one thread keeps the build simple to reason about.
+        docstore_compress_dedicated_thread: false,
+        ..IndexSettings::default()
+    };
+    let mut writer = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .single_segment_index_writer::<TantivyDocument>(RamDirectory::create(), MEMORY_BUDGET)?;
+    for module in modules {
+        let content = read_module_file(blobs, module)?;
+        let flag = advisory_flag(module, advisories);
+        writer.add_document(fields.document(module, &content_summary::extract(&content), flag))?;
+    }
+    let index = writer.finalize().context("finishing the search index")?;
+    let members = export(&index, &root.join(INDEX_DIR))?;
+    check_opens(&root.join(INDEX_DIR), modules.len())?;
+    Ok(members)
+}
+
+fn read_module_file(blobs: &BlobDir, module: &ModuleRecord) -> Result<String> {
+    let hex = module
+        .current
+        .integrity
+        .strip_prefix("sha256:")
+        .unwrap_or_default();
+    let path = blobs.require(hex)?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the content of {} ({})",
+            module.full_name(),
+            path.display()
+        )
+    })?;
+    // The indexer accepted only UTF-8 module files.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The flag of the advisories affecting `module`, if any.
+pub fn advisory_flag(module: &ModuleRecord, advisories: &[AdvisoryRecord]) -> Option<AdvisoryFlag> {
+    let affecting: Vec<_> = advisories.iter().filter(|a| a.affects(module)).collect();
+    let highest = affecting.iter().map(|a| a.advisory.severity).max()?;
+    Some(AdvisoryFlag {
+        highest,
+        count: affecting.len() as u64,
+    })
+}
+
+/// Writes the one segment's files under the fixed id, and `meta.json` naming it.
+fn export(index: &Index, dest: &Path) -> Result<BTreeMap<String, Member>> {
+    let meta = index.load_metas()?;
+    let [segment] = meta.segments.as_slice() else {
+        bail!(
+            "the search index has {} segments; exactly one is expected",
+            meta.segments.len()
+        );
+    };
+    let random_id = segment.id().uuid_string();
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let directory = index.directory();
+    let mut members = BTreeMap::new();
+    let mut put = |name: String, bytes: &[u8]| -> Result<()> {
+        std::fs::write(dest.join(&name), bytes)
+            .with_context(|| format!("writing {}", dest.join(&name).display()))?;
+        members.insert(
+            format!("{INDEX_DIR}/{name}"),
+            Member {
+                sha256: mlld_schemas::sha256_hex(bytes),
+                size: bytes.len() as u64,
+            },
+        );
+        Ok(())
+    };
+    let mut files: Vec<PathBuf> = meta.list_segment_files().into_iter().collect();
+    files.sort();
+    for file in files {
+        if !directory.exists(&file)? {
+            continue;
+        }
+        let name = file.to_str().context("tantivy file names are UTF-8")?;
+        let suffix = name
+            .strip_prefix(&random_id)
+            .with_context(|| format!("segment file `{name}` is not named after its segment"))?;
+        put(
+            format!("{SEGMENT_ID}{suffix}"),
+            &directory.atomic_read(&file)?,
+        )?;
+    }
+    let meta_text = String::from_utf8(directory.atomic_read(Path::new(META_FILE))?)?;
+    put(
+        META_FILE.to_string(),
+        &rename_segment(&meta_text, &random_id)?,
+    )?;
+    Ok(members)
+}
+
+/// `meta.json` with the segment's random id replaced by [`SEGMENT_ID`].
+fn rename_segment(meta_text: &str, random_id: &str) -> Result<Vec<u8>> {
+    let mut meta: serde_json::Value = serde_json::from_str(meta_text)?;
+    let id = meta
+        .pointer_mut("/segments/0/segment_id")
+        .context("tantivy's meta.json has no segment id")?;
+    ensure!(
+        id.as_str().is_some_and(|s| s.replace('-', "") == random_id),
+        "meta.json names segment {id}, not {random_id}"
+    );
+    // tantivy writes ids in the hyphenated form; serialising a SegmentId keeps that.
+    *id = serde_json::to_value(
+        SegmentId::from_uuid_string(SEGMENT_ID).expect("SEGMENT_ID is 32 hex digits"),
+    )?;
+    let mut bytes = serde_json::to_vec_pretty(&meta)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Opens the written index the way the client will, and counts its documents.
+fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
+    let index = Index::open(MmapDirectory::open(dir)?)
+        .with_context(|| format!("the search index in {} does not open", dir.display()))?;
+    let ids = index.searchable_segment_ids()?;
+    ensure!(
+        ids.len() == 1 && ids[0].uuid_string() == SEGMENT_ID,
+        "the search index does not name segment {SEGMENT_ID}"
+    );
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let docs = reader.searcher().num_docs();
+    ensure!(
+        docs == expected_docs as u64,
+        "the search index holds {docs} documents, not {expected_docs}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use mlld_schemas::search::is_index_member;
+    use mlld_schemas::snapshot::RevisionRecord;
+    use mlld_schemas::{Advisory, Severity, integrity_of};
+
+    use super::*;
+    use crate::blobs::BlobDir;
+
+    fn module(root: &Path, user: &str, name: &str, content: &str) -> ModuleRecord {
+        BlobDir::new(root, None).put(content.as_bytes()).unwrap();
+        ModuleRecord {
+            user: user.into(),
+            name: name.into(),
+            gist: format!("{:032x}", name.len()),
+            description: format!("{name} helpers"),
+            tags: vec!["json".into()],
+            created: None,
+            updated: None,
+            current: RevisionRecord {
+                revision: "a".repeat(40),
+                committed_at: None,
+                file: format!("{name}.mld"),
+                integrity: integrity_of(content.as_bytes()),
+                size: content.len() as u64,
+                files: Vec::new(),
+                dependencies: Vec::new(),
+            },
+            history: Vec::new(),
+            stale: None,
+        }
+    }
+
+    fn build(root: &Path, names: &[&str]) -> BTreeMap<String, Member> {
+        let modules: Vec<_> = names
+            .iter()
+            .map(|n| {
+                module(
+                    root,
+                    "ann",
+                    n,
+                    &format!(">> {n} does things\n/var @x = 1\n"),
+                )
+            })
+            .collect();
+        write(root, &BlobDir::new(root, None), &modules, &[]).unwrap()
+    }
+
+    fn files(root: &Path, members: &BTreeMap<String, Member>) -> Vec<(String, Vec<u8>)> {
+        members
+            .keys()
+            .map(|p| (p.clone(), std::fs::read(root.join(p)).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_modules_give_the_same_bytes() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let names = ["csv-tools", "json-utils", "slugify"];
+        let first = build(a.path(), &names);
+        let second = build(b.path(), &names);
+        assert_eq!(first, second);
+        assert_eq!(files(a.path(), &first), files(b.path(), &second));
+        assert!(first.contains_key("index/meta.json"));
+        assert!(first.keys().all(|p| is_index_member(p)), "{first:?}");
+        assert!(
+            first
+                .keys()
+                .any(|p| p.ends_with(&format!("{SEGMENT_ID}.store")))
+        );
+        // And it is not constant: other modules, other index.
+        let other = build(c.path(), &["csv-tools", "json-utils", "slugify-two"]);
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn the_flag_is_the_highest_severity_and_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = module(dir.path(), "ann", "json-utils", "x");
+        let advisory = |user: &str, severity, affects: &[&str], gists: &[&str]| AdvisoryRecord {
+            user: user.into(),
+            advisory: Advisory {
+                id: "2024-001".into(),
+                created: "2024-05-28T00:00:00Z".into(),
+                severity,
+                affects: affects.iter().map(|s| s.to_string()).collect(),
+                gists: gists.iter().map(|s| s.to_string()).collect(),
+                kind: "vulnerability".into(),
+                description: String::new(),
+                recommendation: String::new(),
+                extra: Default::default(),
+            },
+        };
+        assert_eq!(advisory_flag(&m, &[]), None);
+        let advisories = [
+            advisory("ann", Severity::Low, &["json-utils"], &[]),
+            advisory("bob", Severity::High, &[], &[&m.gist]),
+            advisory("bob", Severity::Critical, &["json-utils"], &[]),
+        ];
+        assert_eq!(
+            advisory_flag(&m, &advisories),
+            Some(AdvisoryFlag {
+                highest: Severity::High,
+                count: 2
+            })
+        );
+    }
+}

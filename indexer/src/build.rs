@@ -198,7 +198,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     }
     report.stage("crawl gists", t);
 
-    progress.stage("write manifest");
+    progress.stage("search index and manifest");
     let t = Instant::now();
     let mut advisories: Vec<AdvisoryRecord> = registry
         .users
@@ -245,7 +245,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &manifest_bytes,
         &format!("mlld-registry manifest serial:{serial} created:{created}"),
     );
-    report.stage("write manifest", t);
+    report.stage("search index and manifest", t);
     let t = Instant::now();
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;

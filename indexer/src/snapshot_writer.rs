@@ -90,10 +90,23 @@ fn plan(members: &BTreeMap<String, Member>) -> Vec<Vec<(&String, &Member)>> {
     frames
 }
 
+/// Blob frames rarely change and get the strong level; other members (the
+/// search index) change with every build and get the fast one.
+fn frame_level(frame: &[(&String, &Member)]) -> i32 {
+    if frame
+        .iter()
+        .all(|(path, _)| mlld_schemas::snapshot::blob_digest(path).is_some())
+    {
+        ZSTD_LEVEL
+    } else {
+        HEAD_ZSTD_LEVEL
+    }
+}
+
 /// A frame's id: what it holds and how it is compressed, so equal ids mean equal bytes.
 fn frame_id(frame: &[(&String, &Member)]) -> String {
     let mut h = sha2::Sha256::new();
-    h.update(format!("tar-ustar-mtime0/zstd-{ZSTD_LEVEL}\n"));
+    h.update(format!("tar-ustar-mtime0/zstd-{}\n", frame_level(frame)));
     for (path, m) in frame {
         h.update(format!("{path}\0{}\0{}\n", m.sha256, m.size));
     }
@@ -127,7 +140,7 @@ fn compress_frame(
         }
         entry(&mut tar, path, &data, 0)?;
     }
-    zstd::bulk::compress(&tar, ZSTD_LEVEL)
+    zstd::bulk::compress(&tar, frame_level(frame))
 }
 
 enum Piece {

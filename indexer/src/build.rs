@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::format_timestamp;
 use mlld_schemas::snapshot::{
-    AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_digest, blob_path,
+    AdvisoryRecord, IndexSnapshot, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_digest,
+    blob_path,
 };
 pub use time::{Duration, OffsetDateTime};
 
@@ -76,6 +77,14 @@ impl BuildConfig {
             Err(_) => Ok(OffsetDateTime::now_utc()),
         }
     }
+}
+
+/// The newest `keep` of `current` followed by `older` (newest first), and the rest to delete.
+fn retain(current: &str, older: &[String], keep: usize) -> (Vec<String>, Vec<String>) {
+    let mut all = vec![current.to_string()];
+    all.extend(older.iter().filter(|s| *s != current).cloned());
+    let retired = all.split_off(keep.min(all.len()));
+    (all, retired)
 }
 
 pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildReport> {
@@ -271,7 +280,28 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     .context("writing the snapshot")?;
     report.frames_reused = written.frames_reused;
     report.frames_compressed = written.frames_compressed;
-    let (sha256, size) = (written.sha256, written.size);
+    let (sha256, size) = (written.sha256.clone(), written.size);
+    // The same snapshot without blobs, for delta sync: its frames are the full snapshot's, copied.
+    let index_members: BTreeMap<String, Member> = manifest
+        .members
+        .iter()
+        .filter(|(p, _)| blob_digest(p).is_none())
+        .map(|(p, m)| (p.clone(), m.clone()))
+        .collect();
+    let staged_index = staging.path().join("snapshot.index.tar.zst");
+    let index_written = snapshot_writer::write(
+        &staged_index,
+        &manifest_bytes,
+        signature.as_bytes(),
+        &index_members,
+        &|path, _| Some(staging.path().join(path)),
+        mtime,
+        Some(snapshot_writer::Reuse {
+            snapshot: &staged,
+            table: &written.table,
+        }),
+    )
+    .context("writing the index-only snapshot")?;
     report.stage("pack snapshot", t);
 
     progress.stage("publish");
@@ -284,6 +314,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         serial,
         created,
         expires: manifest.expires.clone(),
+        index: Some(IndexSnapshot {
+            path: publish::index_snapshot_site_path(&index_written.sha256),
+            sha256: index_written.sha256.clone(),
+            size: index_written.size,
+        }),
     };
     let rejected = report
         .modules_rejected
@@ -307,14 +342,29 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &blobs,
         previous.as_ref().map_or(&no_pages, |p| &p.pages),
     )?;
-    let mut published = vec![latest.snapshot.clone()];
-    published.extend(
+    let keep = config.keep_snapshots.max(1);
+    let (published, mut retired) = retain(
+        &latest.snapshot,
         previous
-            .iter()
-            .flat_map(|p| p.published.iter().cloned())
-            .filter(|s| *s != latest.snapshot),
+            .as_ref()
+            .map(|p| &p.published[..])
+            .unwrap_or_default(),
+        keep,
     );
-    let retired = published.split_off(config.keep_snapshots.max(1).min(published.len()));
+    let index_path = latest
+        .index
+        .as_ref()
+        .map(|i| i.path.clone())
+        .unwrap_or_default();
+    let (published_index, retired_index) = retain(
+        &index_path,
+        previous
+            .as_ref()
+            .map(|p| &p.published_index[..])
+            .unwrap_or_default(),
+        keep,
+    );
+    retired.extend(retired_index);
     let removed_pages: Vec<String> = previous
         .iter()
         .flat_map(|p| p.pages.keys())
@@ -329,9 +379,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         imports: imports_cache,
         pages,
         published,
+        published_index,
     };
     let publication = publish::Publication {
         staged_snapshot: &staged,
+        staged_index: &staged_index,
         latest: &latest,
         site_files: &site_dir,
         state: &state,

@@ -43,9 +43,12 @@ pub struct CrawlState {
     /// `user/module` → the key of its generated page (see `site_data`).
     #[serde(default)]
     pub pages: BTreeMap<String, String>,
-    /// Snapshots this site has published, newest first (for retention).
+    /// Snapshots this site has published, newest first (for retention);
+    /// index-only snapshots likewise.
     #[serde(default)]
     pub published: Vec<String>,
+    #[serde(default)]
+    pub published_index: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +68,7 @@ pub struct Previous {
     pub imports: BTreeMap<String, Vec<String>>,
     pub pages: BTreeMap<String, String>,
     pub published: Vec<String>,
+    pub published_index: Vec<String>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
     /// Holds `blobs/…` of the previous snapshot.
@@ -170,6 +174,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         imports: state.imports,
         pages: state.pages,
         published: state.published,
+        published_index: state.published_index,
         snapshot,
         blob_root,
         by_name,

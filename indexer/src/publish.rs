@@ -18,6 +18,11 @@ use crate::blobs::BlobDir;
 use crate::previous::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
 use crate::signing::SigningKey;
 
+/// The site-relative path of an index-only snapshot (no blobs) with this digest.
+pub fn index_snapshot_site_path(sha256: &str) -> String {
+    format!("snapshots/{sha256}.index.tar.zst")
+}
+
 /// The site-relative path of a snapshot with this digest.
 pub fn snapshot_site_path(sha256: &str) -> String {
     format!("snapshots/{sha256}.tar.zst")
@@ -26,6 +31,7 @@ pub fn snapshot_site_path(sha256: &str) -> String {
 /// Everything one build publishes.
 pub struct Publication<'a> {
     pub staged_snapshot: &'a Path,
+    pub staged_index: &'a Path,
     pub latest: &'a Latest,
     /// Staged site files (page, data, module pages): moved into the site as they are.
     pub site_files: &'a Path,
@@ -38,6 +44,7 @@ pub struct Publication<'a> {
 pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
     let Publication {
         staged_snapshot,
+        staged_index,
         latest,
         site_files,
         state,
@@ -61,6 +68,12 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
             std::fs::copy(&src, &tmp).with_context(|| format!("publishing {path}"))?;
             std::fs::rename(&tmp, &dest)?;
         }
+    }
+    if let Some(index) = &latest.index {
+        let dest = out.join(&index.path);
+        std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
+        mlld_fsutil::rename_durable(staged_index, &dest)
+            .with_context(|| format!("moving the index snapshot to {}", dest.display()))?;
     }
     let dest = out.join(&latest.snapshot);
     std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;

@@ -164,6 +164,18 @@ pub struct Latest {
     pub serial: u64,
     pub created: String,
     pub expires: String,
+    /// The same snapshot without blobs (manifest, signature, search index),
+    /// for clients that fetch only the blobs they lack (`blobs/sha256/…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexSnapshot>,
+}
+
+/// Where the index-only snapshot lies, and its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IndexSnapshot {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[cfg(test)]

@@ -88,13 +88,21 @@ fn build_reports_bad_input_and_goes_on() {
     ] {
         assert!(others.iter().any(|o| *o == f), "{f} missing: {others:?}");
     }
+    let snapshots: Vec<_> = others
+        .iter()
+        .filter(|f| f.starts_with("snapshots/"))
+        .collect();
     assert_eq!(
-        others
+        snapshots.len(),
+        2,
+        "a full and an index-only snapshot: {others:?}"
+    );
+    assert_eq!(
+        snapshots
             .iter()
-            .filter(|f| f.starts_with("snapshots/"))
+            .filter(|f| f.ends_with(".index.tar.zst"))
             .count(),
-        1,
-        "{others:?}"
+        1
     );
     assert!(
         !others

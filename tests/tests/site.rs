@@ -111,9 +111,17 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
     }
     let kept: Vec<_> = tree(dir.path())
         .into_iter()
-        .filter(|f| f.starts_with("snapshots/"))
+        .filter(|f| f.starts_with("snapshots/") && !f.ends_with(".index.tar.zst"))
         .collect();
     assert_eq!(kept.len(), 3, "{kept:?}");
+    let kept_index = tree(dir.path())
+        .into_iter()
+        .filter(|f| f.ends_with(".index.tar.zst"))
+        .count();
+    assert_eq!(
+        kept_index, 3,
+        "index-only snapshots retire with the full ones"
+    );
     for s in &snapshots[2..] {
         assert!(kept.contains(s), "{s} should be kept");
     }

@@ -101,8 +101,29 @@ impl Project {
         }
     }
 
-    /// Writes a cache entry. A new entry is staged and renamed into place
-    /// whole; an existing (damaged) one is repaired file by file, atomically.
+    /// `.mlld/cache/.tmp/`: staging for cache entries; anything in it is
+    /// garbage from a killed process.
+    fn cache_staging(&self) -> PathBuf {
+        self.root.join(".mlld/cache/.tmp")
+    }
+
+    /// Removes staging left by a killed process. Call under [`Project::exclusive`].
+    pub fn clean_staging(&self) -> Result<()> {
+        let dir = self.cache_staging();
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cleaning {}", dir.display())),
+        }
+    }
+
+    /// Writes a cache entry: staged whole, then renamed into place, so a
+    /// process killed at any moment leaves the entry complete or absent. A
+    /// damaged entry is removed first (it is absent, never half-written).
+    ///
+    /// Entries are not fsynced one by one: every read re-hashes them against
+    /// the lock (`verify`, `install`), which repairs what a power loss
+    /// damaged. The lock file itself is always written durably.
     pub fn write_cache(
         &self,
         user: &str,
@@ -111,23 +132,23 @@ impl Project {
         meta: &CacheMetadata,
     ) -> Result<()> {
         let dir = self.cache_dir(user, gist, &meta.gist_revision);
-        let write_into = |d: &Path| -> Result<()> {
-            write_atomic(&d.join("content.mld"), content)?;
-            write_atomic(&d.join("metadata.json"), &meta.to_bytes())?;
-            Ok(())
-        };
-        if dir.exists() {
-            return write_into(&dir).with_context(|| format!("repairing {}", dir.display()));
-        }
+        let staging_root = self.cache_staging();
+        std::fs::create_dir_all(&staging_root)
+            .with_context(|| format!("creating {}", staging_root.display()))?;
+        let staging = tempfile::Builder::new()
+            .prefix("entry-")
+            .tempdir_in(&staging_root)?;
+        std::fs::write(staging.path().join("content.mld"), content)?;
+        std::fs::write(staging.path().join("metadata.json"), meta.to_bytes())?;
         let parent = dir.parent().expect("cache dirs have a parent");
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(parent)?;
-        write_into(staging.path())?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the damaged cache entry {}", dir.display()))?;
+        }
         let staged = staging.keep();
-        mlld_fsutil::rename_durable(&staged, &dir)
+        std::fs::rename(&staged, &dir)
             .with_context(|| format!("moving the cache entry into {}", dir.display()))?;
         Ok(())
     }

@@ -2,9 +2,10 @@
 //!
 //! Order of trust: the manifest and its signature come first in the tar and
 //! are checked before any other byte is used; then every member is streamed
-//! to staging while hashed, and must be listed in the signed manifest with
-//! that digest and size; only when all members are present and correct does
-//! anything move into the store. Any failure leaves the store as it was.
+//! to a staging pack while hashed, and must be listed in the signed manifest
+//! with that digest and size; only when all members are present and correct
+//! does the staged snapshot move into the store, by one rename. Any failure
+//! leaves the store as it was.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -16,7 +17,7 @@ use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT, 
 use mlld_schemas::{Manifest, names};
 use sha2::Digest as _;
 
-use crate::store::{Store, VerifiedManifest};
+use crate::store::{PACK_INDEX_NAME, PACK_NAME, Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
 /// Caps that bound what a hostile snapshot can make us read or write.
@@ -86,6 +87,62 @@ pub fn import(
     now: time::OffsetDateTime,
     limits: Limits,
 ) -> Result<VerifiedManifest> {
+    import_checked(store, path, None, keys, now, limits, &|_, _| Ok(()))
+}
+
+/// A check on a verified manifest (and the id of the key that signed it)
+/// made before anything is written: `sync` refuses rollbacks with it.
+pub type Accept<'a> = &'a dyn Fn(&str, &Manifest) -> Result<()>;
+
+/// [`import`] with an acceptance check, and optionally the SHA-256 the file
+/// must have (a download named by `latest.json`; then the file is hashed
+/// while it is verified).
+pub fn import_checked(
+    store: &Store,
+    path: &Path,
+    expected_sha256: Option<&str>,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    accept: Accept<'_>,
+) -> Result<VerifiedManifest> {
+    check_size(path, limits)?;
+    let sha256 = match expected_sha256 {
+        Some(s) => s.to_string(),
+        None => file_sha256(path)?,
+    };
+    if let Some(v) = store.load_manifest(&sha256, keys)? {
+        if expected_sha256.is_some() {
+            let actual = file_sha256(path)?;
+            check_sha(path, &actual, &sha256)?;
+        }
+        check_fresh(&v.manifest, now)?;
+        accept(&v.key_id, &v.manifest)?;
+        return Ok(v);
+    }
+    import_new(
+        store,
+        path,
+        &sha256,
+        keys,
+        now,
+        limits,
+        expected_sha256.is_some(),
+        accept,
+    )
+}
+
+fn check_sha(path: &Path, actual: &str, expected: &str) -> Result<()> {
+    if actual != expected {
+        bail!(
+            "snapshot {} has SHA-256 {actual}, but the signed latest.json names {expected}; the download was altered or the site is inconsistent. Nothing was written",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_size(path: &Path, limits: Limits) -> Result<()> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("opening snapshot {}", path.display()))?
         .len();
@@ -96,21 +153,50 @@ pub fn import(
             limits.compressed
         );
     }
-    let sha256 = file_sha256(path)?;
-    if let Some(v) = store.load_manifest(&sha256, keys)? {
-        check_fresh(&v.manifest, now)?;
-        return Ok(v);
-    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one private step of import_checked
+fn import_new(
+    store: &Store,
+    path: &Path,
+    sha256: &str,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    hash_too: bool,
+    accept: Accept<'_>,
+) -> Result<VerifiedManifest> {
     let staging = tempfile::Builder::new()
         .prefix("import-")
         .tempdir_in(store.tmp_dir()?)?;
-    let manifest = unpack_verified(path, staging.path(), keys, now, limits)
-        .with_context(|| format!("snapshot {} was refused", path.display()))?;
-    commit(store, staging.path(), &sha256, &manifest)?;
-    Ok(VerifiedManifest {
-        snapshot_sha256: sha256,
+    let snap = staging.path().join("snapshot");
+    std::fs::create_dir_all(&snap)?;
+    let (hashed, unpacked) = std::thread::scope(|s| {
+        let hasher = hash_too.then(|| s.spawn(|| file_sha256(path)));
+        let unpacked = unpack_verified(path, &snap, keys, now, limits, accept);
+        (
+            hasher.map(|h| h.join().expect("hashing does not panic")),
+            unpacked,
+        )
+    });
+    if let Some(actual) = hashed.transpose()? {
+        check_sha(path, &actual, sha256)?;
+    }
+    let (key_id, manifest) =
+        unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
+    let dir = store.snapshot_dir(sha256);
+    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
+    if !dir.exists() {
+        mlld_fsutil::rename_durable(&snap, &dir)
+            .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
+    }
+    Ok(VerifiedManifest::new(
+        sha256.to_string(),
+        key_id,
         manifest,
-    })
+        dir,
+    ))
 }
 
 /// Refuses a snapshot whose expiry has passed (a frozen mirror).
@@ -132,7 +218,8 @@ fn unpack_verified(
     keys: &TrustedKeys,
     now: time::OffsetDateTime,
     limits: Limits,
-) -> Result<Manifest> {
+    accept: Accept<'_>,
+) -> Result<(String, Manifest)> {
     let file = File::open(path)?;
     let decoder = zstd::Decoder::new(Capped {
         inner: file,
@@ -159,7 +246,9 @@ fn unpack_verified(
     let manifest_bytes = next_named(MANIFEST_NAME, limits.manifest)?;
     let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
     let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
-    keys.verify("snapshot manifest", &manifest_bytes, &sig)?;
+    let key_id = keys
+        .verify_with_key("snapshot manifest", &manifest_bytes, &sig)?
+        .key_id;
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
     if manifest.format_version != SNAPSHOT_FORMAT {
@@ -170,8 +259,12 @@ fn unpack_verified(
     }
     check_fresh(&manifest, now)?;
     check_consistent(&manifest)?;
+    accept(&key_id, &manifest)?;
 
     let mut seen = BTreeSet::new();
+    let mut pack = io::BufWriter::with_capacity(1 << 20, File::create(staging.join(PACK_NAME))?);
+    let mut index = String::with_capacity(manifest.members.len() * 90);
+    let mut offset = 0u64;
     for entry in entries {
         let mut entry = entry?;
         let name = safe_member_path(&entry)?;
@@ -197,20 +290,24 @@ fn unpack_verified(
                 member.sha256
             );
         }
-        let dest = staging.join(&name);
-        std::fs::create_dir_all(dest.parent().expect("member paths have a parent"))?;
-        write_synced(&dest, &bytes)?;
+        pack.write_all(&bytes)?;
+        index.push_str(&format!("{offset} {} {name}\n", bytes.len()));
+        offset += bytes.len() as u64;
     }
     if let Some(missing) = manifest.members.keys().find(|k| !seen.contains(*k)) {
         bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
     }
+    pack.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()?;
+    write_synced(&staging.join(PACK_INDEX_NAME), index.as_bytes())?;
     write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
     write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-    Ok(manifest)
+    Ok((key_id, manifest))
 }
 
-/// Staged files are synced before they are renamed into the store, so a
-/// crash never leaves a blob whose name promises bytes it does not hold.
+/// Staged files are synced before the snapshot directory is renamed into the
+/// store, so a crash never leaves a pack that promises bytes it does not hold.
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(bytes)?;
@@ -274,27 +371,4 @@ fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> 
         bail!("`{what}` is over its {cap}-byte limit");
     }
     Ok(bytes)
-}
-
-/// Moves verified staging content into the store: blobs first, the manifest last.
-fn commit(store: &Store, staging: &Path, sha256: &str, manifest: &Manifest) -> Result<()> {
-    for path in manifest.members.keys() {
-        let dest = store.root().join(path);
-        if dest.exists() {
-            continue;
-        }
-        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-        std::fs::rename(staging.join(path), &dest)?;
-    }
-    let dir = store.snapshot_dir(sha256);
-    let tmp = staging.join("snapshot");
-    std::fs::create_dir_all(&tmp)?;
-    for name in [MANIFEST_NAME, MANIFEST_SIG_NAME] {
-        std::fs::rename(staging.join(name), tmp.join(name))?;
-    }
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
-    if !dir.exists() {
-        mlld_fsutil::rename_durable(&tmp, &dir)?;
-    }
-    Ok(())
 }

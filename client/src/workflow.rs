@@ -1,0 +1,238 @@
+//! The lock and cache operations the commands share: locking a set of
+//! references with their dependencies (asking for approval), and bringing
+//! one lock entry into the cache.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use anyhow::{Context as _, Result, bail};
+use mlld_schemas::lock::{parse_resolved, resolved_url};
+use mlld_schemas::names::format_timestamp;
+use mlld_schemas::{CacheMetadata, LockEntry, LockFile, ModuleRecord, ModuleRef, RevisionRecord};
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::project::CacheState;
+use crate::resolve::{self, Lookup};
+use crate::store::VerifiedManifest;
+use crate::{approve, usage};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Locked {
+    pub import: String,
+    pub resolved: String,
+    pub gist_revision: String,
+    pub integrity: String,
+    /// True when this run added or changed the entry (false: it was locked already).
+    pub added: bool,
+}
+
+/// Locks references and their dependencies into `lock`.
+pub struct Locker<'a> {
+    pub ctx: &'a Context,
+    pub verified: &'a VerifiedManifest,
+    pub lookup: Lookup<'a>,
+    pub lock: LockFile,
+    /// Fail instead of changing the lock.
+    pub frozen: bool,
+    pub changed: bool,
+}
+
+impl<'a> Locker<'a> {
+    pub fn new(ctx: &'a Context, verified: &'a VerifiedManifest, lock: LockFile) -> Self {
+        Self {
+            ctx,
+            verified,
+            lookup: Lookup::new(&verified.manifest),
+            lock,
+            frozen: false,
+            changed: false,
+        }
+    }
+
+    /// Locks every root and, transitively, what each imports. A lock entry
+    /// stands unless a root pins another revision; new and changed entries
+    /// need approval.
+    pub fn lock_all(&mut self, roots: &[ModuleRef]) -> Result<Vec<Locked>> {
+        let mut queue: VecDeque<(ModuleRef, bool)> =
+            roots.iter().map(|r| (r.clone(), true)).collect();
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        while let Some((r, is_root)) = queue.pop_front() {
+            let import = r.import_path();
+            let pin = if is_root { r.revision_prefix() } else { None };
+            if !seen.insert((import.clone(), pin.map(str::to_string))) {
+                continue;
+            }
+            let existing = self.lock.imports.get(&import).cloned();
+            let keep = existing
+                .as_ref()
+                .filter(|e| pin.is_none_or(|p| e.gist_revision.starts_with(p)));
+            let module = match (self.lookup.find(&r), keep) {
+                (Ok(m), _) => m,
+                // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
+                (Err(_), Some(e)) => {
+                    out.push(locked(&import, e, false));
+                    continue;
+                }
+                (Err(e), None) => return Err(e),
+            };
+            let (revision, added) = match keep {
+                Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
+                    Some(rev) => (rev, false),
+                    None => {
+                        out.push(locked(&import, e, false));
+                        continue;
+                    }
+                },
+                None => {
+                    let rev = if is_root {
+                        resolve::pick_revision(module, &r)?
+                    } else {
+                        &module.current
+                    };
+                    self.add(module, rev, &import, existing.as_ref())?;
+                    (rev, true)
+                }
+            };
+            out.push(locked(&import, &self.lock.imports[&import], added));
+            for dep in &revision.dependencies {
+                let dep = ModuleRef::parse(dep)?;
+                queue.push_back((dep, false));
+            }
+        }
+        Ok(out)
+    }
+
+    fn add(
+        &mut self,
+        module: &ModuleRecord,
+        revision: &RevisionRecord,
+        import: &str,
+        existing: Option<&LockEntry>,
+    ) -> Result<()> {
+        if self.frozen {
+            let what = match existing {
+                Some(e) => format!(
+                    "{import} is locked at {}, but a pin asks for {}",
+                    &e.gist_revision[..12],
+                    &revision.revision[..12]
+                ),
+                None => format!("{import} is imported but not in the lock file"),
+            };
+            bail!(
+                "{what}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen and commit .mlld/mlld.lock.json"
+            );
+        }
+        let content = self.verified.read_blob(&revision.integrity)?;
+        approve::approve(
+            &approve::describe(&self.verified.manifest, module, revision, &content),
+            &module.full_name(),
+            self.ctx.yes,
+        )?;
+        self.lock
+            .imports
+            .insert(import.to_string(), new_entry(module, revision, self.ctx));
+        self.changed = true;
+        usage::record(self.ctx, &[(import.to_string(), usage::IMPORT)]);
+        Ok(())
+    }
+}
+
+fn locked(import: &str, e: &LockEntry, added: bool) -> Locked {
+    Locked {
+        import: import.to_string(),
+        resolved: e.resolved.clone(),
+        gist_revision: e.gist_revision.clone(),
+        integrity: e.integrity.clone(),
+        added,
+    }
+}
+
+pub fn new_entry(module: &ModuleRecord, revision: &RevisionRecord, ctx: &Context) -> LockEntry {
+    LockEntry {
+        resolved: resolved_url(&module.user, &module.gist),
+        gist_revision: revision.revision.clone(),
+        integrity: revision.integrity.clone(),
+        approved_at: format_timestamp(ctx.now),
+        extra: BTreeMap::new(),
+    }
+}
+
+pub fn missing_locked(module: &ModuleRecord, revision: &str) -> String {
+    format!(
+        "{} is locked at revision {revision}, which this snapshot does not hold; sync a newer snapshot, or run `mlld-registry update {}`",
+        module.full_name(),
+        module.full_name()
+    )
+}
+
+/// Whether a lock key is a registry import (mlld may lock other kinds).
+pub fn is_registry_import(import: &str) -> bool {
+    import.starts_with("mlld://") && !import.starts_with("mlld://gist/")
+}
+
+/// Brings one lock entry into the cache at its locked revision; returns
+/// what the cache held before. A valid entry needs no snapshot at all.
+pub fn install_entry(
+    ctx: &Context,
+    verified: Option<&VerifiedManifest>,
+    lookup: Option<&Lookup<'_>>,
+    import: &str,
+    entry: &LockEntry,
+) -> Result<CacheState> {
+    let Some((user, gist)) = parse_resolved(&entry.resolved) else {
+        bail!("{import}: `{}` is not a gist reference", entry.resolved);
+    };
+    let state = ctx
+        .project
+        .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
+    if state == CacheState::Valid {
+        return Ok(state);
+    }
+    let (Some(verified), Some(lookup)) = (verified, lookup) else {
+        bail!("{import} is not cached and there is no snapshot to install it from");
+    };
+    let reference = ModuleRef::parse(import)?;
+    let module = lookup.find(&reference)?;
+    let revision = resolve::locked_revision(module, &entry.gist_revision)
+        .with_context(|| missing_locked(module, &entry.gist_revision))?;
+    if revision.integrity != entry.integrity {
+        bail!(
+            "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
+            entry.gist_revision,
+            entry.integrity,
+            revision.integrity
+        );
+    }
+    if gist != module.gist {
+        bail!(
+            "{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`",
+            entry.resolved,
+            module.gist,
+            module.full_name()
+        );
+    }
+    let content = verified.read_blob(&revision.integrity)?;
+    write_cache(ctx, module, revision, import, &content)?;
+    Ok(state)
+}
+
+/// Writes the cache entry for `revision` of `module`.
+pub fn write_cache(
+    ctx: &Context,
+    module: &ModuleRecord,
+    revision: &RevisionRecord,
+    import: &str,
+    content: &[u8],
+) -> Result<()> {
+    let meta = CacheMetadata {
+        import_path: import.to_string(),
+        gist_revision: revision.revision.clone(),
+        integrity: revision.integrity.clone(),
+        cached_at: format_timestamp(ctx.now),
+        size: content.len() as u64,
+    };
+    ctx.project
+        .write_cache(&module.user, &module.gist, content, &meta)
+}

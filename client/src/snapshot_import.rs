@@ -132,6 +132,23 @@ pub fn import_checked(
     )
 }
 
+/// The stored snapshot with this SHA-256, if the store has it: signature
+/// checked again, fresh, and accepted by `accept`.
+pub fn load_stored(
+    store: &Store,
+    sha256: &str,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    accept: Accept<'_>,
+) -> Result<Option<VerifiedManifest>> {
+    let Some(v) = store.load_manifest(sha256, keys)? else {
+        return Ok(None);
+    };
+    check_fresh(&v.manifest, now)?;
+    accept(&v.key_id, &v.manifest)?;
+    Ok(Some(v))
+}
+
 fn check_sha(path: &Path, actual: &str, expected: &str) -> Result<()> {
     if actual != expected {
         bail!(

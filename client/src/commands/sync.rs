@@ -120,7 +120,10 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                 }
                 accept(key, m.serial, &latest.sha256)
             };
+            let stored =
+                snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
             let v = match &source {
+                _ if stored.is_some() => stored.expect("checked"),
                 Source::Dir(dir) => {
                     let path = dir.join(&rel);
                     let size = std::fs::metadata(&path)

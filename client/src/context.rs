@@ -88,6 +88,38 @@ impl Context {
         Ok(self.manifest.get_or_init(|| verified))
     }
 
+    /// Content with this integrity from any snapshot in the store (current
+    /// first): an old lock's revisions may only be in an earlier snapshot.
+    /// Each manifest's signature is checked again and the bytes re-hashed.
+    pub fn stored_blob(&self, integrity: &str) -> Result<Option<Vec<u8>>> {
+        let hex = integrity.strip_prefix("sha256:").unwrap_or(integrity);
+        let path = mlld_schemas::snapshot::blob_path(hex);
+        if let Ok(v) = self.manifest()
+            && v.manifest.members.contains_key(&path)
+        {
+            return v.read_member(&path).map(Some);
+        }
+        let keys = self.keys()?;
+        let Ok(dirs) = std::fs::read_dir(self.store.root().join("snapshots")) else {
+            return Ok(None);
+        };
+        for dir in dirs.flatten() {
+            let Some(sha) = dir.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(Some(v)) = self.store.load_manifest(&sha, &keys) else {
+                continue;
+            };
+            if v.manifest.members.contains_key(&path) {
+                let bytes = v.read_member(&path)?;
+                if mlld_schemas::integrity_of(&bytes) == integrity {
+                    return Ok(Some(bytes));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn current(&self, keys: &TrustedKeys) -> Result<VerifiedManifest> {
         let state = self.store.state()?;
         let Some(current) = state.current else {

@@ -86,12 +86,15 @@ impl<'a> Locker<'a> {
                     }
                 },
                 None => {
+                    if self.frozen {
+                        bail!(frozen_message(&import, existing.as_ref(), pin));
+                    }
                     let rev = if is_root {
                         resolve::pick_revision(module, &r)?
                     } else {
                         &module.current
                     };
-                    self.add(module, rev, &import, existing.as_ref())?;
+                    self.add(module, rev, &import)?;
                     (rev, true)
                 }
             };
@@ -109,21 +112,7 @@ impl<'a> Locker<'a> {
         module: &ModuleRecord,
         revision: &RevisionRecord,
         import: &str,
-        existing: Option<&LockEntry>,
     ) -> Result<()> {
-        if self.frozen {
-            let what = match existing {
-                Some(e) => format!(
-                    "{import} is locked at {}, but a pin asks for {}",
-                    &e.gist_revision[..12],
-                    &revision.revision[..12]
-                ),
-                None => format!("{import} is imported but not in the lock file"),
-            };
-            bail!(
-                "{what}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen and commit .mlld/mlld.lock.json"
-            );
-        }
         let content = self.verified.read_blob(&revision.integrity)?;
         approve::approve(
             &approve::describe(&self.verified.manifest, module, revision, &content),
@@ -137,6 +126,19 @@ impl<'a> Locker<'a> {
         usage::record(self.ctx, &[(import.to_string(), usage::IMPORT)]);
         Ok(())
     }
+}
+
+fn frozen_message(import: &str, existing: Option<&LockEntry>, pin: Option<&str>) -> String {
+    let what = match (existing, pin) {
+        (Some(e), Some(p)) => format!(
+            "{import} is locked at {}, but a pin asks for {p}",
+            &e.gist_revision[..16]
+        ),
+        _ => format!("{import} is imported but not in the lock file"),
+    };
+    format!(
+        "{what}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen and commit .mlld/mlld.lock.json"
+    )
 }
 
 fn locked(import: &str, e: &LockEntry, added: bool) -> Locked {
@@ -194,9 +196,23 @@ pub fn install_entry(
         bail!("{import} is not cached and there is no snapshot to install it from");
     };
     let reference = ModuleRef::parse(import)?;
-    let module = lookup.find(&reference)?;
-    let revision = resolve::locked_revision(module, &entry.gist_revision)
-        .with_context(|| missing_locked(module, &entry.gist_revision))?;
+    let module = lookup.find(&reference);
+    let revision = module
+        .as_ref()
+        .ok()
+        .and_then(|m| resolve::locked_revision(m, &entry.gist_revision));
+    let (Ok(module), Some(revision)) = (module, revision) else {
+        // An old lock: the current snapshot no longer holds this revision. Any
+        // stored snapshot that has content with the locked integrity will do.
+        let content =
+            ctx.stored_blob(&entry.integrity)?
+                .with_context(|| match lookup.find(&reference) {
+                    Ok(m) => missing_locked(m, &entry.gist_revision),
+                    Err(e) => format!("{e:#}"),
+                })?;
+        write_cache_raw(ctx, user, gist, &entry.gist_revision, import, &content)?;
+        return Ok(state);
+    };
     if revision.integrity != entry.integrity {
         bail!(
             "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
@@ -218,6 +234,25 @@ pub fn install_entry(
     Ok(state)
 }
 
+/// Writes a cache entry for content already checked against its integrity.
+fn write_cache_raw(
+    ctx: &Context,
+    user: &str,
+    gist: &str,
+    revision: &str,
+    import: &str,
+    content: &[u8],
+) -> Result<()> {
+    let meta = CacheMetadata {
+        import_path: import.to_string(),
+        gist_revision: revision.to_string(),
+        integrity: mlld_schemas::integrity_of(content),
+        cached_at: format_timestamp(ctx.now),
+        size: content.len() as u64,
+    };
+    ctx.project.write_cache(user, gist, content, &meta)
+}
+
 /// Writes the cache entry for `revision` of `module`.
 pub fn write_cache(
     ctx: &Context,
@@ -226,13 +261,12 @@ pub fn write_cache(
     import: &str,
     content: &[u8],
 ) -> Result<()> {
-    let meta = CacheMetadata {
-        import_path: import.to_string(),
-        gist_revision: revision.revision.clone(),
-        integrity: revision.integrity.clone(),
-        cached_at: format_timestamp(ctx.now),
-        size: content.len() as u64,
-    };
-    ctx.project
-        .write_cache(&module.user, &module.gist, content, &meta)
+    write_cache_raw(
+        ctx,
+        &module.user,
+        &module.gist,
+        &revision.revision,
+        import,
+        content,
+    )
 }

@@ -107,8 +107,17 @@ impl Project {
         self.root.join(".mlld/cache/.tmp")
     }
 
-    /// Removes staging left by a killed process. Call under [`Project::exclusive`].
+    /// Removes staging left by a killed process (cache staging, and
+    /// temporary lock files of an interrupted atomic write). Call under
+    /// [`Project::exclusive`].
     pub fn clean_staging(&self) -> Result<()> {
+        if let Ok(entries) = std::fs::read_dir(self.root.join(".mlld")) {
+            for e in entries.flatten() {
+                if e.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-")) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let dir = self.cache_staging();
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

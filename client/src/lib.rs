@@ -17,5 +17,6 @@ pub mod site;
 pub mod snapshot_import;
 pub mod store;
 pub mod trust;
+mod unpack;
 pub mod usage;
 pub mod workflow;

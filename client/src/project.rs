@@ -113,7 +113,10 @@ impl Project {
     pub fn clean_staging(&self) -> Result<()> {
         if let Ok(entries) = std::fs::read_dir(self.root.join(".mlld")) {
             for e in entries.flatten() {
-                if e.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-")) {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".tmp-"))
+                {
                     let _ = std::fs::remove_file(e.path());
                 }
             }

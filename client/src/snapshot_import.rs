@@ -7,17 +7,15 @@
 //! does the staged snapshot move into the store, by one rename. Any failure
 //! leaves the store as it was.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT, blob_digest};
 use mlld_schemas::{Manifest, names};
 use sha2::Digest as _;
 
-use crate::store::{PACK_INDEX_NAME, PACK_NAME, Store, VerifiedManifest};
+use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
 /// Caps that bound what a hostile snapshot can make us read or write.
@@ -61,10 +59,10 @@ impl Write for HashWriter<'_> {
 }
 
 /// A reader that fails once more than `left` bytes pass through it.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    what: &'static str,
+pub(crate) struct Capped<R> {
+    pub(crate) inner: R,
+    pub(crate) left: u64,
+    pub(crate) what: &'static str,
 }
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -92,7 +90,7 @@ pub fn import(
 
 /// A check on a verified manifest (and the id of the key that signed it)
 /// made before anything is written: `sync` refuses rollbacks with it.
-pub type Accept<'a> = &'a dyn Fn(&str, &Manifest) -> Result<()>;
+pub type Accept<'a> = &'a (dyn Fn(&str, &Manifest) -> Result<()> + Sync);
 
 /// [`import`] with an acceptance check, and optionally the SHA-256 the file
 /// must have (a download named by `latest.json`; then the file is hashed
@@ -191,7 +189,7 @@ fn import_new(
     std::fs::create_dir_all(&snap)?;
     let (hashed, unpacked) = std::thread::scope(|s| {
         let hasher = hash_too.then(|| s.spawn(|| file_sha256(path)));
-        let unpacked = unpack_verified(path, &snap, keys, now, limits, accept);
+        let unpacked = crate::unpack::unpack_verified(path, &snap, keys, now, limits, accept);
         (
             hasher.map(|h| h.join().expect("hashing does not panic")),
             unpacked,
@@ -229,123 +227,28 @@ pub fn check_fresh(manifest: &Manifest, now: time::OffsetDateTime) -> Result<()>
     Ok(())
 }
 
-fn unpack_verified(
-    path: &Path,
-    staging: &Path,
-    keys: &TrustedKeys,
-    now: time::OffsetDateTime,
-    limits: Limits,
-    accept: Accept<'_>,
-) -> Result<(String, Manifest)> {
-    let file = File::open(path)?;
-    let decoder = zstd::Decoder::new(Capped {
-        inner: file,
-        left: limits.compressed,
-        what: "compressed",
-    })?;
-    let mut archive = tar::Archive::new(Capped {
-        inner: decoder,
-        left: limits.unpacked,
-        what: "unpacked",
-    });
-    let mut entries = archive.entries().context("not a tar.zst snapshot")?;
-
-    let mut next_named = |expected: &str, cap: u64| -> Result<Vec<u8>> {
-        let mut entry = entries
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
-        let name = safe_member_path(&entry)?;
-        if name != expected {
-            bail!("the snapshot's members are out of order: `{name}` where `{expected}` must be");
-        }
-        read_capped(&mut entry, cap, expected)
-    };
-    let manifest_bytes = next_named(MANIFEST_NAME, limits.manifest)?;
-    let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
-    let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
-    let key_id = keys
-        .verify_with_key("snapshot manifest", &manifest_bytes, &sig)?
-        .key_id;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
-    if manifest.format_version != SNAPSHOT_FORMAT {
-        bail!(
-            "snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry",
-            manifest.format_version
-        );
-    }
-    check_fresh(&manifest, now)?;
-    check_consistent(&manifest)?;
-    accept(&key_id, &manifest)?;
-
-    let mut seen = BTreeSet::new();
-    let mut pack = io::BufWriter::with_capacity(1 << 20, File::create(staging.join(PACK_NAME))?);
-    let mut index = String::with_capacity(manifest.members.len() * 90);
-    let mut offset = 0u64;
-    for entry in entries {
-        let mut entry = entry?;
-        let name = safe_member_path(&entry)?;
-        let member = manifest.members.get(&name).ok_or_else(|| {
-            anyhow::anyhow!("member `{name}` is not listed in the signed manifest")
-        })?;
-        if !seen.insert(name.clone()) {
-            bail!("member `{name}` appears twice");
-        }
-        if entry.size() != member.size || member.size > limits.member {
-            bail!(
-                "member `{name}` is {} bytes; the manifest says {} (limit {})",
-                entry.size(),
-                member.size,
-                limits.member
-            );
-        }
-        let bytes = read_capped(&mut entry, limits.member, &name)?;
-        let actual = mlld_schemas::sha256_hex(&bytes);
-        if actual != member.sha256 {
-            bail!(
-                "member `{name}` has SHA-256 {actual}, but the signed manifest says {}",
-                member.sha256
-            );
-        }
-        pack.write_all(&bytes)?;
-        index.push_str(&format!("{offset} {} {name}\n", bytes.len()));
-        offset += bytes.len() as u64;
-    }
-    if let Some(missing) = manifest.members.keys().find(|k| !seen.contains(*k)) {
-        bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
-    }
-    pack.into_inner()
-        .map_err(io::IntoInnerError::into_error)?
-        .sync_all()?;
-    write_synced(&staging.join(PACK_INDEX_NAME), index.as_bytes())?;
-    write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
-    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-    Ok((key_id, manifest))
-}
-
 /// Staged files are synced before the snapshot directory is renamed into the
 /// store, so a crash never leaves a pack that promises bytes it does not hold.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
 
 /// Every blob a module record names must be a member, and every member path a blob.
-fn check_consistent(manifest: &Manifest) -> Result<()> {
+pub(crate) fn check_consistent(manifest: &Manifest) -> Result<()> {
+    // Allocation-free: snapshots list hundreds of thousands of members.
+    let mut digests = std::collections::HashSet::with_capacity(manifest.members.len());
     for (path, member) in &manifest.members {
-        match blob_digest(path) {
-            Some(hex) if hex == member.sha256 => {}
-            _ => bail!("manifest member `{path}` is not a blob path matching its digest"),
+        if !is_blob_path_of(path, &member.sha256) {
+            bail!("manifest member `{path}` is not a blob path matching its digest");
         }
+        digests.insert(member.sha256.as_str());
     }
     for m in &manifest.modules {
         for r in m.revisions() {
             let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
-            if !manifest
-                .members
-                .contains_key(&mlld_schemas::snapshot::blob_path(hex))
-            {
+            if !digests.contains(hex) {
                 bail!(
                     "module {} revision {} names content that is not in the snapshot",
                     m.full_name(),
@@ -357,8 +260,21 @@ fn check_consistent(manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` is `blobs/sha256/<2 hex>/<62 hex>` of the digest `hex`
+/// (the rule of `mlld_schemas::snapshot::blob_digest`, without allocating).
+fn is_blob_path_of(path: &str, hex: &str) -> bool {
+    let Some(rest) = path.strip_prefix("blobs/sha256/") else {
+        return false;
+    };
+    names::check_sha256_hex(hex).is_ok()
+        && rest.len() == 65
+        && rest.as_bytes()[2] == b'/'
+        && rest[..2] == hex[..2]
+        && rest[3..] == hex[2..]
+}
+
 /// The member's path, refusing anything but a plain relative file path.
-fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+pub(crate) fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     let kind = entry.header().entry_type();
     let path = entry
         .path()
@@ -379,13 +295,4 @@ fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
-}
-
-fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    entry.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        bail!("`{what}` is over its {cap}-byte limit");
-    }
-    Ok(bytes)
 }

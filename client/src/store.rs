@@ -49,6 +49,7 @@ pub struct VerifiedManifest {
     pub manifest: Manifest,
     dir: PathBuf,
     index: OnceCell<HashMap<String, (u64, u64)>>,
+    pack: OnceCell<std::fs::File>,
 }
 
 /// `state.json`: what `sync` last made current, and the rollback floor per key.
@@ -188,6 +189,7 @@ impl VerifiedManifest {
             manifest,
             dir,
             index: OnceCell::new(),
+            pack: OnceCell::new(),
         }
     }
 
@@ -236,8 +238,14 @@ impl VerifiedManifest {
             format!("`{path}` is missing from the store's pack; run `mlld-registry sync` again")
         })?;
         let pack = self.dir.join(PACK_NAME);
-        let file =
-            std::fs::File::open(&pack).with_context(|| format!("opening {}", pack.display()))?;
+        let file = match self.pack.get() {
+            Some(f) => f,
+            None => {
+                let f = std::fs::File::open(&pack)
+                    .with_context(|| format!("opening {}", pack.display()))?;
+                self.pack.get_or_init(|| f)
+            }
+        };
         let mut bytes = vec![0; size as usize];
         file.read_exact_at(&mut bytes, offset)
             .with_context(|| format!("reading `{path}` from {}", pack.display()))?;

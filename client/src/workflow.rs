@@ -183,6 +183,37 @@ pub fn install_entry(
     import: &str,
     entry: &LockEntry,
 ) -> Result<CacheState> {
+    let prepared = prepare_entry(ctx, verified, lookup, import, entry)?;
+    prepared.write(&ctx.project)?;
+    Ok(prepared.state)
+}
+
+/// A lock entry's cache state and, unless it is valid, what to write.
+pub struct Prepared {
+    pub state: CacheState,
+    write: Option<(String, String, Vec<u8>, CacheMetadata)>,
+}
+
+impl Prepared {
+    /// Writes the cache entry, if one is needed. Only touches the project's
+    /// cache, so entries may be written from several threads.
+    pub fn write(&self, project: &crate::project::Project) -> Result<()> {
+        match &self.write {
+            Some((user, gist, content, meta)) => project.write_cache(user, gist, content, meta),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks one lock entry's cache entry and, when it is missing or damaged,
+/// reads the locked content from the store (re-hashed) for [`Prepared::write`].
+pub fn prepare_entry(
+    ctx: &Context,
+    verified: Option<&VerifiedManifest>,
+    lookup: Option<&Lookup<'_>>,
+    import: &str,
+    entry: &LockEntry,
+) -> Result<Prepared> {
     let Some((user, gist)) = parse_resolved(&entry.resolved) else {
         bail!("{import}: `{}` is not a gist reference", entry.resolved);
     };
@@ -190,7 +221,7 @@ pub fn install_entry(
         .project
         .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
     if state == CacheState::Valid {
-        return Ok(state);
+        return Ok(Prepared { state, write: None });
     }
     let (Some(verified), Some(lookup)) = (verified, lookup) else {
         bail!("{import} is not cached and there is no snapshot to install it from");
@@ -201,37 +232,50 @@ pub fn install_entry(
         .as_ref()
         .ok()
         .and_then(|m| resolve::locked_revision(m, &entry.gist_revision));
-    let (Ok(module), Some(revision)) = (module, revision) else {
+    let content = match (module, revision) {
+        (Ok(module), Some(revision)) => {
+            if revision.integrity != entry.integrity {
+                bail!(
+                    "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
+                    entry.gist_revision,
+                    entry.integrity,
+                    revision.integrity
+                );
+            }
+            if gist != module.gist {
+                bail!(
+                    "{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`",
+                    entry.resolved,
+                    module.gist,
+                    module.full_name()
+                );
+            }
+            verified.read_blob(&revision.integrity)?
+        }
         // An old lock: the current snapshot no longer holds this revision. Any
         // stored snapshot that has content with the locked integrity will do.
-        let content =
-            ctx.stored_blob(&entry.integrity)?
-                .with_context(|| match lookup.find(&reference) {
-                    Ok(m) => missing_locked(m, &entry.gist_revision),
-                    Err(e) => format!("{e:#}"),
-                })?;
-        write_cache_raw(ctx, user, gist, &entry.gist_revision, import, &content)?;
-        return Ok(state);
+        _ => ctx
+            .stored_blob(&entry.integrity)?
+            .with_context(|| match lookup.find(&reference) {
+                Ok(m) => missing_locked(m, &entry.gist_revision),
+                Err(e) => format!("{e:#}"),
+            })?,
     };
-    if revision.integrity != entry.integrity {
-        bail!(
-            "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
-            entry.gist_revision,
-            entry.integrity,
-            revision.integrity
-        );
+    let meta = cache_metadata(ctx, &entry.gist_revision, import, &content);
+    Ok(Prepared {
+        state,
+        write: Some((user.to_string(), gist.to_string(), content, meta)),
+    })
+}
+
+fn cache_metadata(ctx: &Context, revision: &str, import: &str, content: &[u8]) -> CacheMetadata {
+    CacheMetadata {
+        import_path: import.to_string(),
+        gist_revision: revision.to_string(),
+        integrity: mlld_schemas::integrity_of(content),
+        cached_at: format_timestamp(ctx.now),
+        size: content.len() as u64,
     }
-    if gist != module.gist {
-        bail!(
-            "{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`",
-            entry.resolved,
-            module.gist,
-            module.full_name()
-        );
-    }
-    let content = verified.read_blob(&revision.integrity)?;
-    write_cache(ctx, module, revision, import, &content)?;
-    Ok(state)
 }
 
 /// Writes a cache entry for content already checked against its integrity.
@@ -243,13 +287,7 @@ fn write_cache_raw(
     import: &str,
     content: &[u8],
 ) -> Result<()> {
-    let meta = CacheMetadata {
-        import_path: import.to_string(),
-        gist_revision: revision.to_string(),
-        integrity: mlld_schemas::integrity_of(content),
-        cached_at: format_timestamp(ctx.now),
-        size: content.len() as u64,
-    };
+    let meta = cache_metadata(ctx, revision, import, content);
     ctx.project.write_cache(user, gist, content, &meta)
 }
 

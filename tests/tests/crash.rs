@@ -43,7 +43,12 @@ fn check_valid(project: &Path) -> usize {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["content.mld", "metadata.json"], "partial entry {}", dir.display());
+        assert_eq!(
+            names,
+            ["content.mld", "metadata.json"],
+            "partial entry {}",
+            dir.display()
+        );
         if parts[3] != "content.mld" {
             continue;
         }
@@ -69,7 +74,13 @@ fn killing_install_at_any_moment_leaves_lock_and_cache_valid() {
     let client = Client::new(dir.path());
     let key = site.public_key();
     let k = key.to_str().unwrap();
-    assert_ok(&client.run(&["sync", "--from", site.dir.to_str().unwrap(), "--trusted-key", k]));
+    assert_ok(&client.run(&[
+        "sync",
+        "--from",
+        site.dir.to_str().unwrap(),
+        "--trusted-key",
+        k,
+    ]));
     let source: String = MODULES
         .iter()
         .map(|m| format!("/import {{ @x }} from {m}\n"))
@@ -105,7 +116,10 @@ fn killing_install_at_any_moment_leaves_lock_and_cache_valid() {
         }
         check_valid(&client.project);
     }
-    assert!(interrupted >= rounds / 2, "only {interrupted} runs were interrupted");
+    assert!(
+        interrupted >= rounds / 2,
+        "only {interrupted} runs were interrupted"
+    );
 
     // The next install finishes the job and verify agrees.
     assert_ok(&client.run(&["install", "--yes", "--trusted-key", k]));

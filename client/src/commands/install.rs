@@ -10,8 +10,10 @@ use serde::Serialize;
 
 use crate::commands::print_json;
 use crate::context::Context;
-use crate::project::CacheState;
-use crate::workflow::{self, Locker, is_registry_import};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::project::{CacheState, Project};
+use crate::workflow::{self, Locker, Prepared, is_registry_import};
 use crate::{scan, usage};
 
 #[derive(clap::Args)]
@@ -98,13 +100,17 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         ctx.project.write_lock(&locker.lock)?;
     }
     let mut events = Vec::new();
+    let mut prepared = Vec::new();
     for (import, entry) in &locker.lock.imports {
-        if !is_registry_import(import) {
-            continue;
+        if is_registry_import(import) {
+            let p =
+                workflow::prepare_entry(ctx, Some(verified), Some(&locker.lookup), import, entry)?;
+            prepared.push((import.clone(), p));
         }
-        let state =
-            workflow::install_entry(ctx, Some(verified), Some(&locker.lookup), import, entry)?;
-        let (list, event) = match state {
+    }
+    write_all(&ctx.project, &prepared)?;
+    for (import, p) in prepared {
+        let (list, event) = match p.state {
             CacheState::Valid => (&mut report.cached, usage::CACHE_HIT),
             CacheState::Missing => (&mut report.installed, usage::INSTALL),
             CacheState::Tampered | CacheState::BadMetadata => {
@@ -112,8 +118,29 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             }
         };
         list.push(import.clone());
-        events.push((import.clone(), event));
+        events.push((import, event));
     }
     usage::record(ctx, &events);
     Ok(report)
+}
+
+/// Writes the prepared cache entries on two threads: creating many small
+/// files is system-call bound, and each entry is independent.
+fn write_all(project: &Project, prepared: &[(String, Prepared)]) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let worker = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((_, p)) = prepared.get(i) else {
+                return Ok(());
+            };
+            p.write(project)?;
+        }
+    };
+    std::thread::scope(|s| {
+        let helper = s.spawn(worker);
+        let mine = worker();
+        let theirs = helper.join().expect("cache writers do not panic");
+        mine.and(theirs)
+    })
 }

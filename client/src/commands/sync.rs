@@ -243,7 +243,7 @@ fn check_rollback(state: &SyncState, key_id: &str, serial: u64, sha: &str) -> Re
     Ok(())
 }
 
-type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + 'a;
+type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + Sync + 'a;
 
 /// Reads and verifies `latest.json`: signature, format, freshness, rollback.
 fn read_latest(

@@ -43,7 +43,16 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
         // Benchmarks measure release builds: re-run this one as a release binary.
         let status = Command::new(env!("CARGO"))
             .current_dir(root)
-            .args(["run", "--quiet", "--release", "-p", "xtask", "--", "bench", "install"])
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "xtask",
+                "--",
+                "bench",
+                "install",
+            ])
             .args(["--install-modules", &args.install_modules.to_string()])
             .args(["--sync-modules", &args.sync_modules.to_string()])
             .args(["--runs", &args.runs.to_string()])
@@ -58,7 +67,11 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
     }
     for tool in ["tar", "sha256sum", "zstd"] {
         ensure!(
-            Command::new(tool).arg("--version").stdout(Stdio::null()).status().is_ok(),
+            Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok(),
             "`{tool}` is needed for the baseline; install it (GNU tar, coreutils, zstd)"
         );
     }
@@ -191,7 +204,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Returns (install median, tar median).
-fn bench_install(client: &Path, work: &Path, modules: usize, runs: usize) -> Result<(Duration, Duration)> {
+fn bench_install(
+    client: &Path,
+    work: &Path,
+    modules: usize,
+    runs: usize,
+) -> Result<(Duration, Duration)> {
     let site = site(work, modules)?;
     let scratch = work.join("install-run");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -199,7 +217,10 @@ fn bench_install(client: &Path, work: &Path, modules: usize, runs: usize) -> Res
     std::fs::create_dir_all(&project)?;
     let key = site.join("mlld-registry.pub");
     let mut sync = client_cmd(client, &home, &project);
-    sync.args(["sync", "--offline", "--from"]).arg(&site).arg("--trusted-key").arg(&key);
+    sync.args(["sync", "--offline", "--from"])
+        .arg(&site)
+        .arg("--trusted-key")
+        .arg(&key);
     run_ok(sync, "sync")?;
 
     // A project that imports every module; the first install (with approval) writes the lock.
@@ -214,11 +235,14 @@ fn bench_install(client: &Path, work: &Path, modules: usize, runs: usize) -> Res
     std::fs::write(project.join("main.mld"), source)?;
     let install = |project: &Path| {
         let mut cmd = client_cmd(client, &home, project);
-        cmd.args(["install", "--frozen", "--offline", "--trusted-key"]).arg(&key);
+        cmd.args(["install", "--frozen", "--offline", "--trusted-key"])
+            .arg(&key);
         cmd
     };
     let mut first = client_cmd(client, &home, &project);
-    first.args(["install", "--yes", "--offline", "--trusted-key"]).arg(&key);
+    first
+        .args(["install", "--yes", "--offline", "--trusted-key"])
+        .arg(&key);
     run_ok(first, "the first install")?;
 
     // The baseline archive: exactly the files install writes.
@@ -238,7 +262,10 @@ fn bench_install(client: &Path, work: &Path, modules: usize, runs: usize) -> Res
     for _ in 0..runs {
         std::fs::remove_dir_all(project.join(".mlld/cache"))?;
         ours.push(run_ok(install(&project), "install")?);
-        ensure!(walk_count(&project.join(".mlld/cache/gist")) == files, "install wrote a different number of files");
+        ensure!(
+            walk_count(&project.join(".mlld/cache/gist")) == files,
+            "install wrote a different number of files"
+        );
 
         let dest = scratch.join("tar-out");
         let _ = std::fs::remove_dir_all(&dest);
@@ -252,8 +279,10 @@ fn bench_install(client: &Path, work: &Path, modules: usize, runs: usize) -> Res
 
 fn read_manifest(home: &Path, sha: &str) -> Result<mlld_schemas::Manifest> {
     let path = home.join("snapshots").join(sha).join("manifest.json");
-    serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
-        .context("parsing the manifest")
+    serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .context("parsing the manifest")
 }
 
 fn walk_count(dir: &Path) -> usize {
@@ -273,7 +302,12 @@ fn walk_count(dir: &Path) -> usize {
 }
 
 /// Returns (sync median, sha256sum + zstd -d median).
-fn bench_sync(client: &Path, work: &Path, modules: usize, runs: usize) -> Result<(Duration, Duration)> {
+fn bench_sync(
+    client: &Path,
+    work: &Path,
+    modules: usize,
+    runs: usize,
+) -> Result<(Duration, Duration)> {
     let site = site(work, modules)?;
     let latest: mlld_schemas::Latest =
         serde_json::from_slice(&std::fs::read(site.join("latest.json"))?)?;
@@ -289,12 +323,18 @@ fn bench_sync(client: &Path, work: &Path, modules: usize, runs: usize) -> Result
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(scratch.join("project"))?;
         let mut sync = client_cmd(client, &scratch.join("home"), &scratch.join("project"));
-        sync.args(["sync", "--offline", "--from"]).arg(&site).arg("--trusted-key").arg(&key);
+        sync.args(["sync", "--offline", "--from"])
+            .arg(&site)
+            .arg("--trusted-key")
+            .arg(&key);
         ours.push(run_ok(sync, "sync")?);
 
         let out = scratch.join("decompressed");
         let started = Instant::now();
-        let sum = Command::new("sha256sum").arg(&snapshot).stdout(Stdio::null()).status()?;
+        let sum = Command::new("sha256sum")
+            .arg(&snapshot)
+            .stdout(Stdio::null())
+            .status()?;
         let unz = Command::new("zstd")
             .args(["-q", "-d", "-f"])
             .arg(&snapshot)
@@ -302,7 +342,10 @@ fn bench_sync(client: &Path, work: &Path, modules: usize, runs: usize) -> Result
             .arg(&out)
             .status()?;
         base.push(started.elapsed());
-        ensure!(sum.success() && unz.success(), "sha256sum or zstd -d failed");
+        ensure!(
+            sum.success() && unz.success(),
+            "sha256sum or zstd -d failed"
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok((median(ours), median(base)))

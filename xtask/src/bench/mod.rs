@@ -15,7 +15,9 @@ mod install;
 pub enum Bench {
     /// Install a 1,000-module lock from the store (vs GNU tar) and sync a
     /// 100,000-module snapshot (vs sha256sum + zstd -d).
-    #[command(after_help = "Example:\n  cargo xtask bench install\n  cargo xtask bench install --install-modules 200 --sync-modules 5000 --runs 3")]
+    #[command(
+        after_help = "Example:\n  cargo xtask bench install\n  cargo xtask bench install --install-modules 200 --sync-modules 5000 --runs 3"
+    )]
     Install(install::Args),
 }
 

@@ -101,15 +101,8 @@ impl Project {
         }
     }
 
-    /// `.mlld/cache/.tmp/`: staging for cache entries; anything in it is
-    /// garbage from a killed process.
-    fn cache_staging(&self) -> PathBuf {
-        self.root.join(".mlld/cache/.tmp")
-    }
-
-    /// Removes staging left by a killed process (cache staging, and
-    /// temporary lock files of an interrupted atomic write). Call under
-    /// [`Project::exclusive`].
+    /// Removes temporary lock files left by an interrupted atomic write.
+    /// Call under [`Project::exclusive`].
     pub fn clean_staging(&self) -> Result<()> {
         if let Ok(entries) = std::fs::read_dir(self.root.join(".mlld")) {
             for e in entries.flatten() {
@@ -121,21 +114,18 @@ impl Project {
                 }
             }
         }
-        let dir = self.cache_staging();
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cleaning {}", dir.display())),
-        }
+        Ok(())
     }
 
-    /// Writes a cache entry: staged whole, then renamed into place, so a
-    /// process killed at any moment leaves the entry complete or absent. A
-    /// damaged entry is removed first (it is absent, never half-written).
+    /// Writes a cache entry: staged whole in `.{revision}.partial` beside
+    /// it, then renamed into place, so a process killed at any moment leaves
+    /// the entry complete or absent (a stale `.partial` is removed the next
+    /// time the entry is written). A damaged entry is replaced whole.
     ///
     /// Entries are not fsynced one by one: every read re-hashes them against
     /// the lock (`verify`, `install`), which repairs what a power loss
-    /// damaged. The lock file itself is always written durably.
+    /// damaged. The lock file itself is always written durably. Call under
+    /// [`Project::exclusive`]; distinct entries may be written concurrently.
     pub fn write_cache(
         &self,
         user: &str,
@@ -143,25 +133,30 @@ impl Project {
         content: &[u8],
         meta: &CacheMetadata,
     ) -> Result<()> {
+        use std::io::ErrorKind;
         let dir = self.cache_dir(user, gist, &meta.gist_revision);
-        let staging_root = self.cache_staging();
-        std::fs::create_dir_all(&staging_root)
-            .with_context(|| format!("creating {}", staging_root.display()))?;
-        let staging = tempfile::Builder::new()
-            .prefix("entry-")
-            .tempdir_in(&staging_root)?;
-        std::fs::write(staging.path().join("content.mld"), content)?;
-        std::fs::write(staging.path().join("metadata.json"), meta.to_bytes())?;
         let parent = dir.parent().expect("cache dirs have a parent");
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing the damaged cache entry {}", dir.display()))?;
+        let staging = parent.join(format!(".{}.partial", meta.gist_revision));
+        let context = || format!("writing the cache entry {}", dir.display());
+        match std::fs::create_dir(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                std::fs::remove_dir_all(&staging).with_context(context)?;
+                std::fs::create_dir(&staging).with_context(context)?;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent).with_context(context)?;
+                std::fs::create_dir(&staging).with_context(context)?;
+            }
+            Err(e) => return Err(e).with_context(context),
         }
-        let staged = staging.keep();
-        std::fs::rename(&staged, &dir)
-            .with_context(|| format!("moving the cache entry into {}", dir.display()))?;
+        std::fs::write(staging.join("content.mld"), content).with_context(context)?;
+        std::fs::write(staging.join("metadata.json"), meta.to_bytes()).with_context(context)?;
+        if std::fs::rename(&staging, &dir).is_err() {
+            // The entry exists (damaged): replace it.
+            std::fs::remove_dir_all(&dir).with_context(context)?;
+            std::fs::rename(&staging, &dir).with_context(context)?;
+        }
         Ok(())
     }
 }

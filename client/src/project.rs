@@ -134,6 +134,16 @@ impl Project {
         meta: &CacheMetadata,
     ) -> Result<()> {
         use std::io::ErrorKind;
+        // Names become paths: only valid user, gist and revision names may.
+        let valid = mlld_schemas::names::check_user(user)
+            .and_then(|()| mlld_schemas::names::check_gist_id(gist))
+            .and_then(|()| mlld_schemas::names::check_revision(&meta.gist_revision));
+        if let Err(e) = valid {
+            bail!(
+                "refusing to write a cache entry for {user}/{gist}@{}: {e}",
+                meta.gist_revision
+            );
+        }
         let dir = self.cache_dir(user, gist, &meta.gist_revision);
         let parent = dir.parent().expect("cache dirs have a parent");
         let staging = parent.join(format!(".{}.partial", meta.gist_revision));

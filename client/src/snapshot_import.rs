@@ -85,16 +85,53 @@ pub fn import(
     now: time::OffsetDateTime,
     limits: Limits,
 ) -> Result<VerifiedManifest> {
-    import_checked(store, path, None, keys, now, limits, &|_, _| Ok(()))
+    check_size(path, limits)?;
+    let sha256 = file_sha256(path)?;
+    if let Some(v) = load_stored(store, &sha256, keys, now, &|_, _| Ok(()))? {
+        return Ok(v);
+    }
+    import_new(store, path, &sha256, keys, now, limits, false, &|_, _| {
+        Ok(())
+    })?;
+    store.load_manifest(&sha256, keys)?.with_context(|| {
+        format!(
+            "snapshot {sha256} vanished from the store {} while it was read",
+            store.root().display()
+        )
+    })
 }
 
-/// A check on a verified manifest (and the id of the key that signed it)
-/// made before anything is written: `sync` refuses rollbacks with it.
-pub type Accept<'a> = &'a (dyn Fn(&str, &Manifest) -> Result<()> + Sync);
+/// A check on a verified manifest, given the id of the key that signed it
+/// and its serial, made before anything is written: `sync` refuses
+/// rollbacks with it.
+pub type Accept<'a> = &'a (dyn Fn(&str, u64) -> Result<()> + Sync);
 
-/// [`import`] with an acceptance check, and optionally the SHA-256 the file
+/// What an import verified and stored.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub snapshot_sha256: String,
+    pub key_id: String,
+    pub serial: u64,
+    pub expires: String,
+    pub modules: usize,
+}
+
+impl Imported {
+    pub fn of(v: &VerifiedManifest) -> Self {
+        Self {
+            snapshot_sha256: v.snapshot_sha256.clone(),
+            key_id: v.key_id.clone(),
+            serial: v.manifest.serial,
+            expires: v.manifest.expires.clone(),
+            modules: v.manifest.modules.len(),
+        }
+    }
+}
+
+/// Imports with an acceptance check, and optionally the SHA-256 the file
 /// must have (a download named by `latest.json`; then the file is hashed
-/// while it is verified).
+/// while it is verified). Unlike [`import`], does not load the full
+/// manifest afterwards (`sync` needs only its head).
 pub fn import_checked(
     store: &Store,
     path: &Path,
@@ -103,20 +140,18 @@ pub fn import_checked(
     now: time::OffsetDateTime,
     limits: Limits,
     accept: Accept<'_>,
-) -> Result<VerifiedManifest> {
+) -> Result<Imported> {
     check_size(path, limits)?;
     let sha256 = match expected_sha256 {
         Some(s) => s.to_string(),
         None => file_sha256(path)?,
     };
-    if let Some(v) = store.load_manifest(&sha256, keys)? {
+    if let Some(v) = load_stored(store, &sha256, keys, now, accept)? {
         if expected_sha256.is_some() {
             let actual = file_sha256(path)?;
             check_sha(path, &actual, &sha256)?;
         }
-        check_fresh(&v.manifest, now)?;
-        accept(&v.key_id, &v.manifest)?;
-        return Ok(v);
+        return Ok(Imported::of(&v));
     }
     import_new(
         store,
@@ -143,7 +178,7 @@ pub fn load_stored(
         return Ok(None);
     };
     check_fresh(&v.manifest, now)?;
-    accept(&v.key_id, &v.manifest)?;
+    accept(&v.key_id, v.manifest.serial)?;
     Ok(Some(v))
 }
 
@@ -181,7 +216,7 @@ fn import_new(
     limits: Limits,
     hash_too: bool,
     accept: Accept<'_>,
-) -> Result<VerifiedManifest> {
+) -> Result<Imported> {
     let staging = tempfile::Builder::new()
         .prefix("import-")
         .tempdir_in(store.tmp_dir()?)?;
@@ -198,7 +233,7 @@ fn import_new(
     if let Some(actual) = hashed.transpose()? {
         check_sha(path, &actual, sha256)?;
     }
-    let (key_id, manifest) =
+    let (key_id, head) =
         unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
     let dir = store.snapshot_dir(sha256);
     std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
@@ -206,25 +241,57 @@ fn import_new(
         mlld_fsutil::rename_durable(&snap, &dir)
             .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
     }
-    Ok(VerifiedManifest::new(
-        sha256.to_string(),
+    Ok(Imported {
+        snapshot_sha256: sha256.to_string(),
         key_id,
-        manifest,
-        dir,
-    ))
+        serial: head.serial,
+        expires: head.expires,
+        modules: head.modules.len(),
+    })
 }
 
 /// Refuses a snapshot whose expiry has passed (a frozen mirror).
 pub fn check_fresh(manifest: &Manifest, now: time::OffsetDateTime) -> Result<()> {
-    let expires = names::parse_timestamp(&manifest.expires).map_err(anyhow::Error::msg)?;
-    if expires <= now {
+    check_expiry(manifest.serial, &manifest.expires, now)
+}
+
+pub(crate) fn check_expiry(serial: u64, expires: &str, now: time::OffsetDateTime) -> Result<()> {
+    let at = names::parse_timestamp(expires).map_err(anyhow::Error::msg)?;
+    if at <= now {
         bail!(
-            "snapshot serial {} expired at {}: the site has stopped publishing or is serving a stale copy; sync from an up-to-date site",
-            manifest.serial,
-            manifest.expires
+            "snapshot serial {serial} expired at {expires}: the site has stopped publishing or is serving a stale copy; sync from an up-to-date site"
         );
     }
     Ok(())
+}
+
+/// The parts of a manifest that verification needs, parsed without
+/// building every module record (a manifest may be tens of megabytes).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestHead {
+    pub format_version: u32,
+    pub serial: u64,
+    pub expires: String,
+    pub modules: Vec<ModuleHead>,
+    pub members: std::collections::HashMap<String, mlld_schemas::Member>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ModuleHead {
+    pub user: String,
+    pub name: String,
+    /// The current revision (flattened into the module record).
+    pub revision: String,
+    pub integrity: String,
+    #[serde(default)]
+    pub history: Vec<RevisionHead>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RevisionHead {
+    pub revision: String,
+    pub integrity: String,
 }
 
 /// Staged files are synced before the snapshot directory is renamed into the
@@ -236,7 +303,7 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Every blob a module record names must be a member, and every member path a blob.
-pub(crate) fn check_consistent(manifest: &Manifest) -> Result<()> {
+pub(crate) fn check_consistent(manifest: &ManifestHead) -> Result<()> {
     // Allocation-free: snapshots list hundreds of thousands of members.
     let mut digests = std::collections::HashSet::with_capacity(manifest.members.len());
     for (path, member) in &manifest.members {
@@ -246,13 +313,16 @@ pub(crate) fn check_consistent(manifest: &Manifest) -> Result<()> {
         digests.insert(member.sha256.as_str());
     }
     for m in &manifest.modules {
-        for r in m.revisions() {
-            let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
+        let current = std::iter::once((&m.revision, &m.integrity));
+        for (revision, integrity) in
+            current.chain(m.history.iter().map(|r| (&r.revision, &r.integrity)))
+        {
+            let hex = integrity.strip_prefix("sha256:").unwrap_or_default();
             if !digests.contains(hex) {
                 bail!(
-                    "module {} revision {} names content that is not in the snapshot",
-                    m.full_name(),
-                    r.revision
+                    "module {}/{} revision {revision} names content that is not in the snapshot",
+                    m.user,
+                    m.name
                 );
             }
         }

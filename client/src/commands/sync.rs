@@ -91,7 +91,8 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let keys = ctx.keys()?;
     let _guard = ctx.store.exclusive()?;
     let state = ctx.store.state()?;
-    let accept = |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
+    let rollback =
+        |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
 
     let (verified, latest_sha) = match &source {
         Source::File(path) => {
@@ -103,27 +104,26 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                 &keys,
                 ctx.now,
                 limits,
-                &|key, m| accept(key, m.serial, &sha),
+                &|key, serial| rollback(key, serial, &sha),
             )?;
             (v, sha)
         }
         Source::Dir(_) | Source::Http { .. } => {
-            let latest = read_latest(ctx, &source, &keys, &accept)?;
+            let latest = read_latest(ctx, &source, &keys, &rollback)?;
             let rel = checked_snapshot_path(&latest)?;
-            let check = |key: &str, m: &mlld_schemas::Manifest| {
-                if m.serial != latest.serial {
+            let check = |key: &str, serial: u64| {
+                if serial != latest.serial {
                     bail!(
-                        "the snapshot's signed manifest has serial {}, but the signed latest.json says {}; the site mixes two builds. Nothing was written",
-                        m.serial,
+                        "the snapshot's signed manifest has serial {serial}, but the signed latest.json says {}; the site mixes two builds. Nothing was written",
                         latest.serial
                     );
                 }
-                accept(key, m.serial, &latest.sha256)
+                rollback(key, serial, &latest.sha256)
             };
             let stored =
                 snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
             let v = match &source {
-                _ if stored.is_some() => stored.expect("checked"),
+                _ if stored.is_some() => snapshot_import::Imported::of(&stored.expect("checked")),
                 Source::Dir(dir) => {
                     let path = dir.join(&rel);
                     let size = std::fs::metadata(&path)
@@ -189,7 +189,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         .accepted
         .entry(verified.key_id.clone())
         .or_default();
-    *floor = (*floor).max(verified.manifest.serial);
+    *floor = (*floor).max(verified.serial);
     let kept_previous = match &previous {
         Some(c) if c.snapshot != latest_sha => Some(c.snapshot.clone()),
         Some(c) => c.previous.clone(),
@@ -197,7 +197,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     };
     new_state.current = Some(Current {
         snapshot: latest_sha.clone(),
-        serial: verified.manifest.serial,
+        serial: verified.serial,
         key_id: verified.key_id.clone(),
         source: source.describe(),
         synced_at: format_timestamp(ctx.now),
@@ -211,9 +211,9 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     Ok(SyncReport {
         source: source.describe(),
         snapshot: latest_sha,
-        serial: verified.manifest.serial,
-        expires: verified.manifest.expires.clone(),
-        modules: verified.manifest.modules.len(),
+        serial: verified.serial,
+        expires: verified.expires.clone(),
+        modules: verified.modules,
         previous_serial: previous.map(|c| c.serial),
         up_to_date,
     })

@@ -1,17 +1,19 @@
-//! The `mlld-registry` command line.
+//! The `mlld-registry` command line: global flags, subcommands (one file
+//! each under `commands/`), exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::Context;
+use crate::config::UserConfig;
+use crate::context::{Context, Flags};
 use crate::project::Project;
 use crate::search_query::SearchQuery;
 use crate::store::Store;
 use crate::{commands, info, search};
 
-const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a mismatch (verify)\n  2  an error: bad input, a refused snapshot, a failed write";
+const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colours in progress bars";
 
 #[derive(Parser)]
 #[command(
@@ -30,13 +32,13 @@ pub struct Cli {
     /// Trust this minisign public key (the site's mlld-registry.pub).
     #[arg(long, global = true, value_name = "FILE")]
     pub trusted_key: Option<PathBuf>,
-    /// Approve first-time imports without asking.
+    /// Approve first-time imports and changed content without asking.
     #[arg(long, global = true)]
     pub yes: bool,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Never touch the network.
+    /// Never touch the network (only `sync` from a URL would).
     #[arg(long, global = true)]
     pub offline: bool,
     #[command(subcommand)]
@@ -45,19 +47,22 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Fetch and verify the registry's newest signed snapshot and make it current.
+    Sync(commands::sync::Args),
     /// Resolve one import, lock it (with its dependencies) and cache it.
-    #[command(
-        after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes"
-    )]
-    Resolve {
-        /// mlld://user/module, @user/module, or @user/module@<revision prefix>.
-        reference: String,
-    },
-    /// Install every module of the lock file into .mlld/cache at its locked revision.
-    #[command(
-        after_help = "Example:\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
-    )]
-    Install,
+    Resolve(commands::resolve::Args),
+    /// Lock the project's imports and install every lock entry into .mlld/cache.
+    Install(commands::install::Args),
+    /// Move locked modules to their newest revision (changed content needs approval).
+    Update(commands::update::Args),
+    /// Check locked modules against the snapshot's security advisories.
+    Audit(commands::audit::Args),
+    /// Re-hash every cached module against the lock file.
+    Verify(commands::verify::Args),
+    /// List the project's locked modules.
+    Ls(commands::ls::Args),
+    /// Show usage statistics (recorded only when enabled in a config file).
+    Stats(commands::stats::Args),
     /// Search every user's modules offline, from the snapshot's index.
     ///
     /// Words match module names (in any spelling: json-utils, json utils,
@@ -66,7 +71,7 @@ pub enum Command {
     /// Words match as prefixes, and words of 4 or more letters with one typo.
     /// `author:USER` and `tag:TAG` in the query filter like the flags.
     #[command(
-        after_help = "Examples:\n  mlld-registry search json utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry search 'tag:llm cache' --limit 5\n  mlld-registry search retry --author devops-dan --json\n\nOutput: a table (NAME, DESCRIPTION, TAGS, ADVISORY), or with --json one object a line:\n  {\"name\",\"author\",\"module\",\"description\",\"tags\",\"advisory\":null|{\"highest\",\"count\"}}\nModules with an open advisory are flagged, never hidden.\n\nExit codes:\n  0  at least one module matched\n  1  no module matched (near names are suggested)\n  2  an error: bad query, no snapshot, a refused snapshot"
+        after_help = "Examples:\n  mlld-registry search json utils\n  mlld-registry search 'tag:llm cache' --limit 5\n  mlld-registry search retry --author devops-dan --json\n\nOutput: a table (NAME, DESCRIPTION, TAGS, ADVISORY), or with --json one object a line:\n  {\"name\",\"author\",\"module\",\"description\",\"tags\",\"advisory\":null|{\"highest\",\"count\"}}\nModules with an open advisory are flagged, never hidden.\n\nExit codes:\n  0  at least one module matched\n  1  no module matched (near names are suggested)\n  2  an error: bad query, no snapshot, a refused snapshot"
     )]
     Search {
         /// Words and filters, e.g. `json utils` or `tag:llm cache author:sarah-k`.
@@ -89,7 +94,7 @@ pub enum Command {
     /// integrity, dependencies and dependents, the advisories affecting it,
     /// and whether this project has it locked and cached.
     #[command(
-        after_help = "Examples:\n  mlld-registry info adamavenir/json-utils --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
+        after_help = "Examples:\n  mlld-registry info adamavenir/json-utils\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
     )]
     Info {
         /// user/module, @user/module or mlld://user/module.
@@ -113,52 +118,27 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let store = Store::open_default()?;
     let ctx = Context::new(
         Project::new(&cli.project),
-        store,
-        cli.trusted_key,
-        cli.snapshot,
-        cli.yes,
+        Store::open_default()?,
+        UserConfig::load()?,
+        Flags {
+            trusted_key: cli.trusted_key,
+            snapshot: cli.snapshot,
+            yes: cli.yes,
+            json: cli.json,
+            offline: cli.offline,
+        },
     );
-    match cli.command {
-        Command::Resolve { reference } => {
-            let locked = commands::resolve(&ctx, &reference)?;
-            if cli.json {
-                println!("{}", serde_json::to_string(&locked)?);
-            } else {
-                for l in &locked {
-                    let verb = if l.added { "locked" } else { "already locked" };
-                    println!(
-                        "{verb} {} at {} ({})",
-                        l.import,
-                        &l.gist_revision[..12],
-                        l.integrity
-                    );
-                }
-            }
-        }
-        Command::Install => {
-            let report = commands::install(&ctx)?;
-            if cli.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                for (label, list) in [
-                    ("installed", &report.installed),
-                    ("repaired", &report.repaired),
-                ] {
-                    for import in list {
-                        println!("{label} {import}");
-                    }
-                }
-                println!(
-                    "{} installed, {} repaired, {} already cached",
-                    report.installed.len(),
-                    report.repaired.len(),
-                    report.cached.len()
-                );
-            }
-        }
+    match &cli.command {
+        Command::Sync(a) => commands::sync::run(&ctx, a),
+        Command::Resolve(a) => commands::resolve::run(&ctx, a),
+        Command::Install(a) => commands::install::run(&ctx, a),
+        Command::Update(a) => commands::update::run(&ctx, a),
+        Command::Audit(a) => commands::audit::run(&ctx, a),
+        Command::Verify(a) => commands::verify::run(&ctx, a),
+        Command::Ls(a) => commands::ls::run(&ctx, a),
+        Command::Stats(a) => commands::stats::run(&ctx, a),
         Command::Search {
             query,
             author,
@@ -166,20 +146,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let text = query.join(" ");
-            let parsed = SearchQuery::parse(&text, author.as_deref(), &tag)?;
-            let outcome = search::search(&ctx, &parsed, limit as usize)?;
-            if !search::print(&outcome, &text, cli.json)? {
-                return Ok(ExitCode::from(1));
-            }
+            let parsed = SearchQuery::parse(&text, author.as_deref(), tag)?;
+            let outcome = search::search(&ctx, &parsed, *limit as usize)?;
+            Ok(if search::print(&outcome, &text, cli.json)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Info { reference } => {
-            let found = info::info(&ctx, &reference)?;
+            let found = info::info(&ctx, reference)?;
             if cli.json {
                 println!("{}", serde_json::to_string(&found)?);
             } else {
                 print!("{}", info::render(&found));
             }
+            Ok(ExitCode::SUCCESS)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,62 +1,142 @@
-//! What every command needs: the project, the store, the trusted keys and
-//! the snapshot to read, loaded on first use.
+//! What every command needs: the project, the store, the configuration, the
+//! trusted keys and the snapshot to read, loaded on first use.
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+use crate::config::{ProjectConfig, UserConfig, user_config_path};
 use crate::project::Project;
 use crate::snapshot_import::{self, Limits};
 use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
-pub struct Context {
-    pub project: Project,
-    pub store: Store,
+/// The global flags every command shares.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
     pub trusted_key: Option<PathBuf>,
     pub snapshot: Option<PathBuf>,
     pub yes: bool,
+    pub json: bool,
+    pub offline: bool,
+}
+
+pub struct Context {
+    pub project: Project,
+    pub store: Store,
+    pub config: UserConfig,
+    pub trusted_key: Option<PathBuf>,
+    pub snapshot: Option<PathBuf>,
+    pub yes: bool,
+    pub json: bool,
+    pub offline: bool,
     pub now: time::OffsetDateTime,
+    project_config: OnceCell<ProjectConfig>,
     manifest: OnceCell<VerifiedManifest>,
 }
 
 impl Context {
-    pub fn new(
-        project: Project,
-        store: Store,
-        trusted_key: Option<PathBuf>,
-        snapshot: Option<PathBuf>,
-        yes: bool,
-    ) -> Self {
+    pub fn new(project: Project, store: Store, config: UserConfig, flags: Flags) -> Self {
         Self {
             project,
             store,
-            trusted_key,
-            snapshot,
-            yes,
+            config,
+            trusted_key: flags.trusted_key,
+            snapshot: flags.snapshot,
+            yes: flags.yes,
+            json: flags.json,
+            offline: flags.offline,
             now: time::OffsetDateTime::now_utc(),
+            project_config: OnceCell::new(),
             manifest: OnceCell::new(),
         }
     }
 
     pub fn keys(&self) -> Result<TrustedKeys> {
-        TrustedKeys::load(self.trusted_key.as_deref(), &[])
+        TrustedKeys::load(self.trusted_key.as_deref(), &self.config.trusted_keys)
     }
 
-    /// The verified manifest of `--snapshot FILE`.
+    pub fn project_config(&self) -> Result<&ProjectConfig> {
+        if let Some(c) = self.project_config.get() {
+            return Ok(c);
+        }
+        let c = ProjectConfig::load(self.project.root())?;
+        Ok(self.project_config.get_or_init(|| c))
+    }
+
+    /// Whether usage statistics are recorded (off unless a config enables them).
+    pub fn stats_enabled(&self) -> bool {
+        match self.project_config() {
+            Ok(c) => c.stats.unwrap_or(self.config.stats),
+            Err(_) => false,
+        }
+    }
+
+    /// The verified manifest of `--snapshot FILE`, else of the synced snapshot.
     pub fn manifest(&self) -> Result<&VerifiedManifest> {
         if let Some(m) = self.manifest.get() {
             return Ok(m);
         }
-        let Some(path) = &self.snapshot else {
+        let keys = self.keys()?;
+        let verified = match &self.snapshot {
+            Some(path) => {
+                snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?
+            }
+            None => self.current(&keys)?,
+        };
+        Ok(self.manifest.get_or_init(|| verified))
+    }
+
+    /// Content with this integrity from any snapshot in the store (current
+    /// first): an old lock's revisions may only be in an earlier snapshot.
+    /// Each manifest's signature is checked again and the bytes re-hashed.
+    pub fn stored_blob(&self, integrity: &str) -> Result<Option<Vec<u8>>> {
+        let hex = integrity.strip_prefix("sha256:").unwrap_or(integrity);
+        let path = mlld_schemas::snapshot::blob_path(hex);
+        if let Ok(v) = self.manifest()
+            && v.manifest.members.contains_key(&path)
+        {
+            return v.read_member(&path).map(Some);
+        }
+        let keys = self.keys()?;
+        let Ok(dirs) = std::fs::read_dir(self.store.root().join("snapshots")) else {
+            return Ok(None);
+        };
+        for dir in dirs.flatten() {
+            let Some(sha) = dir.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(Some(v)) = self.store.load_manifest(&sha, &keys) else {
+                continue;
+            };
+            if v.manifest.members.contains_key(&path) {
+                let bytes = v.read_member(&path)?;
+                if mlld_schemas::integrity_of(&bytes) == integrity {
+                    return Ok(Some(bytes));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn current(&self, keys: &TrustedKeys) -> Result<VerifiedManifest> {
+        let state = self.store.state()?;
+        let Some(current) = state.current else {
             bail!(
-                "no registry snapshot to read: pass --snapshot FILE (a snapshots/<sha256>.tar.zst from a registry site)"
+                "no registry snapshot yet: run `mlld-registry sync --from URL` (or set MLLD_REGISTRY_URL, or \"registry\" in {}), or pass --snapshot FILE",
+                user_config_path().map_or("the config file".into(), |p| p.display().to_string())
             );
         };
-        let keys = self.keys()?;
-        let verified =
-            snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?;
-        Ok(self.manifest.get_or_init(|| verified))
+        let Some(v) = self.store.load_manifest(&current.snapshot, keys)? else {
+            bail!(
+                "the current snapshot {} is missing from the store {}; run `mlld-registry sync`",
+                current.snapshot,
+                self.store.root().display()
+            );
+        };
+        snapshot_import::check_fresh(&v.manifest, self.now)
+            .map_err(|e| anyhow::anyhow!("{e}; run `mlld-registry sync` to get a fresh one"))?;
+        Ok(v)
     }
 }

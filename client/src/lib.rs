@@ -1,5 +1,6 @@
-//! The mlld registry client: resolves `mlld://user/module` imports through a
-//! signed snapshot, writes `.mlld/mlld.lock.json`, fills `.mlld/cache/`.
+//! The mlld registry client: syncs signed snapshots, resolves
+//! `mlld://user/module` imports through them, writes `.mlld/mlld.lock.json`,
+//! fills `.mlld/cache/`, audits, verifies and updates.
 //!
 //! It never talks to GitHub, trusts no byte before its signature and hash
 //! are checked, and writes only inside the project's `.mlld/` and its store.
@@ -7,13 +8,19 @@
 pub mod approve;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod context;
 pub mod info;
 pub mod project;
 pub mod resolve;
+pub mod scan;
 pub mod search;
 pub mod search_query;
 pub mod search_store;
+pub mod site;
 pub mod snapshot_import;
 pub mod store;
 pub mod trust;
+mod unpack;
+pub mod usage;
+pub mod workflow;

@@ -101,8 +101,31 @@ impl Project {
         }
     }
 
-    /// Writes a cache entry. A new entry is staged and renamed into place
-    /// whole; an existing (damaged) one is repaired file by file, atomically.
+    /// Removes temporary lock files left by an interrupted atomic write.
+    /// Call under [`Project::exclusive`].
+    pub fn clean_staging(&self) -> Result<()> {
+        if let Ok(entries) = std::fs::read_dir(self.root.join(".mlld")) {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".tmp-"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a cache entry: staged whole in `.{revision}.partial` beside
+    /// it, then renamed into place, so a process killed at any moment leaves
+    /// the entry complete or absent (a stale `.partial` is removed the next
+    /// time the entry is written). A damaged entry is replaced whole.
+    ///
+    /// Entries are not fsynced one by one: every read re-hashes them against
+    /// the lock (`verify`, `install`), which repairs what a power loss
+    /// damaged. The lock file itself is always written durably. Call under
+    /// [`Project::exclusive`]; distinct entries may be written concurrently.
     pub fn write_cache(
         &self,
         user: &str,
@@ -110,25 +133,40 @@ impl Project {
         content: &[u8],
         meta: &CacheMetadata,
     ) -> Result<()> {
-        let dir = self.cache_dir(user, gist, &meta.gist_revision);
-        let write_into = |d: &Path| -> Result<()> {
-            write_atomic(&d.join("content.mld"), content)?;
-            write_atomic(&d.join("metadata.json"), &meta.to_bytes())?;
-            Ok(())
-        };
-        if dir.exists() {
-            return write_into(&dir).with_context(|| format!("repairing {}", dir.display()));
+        use std::io::ErrorKind;
+        // Names become paths: only valid user, gist and revision names may.
+        let valid = mlld_schemas::names::check_user(user)
+            .and_then(|()| mlld_schemas::names::check_gist_id(gist))
+            .and_then(|()| mlld_schemas::names::check_revision(&meta.gist_revision));
+        if let Err(e) = valid {
+            bail!(
+                "refusing to write a cache entry for {user}/{gist}@{}: {e}",
+                meta.gist_revision
+            );
         }
+        let dir = self.cache_dir(user, gist, &meta.gist_revision);
         let parent = dir.parent().expect("cache dirs have a parent");
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(parent)?;
-        write_into(staging.path())?;
-        let staged = staging.keep();
-        mlld_fsutil::rename_durable(&staged, &dir)
-            .with_context(|| format!("moving the cache entry into {}", dir.display()))?;
+        let staging = parent.join(format!(".{}.partial", meta.gist_revision));
+        let context = || format!("writing the cache entry {}", dir.display());
+        match std::fs::create_dir(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                std::fs::remove_dir_all(&staging).with_context(context)?;
+                std::fs::create_dir(&staging).with_context(context)?;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent).with_context(context)?;
+                std::fs::create_dir(&staging).with_context(context)?;
+            }
+            Err(e) => return Err(e).with_context(context),
+        }
+        std::fs::write(staging.join("content.mld"), content).with_context(context)?;
+        std::fs::write(staging.join("metadata.json"), meta.to_bytes()).with_context(context)?;
+        if std::fs::rename(&staging, &dir).is_err() {
+            // The entry exists (damaged): replace it.
+            std::fs::remove_dir_all(&dir).with_context(context)?;
+            std::fs::rename(&staging, &dir).with_context(context)?;
+        }
         Ok(())
     }
 }

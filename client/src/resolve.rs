@@ -95,3 +95,39 @@ pub fn pick_revision<'m>(
 pub fn locked_revision<'m>(module: &'m ModuleRecord, revision: &str) -> Option<&'m RevisionRecord> {
     module.revisions().find(|r| r.revision == revision)
 }
+
+/// Constant-time module lookup over a manifest (snapshots hold up to
+/// hundreds of thousands of modules; `Manifest::find` is a linear scan).
+pub struct Lookup<'m> {
+    manifest: &'m Manifest,
+    by_name: std::collections::HashMap<(String, &'m str), &'m ModuleRecord>,
+}
+
+impl<'m> Lookup<'m> {
+    pub fn new(manifest: &'m Manifest) -> Self {
+        let by_name = manifest
+            .modules
+            .iter()
+            .map(|m| ((m.user.to_ascii_lowercase(), m.name.as_str()), m))
+            .collect();
+        Self { manifest, by_name }
+    }
+
+    pub fn manifest(&self) -> &'m Manifest {
+        self.manifest
+    }
+
+    pub fn get(&self, user: &str, name: &str) -> Option<&'m ModuleRecord> {
+        self.by_name
+            .get(&(user.to_ascii_lowercase(), name))
+            .copied()
+    }
+
+    /// Like [`find_module`], fast.
+    pub fn find(&self, reference: &ModuleRef) -> Result<&'m ModuleRecord> {
+        match self.get(&reference.user, &reference.module) {
+            Some(m) => Ok(m),
+            None => find_module(self.manifest, reference),
+        }
+    }
+}

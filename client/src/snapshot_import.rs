@@ -2,18 +2,17 @@
 //!
 //! Order of trust: the manifest and its signature come first in the tar and
 //! are checked before any other byte is used; then every member is streamed
-//! to staging while hashed, and must be listed in the signed manifest with
-//! that digest and size; only when all members are present and correct does
-//! anything move into the store. Any failure leaves the store as it was.
+//! to a staging pack while hashed, and must be listed in the signed manifest
+//! with that digest and size; only when all members are present and correct
+//! does the staged snapshot move into the store, by one rename. Any failure
+//! leaves the store as it was.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::search::{INDEX_DIR, is_index_member};
-use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT, blob_digest};
 use mlld_schemas::{Manifest, names};
 use sha2::Digest as _;
 
@@ -61,10 +60,10 @@ impl Write for HashWriter<'_> {
 }
 
 /// A reader that fails once more than `left` bytes pass through it.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    what: &'static str,
+pub(crate) struct Capped<R> {
+    pub(crate) inner: R,
+    pub(crate) left: u64,
+    pub(crate) what: &'static str,
 }
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -87,6 +86,114 @@ pub fn import(
     now: time::OffsetDateTime,
     limits: Limits,
 ) -> Result<VerifiedManifest> {
+    check_size(path, limits)?;
+    let sha256 = file_sha256(path)?;
+    if let Some(v) = load_stored(store, &sha256, keys, now, &|_, _| Ok(()))? {
+        return Ok(v);
+    }
+    import_new(store, path, &sha256, keys, now, limits, false, &|_, _| {
+        Ok(())
+    })?;
+    store.load_manifest(&sha256, keys)?.with_context(|| {
+        format!(
+            "snapshot {sha256} vanished from the store {} while it was read",
+            store.root().display()
+        )
+    })
+}
+
+/// A check on a verified manifest, given the id of the key that signed it
+/// and its serial, made before anything is written: `sync` refuses
+/// rollbacks with it.
+pub type Accept<'a> = &'a (dyn Fn(&str, u64) -> Result<()> + Sync);
+
+/// What an import verified and stored.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub snapshot_sha256: String,
+    pub key_id: String,
+    pub serial: u64,
+    pub expires: String,
+    pub modules: usize,
+}
+
+impl Imported {
+    pub fn of(v: &VerifiedManifest) -> Self {
+        Self {
+            snapshot_sha256: v.snapshot_sha256.clone(),
+            key_id: v.key_id.clone(),
+            serial: v.manifest.serial,
+            expires: v.manifest.expires.clone(),
+            modules: v.manifest.modules.len(),
+        }
+    }
+}
+
+/// Imports with an acceptance check, and optionally the SHA-256 the file
+/// must have (a download named by `latest.json`; then the file is hashed
+/// while it is verified). Unlike [`import`], does not load the full
+/// manifest afterwards (`sync` needs only its head).
+pub fn import_checked(
+    store: &Store,
+    path: &Path,
+    expected_sha256: Option<&str>,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    accept: Accept<'_>,
+) -> Result<Imported> {
+    check_size(path, limits)?;
+    let sha256 = match expected_sha256 {
+        Some(s) => s.to_string(),
+        None => file_sha256(path)?,
+    };
+    if let Some(v) = load_stored(store, &sha256, keys, now, accept)? {
+        if expected_sha256.is_some() {
+            let actual = file_sha256(path)?;
+            check_sha(path, &actual, &sha256)?;
+        }
+        return Ok(Imported::of(&v));
+    }
+    import_new(
+        store,
+        path,
+        &sha256,
+        keys,
+        now,
+        limits,
+        expected_sha256.is_some(),
+        accept,
+    )
+}
+
+/// The stored snapshot with this SHA-256, if the store has it: signature
+/// checked again, fresh, and accepted by `accept`.
+pub fn load_stored(
+    store: &Store,
+    sha256: &str,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    accept: Accept<'_>,
+) -> Result<Option<VerifiedManifest>> {
+    let Some(v) = store.load_manifest(sha256, keys)? else {
+        return Ok(None);
+    };
+    check_fresh(&v.manifest, now)?;
+    accept(&v.key_id, v.manifest.serial)?;
+    Ok(Some(v))
+}
+
+fn check_sha(path: &Path, actual: &str, expected: &str) -> Result<()> {
+    if actual != expected {
+        bail!(
+            "snapshot {} has SHA-256 {actual}, but the signed latest.json names {expected}; the download was altered or the site is inconsistent. Nothing was written",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_size(path: &Path, limits: Limits) -> Result<()> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("opening snapshot {}", path.display()))?
         .len();
@@ -97,122 +204,130 @@ pub fn import(
             limits.compressed
         );
     }
-    let sha256 = file_sha256(path)?;
-    if let Some(v) = store.load_manifest(&sha256, keys)? {
-        check_fresh(&v.manifest, now)?;
-        return Ok(v);
-    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one private step of import_checked
+fn import_new(
+    store: &Store,
+    path: &Path,
+    sha256: &str,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    hash_too: bool,
+    accept: Accept<'_>,
+) -> Result<Imported> {
     let staging = tempfile::Builder::new()
         .prefix("import-")
         .tempdir_in(store.tmp_dir()?)?;
-    let manifest = unpack_verified(path, staging.path(), keys, now, limits)
-        .with_context(|| format!("snapshot {} was refused", path.display()))?;
-    commit(store, staging.path(), &sha256, &manifest)?;
-    Ok(VerifiedManifest {
-        snapshot_sha256: sha256,
-        manifest,
+    let snap = staging.path().join("snapshot");
+    std::fs::create_dir_all(&snap)?;
+    let (hashed, unpacked) = std::thread::scope(|s| {
+        let hasher = hash_too.then(|| s.spawn(|| file_sha256(path)));
+        let unpacked = crate::unpack::unpack_verified(path, &snap, keys, now, limits, accept);
+        (
+            hasher.map(|h| h.join().expect("hashing does not panic")),
+            unpacked,
+        )
+    });
+    if let Some(actual) = hashed.transpose()? {
+        check_sha(path, &actual, sha256)?;
+    }
+    let (key_id, head) =
+        unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
+    // `search` memory-maps the index: its files live beside the pack, verified with it.
+    extract_index(&snap, &head)?;
+    let dir = store.snapshot_dir(sha256);
+    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
+    if !dir.exists() {
+        mlld_fsutil::rename_durable(&snap, &dir)
+            .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
+    }
+    Ok(Imported {
+        snapshot_sha256: sha256.to_string(),
+        key_id,
+        serial: head.serial,
+        expires: head.expires,
+        modules: head.modules.len(),
     })
+}
+
+/// Copies the search index members out of the verified staged pack into
+/// `snap/index/`, where `search` opens them memory-mapped.
+pub(crate) fn extract_index(snap: &Path, head: &ManifestHead) -> Result<()> {
+    if !head.members.keys().any(|p| is_index_member(p)) {
+        return Ok(());
+    }
+    let idx = std::fs::read_to_string(snap.join(crate::store::PACK_INDEX_NAME))?;
+    let mut pack = File::open(snap.join(crate::store::PACK_NAME))?;
+    std::fs::create_dir_all(snap.join(INDEX_DIR))?;
+    for line in idx.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(offset), Some(size), Some(member)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("the staged pack index is malformed");
+        };
+        if !is_index_member(member) {
+            continue;
+        }
+        let (offset, size): (u64, u64) = (offset.parse()?, size.parse()?);
+        use std::io::Seek as _;
+        pack.seek(io::SeekFrom::Start(offset))?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        (&mut pack).take(size).read_to_end(&mut bytes)?;
+        write_synced(&snap.join(member), &bytes)?;
+    }
+    Ok(())
 }
 
 /// Refuses a snapshot whose expiry has passed (a frozen mirror).
 pub fn check_fresh(manifest: &Manifest, now: time::OffsetDateTime) -> Result<()> {
-    let expires = names::parse_timestamp(&manifest.expires).map_err(anyhow::Error::msg)?;
-    if expires <= now {
+    check_expiry(manifest.serial, &manifest.expires, now)
+}
+
+pub(crate) fn check_expiry(serial: u64, expires: &str, now: time::OffsetDateTime) -> Result<()> {
+    let at = names::parse_timestamp(expires).map_err(anyhow::Error::msg)?;
+    if at <= now {
         bail!(
-            "snapshot serial {} expired at {}: the site has stopped publishing or is serving a stale copy; sync from an up-to-date site",
-            manifest.serial,
-            manifest.expires
+            "snapshot serial {serial} expired at {expires}: the site has stopped publishing or is serving a stale copy; sync from an up-to-date site"
         );
     }
     Ok(())
 }
 
-fn unpack_verified(
-    path: &Path,
-    staging: &Path,
-    keys: &TrustedKeys,
-    now: time::OffsetDateTime,
-    limits: Limits,
-) -> Result<Manifest> {
-    let file = File::open(path)?;
-    let decoder = zstd::Decoder::new(Capped {
-        inner: file,
-        left: limits.compressed,
-        what: "compressed",
-    })?;
-    let mut archive = tar::Archive::new(Capped {
-        inner: decoder,
-        left: limits.unpacked,
-        what: "unpacked",
-    });
-    let mut entries = archive.entries().context("not a tar.zst snapshot")?;
-
-    let mut next_named = |expected: &str, cap: u64| -> Result<Vec<u8>> {
-        let mut entry = entries
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
-        let name = safe_member_path(&entry)?;
-        if name != expected {
-            bail!("the snapshot's members are out of order: `{name}` where `{expected}` must be");
-        }
-        read_capped(&mut entry, cap, expected)
-    };
-    let manifest_bytes = next_named(MANIFEST_NAME, limits.manifest)?;
-    let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
-    let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
-    keys.verify("snapshot manifest", &manifest_bytes, &sig)?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).context("the signed manifest is malformed")?;
-    if manifest.format_version != SNAPSHOT_FORMAT {
-        bail!(
-            "snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry",
-            manifest.format_version
-        );
-    }
-    check_fresh(&manifest, now)?;
-    check_consistent(&manifest)?;
-
-    let mut seen = BTreeSet::new();
-    for entry in entries {
-        let mut entry = entry?;
-        let name = safe_member_path(&entry)?;
-        let member = manifest.members.get(&name).ok_or_else(|| {
-            anyhow::anyhow!("member `{name}` is not listed in the signed manifest")
-        })?;
-        if !seen.insert(name.clone()) {
-            bail!("member `{name}` appears twice");
-        }
-        if entry.size() != member.size || member.size > limits.member {
-            bail!(
-                "member `{name}` is {} bytes; the manifest says {} (limit {})",
-                entry.size(),
-                member.size,
-                limits.member
-            );
-        }
-        let bytes = read_capped(&mut entry, limits.member, &name)?;
-        let actual = mlld_schemas::sha256_hex(&bytes);
-        if actual != member.sha256 {
-            bail!(
-                "member `{name}` has SHA-256 {actual}, but the signed manifest says {}",
-                member.sha256
-            );
-        }
-        let dest = staging.join(&name);
-        std::fs::create_dir_all(dest.parent().expect("member paths have a parent"))?;
-        write_synced(&dest, &bytes)?;
-    }
-    if let Some(missing) = manifest.members.keys().find(|k| !seen.contains(*k)) {
-        bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
-    }
-    write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
-    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-    Ok(manifest)
+/// The parts of a manifest that verification needs, parsed without
+/// building every module record (a manifest may be tens of megabytes).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestHead {
+    pub format_version: u32,
+    pub serial: u64,
+    pub expires: String,
+    pub modules: Vec<ModuleHead>,
+    pub members: std::collections::HashMap<String, mlld_schemas::Member>,
 }
 
-/// Staged files are synced before they are renamed into the store, so a
-/// crash never leaves a blob whose name promises bytes it does not hold.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ModuleHead {
+    pub user: String,
+    pub name: String,
+    /// The current revision (flattened into the module record).
+    pub revision: String,
+    pub integrity: String,
+    #[serde(default)]
+    pub history: Vec<RevisionHead>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RevisionHead {
+    pub revision: String,
+    pub integrity: String,
+}
+
+/// Staged files are synced before the snapshot directory is renamed into the
+/// store, so a crash never leaves a pack that promises bytes it does not hold.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
@@ -220,27 +335,28 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Every blob a module record names must be a member, and every member path
 /// a blob or a file of the search index (`index/<plain file name>`).
-fn check_consistent(manifest: &Manifest) -> Result<()> {
+pub(crate) fn check_consistent(manifest: &ManifestHead) -> Result<()> {
+    // Allocation-free: snapshots list hundreds of thousands of members.
+    let mut digests = std::collections::HashSet::with_capacity(manifest.members.len());
     for (path, member) in &manifest.members {
-        match blob_digest(path) {
-            Some(hex) if hex == member.sha256 => {}
-            None if is_index_member(path) => {}
-            _ => bail!(
+        if !is_blob_path_of(path, &member.sha256) && !is_index_member(path) {
+            bail!(
                 "manifest member `{path}` is neither a blob path matching its digest nor a search index file"
-            ),
+            );
         }
+        digests.insert(member.sha256.as_str());
     }
     for m in &manifest.modules {
-        for r in m.revisions() {
-            let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
-            if !manifest
-                .members
-                .contains_key(&mlld_schemas::snapshot::blob_path(hex))
-            {
+        let current = std::iter::once((&m.revision, &m.integrity));
+        for (revision, integrity) in
+            current.chain(m.history.iter().map(|r| (&r.revision, &r.integrity)))
+        {
+            let hex = integrity.strip_prefix("sha256:").unwrap_or_default();
+            if !digests.contains(hex) {
                 bail!(
-                    "module {} revision {} names content that is not in the snapshot",
-                    m.full_name(),
-                    r.revision
+                    "module {}/{} revision {revision} names content that is not in the snapshot",
+                    m.user,
+                    m.name
                 );
             }
         }
@@ -248,8 +364,21 @@ fn check_consistent(manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` is `blobs/sha256/<2 hex>/<62 hex>` of the digest `hex`
+/// (the rule of `mlld_schemas::snapshot::blob_digest`, without allocating).
+fn is_blob_path_of(path: &str, hex: &str) -> bool {
+    let Some(rest) = path.strip_prefix("blobs/sha256/") else {
+        return false;
+    };
+    names::check_sha256_hex(hex).is_ok()
+        && rest.len() == 65
+        && rest.as_bytes()[2] == b'/'
+        && rest[..2] == hex[..2]
+        && rest[3..] == hex[2..]
+}
+
 /// The member's path, refusing anything but a plain relative file path.
-fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+pub(crate) fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     let kind = entry.header().entry_type();
     let path = entry
         .path()
@@ -270,40 +399,4 @@ fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
-}
-
-fn read_capped<R: Read>(entry: &mut R, cap: u64, what: &str) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    entry.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        bail!("`{what}` is over its {cap}-byte limit");
-    }
-    Ok(bytes)
-}
-
-/// Moves verified staging content into the store: blobs first, then the
-/// snapshot's own directory (manifest, signature, search index) in one rename.
-fn commit(store: &Store, staging: &Path, sha256: &str, manifest: &Manifest) -> Result<()> {
-    for path in manifest.members.keys().filter(|p| !is_index_member(p)) {
-        let dest = store.root().join(path);
-        if dest.exists() {
-            continue;
-        }
-        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-        std::fs::rename(staging.join(path), &dest)?;
-    }
-    let dir = store.snapshot_dir(sha256);
-    let tmp = staging.join("snapshot");
-    std::fs::create_dir_all(&tmp)?;
-    for name in [MANIFEST_NAME, MANIFEST_SIG_NAME] {
-        std::fs::rename(staging.join(name), tmp.join(name))?;
-    }
-    if manifest.members.keys().any(|p| is_index_member(p)) {
-        std::fs::rename(staging.join(INDEX_DIR), tmp.join(INDEX_DIR))?;
-    }
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
-    if !dir.exists() {
-        mlld_fsutil::rename_durable(&tmp, &dir)?;
-    }
-    Ok(())
 }

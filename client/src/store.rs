@@ -1,38 +1,81 @@
-//! The client's store: verified snapshots and their blobs, shared by every
-//! project of the user.
+//! The client's store: verified snapshots, shared by every project of the
+//! user, and the sync state.
 //!
 //! Layout under `$MLLD_REGISTRY_HOME`, else `$XDG_DATA_HOME/mlld-registry`,
 //! else `~/.local/share/mlld-registry`:
 //!
 //! ```text
-//! blobs/sha256/<2 hex>/<62 hex>          content-addressed, verified before entering
-//! snapshots/<sha256>/manifest.json       the signed manifest of an imported snapshot
+//! snapshots/<sha256>/manifest.json          the signed manifest of an imported snapshot
 //! snapshots/<sha256>/manifest.json.minisig
-//! snapshots/<sha256>/index/              its search index, verified like the blobs, memory-mapped by `search`
-//! snapshot-files/<sha256 of a path>.json which stored snapshot an unchanged snapshot file is (see `search_store`)
-//! tmp/                                   staging; anything here is garbage
+//! snapshots/<sha256>/pack                   every member's bytes, concatenated, verified
+//! snapshots/<sha256>/pack.idx               `<offset> <size> <path>` per member
+//! snapshots/<sha256>/index/                 the search index (copied out of the verified pack), memory-mapped by `search`
+//! snapshot-files/<sha256 of a path>.json    which stored snapshot an unchanged snapshot file is (see `search_store`)
+//! state.json                                the current snapshot and, per trusted key,
+//!                                           the highest serial ever accepted (rollback)
+//! .lock                                     serialises `sync` runs
+//! tmp/                                      staging; anything here is garbage
 //! ```
 //!
-//! Nothing enters `blobs/` or `snapshots/` unverified, so a reader may trust
-//! a blob's name, and re-hashes it anyway before it reaches a project.
+//! A snapshot directory appears by one rename, after every member has been
+//! verified, and `state.json` is replaced atomically after that: a reader
+//! sees the previous snapshot until the new one is complete. Blobs are read
+//! from the pack by offset and re-hashed on every read.
 
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use mlld_fsutil::{FileLock, write_atomic};
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, blob_path};
 use mlld_schemas::{Manifest, names};
+use serde::{Deserialize, Serialize};
 
 use crate::trust::TrustedKeys;
+
+pub const PACK_NAME: &str = "pack";
+pub const PACK_INDEX_NAME: &str = "pack.idx";
+const STATE_NAME: &str = "state.json";
 
 pub struct Store {
     root: PathBuf,
 }
 
-/// A manifest whose signature has been checked.
+/// A manifest whose signature has been checked, with its member pack.
 pub struct VerifiedManifest {
     /// SHA-256 of the snapshot file it came from.
     pub snapshot_sha256: String,
+    /// Which trusted key signed it (see [`TrustedKeys::verify_with_key`]).
+    pub key_id: String,
     pub manifest: Manifest,
+    dir: PathBuf,
+    index: OnceCell<HashMap<String, (u64, u64)>>,
+    pack: OnceCell<std::fs::File>,
+}
+
+/// `state.json`: what `sync` last made current, and the rollback floor per key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Current>,
+    /// Trusted key id to the highest serial accepted from it.
+    #[serde(default)]
+    pub accepted: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Current {
+    pub snapshot: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub source: String,
+    pub synced_at: String,
+    /// The snapshot that was current before this one (kept until the next sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 impl Store {
@@ -63,32 +106,54 @@ impl Store {
         Ok(dir)
     }
 
-    pub fn blob(&self, sha256: &str) -> PathBuf {
-        self.root.join(blob_path(sha256))
-    }
-
     pub fn snapshot_dir(&self, sha256: &str) -> PathBuf {
         self.root.join("snapshots").join(sha256)
     }
 
-    /// Reads a blob and checks its digest: a store file changed on disk is refused.
-    pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
-        names::check_sha256_hex(sha256).map_err(anyhow::Error::msg)?;
-        let path = self.blob(sha256);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "blob {sha256} is missing from the store ({}); run `mlld-registry sync` again",
-                path.display()
-            )
-        })?;
-        let actual = mlld_schemas::sha256_hex(&bytes);
-        if actual != sha256 {
-            bail!(
-                "store blob {} is corrupt (its SHA-256 is {actual}); delete it and sync again",
-                path.display()
-            );
+    /// Serialises writers of the store (sync) until the guard drops.
+    pub fn exclusive(&self) -> Result<FileLock> {
+        let path = self.root.join(".lock");
+        FileLock::acquire(&path).with_context(|| format!("locking {}", path.display()))
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join(STATE_NAME)
+    }
+
+    /// The sync state; empty before the first sync. A damaged file is an error.
+    pub fn state(&self) -> Result<SyncState> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is damaged; delete it and run `mlld-registry sync` (the rollback floor restarts from the next snapshot)",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SyncState::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
-        Ok(bytes)
+    }
+
+    pub fn write_state(&self, state: &SyncState) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(state)?;
+        bytes.push(b'\n');
+        write_atomic(&self.state_path(), &bytes)
+            .with_context(|| format!("writing {}", self.state_path().display()))
+    }
+
+    /// Removes snapshot directories other than `keep` (best effort: a
+    /// snapshot another process still reads is only unlinked, not damaged).
+    pub fn prune(&self, keep: &[&str]) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("snapshots")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if !keep.iter().any(|k| name.to_str() == Some(k)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// Loads an imported snapshot's manifest, checking its signature again.
@@ -97,6 +162,7 @@ impl Store {
         snapshot_sha256: &str,
         keys: &TrustedKeys,
     ) -> Result<Option<VerifiedManifest>> {
+        names::check_sha256_hex(snapshot_sha256).map_err(anyhow::Error::msg)?;
         let dir = self.snapshot_dir(snapshot_sha256);
         let bytes = match std::fs::read(dir.join(MANIFEST_NAME)) {
             Ok(b) => b,
@@ -105,12 +171,101 @@ impl Store {
         };
         let sig = std::fs::read_to_string(dir.join(MANIFEST_SIG_NAME))
             .with_context(|| format!("reading the manifest signature in {}", dir.display()))?;
-        keys.verify("stored manifest", &bytes, &sig)?;
+        let verified = keys.verify_with_key("stored manifest", &bytes, &sig)?;
         let manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("stored manifest in {} is malformed", dir.display()))?;
-        Ok(Some(VerifiedManifest {
-            snapshot_sha256: snapshot_sha256.to_string(),
+        Ok(Some(VerifiedManifest::new(
+            snapshot_sha256.to_string(),
+            verified.key_id,
             manifest,
-        }))
+            dir,
+        )))
+    }
+}
+
+impl VerifiedManifest {
+    pub fn new(snapshot_sha256: String, key_id: String, manifest: Manifest, dir: PathBuf) -> Self {
+        Self {
+            snapshot_sha256,
+            key_id,
+            manifest,
+            dir,
+            index: OnceCell::new(),
+            pack: OnceCell::new(),
+        }
+    }
+
+    fn index(&self) -> Result<&HashMap<String, (u64, u64)>> {
+        if let Some(i) = self.index.get() {
+            return Ok(i);
+        }
+        let path = self.dir.join(PACK_INDEX_NAME);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}; the store is damaged: run `mlld-registry sync` again",
+                path.display()
+            )
+        })?;
+        let mut map = HashMap::with_capacity(self.manifest.members.len());
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(off), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                bail!(
+                    "{} is damaged; run `mlld-registry sync` again",
+                    path.display()
+                );
+            };
+            let (Ok(off), Ok(size)) = (off.parse(), size.parse()) else {
+                bail!(
+                    "{} is damaged; run `mlld-registry sync` again",
+                    path.display()
+                );
+            };
+            map.insert(name.to_string(), (off, size));
+        }
+        Ok(self.index.get_or_init(|| map))
+    }
+
+    /// A member's bytes, checked against the signed manifest's digest: a store
+    /// file changed on disk is refused.
+    pub fn read_member(&self, path: &str) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let member = self
+            .manifest
+            .members
+            .get(path)
+            .with_context(|| format!("`{path}` is not a member of this snapshot"))?;
+        let &(offset, size) = self.index()?.get(path).with_context(|| {
+            format!("`{path}` is missing from the store's pack; run `mlld-registry sync` again")
+        })?;
+        let pack = self.dir.join(PACK_NAME);
+        let file = match self.pack.get() {
+            Some(f) => f,
+            None => {
+                let f = std::fs::File::open(&pack)
+                    .with_context(|| format!("opening {}", pack.display()))?;
+                self.pack.get_or_init(|| f)
+            }
+        };
+        let mut bytes = vec![0; size as usize];
+        file.read_exact_at(&mut bytes, offset)
+            .with_context(|| format!("reading `{path}` from {}", pack.display()))?;
+        let actual = mlld_schemas::sha256_hex(&bytes);
+        if actual != member.sha256 || size != member.size {
+            bail!(
+                "store pack {} is corrupt (`{path}` hashes to {actual}); delete {} and sync again",
+                pack.display(),
+                self.dir.display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// The content of the blob with this SHA-256 (hex, or `sha256:<hex>`).
+    pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
+        let hex = sha256.strip_prefix("sha256:").unwrap_or(sha256);
+        names::check_sha256_hex(hex).map_err(anyhow::Error::msg)?;
+        self.read_member(&blob_path(hex))
     }
 }

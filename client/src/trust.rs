@@ -9,29 +9,37 @@ use minisign_verify::{PublicKey, Signature};
 /// `MLLD_REGISTRY_KEY` variable (a key file's path or the key itself), then
 /// `trusted_keys` in the client's config file.
 pub struct TrustedKeys {
-    keys: Vec<(String, PublicKey)>,
+    keys: Vec<TrustedKey>,
 }
 
-pub const KEY_HELP: &str = "pass --trusted-key FILE (the site's mlld-registry.pub), or set MLLD_REGISTRY_KEY to that file or to the key itself";
+struct TrustedKey {
+    /// Where it came from, for messages.
+    source: String,
+    /// A stable id: the first 16 hex digits of the SHA-256 of its base64 text.
+    id: String,
+    key: PublicKey,
+}
+
+/// A signature check that passed.
+pub struct Verified {
+    pub trusted_comment: String,
+    pub key_id: String,
+}
+
+pub const KEY_HELP: &str = "pass --trusted-key FILE (the site's mlld-registry.pub), set MLLD_REGISTRY_KEY to that file or to the key itself, or list it under \"trustedKeys\" in the config file (`mlld-registry config` shows where)";
 
 impl TrustedKeys {
-    pub fn load(flag: Option<&Path>, config_keys: &[PathBuf]) -> Result<Self> {
+    /// `config_keys` are the config file's `trustedKeys` entries: key file
+    /// paths or base64 keys.
+    pub fn load(flag: Option<&Path>, config_keys: &[String]) -> Result<Self> {
         let mut keys = Vec::new();
         if let Some(path) = flag {
             keys.push(read_key_file(path)?);
         } else if let Ok(value) = std::env::var("MLLD_REGISTRY_KEY") {
-            let value = value.trim();
-            if Path::new(value).is_file() {
-                keys.push(read_key_file(Path::new(value))?);
-            } else {
-                let key = PublicKey::from_base64(value).with_context(
-                    || "MLLD_REGISTRY_KEY is neither a key file nor a base64 minisign public key",
-                )?;
-                keys.push(("MLLD_REGISTRY_KEY".into(), key));
-            }
+            keys.push(key_from_value(&value, "MLLD_REGISTRY_KEY")?);
         } else {
-            for path in config_keys {
-                keys.push(read_key_file(path)?);
+            for value in config_keys {
+                keys.push(key_from_value(value, "the config file's trustedKeys")?);
             }
         }
         if keys.is_empty() {
@@ -40,30 +48,80 @@ impl TrustedKeys {
         Ok(Self { keys })
     }
 
-    /// Checks `sig_text` over `data` against the trusted keys and returns the trusted comment.
-    pub fn verify(&self, what: &str, data: &[u8], sig_text: &str) -> Result<String> {
+    /// Like [`TrustedKeys::verify`], also naming the key that verified.
+    pub fn verify_with_key(&self, what: &str, data: &[u8], sig_text: &str) -> Result<Verified> {
         let sig = Signature::decode(sig_text)
             .map_err(|e| anyhow::anyhow!("{what}: the signature is malformed ({e})"))?;
         let mut last_err = None;
-        for (_, key) in &self.keys {
-            match key.verify(data, &sig, false) {
-                Ok(()) => return Ok(sig.trusted_comment().to_string()),
+        for k in &self.keys {
+            match k.key.verify(data, &sig, false) {
+                Ok(()) => {
+                    return Ok(Verified {
+                        trusted_comment: sig.trusted_comment().to_string(),
+                        key_id: k.id.clone(),
+                    });
+                }
                 Err(e) => last_err = Some(e),
             }
         }
-        let sources: Vec<_> = self.keys.iter().map(|(s, _)| s.as_str()).collect();
+        let sources: Vec<_> = self.keys.iter().map(|k| k.source.as_str()).collect();
         bail!(
             "{what}: the signature does not verify with the trusted key ({}): {}; the file was tampered with or signed by another key. Nothing was used or written",
             sources.join(", "),
             last_err.map(|e| e.to_string()).unwrap_or_default()
         )
     }
+
+    /// Checks `sig_text` over `data` against the trusted keys and returns the trusted comment.
+    pub fn verify(&self, what: &str, data: &[u8], sig_text: &str) -> Result<String> {
+        Ok(self.verify_with_key(what, data, sig_text)?.trusted_comment)
+    }
 }
 
-fn read_key_file(path: &Path) -> Result<(String, PublicKey)> {
+/// A key file's path, or a base64 key.
+fn key_from_value(value: &str, source: &str) -> Result<TrustedKey> {
+    let value = value.trim();
+    let path = expand_home(value);
+    if path.is_file() {
+        return read_key_file(&path);
+    }
+    let key = PublicKey::from_base64(value).map_err(|e| {
+        anyhow::anyhow!(
+            "{source}: `{value}` is neither a key file nor a base64 minisign public key ({e}); {KEY_HELP}"
+        )
+    })?;
+    Ok(TrustedKey {
+        source: source.to_string(),
+        id: key_id(value),
+        key,
+    })
+}
+
+fn expand_home(value: &str) -> PathBuf {
+    match (value.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(value),
+    }
+}
+
+fn key_id(base64: &str) -> String {
+    mlld_schemas::sha256_hex(base64.trim().as_bytes())[..16].to_string()
+}
+
+fn read_key_file(path: &Path) -> Result<TrustedKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading trusted key {}", path.display()))?;
-    let key = PublicKey::decode(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not a minisign public key: {e}", path.display()))?;
-    Ok((path.display().to_string(), key))
+    let key = PublicKey::decode(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a minisign public key: {e}; use the site's mlld-registry.pub",
+            path.display()
+        )
+    })?;
+    // The key line is the last non-empty line of a minisign .pub file.
+    let line = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    Ok(TrustedKey {
+        source: path.display().to_string(),
+        id: key_id(line),
+        key,
+    })
 }

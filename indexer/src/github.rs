@@ -88,6 +88,7 @@ enum Attempt {
 
 impl GithubGists {
     pub fn new(config: GithubConfig) -> anyhow::Result<Self> {
+        install_crypto_provider();
         let client = Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
@@ -406,6 +407,11 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         format!("the request failed ({e})")
     }
+}
+
+/// One crypto provider for rustls, chosen once per process (ring: no OpenSSL).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn epoch_now() -> u64 {

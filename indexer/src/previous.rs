@@ -213,6 +213,7 @@ fn read_state(
 fn read_small(source: &str, remote: bool, name: &str) -> Result<Option<Vec<u8>>> {
     if remote {
         let url = format!("{}/{name}", source.trim_end_matches('/'));
+        crate::github::install_crypto_provider();
         let resp = reqwest::blocking::get(&url).with_context(|| format!("fetching {url}"))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -66,10 +66,29 @@ pub fn build_with(
     key: SigningKey,
     registry: &Path,
 ) -> Site {
+    build_from(
+        out,
+        serial,
+        created,
+        key,
+        registry,
+        &examples().join("gists"),
+    )
+}
+
+/// Like [`build_with`], with the recorded gists read from `gists`.
+pub fn build_from(
+    out: &Path,
+    serial: Option<u64>,
+    created: time::OffsetDateTime,
+    key: SigningKey,
+    registry: &Path,
+    gists: &Path,
+) -> Site {
     let mut config = BuildConfig::new(registry.to_path_buf(), out.to_path_buf(), key, created);
     config.serial = serial;
     let source = RecordedGists {
-        dir: examples().join("gists"),
+        dir: gists.to_path_buf(),
     };
     let report = mlld_indexer::build(&config, &source).expect("the examples build");
     Site {
@@ -77,6 +96,41 @@ pub fn build_with(
         report,
     }
 }
+
+/// The example gists as they were before `adamavenir/json-utils` moved from
+/// revision 996153b to b20e54d: a copy under `dir` whose recording of that
+/// gist is rewound (older content, the older revision first).
+pub fn rewound_gists(dir: &Path) -> PathBuf {
+    let out = dir.join("gists-rewound");
+    std::fs::create_dir_all(&out).unwrap();
+    for e in std::fs::read_dir(examples().join("gists")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
+    }
+    let path = out.join(format!("{JSON_UTILS_GIST}.json"));
+    let mut gist: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let file = &mut gist["files"]["json-utils.mld"];
+    let content = file["content"]
+        .as_str()
+        .unwrap()
+        .replace("version: 1.2.0", "version: 1.1.0")
+        .replace(
+            "Pretty-print, query and normalise",
+            "Pretty-print and query",
+        );
+    file["size"] = content.len().into();
+    file["content"] = content.into();
+    let history = gist["history"].as_array_mut().unwrap();
+    history.remove(0);
+    gist["updated_at"] = history[0]["committed_at"].clone();
+    std::fs::write(&path, serde_json::to_vec_pretty(&gist).unwrap()).unwrap();
+    out
+}
+
+pub const JSON_UTILS_GIST: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
+pub const JSON_UTILS_OLD: &str = "996153bec98057662b4922d7f556dd79c64deec9";
+pub const JSON_UTILS_NEW: &str = "b20e54d6dbf422252b7b670af492632f2fa6c1a2";
 
 /// The `mlld-registry` binary, built once if `cargo test` has not built it.
 pub fn client_bin() -> PathBuf {

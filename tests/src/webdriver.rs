@@ -50,6 +50,8 @@ impl Browser {
             .spawn()
             .context("starting chromedriver")?;
         let base = format!("http://127.0.0.1:{port}");
+        // reqwest's TLS (unused here, plain HTTP) still wants one rustls provider in the process.
+        mlld_indexer::github::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 mod crawl;
+mod install;
 mod search;
 mod search_queries;
 
@@ -17,6 +18,12 @@ pub enum Bench {
     /// Full crawl vs incremental rebuild of a synthetic registry against a fake GitHub on loopback.
     #[command(after_help = "Example:\n  cargo xtask bench crawl --users 10000 --modules 100000")]
     Crawl(crawl::CrawlArgs),
+    /// Install a 1,000-module lock from the store (vs GNU tar) and sync a
+    /// 100,000-module snapshot (vs sha256sum + zstd -d).
+    #[command(
+        after_help = "Example:\n  cargo xtask bench install\n  cargo xtask bench install --install-modules 200 --sync-modules 5000 --runs 3"
+    )]
+    Install(install::Args),
     /// Search over a synthetic 100,000-module registry: index build, query
     /// latency in-process and through `mlld-registry search`, against a
     /// linear scan of every registry.json.
@@ -35,6 +42,7 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
             crawl::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Bench::Install(args) => install::run(args, &crate::workspace_root()),
         Bench::Search(args) => search::run(args),
     }
 }
@@ -44,9 +52,7 @@ fn rerun_in_release() -> Result<Option<ExitCode>> {
     if !cfg!(debug_assertions) {
         return Ok(None);
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace");
+    let root = crate::workspace_root();
     let status = std::process::Command::new(env!("CARGO"))
         .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
         .args(std::env::args_os().skip(1))

@@ -1,0 +1,143 @@
+//! `audit [--severity LEVEL]`: match every lock entry against the snapshot's
+//! advisories. Exit 1 when one at or above the threshold applies and is not
+//! ignored in the project config, 0 when clean.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use mlld_schemas::lock::parse_resolved;
+use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
+use serde::Serialize;
+
+use crate::commands::{FINDING, exit, print_json, short};
+use crate::context::Context;
+use crate::workflow::is_registry_import;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  mlld-registry audit\n  mlld-registry audit --severity high --json\n\nExit codes: 0 clean, 1 an advisory at or above the threshold applies, 2 error.\nIgnore an advisory in .mlld/config.json:\n  {\"audit\": {\"ignore\": [{\"advisory\": \"sarah-k/2024-001\", \"reason\": \"why it does not apply\"}]}}"
+)]
+pub struct Args {
+    /// The lowest severity that fails the audit: low, medium, high or critical.
+    #[arg(long, value_name = "LEVEL", default_value = "low")]
+    pub severity: Severity,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub import: String,
+    pub gist_revision: String,
+    /// `user/id`.
+    pub advisory: String,
+    pub severity: Severity,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub recommendation: String,
+    /// The reason from the project config when the advisory is ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    pub threshold: Severity,
+    pub snapshot_serial: u64,
+    pub modules: usize,
+    pub findings: Vec<Finding>,
+    /// Findings at or above the threshold that are not ignored.
+    pub failing: usize,
+}
+
+/// Whether `a` affects the module `user/name` registered with `gist`.
+pub fn affects(a: &AdvisoryRecord, user: &str, name: &str, gist: &str) -> bool {
+    (names::same_user(&a.user, user) && a.advisory.affects.iter().any(|m| m == name))
+        || a.advisory.gists.iter().any(|g| g == gist)
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    let report = audit(ctx, args.severity)?;
+    if ctx.json {
+        print_json(&report)?;
+    } else {
+        for f in &report.findings {
+            let tag = match &f.ignored {
+                Some(reason) => format!(" (ignored: {reason})"),
+                None => String::new(),
+            };
+            println!(
+                "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
+                f.severity.as_str(),
+                f.advisory,
+                f.import,
+                short(&f.gist_revision),
+                f.kind,
+                f.description,
+                f.recommendation
+            );
+        }
+        println!(
+            "{} locked modules checked against snapshot serial {}: {} advisories at or above {} apply{}",
+            report.modules,
+            report.snapshot_serial,
+            report.failing,
+            report.threshold.as_str(),
+            match report.findings.len() - report.failing {
+                0 => String::new(),
+                n => format!(" ({n} ignored)"),
+            }
+        );
+    }
+    Ok(if report.failing > 0 {
+        exit(FINDING)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
+    let ignores = ctx.project_config()?.audit.ignore.clone();
+    let lock = ctx.project.read_lock()?;
+    let manifest = &ctx.manifest()?.manifest;
+    let mut findings = Vec::new();
+    let mut modules = 0;
+    for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
+        modules += 1;
+        let r = ModuleRef::parse(import)?;
+        let gist = parse_resolved(&entry.resolved).map_or("", |(_, g)| g);
+        for a in &manifest.advisories {
+            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, gist) {
+                continue;
+            }
+            let id = format!("{}/{}", a.user, a.advisory.id);
+            findings.push(Finding {
+                import: import.clone(),
+                gist_revision: entry.gist_revision.clone(),
+                ignored: ignores
+                    .iter()
+                    .find(|i| i.advisory.eq_ignore_ascii_case(&id))
+                    .map(|i| i.reason.clone()),
+                advisory: id,
+                severity: a.advisory.severity,
+                kind: a.advisory.kind.clone(),
+                description: a.advisory.description.clone(),
+                recommendation: a.advisory.recommendation.clone(),
+            });
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.import.cmp(&b.import))
+    });
+    let failing = findings.iter().filter(|f| f.ignored.is_none()).count();
+    Ok(AuditReport {
+        threshold,
+        snapshot_serial: manifest.serial,
+        modules,
+        findings,
+        failing,
+    })
+}

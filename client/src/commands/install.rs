@@ -1,0 +1,146 @@
+//! `install`: lock what the project's mlld files import (and their
+//! dependencies), then bring every lock entry into the cache at its locked
+//! revision, repairing damaged entries.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use mlld_schemas::{LockFile, ModuleRef};
+use serde::Serialize;
+
+use crate::commands::print_json;
+use crate::context::Context;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::project::{CacheState, Project};
+use crate::workflow::{self, Locker, Prepared, is_registry_import};
+use crate::{scan, usage};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  mlld-registry install\n  mlld-registry install --frozen --offline   # CI: the lock must be complete, no network\n  mlld-registry install --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
+)]
+pub struct Args {
+    /// Fail instead of changing the lock file (for CI).
+    #[arg(long)]
+    pub frozen: bool,
+}
+
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallReport {
+    /// Lock entries this run added (imports found in the project, dependencies).
+    pub locked: Vec<String>,
+    /// Entries written to the cache for the first time.
+    pub installed: Vec<String>,
+    /// Entries already cached and intact.
+    pub cached: Vec<String>,
+    /// Entries whose cached files were missing parts or damaged, now rewritten.
+    pub repaired: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    let report = install(ctx, args.frozen)?;
+    if ctx.json {
+        print_json(&report)?;
+    } else {
+        for (label, list) in [
+            ("locked", &report.locked),
+            ("installed", &report.installed),
+            ("repaired", &report.repaired),
+        ] {
+            for import in list {
+                println!("{label} {import}");
+            }
+        }
+        println!(
+            "{} installed, {} repaired, {} already cached",
+            report.installed.len(),
+            report.repaired.len(),
+            report.cached.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
+    let prefixes = ctx.project_config()?.prefixes.clone();
+    let found = scan::project_imports(ctx.project.root(), &prefixes)?;
+    let verified = ctx.manifest()?;
+    let _guard = ctx.project.exclusive()?;
+    ctx.project.clean_staging()?;
+    let lock: LockFile = ctx.project.read_lock()?;
+    let mut roots: Vec<ModuleRef> = Vec::new();
+    for import in lock.imports.keys().filter(|k| is_registry_import(k)) {
+        roots.push(ModuleRef::parse(import)?);
+    }
+    let mut locker = Locker::new(ctx, verified, lock);
+    locker.frozen = frozen;
+    let mut report = InstallReport::default();
+    for f in &found {
+        let locked = locker
+            .lock_all(std::slice::from_ref(&f.reference))
+            .with_context(|| {
+                format!(
+                    "{} (imported at {}:{})",
+                    f.reference,
+                    f.file.display(),
+                    f.line
+                )
+            })?;
+        report
+            .locked
+            .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import));
+    }
+    let locked = locker.lock_all(&roots)?;
+    report
+        .locked
+        .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import));
+    if locker.changed {
+        ctx.project.write_lock(&locker.lock)?;
+    }
+    let mut events = Vec::new();
+    let mut prepared = Vec::new();
+    for (import, entry) in &locker.lock.imports {
+        if is_registry_import(import) {
+            let p =
+                workflow::prepare_entry(ctx, Some(verified), Some(&locker.lookup), import, entry)?;
+            prepared.push((import.clone(), p));
+        }
+    }
+    write_all(&ctx.project, &prepared)?;
+    for (import, p) in prepared {
+        let (list, event) = match p.state {
+            CacheState::Valid => (&mut report.cached, usage::CACHE_HIT),
+            CacheState::Missing => (&mut report.installed, usage::INSTALL),
+            CacheState::Tampered | CacheState::BadMetadata => {
+                (&mut report.repaired, usage::INSTALL)
+            }
+        };
+        list.push(import.clone());
+        events.push((import, event));
+    }
+    usage::record(ctx, &events);
+    Ok(report)
+}
+
+/// Writes the prepared cache entries on two threads: creating many small
+/// files is system-call bound, and each entry is independent.
+fn write_all(project: &Project, prepared: &[(String, Prepared)]) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let worker = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((_, p)) = prepared.get(i) else {
+                return Ok(());
+            };
+            p.write(project)?;
+        }
+    };
+    std::thread::scope(|s| {
+        let helper = s.spawn(worker);
+        let mine = worker();
+        let theirs = helper.join().expect("cache writers do not panic");
+        mine.and(theirs)
+    })
+}

@@ -1,0 +1,85 @@
+//! `ls`: the project's locked modules, their revisions and cache state, and
+//! whether the current snapshot has a newer revision.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use mlld_schemas::ModuleRef;
+use mlld_schemas::lock::parse_resolved;
+use serde::Serialize;
+
+use crate::commands::verify::state_name;
+use crate::commands::{print_json, short};
+use crate::context::Context;
+use crate::resolve::Lookup;
+use crate::workflow::is_registry_import;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  mlld-registry ls\n  mlld-registry ls --json")]
+pub struct Args {}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub import: String,
+    pub resolved: String,
+    pub gist_revision: String,
+    pub integrity: String,
+    pub approved_at: String,
+    /// Cache state: ok, missing, tampered, bad-metadata.
+    pub state: &'static str,
+    /// The snapshot's newest revision when it differs from the locked one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newer: Option<String>,
+}
+
+pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
+    let lock = ctx.project.read_lock()?;
+    // The snapshot only adds "newer" hints: ls works without one.
+    let manifest = ctx.manifest().ok().map(|v| &v.manifest);
+    let lookup = manifest.map(Lookup::new);
+    let mut rows = Vec::new();
+    for (import, e) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
+        let (user, gist) = parse_resolved(&e.resolved).unwrap_or(("", ""));
+        let state = ctx
+            .project
+            .cache_state(user, gist, &e.gist_revision, &e.integrity);
+        let newer = ModuleRef::parse(import).ok().and_then(|r| {
+            let m = lookup.as_ref()?.get(&r.user, &r.module)?;
+            (m.current.revision != e.gist_revision).then(|| m.current.revision.clone())
+        });
+        rows.push(Row {
+            import: import.clone(),
+            resolved: e.resolved.clone(),
+            gist_revision: e.gist_revision.clone(),
+            integrity: e.integrity.clone(),
+            approved_at: e.approved_at.clone(),
+            state: state_name(state),
+            newer,
+        });
+    }
+    if ctx.json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!(
+            "no modules are locked; run `mlld-registry install` or `mlld-registry resolve @user/module`"
+        );
+    }
+    for r in &rows {
+        let newer = r
+            .newer
+            .as_deref()
+            .map(|n| format!("  (newer: {}; `mlld-registry update`)", short(n)))
+            .unwrap_or_default();
+        println!(
+            "{:<44} {}  {:<8} approved {}{newer}",
+            r.import,
+            short(&r.gist_revision),
+            r.state,
+            r.approved_at
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,34 @@
+//! One file per subcommand. Each has its clap arguments and a `run` that
+//! returns the exit code (0 success, 1 a finding, errors become 2 in `cli`).
+
+pub mod audit;
+pub mod install;
+pub mod ls;
+pub mod resolve;
+pub mod stats;
+pub mod sync;
+pub mod update;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// Exit code 1: a finding (an advisory at or above the threshold, a cache mismatch).
+pub const FINDING: u8 = 1;
+
+/// Prints `value` as one line of JSON.
+pub fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+pub fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+/// The first 12 digits of a revision, for tables.
+pub fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}

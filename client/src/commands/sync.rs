@@ -1,0 +1,290 @@
+//! `sync [--from URL|DIR|FILE]`: fetch the site's newest signed snapshot,
+//! verify it completely, and only then make it current.
+//!
+//! Refused, with nothing written: a `latest.json` or manifest whose
+//! signature does not verify with a trusted key; a serial lower than the
+//! highest one accepted from that key (rollback), or equal to it with other
+//! content; an expired pointer or manifest (freeze); a download that is
+//! larger than announced or does not hash to what the signed pointer names;
+//! any member missing, extra, altered or oversized.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use mlld_schemas::Latest;
+use mlld_schemas::names::{format_timestamp, parse_timestamp};
+use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, SNAPSHOT_FORMAT};
+use serde::Serialize;
+
+use crate::commands::print_json;
+use crate::config::user_config_path;
+use crate::context::Context;
+use crate::site::{self, Source};
+use crate::snapshot_import::{self, Limits};
+use crate::store::{Current, SyncState};
+use crate::trust::TrustedKeys;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  mlld-registry sync --from https://registry.example.org --trusted-key mlld-registry.pub\n  MLLD_REGISTRY_URL=https://registry.example.org mlld-registry sync\n  mlld-registry sync --from ./site          # a site directory\n  mlld-registry sync --from snapshot.tar.zst --offline"
+)]
+pub struct Args {
+    /// The registry site (https:// URL or directory), or one snapshot file.
+    /// Default: MLLD_REGISTRY_URL, then "registry" in the config file.
+    #[arg(long, value_name = "URL|DIR|FILE")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub source: String,
+    pub snapshot: String,
+    pub serial: u64,
+    pub expires: String,
+    pub modules: usize,
+    /// The serial that was current before, if any.
+    pub previous_serial: Option<u64>,
+    /// True when the site had nothing newer.
+    pub up_to_date: bool,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    let report = sync(ctx, args, Limits::default())?;
+    if ctx.json {
+        print_json(&report)?;
+    } else if report.up_to_date {
+        println!(
+            "up to date: serial {} ({} modules), expires {}",
+            report.serial, report.modules, report.expires
+        );
+    } else {
+        println!(
+            "synced serial {} ({} modules) from {}; expires {}",
+            report.serial, report.modules, report.source, report.expires
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
+    if let Some(from) = &args.from {
+        return Ok(from.clone());
+    }
+    if let Ok(url) = std::env::var("MLLD_REGISTRY_URL")
+        && !url.trim().is_empty()
+    {
+        return Ok(url.trim().to_string());
+    }
+    if let Some(url) = &ctx.config.registry {
+        return Ok(url.clone());
+    }
+    bail!(
+        "no registry site is configured: pass --from URL (or a site directory or snapshot file), set MLLD_REGISTRY_URL, or set \"registry\" in {}",
+        user_config_path().map_or("the config file".into(), |p| p.display().to_string())
+    )
+}
+
+pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
+    let spec = source_spec(ctx, args)?;
+    let source = Source::parse(&spec, ctx.offline)?;
+    let keys = ctx.keys()?;
+    let _guard = ctx.store.exclusive()?;
+    let state = ctx.store.state()?;
+    let rollback =
+        |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
+
+    let (verified, latest_sha) = match &source {
+        Source::File(path) => {
+            let sha = snapshot_import::file_sha256(path)?;
+            let v = snapshot_import::import_checked(
+                &ctx.store,
+                path,
+                Some(&sha),
+                &keys,
+                ctx.now,
+                limits,
+                &|key, serial| rollback(key, serial, &sha),
+            )?;
+            (v, sha)
+        }
+        Source::Dir(_) | Source::Http { .. } => {
+            let latest = read_latest(ctx, &source, &keys, &rollback)?;
+            let rel = checked_snapshot_path(&latest)?;
+            let check = |key: &str, serial: u64| {
+                if serial != latest.serial {
+                    bail!(
+                        "the snapshot's signed manifest has serial {serial}, but the signed latest.json says {}; the site mixes two builds. Nothing was written",
+                        latest.serial
+                    );
+                }
+                rollback(key, serial, &latest.sha256)
+            };
+            let stored =
+                snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
+            let v = match &source {
+                _ if stored.is_some() => snapshot_import::Imported::of(&stored.expect("checked")),
+                Source::Dir(dir) => {
+                    let path = dir.join(&rel);
+                    let size = std::fs::metadata(&path)
+                        .with_context(|| format!("the site lacks {}", path.display()))?
+                        .len();
+                    if size != latest.size {
+                        bail!(
+                            "{} is {size} bytes, but the signed latest.json says {}; refused",
+                            path.display(),
+                            latest.size
+                        );
+                    }
+                    snapshot_import::import_checked(
+                        &ctx.store,
+                        &path,
+                        Some(&latest.sha256),
+                        &keys,
+                        ctx.now,
+                        limits,
+                        &check,
+                    )?
+                }
+                Source::Http { base, client } => {
+                    if latest.size > limits.compressed {
+                        bail!(
+                            "the site announces a {}-byte snapshot, over the {}-byte limit; refused",
+                            latest.size,
+                            limits.compressed
+                        );
+                    }
+                    let staging = tempfile::Builder::new()
+                        .prefix("download-")
+                        .tempdir_in(ctx.store.tmp_dir()?)?;
+                    let dest = staging.path().join("snapshot.tar.zst");
+                    let url = format!("{base}/{rel}");
+                    let sha = site::download(client, &url, &dest, latest.size, !ctx.json)?;
+                    if sha != latest.sha256 {
+                        bail!(
+                            "{url} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
+                            latest.sha256
+                        );
+                    }
+                    snapshot_import::import_checked(
+                        &ctx.store,
+                        &dest,
+                        Some(&latest.sha256),
+                        &keys,
+                        ctx.now,
+                        limits,
+                        &check,
+                    )?
+                }
+                Source::File(_) => unreachable!(),
+            };
+            (v, latest.sha256.clone())
+        }
+    };
+
+    let previous = state.current.clone();
+    let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);
+    let mut new_state = state.clone();
+    let floor = new_state
+        .accepted
+        .entry(verified.key_id.clone())
+        .or_default();
+    *floor = (*floor).max(verified.serial);
+    let kept_previous = match &previous {
+        Some(c) if c.snapshot != latest_sha => Some(c.snapshot.clone()),
+        Some(c) => c.previous.clone(),
+        None => None,
+    };
+    new_state.current = Some(Current {
+        snapshot: latest_sha.clone(),
+        serial: verified.serial,
+        key_id: verified.key_id.clone(),
+        source: source.describe(),
+        synced_at: format_timestamp(ctx.now),
+        previous: kept_previous.clone(),
+    });
+    ctx.store.write_state(&new_state)?;
+    // The previous snapshot stays for processes still reading it; older ones go.
+    let mut keep = vec![latest_sha.as_str()];
+    keep.extend(kept_previous.as_deref());
+    ctx.store.prune(&keep);
+    Ok(SyncReport {
+        source: source.describe(),
+        snapshot: latest_sha,
+        serial: verified.serial,
+        expires: verified.expires.clone(),
+        modules: verified.modules,
+        previous_serial: previous.map(|c| c.serial),
+        up_to_date,
+    })
+}
+
+/// Refuses a serial below the floor for this key, or the floor's serial with other content.
+fn check_rollback(state: &SyncState, key_id: &str, serial: u64, sha: &str) -> Result<()> {
+    let Some(&floor) = state.accepted.get(key_id) else {
+        return Ok(());
+    };
+    if serial < floor {
+        bail!(
+            "rollback refused: the registry offers serial {serial}, but serial {floor} was already accepted from this key; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
+        );
+    }
+    if let Some(c) = &state.current
+        && serial == floor
+        && c.key_id == key_id
+        && c.serial == serial
+        && c.snapshot != sha
+    {
+        bail!(
+            "serial {serial} was already accepted with different content (snapshot {}); a registry never signs two snapshots with one serial. Refused; nothing was written",
+            c.snapshot
+        );
+    }
+    Ok(())
+}
+
+type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + Sync + 'a;
+
+/// Reads and verifies `latest.json`: signature, format, freshness, rollback.
+fn read_latest(
+    ctx: &Context,
+    source: &Source,
+    keys: &TrustedKeys,
+    accept: &RollbackCheck<'_>,
+) -> Result<Latest> {
+    let bytes = source.read_small(LATEST_NAME, 64 << 10)?;
+    let sig = source.read_small(LATEST_SIG_NAME, 4 << 10)?;
+    let sig = String::from_utf8(sig).context("latest.json.minisig is not text")?;
+    let verified = keys.verify_with_key("latest.json", &bytes, &sig)?;
+    let latest: Latest =
+        serde_json::from_slice(&bytes).context("the signed latest.json is malformed")?;
+    if latest.format_version != SNAPSHOT_FORMAT {
+        bail!(
+            "the site publishes snapshot format {} (this client reads {SNAPSHOT_FORMAT}); upgrade mlld-registry",
+            latest.format_version
+        );
+    }
+    let expires = parse_timestamp(&latest.expires).map_err(anyhow::Error::msg)?;
+    if expires <= ctx.now {
+        bail!(
+            "the site's latest.json (serial {}) expired at {}: the site has stopped publishing or a mirror is frozen. Nothing was written; sync from an up-to-date site",
+            latest.serial,
+            latest.expires
+        );
+    }
+    accept(&verified.key_id, latest.serial, &latest.sha256)?;
+    Ok(latest)
+}
+
+/// `snapshots/<sha256>.tar.zst`, exactly: no other path is fetched.
+fn checked_snapshot_path(latest: &Latest) -> Result<String> {
+    let expected = format!("snapshots/{}.tar.zst", latest.sha256);
+    mlld_schemas::names::check_sha256_hex(&latest.sha256).map_err(anyhow::Error::msg)?;
+    if latest.snapshot != expected {
+        bail!(
+            "latest.json names snapshot `{}`; only `{expected}` is accepted",
+            latest.snapshot
+        );
+    }
+    Ok(expected)
+}

@@ -1,0 +1,248 @@
+//! `update [user/module]`: move locked modules to the snapshot's newest
+//! revision, showing what changes; changed content needs approval again.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use mlld_schemas::lock::parse_resolved;
+use mlld_schemas::names::parse_timestamp;
+use mlld_schemas::{LockEntry, ModuleRecord, ModuleRef, RevisionRecord};
+use serde::Serialize;
+
+use crate::commands::{print_json, short};
+use crate::context::Context;
+use crate::resolve::{self, Lookup};
+use crate::store::VerifiedManifest;
+use crate::workflow::{self, is_registry_import};
+use crate::{approve, usage};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  mlld-registry update                      # every locked module\n  mlld-registry update adamavenir/json-utils\n  mlld-registry update --yes --json         # approve changed content without asking"
+)]
+pub struct Args {
+    /// Only this module (user/module, @user/module or mlld://user/module).
+    pub module: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub import: String,
+    pub from: String,
+    pub to: String,
+    pub from_date: Option<String>,
+    pub to_date: Option<String>,
+    pub from_size: Option<u64>,
+    pub to_size: u64,
+    pub content_changed: bool,
+    /// Advisories about the module created after the old entry was approved: `user/id (severity)`.
+    pub new_advisories: Vec<String>,
+    /// A short unified diff of the module file.
+    pub diff: String,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    let changes = update(ctx, args.module.as_deref())?;
+    if ctx.json {
+        print_json(&changes)?;
+    } else if changes.is_empty() {
+        println!("every locked module is at the snapshot's newest revision");
+    } else {
+        for c in &changes {
+            println!("updated {}", c.import);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
+    let only = only.map(ModuleRef::parse).transpose()?;
+    let verified = ctx.manifest()?;
+    let lookup = Lookup::new(&verified.manifest);
+    let _guard = ctx.project.exclusive()?;
+    ctx.project.clean_staging()?;
+    let mut lock = ctx.project.read_lock()?;
+    if let Some(o) = &only
+        && !lock.imports.contains_key(&o.import_path())
+    {
+        bail!(
+            "{} is not in the lock file; add it with `mlld-registry resolve {}`",
+            o.import_path(),
+            o.full_name()
+        );
+    }
+    let mut changes = Vec::new();
+    let mut updated = Vec::new();
+    let imports: Vec<String> = lock.imports.keys().cloned().collect();
+    for import in imports.iter().filter(|k| is_registry_import(k)) {
+        let r = ModuleRef::parse(import)?;
+        if only
+            .as_ref()
+            .is_some_and(|o| o.import_path() != r.import_path())
+        {
+            continue;
+        }
+        let Some(module) = lookup.get(&r.user, &r.module) else {
+            eprintln!(
+                "note: {import} is no longer in the registry snapshot; it stays at its locked revision"
+            );
+            continue;
+        };
+        let entry = lock.imports[import].clone();
+        let same_gist = parse_resolved(&entry.resolved).is_some_and(|(_, g)| g == module.gist);
+        if same_gist && module.current.revision == entry.gist_revision {
+            continue;
+        }
+        let new = &module.current;
+        let content = verified.read_blob(&new.integrity)?;
+        let change = describe(ctx, verified, module, &entry, new, &content, import);
+        if !ctx.json {
+            print!("{}", render(&change));
+        }
+        if change.content_changed {
+            approve::approve(
+                &approve::describe(&verified.manifest, module, new, &content),
+                &module.full_name(),
+                ctx.yes,
+            )?;
+        }
+        let mut fresh = workflow::new_entry(module, new, ctx);
+        if !change.content_changed {
+            fresh.approved_at = entry.approved_at.clone();
+        }
+        fresh.extra = entry.extra.clone();
+        lock.imports.insert(import.clone(), fresh);
+        updated.push((module, new, content, import.clone()));
+        changes.push(change);
+    }
+    if !changes.is_empty() {
+        ctx.project.write_lock(&lock)?;
+        for (module, rev, content, import) in &updated {
+            workflow::write_cache(ctx, module, rev, import, content)?;
+        }
+        let events: Vec<_> = changes
+            .iter()
+            .map(|c| (c.import.clone(), usage::UPDATE))
+            .collect();
+        usage::record(ctx, &events);
+    }
+    Ok(changes)
+}
+
+fn describe(
+    ctx: &Context,
+    verified: &VerifiedManifest,
+    module: &ModuleRecord,
+    entry: &LockEntry,
+    new: &RevisionRecord,
+    content: &[u8],
+    import: &str,
+) -> Change {
+    let old = resolve::locked_revision(module, &entry.gist_revision);
+    // The old content: from the snapshot's history, else from the project cache.
+    let old_content = old
+        .and_then(|o| verified.read_blob(&o.integrity).ok())
+        .or_else(|| {
+            let (user, gist) = parse_resolved(&entry.resolved)?;
+            let dir = ctx.project.cache_dir(user, gist, &entry.gist_revision);
+            let bytes = std::fs::read(dir.join("content.mld")).ok()?;
+            (mlld_schemas::integrity_of(&bytes) == entry.integrity).then_some(bytes)
+        });
+    let approved = parse_timestamp(&entry.approved_at).ok();
+    let new_advisories = verified
+        .manifest
+        .advisories_for(module)
+        .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
+            (Ok(created), Some(approved)) => created > approved,
+            _ => true,
+        })
+        .map(|a| {
+            format!(
+                "{}/{} ({})",
+                a.user,
+                a.advisory.id,
+                a.advisory.severity.as_str()
+            )
+        })
+        .collect();
+    let diff = match &old_content {
+        Some(old) => short_diff(old, content, 40),
+        None => "(the old content is in neither the snapshot nor the cache)\n".into(),
+    };
+    Change {
+        import: import.to_string(),
+        from: entry.gist_revision.clone(),
+        to: new.revision.clone(),
+        from_date: old.and_then(|o| o.committed_at.clone()),
+        to_date: new.committed_at.clone(),
+        from_size: old
+            .map(|o| o.size)
+            .or(old_content.as_ref().map(|c| c.len() as u64)),
+        to_size: new.size,
+        content_changed: entry.integrity != new.integrity,
+        new_advisories,
+        diff,
+    }
+}
+
+fn render(c: &Change) -> String {
+    let date = |d: &Option<String>| d.clone().unwrap_or_else(|| "unknown date".into());
+    let size = match c.from_size {
+        Some(f) => format!(
+            "{f} → {} bytes ({:+})",
+            c.to_size,
+            c.to_size as i64 - f as i64
+        ),
+        None => format!("{} bytes", c.to_size),
+    };
+    let mut out = format!(
+        "{}\n  revision  {} ({}) → {} ({})\n  size      {size}\n",
+        c.import,
+        short(&c.from),
+        date(&c.from_date),
+        short(&c.to),
+        date(&c.to_date)
+    );
+    for a in &c.new_advisories {
+        out.push_str(&format!("  ADVISORY  {a}\n"));
+    }
+    if !c.content_changed {
+        out.push_str("  content   unchanged\n");
+    }
+    for line in c.diff.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+/// A unified diff of at most `max_lines` lines, control characters replaced.
+fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
+    let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
+    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let text = diff
+        .unified_diff()
+        .context_radius(2)
+        .header("locked", "newest")
+        .to_string();
+    let mut out = String::new();
+    let total = text.lines().count();
+    for line in text.lines().take(max_lines) {
+        let clean: String = line
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '�'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        out.push_str(&clean);
+        out.push('\n');
+    }
+    if total > max_lines {
+        out.push_str(&format!("… {} more diff lines\n", total - max_lines));
+    }
+    out
+}

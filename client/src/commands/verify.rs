@@ -1,0 +1,84 @@
+//! `verify`: re-hash every cached module against the lock file. Exit 1 when
+//! an entry is missing or does not match; `install` repairs them. Needs no
+//! snapshot and no network.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use mlld_schemas::lock::parse_resolved;
+use serde::Serialize;
+
+use crate::commands::{FINDING, exit, print_json, short};
+use crate::context::Context;
+use crate::project::CacheState;
+use crate::workflow::is_registry_import;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  mlld-registry verify\n  mlld-registry verify --json\n\nExit codes: 0 every entry matches, 1 an entry is missing or damaged (run `mlld-registry install`), 2 error."
+)]
+pub struct Args {}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checked {
+    pub import: String,
+    pub gist_revision: String,
+    /// `ok`, `missing`, `tampered` (content does not match the lock) or `bad-metadata`.
+    pub state: &'static str,
+}
+
+pub fn state_name(s: CacheState) -> &'static str {
+    match s {
+        CacheState::Valid => "ok",
+        CacheState::Missing => "missing",
+        CacheState::Tampered => "tampered",
+        CacheState::BadMetadata => "bad-metadata",
+    }
+}
+
+pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
+    let checked = verify(ctx)?;
+    let problems = checked.iter().filter(|c| c.state != "ok").count();
+    if ctx.json {
+        print_json(&serde_json::json!({ "entries": checked, "problems": problems }))?;
+    } else {
+        for c in checked.iter().filter(|c| c.state != "ok") {
+            println!("{:<12} {} @ {}", c.state, c.import, short(&c.gist_revision));
+        }
+        println!(
+            "{} of {} cached modules match the lock{}",
+            checked.len() - problems,
+            checked.len(),
+            if problems > 0 {
+                "; run `mlld-registry install` to repair the others"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if problems > 0 {
+        exit(FINDING)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn verify(ctx: &Context) -> Result<Vec<Checked>> {
+    let lock = ctx.project.read_lock()?;
+    let mut out = Vec::new();
+    for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
+        let Some((user, gist)) = parse_resolved(&entry.resolved) else {
+            bail!("{import}: `{}` is not a gist reference", entry.resolved);
+        };
+        let state = ctx
+            .project
+            .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
+        out.push(Checked {
+            import: import.clone(),
+            gist_revision: entry.gist_revision.clone(),
+            state: state_name(state),
+        });
+    }
+    Ok(out)
+}

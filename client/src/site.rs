@@ -1,0 +1,191 @@
+//! Where `sync` reads from: a site over HTTP(S), a site directory, or one
+//! snapshot file. Every read is size-capped; HTTP goes through reqwest with
+//! rustls (no OpenSSL) and is the only network use of the client.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sha2::Digest as _;
+
+/// Where a sync comes from.
+pub enum Source {
+    Http {
+        base: String,
+        client: Box<reqwest::blocking::Client>,
+    },
+    Dir(PathBuf),
+    File(PathBuf),
+}
+
+impl Source {
+    /// Parses `--from`: an `http(s)://` URL, a site directory, or a snapshot file.
+    pub fn parse(spec: &str, offline: bool) -> Result<Self> {
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            if offline {
+                bail!(
+                    "--offline forbids the network, and {spec} is a URL; sync from a site directory or snapshot file instead, or drop --offline"
+                );
+            }
+            return Ok(Source::Http {
+                base: spec.trim_end_matches('/').to_string(),
+                client: Box::new(http_client()?),
+            });
+        }
+        if let Some(rest) = spec.split_once("://").map(|(scheme, _)| scheme) {
+            bail!(
+                "`{spec}`: the {rest}:// scheme is not supported; use https://, http://, a directory or a file"
+            );
+        }
+        let path = PathBuf::from(spec);
+        if path.is_dir() {
+            Ok(Source::Dir(path))
+        } else if path.is_file() {
+            Ok(Source::File(path))
+        } else {
+            bail!(
+                "`{spec}` is neither a URL nor an existing site directory or snapshot file; check --from, MLLD_REGISTRY_URL or \"registry\" in the config file"
+            )
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Http { base, .. } => base.clone(),
+            Source::Dir(p) | Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// A small site file (`latest.json`, its signature), at most `cap` bytes.
+    pub fn read_small(&self, name: &str, cap: u64) -> Result<Vec<u8>> {
+        match self {
+            Source::Http { base, client } => {
+                let url = format!("{base}/{name}");
+                let resp = get(client, &url)?;
+                read_capped(resp, cap, &url)
+            }
+            Source::Dir(dir) => {
+                let path = dir.join(name);
+                let file = File::open(&path).with_context(|| {
+                    format!(
+                        "reading {}: is {} a registry site?",
+                        path.display(),
+                        dir.display()
+                    )
+                })?;
+                read_capped(file, cap, &path.display().to_string())
+            }
+            Source::File(_) => unreachable!("a snapshot file has no site files"),
+        }
+    }
+}
+
+fn http_client() -> Result<reqwest::blocking::Client> {
+    // One crypto provider for rustls, chosen here (ring; no OpenSSL, no C toolchain beyond ring's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("mlld-registry/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .context("setting up the HTTP client")
+}
+
+fn get(client: &reqwest::blocking::Client, url: &str) -> Result<reqwest::blocking::Response> {
+    let resp = client
+        .get(url)
+        .send()
+        .with_context(|| format!("fetching {url}; check the URL and your connection"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("fetching {url}: the server answered {status}; is this a registry site?");
+    }
+    Ok(resp)
+}
+
+fn read_capped(reader: impl Read, cap: u64, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what}"))?;
+    if bytes.len() as u64 > cap {
+        bail!("{what} is over its {cap}-byte limit; refused");
+    }
+    Ok(bytes)
+}
+
+/// Downloads `rel` from an HTTP site into `dest`, refusing more than
+/// `expected` bytes; returns the SHA-256 of what arrived. Shows a progress
+/// bar when stderr is a terminal.
+pub fn download(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    dest: &Path,
+    expected: u64,
+    show_progress: bool,
+) -> Result<String> {
+    let mut resp = get(client, url)?;
+    if let Some(len) = resp.content_length()
+        && len > expected
+    {
+        bail!(
+            "{url} is {len} bytes, but the signed latest.json says {expected}; refused before downloading"
+        );
+    }
+    let bar = (show_progress && io::stderr().is_terminal()).then(|| progress_bar(expected));
+    let mut out = io::BufWriter::new(
+        File::create(dest).with_context(|| format!("creating {}", dest.display()))?,
+    );
+    let mut hasher = sha2::Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        let n = resp
+            .read(&mut buf)
+            .with_context(|| format!("downloading {url}: the connection broke; try again"))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > expected {
+            bail!(
+                "{url} sent more than the {expected} bytes the signed latest.json announces; refused"
+            );
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        if let Some(b) = &bar {
+            b.set_position(total);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if total != expected {
+        bail!("{url} ended after {total} bytes; the signed latest.json says {expected}. Try again");
+    }
+    out.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let template = if std::env::var_os("NO_COLOR").is_some() {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+    } else {
+        "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("downloading snapshot");
+    bar
+}

@@ -1,0 +1,310 @@
+//! The lock and cache operations the commands share: locking a set of
+//! references with their dependencies (asking for approval), and bringing
+//! one lock entry into the cache.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use anyhow::{Context as _, Result, bail};
+use mlld_schemas::lock::{parse_resolved, resolved_url};
+use mlld_schemas::names::format_timestamp;
+use mlld_schemas::{CacheMetadata, LockEntry, LockFile, ModuleRecord, ModuleRef, RevisionRecord};
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::project::CacheState;
+use crate::resolve::{self, Lookup};
+use crate::store::VerifiedManifest;
+use crate::{approve, usage};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Locked {
+    pub import: String,
+    pub resolved: String,
+    pub gist_revision: String,
+    pub integrity: String,
+    /// True when this run added or changed the entry (false: it was locked already).
+    pub added: bool,
+}
+
+/// Locks references and their dependencies into `lock`.
+pub struct Locker<'a> {
+    pub ctx: &'a Context,
+    pub verified: &'a VerifiedManifest,
+    pub lookup: Lookup<'a>,
+    pub lock: LockFile,
+    /// Fail instead of changing the lock.
+    pub frozen: bool,
+    pub changed: bool,
+}
+
+impl<'a> Locker<'a> {
+    pub fn new(ctx: &'a Context, verified: &'a VerifiedManifest, lock: LockFile) -> Self {
+        Self {
+            ctx,
+            verified,
+            lookup: Lookup::new(&verified.manifest),
+            lock,
+            frozen: false,
+            changed: false,
+        }
+    }
+
+    /// Locks every root and, transitively, what each imports. A lock entry
+    /// stands unless a root pins another revision; new and changed entries
+    /// need approval.
+    pub fn lock_all(&mut self, roots: &[ModuleRef]) -> Result<Vec<Locked>> {
+        let mut queue: VecDeque<(ModuleRef, bool)> =
+            roots.iter().map(|r| (r.clone(), true)).collect();
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        while let Some((r, is_root)) = queue.pop_front() {
+            let import = r.import_path();
+            let pin = if is_root { r.revision_prefix() } else { None };
+            if !seen.insert((import.clone(), pin.map(str::to_string))) {
+                continue;
+            }
+            let existing = self.lock.imports.get(&import).cloned();
+            let keep = existing
+                .as_ref()
+                .filter(|e| pin.is_none_or(|p| e.gist_revision.starts_with(p)));
+            let module = match (self.lookup.find(&r), keep) {
+                (Ok(m), _) => m,
+                // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
+                (Err(_), Some(e)) => {
+                    out.push(locked(&import, e, false));
+                    continue;
+                }
+                (Err(e), None) => return Err(e),
+            };
+            let (revision, added) = match keep {
+                Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
+                    Some(rev) => (rev, false),
+                    None => {
+                        out.push(locked(&import, e, false));
+                        continue;
+                    }
+                },
+                None => {
+                    if self.frozen {
+                        bail!(frozen_message(&import, existing.as_ref(), pin));
+                    }
+                    let rev = if is_root {
+                        resolve::pick_revision(module, &r)?
+                    } else {
+                        &module.current
+                    };
+                    self.add(module, rev, &import)?;
+                    (rev, true)
+                }
+            };
+            out.push(locked(&import, &self.lock.imports[&import], added));
+            for dep in &revision.dependencies {
+                let dep = ModuleRef::parse(dep)?;
+                queue.push_back((dep, false));
+            }
+        }
+        Ok(out)
+    }
+
+    fn add(
+        &mut self,
+        module: &ModuleRecord,
+        revision: &RevisionRecord,
+        import: &str,
+    ) -> Result<()> {
+        let content = self.verified.read_blob(&revision.integrity)?;
+        approve::approve(
+            &approve::describe(&self.verified.manifest, module, revision, &content),
+            &module.full_name(),
+            self.ctx.yes,
+        )?;
+        self.lock
+            .imports
+            .insert(import.to_string(), new_entry(module, revision, self.ctx));
+        self.changed = true;
+        usage::record(self.ctx, &[(import.to_string(), usage::IMPORT)]);
+        Ok(())
+    }
+}
+
+fn frozen_message(import: &str, existing: Option<&LockEntry>, pin: Option<&str>) -> String {
+    let what = match (existing, pin) {
+        (Some(e), Some(p)) => format!(
+            "{import} is locked at {}, but a pin asks for {p}",
+            &e.gist_revision[..16]
+        ),
+        _ => format!("{import} is imported but not in the lock file"),
+    };
+    format!(
+        "{what}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen and commit .mlld/mlld.lock.json"
+    )
+}
+
+fn locked(import: &str, e: &LockEntry, added: bool) -> Locked {
+    Locked {
+        import: import.to_string(),
+        resolved: e.resolved.clone(),
+        gist_revision: e.gist_revision.clone(),
+        integrity: e.integrity.clone(),
+        added,
+    }
+}
+
+pub fn new_entry(module: &ModuleRecord, revision: &RevisionRecord, ctx: &Context) -> LockEntry {
+    LockEntry {
+        resolved: resolved_url(&module.user, &module.gist),
+        gist_revision: revision.revision.clone(),
+        integrity: revision.integrity.clone(),
+        approved_at: format_timestamp(ctx.now),
+        extra: BTreeMap::new(),
+    }
+}
+
+pub fn missing_locked(module: &ModuleRecord, revision: &str) -> String {
+    format!(
+        "{} is locked at revision {revision}, which this snapshot does not hold; sync a newer snapshot, or run `mlld-registry update {}`",
+        module.full_name(),
+        module.full_name()
+    )
+}
+
+/// Whether a lock key is a registry import (mlld may lock other kinds).
+pub fn is_registry_import(import: &str) -> bool {
+    import.starts_with("mlld://") && !import.starts_with("mlld://gist/")
+}
+
+/// Brings one lock entry into the cache at its locked revision; returns
+/// what the cache held before. A valid entry needs no snapshot at all.
+pub fn install_entry(
+    ctx: &Context,
+    verified: Option<&VerifiedManifest>,
+    lookup: Option<&Lookup<'_>>,
+    import: &str,
+    entry: &LockEntry,
+) -> Result<CacheState> {
+    let prepared = prepare_entry(ctx, verified, lookup, import, entry)?;
+    prepared.write(&ctx.project)?;
+    Ok(prepared.state)
+}
+
+/// A lock entry's cache state and, unless it is valid, what to write.
+pub struct Prepared {
+    pub state: CacheState,
+    write: Option<(String, String, Vec<u8>, CacheMetadata)>,
+}
+
+impl Prepared {
+    /// Writes the cache entry, if one is needed. Only touches the project's
+    /// cache, so entries may be written from several threads.
+    pub fn write(&self, project: &crate::project::Project) -> Result<()> {
+        match &self.write {
+            Some((user, gist, content, meta)) => project.write_cache(user, gist, content, meta),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks one lock entry's cache entry and, when it is missing or damaged,
+/// reads the locked content from the store (re-hashed) for [`Prepared::write`].
+pub fn prepare_entry(
+    ctx: &Context,
+    verified: Option<&VerifiedManifest>,
+    lookup: Option<&Lookup<'_>>,
+    import: &str,
+    entry: &LockEntry,
+) -> Result<Prepared> {
+    let Some((user, gist)) = parse_resolved(&entry.resolved) else {
+        bail!("{import}: `{}` is not a gist reference", entry.resolved);
+    };
+    let state = ctx
+        .project
+        .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
+    if state == CacheState::Valid {
+        return Ok(Prepared { state, write: None });
+    }
+    let (Some(verified), Some(lookup)) = (verified, lookup) else {
+        bail!("{import} is not cached and there is no snapshot to install it from");
+    };
+    let reference = ModuleRef::parse(import)?;
+    let module = lookup.find(&reference);
+    let revision = module
+        .as_ref()
+        .ok()
+        .and_then(|m| resolve::locked_revision(m, &entry.gist_revision));
+    let content = match (module, revision) {
+        (Ok(module), Some(revision)) => {
+            if revision.integrity != entry.integrity {
+                bail!(
+                    "{import}: the lock says revision {} has integrity {}, but the signed snapshot says {}; the lock file was edited or the module's history was rewritten. Review it, then remove the entry and resolve again",
+                    entry.gist_revision,
+                    entry.integrity,
+                    revision.integrity
+                );
+            }
+            if gist != module.gist {
+                bail!(
+                    "{import}: the lock resolves to {}, but the registry now maps it to gist {}; run `mlld-registry update {}`",
+                    entry.resolved,
+                    module.gist,
+                    module.full_name()
+                );
+            }
+            verified.read_blob(&revision.integrity)?
+        }
+        // An old lock: the current snapshot no longer holds this revision. Any
+        // stored snapshot that has content with the locked integrity will do.
+        _ => ctx
+            .stored_blob(&entry.integrity)?
+            .with_context(|| match lookup.find(&reference) {
+                Ok(m) => missing_locked(m, &entry.gist_revision),
+                Err(e) => format!("{e:#}"),
+            })?,
+    };
+    let meta = cache_metadata(ctx, &entry.gist_revision, import, &content);
+    Ok(Prepared {
+        state,
+        write: Some((user.to_string(), gist.to_string(), content, meta)),
+    })
+}
+
+fn cache_metadata(ctx: &Context, revision: &str, import: &str, content: &[u8]) -> CacheMetadata {
+    CacheMetadata {
+        import_path: import.to_string(),
+        gist_revision: revision.to_string(),
+        integrity: mlld_schemas::integrity_of(content),
+        cached_at: format_timestamp(ctx.now),
+        size: content.len() as u64,
+    }
+}
+
+/// Writes a cache entry for content already checked against its integrity.
+fn write_cache_raw(
+    ctx: &Context,
+    user: &str,
+    gist: &str,
+    revision: &str,
+    import: &str,
+    content: &[u8],
+) -> Result<()> {
+    let meta = cache_metadata(ctx, revision, import, content);
+    ctx.project.write_cache(user, gist, content, &meta)
+}
+
+/// Writes the cache entry for `revision` of `module`.
+pub fn write_cache(
+    ctx: &Context,
+    module: &ModuleRecord,
+    revision: &RevisionRecord,
+    import: &str,
+    content: &[u8],
+) -> Result<()> {
+    write_cache_raw(
+        ctx,
+        &module.user,
+        &module.gist,
+        &revision.revision,
+        import,
+        content,
+    )
+}

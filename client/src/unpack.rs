@@ -33,6 +33,21 @@ pub(crate) fn unpack_verified(
     limits: Limits,
     accept: Accept<'_>,
 ) -> Result<(String, ManifestHead)> {
+    unpack_verified_mode(path, staging, keys, now, limits, accept, false)
+}
+
+/// Like [`unpack_verified`]; with `blobs_may_be_missing` (an index-only
+/// snapshot for delta sync) listed blobs may be absent, for the caller to
+/// fill in and verify. Every member present is checked as always.
+pub(crate) fn unpack_verified_mode(
+    path: &Path,
+    staging: &Path,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    accept: Accept<'_>,
+    blobs_may_be_missing: bool,
+) -> Result<(String, ManifestHead)> {
     let file = File::open(path)?;
     let decoder = zstd::Decoder::new(Capped {
         inner: file,
@@ -95,7 +110,7 @@ pub(crate) fn unpack_verified(
             }
         });
         let hasher = s.spawn(|| {
-            let r = hash_match_pack(staging, batches, recycle, manifest_rx);
+            let r = hash_match_pack(staging, batches, recycle, manifest_rx, blobs_may_be_missing);
             if r.is_err() {
                 abort.store(true, Ordering::Relaxed);
             }
@@ -218,6 +233,7 @@ fn hash_match_pack(
     batches: mpsc::Receiver<Batch>,
     recycle: mpsc::Sender<Batch>,
     manifest_rx: mpsc::Receiver<Arc<ManifestHead>>,
+    blobs_may_be_missing: bool,
 ) -> Result<()> {
     let mut pack = File::create(staging.join(PACK_NAME))?;
     let mut manifest: Option<Arc<ManifestHead>> = None;
@@ -247,8 +263,13 @@ fn hash_match_pack(
     for p in pending.drain(..) {
         matcher.check(&m, p)?;
     }
+    let may_lack =
+        |k: &str| blobs_may_be_missing && mlld_schemas::snapshot::blob_digest(k).is_some();
     if matcher.seen.len() != m.members.len()
-        && let Some(missing) = m.members.keys().find(|k| !matcher.seen.contains(*k))
+        && let Some(missing) = m
+            .members
+            .keys()
+            .find(|k| !matcher.seen.contains(*k) && !may_lack(k))
     {
         bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
     }

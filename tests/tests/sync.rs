@@ -47,11 +47,14 @@ fn run(client: &Client, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A full sync: these tests attack the whole-snapshot download (delta sync
+/// has its own tests in `delta_sync.rs`).
 fn sync(client: &Client, url: &str, key: &Path) -> Output {
     run(
         client,
         &[
             "sync",
+            "--full",
             "--from",
             url,
             "--trusted-key",

@@ -33,6 +33,11 @@ pub struct Args {
     /// Default: MLLD_REGISTRY_URL, then "registry" in the config file.
     #[arg(long, value_name = "URL|DIR|FILE")]
     pub from: Option<String>,
+    /// Download the whole snapshot file even when a delta would do (by
+    /// default, with a current snapshot, only the index-only snapshot and the
+    /// blobs the store lacks are fetched).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +52,12 @@ pub struct SyncReport {
     pub previous_serial: Option<u64>,
     /// True when the site had nothing newer.
     pub up_to_date: bool,
+    /// `full`, `delta`, or `none` (up to date, or a local snapshot file).
+    pub mode: &'static str,
+    /// Bytes fetched from the site.
+    pub downloaded_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::DeltaStats>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
@@ -60,8 +71,13 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "synced serial {} ({} modules) from {}; expires {}",
-            report.serial, report.modules, report.source, report.expires
+            "synced serial {} ({} modules) from {}; expires {}; {} download, {} bytes",
+            report.serial,
+            report.modules,
+            report.source,
+            report.expires,
+            report.mode,
+            report.downloaded_bytes
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -93,6 +109,9 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let state = ctx.store.state()?;
     let rollback =
         |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
+    let mut mode = "none";
+    let mut downloaded_bytes = 0;
+    let mut delta_stats = None;
 
     let (verified, latest_sha) = match &source {
         Source::File(path) => {
@@ -122,8 +141,31 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
             };
             let stored =
                 snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
+            let current = match (&state.current, &latest.index, args.full, &stored) {
+                (Some(c), Some(_), false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,
+                _ => None,
+            };
             let v = match &source {
                 _ if stored.is_some() => snapshot_import::Imported::of(&stored.expect("checked")),
+                _ if current.is_some() => {
+                    let index = latest.index.as_ref().expect("checked");
+                    let (imported, stats) = crate::delta::sync(
+                        &ctx.store,
+                        &source,
+                        index,
+                        &latest.sha256,
+                        current.as_ref().expect("checked"),
+                        &keys,
+                        ctx.now,
+                        limits,
+                        &check,
+                        !ctx.json,
+                    )?;
+                    mode = "delta";
+                    downloaded_bytes = stats.downloaded();
+                    delta_stats = Some(stats);
+                    imported
+                }
                 Source::Dir(dir) => {
                     let path = dir.join(&rel);
                     let size = std::fs::metadata(&path)
@@ -136,6 +178,8 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                             latest.size
                         );
                     }
+                    mode = "full";
+                    downloaded_bytes = size;
                     snapshot_import::import_checked(
                         &ctx.store,
                         &path,
@@ -160,6 +204,8 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                     let dest = staging.path().join("snapshot.tar.zst");
                     let url = format!("{base}/{rel}");
                     let sha = site::download(client, &url, &dest, latest.size, !ctx.json)?;
+                    mode = "full";
+                    downloaded_bytes = latest.size;
                     if sha != latest.sha256 {
                         bail!(
                             "{url} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
@@ -216,6 +262,9 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         modules: verified.modules,
         previous_serial: previous.map(|c| c.serial),
         up_to_date,
+        mode,
+        downloaded_bytes,
+        delta: delta_stats,
     })
 }
 

@@ -12,6 +12,7 @@ mod crawl;
 mod install;
 mod search;
 mod search_queries;
+mod sync;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -31,6 +32,9 @@ pub enum Bench {
         after_help = "Example:\n  cargo xtask bench search\n  cargo xtask bench search --modules 10000 --users 1000"
     )]
     Search(search::SearchArgs),
+    /// Bytes a delta sync downloads after 1% of a 100,000-module registry changed, vs a full sync.
+    #[command(after_help = "Example:\n  cargo xtask bench sync --users 10000 --modules 100000")]
+    Sync(sync::SyncArgs),
 }
 
 pub fn run(bench: Bench) -> Result<ExitCode> {
@@ -44,6 +48,10 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
         }
         Bench::Install(args) => install::run(args, &crate::workspace_root()),
         Bench::Search(args) => search::run(args),
+        Bench::Sync(args) => {
+            sync::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,142 @@
+//! `cargo xtask bench sync`: after a share of the modules changed, how many
+//! bytes a delta sync downloads compared with the full snapshot (the
+//! baseline, measured in the same run with `sync --full`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use mlld_e2e::http::{HttpServer, static_files};
+use mlld_indexer::{BuildConfig, PreviousSite, RecordedGists, SigningKey};
+use mlld_synth::{Synth, SynthConfig};
+use serde_json::Value;
+
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    modules: usize,
+    /// Share of modules changed between the two builds, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    changed_percent: f64,
+    #[arg(long, default_value = "target/bench/sync")]
+    dir: PathBuf,
+}
+
+fn build(root: &Path, data: &Path, site: &Path) -> Result<()> {
+    let key = SigningKey::from_file(&root.join("examples/keys/demo.key"), None)?;
+    let mut config = BuildConfig::new(
+        data.join("registry"),
+        site.to_path_buf(),
+        key,
+        time::OffsetDateTime::now_utc(),
+    );
+    config.previous = PreviousSite::Output;
+    mlld_indexer::build(
+        &config,
+        &RecordedGists {
+            dir: data.join("gists"),
+        },
+    )?;
+    Ok(())
+}
+
+fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(Value, f64)> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["sync", "--json", "--from", url, "--trusted-key"])
+        .arg(key)
+        .env("MLLD_REGISTRY_HOME", home)
+        .env("NO_PROXY", "127.0.0.1");
+    if full {
+        cmd.arg("--full");
+    }
+    let started = Instant::now();
+    let out = cmd.output().context("running mlld-registry sync")?;
+    let secs = started.elapsed().as_secs_f64();
+    ensure!(
+        out.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    Ok((
+        serde_json::from_str(text.lines().last().context("no report")?)?,
+        secs,
+    ))
+}
+
+pub fn run(args: SyncArgs) -> Result<()> {
+    let root = crate::workspace_root();
+    let dir = root.join(&args.dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (data, site) = (dir.join("data"), dir.join("site"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", "mlld-registry"])
+        .current_dir(&root)
+        .status()?;
+    ensure!(
+        status.success(),
+        "building the release mlld-registry failed"
+    );
+    let bin = root.join("target/release/mlld-registry");
+
+    eprintln!("generating and indexing {} modules…", args.modules);
+    let synth = Synth::new(SynthConfig {
+        users: args.users,
+        modules: args.modules,
+        seed: 7,
+    });
+    synth.write(&data, &BTreeMap::new())?;
+    build(&root, &data, &site)?;
+    let server = HttpServer::start(static_files(site.clone()));
+    let key = site.join("mlld-registry.pub");
+    let (home_delta, home_full) = (dir.join("home-delta"), dir.join("home-full"));
+    sync(&bin, &home_delta, &server.url(), &key, false)?;
+    sync(&bin, &home_full, &server.url(), &key, false)?;
+
+    let step = (100.0 / args.changed_percent).round().max(1.0) as usize;
+    let changed: BTreeMap<usize, u32> = (0..args.modules).step_by(step).map(|i| (i, 1)).collect();
+    eprintln!("changing {} modules and rebuilding…", changed.len());
+    synth.write(&data, &changed)?;
+    build(&root, &data, &site)?;
+
+    let (full, full_secs) = sync(&bin, &home_full, &server.url(), &key, true)?;
+    let (delta, delta_secs) = sync(&bin, &home_delta, &server.url(), &key, false)?;
+    ensure!(
+        full["mode"] == "full" && delta["mode"] == "delta",
+        "unexpected modes: {} / {}",
+        full["mode"],
+        delta["mode"]
+    );
+    let full_bytes = full["downloadedBytes"].as_u64().unwrap_or(0) as f64;
+    let delta_bytes = delta["downloadedBytes"].as_u64().unwrap_or(0) as f64;
+    let index_bytes = delta["delta"]["indexBytes"].as_u64().unwrap_or(0) as f64;
+    let blob_bytes = delta["delta"]["blobBytesFetched"].as_u64().unwrap_or(0) as f64;
+    let ratio = delta_bytes / full_bytes;
+    println!(
+        "sync benchmark: {} modules, {} changed ({}%)",
+        args.modules,
+        changed.len(),
+        args.changed_percent
+    );
+    println!(
+        "full sync    {:>10.1} MB  {full_secs:>6.2}s",
+        full_bytes / 1e6
+    );
+    println!(
+        "delta sync   {:>10.1} MB  {delta_secs:>6.2}s  (index-only snapshot {:.1} MB, {} blobs {:.2} MB, {} blobs reused)",
+        delta_bytes / 1e6,
+        index_bytes / 1e6,
+        delta["delta"]["blobsFetched"],
+        blob_bytes / 1e6,
+        delta["delta"]["blobsReused"]
+    );
+    println!(
+        "delta / full bytes  {ratio:.3}  (target <= 0.05: {})",
+        if ratio <= 0.05 { "ok" } else { "MISSED" }
+    );
+    Ok(())
+}

@@ -385,3 +385,17 @@ pub fn verify_site(site: &Path) -> mlld_schemas::Manifest {
     assert_eq!(verified.manifest.serial, latest.serial);
     verified.manifest
 }
+
+/// Copies a directory tree (test fixtures such as the example registry).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

@@ -128,7 +128,7 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
 
     // A module leaves the registry: its page and its blobs go after the flip.
     let registry = dir.path().join("registry");
-    copy_dir(&examples().join("registry"), &registry);
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
     fs::remove_dir_all(registry.join("textkit")).unwrap();
     mlld_e2e::build_with(
         dir.path(),
@@ -158,17 +158,4 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
         .filter(|f| f.starts_with("data/listing-"))
         .count();
     assert_eq!(listings, 1, "old listing shards are gone");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

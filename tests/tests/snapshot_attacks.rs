@@ -103,7 +103,7 @@ fn members_mixed_from_two_snapshots_are_refused() {
     let a = site(dir.path());
     // A second registry whose json-utils content differs: copy the examples and change one gist's module.
     let registry = dir.path().join("registry");
-    copy_dir(&examples().join("registry"), &registry);
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
     fs::remove_dir_all(registry.join("textkit")).unwrap();
     let b = build_with(
         &dir.path().join("site-b"),
@@ -291,18 +291,5 @@ fn oversized_input_is_refused_by_its_caps() {
             .filter(|f| !f.starts_with("tmp"))
             .collect();
         assert!(stored.is_empty(), "{stored:?}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
     }
 }

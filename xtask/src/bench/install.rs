@@ -188,7 +188,13 @@ fn client_cmd(client: &Path, home: &Path, project: &Path) -> Command {
     cmd
 }
 
+/// Flushes dirty pages first, so neither side pays for the other's writeback.
+fn flush() {
+    let _ = Command::new("sync").status();
+}
+
 fn run_ok(mut cmd: Command, what: &str) -> Result<Duration> {
+    flush();
     let started = Instant::now();
     let out = cmd.stderr(Stdio::piped()).output()?;
     let took = started.elapsed();
@@ -330,6 +336,7 @@ fn bench_sync(
         ours.push(run_ok(sync, "sync")?);
 
         let out = scratch.join("decompressed");
+        flush();
         let started = Instant::now();
         let sum = Command::new("sha256sum")
             .arg(&snapshot)

@@ -4,6 +4,8 @@
 
 pub mod http;
 pub mod net_guard;
+pub mod project;
+pub mod served;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

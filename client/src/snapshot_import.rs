@@ -366,3 +366,23 @@ pub(crate) fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Str
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_must_name_their_own_digest() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let path = mlld_schemas::snapshot::blob_path(hex);
+        assert!(is_blob_path_of(&path, hex));
+        let other = "f3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(!is_blob_path_of(&path, other));
+        assert!(!is_blob_path_of(
+            &format!("blobs/sha256/e3/../{}", &hex[2..]),
+            hex
+        ));
+        assert!(!is_blob_path_of(&format!("index/{hex}"), hex));
+        assert!(!is_blob_path_of(&path, "E3B0"));
+    }
+}

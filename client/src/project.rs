@@ -148,14 +148,11 @@ impl Project {
         let parent = dir.parent().expect("cache dirs have a parent");
         let staging = parent.join(format!(".{}.partial", meta.gist_revision));
         let context = || format!("writing the cache entry {}", dir.display());
+        std::fs::create_dir_all(parent).with_context(context)?;
         match std::fs::create_dir(&staging) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 std::fs::remove_dir_all(&staging).with_context(context)?;
-                std::fs::create_dir(&staging).with_context(context)?;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                std::fs::create_dir_all(parent).with_context(context)?;
                 std::fs::create_dir(&staging).with_context(context)?;
             }
             Err(e) => return Err(e).with_context(context),

@@ -305,7 +305,32 @@ pub(crate) struct ManifestHead {
     pub serial: u64,
     pub expires: String,
     pub modules: Vec<ModuleHead>,
-    pub members: std::collections::HashMap<String, mlld_schemas::Member>,
+    pub members: std::collections::HashMap<String, mlld_schemas::Member, TailHash>,
+}
+
+/// A fast hash for member paths, which end in 62 hex digits of a digest:
+/// the last 16 bytes are already uniformly distributed. Only used on names
+/// from the signed manifest (or already matched against it), so there is no
+/// one to aim collisions at.
+pub(crate) type TailHash = std::hash::BuildHasherDefault<TailHasher>;
+
+#[derive(Default)]
+pub(crate) struct TailHasher(u64);
+
+impl std::hash::Hasher for TailHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(16)..];
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 ^= self.0 >> 29;
+        }
+        self.0 ^= bytes.len() as u64;
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -337,7 +362,10 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// a blob or a file of the search index (`index/<plain file name>`).
 pub(crate) fn check_consistent(manifest: &ManifestHead) -> Result<()> {
     // Allocation-free: snapshots list hundreds of thousands of members.
-    let mut digests = std::collections::HashSet::with_capacity(manifest.members.len());
+    let mut digests = std::collections::HashSet::with_capacity_and_hasher(
+        manifest.members.len(),
+        TailHash::default(),
+    );
     for (path, member) in &manifest.members {
         if !is_blob_path_of(path, &member.sha256) && !is_index_member(path) {
             bail!(
@@ -399,4 +427,24 @@ pub(crate) fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Str
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_must_name_their_own_digest() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let path = mlld_schemas::snapshot::blob_path(hex);
+        assert!(is_blob_path_of(&path, hex));
+        let other = "f3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(!is_blob_path_of(&path, other));
+        assert!(!is_blob_path_of(
+            &format!("blobs/sha256/e3/../{}", &hex[2..]),
+            hex
+        ));
+        assert!(!is_blob_path_of(&format!("index/{hex}"), hex));
+        assert!(!is_blob_path_of(&path, "E3B0"));
+    }
 }

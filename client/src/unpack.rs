@@ -17,8 +17,8 @@ use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT};
 use sha2::Digest as _;
 
 use crate::snapshot_import::{
-    Accept, Capped, Limits, ManifestHead, check_consistent, check_expiry, safe_member_path,
-    write_synced,
+    Accept, Capped, Limits, ManifestHead, TailHash, check_consistent, check_expiry,
+    safe_member_path, write_synced,
 };
 use crate::store::{PACK_INDEX_NAME, PACK_NAME};
 use crate::trust::TrustedKeys;
@@ -280,7 +280,7 @@ fn hash_match_pack(
 /// Matches members against the manifest: listed, once, with its size and digest.
 #[derive(Default)]
 struct Matcher {
-    seen: HashSet<String>,
+    seen: HashSet<String, TailHash>,
     /// `pack.idx`: `<offset> <size> <path>` per member.
     index: String,
 }

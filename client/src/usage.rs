@@ -110,3 +110,34 @@ pub fn aggregate(project: &Project, since: Option<time::OffsetDateTime>) -> Resu
     }
     Ok(agg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_per_module_and_event_and_skips_damaged_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::new(dir.path());
+        let path = usage_path(&project);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"timestamp\":\"2025-01-01T00:00:00Z\",\"module\":\"mlld://a/x\",\"event\":\"import\"}\n",
+                "{\"timestamp\":\"2025-02-01T00:00:00Z\",\"module\":\"mlld://a/x\",\"event\":\"cache-hit\"}\n",
+                "{\"timestamp\":\"2025-02-02T00:00:00Z\",\"module\":\"mlld://b/y\",\"event\":\"cache-hit\"}\n",
+                "{\"timestamp\":\"2025-02-0",
+            ),
+        )
+        .unwrap();
+        let all = aggregate(&project, None).unwrap();
+        assert_eq!((all.events, all.skipped), (3, 1));
+        assert_eq!(all.modules["mlld://a/x"]["import"], 1);
+        assert_eq!(all.totals["cache-hit"], 2);
+        let since = mlld_schemas::names::parse_timestamp("2025-01-15T00:00:00Z").unwrap();
+        let later = aggregate(&project, Some(since)).unwrap();
+        assert_eq!(later.events, 2);
+        assert!(!later.totals.contains_key("import"));
+    }
+}

@@ -183,7 +183,8 @@ pub fn install_entry(
     import: &str,
     entry: &LockEntry,
 ) -> Result<CacheState> {
-    let prepared = prepare_entry(ctx, verified, lookup, import, entry)?;
+    let state = cache_state_of(&ctx.project, import, entry)?;
+    let prepared = prepare_entry(ctx, verified, lookup, import, entry, state)?;
     prepared.write(&ctx.project)?;
     Ok(prepared.state)
 }
@@ -205,21 +206,33 @@ impl Prepared {
     }
 }
 
-/// Checks one lock entry's cache entry and, when it is missing or damaged,
-/// reads the locked content from the store (re-hashed) for [`Prepared::write`].
+/// What the cache holds for a lock entry. Only touches the project, so
+/// entries may be checked from several threads.
+pub fn cache_state_of(
+    project: &crate::project::Project,
+    import: &str,
+    entry: &LockEntry,
+) -> Result<CacheState> {
+    let Some((user, gist)) = parse_resolved(&entry.resolved) else {
+        bail!("{import}: `{}` is not a gist reference", entry.resolved);
+    };
+    Ok(project.cache_state(user, gist, &entry.gist_revision, &entry.integrity))
+}
+
+/// Given a lock entry's cache `state` (from [`cache_state_of`]), reads the
+/// locked content from the store (re-hashed) when the entry is missing or
+/// damaged, for [`Prepared::write`].
 pub fn prepare_entry(
     ctx: &Context,
     verified: Option<&VerifiedManifest>,
     lookup: Option<&Lookup<'_>>,
     import: &str,
     entry: &LockEntry,
+    state: CacheState,
 ) -> Result<Prepared> {
     let Some((user, gist)) = parse_resolved(&entry.resolved) else {
         bail!("{import}: `{}` is not a gist reference", entry.resolved);
     };
-    let state = ctx
-        .project
-        .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
     if state == CacheState::Valid {
         return Ok(Prepared { state, write: None });
     }

@@ -5,6 +5,8 @@
 pub mod fake_github;
 pub mod http;
 pub mod net_guard;
+pub mod project;
+pub mod served;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

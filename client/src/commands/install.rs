@@ -5,15 +5,15 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use mlld_schemas::{LockFile, ModuleRef};
+use mlld_schemas::{LockEntry, LockFile, ModuleRef};
 use serde::Serialize;
 
 use crate::commands::print_json;
 use crate::context::Context;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::project::{CacheState, Project};
-use crate::workflow::{self, Locker, Prepared, is_registry_import};
+use crate::project::CacheState;
+use crate::workflow::{self, Locker, is_registry_import};
 use crate::{scan, usage};
 
 #[derive(clap::Args)]
@@ -100,15 +100,29 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         ctx.project.write_lock(&locker.lock)?;
     }
     let mut events = Vec::new();
-    let mut prepared = Vec::new();
-    for (import, entry) in &locker.lock.imports {
-        if is_registry_import(import) {
-            let p =
-                workflow::prepare_entry(ctx, Some(verified), Some(&locker.lookup), import, entry)?;
-            prepared.push((import.clone(), p));
-        }
+    let entries: Vec<(&String, &LockEntry)> = locker
+        .lock
+        .imports
+        .iter()
+        .filter(|(k, _)| is_registry_import(k))
+        .collect();
+    let project = &ctx.project;
+    let states = par_each(&entries, |(import, entry)| {
+        workflow::cache_state_of(project, import, entry)
+    })?;
+    let mut prepared = Vec::with_capacity(entries.len());
+    for ((import, entry), state) in entries.iter().zip(states) {
+        let p = workflow::prepare_entry(
+            ctx,
+            Some(verified),
+            Some(&locker.lookup),
+            import,
+            entry,
+            state,
+        )?;
+        prepared.push(((*import).clone(), p));
     }
-    write_all(&ctx.project, &prepared)?;
+    par_each(&prepared, |(_, p)| p.write(project))?;
     for (import, p) in prepared {
         let (list, event) = match p.state {
             CacheState::Valid => (&mut report.cached, usage::CACHE_HIT),
@@ -124,23 +138,38 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
     Ok(report)
 }
 
-/// Writes the prepared cache entries on two threads: creating many small
-/// files is system-call bound, and each entry is independent.
-fn write_all(project: &Project, prepared: &[(String, Prepared)]) -> Result<()> {
+/// Runs `f` over `items` on a few threads, results in order. Checking and
+/// writing many small cache files is system-call bound (and waits on the
+/// file system), and every entry is independent.
+fn par_each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let next = AtomicUsize::new(0);
-    let worker = || -> Result<()> {
+    let worker = || -> Result<Vec<(usize, R)>> {
+        let mut out = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((_, p)) = prepared.get(i) else {
-                return Ok(());
+            let Some(item) = items.get(i) else {
+                return Ok(out);
             };
-            p.write(project)?;
+            out.push((i, f(item)?));
         }
     };
-    std::thread::scope(|s| {
-        let helper = s.spawn(worker);
-        let mine = worker();
-        let theirs = helper.join().expect("cache writers do not panic");
-        mine.and(theirs)
-    })
+    let parts: Vec<Result<Vec<(usize, R)>>> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.min(items.len().max(1)))
+            .map(|_| s.spawn(worker))
+            .collect();
+        let mut parts = vec![worker()];
+        parts.extend(
+            helpers
+                .into_iter()
+                .map(|h| h.join().expect("cache workers do not panic")),
+        );
+        parts
+    });
+    let mut all = Vec::with_capacity(items.len());
+    for part in parts {
+        all.extend(part?);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, r)| r).collect())
 }

@@ -337,3 +337,38 @@ fn checked_snapshot_path(latest: &Latest) -> Result<String> {
     }
     Ok(expected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(serial: u64, snapshot: &str) -> SyncState {
+        SyncState {
+            current: Some(Current {
+                snapshot: snapshot.into(),
+                serial,
+                key_id: "k".into(),
+                source: "s".into(),
+                synced_at: "2025-01-01T00:00:00Z".into(),
+                previous: None,
+            }),
+            accepted: [("k".to_string(), serial)].into(),
+        }
+    }
+
+    #[test]
+    fn rollback_floor_is_per_key() {
+        let s = state(5, "aa");
+        assert!(check_rollback(&s, "k", 6, "bb").is_ok());
+        assert!(
+            check_rollback(&s, "k", 5, "aa").is_ok(),
+            "the current snapshot again"
+        );
+        let err = check_rollback(&s, "k", 4, "cc").unwrap_err().to_string();
+        assert!(err.contains("rollback refused"), "{err}");
+        let err = check_rollback(&s, "k", 5, "dd").unwrap_err().to_string();
+        assert!(err.contains("different content"), "{err}");
+        assert!(check_rollback(&s, "other key", 1, "ee").is_ok());
+        assert!(check_rollback(&SyncState::default(), "k", 1, "ff").is_ok());
+    }
+}

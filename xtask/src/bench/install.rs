@@ -82,8 +82,10 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
     let install = bench_install(&client, &work, args.install_modules, args.runs)?;
     let sync = bench_sync(&client, &work, args.sync_modules, args.runs.min(3))?;
 
-    println!("\n| benchmark | mlld-registry (median) | baseline (median) | ratio | target |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "\n| benchmark | mlld-registry | baseline | ratio (wall) | target | CPU: mlld-registry / baseline |"
+    );
+    println!("|---|---|---|---|---|---|");
     let mut ok = true;
     for (name, ours, base, target, baseline) in [
         (
@@ -101,14 +103,21 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
             "sha256sum + zstd -d",
         ),
     ] {
-        let ratio = ours.as_secs_f64() / base.as_secs_f64();
+        let ratio = ours.wall.as_secs_f64() / base.wall.as_secs_f64();
         ok &= ratio <= target;
+        let cpu = match (ours.cpu, base.cpu) {
+            (Some(o), Some(b)) => format!("{o:.2} s / {b:.2} s ({:.2}x)", o / b),
+            _ => "n/a".into(),
+        };
         println!(
-            "| {name} | {:.3} s | {:.3} s ({baseline}) | {ratio:.2}x | <= {target}x {} |",
-            ours.as_secs_f64(),
-            base.as_secs_f64(),
+            "| {name} | {:.3} s | {:.3} s ({baseline}) | {ratio:.2}x | <= {target}x {} | {cpu} |",
+            ours.wall.as_secs_f64(),
+            base.wall.as_secs_f64(),
             if ratio <= target { "met" } else { "MISSED" }
         );
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("\nload average at the end: {}", load.trim());
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -189,19 +198,63 @@ fn client_cmd(client: &Path, home: &Path, project: &Path) -> Command {
     cmd
 }
 
-fn run_ok(mut cmd: Command, what: &str) -> Result<Duration> {
+/// Flushes dirty pages first, so neither side pays for the other's writeback.
+fn flush() {
+    let _ = Command::new("sync").status();
+}
+
+/// One timed run: wall time, and CPU time (user + system) when
+/// `/usr/bin/time` is there to report it.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Option<f64>,
+}
+
+fn run_ok(cmd: Command, what: &str) -> Result<Sample> {
+    let time_bin = Path::new("/usr/bin/time");
+    let cpu_file = tempfile::NamedTempFile::new()?;
+    let mut cmd = if time_bin.exists() {
+        let mut wrapped = Command::new(time_bin);
+        wrapped
+            .args(["-f", "%U %S", "-o"])
+            .arg(cpu_file.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                wrapped.env(k, v);
+            }
+        }
+        wrapped.stdout(Stdio::null());
+        wrapped
+    } else {
+        cmd
+    };
+    flush();
     let started = Instant::now();
     let out = cmd.stderr(Stdio::piped()).output()?;
-    let took = started.elapsed();
+    let wall = started.elapsed();
     if !out.status.success() {
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(took)
+    let cpu = std::fs::read_to_string(cpu_file.path()).ok().and_then(|t| {
+        let mut parts = t.split_whitespace().map(|p| p.parse::<f64>().ok());
+        Some(parts.next()?? + parts.next()??)
+    });
+    Ok(Sample { wall, cpu })
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// Medians of wall and CPU time.
+fn median(samples: &[Sample]) -> Sample {
+    let mut walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
+    walls.sort();
+    let mut cpus: Vec<f64> = samples.iter().filter_map(|s| s.cpu).collect();
+    cpus.sort_by(f64::total_cmp);
+    Sample {
+        wall: walls[walls.len() / 2],
+        cpu: (!cpus.is_empty()).then(|| cpus[cpus.len() / 2]),
+    }
 }
 
 /// Returns (install median, tar median).
@@ -210,7 +263,7 @@ fn bench_install(
     work: &Path,
     modules: usize,
     runs: usize,
-) -> Result<(Duration, Duration)> {
+) -> Result<(Sample, Sample)> {
     let site = site(work, modules)?;
     let scratch = work.join("install-run");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -275,7 +328,7 @@ fn bench_install(
         tar.arg("-xf").arg(&tarball).arg("-C").arg(&dest);
         base.push(run_ok(tar, "tar -xf")?);
     }
-    Ok((median(ours), median(base)))
+    Ok((median(&ours), median(&base)))
 }
 
 fn read_manifest(home: &Path, sha: &str) -> Result<mlld_schemas::Manifest> {
@@ -303,12 +356,7 @@ fn walk_count(dir: &Path) -> usize {
 }
 
 /// Returns (sync median, sha256sum + zstd -d median).
-fn bench_sync(
-    client: &Path,
-    work: &Path,
-    modules: usize,
-    runs: usize,
-) -> Result<(Duration, Duration)> {
+fn bench_sync(client: &Path, work: &Path, modules: usize, runs: usize) -> Result<(Sample, Sample)> {
     let site = site(work, modules)?;
     let latest: mlld_schemas::Latest =
         serde_json::from_slice(&std::fs::read(site.join("latest.json"))?)?;
@@ -331,23 +379,17 @@ fn bench_sync(
         ours.push(run_ok(sync, "sync")?);
 
         let out = scratch.join("decompressed");
-        let started = Instant::now();
-        let sum = Command::new("sha256sum")
+        let mut baseline = Command::new("sh");
+        baseline
+            .args([
+                "-c",
+                "sha256sum \"$1\" >/dev/null && zstd -q -d -f \"$1\" -o \"$2\"",
+                "sh",
+            ])
             .arg(&snapshot)
-            .stdout(Stdio::null())
-            .status()?;
-        let unz = Command::new("zstd")
-            .args(["-q", "-d", "-f"])
-            .arg(&snapshot)
-            .arg("-o")
-            .arg(&out)
-            .status()?;
-        base.push(started.elapsed());
-        ensure!(
-            sum.success() && unz.success(),
-            "sha256sum or zstd -d failed"
-        );
+            .arg(&out);
+        base.push(run_ok(baseline, "sha256sum + zstd -d")?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok((median(ours), median(base)))
+    Ok((median(&ours), median(&base)))
 }

@@ -2,6 +2,7 @@
 //! a full crawl, incremental rebuilds, and captured revisions that stay.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use mlld_e2e::fake_github::FakeGithub;
@@ -99,6 +100,28 @@ fn a_rebuild_with_nothing_changed_costs_no_counted_request() {
     assert_eq!(after.members, before.members);
 }
 
+/// A synthetic registry on disk, its gists served by a fake GitHub; returns
+/// the registry and site paths inside the returned directory.
+fn synthetic(
+    users: usize,
+    modules: usize,
+    seed: u64,
+) -> (tempfile::TempDir, Synth, FakeGithub, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::new(SynthConfig {
+        users,
+        modules,
+        seed,
+    });
+    synth
+        .write(&dir.path().join("data"), &BTreeMap::new())
+        .unwrap();
+    let github = FakeGithub::start();
+    serve(&synth, &github, &BTreeMap::new());
+    let (registry, site) = (dir.path().join("data/registry"), dir.path().join("site"));
+    (dir, synth, github, registry, site)
+}
+
 /// A synthetic registry served by the fake GitHub, with some modules moved to a new generation.
 fn serve(synth: &Synth, github: &FakeGithub, changed: &BTreeMap<usize, u32>) {
     for i in 0..synth.modules.len() {
@@ -108,19 +131,7 @@ fn serve(synth: &Synth, github: &FakeGithub, changed: &BTreeMap<usize, u32>) {
 
 #[test]
 fn a_rebuild_with_a_few_changes_costs_about_that_many() {
-    let dir = tempfile::tempdir().unwrap();
-    let synth = Synth::new(SynthConfig {
-        users: 12,
-        modules: 240,
-        seed: 3,
-    });
-    synth
-        .write(&dir.path().join("data"), &BTreeMap::new())
-        .unwrap();
-    let registry = dir.path().join("data/registry");
-    let github = FakeGithub::start();
-    serve(&synth, &github, &BTreeMap::new());
-    let site = dir.path().join("site");
+    let (_dir, synth, github, registry, site) = synthetic(12, 240, 3);
     let first = github_build(
         &registry,
         &site,
@@ -159,19 +170,7 @@ fn a_rebuild_with_a_few_changes_costs_about_that_many() {
 
 #[test]
 fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let synth = Synth::new(SynthConfig {
-        users: 3,
-        modules: 12,
-        seed: 9,
-    });
-    synth
-        .write(&dir.path().join("data"), &BTreeMap::new())
-        .unwrap();
-    let registry = dir.path().join("data/registry");
-    let github = FakeGithub::start();
-    serve(&synth, &github, &BTreeMap::new());
-    let site = dir.path().join("site");
+    let (dir, synth, github, registry, site) = synthetic(3, 12, 9);
     github_build(
         &registry,
         &site,

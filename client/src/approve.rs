@@ -29,20 +29,24 @@ pub fn describe(
     out.push_str("content (first lines):\n");
     let text = String::from_utf8_lossy(content);
     for line in text.lines().take(12) {
-        // Control characters in gist content must not drive the terminal.
-        let clean: String = line
-            .chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '�'
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let clean = terminal_safe(line);
         out.push_str(&format!("  | {clean}\n"));
     }
     out
+}
+
+/// `text` with control characters (but tabs) replaced: gist content shown
+/// on a terminal must not be able to drive it (escape sequences).
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Asks on a TTY; without one, refuses and names `--yes`.
@@ -64,5 +68,14 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
         Ok(())
     } else {
         bail!("{name} was not approved; nothing was changed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let hostile = "ok\x1b[2J\x1b]0;title\x07\tend\r";
+        assert_eq!(super::terminal_safe(hostile), "ok\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}\tend\u{FFFD}");
     }
 }

@@ -135,6 +135,13 @@ impl FakeGithub {
             .insert(id, (Arc::new(body), etag));
     }
 
+    /// A fake GitHub serving the embedded examples' recorded gists.
+    pub fn with_examples() -> Self {
+        let github = Self::start();
+        github.load_dir(&crate::examples().join("gists"));
+        github
+    }
+
     /// Serves every `{id}.json` in `dir`.
     pub fn load_dir(&self, dir: &Path) {
         for entry in std::fs::read_dir(dir).unwrap() {

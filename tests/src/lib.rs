@@ -283,6 +283,17 @@ pub struct RawMember<'a> {
     pub kind: tar::EntryType,
 }
 
+impl<'a> RawMember<'a> {
+    /// A regular file member.
+    pub fn regular(name: &'a str, bytes: &'a [u8]) -> Self {
+        Self {
+            name,
+            bytes,
+            kind: tar::EntryType::Regular,
+        }
+    }
+}
+
 /// Writes a tar.zst from raw members, bypassing every check the indexer makes.
 pub fn craft_snapshot(dest: &Path, members: &[RawMember<'_>]) {
     let file = std::fs::File::create(dest).unwrap();

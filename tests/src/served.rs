@@ -137,11 +137,7 @@ pub fn members_of(snapshot: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn craft(path: &Path, members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let raw: Vec<RawMember<'_>> = members
         .iter()
-        .map(|(n, b)| RawMember {
-            name: n,
-            bytes: b,
-            kind: tar::EntryType::Regular,
-        })
+        .map(|(n, b)| RawMember::regular(n, b))
         .collect();
     craft_snapshot(path, &raw);
     fs::read(path).unwrap()

@@ -13,8 +13,7 @@ use mlld_synth::{Synth, SynthConfig};
 #[test]
 fn a_full_crawl_of_the_examples() {
     let dir = tempfile::tempdir().unwrap();
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     let report = github_build(
         &examples().join("registry"),
         dir.path(),
@@ -55,8 +54,7 @@ fn a_full_crawl_of_the_examples() {
 #[test]
 fn a_rebuild_with_nothing_changed_costs_no_counted_request() {
     let dir = tempfile::tempdir().unwrap();
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
     let first = github_build(
         &registry,
@@ -253,8 +251,7 @@ fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
 #[test]
 fn a_tampered_crawl_state_is_ignored_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
     github_build(
         &registry,
@@ -300,8 +297,7 @@ fn a_tampered_crawl_state_is_ignored_not_trusted() {
 #[test]
 fn requests_carry_the_api_headers_and_the_token_stays_with_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     github.truncate_file("a1f3e09a42db6c680b454f6f93efa9d8", "json-utils.mld", 10);
     github_build(
         &examples().join("registry"),
@@ -341,8 +337,7 @@ fn requests_carry_the_api_headers_and_the_token_stays_with_the_api() {
 #[test]
 fn the_previous_site_can_come_from_a_url() {
     let dir = tempfile::tempdir().unwrap();
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
     let published = dir.path().join("published");
     let first = github_build(

@@ -12,12 +12,6 @@ use mlld_indexer::{BuildReport, PreviousSite};
 const JSON_UTILS: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
 const HTTP_RETRY: &str = "02ae6f6b98bea7ee40645719a8b4ae6e";
 
-fn examples_github() -> FakeGithub {
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
-    github
-}
-
 fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
     github_build(
         &examples().join("registry"),
@@ -48,7 +42,7 @@ fn rejected<'a>(report: &'a BuildReport, module: &str) -> Option<&'a str> {
 #[test]
 fn bursts_of_server_errors_and_broken_bodies_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.burst([
         GistFault::Status(500),
         GistFault::Status(502),
@@ -73,7 +67,7 @@ fn bursts_of_server_errors_and_broken_bodies_are_retried() {
 #[test]
 fn slow_responses_time_out_and_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.fault(HTTP_RETRY, [GistFault::Slow(Duration::from_secs(3))]);
     let report = github_build(
         &examples().join("registry"),
@@ -93,7 +87,7 @@ fn slow_responses_time_out_and_are_retried() {
 #[test]
 fn a_gist_that_keeps_failing_is_stale_with_a_previous_record_and_rejected_without() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.fault(JSON_UTILS, vec![GistFault::Status(502); 4]);
     let first = build(dir.path(), &github, PreviousSite::Output);
     let reason = rejected(&first, "adamavenir/json-utils").expect("no previous record: rejected");
@@ -130,7 +124,7 @@ fn a_gist_that_keeps_failing_is_stale_with_a_previous_record_and_rejected_withou
 #[test]
 fn secondary_rate_limits_are_waited_out() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.fault(
         JSON_UTILS,
         [GistFault::Secondary {
@@ -158,7 +152,7 @@ fn secondary_rate_limits_are_waited_out() {
 #[test]
 fn an_exhausted_primary_limit_is_waited_for_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.rate_limit(5000, 10, Duration::from_secs(2));
     let report = build(dir.path(), &github, PreviousSite::Output);
     assert_eq!(report.modules_accepted, 24);
@@ -170,7 +164,7 @@ fn an_exhausted_primary_limit_is_waited_for_within_the_budget() {
 #[test]
 fn a_primary_limit_beyond_the_budget_publishes_with_the_last_good_records() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     build(dir.path(), &github, PreviousSite::Output);
     // Change every gist, then allow only 5 requests until an hour from now.
     for entry in std::fs::read_dir(examples().join("gists")).unwrap() {
@@ -208,7 +202,7 @@ fn a_primary_limit_beyond_the_budget_publishes_with_the_last_good_records() {
 #[test]
 fn deleted_gists_are_reported_and_keep_their_last_good_record() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     github.delete(JSON_UTILS);
     let first = build(dir.path(), &github, PreviousSite::None);
     assert!(
@@ -218,7 +212,7 @@ fn deleted_gists_are_reported_and_keep_their_last_good_record() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     build(dir.path(), &github, PreviousSite::Output);
     github.delete(JSON_UTILS);
     let second = build(dir.path(), &github, PreviousSite::Output);
@@ -230,7 +224,7 @@ fn deleted_gists_are_reported_and_keep_their_last_good_record() {
 #[test]
 fn owner_mismatch_and_files_without_modules_or_over_the_size_limit_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     let mut big = github.gist(HTTP_RETRY);
     big["files"]["http-retry.mld"]["size"] = (11 * 1024 * 1024).into();
     github.put(&big);
@@ -257,7 +251,7 @@ fn owner_mismatch_and_files_without_modules_or_over_the_size_limit_are_rejected(
 #[test]
 fn truncated_files_are_fetched_whole_from_raw_url() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     let full = github.gist(JSON_UTILS)["files"]["json-utils.mld"]["content"]
         .as_str()
         .unwrap()
@@ -280,7 +274,7 @@ fn truncated_files_are_fetched_whole_from_raw_url() {
 #[test]
 fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     build(dir.path(), &github, PreviousSite::Output);
     let before: Vec<(String, Vec<u8>)> = tree(dir.path())
         .into_iter()
@@ -338,7 +332,7 @@ fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
 #[test]
 fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let github = examples_github();
+    let github = FakeGithub::with_examples();
     build(dir.path(), &github, PreviousSite::Output);
     let blob = mlld_e2e::tree(dir.path())
         .into_iter()

@@ -30,8 +30,7 @@ fn offline_check_reports_file_rules_with_positions() {
 
 #[test]
 fn online_check_finds_gists_owned_by_someone_else_and_missing_gists() {
-    let github = FakeGithub::start();
-    github.load_dir(&examples().join("gists"));
+    let github = FakeGithub::with_examples();
     github.delete("52e517de86bc3ac4618e577948289b11"); // sarah-k/token-count
     let source = github_source(&github.url());
     let diagnostics = check(

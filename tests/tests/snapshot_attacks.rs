@@ -119,11 +119,7 @@ fn members_mixed_from_two_snapshots_are_refused() {
     // A's signed manifest with B's blobs (and A's own search index): A's textkit blobs are missing.
     let mut mixed: Vec<RawMember<'_>> = a_members[..2]
         .iter()
-        .map(|(n, b)| RawMember {
-            name: n,
-            bytes: b,
-            kind: tar::EntryType::Regular,
-        })
+        .map(|(n, b)| RawMember::regular(n, b))
         .collect();
     let b_blobs = b_members[2..]
         .iter()
@@ -131,11 +127,11 @@ fn members_mixed_from_two_snapshots_are_refused() {
     let a_index = a_members[2..]
         .iter()
         .filter(|(n, _)| n.starts_with("index/"));
-    mixed.extend(b_blobs.chain(a_index).map(|(n, b)| RawMember {
-        name: n,
-        bytes: b,
-        kind: tar::EntryType::Regular,
-    }));
+    mixed.extend(
+        b_blobs
+            .chain(a_index)
+            .map(|(n, b)| RawMember::regular(n, b)),
+    );
     let path = dir.path().join("mixed.tar.zst");
     craft_snapshot(&path, &mixed);
     let client = Client::new(dir.path());
@@ -148,17 +144,9 @@ fn members_mixed_from_two_snapshots_are_refused() {
         .unwrap();
     let mut mixed: Vec<RawMember<'_>> = b_members
         .iter()
-        .map(|(n, b)| RawMember {
-            name: n,
-            bytes: b,
-            kind: tar::EntryType::Regular,
-        })
+        .map(|(n, b)| RawMember::regular(n, b))
         .collect();
-    mixed.push(RawMember {
-        name: &extra.0,
-        bytes: &extra.1,
-        kind: tar::EntryType::Regular,
-    });
+    mixed.push(RawMember::regular(&extra.0, &extra.1));
     craft_snapshot(&path, &mixed);
     refused(
         &client,
@@ -176,11 +164,7 @@ fn a_blob_whose_bytes_differ_from_the_manifest_is_refused() {
     members[5].1[0] ^= 1;
     let raw: Vec<_> = members
         .iter()
-        .map(|(n, b)| RawMember {
-            name: n,
-            bytes: b,
-            kind: tar::EntryType::Regular,
-        })
+        .map(|(n, b)| RawMember::regular(n, b))
         .collect();
     let path = dir.path().join("bad-blob.tar.zst");
     craft_snapshot(&path, &raw);
@@ -218,11 +202,7 @@ fn paths_that_escape_and_links_are_refused() {
         for position in [0, 2] {
             let mut raw: Vec<_> = members
                 .iter()
-                .map(|(n, b)| RawMember {
-                    name: n,
-                    bytes: b,
-                    kind: tar::EntryType::Regular,
-                })
+                .map(|(n, b)| RawMember::regular(n, b))
                 .collect();
             raw.insert(
                 position,

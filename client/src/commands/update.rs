@@ -228,16 +228,7 @@ fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
     let mut out = String::new();
     let total = text.lines().count();
     for line in text.lines().take(max_lines) {
-        let clean: String = line
-            .chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '�'
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let clean = crate::approve::terminal_safe(line);
         out.push_str(&clean);
         out.push('\n');
     }

@@ -76,6 +76,9 @@ mod tests {
     #[test]
     fn control_characters_cannot_reach_the_terminal() {
         let hostile = "ok\x1b[2J\x1b]0;title\x07\tend\r";
-        assert_eq!(super::terminal_safe(hostile), "ok\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}\tend\u{FFFD}");
+        assert_eq!(
+            super::terminal_safe(hostile),
+            "ok\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}\tend\u{FFFD}"
+        );
     }
 }

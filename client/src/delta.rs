@@ -1,25 +1,31 @@
 //! Delta sync: the new snapshot without downloading what the store has.
 //!
-//! The site publishes an index-only snapshot (manifest, its signature, the
-//! search index; no blobs) beside the full one, named and hashed in the
-//! signed `latest.json`. It is verified exactly like a full snapshot, except
-//! that blobs may be absent; each absent blob is then taken from the current
-//! snapshot's pack when it holds it, or fetched from the site's
-//! `blobs/sha256/…`, and must have the size and digest the signed manifest
-//! gives. Only when every member is in place does the snapshot move into the
-//! store, under the full snapshot's digest: the store cannot tell the two
-//! ways apart, and a refused delta writes nothing.
+//! Cheapest first: when the signed `latest.json` offers a patch from the
+//! snapshot the store holds, the client patches its own manifest and search
+//! index into the new index-only snapshot and takes the new blobs from the
+//! delta's blob pack (see `delta_patch`). Otherwise it downloads the
+//! index-only snapshot (manifest, its signature, the search index; no blobs)
+//! that the site publishes beside the full one. Either is verified exactly
+//! like a full snapshot, except that blobs may be absent; each absent blob
+//! is then taken from the current snapshot's pack when it holds it, from the
+//! delta's blob pack, or fetched from the site's `blobs/sha256/…`, and must
+//! have the size and digest the signed manifest gives. Only when every
+//! member is in place does the snapshot move into the store, under the full
+//! snapshot's digest: the store cannot tell the ways apart, and a refused
+//! delta writes nothing.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::{Context as _, Result, bail};
-use mlld_schemas::snapshot::{IndexSnapshot, blob_digest};
+use mlld_schemas::Latest;
+use mlld_schemas::snapshot::{SiteFile, blob_digest};
 use serde::Serialize;
 
-use crate::site::{self, Source};
-use crate::snapshot_import::{self, Accept, Imported, Limits};
+use crate::delta_patch::{self, Outcome};
+use crate::site::Source;
+use crate::snapshot_import::{self, Accept, Imported, Limits, ManifestHead};
 use crate::store::{PACK_INDEX_NAME, PACK_NAME, Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
@@ -27,6 +33,14 @@ use crate::trust::TrustedKeys;
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaStats {
+    /// `patch` (from the stored snapshot) or `index` (the index-only snapshot).
+    pub route: &'static str,
+    /// Why a patch the site offers was not used, if one was offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_unusable: Option<String>,
+    pub patch_bytes: u64,
+    pub blob_pack_bytes: u64,
+    pub blobs_from_pack: usize,
     pub index_bytes: u64,
     pub blobs_fetched: usize,
     pub blob_bytes_fetched: u64,
@@ -35,17 +49,17 @@ pub struct DeltaStats {
 
 impl DeltaStats {
     pub fn downloaded(&self) -> u64 {
-        self.index_bytes + self.blob_bytes_fetched
+        self.patch_bytes + self.blob_pack_bytes + self.index_bytes + self.blob_bytes_fetched
     }
 }
 
-/// The snapshot `full_sha256` from its index-only form plus blobs; stored under `full_sha256`.
+/// The snapshot `latest` names, from what the store holds plus what
+/// changed; stored under `latest.sha256`.
 #[allow(clippy::too_many_arguments)] // one step of `sync`, with its policy checks
 pub fn sync(
     store: &Store,
     source: &Source,
-    index: &IndexSnapshot,
-    full_sha256: &str,
+    latest: &Latest,
     current: &VerifiedManifest,
     keys: &TrustedKeys,
     now: time::OffsetDateTime,
@@ -53,6 +67,70 @@ pub fn sync(
     accept: Accept<'_>,
     progress: bool,
 ) -> Result<(Imported, DeltaStats)> {
+    let staging = tempfile::Builder::new()
+        .prefix("delta-")
+        .tempdir_in(store.tmp_dir()?)?;
+    let snap = staging.path().join("snapshot");
+    std::fs::create_dir_all(&snap)?;
+    let mut stats = DeltaStats::default();
+    let env = delta_patch::Env {
+        source,
+        keys,
+        now,
+        limits,
+        accept,
+        progress,
+    };
+    let usable = latest.deltas.iter().find(|d| {
+        d.from_snapshot == current.snapshot_sha256 && d.from_serial == current.manifest.serial
+    });
+    let mut patched = None;
+    if let Some(delta) = usable {
+        match delta_patch::apply(delta, current, staging.path(), &snap, &env, &mut stats)? {
+            Outcome::Applied(p) => patched = Some(p),
+            Outcome::Unusable(why) => stats.patch_unusable = Some(why),
+        }
+    }
+    let (key_id, head, mut from_pack) = match patched {
+        Some(p) => {
+            stats.route = "patch";
+            (p.key_id, p.head, p.blobs)
+        }
+        None => {
+            stats.route = "index";
+            let index = latest.index.as_ref().context(
+                "the site offers no index-only snapshot for a delta sync; run `sync --full`",
+            )?;
+            let (key_id, head) = fetch_index(staging.path(), &snap, index, &env)?;
+            stats.index_bytes = index.size;
+            (key_id, head, Default::default())
+        }
+    };
+    fill_blobs(&snap, &head, current, &mut from_pack, &env, &mut stats)?;
+    snapshot_import::extract_index(&snap, &head)?;
+    let dir = store.snapshot_dir(&latest.sha256);
+    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
+    if !dir.exists() {
+        mlld_fsutil::rename_durable(&snap, &dir)
+            .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
+    }
+    let imported = Imported {
+        snapshot_sha256: latest.sha256.clone(),
+        key_id,
+        serial: head.serial,
+        expires: head.expires,
+        modules: head.modules.len(),
+    };
+    Ok((imported, stats))
+}
+
+/// Downloads and verifies the index-only snapshot into `snap`.
+fn fetch_index(
+    staging: &std::path::Path,
+    snap: &std::path::Path,
+    index: &SiteFile,
+    env: &delta_patch::Env<'_>,
+) -> Result<(String, ManifestHead)> {
     let expected = format!("snapshots/{}.index.tar.zst", index.sha256);
     mlld_schemas::names::check_sha256_hex(&index.sha256).map_err(anyhow::Error::msg)?;
     if index.path != expected {
@@ -61,48 +139,42 @@ pub fn sync(
             index.path
         );
     }
-    if index.size > limits.compressed {
+    if index.size > env.limits.compressed {
         bail!(
             "the site announces a {}-byte index snapshot, over the {}-byte limit; refused",
             index.size,
-            limits.compressed
+            env.limits.compressed
         );
     }
-    let staging = tempfile::Builder::new()
-        .prefix("delta-")
-        .tempdir_in(store.tmp_dir()?)?;
-    let file = staging.path().join("index.tar.zst");
-    let sha = match source {
-        Source::Http { base, client } => site::download(
-            client,
-            &format!("{base}/{expected}"),
-            &file,
-            index.size,
-            progress,
-        )?,
-        Source::Dir(dir) => {
-            std::fs::copy(dir.join(&expected), &file)
-                .with_context(|| format!("the site lacks {expected}"))?;
-            snapshot_import::file_sha256(&file)?
-        }
-        Source::File(_) => bail!("a snapshot file has no index snapshot"),
-    };
+    let file = staging.join("index.tar.zst");
+    let sha = env
+        .source
+        .fetch_to(&expected, index.size, &file, env.progress)?
+        .with_context(|| format!("the site lacks {expected}"))?;
     if sha != index.sha256 {
         bail!(
             "{expected} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
             index.sha256
         );
     }
-    let snap = staging.path().join("snapshot");
-    std::fs::create_dir_all(&snap)?;
-    let (key_id, head) =
-        crate::unpack::unpack_verified_mode(&file, &snap, keys, now, limits, accept, true)
-            .with_context(|| format!("index snapshot {expected} was refused"))?;
+    crate::unpack::unpack_verified_mode(
+        &file, snap, env.keys, env.now, env.limits, env.accept, true,
+    )
+    .with_context(|| format!("index snapshot {expected} was refused"))
+}
 
-    let mut stats = DeltaStats {
-        index_bytes: index.size,
-        ..DeltaStats::default()
-    };
+/// Puts every blob the manifest lists and `snap` lacks into its pack,
+/// checked against the signed digest: from the current snapshot, the
+/// delta's blob pack, or the site's loose blobs.
+fn fill_blobs(
+    snap: &std::path::Path,
+    head: &ManifestHead,
+    current: &VerifiedManifest,
+    from_pack: &mut std::collections::HashMap<String, Vec<u8>>,
+    env: &delta_patch::Env<'_>,
+    stats: &mut DeltaStats,
+) -> Result<()> {
+    let (source, limits) = (env.source, env.limits);
     let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
     let present: BTreeSet<String> = idx
         .lines()
@@ -123,6 +195,9 @@ pub fn sync(
         let bytes = if current.manifest.members.contains_key(path) {
             stats.blobs_reused += 1;
             current.read_member(path)?
+        } else if let Some(bytes) = from_pack.remove(path.as_str()) {
+            stats.blobs_from_pack += 1;
+            bytes
         } else {
             if member.size > limits.member {
                 bail!(
@@ -153,20 +228,6 @@ pub fn sync(
         offset += member.size;
     }
     pack.sync_all()?;
-    snapshot_import::write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())?;
-    snapshot_import::extract_index(&snap, &head)?;
-    let dir = store.snapshot_dir(full_sha256);
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
-    if !dir.exists() {
-        mlld_fsutil::rename_durable(&snap, &dir)
-            .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
-    }
-    let imported = Imported {
-        snapshot_sha256: full_sha256.to_string(),
-        key_id,
-        serial: head.serial,
-        expires: head.expires,
-        modules: head.modules.len(),
-    };
-    Ok((imported, stats))
+    snapshot_import::write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
+        .context("writing the staged pack index")
 }

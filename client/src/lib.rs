@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod delta;
+mod delta_patch;
 pub mod info;
 pub mod project;
 pub mod resolve;

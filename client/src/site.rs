@@ -82,6 +82,52 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Copies or downloads the site file `rel` (at most `size` bytes) to
+    /// `dest`; returns its SHA-256, or `None` when the site has no such file.
+    pub fn fetch_to(
+        &self,
+        rel: &str,
+        size: u64,
+        dest: &Path,
+        show_progress: bool,
+    ) -> Result<Option<String>> {
+        match self {
+            Source::Http { base, client } => {
+                let url = format!("{base}/{rel}");
+                let resp = client.get(&url).send().with_context(|| {
+                    format!("fetching {url}; check the URL and your connection")
+                })?;
+                if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                if !resp.status().is_success() {
+                    bail!("fetching {url}: the server answered {}", resp.status());
+                }
+                save(resp, &url, dest, size, show_progress).map(Some)
+            }
+            Source::Dir(dir) => {
+                let path = dir.join(rel);
+                let len = match std::fs::metadata(&path) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                if len != size {
+                    bail!(
+                        "{} is {len} bytes, but the signed latest.json says {size}; refused",
+                        path.display()
+                    );
+                }
+                std::fs::copy(&path, dest)
+                    .with_context(|| format!("copying {}", path.display()))?;
+                crate::snapshot_import::file_sha256(dest).map(Some)
+            }
+            Source::File(_) => Ok(None),
+        }
+    }
+}
+
 fn http_client() -> Result<reqwest::blocking::Client> {
     // One crypto provider for rustls, chosen here (ring; no OpenSSL, no C toolchain beyond ring's).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -127,7 +173,17 @@ pub fn download(
     expected: u64,
     show_progress: bool,
 ) -> Result<String> {
-    let mut resp = get(client, url)?;
+    save(get(client, url)?, url, dest, expected, show_progress)
+}
+
+/// Streams a response into `dest` as [`download`] does.
+fn save(
+    mut resp: reqwest::blocking::Response,
+    url: &str,
+    dest: &Path,
+    expected: u64,
+    show_progress: bool,
+) -> Result<String> {
     if let Some(len) = resp.content_length()
         && len > expected
     {

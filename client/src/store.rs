@@ -195,6 +195,11 @@ impl VerifiedManifest {
         }
     }
 
+    /// The store directory holding this snapshot.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn index(&self) -> Result<&HashMap<String, (u64, u64)>> {
         if let Some(i) = self.index.get() {
             return Ok(i);

@@ -54,8 +54,29 @@ pub(crate) fn unpack_verified_mode(
         left: limits.compressed,
         what: "compressed",
     })?;
+    unpack_verified_tar(
+        decoder,
+        staging,
+        keys,
+        now,
+        limits,
+        accept,
+        blobs_may_be_missing,
+    )
+}
+
+/// Like [`unpack_verified_mode`], from the uncompressed tar stream `tar`.
+pub(crate) fn unpack_verified_tar<R: Read>(
+    tar: R,
+    staging: &Path,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    accept: Accept<'_>,
+    blobs_may_be_missing: bool,
+) -> Result<(String, ManifestHead)> {
     let mut archive = tar::Archive::new(Capped {
-        inner: decoder,
+        inner: tar,
         left: limits.unpacked,
         what: "unpacked",
     });

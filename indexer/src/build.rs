@@ -7,13 +7,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::format_timestamp;
 use mlld_schemas::snapshot::{
-    AdvisoryRecord, IndexSnapshot, Latest, Manifest, Member, SNAPSHOT_FORMAT, blob_digest,
-    blob_path,
+    AdvisoryRecord, Latest, Manifest, Member, SNAPSHOT_FORMAT, SiteFile, blob_digest, blob_path,
 };
 pub use time::{Duration, OffsetDateTime};
 
 use crate::assemble::{self, Freshness, Job};
 use crate::blobs::BlobDir;
+use crate::delta_writer;
 use crate::gist::GistSource;
 use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
@@ -304,6 +304,30 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     .context("writing the index-only snapshot")?;
     report.stage("pack snapshot", t);
 
+    let t = Instant::now();
+    let delta = match previous.as_ref() {
+        Some(p) if p.index_snapshot.is_some() => {
+            let origin = delta_writer::Origin {
+                serial: p.latest.serial,
+                snapshot_sha256: &p.latest.sha256,
+                manifest: &p.manifest,
+                index_snapshot: p.index_snapshot.as_deref().expect("checked"),
+            };
+            let staged = delta_writer::write(
+                staging.path(),
+                &origin,
+                &staged_index,
+                &manifest.members,
+                &blobs,
+            )
+            .context("writing the delta from the previous snapshot")?;
+            report.delta_bytes = Some(staged.delta.patch.size + staged.delta.blobs.size);
+            Some(staged)
+        }
+        _ => None,
+    };
+    report.stage("delta", t);
+
     progress.stage("publish");
     let t = Instant::now();
     let latest = Latest {
@@ -314,11 +338,12 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         serial,
         created,
         expires: manifest.expires.clone(),
-        index: Some(IndexSnapshot {
+        index: Some(SiteFile {
             path: publish::index_snapshot_site_path(&index_written.sha256),
             sha256: index_written.sha256.clone(),
             size: index_written.size,
         }),
+        deltas: delta.iter().map(|d| d.delta.clone()).collect(),
     };
     let rejected = report
         .modules_rejected
@@ -365,6 +390,28 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         keep,
     );
     retired.extend(retired_index);
+    // The delta files of the newest `keep` builds (this one first). Equal
+    // content gets an equal name (an empty blob pack recurs), so a file
+    // still named by a kept build is never retired.
+    let mut published_deltas: Vec<Vec<String>> = vec![
+        delta
+            .iter()
+            .flat_map(|d| [d.delta.patch.path.clone(), d.delta.blobs.path.clone()])
+            .collect(),
+    ];
+    let older_deltas = previous
+        .as_ref()
+        .map(|p| &p.published_deltas[..])
+        .unwrap_or_default();
+    published_deltas.extend(older_deltas.iter().take(keep - 1).cloned());
+    retired.extend(
+        older_deltas
+            .iter()
+            .skip(keep - 1)
+            .flatten()
+            .filter(|p| !published_deltas.iter().flatten().any(|k| k == *p))
+            .cloned(),
+    );
     let removed_pages: Vec<String> = previous
         .iter()
         .flat_map(|p| p.pages.keys())
@@ -380,10 +427,14 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         pages,
         published,
         published_index,
+        published_deltas,
     };
     let publication = publish::Publication {
         staged_snapshot: &staged,
         staged_index: &staged_index,
+        staged_delta: delta
+            .as_ref()
+            .map(|d| (d.patch.as_path(), d.blobs.as_path())),
         latest: &latest,
         site_files: &site_dir,
         state: &state,

@@ -11,6 +11,7 @@ pub mod build;
 pub mod capture;
 pub mod check;
 pub mod content_summary;
+pub mod delta_writer;
 pub mod gist;
 pub mod github;
 pub mod module_file;

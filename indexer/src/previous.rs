@@ -49,6 +49,9 @@ pub struct CrawlState {
     pub published: Vec<String>,
     #[serde(default)]
     pub published_index: Vec<String>,
+    /// Delta files (patch and blob pack) each build published, newest first.
+    #[serde(default)]
+    pub published_deltas: Vec<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,8 +72,12 @@ pub struct Previous {
     pub pages: BTreeMap<String, String>,
     pub published: Vec<String>,
     pub published_index: Vec<String>,
+    pub published_deltas: Vec<Vec<String>>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
+    /// Its index-only snapshot (likewise verified), the base of the next delta;
+    /// `None` when the previous site has none.
+    pub index_snapshot: Option<PathBuf>,
     /// Holds `blobs/…` of the previous snapshot.
     pub blob_root: PathBuf,
     by_name: BTreeMap<(String, String), usize>,
@@ -139,6 +146,17 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
             latest.sha256
         );
     }
+    let index_snapshot = match &latest.index {
+        Some(index) => fetch_verified(
+            source,
+            remote,
+            &index.path,
+            &index.sha256,
+            scratch,
+            "previous.index.tar.zst",
+        )?,
+        None => None,
+    };
     let manifest = read_manifest(&snapshot)?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
@@ -175,10 +193,49 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         pages: state.pages,
         published: state.published,
         published_index: state.published_index,
+        published_deltas: state.published_deltas,
         snapshot,
+        index_snapshot,
         blob_root,
         by_name,
     }))
+}
+
+/// The site file `rel`, checked against the signed digest `sha256`; `None`
+/// when the site lacks it (the build then publishes no delta).
+fn fetch_verified(
+    source: &str,
+    remote: bool,
+    rel: &str,
+    sha256: &str,
+    scratch: &Path,
+    name: &str,
+) -> Result<Option<PathBuf>> {
+    if !rel
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != "..")
+    {
+        bail!("the previous latest.json names an unsafe path `{rel}`");
+    }
+    let path = if remote {
+        let dest = scratch.join(name);
+        if download(&format!("{}/{rel}", source.trim_end_matches('/')), &dest).is_err() {
+            return Ok(None);
+        }
+        dest
+    } else {
+        Path::new(source).join(rel)
+    };
+    let actual = match file_sha256(&path) {
+        Ok(actual) => actual,
+        Err(_) => return Ok(None),
+    };
+    if actual != sha256 {
+        bail!(
+            "the previous site's {rel} hashes to {actual}, not the signed {sha256}; refusing to build on it"
+        );
+    }
+    Ok(Some(path))
 }
 
 /// The crawl state, if it is signed by this build's key and belongs to the

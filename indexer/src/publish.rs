@@ -32,6 +32,8 @@ pub fn snapshot_site_path(sha256: &str) -> String {
 pub struct Publication<'a> {
     pub staged_snapshot: &'a Path,
     pub staged_index: &'a Path,
+    /// The delta's patch and blob pack, published under the paths `latest.deltas` names.
+    pub staged_delta: Option<(&'a Path, &'a Path)>,
     pub latest: &'a Latest,
     /// Staged site files (page, data, module pages): moved into the site as they are.
     pub site_files: &'a Path,
@@ -45,6 +47,7 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     let Publication {
         staged_snapshot,
         staged_index,
+        staged_delta,
         latest,
         site_files,
         state,
@@ -74,6 +77,14 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
         std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
         mlld_fsutil::rename_durable(staged_index, &dest)
             .with_context(|| format!("moving the index snapshot to {}", dest.display()))?;
+    }
+    if let (Some((patch, blobs)), Some(delta)) = (staged_delta, latest.deltas.first()) {
+        for (src, rel) in [(patch, &delta.patch.path), (blobs, &delta.blobs.path)] {
+            let dest = out.join(rel);
+            std::fs::create_dir_all(dest.parent().expect("delta paths have a parent"))?;
+            mlld_fsutil::rename_durable(src, &dest)
+                .with_context(|| format!("moving the delta to {}", dest.display()))?;
+        }
     }
     let dest = out.join(&latest.snapshot);
     std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;

@@ -49,6 +49,8 @@ pub struct BuildReport {
     pub frames_compressed: usize,
     pub snapshot: String,
     pub snapshot_bytes: u64,
+    /// Bytes of the delta from the previous snapshot (patch plus blob pack), when one was written.
+    pub delta_bytes: Option<u64>,
     #[serde(skip)]
     pub diagnostics: Vec<Diagnostic>,
     pub errors: usize,
@@ -130,6 +132,9 @@ impl fmt::Display for BuildReport {
             "snapshot    {} ({} bytes)",
             self.snapshot, self.snapshot_bytes
         )?;
+        if let Some(bytes) = self.delta_bytes {
+            writeln!(f, "delta       {bytes} bytes from the previous snapshot")?;
+        }
         if let Some(r) = &self.requests {
             writeln!(
                 f,

@@ -65,7 +65,7 @@ fn header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
 }
 
 /// Appends one tar entry (header, data, padding) to `out`.
-fn entry(out: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) -> io::Result<()> {
+pub(crate) fn entry(out: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) -> io::Result<()> {
     out.extend_from_slice(&header(path, data.len() as u64, mtime)?);
     out.extend_from_slice(data);
     out.resize(out.len().next_multiple_of(512), 0);

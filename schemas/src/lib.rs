@@ -24,7 +24,8 @@ pub use import_ref::{ImportSite, ModuleRef, SourceMode, scan_imports};
 pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
 pub use registry::{ModuleEntry, UserRegistry, check_registry};
 pub use snapshot::{
-    AdvisoryRecord, GistFile, IndexSnapshot, Latest, Manifest, Member, ModuleRecord, RevisionRecord,
+    AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
+    RevisionRecord, SiteFile,
 };
 
 /// The JSON Schemas published for the formats mlld shares with the registry:

@@ -167,15 +167,70 @@ pub struct Latest {
     /// The same snapshot without blobs (manifest, signature, search index),
     /// for clients that fetch only the blobs they lack (`blobs/sha256/…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<IndexSnapshot>,
+    pub index: Option<SiteFile>,
+    /// Patches from recent snapshots to this one, for delta sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<Delta>,
 }
 
-/// Where the index-only snapshot lies, and its digest.
+/// A file of the site (relative path), with its digest and size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct IndexSnapshot {
+pub struct SiteFile {
     pub path: String,
     pub sha256: String,
     pub size: u64,
+}
+
+/// Bytes that are not a file of the site, named by digest and size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Digest {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// How a client holding an older snapshot reaches this one by downloading
+/// only what changed: a patch that turns what it holds into the new
+/// index-only snapshot, and a pack of the blobs it lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    pub from_serial: u64,
+    /// The full snapshot's digest the client must hold (`latest.json`'s `sha256` then).
+    pub from_snapshot: String,
+    /// The patch base the client assembles from that snapshot (see [`delta_base_parts`]).
+    pub base: Digest,
+    /// zstd data compressed with the base as its reference prefix (zstd's
+    /// patch-from); it decompresses to the uncompressed tar of the new
+    /// index-only snapshot.
+    pub patch: SiteFile,
+    /// That uncompressed tar.
+    pub target: Digest,
+    /// A `tar.zst` of every blob this snapshot lists and `from_snapshot` does
+    /// not, at its `blobs/sha256/…` path.
+    pub blobs: SiteFile,
+}
+
+/// The parts of a snapshot whose concatenation, in this order, is the base a
+/// [`Delta`] patch is made against: the manifest, then every member that is
+/// not a blob (the search index), in path order.
+pub fn delta_base_parts(manifest: &Manifest) -> impl Iterator<Item = &str> {
+    std::iter::once(MANIFEST_NAME).chain(
+        manifest
+            .members
+            .keys()
+            .map(String::as_str)
+            .filter(|p| blob_digest(p).is_none()),
+    )
+}
+
+/// The site-relative path of a delta patch with this digest.
+pub fn delta_patch_path(sha256: &str) -> String {
+    format!("deltas/{sha256}.patch.zst")
+}
+
+/// The site-relative path of a delta blob pack with this digest.
+pub fn delta_blobs_path(sha256: &str) -> String {
+    format!("deltas/{sha256}.blobs.tar.zst")
 }
 
 #[cfg(test)]

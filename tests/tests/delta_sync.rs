@@ -1,6 +1,8 @@
-//! Delta sync: a client that holds a snapshot fetches the index-only
-//! snapshot and only the blobs it lacks, each checked against the signed
-//! manifest; a bad or missing blob is refused and the current snapshot stays.
+//! Delta sync: a client that holds a snapshot patches it into the new one
+//! and fetches the new blobs in one pack; where it cannot use the patch, it
+//! fetches the index-only snapshot and only the blobs it lacks. Everything
+//! is checked against the signed `latest.json` and manifest; anything bad
+//! or missing is refused and the current snapshot stays.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -89,6 +91,50 @@ impl World {
         serde_json::from_slice(&fs::read(self.site.join("latest.json")).unwrap()).unwrap()
     }
 
+    /// Takes the delta patch off the site, so a sync must use the index-only snapshot.
+    fn remove_patch(&self) {
+        fs::remove_file(self.site.join(&self.latest().deltas[0].patch.path)).unwrap();
+    }
+
+    /// Rewrites `latest.json` and signs it with the site's key, as a
+    /// compromised or buggy indexer would publish it.
+    fn resign_latest(&self, edit: impl FnOnce(&mut mlld_schemas::Latest)) {
+        let mut latest = self.latest();
+        edit(&mut latest);
+        let mut bytes = serde_json::to_vec_pretty(&latest).unwrap();
+        bytes.push(b'\n');
+        let sig = demo_key().sign(&bytes, "mlld-registry latest (re-signed by a test)");
+        fs::write(self.site.join("latest.json.minisig"), sig).unwrap();
+        fs::write(self.site.join("latest.json"), bytes).unwrap();
+    }
+
+    /// Publishes `pack` (a tar of `(path, bytes)`, zstd-compressed) as the
+    /// delta's blob pack, in a re-signed `latest.json`.
+    fn replace_blob_pack(&self, members: &[(String, Vec<u8>)]) {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, bytes) in members {
+            let mut h = tar::Header::new_ustar();
+            // Written raw: `set_path` would refuse the hostile names some tests need.
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            tar.append(&h, &bytes[..]).unwrap();
+        }
+        let pack = zstd::bulk::compress(&tar.into_inner().unwrap(), 3).unwrap();
+        let sha = mlld_schemas::sha256_hex(&pack);
+        let path = mlld_schemas::snapshot::delta_blobs_path(&sha);
+        fs::write(self.site.join(&path), &pack).unwrap();
+        self.resign_latest(|l| {
+            l.deltas[0].blobs = mlld_schemas::SiteFile {
+                path,
+                sha256: sha,
+                size: pack.len() as u64,
+            }
+        });
+    }
+
     fn current_serial(&self) -> u64 {
         let state: Value =
             serde_json::from_slice(&fs::read(self.client.home.join("state.json")).unwrap())
@@ -110,7 +156,7 @@ fn report(out: &Output) -> Value {
 }
 
 #[test]
-fn a_delta_sync_downloads_only_what_changed_and_installs_like_a_full_one() {
+fn a_delta_sync_patches_the_stored_snapshot_and_installs_like_a_full_one() {
     let w = world();
     let first = report(&w.sync(&[]));
     assert_eq!(
@@ -118,17 +164,28 @@ fn a_delta_sync_downloads_only_what_changed_and_installs_like_a_full_one() {
         "nothing to start from: the whole snapshot"
     );
     w.change(&[3, 17, 42]);
-    let full_size = w.latest().size;
+    let latest = w.latest();
+    let [delta] = &latest.deltas[..] else {
+        panic!("one delta, from serial 1: {:?}", latest.deltas)
+    };
+    assert_eq!(delta.from_serial, 1);
+    assert!(w.site.join(&delta.patch.path).is_file());
+    assert!(w.site.join(&delta.blobs.path).is_file());
     let second = report(&w.sync(&[]));
     assert_eq!(second["mode"], "delta");
     assert_eq!(second["serial"], 2);
-    assert_eq!(second["delta"]["blobsFetched"], 3, "{second}");
-    assert!(second["delta"]["blobsReused"].as_u64().unwrap() >= 57);
+    let d = &second["delta"];
+    assert_eq!(d["route"], "patch", "{second}");
+    assert_eq!(d["blobsFromPack"], 3, "{second}");
+    assert_eq!(d["blobsFetched"], 0, "{second}");
+    assert!(d["blobsReused"].as_u64().unwrap() >= 57);
     let downloaded = second["downloadedBytes"].as_u64().unwrap();
-    assert!(downloaded < full_size, "{downloaded} of {full_size}");
-    assert_eq!(
-        downloaded,
-        w.latest().index.unwrap().size + second["delta"]["blobBytesFetched"].as_u64().unwrap()
+    assert_eq!(downloaded, delta.patch.size + delta.blobs.size);
+    let index = latest.index.as_ref().unwrap();
+    assert!(
+        downloaded * 4 < index.size,
+        "the patch and pack ({downloaded} bytes) are far smaller than the index-only snapshot ({})",
+        index.size
     );
 
     // The stored snapshot is the full one: resolve a changed module, search, install offline.
@@ -154,10 +211,108 @@ fn a_delta_sync_downloads_only_what_changed_and_installs_like_a_full_one() {
             .run(&["search", &m.name, "--json", "--trusted-key", key]),
     );
     assert!(found.contains(&m.name), "{found}");
+    let verified = assert_ok(&w.client.run(&["verify", "--json"]));
+    assert!(!verified.contains("mismatch"), "{verified}");
 
     // Nothing new: up to date, nothing downloaded.
     let third = report(&w.sync(&[]));
     assert_eq!(third["upToDate"], true);
+}
+
+#[test]
+fn the_patched_store_equals_a_full_sync() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[2, 50]);
+    report(&w.sync(&[]));
+    let full = Client::new(&w._dir.path().join("full"));
+    let key = w.site.join("mlld-registry.pub");
+    let url = w.server.url();
+    assert_ok(
+        &full
+            .command(&[
+                "sync",
+                "--from",
+                &url,
+                "--trusted-key",
+                key.to_str().unwrap(),
+            ])
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap(),
+    );
+    let sha = w.latest().sha256;
+    let dir = |c: &Client| c.home.join("snapshots").join(&sha);
+    for name in ["manifest.json", "manifest.json.minisig"] {
+        assert_eq!(
+            fs::read(dir(&w.client).join(name)).unwrap(),
+            fs::read(dir(&full).join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The packs hold the same members (in another order: a delta appends the new blobs).
+    let members = |c: &Client| {
+        let idx = fs::read_to_string(dir(c).join("pack.idx")).unwrap();
+        let mut m: Vec<String> = idx
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1.to_string())
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(members(&w.client), members(&full));
+    assert_eq!(
+        tree(&dir(&w.client).join("index")),
+        tree(&dir(&full).join("index"))
+    );
+}
+
+#[test]
+fn without_the_patch_a_delta_sync_takes_the_index_only_snapshot() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[3, 17, 42]);
+    w.remove_patch();
+    let second = report(&w.sync(&[]));
+    let d = &second["delta"];
+    assert_eq!(d["route"], "index", "{second}");
+    assert!(
+        d["patchUnusable"]
+            .as_str()
+            .unwrap()
+            .contains("the site lacks"),
+        "{second}"
+    );
+    assert_eq!(d["blobsFetched"], 3, "{second}");
+    assert_eq!(
+        second["downloadedBytes"].as_u64().unwrap(),
+        w.latest().index.unwrap().size + d["blobBytesFetched"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn a_client_two_builds_behind_takes_the_index_only_snapshot() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[4]);
+    w.change(&[4, 5]);
+    assert_eq!(w.latest().deltas[0].from_serial, 2);
+    let third = report(&w.sync(&[]));
+    assert_eq!(third["serial"], 3);
+    assert_eq!(third["delta"]["route"], "index", "{third}");
+    assert_eq!(third["delta"]["blobsFetched"], 2, "{third}");
+}
+
+#[test]
+fn without_the_blob_pack_new_blobs_come_one_by_one() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[6, 7]);
+    fs::remove_file(w.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
+    let second = report(&w.sync(&[]));
+    assert_eq!(second["delta"]["route"], "patch", "{second}");
+    assert_eq!(second["delta"]["blobsFetched"], 2, "{second}");
+    assert_eq!(second["delta"]["blobsFromPack"], 0, "{second}");
 }
 
 #[test]
@@ -201,6 +356,7 @@ fn a_blob_whose_bytes_do_not_match_the_manifest_is_refused() {
     let w = world();
     report(&w.sync(&[]));
     w.change(&[8, 9]);
+    w.remove_patch();
     let blob = w.new_blob(9);
     let mut bytes = fs::read(&blob).unwrap();
     bytes[10] ^= 0x20;
@@ -209,10 +365,43 @@ fn a_blob_whose_bytes_do_not_match_the_manifest_is_refused() {
 }
 
 #[test]
+fn a_blob_pack_blob_that_does_not_match_the_manifest_is_refused() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[8, 9]);
+    let path = |m| {
+        mlld_schemas::snapshot::blob_path(&mlld_schemas::sha256_hex(
+            w.synth.content(m, 1).as_bytes(),
+        ))
+    };
+    let mut wrong = w.synth.content(9, 1).into_bytes();
+    wrong[10] ^= 0x20;
+    w.replace_blob_pack(&[
+        (path(8), w.synth.content(8, 1).into_bytes()),
+        (path(9), wrong),
+    ]);
+    assert_sync_refused(&w, "but the signed manifest says");
+}
+
+#[test]
+fn a_blob_pack_with_a_member_the_manifest_does_not_list_is_refused() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[8]);
+    let stray = b"not in any manifest".to_vec();
+    let stray_path = mlld_schemas::snapshot::blob_path(&mlld_schemas::sha256_hex(&stray));
+    w.replace_blob_pack(&[(stray_path, stray)]);
+    assert_sync_refused(&w, "which is no blob of the signed manifest");
+    w.replace_blob_pack(&[("../escape".to_string(), b"x".to_vec())]);
+    assert_sync_refused(&w, "refused");
+}
+
+#[test]
 fn a_host_that_lacks_a_blob_is_a_clear_error() {
     let w = world();
     report(&w.sync(&[]));
     w.change(&[30]);
+    fs::remove_file(w.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
     fs::remove_file(w.new_blob(30)).unwrap();
     assert_sync_refused(&w, "the site lacks blob");
     let stderr = String::from_utf8_lossy(&w.sync(&[]).stderr).into_owned();
@@ -227,10 +416,33 @@ fn a_tampered_index_snapshot_is_refused() {
     let w = world();
     report(&w.sync(&[]));
     w.change(&[1]);
+    w.remove_patch();
     let index = w.site.join(w.latest().index.unwrap().path);
     let mut bytes = fs::read(&index).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     fs::write(&index, &bytes).unwrap();
     assert_sync_refused(&w, "the download was altered");
+}
+
+#[test]
+fn a_tampered_patch_or_blob_pack_is_refused() {
+    let w = world();
+    report(&w.sync(&[]));
+    w.change(&[1]);
+    let delta = w.latest().deltas[0].clone();
+    for file in [&delta.patch, &delta.blobs] {
+        let path = w.site.join(&file.path);
+        let good = fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        assert_sync_refused(&w, "the download was altered");
+        fs::write(&path, &good).unwrap();
+    }
+    // A patch that the signed latest.json vouches for but that yields a
+    // different snapshot (a buggy indexer) is refused by the target digest.
+    w.resign_latest(|l| l.deltas[0].target.sha256 = "0".repeat(64));
+    assert_sync_refused(&w, "patches to a tar with SHA-256");
 }

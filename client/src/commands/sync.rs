@@ -79,6 +79,22 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             report.mode,
             report.downloaded_bytes
         );
+        if let Some(d) = &report.delta {
+            let how = match d.route {
+                "patch" => format!(
+                    "patched the stored snapshot ({} bytes) and took {} new blobs from the delta pack ({} bytes)",
+                    d.patch_bytes, d.blobs_from_pack, d.blob_pack_bytes
+                ),
+                _ => format!("index-only snapshot ({} bytes)", d.index_bytes),
+            };
+            println!(
+                "  {how}; {} blobs fetched one by one ({} bytes), {} reused from the store",
+                d.blobs_fetched, d.blob_bytes_fetched, d.blobs_reused
+            );
+            if let Some(why) = &d.patch_unusable {
+                println!("  the site's patch was not used: {why}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -141,19 +157,18 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
             };
             let stored =
                 snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
-            let current = match (&state.current, &latest.index, args.full, &stored) {
-                (Some(c), Some(_), false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,
+            let delta_offered = latest.index.is_some() || !latest.deltas.is_empty();
+            let current = match (&state.current, delta_offered, args.full, &stored) {
+                (Some(c), true, false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,
                 _ => None,
             };
             let v = match &source {
                 _ if stored.is_some() => snapshot_import::Imported::of(&stored.expect("checked")),
                 _ if current.is_some() => {
-                    let index = latest.index.as_ref().expect("checked");
                     let (imported, stats) = crate::delta::sync(
                         &ctx.store,
                         &source,
-                        index,
-                        &latest.sha256,
+                        &latest,
                         current.as_ref().expect("checked"),
                         &keys,
                         ctx.now,

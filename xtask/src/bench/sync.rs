@@ -113,8 +113,15 @@ pub fn run(args: SyncArgs) -> Result<()> {
     );
     let full_bytes = full["downloadedBytes"].as_u64().unwrap_or(0) as f64;
     let delta_bytes = delta["downloadedBytes"].as_u64().unwrap_or(0) as f64;
-    let index_bytes = delta["delta"]["indexBytes"].as_u64().unwrap_or(0) as f64;
-    let blob_bytes = delta["delta"]["blobBytesFetched"].as_u64().unwrap_or(0) as f64;
+    let d = &delta["delta"];
+    ensure!(
+        d["route"] == "patch",
+        "the delta sync did not use the patch: {}",
+        d["patchUnusable"]
+    );
+    let patch_bytes = d["patchBytes"].as_u64().unwrap_or(0) as f64;
+    let pack_bytes = d["blobPackBytes"].as_u64().unwrap_or(0) as f64;
+    let blob_bytes = d["blobBytesFetched"].as_u64().unwrap_or(0) as f64;
     let ratio = delta_bytes / full_bytes;
     println!(
         "sync benchmark: {} modules, {} changed ({}%)",
@@ -127,12 +134,14 @@ pub fn run(args: SyncArgs) -> Result<()> {
         full_bytes / 1e6
     );
     println!(
-        "delta sync   {:>10.1} MB  {delta_secs:>6.2}s  (index-only snapshot {:.1} MB, {} blobs {:.2} MB, {} blobs reused)",
+        "delta sync   {:>10.2} MB  {delta_secs:>6.2}s  (patch {:.2} MB, blob pack {:.2} MB with {} blobs, {} blobs fetched loose {:.2} MB, {} blobs reused)",
         delta_bytes / 1e6,
-        index_bytes / 1e6,
-        delta["delta"]["blobsFetched"],
+        patch_bytes / 1e6,
+        pack_bytes / 1e6,
+        d["blobsFromPack"],
+        d["blobsFetched"],
         blob_bytes / 1e6,
-        delta["delta"]["blobsReused"]
+        d["blobsReused"]
     );
     println!(
         "delta / full bytes  {ratio:.3}  (target <= 0.05: {})",

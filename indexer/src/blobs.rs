@@ -4,7 +4,9 @@
 //! ones it reuses in the previous build's blob root (the site's loose blobs,
 //! or a previous snapshot unpacked), so an incremental build copies nothing.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use mlld_schemas::snapshot::blob_path;
 
@@ -13,6 +15,11 @@ pub struct BlobDir {
     root: PathBuf,
     /// Holds `blobs/` of the previous build, read-only.
     previous: Option<PathBuf>,
+    /// Digests known to be under `previous` (checked when it was loaded),
+    /// and those this build put under `root`: with both known, finding a
+    /// blob costs no file-system lookup (hundreds of thousands per build).
+    previous_digests: Option<HashSet<String>>,
+    fresh: Mutex<HashSet<String>>,
 }
 
 impl BlobDir {
@@ -20,7 +27,16 @@ impl BlobDir {
         Self {
             root: root.into(),
             previous,
+            previous_digests: None,
+            fresh: Mutex::default(),
         }
+    }
+
+    /// Declares which blobs `previous` holds (all of them verified present),
+    /// so lookups need not touch the file system.
+    pub fn with_previous_digests(mut self, digests: HashSet<String>) -> Self {
+        self.previous_digests = Some(digests);
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -38,6 +54,10 @@ impl BlobDir {
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             std::io::Write::write_all(&mut tmp, bytes)?;
             tmp.persist(&path).map_err(|e| e.error)?;
+            self.fresh
+                .lock()
+                .expect("no panics while holding the lock")
+                .insert(hex.clone());
         }
         Ok(hex)
     }
@@ -45,6 +65,20 @@ impl BlobDir {
     /// Where blob `hex` is: this build's root first, then the previous build's.
     pub fn locate(&self, hex: &str) -> Option<PathBuf> {
         let rel = blob_path(hex);
+        if let Some(known) = &self.previous_digests {
+            if self
+                .fresh
+                .lock()
+                .expect("no panics while holding the lock")
+                .contains(hex)
+            {
+                return Some(self.root.join(rel));
+            }
+            return match &self.previous {
+                Some(previous) if known.contains(hex) => Some(previous.join(rel)),
+                _ => None,
+            };
+        }
         std::iter::once(&self.root)
             .chain(&self.previous)
             .map(|r| r.join(&rel))

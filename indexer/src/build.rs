@@ -114,17 +114,28 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     progress.stage("read previous site");
     let t = Instant::now();
     let scratch = staging.path().join("previous");
-    let previous: Option<Previous> = match &config.previous {
+    let mut previous: Option<Previous> = match &config.previous {
         PreviousSite::None => None,
         PreviousSite::Output => {
             previous::load(&config.out.to_string_lossy(), &config.key, &scratch)?
         }
         PreviousSite::At(src) => previous::load(src, &config.key, &scratch)?,
     };
-    let blobs = BlobDir::new(
+    let mut blobs = BlobDir::new(
         staging.path().join("new"),
         previous.as_ref().map(|p| p.blob_root.clone()),
     );
+    if let Some(p) = &previous {
+        // `previous::load` made sure every blob of its manifest is under `blob_root`.
+        blobs = blobs.with_previous_digests(
+            p.manifest
+                .members
+                .iter()
+                .filter(|(path, _)| blob_digest(path).is_some())
+                .map(|(_, m)| m.sha256.clone())
+                .collect(),
+        );
+    }
     let serial = config
         .serial
         .unwrap_or_else(|| previous.as_ref().map_or(1, |p| p.latest.serial + 1));
@@ -206,6 +217,9 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         );
     }
     report.stage("crawl gists", t);
+    if let Some(p) = previous.as_mut() {
+        p.release_records();
+    }
 
     progress.stage("search index and manifest");
     let t = Instant::now();
@@ -303,6 +317,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     )
     .context("writing the index-only snapshot")?;
     report.stage("pack snapshot", t);
+    drop(manifest_bytes);
 
     let t = Instant::now();
     let delta = match previous.as_ref() {

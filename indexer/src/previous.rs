@@ -93,6 +93,15 @@ impl Previous {
         (m.gist == gist).then_some(m)
     }
 
+    /// Frees the previous module records and advisories once the crawl no
+    /// longer needs them (at 100,000 modules they take hundreds of
+    /// megabytes); the manifest's members stay, for the delta.
+    pub fn release_records(&mut self) {
+        self.manifest.modules = Vec::new();
+        self.manifest.advisories = Vec::new();
+        self.by_name = BTreeMap::new();
+    }
+
     pub fn etag(&self, gist: &str) -> Option<&str> {
         self.etags.get(gist).map(String::as_str)
     }

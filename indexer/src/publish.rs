@@ -62,6 +62,9 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     {
         let dest = out.join(path);
         let src = blobs.require(&member.sha256)?;
+        if src == dest {
+            continue; // reused from the previous build in this very site
+        }
         std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
         if src.starts_with(blobs.root()) {
             // Fetched and hashed by this build: it replaces whatever is there.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use mlld_schemas::search::tantivy;
 use mlld_schemas::search::{AdvisoryFlag, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
-use mlld_schemas::snapshot::{AdvisoryRecord, Member, ModuleRecord};
+use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
 
 use crate::blobs::BlobDir;
 use tantivy::directory::{MmapDirectory, RamDirectory};
@@ -49,9 +49,10 @@ pub fn write(
         .schema(schema)
         .settings(settings)
         .single_segment_index_writer::<TantivyDocument>(RamDirectory::create(), MEMORY_BUDGET)?;
+    let advisories = AdvisoryIndex::new(advisories);
     for module in modules {
         let content = read_module_file(blobs, module)?;
-        let flag = advisory_flag(module, advisories);
+        let flag = advisory_flag(module, &advisories);
         writer.add_document(fields.document(module, &content_summary::extract(&content), flag))?;
     }
     let index = writer.finalize().context("finishing the search index")?;
@@ -79,8 +80,11 @@ fn read_module_file(blobs: &BlobDir, module: &ModuleRecord) -> Result<String> {
 }
 
 /// The flag of the advisories affecting `module`, if any.
-pub fn advisory_flag(module: &ModuleRecord, advisories: &[AdvisoryRecord]) -> Option<AdvisoryFlag> {
-    let affecting: Vec<_> = advisories.iter().filter(|a| a.affects(module)).collect();
+pub fn advisory_flag(
+    module: &ModuleRecord,
+    advisories: &AdvisoryIndex<'_>,
+) -> Option<AdvisoryFlag> {
+    let affecting: Vec<_> = advisories.for_module(module).collect();
     let highest = affecting.iter().map(|a| a.advisory.severity).max()?;
     Some(AdvisoryFlag {
         highest,
@@ -273,14 +277,14 @@ mod tests {
                 extra: Default::default(),
             },
         };
-        assert_eq!(advisory_flag(&m, &[]), None);
+        assert_eq!(advisory_flag(&m, &AdvisoryIndex::new(&[])), None);
         let advisories = [
             advisory("ann", Severity::Low, &["json-utils"], &[]),
             advisory("bob", Severity::High, &[], &[&m.gist]),
             advisory("bob", Severity::Critical, &["json-utils"], &[]),
         ];
         assert_eq!(
-            advisory_flag(&m, &advisories),
+            advisory_flag(&m, &AdvisoryIndex::new(&advisories)),
             Some(AdvisoryFlag {
                 highest: Severity::High,
                 count: 2

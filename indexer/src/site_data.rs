@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use mlld_schemas::snapshot::AdvisoryIndex;
 use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -86,13 +87,14 @@ pub fn write(
     write_file(dest, "advisories.json", &advisories)?;
 
     let dependents = dependents_of(manifest);
+    let advisory_index = AdvisoryIndex::new(&manifest.advisories);
 
     let mut shards = Vec::new();
     for chunk in manifest.modules.chunks(SHARD) {
         let rows: Vec<serde_json::Value> = chunk
             .iter()
             .map(|m| {
-                let advisory = manifest.advisories_for(m).next().is_some();
+                let advisory = advisory_index.for_module(m).next().is_some();
                 serde_json::json!([
                     m.user,
                     m.name,
@@ -124,7 +126,7 @@ pub fn write(
         .map(|m| {
             let full = m.full_name();
             let deps_of_me = dependents.get(&full).map(Vec::as_slice).unwrap_or_default();
-            let advisories: Vec<&AdvisoryRecord> = manifest.advisories_for(m).collect();
+            let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(m).collect();
             let key = page_key(m, deps_of_me, &advisories)?;
             if previous_keys.get(&full) != Some(&key) {
                 let page = module_page(m, deps_of_me, advisories, blobs)?;

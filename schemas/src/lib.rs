@@ -24,7 +24,7 @@ pub use import_ref::{ImportSite, ModuleRef, SourceMode, scan_imports};
 pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
 pub use registry::{ModuleEntry, UserRegistry, check_registry};
 pub use snapshot::{
-    AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
+    AdvisoryIndex, AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
     RevisionRecord, SiteFile,
 };
 

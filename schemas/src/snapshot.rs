@@ -152,6 +152,58 @@ impl Manifest {
     }
 }
 
+/// The advisories of a manifest indexed by module and by gist, so that
+/// finding those affecting each of many modules is not quadratic
+/// ([`AdvisoryRecord::affects`] over every pair costs seconds at 100,000
+/// modules and thousands of advisories).
+pub struct AdvisoryIndex<'a> {
+    advisories: &'a [AdvisoryRecord],
+    /// (lowercased user, module) → positions in `advisories`.
+    by_module: std::collections::HashMap<(String, &'a str), Vec<usize>>,
+    by_gist: std::collections::HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> AdvisoryIndex<'a> {
+    pub fn new(advisories: &'a [AdvisoryRecord]) -> Self {
+        let mut index = Self {
+            advisories,
+            by_module: Default::default(),
+            by_gist: Default::default(),
+        };
+        for (i, a) in advisories.iter().enumerate() {
+            for module in &a.advisory.affects {
+                index
+                    .by_module
+                    .entry((a.user.to_ascii_lowercase(), module.as_str()))
+                    .or_default()
+                    .push(i);
+            }
+            for gist in &a.advisory.gists {
+                index.by_gist.entry(gist.as_str()).or_default().push(i);
+            }
+        }
+        index
+    }
+
+    /// The advisories affecting `module`, in manifest order, each once:
+    /// the same as filtering with [`AdvisoryRecord::affects`].
+    pub fn for_module(&self, module: &ModuleRecord) -> impl Iterator<Item = &'a AdvisoryRecord> {
+        let key = (module.user.to_ascii_lowercase(), module.name.as_str());
+        let mut hits: Vec<usize> = self
+            .by_module
+            .get(&key)
+            .into_iter()
+            .chain(self.by_gist.get(module.gist.as_str()))
+            .flatten()
+            .copied()
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        let advisories = self.advisories;
+        hits.into_iter().map(move |i| &advisories[i])
+    }
+}
+
 /// `latest.json`: the site's pointer to its newest snapshot, signed beside it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -236,6 +288,49 @@ pub fn delta_blobs_path(sha256: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advisory_index_agrees_with_affects() {
+        let advisory = |user: &str, id: &str, affects: &[&str], gists: &[&str]| {
+            let json = serde_json::json!({
+                "id": id, "created": "2026-01-01T00:00:00Z", "severity": "high",
+                "affects": affects, "gists": gists, "type": "other",
+                "description": "d", "recommendation": "r"
+            });
+            AdvisoryRecord {
+                user: user.into(),
+                advisory: serde_json::from_value(json).unwrap(),
+            }
+        };
+        let advisories = vec![
+            advisory("Alice", "A-1", &["tool"], &[]),
+            advisory("alice", "A-2", &["tool", "other"], &["g9"]),
+            advisory("bob", "B-1", &["tool"], &["g1"]),
+            advisory("carol", "C-1", &[], &["g1", "g2"]),
+        ];
+        let index = AdvisoryIndex::new(&advisories);
+        for (user, name, gist) in [
+            ("alice", "tool", "g1"),
+            ("ALICE", "other", "g5"),
+            ("bob", "tool", "g2"),
+            ("dave", "tool", "g3"),
+            ("alice", "tool", "g9"),
+        ] {
+            let m: ModuleRecord = serde_json::from_value(serde_json::json!({
+                "user": user, "name": name, "gist": gist, "description": "",
+                "tags": [], "revision": "r", "file": "f", "integrity": "sha256:00",
+                "size": 0, "files": [], "dependencies": []
+            }))
+            .unwrap();
+            let naive: Vec<_> = advisories
+                .iter()
+                .filter(|a| a.affects(&m))
+                .map(|a| &a.advisory.id)
+                .collect();
+            let fast: Vec<_> = index.for_module(&m).map(|a| &a.advisory.id).collect();
+            assert_eq!(fast, naive, "{user}/{name} ({gist})");
+        }
+    }
 
     #[test]
     fn blob_paths_round_trip() {

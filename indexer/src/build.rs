@@ -18,8 +18,9 @@ use crate::gist::GistSource;
 use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stale};
+use crate::search_incremental;
 use crate::signing::SigningKey;
-use crate::{capture, publish, registry_load, search_index, site_data, snapshot_writer};
+use crate::{capture, publish, registry_load, site_data, snapshot_writer};
 
 /// Where the previous build comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,10 +249,14 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         }
     }
     let blob_count = members.len();
-    members.extend(
-        search_index::write(staging.path(), &blobs, &modules, &advisories)
-            .context("building the search index")?,
-    );
+    let index_base = previous
+        .as_ref()
+        .and_then(|p| Some((p.search.as_ref()?, p.index_snapshot.as_deref()?)));
+    let (index_members, search_state, index_build) =
+        search_incremental::write(staging.path(), &blobs, &modules, &advisories, index_base)
+            .context("building the search index")?;
+    members.extend(index_members);
+    report.search_index = Some(index_build);
     let created = format_timestamp(config.created);
     let manifest = Manifest {
         format_version: SNAPSHOT_FORMAT,
@@ -443,6 +448,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         published,
         published_index,
         published_deltas,
+        search: Some(search_state),
     };
     let publication = publish::Publication {
         staged_snapshot: &staged,

@@ -20,6 +20,7 @@ pub mod progress;
 pub mod publish;
 pub mod registry_load;
 pub mod report;
+pub mod search_incremental;
 pub mod search_index;
 pub mod signing;
 pub mod site_data;

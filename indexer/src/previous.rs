@@ -49,6 +49,9 @@ pub struct CrawlState {
     pub published: Vec<String>,
     #[serde(default)]
     pub published_index: Vec<String>,
+    /// The search index's base segment, for an incremental index.
+    #[serde(default)]
+    pub search: Option<crate::search_incremental::SearchState>,
     /// Delta files (patch and blob pack) each build published, newest first.
     #[serde(default)]
     pub published_deltas: Vec<Vec<String>>,
@@ -73,6 +76,7 @@ pub struct Previous {
     pub published: Vec<String>,
     pub published_index: Vec<String>,
     pub published_deltas: Vec<Vec<String>>,
+    pub search: Option<crate::search_incremental::SearchState>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
     /// Its index-only snapshot (likewise verified), the base of the next delta;
@@ -203,6 +207,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         published: state.published,
         published_index: state.published_index,
         published_deltas: state.published_deltas,
+        search: state.search,
         snapshot,
         index_snapshot,
         blob_root,

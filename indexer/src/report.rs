@@ -49,6 +49,8 @@ pub struct BuildReport {
     pub frames_compressed: usize,
     pub snapshot: String,
     pub snapshot_bytes: u64,
+    /// How the search index was built (full, or on the previous base).
+    pub search_index: Option<crate::search_incremental::IndexBuild>,
     /// Bytes of the delta from the previous snapshot (patch plus blob pack), when one was written.
     pub delta_bytes: Option<u64>,
     #[serde(skip)]
@@ -132,6 +134,18 @@ impl fmt::Display for BuildReport {
             "snapshot    {} ({} bytes)",
             self.snapshot, self.snapshot_bytes
         )?;
+        match self.search_index {
+            Some(crate::search_incremental::IndexBuild::Incremental { changed, removed }) => {
+                writeln!(
+                    f,
+                    "search      on the previous base segment: {changed} documents added or replaced, {removed} removed"
+                )?
+            }
+            Some(crate::search_incremental::IndexBuild::Full) => {
+                writeln!(f, "search      full rebuild")?
+            }
+            None => {}
+        }
         if let Some(bytes) = self.delta_bytes {
             writeln!(f, "delta       {bytes} bytes from the previous snapshot")?;
         }

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use mlld_schemas::search::tantivy;
-use mlld_schemas::search::{AdvisoryFlag, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
+use mlld_schemas::search::{
+    AdvisoryFlag, DELTA_SEGMENT_ID, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields,
+};
 use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
 
 use crate::blobs::BlobDir;
@@ -27,7 +29,7 @@ use tantivy::{Directory, Index, ReloadPolicy, TantivyDocument};
 use crate::content_summary;
 
 /// The writer's arena; a 100,000-module registry needs well under this.
-const MEMORY_BUDGET: usize = 256 << 20;
+pub(crate) const MEMORY_BUDGET: usize = 256 << 20;
 
 /// Builds the index of `modules` (in manifest order) into `root/index/` and
 /// returns its members, keyed by their path in the snapshot. Each module's
@@ -61,7 +63,7 @@ pub fn write(
     Ok(members)
 }
 
-fn read_module_file(blobs: &BlobDir, module: &ModuleRecord) -> Result<String> {
+pub(crate) fn read_module_file(blobs: &BlobDir, module: &ModuleRecord) -> Result<String> {
     let hex = module
         .current
         .integrity
@@ -92,16 +94,26 @@ pub fn advisory_flag(
     })
 }
 
-/// Writes the one segment's files under the fixed id, and `meta.json` naming it.
-fn export(index: &Index, dest: &Path) -> Result<BTreeMap<String, Member>> {
+/// Writes the index's files with its segments under fixed ids (a full
+/// build's one segment as [`SEGMENT_ID`]; beside that base, an incremental
+/// build's new segment as [`DELTA_SEGMENT_ID`]), and `meta.json` naming them.
+pub(crate) fn export(index: &Index, dest: &Path) -> Result<BTreeMap<String, Member>> {
     let meta = index.load_metas()?;
-    let [segment] = meta.segments.as_slice() else {
-        bail!(
-            "the search index has {} segments; exactly one is expected",
-            meta.segments.len()
-        );
+    let ids: Vec<String> = meta.segments.iter().map(|s| s.id().uuid_string()).collect();
+    let renames: Vec<(String, &str)> = match ids.as_slice() {
+        [only] => vec![(only.clone(), SEGMENT_ID)],
+        [a, b] if a == SEGMENT_ID || b == SEGMENT_ID => {
+            let other = if a == SEGMENT_ID { b } else { a };
+            ensure!(other != SEGMENT_ID, "two segments named {SEGMENT_ID}");
+            vec![
+                (SEGMENT_ID.to_string(), SEGMENT_ID),
+                (other.clone(), DELTA_SEGMENT_ID),
+            ]
+        }
+        _ => bail!(
+            "the search index has segments {ids:?}; one, or the base and one more, are expected"
+        ),
     };
-    let random_id = segment.id().uuid_string();
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     let directory = index.directory();
     let mut members = BTreeMap::new();
@@ -124,49 +136,55 @@ fn export(index: &Index, dest: &Path) -> Result<BTreeMap<String, Member>> {
             continue;
         }
         let name = file.to_str().context("tantivy file names are UTF-8")?;
-        let suffix = name
-            .strip_prefix(&random_id)
-            .with_context(|| format!("segment file `{name}` is not named after its segment"))?;
-        put(
-            format!("{SEGMENT_ID}{suffix}"),
-            &directory.atomic_read(&file)?,
-        )?;
+        let (suffix, to) = renames
+            .iter()
+            .find_map(|(from, to)| Some((name.strip_prefix(from.as_str())?, *to)))
+            .with_context(|| format!("segment file `{name}` is not named after a segment"))?;
+        put(format!("{to}{suffix}"), &directory.atomic_read(&file)?)?;
     }
     let meta_text = String::from_utf8(directory.atomic_read(Path::new(META_FILE))?)?;
     put(
         META_FILE.to_string(),
-        &rename_segment(&meta_text, &random_id)?,
+        &rename_segments(&meta_text, &renames)?,
     )?;
     Ok(members)
 }
 
-/// `meta.json` with the segment's random id replaced by [`SEGMENT_ID`].
-fn rename_segment(meta_text: &str, random_id: &str) -> Result<Vec<u8>> {
+/// `meta.json` with each segment's id replaced as `renames` says.
+fn rename_segments(meta_text: &str, renames: &[(String, &str)]) -> Result<Vec<u8>> {
     let mut meta: serde_json::Value = serde_json::from_str(meta_text)?;
-    let id = meta
-        .pointer_mut("/segments/0/segment_id")
-        .context("tantivy's meta.json has no segment id")?;
-    ensure!(
-        id.as_str().is_some_and(|s| s.replace('-', "") == random_id),
-        "meta.json names segment {id}, not {random_id}"
-    );
-    // tantivy writes ids in the hyphenated form; serialising a SegmentId keeps that.
-    *id = serde_json::to_value(
-        SegmentId::from_uuid_string(SEGMENT_ID).expect("SEGMENT_ID is 32 hex digits"),
-    )?;
+    let segments = meta
+        .pointer_mut("/segments")
+        .and_then(|s| s.as_array_mut())
+        .context("tantivy's meta.json lists no segments")?;
+    for segment in segments {
+        let id = segment
+            .get_mut("segment_id")
+            .context("tantivy's meta.json has a segment without an id")?;
+        let plain = id.as_str().unwrap_or_default().replace('-', "");
+        let (_, to) = renames
+            .iter()
+            .find(|(from, _)| *from == plain)
+            .with_context(|| format!("meta.json names segment {plain}, which the index lacks"))?;
+        // tantivy writes ids in the hyphenated form; serialising a SegmentId keeps that.
+        *id = serde_json::to_value(
+            SegmentId::from_uuid_string(to).expect("fixed ids are 32 hex digits"),
+        )?;
+    }
     let mut bytes = serde_json::to_vec_pretty(&meta)?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 /// Opens the written index the way the client will, and counts its documents.
-fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
+pub(crate) fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
     let index = Index::open(MmapDirectory::open(dir)?)
         .with_context(|| format!("the search index in {} does not open", dir.display()))?;
     let ids = index.searchable_segment_ids()?;
     ensure!(
-        ids.len() == 1 && ids[0].uuid_string() == SEGMENT_ID,
-        "the search index does not name segment {SEGMENT_ID}"
+        ids.iter()
+            .all(|id| [SEGMENT_ID, DELTA_SEGMENT_ID].contains(&id.uuid_string().as_str())),
+        "the search index names segments other than {SEGMENT_ID} and {DELTA_SEGMENT_ID}"
     );
     let reader = index
         .reader_builder()

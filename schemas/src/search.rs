@@ -9,8 +9,11 @@
 //! weights per field (see the client's query builder), so no field keeps
 //! frequencies, positions or norms.
 //!
-//! In a snapshot the index lives under `index/`: tantivy's `meta.json` and
-//! the files of exactly one segment, named by [`SEGMENT_ID`].
+//! In a snapshot the index lives under `index/`: tantivy's `meta.json`, the
+//! files of the base segment, named by [`SEGMENT_ID`], and after an
+//! incremental build those of one more segment, [`DELTA_SEGMENT_ID`],
+//! holding the modules changed since the base was built, plus the base's
+//! deletion file (`<id>.<opstamp>.del`) marking their old documents.
 
 use serde::{Deserialize, Serialize};
 /// The tantivy the index format is written with, for the indexer and client to share.
@@ -30,6 +33,8 @@ pub const META_FILE: &str = "meta.json";
 /// tantivy names segment files after a random UUID; the indexer renames its
 /// single segment to this fixed id so the same input gives the same bytes.
 pub const SEGMENT_ID: &str = "6d6c6c642d7365617263682d696e6478";
+/// The id of the segment an incremental build adds beside the base one.
+pub const DELTA_SEGMENT_ID: &str = "6d6c6c642d7365617263682d64656c74";
 /// Words shorter than this get no prefix terms (a one-letter prefix matches too much).
 pub const MIN_PREFIX: usize = 2;
 /// Prefix terms are indexed up to this many characters.
@@ -147,7 +152,7 @@ impl SearchFields {
         let module_terms = name_terms(&module.name);
         let exact = [
             module.name.to_lowercase(),
-            full_name.to_lowercase(),
+            document_key(module),
             joined(&module.name),
         ];
         add_terms(&mut doc, self.exact, exact);
@@ -194,6 +199,12 @@ impl SearchFields {
             name,
         })
     }
+}
+
+/// The `exact` term only this module's document holds (`user/module`,
+/// lowercase; names hold no `/`): how an incremental build deletes it.
+pub fn document_key(module: &ModuleRecord) -> String {
+    module.full_name().to_lowercase()
 }
 
 /// Adds each distinct term once; repeats would only grow the index.
@@ -269,6 +280,17 @@ pub fn is_index_member(path: &str) -> bool {
     let Some((stem, ext)) = file.split_once('.') else {
         return false;
     };
+    // A segment's deletion file is `<id>.<opstamp>.del`.
+    let ext = match ext.split_once('.') {
+        Some((opstamp, "del"))
+            if !opstamp.is_empty()
+                && opstamp.len() <= 20
+                && opstamp.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            "del"
+        }
+        _ => ext,
+    };
     stem.len() == 32
         && crate::names::is_lower_hex(stem)
         && (1..=12).contains(&ext.len())
@@ -311,6 +333,7 @@ mod tests {
     fn index_members_are_plain_files_under_index() {
         assert!(is_index_member("index/meta.json"));
         assert!(is_index_member(&format!("index/{SEGMENT_ID}.store")));
+        assert!(is_index_member(&format!("index/{SEGMENT_ID}.1001.del")));
         for bad in [
             "index/../blobs/x",
             "index/a/meta.json",
@@ -320,7 +343,9 @@ mod tests {
             "index/",
             &format!("index/{SEGMENT_ID}.STORE"),
             &format!("/index/{SEGMENT_ID}.idx"),
-            &format!("index/{SEGMENT_ID}.7.del"),
+            &format!("index/{SEGMENT_ID}.x7.del"),
+            &format!("index/{SEGMENT_ID}..del"),
+            &format!("index/{SEGMENT_ID}.7.store"),
         ] {
             assert!(!is_index_member(bad), "{bad}");
         }

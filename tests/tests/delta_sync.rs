@@ -211,6 +211,21 @@ fn a_delta_sync_patches_the_stored_snapshot_and_installs_like_a_full_one() {
             .run(&["search", &m.name, "--json", "--trusted-key", key]),
     );
     assert!(found.contains(&m.name), "{found}");
+    // The nightly index kept its base segment and added one for the changed
+    // modules; the search above ran across both.
+    let index = tree(
+        &w.client
+            .home
+            .join("snapshots")
+            .join(&latest.sha256)
+            .join("index"),
+    );
+    assert!(
+        index
+            .iter()
+            .any(|f| f.starts_with(mlld_schemas::search::DELTA_SEGMENT_ID)),
+        "{index:?}"
+    );
     let verified = assert_ok(&w.client.run(&["verify", "--json"]));
     assert!(!verified.contains("mismatch"), "{verified}");
 

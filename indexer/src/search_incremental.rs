@@ -1,0 +1,368 @@
+//! The nightly search index without rebuilding it: the base segment of the
+//! last full build stays as it is (byte for byte, so clients' delta patches
+//! stay small), and one more segment holds every module whose document
+//! differs from the base's, whose old document the base's deletion file
+//! marks. Each build rebuilds that delta segment from the base, so there are
+//! never more than two segments; once the delta passes a tenth of the
+//! registry, the build starts over with a full rebuild.
+//!
+//! What the base holds is remembered in the signed crawl state as one
+//! fingerprint per document (everything the document is made of), so
+//! finding the changed modules reads no content.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use mlld_schemas::search::tantivy;
+use mlld_schemas::search::{INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields, document_key};
+use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
+use serde::{Deserialize, Serialize};
+use tantivy::directory::RamDirectory;
+use tantivy::indexer::NoMergePolicy;
+use tantivy::{Directory, Index, TantivyDocument, Term};
+
+use crate::blobs::BlobDir;
+use crate::search_index::{self, MEMORY_BUDGET, advisory_flag};
+
+/// A delta larger than this share of the registry triggers a full rebuild.
+const MAX_DELTA_SHARE: usize = 10;
+
+/// What the next build needs to know about the base segment.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchState {
+    /// The base's own `meta.json`, as the full build wrote it.
+    pub base_meta: String,
+    /// The base segment's files (no deletion file): name → SHA-256.
+    pub base_files: BTreeMap<String, String>,
+    /// Document key → fingerprint of every document in the base.
+    pub base_docs: BTreeMap<String, String>,
+}
+
+/// How the index was built, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IndexBuild {
+    Full,
+    /// On the previous base: this many documents replaced or added, this many deleted.
+    Incremental {
+        changed: usize,
+        removed: usize,
+    },
+}
+
+/// The index of `modules`, written to `root/index/`: incremental on `base`
+/// (with its files read from `previous_index`, an index-only snapshot)
+/// when that is possible and small, full otherwise.
+pub fn write(
+    root: &Path,
+    blobs: &BlobDir,
+    modules: &[ModuleRecord],
+    advisories: &[AdvisoryRecord],
+    base: Option<(&SearchState, &Path)>,
+) -> Result<(BTreeMap<String, Member>, SearchState, IndexBuild)> {
+    let index = AdvisoryIndex::new(advisories);
+    let prints: Vec<(String, String)> = modules
+        .iter()
+        .map(|m| (document_key(m), fingerprint(m, &index)))
+        .collect();
+    if let Some((state, previous_index)) = base
+        && let Some(plan) = plan(state, &prints)
+        && let Ok(files) = base_files(state, previous_index)
+    {
+        let members = incremental(root, blobs, modules, &index, state, &files, &plan)?;
+        let build = IndexBuild::Incremental {
+            changed: plan.changed.len(),
+            removed: plan.deleted.len() - plan.changed_in_base,
+        };
+        return Ok((members, state.clone(), build));
+    }
+    let members = search_index::write(root, blobs, modules, advisories)?;
+    let state = SearchState {
+        base_meta: std::fs::read_to_string(root.join(INDEX_DIR).join(META_FILE))?,
+        base_files: members
+            .iter()
+            .filter_map(|(p, m)| {
+                let name = p.strip_prefix(INDEX_DIR)?.strip_prefix('/')?;
+                (name != META_FILE).then(|| (name.to_string(), m.sha256.clone()))
+            })
+            .collect(),
+        base_docs: prints.into_iter().collect(),
+    };
+    Ok((members, state, IndexBuild::Full))
+}
+
+/// Everything a module's document is made of: equal prints, equal documents.
+fn fingerprint(module: &ModuleRecord, advisories: &AdvisoryIndex<'_>) -> String {
+    let flag = advisory_flag(module, advisories);
+    let parts = serde_json::json!([
+        module.full_name(),
+        module.description,
+        module.tags,
+        module.current.integrity,
+        flag.map(|f| (f.highest.as_str(), f.count)),
+    ]);
+    mlld_schemas::sha256_hex(parts.to_string().as_bytes())[..32].to_string()
+}
+
+struct Plan {
+    /// Positions (in `modules`) of documents to add.
+    changed: Vec<usize>,
+    /// Keys of base documents to delete (changed or gone).
+    deleted: Vec<String>,
+    /// How many of `changed` replace a base document.
+    changed_in_base: usize,
+}
+
+/// What differs from the base, or `None` when a full rebuild is better.
+fn plan(state: &SearchState, prints: &[(String, String)]) -> Option<Plan> {
+    let mut changed = Vec::new();
+    let mut deleted = Vec::new();
+    for (i, (key, print)) in prints.iter().enumerate() {
+        match state.base_docs.get(key) {
+            Some(old) if old == print => {}
+            Some(_) => {
+                changed.push(i);
+                deleted.push(key.clone());
+            }
+            None => changed.push(i),
+        }
+    }
+    let changed_in_base = deleted.len();
+    let present: BTreeSet<&str> = prints.iter().map(|(k, _)| k.as_str()).collect();
+    deleted.extend(
+        state
+            .base_docs
+            .keys()
+            .filter(|k| !present.contains(k.as_str()))
+            .cloned(),
+    );
+    let moved = changed.len() + deleted.len() - changed_in_base;
+    (moved * MAX_DELTA_SHARE <= prints.len().max(1)).then_some(Plan {
+        changed,
+        deleted,
+        changed_in_base,
+    })
+}
+
+/// The base segment's files from the previous index-only snapshot, each
+/// checked against the digest the (signed) crawl state remembers.
+fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let file = std::fs::File::open(previous_index)?;
+    let mut archive = tar::Archive::new(zstd::Decoder::new(file)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let Some(name) = path
+            .strip_prefix(INDEX_DIR)
+            .and_then(|p| p.strip_prefix('/'))
+        else {
+            continue;
+        };
+        if let Some(digest) = state.base_files.get(name) {
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes)?;
+            if &mlld_schemas::sha256_hex(&bytes) != digest {
+                bail!("the previous snapshot's {path} is not the base segment's");
+            }
+            files.insert(name.to_string(), bytes);
+        }
+    }
+    if files.len() != state.base_files.len() {
+        bail!("the previous snapshot lacks files of the base segment");
+    }
+    Ok(files)
+}
+
+/// The base as it was, its changed documents deleted, and one segment of
+/// the changed modules' new documents (in manifest order).
+fn incremental(
+    root: &Path,
+    blobs: &BlobDir,
+    modules: &[ModuleRecord],
+    advisories: &AdvisoryIndex<'_>,
+    state: &SearchState,
+    files: &BTreeMap<String, Vec<u8>>,
+    plan: &Plan,
+) -> Result<BTreeMap<String, Member>> {
+    let directory = RamDirectory::create();
+    for (name, bytes) in files {
+        directory.atomic_write(Path::new(name), bytes)?;
+    }
+    directory.atomic_write(Path::new(META_FILE), state.base_meta.as_bytes())?;
+    let index = Index::open(directory).context("opening the base segment")?;
+    let (_, fields) = SearchFields::build();
+    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, MEMORY_BUDGET)?;
+    writer.set_merge_policy(Box::new(NoMergePolicy));
+    for key in &plan.deleted {
+        writer.delete_term(Term::from_field_text(fields.exact, key));
+    }
+    for &i in &plan.changed {
+        let module = &modules[i];
+        let content = search_index::read_module_file(blobs, module)?;
+        let flag = advisory_flag(module, advisories);
+        let summary = crate::content_summary::extract(&content);
+        writer.add_document(fields.document(module, &summary, flag))?;
+    }
+    writer
+        .commit()
+        .context("committing the search index delta")?;
+    writer.wait_merging_threads()?;
+    let members = search_index::export(&index, &root.join(INDEX_DIR))?;
+    search_index::check_opens(&root.join(INDEX_DIR), modules.len())?;
+    if !members.contains_key(&format!("{INDEX_DIR}/{SEGMENT_ID}.store")) {
+        bail!("the incremental search index lost its base segment");
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use mlld_schemas::integrity_of;
+    use mlld_schemas::snapshot::RevisionRecord;
+    use tantivy::collector::DocSetCollector;
+    use tantivy::directory::MmapDirectory;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+
+    use super::*;
+
+    fn module(blobs: &BlobDir, name: &str, description: &str) -> ModuleRecord {
+        let content = format!(">> {name} does things\n/var @x = 1\n");
+        blobs.put(content.as_bytes()).unwrap();
+        ModuleRecord {
+            user: "ann".into(),
+            name: name.into(),
+            gist: format!("{:032x}", name.len()),
+            description: description.into(),
+            tags: vec!["json".into()],
+            created: None,
+            updated: None,
+            current: RevisionRecord {
+                revision: "a".repeat(40),
+                committed_at: None,
+                file: format!("{name}.mld"),
+                integrity: integrity_of(content.as_bytes()),
+                size: content.len() as u64,
+                files: Vec::new(),
+                dependencies: Vec::new(),
+            },
+            history: Vec::new(),
+            stale: None,
+        }
+    }
+
+    /// The index-only snapshot a build would publish: just the index files, as a tar.zst.
+    fn pack(root: &Path, members: &BTreeMap<String, Member>) -> std::path::PathBuf {
+        let mut tar = tar::Builder::new(Vec::new());
+        for path in members.keys() {
+            tar.append_path_with_name(root.join(path), path).unwrap();
+        }
+        let file = root.join("index.tar.zst");
+        std::fs::write(
+            &file,
+            zstd::encode_all(&tar.into_inner().unwrap()[..], 1).unwrap(),
+        )
+        .unwrap();
+        file
+    }
+
+    /// The full names of the documents holding `word` in their text.
+    fn find(dir: &Path, word: &str) -> BTreeSet<String> {
+        let index = Index::open(MmapDirectory::open(dir.join(INDEX_DIR)).unwrap()).unwrap();
+        let (_, fields) = SearchFields::build();
+        let searcher = index.reader().unwrap().searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(fields.text_words, word),
+            IndexRecordOption::Basic,
+        );
+        let docs = searcher.search(&query, &DocSetCollector).unwrap();
+        docs.into_iter()
+            .map(|a| {
+                let doc: TantivyDocument = searcher.doc(a).unwrap();
+                fields.hit(&doc).unwrap().name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incremental_index_answers_like_a_full_one_and_keeps_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::new(dir.path().join("blobs"), None);
+        let names: Vec<String> = (0..40).map(|i| format!("mod-{i:02}")).collect();
+        let mut modules: Vec<_> = names
+            .iter()
+            .map(|n| module(&blobs, n, "parses apples"))
+            .collect();
+        let first = dir.path().join("first");
+        let (members, state, build) = write(&first, &blobs, &modules, &[], None).unwrap();
+        assert_eq!(build, IndexBuild::Full);
+        let previous = pack(&first, &members);
+
+        // One description changes, one module leaves, one arrives.
+        modules[3] = module(&blobs, "mod-03", "parses oranges");
+        modules.remove(7);
+        modules.push(module(&blobs, "mod-zz", "parses oranges"));
+        let second = dir.path().join("second");
+        let (inc, state2, build) =
+            write(&second, &blobs, &modules, &[], Some((&state, &previous))).unwrap();
+        assert_eq!(
+            build,
+            IndexBuild::Incremental {
+                changed: 2,
+                removed: 1
+            }
+        );
+        // The base segment's files are the previous ones, byte for byte.
+        for (name, digest) in &state.base_files {
+            assert_eq!(
+                &inc[&format!("{INDEX_DIR}/{name}")].sha256,
+                digest,
+                "{name}"
+            );
+        }
+        assert!(inc.keys().any(|p| p.ends_with(".del")), "{inc:?}");
+        assert_eq!(state2.base_docs, state.base_docs, "the base stays the base");
+
+        let full = dir.path().join("full");
+        write(&full, &blobs, &modules, &[], None).unwrap();
+        for word in ["apples", "oranges", "parses"] {
+            assert_eq!(find(&second, word), find(&full, word), "{word}");
+        }
+        assert_eq!(find(&second, "oranges").len(), 2);
+        assert!(!find(&second, "apples").contains("ann/mod-03"));
+        assert!(!find(&second, "apples").contains("ann/mod-07"));
+
+        // Reproducible: the same base and modules give the same bytes.
+        let again = dir.path().join("again");
+        let (inc2, _, _) = write(&again, &blobs, &modules, &[], Some((&state, &previous))).unwrap();
+        assert_eq!(inc, inc2);
+    }
+
+    #[test]
+    fn a_large_change_rebuilds_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::new(dir.path().join("blobs"), None);
+        let mut modules: Vec<_> = (0..20)
+            .map(|i| module(&blobs, &format!("m{i}"), "one"))
+            .collect();
+        let first = dir.path().join("first");
+        let (members, state, _) = write(&first, &blobs, &modules, &[], None).unwrap();
+        let previous = pack(&first, &members);
+        for m in modules.iter_mut().take(5) {
+            m.description = "two".into();
+        }
+        let (_, _, build) = write(
+            &dir.path().join("second"),
+            &blobs,
+            &modules,
+            &[],
+            Some((&state, &previous)),
+        )
+        .unwrap();
+        assert_eq!(build, IndexBuild::Full);
+    }
+}

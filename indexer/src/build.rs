@@ -281,10 +281,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         snapshot: &p.snapshot,
         table: &p.frames,
     });
+    let head = snapshot_writer::head_frame(&manifest_bytes, signature.as_bytes(), mtime)?;
+    drop(manifest_bytes);
     let written = snapshot_writer::write(
         &staged,
-        &manifest_bytes,
-        signature.as_bytes(),
+        &head,
         &manifest.members,
         &|path, hex| {
             if blob_digest(path).is_some() {
@@ -293,7 +294,6 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
                 Some(staging.path().join(path))
             }
         },
-        mtime,
         reuse,
     )
     .context("writing the snapshot")?;
@@ -310,11 +310,9 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     let staged_index = staging.path().join("snapshot.index.tar.zst");
     let index_written = snapshot_writer::write(
         &staged_index,
-        &manifest_bytes,
-        signature.as_bytes(),
+        &head,
         &index_members,
         &|path, _| Some(staging.path().join(path)),
-        mtime,
         Some(snapshot_writer::Reuse {
             snapshot: &staged,
             table: &written.table,
@@ -322,7 +320,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     )
     .context("writing the index-only snapshot")?;
     report.stage("pack snapshot", t);
-    drop(manifest_bytes);
+    drop(head);
 
     let t = Instant::now();
     let delta = match previous.as_ref() {

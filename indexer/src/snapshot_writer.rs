@@ -19,8 +19,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-/// zstd level of blob frames: a good ratio; only changed frames pay it on incremental builds.
-pub const ZSTD_LEVEL: i32 = 9;
+/// zstd level of blob frames. 4 compresses module text about 7 times
+/// faster than 9 for about 11% more bytes: the nightly build recompresses
+/// every frame a changed blob lands in, while clients mostly fetch deltas.
+pub const ZSTD_LEVEL: i32 = 4;
 /// The manifest changes with every build: a fast level (6x faster than 9 here, 10% larger).
 const HEAD_ZSTD_LEVEL: i32 = 3;
 /// A blob whose digest's first 16 bits are below this ends a frame: 1 in 16 on average.
@@ -148,16 +150,25 @@ enum Piece {
     Bytes(Vec<u8>),
 }
 
+/// The first frame of a snapshot: the manifest and its signature, with
+/// `mtime` (the build time). Compressed once per build: the full and the
+/// index-only snapshot share it.
+pub fn head_frame(manifest: &[u8], signature: &[u8], mtime: u64) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(manifest.len() + signature.len() + 2048);
+    entry(&mut head, MANIFEST_NAME, manifest, mtime)?;
+    entry(&mut head, MANIFEST_SIG_NAME, signature, mtime)?;
+    zstd::bulk::compress(&head, HEAD_ZSTD_LEVEL)
+}
+
 /// Writes the snapshot to `dest`. `locate` finds a member's file by path and digest;
 /// every blob packed fresh is re-hashed, so a damaged file fails the build
 /// instead of entering a signed snapshot under a digest it does not have.
+/// `head` is the compressed first frame ([`head_frame`]).
 pub fn write(
     dest: &Path,
-    manifest: &[u8],
-    signature: &[u8],
+    head: &[u8],
     members: &BTreeMap<String, Member>,
     locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
-    mtime: u64,
     reuse: Option<Reuse<'_>>,
 ) -> io::Result<Written> {
     let mut out = Hashing {
@@ -165,10 +176,7 @@ pub fn write(
         hasher: sha2::Sha256::new(),
         len: 0,
     };
-    let mut head = Vec::new();
-    entry(&mut head, MANIFEST_NAME, manifest, mtime)?;
-    entry(&mut head, MANIFEST_SIG_NAME, signature, mtime)?;
-    out.write_all(&zstd::bulk::compress(&head, HEAD_ZSTD_LEVEL)?)?;
+    out.write_all(head)?;
 
     let mut previous = match &reuse {
         Some(r) => Some(File::open(r.snapshot)?),

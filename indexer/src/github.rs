@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
-use reqwest::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT,
+};
 use serde::Serialize;
 
 use crate::assemble::MAX_FILE_BYTES;
 use crate::gist::{FetchError, Fetched, Gist, GistFileData, GistSource};
+use crate::http::{Client, Response};
+
+const USER_AGENT_VALUE: &str = concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION"));
 
 /// A gist response larger than this is refused (300 files of 1 MB each, plus slack).
 const MAX_GIST_RESPONSE: u64 = 400 * 1024 * 1024;
@@ -88,12 +92,10 @@ enum Attempt {
 
 impl GithubGists {
     pub fn new(config: GithubConfig) -> anyhow::Result<Self> {
-        install_crypto_provider();
-        let client = Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(32)
-            .build()?;
+        let client = Client::new(
+            config.request_timeout,
+            config.request_timeout.min(Duration::from_secs(10)),
+        );
         Ok(Self {
             client,
             config,
@@ -116,20 +118,24 @@ impl GithubGists {
         }
     }
 
-    fn api_request(&self, url: &str) -> reqwest::blocking::RequestBuilder {
-        let mut req = self
-            .client
-            .get(url)
-            .header(
-                USER_AGENT,
-                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", "2022-11-28");
-        if let Some(token) = &self.config.token {
-            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+    fn api_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "X-GitHub-Api-Version",
+            HeaderValue::from_static("2022-11-28"),
+        );
+        if let Some(token) = &self.config.token
+            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
         }
-        req
+        headers
     }
 
     /// Sleeps `wait` if the budget allows; `false` when it does not.
@@ -190,7 +196,7 @@ impl GithubGists {
 
     fn record_rate(&self, resp: &Response) {
         let header = |name: &str| {
-            resp.headers()
+            resp.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
@@ -207,12 +213,12 @@ impl GithubGists {
             return Attempt::Done(Err(e));
         }
         let url = format!("{}/gists/{gist_id}", self.config.api.trim_end_matches('/'));
-        let mut req = self.api_request(&url);
-        if let Some(etag) = etag {
-            req = req.header(IF_NONE_MATCH, etag);
+        let mut headers = self.api_headers();
+        if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+            headers.insert(IF_NONE_MATCH, etag);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match req.send() {
+        let resp = match self.client.get(&url, headers, MAX_GIST_RESPONSE) {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -222,7 +228,7 @@ impl GithubGists {
             }
         };
         self.record_rate(&resp);
-        let status = resp.status();
+        let status = resp.status;
         if status != StatusCode::NOT_MODIFIED {
             self.counters.primary.fetch_add(1, Ordering::Relaxed);
         }
@@ -233,11 +239,11 @@ impl GithubGists {
             }
             StatusCode::OK => {
                 let new_etag = resp
-                    .headers()
+                    .headers
                     .get(ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                match read_capped(resp, MAX_GIST_RESPONSE) {
+                match resp.body {
                     Ok(bytes) => {
                         self.counters
                             .bytes
@@ -259,11 +265,11 @@ impl GithubGists {
             StatusCode::NOT_FOUND => Attempt::Done(Err(FetchError::NotFound)),
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
                 let remaining = resp
-                    .headers()
+                    .headers
                     .get("x-ratelimit-remaining")
                     .and_then(|v| v.to_str().ok());
                 let retry_after = resp
-                    .headers()
+                    .headers
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -345,13 +351,11 @@ impl GistSource for GithubGists {
                 return Err(FetchError::Deferred("the time budget ran out".into()));
             }
             // Raw URLs are not API calls and public gists need no token: it never leaves for them.
-            let req = self.client.get(url).header(
-                USER_AGENT,
-                concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION")),
-            );
+            let mut headers = HeaderMap::new();
+            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
             self.counters.raw_requests.fetch_add(1, Ordering::Relaxed);
-            match req.send() {
-                Ok(resp) if resp.status().is_success() => match read_capped(resp, MAX_FILE_BYTES) {
+            match self.client.get(url, headers, MAX_FILE_BYTES) {
+                Ok(resp) if resp.status.is_success() => match resp.body {
                     Ok(bytes) => {
                         self.counters
                             .bytes
@@ -360,13 +364,13 @@ impl GistSource for GithubGists {
                     }
                     Err(e) => last = e,
                 },
-                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                Ok(resp) if resp.status == StatusCode::NOT_FOUND => {
                     return Err(FetchError::Failed(format!(
                         "raw file `{}` is gone (404)",
                         file.filename
                     )));
                 }
-                Ok(resp) => last = format!("raw file answered {}", resp.status()),
+                Ok(resp) => last = format!("raw file answered {}", resp.status),
                 Err(e) => last = describe(&e),
             }
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -383,20 +387,6 @@ impl GistSource for GithubGists {
     fn request_stats(&self) -> Option<RequestStats> {
         Some(self.stats())
     }
-}
-
-/// Reads a body up to `cap` bytes; a longer or broken body is an error.
-fn read_capped(resp: Response, cap: u64) -> Result<Vec<u8>, String> {
-    if resp.content_length().is_some_and(|n| n > cap) {
-        return Err(format!("the response is larger than the {cap}-byte limit"));
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(resp, cap + 1), &mut bytes)
-        .map_err(|e| format!("the response body broke off ({e})"))?;
-    if bytes.len() as u64 > cap {
-        return Err(format!("the response is larger than the {cap}-byte limit"));
-    }
-    Ok(bytes)
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -14,6 +14,7 @@ pub mod content_summary;
 pub mod delta_writer;
 pub mod gist;
 pub mod github;
+pub mod http;
 pub mod module_file;
 pub mod previous;
 pub mod progress;

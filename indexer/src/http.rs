@@ -1,0 +1,93 @@
+//! The indexer's HTTP client: reqwest (rustls), driven on the calling thread.
+//!
+//! reqwest's blocking client hands every request to one background runtime
+//! thread and waits for it: two extra thread switches per request, and one
+//! thread that all crawl workers queue behind. A nightly crawl makes one
+//! request per gist (mostly `304`s), so those switches were a large part of
+//! its time. Here each worker thread owns a small current-thread runtime and
+//! its own async client (so its connections are driven by the thread that
+//! uses them), and a request runs to its last body byte inside `block_on`.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+/// A response read in full (up to a cap).
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body, or why it could not be read whole (cut off, over the cap).
+    pub body: Result<Vec<u8>, String>,
+}
+
+/// Settings for every thread's client; `id` tells one configuration from another.
+pub struct Client {
+    id: u64,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<(u64, tokio::runtime::Runtime, reqwest::Client)>> =
+        const { RefCell::new(None) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Client {
+    pub fn new(timeout: Duration, connect_timeout: Duration) -> Self {
+        crate::github::install_crypto_provider();
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            timeout,
+            connect_timeout,
+        }
+    }
+
+    /// Sends a GET with `headers` and reads the body, refusing more than `cap` bytes.
+    pub fn get(&self, url: &str, headers: HeaderMap, cap: u64) -> Result<Response, reqwest::Error> {
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            if local.as_ref().is_none_or(|(id, _, _)| *id != self.id) {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime starts");
+                let client = reqwest::Client::builder()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.connect_timeout)
+                    .build()?;
+                *local = Some((self.id, runtime, client));
+            }
+            let (_, runtime, client) = local.as_ref().expect("set above");
+            runtime.block_on(async {
+                let mut resp = client.get(url).headers(headers).send().await?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = if resp.content_length().is_some_and(|n| n > cap) {
+                    Err(format!("the response is over {cap} bytes"))
+                } else {
+                    let mut body = Vec::new();
+                    loop {
+                        match resp.chunk().await {
+                            Ok(Some(chunk)) if body.len() as u64 + chunk.len() as u64 > cap => {
+                                break Err(format!("the response is over {cap} bytes"));
+                            }
+                            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                            Ok(None) => break Ok(body),
+                            Err(e) => break Err(format!("the response body broke off ({e})")),
+                        }
+                    }
+                };
+                Ok(Response {
+                    status,
+                    headers,
+                    body,
+                })
+            })
+        })
+    }
+}

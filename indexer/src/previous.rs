@@ -146,11 +146,34 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     } else {
         Path::new(source).join(&latest.snapshot)
     };
-    let actual = file_sha256(&snapshot).with_context(|| {
-        format!(
-            "the previous snapshot {} is missing or unreadable",
-            latest.snapshot
-        )
+    // Hashing the snapshot, parsing its manifest and reading the crawl state
+    // run side by side; nothing parsed is used unless the hashes match.
+    let (actual, index_snapshot, manifest, state) = std::thread::scope(|s| {
+        let hashed = s.spawn(|| -> Result<_> {
+            let actual = file_sha256(&snapshot).with_context(|| {
+                format!(
+                    "the previous snapshot {} is missing or unreadable",
+                    latest.snapshot
+                )
+            })?;
+            let index_snapshot = match &latest.index {
+                Some(index) => fetch_verified(
+                    source,
+                    remote,
+                    &index.path,
+                    &index.sha256,
+                    scratch,
+                    "previous.index.tar.zst",
+                )?,
+                None => None,
+            };
+            Ok((actual, index_snapshot))
+        });
+        let state = s.spawn(|| read_state(source, remote, &pk, &latest));
+        let manifest = read_manifest(&snapshot);
+        let (actual, index_snapshot) = hashed.join().expect("hashing does not panic")?;
+        let state = state.join().expect("reading the state does not panic")?;
+        anyhow::Ok((actual, index_snapshot, manifest, state))
     })?;
     if actual != latest.sha256 {
         bail!(
@@ -159,29 +182,21 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
             latest.sha256
         );
     }
-    let index_snapshot = match &latest.index {
-        Some(index) => fetch_verified(
-            source,
-            remote,
-            &index.path,
-            &index.sha256,
-            scratch,
-            "previous.index.tar.zst",
-        )?,
-        None => None,
-    };
-    let manifest = read_manifest(&snapshot)?;
+    let manifest = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete = !remote
-        && manifest
+    let site_blobs_complete = !remote && {
+        use rayon::prelude::*;
+        let blobs: Vec<_> = manifest
             .members
             .iter()
             .filter(|(path, _)| blob_digest(path).is_some())
-            .all(|(path, m)| {
-                std::fs::metadata(Path::new(source).join(path))
-                    .is_ok_and(|md| md.is_file() && md.len() == m.size)
-            });
+            .collect();
+        blobs.par_iter().all(|(path, m)| {
+            std::fs::metadata(Path::new(source).join(path))
+                .is_ok_and(|md| md.is_file() && md.len() == m.size)
+        })
+    };
     let blob_root = if site_blobs_complete {
         PathBuf::from(source)
     } else {
@@ -189,7 +204,6 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         unpack_blobs(&snapshot, &dest)?;
         dest
     };
-    let state = read_state(source, remote, &pk, &latest)?;
     let by_name = manifest
         .modules
         .iter()

@@ -274,6 +274,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &format!("mlld-registry manifest serial:{serial} created:{created}"),
     );
     report.stage("search index and manifest", t);
+    progress.stage("pack snapshot");
     let t = Instant::now();
     let staged = staging.path().join("snapshot.tar.zst");
     let mtime = config.created.unix_timestamp().max(0) as u64;
@@ -282,6 +283,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         table: &p.frames,
     });
     let head = snapshot_writer::head_frame(&manifest_bytes, signature.as_bytes(), mtime)?;
+    let manifest_len = manifest_bytes.len();
     drop(manifest_bytes);
     let written = snapshot_writer::write(
         &staged,
@@ -322,6 +324,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     report.stage("pack snapshot", t);
     drop(head);
 
+    progress.stage("delta");
     let t = Instant::now();
     let delta = match previous.as_ref() {
         Some(p) if p.index_snapshot.is_some() => {
@@ -335,6 +338,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
                 staging.path(),
                 &origin,
                 &staged_index,
+                manifest_len,
                 &manifest.members,
                 &blobs,
             )
@@ -346,7 +350,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     };
     report.stage("delta", t);
 
-    progress.stage("publish");
+    progress.stage("site data");
     let t = Instant::now();
     let latest = Latest {
         format_version: SNAPSHOT_FORMAT,
@@ -385,6 +389,10 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &blobs,
         previous.as_ref().map_or(&no_pages, |p| &p.pages),
     )?;
+    report.stage("site data", t);
+
+    progress.stage("publish");
+    let t = Instant::now();
     let keep = config.keep_snapshots.max(1);
     let (published, mut retired) = retain(
         &latest.snapshot,
@@ -461,9 +469,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         blobs: &blobs,
     };
     publish::publish(&config.out, &config.key, &publication)?;
+    report.stage("publish", t);
+    let t = Instant::now();
     // After the flip nothing refers to these any more.
     publish::clean_up(&config.out, &retired, &removed_pages, &manifest.members)?;
-    report.stage("publish", t);
+    report.stage("clean up", t);
 
     report.users_rejected = registry.rejected_users().map(str::to_string).collect();
     report.serial = serial;

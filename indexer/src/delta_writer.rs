@@ -53,11 +53,16 @@ pub fn write(
     staging: &Path,
     from: &Origin<'_>,
     staged_index: &Path,
+    manifest_len: usize,
     members: &BTreeMap<String, Member>,
     blobs: &BlobDir,
 ) -> Result<StagedDelta> {
     let base = base_bytes(from)?;
-    let target = zstd::decode_all(std::fs::File::open(staged_index)?)
+    // Sized up front: growing a 100 MB vector by doubling would briefly hold
+    // twice that, at the build's peak of memory.
+    let mut target = Vec::with_capacity(index_tar_len(manifest_len, members));
+    zstd::Decoder::new(std::fs::File::open(staged_index)?)?
+        .read_to_end(&mut target)
         .context("reading back the staged index-only snapshot")?;
     let patch_bytes = patch(&base, &target)?;
     let patch_sha = mlld_schemas::sha256_hex(&patch_bytes);
@@ -100,6 +105,20 @@ pub fn write(
         patch: patch_file,
         blobs: blobs_file,
     })
+}
+
+/// The length of the uncompressed index-only tar: the manifest and its
+/// signature (at most one block), every non-blob member, the end blocks.
+fn index_tar_len(manifest_len: usize, members: &BTreeMap<String, Member>) -> usize {
+    let entry = |size: usize| 512 + size.next_multiple_of(512);
+    entry(manifest_len)
+        + entry(512)
+        + members
+            .iter()
+            .filter(|(p, _)| blob_digest(p).is_none())
+            .map(|(_, m)| entry(m.size as usize))
+            .sum::<usize>()
+        + 1024
 }
 
 /// The previous snapshot's delta base, read from its index-only snapshot,

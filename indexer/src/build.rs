@@ -324,34 +324,53 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     report.stage("pack snapshot", t);
     drop(head);
 
-    progress.stage("delta");
+    // The delta and the web page's data need nothing from each other: one
+    // is built on a second thread while the other is written.
+    progress.stage("delta and site data");
     let t = Instant::now();
-    let delta = match previous.as_ref() {
-        Some(p) if p.index_snapshot.is_some() => {
-            let origin = delta_writer::Origin {
-                serial: p.latest.serial,
-                snapshot_sha256: &p.latest.sha256,
-                manifest: &p.manifest,
-                index_snapshot: p.index_snapshot.as_deref().expect("checked"),
-            };
-            let staged = delta_writer::write(
-                staging.path(),
-                &origin,
-                &staged_index,
-                manifest_len,
-                &manifest.members,
-                &blobs,
-            )
-            .context("writing the delta from the previous snapshot")?;
-            report.delta_bytes = Some(staged.delta.patch.size + staged.delta.blobs.size);
-            Some(staged)
-        }
-        _ => None,
+    let delta_job = || -> Result<Option<delta_writer::StagedDelta>> {
+        Ok(match previous.as_ref() {
+            Some(p) if p.index_snapshot.is_some() => {
+                let origin = delta_writer::Origin {
+                    serial: p.latest.serial,
+                    snapshot_sha256: &p.latest.sha256,
+                    manifest: &p.manifest,
+                    index_snapshot: p.index_snapshot.as_deref().expect("checked"),
+                };
+                let staged = delta_writer::write(
+                    staging.path(),
+                    &origin,
+                    &staged_index,
+                    manifest_len,
+                    &manifest.members,
+                    &blobs,
+                )
+                .context("writing the delta from the previous snapshot")?;
+                Some(staged)
+            }
+            _ => None,
+        })
     };
-    report.stage("delta", t);
-
-    progress.stage("site data");
-    let t = Instant::now();
+    let site_dir = staging.path().join("site");
+    let no_pages = BTreeMap::new();
+    let pages_job = || {
+        site_data::write(
+            &site_dir,
+            &manifest,
+            &blobs,
+            previous.as_ref().map_or(&no_pages, |p| &p.pages),
+        )
+    };
+    let (delta, pages) = std::thread::scope(|s| {
+        let delta = s.spawn(delta_job);
+        let pages = pages_job();
+        (delta.join().expect("the delta does not panic"), pages)
+    });
+    let (delta, pages) = (delta?, pages?);
+    report.delta_bytes = delta
+        .as_ref()
+        .map(|d| d.delta.patch.size + d.delta.blobs.size);
+    report.stage("delta and site data", t);
     let latest = Latest {
         format_version: SNAPSHOT_FORMAT,
         snapshot: publish::snapshot_site_path(&sha256),
@@ -381,15 +400,6 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             ))
         })
         .collect();
-    let site_dir = staging.path().join("site");
-    let no_pages = BTreeMap::new();
-    let pages = site_data::write(
-        &site_dir,
-        &manifest,
-        &blobs,
-        previous.as_ref().map_or(&no_pages, |p| &p.pages),
-    )?;
-    report.stage("site data", t);
 
     progress.stage("publish");
     let t = Instant::now();

@@ -221,8 +221,6 @@ fn incremental(
 
 #[cfg(test)]
 mod tests {
-    use mlld_schemas::integrity_of;
-    use mlld_schemas::snapshot::RevisionRecord;
     use tantivy::collector::DocSetCollector;
     use tantivy::directory::MmapDirectory;
     use tantivy::query::TermQuery;
@@ -232,27 +230,9 @@ mod tests {
 
     fn module(blobs: &BlobDir, name: &str, description: &str) -> ModuleRecord {
         let content = format!(">> {name} does things\n/var @x = 1\n");
-        blobs.put(content.as_bytes()).unwrap();
-        ModuleRecord {
-            user: "ann".into(),
-            name: name.into(),
-            gist: format!("{:032x}", name.len()),
-            description: description.into(),
-            tags: vec!["json".into()],
-            created: None,
-            updated: None,
-            current: RevisionRecord {
-                revision: "a".repeat(40),
-                committed_at: None,
-                file: format!("{name}.mld"),
-                integrity: integrity_of(content.as_bytes()),
-                size: content.len() as u64,
-                files: Vec::new(),
-                dependencies: Vec::new(),
-            },
-            history: Vec::new(),
-            stale: None,
-        }
+        let mut m = crate::search_index::tests::module(blobs.root(), "ann", name, &content);
+        m.description = description.into();
+        m
     }
 
     /// The index-only snapshot a build would publish: just the index files, as a tar.zst.

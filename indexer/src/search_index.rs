@@ -199,7 +199,7 @@ pub(crate) fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mlld_schemas::search::is_index_member;
     use mlld_schemas::snapshot::RevisionRecord;
     use mlld_schemas::{Advisory, Severity, integrity_of};
@@ -207,7 +207,8 @@ mod tests {
     use super::*;
     use crate::blobs::BlobDir;
 
-    fn module(root: &Path, user: &str, name: &str, content: &str) -> ModuleRecord {
+    /// A module of `user` whose content is put into the blob directory at `root`.
+    pub(crate) fn module(root: &Path, user: &str, name: &str, content: &str) -> ModuleRecord {
         BlobDir::new(root, None).put(content.as_bytes()).unwrap();
         ModuleRecord {
             user: user.into(),

@@ -18,6 +18,7 @@ use crate::gist::GistSource;
 use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stale};
+use crate::retention;
 use crate::search_incremental;
 use crate::signing::SigningKey;
 use crate::{capture, publish, registry_load, site_data, snapshot_writer};
@@ -78,14 +79,6 @@ impl BuildConfig {
             Err(_) => Ok(OffsetDateTime::now_utc()),
         }
     }
-}
-
-/// The newest `keep` of `current` followed by `older` (newest first), and the rest to delete.
-fn retain(current: &str, older: &[String], keep: usize) -> (Vec<String>, Vec<String>) {
-    let mut all = vec![current.to_string()];
-    all.extend(older.iter().filter(|s| *s != current).cloned());
-    let retired = all.split_off(keep.min(all.len()));
-    (all, retired)
 }
 
 pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildReport> {
@@ -403,57 +396,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     progress.stage("publish");
     let t = Instant::now();
-    let keep = config.keep_snapshots.max(1);
-    let (published, mut retired) = retain(
-        &latest.snapshot,
-        previous
-            .as_ref()
-            .map(|p| &p.published[..])
-            .unwrap_or_default(),
-        keep,
-    );
-    let index_path = latest
-        .index
-        .as_ref()
-        .map(|i| i.path.clone())
-        .unwrap_or_default();
-    let (published_index, retired_index) = retain(
-        &index_path,
-        previous
-            .as_ref()
-            .map(|p| &p.published_index[..])
-            .unwrap_or_default(),
-        keep,
-    );
-    retired.extend(retired_index);
-    // The delta files of the newest `keep` builds (this one first). Equal
-    // content gets an equal name (an empty blob pack recurs), so a file
-    // still named by a kept build is never retired.
-    let mut published_deltas: Vec<Vec<String>> = vec![
-        delta
-            .iter()
-            .flat_map(|d| [d.delta.patch.path.clone(), d.delta.blobs.path.clone()])
-            .collect(),
-    ];
-    let older_deltas = previous
-        .as_ref()
-        .map(|p| &p.published_deltas[..])
-        .unwrap_or_default();
-    published_deltas.extend(older_deltas.iter().take(keep - 1).cloned());
-    retired.extend(
-        older_deltas
-            .iter()
-            .skip(keep - 1)
-            .flatten()
-            .filter(|p| !published_deltas.iter().flatten().any(|k| k == *p))
-            .cloned(),
-    );
-    let removed_pages: Vec<String> = previous
-        .iter()
-        .flat_map(|p| p.pages.keys())
-        .filter(|k| !pages.contains_key(*k))
-        .cloned()
-        .collect();
+    let retention::Retention {
+        published,
+        published_index,
+        published_deltas,
+        retired,
+        removed_pages,
+    } = retention::decide(&latest, previous.as_ref(), config.keep_snapshots, &pages);
     let state = CrawlState {
         snapshot: sha256,
         etags,

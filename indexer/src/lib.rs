@@ -21,6 +21,7 @@ pub mod progress;
 pub mod publish;
 pub mod registry_load;
 pub mod report;
+pub mod retention;
 pub mod search_incremental;
 pub mod search_index;
 pub mod signing;

@@ -2,26 +2,24 @@
 //! a full crawl, incremental rebuilds, and captured revisions that stay.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use mlld_e2e::fake_github::FakeGithub;
 use mlld_e2e::{Client, assert_ok, examples, github_build, verify_site};
-use mlld_indexer::PreviousSite;
+use mlld_indexer::{BuildReport, PreviousSite};
 use mlld_synth::{Synth, SynthConfig};
+
+/// An incremental build of `registry` into `out` against the fake GitHub, with the test settings.
+fn rebuild(registry: &Path, out: &Path, github: &FakeGithub) -> BuildReport {
+    github_build(registry, out, &github.url(), PreviousSite::Output, |_| {}).unwrap()
+}
 
 #[test]
 fn a_full_crawl_of_the_examples() {
     let dir = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
-    let report = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let report = rebuild(&examples().join("registry"), dir.path(), &github);
     assert_eq!(report.modules_accepted, 24);
     let rejected: Vec<_> = report
         .modules_rejected
@@ -56,25 +54,11 @@ fn a_rebuild_with_nothing_changed_costs_no_counted_request() {
     let dir = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
-    let first = github_build(
-        &registry,
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let first = rebuild(&registry, dir.path(), &github);
     let before = verify_site(dir.path());
     let counted = github.counts.get(&github.counts.counted);
 
-    let second = github_build(
-        &registry,
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let second = rebuild(&registry, dir.path(), &github);
     let stats = second.requests.as_ref().unwrap();
     assert_eq!(stats.primary, 0, "{stats:?}");
     assert_eq!(stats.not_modified, 26);
@@ -130,14 +114,7 @@ fn serve(synth: &Synth, github: &FakeGithub, changed: &BTreeMap<usize, u32>) {
 #[test]
 fn a_rebuild_with_a_few_changes_costs_about_that_many() {
     let (_dir, synth, github, registry, site) = synthetic(12, 240, 3);
-    let first = github_build(
-        &registry,
-        &site,
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let first = rebuild(&registry, &site, &github);
     assert_eq!(first.modules_accepted, 240);
 
     let changed: BTreeMap<usize, u32> = [3, 50, 77, 120, 199, 238]
@@ -145,14 +122,7 @@ fn a_rebuild_with_a_few_changes_costs_about_that_many() {
         .map(|i| (i, 1))
         .collect();
     serve(&synth, &github, &changed);
-    let second = github_build(
-        &registry,
-        &site,
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let second = rebuild(&registry, &site, &github);
     let stats = second.requests.as_ref().unwrap();
     assert_eq!(stats.primary, 6, "{stats:?}");
     assert_eq!((second.modules_fetched, second.modules_unchanged), (6, 234));
@@ -169,14 +139,7 @@ fn a_rebuild_with_a_few_changes_costs_about_that_many() {
 #[test]
 fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
     let (dir, synth, github, registry, site) = synthetic(3, 12, 9);
-    github_build(
-        &registry,
-        &site,
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    rebuild(&registry, &site, &github);
 
     let client = Client::new(dir.path());
     let key = site.join("mlld-registry.pub");
@@ -201,14 +164,7 @@ fn a_lock_pinned_to_an_old_revision_installs_from_todays_snapshot() {
     // Two more builds: the module changes twice.
     for generation in [1, 2] {
         serve(&synth, &github, &[(i, generation)].into_iter().collect());
-        github_build(
-            &registry,
-            &site,
-            &github.url(),
-            PreviousSite::Output,
-            |_| {},
-        )
-        .unwrap();
+        rebuild(&registry, &site, &github);
     }
     let today = snapshot_of(&site);
     std::fs::remove_file(&old_snapshot).ok();
@@ -253,14 +209,7 @@ fn a_tampered_crawl_state_is_ignored_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
-    github_build(
-        &registry,
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    rebuild(&registry, dir.path(), &github);
     let state = dir.path().join("crawl-state.json");
     let text = std::fs::read_to_string(&state).unwrap();
     std::fs::write(
@@ -272,14 +221,7 @@ fn a_tampered_crawl_state_is_ignored_not_trusted() {
         ),
     )
     .unwrap();
-    let report = github_build(
-        &registry,
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let report = rebuild(&registry, dir.path(), &github);
     let stats = report.requests.as_ref().unwrap();
     assert_eq!(
         (stats.primary, stats.not_modified),
@@ -299,14 +241,7 @@ fn requests_carry_the_api_headers_and_the_token_stays_with_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
     github.truncate_file("a1f3e09a42db6c680b454f6f93efa9d8", "json-utils.mld", 10);
-    github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    rebuild(&examples().join("registry"), dir.path(), &github);
     let seen = github.seen.lock().unwrap();
     let api: Vec<_> = seen
         .iter()
@@ -340,14 +275,7 @@ fn the_previous_site_can_come_from_a_url() {
     let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
     let published = dir.path().join("published");
-    let first = github_build(
-        &registry,
-        &published,
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap();
+    let first = rebuild(&registry, &published, &github);
     let host = mlld_e2e::http::HttpServer::start(mlld_e2e::http::static_files(published.clone()));
 
     // A fresh checkout (as in CI) restores nothing locally and builds on the published site.

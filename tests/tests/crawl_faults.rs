@@ -12,15 +12,24 @@ use mlld_indexer::{BuildReport, PreviousSite};
 const JSON_UTILS: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
 const HTTP_RETRY: &str = "02ae6f6b98bea7ee40645719a8b4ae6e";
 
-fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+/// A build of the example registry from the fake GitHub, with the test settings tuned by `tune`.
+fn try_build(
+    out: &Path,
+    github: &FakeGithub,
+    previous: PreviousSite,
+    tune: impl FnOnce(&mut mlld_indexer::GithubConfig),
+) -> anyhow::Result<BuildReport> {
     github_build(
         &examples().join("registry"),
         out,
         &github.url(),
         previous,
-        |_| {},
+        tune,
     )
-    .expect("the build publishes")
+}
+
+fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+    try_build(out, github, previous, |_| {}).expect("the build publishes")
 }
 
 fn stale(report: &BuildReport) -> Vec<(&str, &str)> {
@@ -56,13 +65,9 @@ fn bursts_of_server_errors_and_broken_bodies_are_retried() {
     // Six faults in all, and any one gist may draw several of them in a row
     // (which gist meets the burst is a matter of timing): seven attempts, so
     // the test checks that the faults are retried, not how they fall.
-    let report = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |c| c.max_attempts = 7,
-    )
+    let report = try_build(dir.path(), &github, PreviousSite::Output, |c| {
+        c.max_attempts = 7
+    })
     .expect("the build publishes");
     assert_eq!(
         report.modules_accepted, 24,
@@ -83,15 +88,9 @@ fn slow_responses_time_out_and_are_retried() {
     let dir = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
     github.fault(HTTP_RETRY, [GistFault::Slow(Duration::from_secs(3))]);
-    let report = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |c| {
-            c.request_timeout = Duration::from_millis(500);
-        },
-    )
+    let report = try_build(dir.path(), &github, PreviousSite::Output, |c| {
+        c.request_timeout = Duration::from_millis(500);
+    })
     .unwrap();
     assert_eq!(report.modules_accepted, 24);
     assert!(report.requests.as_ref().unwrap().retries >= 1);
@@ -297,14 +296,7 @@ fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
 
     // GitHub is down and there is nothing to fall back on: nothing may be published.
     github.burst(vec![GistFault::Status(503); 200]);
-    let err = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::None,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = try_build(dir.path(), &github, PreviousSite::None, |_| {}).unwrap_err();
     assert!(
         format!("{err:#}").contains("refusing to publish an empty registry"),
         "{err:#}"
@@ -317,14 +309,7 @@ fn a_failed_build_leaves_the_published_site_exactly_as_it_was() {
     let at = bad.len() - 10;
     bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&sig, &bad).unwrap();
-    let err = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = try_build(dir.path(), &github, PreviousSite::Output, |_| {}).unwrap_err();
     assert!(
         format!("{err:#}").contains("does not verify with this build's key"),
         "{err:#}"
@@ -369,14 +354,7 @@ fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
     std::fs::write(&path, &evil).unwrap();
     std::fs::remove_file(dir.path().join("crawl-state.json")).unwrap();
     let latest = std::fs::read(dir.path().join("latest.json")).unwrap();
-    let err = github_build(
-        &examples().join("registry"),
-        dir.path(),
-        &github.url(),
-        PreviousSite::Output,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = try_build(dir.path(), &github, PreviousSite::Output, |_| {}).unwrap_err();
     assert!(
         format!("{err:#}").contains("the blob directory is damaged"),
         "{err:#}"

@@ -258,6 +258,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         expires: format_timestamp(config.created + config.expires_in),
         modules,
         advisories,
+        versioned: Vec::new(),
         members,
     };
     let mut manifest_bytes = serde_json::to_vec(&manifest)?;

@@ -6,16 +6,21 @@
 //! line:column of every problem.
 
 pub mod advisory;
+pub mod content_hash;
 pub mod diag;
 pub mod document;
 pub mod import_ref;
 pub mod locate;
 pub mod lock;
+pub mod mlld_files;
 pub mod names;
 pub mod registry;
 #[cfg(feature = "search")]
 pub mod search;
 pub mod snapshot;
+pub mod snapshot_versioned;
+pub mod version_spec;
+pub mod versioned;
 
 pub use advisory::{Advisory, AdvisoryFile, Severity, check_advisories};
 pub use diag::{Diagnostic, JsonPath, Level};
@@ -27,6 +32,8 @@ pub use snapshot::{
     AdvisoryIndex, AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
     RevisionRecord, SiteFile,
 };
+pub use snapshot_versioned::{SourceRecord, VersionFileRecord, VersionRecord, VersionedModule};
+pub use version_spec::VersionSpec;
 
 /// The JSON Schemas published for the formats mlld shares with the registry:
 /// file name under `schemas/json/` and its pretty-printed text.
@@ -41,6 +48,11 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("registry.schema.json", render::<UserRegistry>()),
         ("advisories.schema.json", render::<AdvisoryFile>()),
         ("lock.schema.json", render::<LockFile>()),
+        ("version.schema.json", render::<versioned::VersionFile>()),
+        (
+            "module-metadata.schema.json",
+            render::<versioned::ModuleMetadata>(),
+        ),
         ("cache-metadata.schema.json", render::<CacheMetadata>()),
         ("manifest.schema.json", render::<Manifest>()),
         ("latest.schema.json", render::<Latest>()),

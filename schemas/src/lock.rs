@@ -20,9 +20,41 @@ pub struct LockFile {
     /// Import path (`mlld://user/module`) to its pinned resolution.
     #[serde(default)]
     pub imports: BTreeMap<String, LockEntry>,
+    /// Versioned modules of today's registry: `@author/name` to the exact
+    /// version locked. Absent while the project locks none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, VersionedLockEntry>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// A versioned module pinned to one exact version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionedLockEntry {
+    /// `registry://@author/name@<version>`.
+    pub resolved: String,
+    /// The exact version locked.
+    pub version: String,
+    /// What the project asked for: a range, a dist-tag, or `latest`.
+    pub requested: String,
+    /// The registry's content hash of the version (SHA-256 hex).
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
+    pub content_hash: String,
+    /// `sha256:` and the hex digest of the entry file.
+    #[schemars(regex(pattern = "^sha256:[0-9a-f]{64}$"))]
+    pub integrity: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub approved_at: String,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `registry://@author/name@version`.
+pub fn registry_url(author: &str, name: &str, version: &str) -> String {
+    format!("registry://@{author}/{name}@{version}")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -123,8 +155,88 @@ pub fn check_lock(file: &str, src: &str) -> Checked<LockFile> {
             "write the time as RFC 3339",
         );
     }
+    for (key, entry) in &lock.modules {
+        check_versioned_entry(&mut doc, &root.key("modules").key(key.clone()), key, entry);
+    }
     let ok = !doc.sink.has_errors();
     doc.finish(ok.then_some(lock))
+}
+
+fn check_versioned_entry(
+    doc: &mut document::Document<'_>,
+    path: &JsonPath,
+    key: &str,
+    entry: &VersionedLockEntry,
+) {
+    let again = "remove this entry and resolve the module again";
+    let parsed = ModuleRef::parse(key)
+        .map_err(|e| e.to_string())
+        .and_then(|r| match (key.starts_with('@'), &r.pin) {
+            (true, None) => Ok(r),
+            _ => Err(format!("`{key}` is not a module name (@author/name)")),
+        });
+    let name_ok = doc.key_rule(
+        path.clone(),
+        parsed.clone().map(|_| ()),
+        "write the key as @author/name",
+    );
+    doc.rule(
+        path.key("version"),
+        crate::version_spec::parse_version(&entry.version).map(|_| ()),
+        again,
+    );
+    if let (true, Ok(r)) = (name_ok, parsed) {
+        let expected = registry_url(&r.user, &r.module, &entry.version);
+        doc.rule(
+            path.key("resolved"),
+            if entry.resolved == expected {
+                Ok(())
+            } else {
+                Err(format!("`{}` should be `{expected}`", entry.resolved))
+            },
+            again,
+        );
+    }
+    doc.rule(
+        path.key("contentHash"),
+        names::check_sha256_hex(&entry.content_hash),
+        again,
+    );
+    doc.rule(
+        path.key("integrity"),
+        names::check_integrity(&entry.integrity),
+        again,
+    );
+    doc.rule(
+        path.key("approvedAt"),
+        names::check_timestamp(&entry.approved_at),
+        "write the time as RFC 3339",
+    );
+}
+
+/// `.mlld/cache/registry/{author}/{name}/{version}/metadata.json`: a
+/// versioned module's files are beside it under `files/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionedCacheMetadata {
+    pub import_path: String,
+    pub version: String,
+    pub content_hash: String,
+    /// The entry file, relative to `files/`.
+    pub entry: String,
+    /// Integrity of the entry file.
+    pub integrity: String,
+    pub cached_at: String,
+    /// Total size of the files.
+    pub size: u64,
+}
+
+impl VersionedCacheMetadata {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("metadata always serializes");
+        out.push(b'\n');
+        out
+    }
 }
 
 /// `.mlld/cache/gist/{user}/{gist}/{revision}/metadata.json`.

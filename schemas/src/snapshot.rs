@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::advisory::Advisory;
+use crate::snapshot_versioned::VersionedModule;
 
 pub const SNAPSHOT_FORMAT: u32 = 1;
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -46,6 +47,10 @@ pub struct Manifest {
     pub modules: Vec<ModuleRecord>,
     /// Every user's advisories, sorted by user then id.
     pub advisories: Vec<AdvisoryRecord>,
+    /// Versioned modules of today's registry layout (`@author/name`), sorted
+    /// by author then name. Absent from a Phase-1-only snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versioned: Vec<VersionedModule>,
     /// Every member other than the manifest and its signature: path to digest.
     pub members: BTreeMap<String, Member>,
 }
@@ -142,6 +147,13 @@ impl Manifest {
         self.modules
             .iter()
             .find(|m| crate::names::same_user(&m.user, user) && m.name == name)
+    }
+
+    /// The versioned module `@author/name` (authors compare case-insensitively).
+    pub fn find_versioned(&self, author: &str, name: &str) -> Option<&VersionedModule> {
+        self.versioned
+            .iter()
+            .find(|m| crate::names::same_user(&m.author, author) && m.name == name)
     }
 
     pub fn advisories_for<'a>(

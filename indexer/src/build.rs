@@ -252,17 +252,23 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         })
         .collect();
     let raw = config.raw.source();
+    let captured: BTreeMap<String, (String, mlld_schemas::RevisionRecord)> = modules
+        .iter()
+        .map(|m| (m.gist.clone(), (m.user.clone(), m.current.clone())))
+        .collect();
     let version_results = versioned_assemble::index_all(
         &version_jobs,
         &Sources {
             raw: raw.as_ref(),
             gists: source,
+            captured: &captured,
         },
         &blobs,
         previous.as_ref().map(|p| p as &dyn PreviousVersions),
         config.concurrency,
     )?;
     let mut accepted_versions = Vec::new();
+    let mut versions_rejected_state = BTreeMap::new();
     report.versions_rejected = versioned.rejected.clone();
     for result in version_results {
         match result {
@@ -274,7 +280,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
                 report.versions_fetched += 1;
                 accepted_versions.push(v);
             }
-            Err(r) => report.versions_rejected.push(r),
+            Err(failure) => {
+                if let Some(cached) = failure.permanent {
+                    let r = &failure.rejection;
+                    versions_rejected_state.insert(format!("{}@{}", r.module, r.version), cached);
+                }
+                report.versions_rejected.push(failure.rejection);
+            }
         }
     }
     report
@@ -519,6 +531,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         published_index,
         published_deltas,
         search: Some(search_state),
+        versions_rejected: versions_rejected_state,
     };
     let publication = publish::Publication {
         staged_snapshot: &staged,

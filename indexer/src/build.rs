@@ -281,11 +281,15 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
                 accepted_versions.push(v);
             }
             Err(failure) => {
-                if let Some(cached) = failure.permanent {
-                    let r = &failure.rejection;
+                let versioned_assemble::Failure {
+                    rejection,
+                    permanent,
+                } = *failure;
+                if let Some(cached) = permanent {
+                    let r = &rejection;
                     versions_rejected_state.insert(format!("{}@{}", r.module, r.version), cached);
                 }
-                report.versions_rejected.push(failure.rejection);
+                report.versions_rejected.push(rejection);
             }
         }
     }

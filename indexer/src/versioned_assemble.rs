@@ -90,7 +90,7 @@ pub fn index_all(
     blobs: &BlobDir,
     previous: Option<&dyn PreviousVersions>,
     concurrency: usize,
-) -> anyhow::Result<Vec<Result<IndexedVersion, Failure>>> {
+) -> anyhow::Result<Vec<Result<IndexedVersion, Box<Failure>>>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(concurrency.max(1))
         .build()?;
@@ -99,17 +99,19 @@ pub fn index_all(
             .map(|job| {
                 let (module, v) = (job.module, job.version);
                 let source = source_fingerprint(&v.source);
-                let reject = |(reason, pinned): Why| Failure {
-                    permanent: pinned.then(|| CachedVersionRejection {
-                        source: source.clone(),
-                        reason: reason.clone(),
-                    }),
-                    rejection: VersionRejection {
-                        module: module.full_name(),
-                        version: v.record.version.clone(),
-                        file: v.file.clone(),
-                        reason,
-                    },
+                let reject = |(reason, pinned): Why| {
+                    Box::new(Failure {
+                        permanent: pinned.then(|| CachedVersionRejection {
+                            source: source.clone(),
+                            reason: reason.clone(),
+                        }),
+                        rejection: VersionRejection {
+                            module: module.full_name(),
+                            version: v.record.version.clone(),
+                            file: v.file.clone(),
+                            reason,
+                        },
+                    })
                 };
                 let cached = previous
                     .and_then(|p| p.rejection(&module.author, &module.name, &v.record.version))

@@ -487,3 +487,79 @@ fn search_finds_versioned_modules_with_their_latest_version() {
     ]));
     assert!(table.contains("@alice-dev/table-fmt  0.2.0"), "{table}");
 }
+
+/// The `xtask` binary, built once.
+fn xtask_bin() -> PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "xtask"])
+        .current_dir(mlld_e2e::workspace_root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building xtask failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| mlld_e2e::workspace_root().join("target"));
+    target
+        .join("debug")
+        .join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn cargo_xtask_index_fetches_from_the_raw_base_and_reports_both_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = RawHost::examples();
+    let (out, report) = (dir.path().join("site"), dir.path().join("report.json"));
+    let index = |previous: &str| {
+        let run = std::process::Command::new(xtask_bin())
+            .current_dir(mlld_e2e::workspace_root())
+            .args(["index", "--registry"])
+            .arg(examples().join("registry"))
+            .arg("--gists")
+            .arg(examples().join("gists"))
+            .args([
+                "--raw-base",
+                &host.url(),
+                "--retry-base-ms",
+                "5",
+                "--previous",
+                previous,
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--report-json")
+            .arg(&report)
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap();
+        let stdout = assert_ok(&run);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (stdout, json)
+    };
+    let (stdout, json) = index("none");
+    assert!(
+        stdout.contains("layout      both: user folders (gists) and modules/ (versioned)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rejected @bobcodes/http-kit@1.0.1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        json["layouts"],
+        serde_json::json!({"userFolders": true, "versioned": true})
+    );
+    assert_eq!(json["versionsAccepted"], 10);
+    assert_eq!(json["versionsRejected"].as_array().unwrap().len(), 4);
+    let requests = host.count();
+    assert_eq!(json["rawRequests"]["requests"], requests);
+    assert!(requests >= 10);
+
+    let (_, json) = index(out.to_str().unwrap());
+    assert_eq!(
+        host.count(),
+        requests,
+        "the nightly rebuild asks the raw host nothing"
+    );
+    assert_eq!(json["versionsReused"], 10);
+}

@@ -218,6 +218,24 @@ impl RawSource for HttpRaw {
     }
 }
 
+/// Where the files of versioned modules (`modules/…`) come from.
+#[derive(Clone, Debug)]
+pub enum RawConfig {
+    /// A raw host over HTTP(S): `https://raw.githubusercontent.com` or a mirror.
+    Http(HttpRawConfig),
+    /// Recorded files under `{dir}/{owner}/{repo}/{commit}/{path}`.
+    Recorded(PathBuf),
+}
+
+impl RawConfig {
+    pub fn source(&self) -> Box<dyn RawSource> {
+        match self {
+            RawConfig::Http(config) => Box::new(HttpRaw::new(config.clone())),
+            RawConfig::Recorded(dir) => Box::new(RecordedRaw::new(dir.clone())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

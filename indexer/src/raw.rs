@@ -117,6 +117,8 @@ pub struct HttpRawConfig {
     pub base: String,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest silence while reading a file.
+    pub idle_timeout: Duration,
     /// Tries per file for 5xx, 429 and network errors.
     pub max_attempts: u32,
     /// The first retry's backoff; each retry doubles it, with full jitter.
@@ -129,6 +131,7 @@ impl Default for HttpRawConfig {
             base: mlld_schemas::versioned::RAW_HOST.to_string(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
             max_attempts: 4,
             retry_base: Duration::from_millis(500),
         }
@@ -144,7 +147,8 @@ pub struct HttpRaw {
 
 impl HttpRaw {
     pub fn new(config: HttpRawConfig) -> Self {
-        let client = crate::http::Client::new(config.request_timeout, config.connect_timeout);
+        let client = crate::http::Client::new(config.request_timeout, config.connect_timeout)
+            .with_read_timeout(config.idle_timeout);
         Self {
             config,
             client,

@@ -563,3 +563,41 @@ fn cargo_xtask_index_fetches_from_the_raw_base_and_reports_both_layouts() {
     );
     assert_eq!(json["versionsReused"], 10);
 }
+
+#[test]
+fn a_stalled_host_and_an_oversized_file_reject_only_their_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    copy_dir(&examples().join("raw"), &raw);
+    // table-fmt 0.1.0's file grows past the 10 MB cap.
+    let big = raw.join(
+        "alice-dev/mlld-modules/9c38b82773585b67b257e6fd45a6dcce2c152fa0/table-fmt/table-fmt.mld",
+    );
+    std::fs::write(&big, vec![b'x'; 10 * 1024 * 1024 + 1]).unwrap();
+    let host = RawHost::serve(raw);
+    let stalled = "/bobcodes/http-kit/5381b237b30580df07b28e8b02365af79b4104e8/http-kit.mld";
+    host.slow(stalled, std::time::Duration::from_secs(3));
+    let config = RawConfig::Http(HttpRawConfig {
+        base: host.url(),
+        request_timeout: std::time::Duration::from_millis(500),
+        max_attempts: 2,
+        retry_base: std::time::Duration::from_millis(5),
+        ..HttpRawConfig::default()
+    });
+    let report = build(
+        &examples().join("registry"),
+        &dir.path().join("site"),
+        config,
+        PreviousSite::None,
+    );
+    let rejected = rejected(&report);
+    assert!(
+        reason(&rejected, "@alice-dev/table-fmt@0.1.0").contains("over the 10485760-byte limit"),
+        "{rejected:#?}"
+    );
+    assert!(
+        reason(&rejected, "@bobcodes/http-kit@1.0.0").contains("timed out"),
+        "{rejected:#?}"
+    );
+    assert_eq!(report.versions_accepted, 8, "the other versions stand");
+}

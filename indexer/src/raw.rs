@@ -199,7 +199,7 @@ impl RawSource for HttpRaw {
                             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         return Ok(bytes);
                     }
-                    Err(why) if why.contains("over") => {
+                    Err(why) if why.starts_with("the response is over") => {
                         return Err(RawError::TooLarge { url: url.clone() });
                     }
                     Err(why) => last = why,

@@ -111,7 +111,13 @@ pub fn main() -> ExitCode {
             if json {
                 println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
-            eprintln!("error: {e:#}");
+            // Errors quote input (names, paths, values from files): the
+            // message is made terminal-safe once, here.
+            let message = format!("{e:#}");
+            eprintln!(
+                "error: {}",
+                mlld_schemas::terminal::terminal_safe_block(&message)
+            );
             ExitCode::from(2)
         }
     }

@@ -9,7 +9,7 @@ use mlld_schemas::lock::parse_resolved;
 use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
 use serde::Serialize;
 
-use crate::commands::{FINDING, exit, print_json, short};
+use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
 use crate::workflow::is_registry_import;
 
@@ -64,18 +64,18 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else {
         for f in &report.findings {
             let tag = match &f.ignored {
-                Some(reason) => format!(" (ignored: {reason})"),
+                Some(reason) => format!(" (ignored: {})", safe(reason)),
                 None => String::new(),
             };
             println!(
                 "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
                 f.severity.as_str(),
-                f.advisory,
-                f.import,
-                short(&f.gist_revision),
-                f.kind,
-                f.description,
-                f.recommendation
+                safe(&f.advisory),
+                safe(&f.import),
+                safe(short(&f.gist_revision)),
+                safe(&f.kind),
+                safe(&f.description),
+                safe(&f.recommendation)
             );
         }
         println!(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use mlld_schemas::ModuleRef;
 
-use crate::commands::{print_json, short};
+use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::workflow::{self, Locked, Locker};
 
@@ -27,9 +27,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             let verb = if l.added { "locked" } else { "already locked" };
             println!(
                 "{verb} {} at {} ({})",
-                l.import,
-                short(&l.gist_revision),
-                l.integrity
+                safe(&l.import),
+                safe(short(&l.gist_revision)),
+                safe(&l.integrity)
             );
         }
     }

@@ -16,7 +16,7 @@ use mlld_schemas::names::{format_timestamp, parse_timestamp};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, SNAPSHOT_FORMAT};
 use serde::Serialize;
 
-use crate::commands::print_json;
+use crate::commands::{print_json, safe};
 use crate::config::user_config_path;
 use crate::context::Context;
 use crate::site::{self, Source};
@@ -67,15 +67,17 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else if report.up_to_date {
         println!(
             "up to date: serial {} ({} modules), expires {}",
-            report.serial, report.modules, report.expires
+            report.serial,
+            report.modules,
+            safe(&report.expires)
         );
     } else {
         println!(
             "synced serial {} ({} modules) from {}; expires {}; {} download, {} bytes",
             report.serial,
             report.modules,
-            report.source,
-            report.expires,
+            safe(&report.source),
+            safe(&report.expires),
             report.mode,
             report.downloaded_bytes
         );
@@ -92,7 +94,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 d.blobs_fetched, d.blob_bytes_fetched, d.blobs_reused
             );
             if let Some(why) = &d.patch_unusable {
-                println!("  the site's patch was not used: {why}");
+                println!("  the site's patch was not used: {}", safe(why));
             }
         }
     }

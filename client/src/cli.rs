@@ -41,6 +41,15 @@ pub struct Cli {
     /// Never touch the network (only `sync` from a URL would).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Read a --snapshot FILE older than a snapshot this store already
+    /// accepted (risk: revisions since replaced, advisories since published
+    /// are missing).
+    #[arg(long, global = true)]
+    pub allow_older: bool,
+    /// Resolve new imports, update and audit from an expired snapshot (risk:
+    /// newer revisions and advisories published since are missing).
+    #[arg(long, global = true)]
+    pub allow_expired: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -134,6 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             yes: cli.yes,
             json: cli.json,
             offline: cli.offline,
+            allow_older: cli.allow_older,
+            allow_expired: cli.allow_expired,
         },
     );
     match &cli.command {

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::config::{ProjectConfig, UserConfig, user_config_path};
 use crate::project::Project;
 use crate::snapshot_import::{self, Limits};
-use crate::store::{Store, VerifiedManifest};
+use crate::store::{Store, SyncState, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
 /// The global flags every command shares.
@@ -20,6 +20,10 @@ pub struct Flags {
     pub yes: bool,
     pub json: bool,
     pub offline: bool,
+    /// Read a `--snapshot FILE` older than the store's rollback floor.
+    pub allow_older: bool,
+    /// Choose new content and audit from an expired snapshot.
+    pub allow_expired: bool,
 }
 
 pub struct Context {
@@ -31,6 +35,8 @@ pub struct Context {
     pub yes: bool,
     pub json: bool,
     pub offline: bool,
+    pub allow_older: bool,
+    pub allow_expired: bool,
     pub now: time::OffsetDateTime,
     project_config: OnceCell<ProjectConfig>,
     manifest: OnceCell<VerifiedManifest>,
@@ -47,6 +53,8 @@ impl Context {
             yes: flags.yes,
             json: flags.json,
             offline: flags.offline,
+            allow_older: flags.allow_older,
+            allow_expired: flags.allow_expired,
             now: time::OffsetDateTime::now_utc(),
             project_config: OnceCell::new(),
             manifest: OnceCell::new(),
@@ -81,7 +89,18 @@ impl Context {
         let keys = self.keys()?;
         let verified = match &self.snapshot {
             Some(path) => {
-                snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?
+                let state = self.store.state()?;
+                let allow_older = self.allow_older;
+                let accept =
+                    |serial: u64, sha: &str| check_floor(&state, serial, sha, path, allow_older);
+                snapshot_import::import_accepting(
+                    &self.store,
+                    path,
+                    &keys,
+                    self.now,
+                    Limits::default(),
+                    &accept,
+                )?
             }
             None => self.current(&keys)?,
         };
@@ -120,6 +139,18 @@ impl Context {
         Ok(None)
     }
 
+    /// The rollback floor applies to `--snapshot FILE` as to `sync`: an
+    /// older snapshot could bring back revisions since withdrawn and hide
+    /// newer advisories. `--allow-older` reads it anyway, with a warning.
+    pub fn check_floor(&self, state: &SyncState, serial: u64, sha256: &str) -> Result<()> {
+        match &self.snapshot {
+            Some(path) => check_floor(state, serial, sha256, path, self.allow_older),
+            None => state
+                .check_serial(serial, sha256)
+                .map_err(anyhow::Error::msg),
+        }
+    }
+
     fn current(&self, keys: &TrustedKeys) -> Result<VerifiedManifest> {
         let state = self.store.state()?;
         let Some(current) = state.current else {
@@ -139,4 +170,28 @@ impl Context {
             .map_err(|e| anyhow::anyhow!("{e}; run `mlld-registry sync` to get a fresh one"))?;
         Ok(v)
     }
+}
+
+/// See [`Context::check_floor`].
+fn check_floor(
+    state: &SyncState,
+    serial: u64,
+    sha256: &str,
+    path: &std::path::Path,
+    allow_older: bool,
+) -> Result<()> {
+    let Err(refusal) = state.check_serial(serial, sha256) else {
+        return Ok(());
+    };
+    if allow_older {
+        eprintln!(
+            "warning: {refusal}; reading {} anyway (--allow-older): it may lack fixes and advisories published since",
+            path.display()
+        );
+        return Ok(());
+    }
+    bail!(
+        "{refusal}: --snapshot {} is older than what this store has already accepted from the registry, so it could resolve revisions since replaced (a rollback attack) and hide advisories published since. Nothing was read; use a newer snapshot (`mlld-registry sync`), or pass --allow-older to read it at that risk",
+        path.display()
+    )
 }

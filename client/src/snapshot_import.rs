@@ -86,14 +86,26 @@ pub fn import(
     now: time::OffsetDateTime,
     limits: Limits,
 ) -> Result<VerifiedManifest> {
+    import_accepting(store, path, keys, now, limits, &|_, _| Ok(()))
+}
+
+/// Like [`import`]; `accept` sees the signed serial and the file's SHA-256 before anything
+/// is written (the rollback floor).
+pub fn import_accepting(
+    store: &Store,
+    path: &Path,
+    keys: &TrustedKeys,
+    now: time::OffsetDateTime,
+    limits: Limits,
+    accept: &(dyn Fn(u64, &str) -> Result<()> + Sync),
+) -> Result<VerifiedManifest> {
     check_size(path, limits)?;
     let sha256 = file_sha256(path)?;
-    if let Some(v) = load_stored(store, &sha256, keys, now, &|_, _| Ok(()))? {
+    let accept = |_: &str, serial: u64| accept(serial, &sha256);
+    if let Some(v) = load_stored(store, &sha256, keys, now, &accept)? {
         return Ok(v);
     }
-    import_new(store, path, &sha256, keys, now, limits, false, &|_, _| {
-        Ok(())
-    })?;
+    import_new(store, path, &sha256, keys, now, limits, false, &accept)?;
     store.load_manifest(&sha256, keys)?.with_context(|| {
         format!(
             "snapshot {sha256} vanished from the store {} while it was read",

@@ -3,7 +3,7 @@
 //!
 //! Refused, with nothing written: a `latest.json` or manifest whose
 //! signature does not verify with a trusted key; a serial lower than the
-//! highest one accepted from that key (rollback), or equal to it with other
+//! highest one accepted from the registry (rollback), or equal to it with other
 //! content; an expired pointer or manifest (freeze); a download that is
 //! larger than announced or does not hash to what the signed pointer names;
 //! any member missing, extra, altered or oversized.
@@ -21,7 +21,7 @@ use crate::config::user_config_path;
 use crate::context::Context;
 use crate::site::{self, Source};
 use crate::snapshot_import::{self, Limits};
-use crate::store::{Current, SyncState};
+use crate::store::{Current, Rollback, SyncState};
 use crate::trust::TrustedKeys;
 
 #[derive(clap::Args)]
@@ -125,8 +125,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let keys = ctx.keys()?;
     let _guard = ctx.store.exclusive()?;
     let state = ctx.store.state()?;
-    let rollback =
-        |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
+    let rollback = |_key_id: &str, serial: u64, sha: &str| check_rollback(&state, serial, sha);
     let mut mode = "none";
     let mut downloaded_bytes = 0;
     let mut delta_stats = None;
@@ -248,11 +247,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let previous = state.current.clone();
     let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);
     let mut new_state = state.clone();
-    let floor = new_state
-        .accepted
-        .entry(verified.key_id.clone())
-        .or_default();
-    *floor = (*floor).max(verified.serial);
+    new_state.raise_floor(verified.serial);
     let kept_previous = match &previous {
         Some(c) if c.snapshot != latest_sha => Some(c.snapshot.clone()),
         Some(c) => c.previous.clone(),
@@ -285,28 +280,14 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     })
 }
 
-/// Refuses a serial below the floor for this key, or the floor's serial with other content.
-fn check_rollback(state: &SyncState, key_id: &str, serial: u64, sha: &str) -> Result<()> {
-    let Some(&floor) = state.accepted.get(key_id) else {
-        return Ok(());
-    };
-    if serial < floor {
-        bail!(
-            "rollback refused: the registry offers serial {serial}, but serial {floor} was already accepted from this key; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
-        );
-    }
-    if let Some(c) = &state.current
-        && serial == floor
-        && c.key_id == key_id
-        && c.serial == serial
-        && c.snapshot != sha
-    {
-        bail!(
-            "serial {serial} was already accepted with different content (snapshot {}); a registry never signs two snapshots with one serial. Refused; nothing was written",
-            c.snapshot
-        );
-    }
-    Ok(())
+/// Refuses a serial below the registry's floor, or the floor's serial with other content.
+fn check_rollback(state: &SyncState, serial: u64, sha: &str) -> Result<()> {
+    state.check_serial(serial, sha).map_err(|refusal| match refusal {
+        Rollback::Older { .. } => anyhow::anyhow!(
+            "{refusal}; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
+        ),
+        Rollback::SameSerial { .. } => anyhow::anyhow!("{refusal}; nothing was written"),
+    })
 }
 
 type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + Sync + 'a;
@@ -369,23 +350,38 @@ mod tests {
                 synced_at: "2025-01-01T00:00:00Z".into(),
                 previous: None,
             }),
-            accepted: [("k".to_string(), serial)].into(),
+            floor: Some(serial),
+            accepted: Default::default(),
         }
     }
 
     #[test]
-    fn rollback_floor_is_per_key() {
+    fn rollback_floor_is_per_registry_not_per_key() {
         let s = state(5, "aa");
-        assert!(check_rollback(&s, "k", 6, "bb").is_ok());
+        assert!(check_rollback(&s, 6, "bb").is_ok());
         assert!(
-            check_rollback(&s, "k", 5, "aa").is_ok(),
+            check_rollback(&s, 5, "aa").is_ok(),
             "the current snapshot again"
         );
-        let err = check_rollback(&s, "k", 4, "cc").unwrap_err().to_string();
+        let err = check_rollback(&s, 4, "cc").unwrap_err().to_string();
         assert!(err.contains("rollback refused"), "{err}");
-        let err = check_rollback(&s, "k", 5, "dd").unwrap_err().to_string();
+        let err = check_rollback(&s, 5, "dd").unwrap_err().to_string();
         assert!(err.contains("different content"), "{err}");
-        assert!(check_rollback(&s, "other key", 1, "ee").is_ok());
-        assert!(check_rollback(&SyncState::default(), "k", 1, "ff").is_ok());
+        assert!(check_rollback(&SyncState::default(), 1, "ff").is_ok());
+    }
+
+    #[test]
+    fn a_per_key_floor_of_an_older_client_becomes_the_registry_floor() {
+        let old: SyncState =
+            serde_json::from_str(r#"{"accepted": {"old-key": 7, "new-key": 3}}"#).unwrap();
+        assert_eq!(old.floor(), Some(7));
+        assert!(
+            check_rollback(&old, 5, "aa").is_err(),
+            "another key's lower serial"
+        );
+        let mut raised = old.clone();
+        raised.raise_floor(8);
+        let text = serde_json::to_string(&raised).unwrap();
+        assert_eq!(text, r#"{"floor":8}"#);
     }
 }

@@ -81,7 +81,10 @@ impl Context {
         }
     }
 
-    /// The verified manifest of `--snapshot FILE`, else of the synced snapshot.
+    /// The verified manifest of `--snapshot FILE`, else of the synced
+    /// snapshot, expired or not: content pinned by integrity stays usable
+    /// offline. An expired one is announced once on stderr; what chooses
+    /// new content asks [`Context::require_fresh`] first.
     pub fn manifest(&self) -> Result<&VerifiedManifest> {
         if let Some(m) = self.manifest.get() {
             return Ok(m);
@@ -97,14 +100,34 @@ impl Context {
                     &self.store,
                     path,
                     &keys,
-                    self.now,
+                    None,
                     Limits::default(),
                     &accept,
                 )?
             }
             None => self.current(&keys)?,
         };
+        if let Some(expired) = Expired::of(&verified.manifest, self.now) {
+            eprintln!(
+                "warning: {expired}; locked content still installs from it, but newer revisions and advisories are unknown: run `mlld-registry sync`"
+            );
+        }
         Ok(self.manifest.get_or_init(|| verified))
+    }
+
+    /// Refuses to `action` (choose new content, audit) from an expired
+    /// snapshot unless `--allow-expired` is given; returns the expiry when
+    /// allowed, for the caller to say what may be stale.
+    pub fn require_fresh(&self, action: &str) -> Result<Option<Expired>> {
+        let Some(expired) = Expired::of(&self.manifest()?.manifest, self.now) else {
+            return Ok(None);
+        };
+        if !self.allow_expired {
+            bail!(
+                "{expired}, and {action} needs a current one: run `mlld-registry sync` to refresh it, or pass --allow-expired to go ahead without the revisions and advisories published since"
+            );
+        }
+        Ok(Some(expired))
     }
 
     /// Content with this integrity from any snapshot in the store (current
@@ -166,8 +189,6 @@ impl Context {
                 self.store.root().display()
             );
         };
-        snapshot_import::check_fresh(&v.manifest, self.now)
-            .map_err(|e| anyhow::anyhow!("{e}; run `mlld-registry sync` to get a fresh one"))?;
         Ok(v)
     }
 }
@@ -194,4 +215,43 @@ fn check_floor(
         "{refusal}: --snapshot {} is older than what this store has already accepted from the registry, so it could resolve revisions since replaced (a rollback attack) and hide advisories published since. Nothing was read; use a newer snapshot (`mlld-registry sync`), or pass --allow-older to read it at that risk",
         path.display()
     )
+}
+
+/// A snapshot past its expiry: which, since when, how long ago.
+#[derive(Clone, Debug)]
+pub struct Expired {
+    pub serial: u64,
+    pub expires: String,
+    pub days_ago: i64,
+}
+
+impl Expired {
+    /// `Some` when `manifest` expired before `now` (an unreadable expiry counts as expired).
+    pub fn of(manifest: &mlld_schemas::Manifest, now: time::OffsetDateTime) -> Option<Self> {
+        let at = mlld_schemas::names::parse_timestamp(&manifest.expires).ok();
+        if at.is_some_and(|at| at > now) {
+            return None;
+        }
+        Some(Self {
+            serial: manifest.serial,
+            expires: manifest.expires.clone(),
+            days_ago: at.map_or(0, |at| (now - at).whole_days()),
+        })
+    }
+}
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ago = match self.days_ago {
+            0 => "less than a day ago".to_string(),
+            1 => "1 day ago".to_string(),
+            n => format!("{n} days ago"),
+        };
+        write!(
+            f,
+            "the registry snapshot (serial {}) expired {ago}, at {}",
+            self.serial,
+            mlld_schemas::terminal::terminal_safe(&self.expires)
+        )
+    }
 }

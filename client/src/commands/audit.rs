@@ -49,6 +49,9 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
     /// Findings at or above the threshold that are not ignored.
     pub failing: usize,
+    /// When the snapshot had expired (`--allow-expired`): its advisories may be stale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<String>,
 }
 
 /// Whether `a` affects the module `user/name` registered with `gist`.
@@ -89,6 +92,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 n => format!(" ({n} ignored)"),
             }
         );
+        if let Some(expires) = &report.expired {
+            println!(
+                "the snapshot expired at {}: its advisories may be stale (advisories published since are missing); run `mlld-registry sync`",
+                safe(expires)
+            );
+        }
     }
     Ok(if report.failing > 0 {
         exit(FINDING)
@@ -101,6 +110,7 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let ignores = ctx.project_config()?.audit.ignore.clone();
     let lock = ctx.project.read_lock()?;
     let manifest = &ctx.manifest()?.manifest;
+    let expired = ctx.require_fresh("audit")?;
     let mut findings = Vec::new();
     let mut modules = 0;
     for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
@@ -139,5 +149,6 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
         modules,
         findings,
         failing,
+        expired: expired.map(|e| e.expires),
     })
 }

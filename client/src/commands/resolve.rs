@@ -41,6 +41,16 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     let reference = ModuleRef::parse(reference)?;
     let verified = ctx.manifest()?;
+    // A new import chooses content: refused on an expired snapshot before
+    // the project is touched (the locker checks again for dependencies).
+    if !ctx
+        .project
+        .read_lock()?
+        .imports
+        .contains_key(&reference.import_path())
+    {
+        ctx.require_fresh(&format!("locking {}", reference.full_name()))?;
+    }
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
     let mut locker = Locker::new(ctx, verified, ctx.project.read_lock()?);

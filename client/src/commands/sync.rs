@@ -156,8 +156,13 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                 }
                 rollback(key, serial, &latest.sha256)
             };
-            let stored =
-                snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
+            let stored = snapshot_import::load_stored(
+                &ctx.store,
+                &latest.sha256,
+                &keys,
+                Some(ctx.now),
+                &check,
+            )?;
             let delta_offered = latest.index.is_some() || !latest.deltas.is_empty();
             let current = match (&state.current, delta_offered, args.full, &stored) {
                 (Some(c), true, false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,

@@ -59,6 +59,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
     let only = only.map(ModuleRef::parse).transpose()?;
     let verified = ctx.manifest()?;
+    ctx.require_fresh("update")?;
     let lookup = Lookup::new(&verified.manifest);
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;

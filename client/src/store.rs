@@ -212,13 +212,20 @@ impl Store {
 
     /// Removes snapshot directories other than `keep` (best effort: a
     /// snapshot another process still reads is only unlinked, not damaged).
+    /// A directory less than an hour old is left alone: another `sync` may
+    /// have just verified it and be waiting for the lock to make it current.
     pub fn prune(&self, keep: &[&str]) {
+        const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(3600);
         let Ok(entries) = std::fs::read_dir(self.root.join("snapshots")) else {
             return;
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            if !keep.iter().any(|k| name.to_str() == Some(k)) {
+            let recent = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < IN_FLIGHT));
+            if !recent && !keep.iter().any(|k| name.to_str() == Some(k)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

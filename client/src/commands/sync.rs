@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::commands::{print_json, safe};
 use crate::config::user_config_path;
 use crate::context::Context;
-use crate::site::{self, Source};
+use crate::site::{self, Source, Timeouts};
 use crate::snapshot_import::{self, Limits};
 use crate::store::{Current, Rollback, SyncState};
 use crate::trust::TrustedKeys;
@@ -38,6 +38,42 @@ pub struct Args {
     /// blobs the store lacks are fetched).
     #[arg(long)]
     pub full: bool,
+    /// Abandon a download after this many seconds without a byte (default
+    /// 20; also MLLD_REGISTRY_IDLE_TIMEOUT, or "idleTimeout" in the config).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: Option<u64>,
+    /// The slowest average speed, in bytes a second, a download may have:
+    /// its deadline is its size at this speed plus the idle timeout (default
+    /// 16384; also MLLD_REGISTRY_MIN_RATE, or "minRate" in the config).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_rate: Option<u64>,
+}
+
+/// Flag, then environment, then config file, then the default.
+fn timeouts(ctx: &Context, args: &Args) -> Result<Timeouts> {
+    fn setting(flag: Option<u64>, var: &str, config: Option<u64>) -> Result<Option<u64>> {
+        if flag.is_some() {
+            return Ok(flag);
+        }
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => bail!("{var}=`{v}` is not a positive whole number"),
+            },
+            _ => Ok(config),
+        }
+    }
+    let default = Timeouts::default();
+    let idle = setting(
+        args.idle_timeout,
+        "MLLD_REGISTRY_IDLE_TIMEOUT",
+        ctx.config.idle_timeout,
+    )?;
+    let min_rate = setting(args.min_rate, "MLLD_REGISTRY_MIN_RATE", ctx.config.min_rate)?;
+    Ok(Timeouts {
+        idle: idle.map_or(default.idle, std::time::Duration::from_secs),
+        min_rate: min_rate.unwrap_or(default.min_rate).max(1),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -121,9 +157,11 @@ fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
 
 pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let spec = source_spec(ctx, args)?;
-    let source = Source::parse(&spec, ctx.offline)?;
+    let source = Source::parse(&spec, ctx.offline, timeouts(ctx, args)?)?;
     let keys = ctx.keys()?;
-    let _guard = ctx.store.exclusive()?;
+    // Downloading and verifying happen without the store lock (a stalled
+    // site must not block another sync); the lock is taken only to make the
+    // verified snapshot current, after checking the floor again.
     let state = ctx.store.state()?;
     let rollback = |_key_id: &str, serial: u64, sha: &str| check_rollback(&state, serial, sha);
     let mut mode = "none";
@@ -211,7 +249,11 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                         &check,
                     )?
                 }
-                Source::Http { base, client } => {
+                Source::Http {
+                    base,
+                    client,
+                    timeouts,
+                } => {
                     if latest.size > limits.compressed {
                         bail!(
                             "the site announces a {}-byte snapshot, over the {}-byte limit; refused",
@@ -224,7 +266,8 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                         .tempdir_in(ctx.store.tmp_dir()?)?;
                     let dest = staging.path().join("snapshot.tar.zst");
                     let url = format!("{base}/{rel}");
-                    let sha = site::download(client, &url, &dest, latest.size, !ctx.json)?;
+                    let sha =
+                        site::download(client, &url, &dest, latest.size, *timeouts, !ctx.json)?;
                     mode = "full";
                     downloaded_bytes = latest.size;
                     if sha != latest.sha256 {
@@ -249,6 +292,17 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         }
     };
 
+    let _guard = ctx.store.exclusive()?;
+    // Another sync may have finished meanwhile: the floor is checked again
+    // against the state as it is now, and the snapshot must still be there.
+    let state = ctx.store.state()?;
+    check_rollback(&state, verified.serial, &latest_sha)?;
+    let stored = ctx.store.snapshot_dir(&latest_sha);
+    if !stored.join(mlld_schemas::snapshot::MANIFEST_NAME).is_file() {
+        bail!(
+            "snapshot {latest_sha} was removed from the store by another process while this sync verified it; run `mlld-registry sync` again"
+        );
+    }
     let previous = state.current.clone();
     let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);
     let mut new_state = state.clone();

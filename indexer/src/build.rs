@@ -49,6 +49,11 @@ pub struct BuildConfig {
     pub concurrency: usize,
     /// Snapshots kept on the site (the newest first); older ones are deleted.
     pub keep_snapshots: usize,
+    /// Reading a previous site over HTTP: no byte for this long ends the
+    /// build with an error (a stalled site), and so does a download slower
+    /// on average than `previous_min_rate` bytes a second.
+    pub previous_idle_timeout: std::time::Duration,
+    pub previous_min_rate: u64,
 }
 
 impl BuildConfig {
@@ -64,6 +69,8 @@ impl BuildConfig {
             previous: PreviousSite::Output,
             concurrency: 8,
             keep_snapshots: 3,
+            previous_idle_timeout: std::time::Duration::from_secs(20),
+            previous_min_rate: 64 << 10,
         }
     }
 
@@ -108,12 +115,19 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     progress.stage("read previous site");
     let t = Instant::now();
     let scratch = staging.path().join("previous");
+    let timeouts = previous::Timeouts {
+        idle: config.previous_idle_timeout,
+        min_rate: config.previous_min_rate,
+    };
     let mut previous: Option<Previous> = match &config.previous {
         PreviousSite::None => None,
-        PreviousSite::Output => {
-            previous::load(&config.out.to_string_lossy(), &config.key, &scratch)?
-        }
-        PreviousSite::At(src) => previous::load(src, &config.key, &scratch)?,
+        PreviousSite::Output => previous::load(
+            &config.out.to_string_lossy(),
+            &config.key,
+            &scratch,
+            timeouts,
+        )?,
+        PreviousSite::At(src) => previous::load(src, &config.key, &scratch, timeouts)?,
     };
     let mut blobs = BlobDir::new(
         staging.path().join("new"),

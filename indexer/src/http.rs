@@ -37,6 +37,9 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// No byte for this long ends a crawl request (it is then retried).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Client {
     pub fn new(timeout: Duration, connect_timeout: Duration) -> Self {
         crate::github::install_crypto_provider();
@@ -56,8 +59,12 @@ impl Client {
                     .enable_all()
                     .build()
                     .expect("a current-thread runtime starts");
+                // `timeout` is each request's deadline (responses are capped,
+                // so it bounds the slowest acceptable rate); the read timeout
+                // ends a stalled response sooner.
                 let client = reqwest::Client::builder()
                     .timeout(self.timeout)
+                    .read_timeout(self.timeout.min(IDLE_TIMEOUT))
                     .connect_timeout(self.connect_timeout)
                     .build()?;
                 *local = Some((self.id, runtime, client));

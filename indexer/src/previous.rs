@@ -119,8 +119,18 @@ impl Previous {
 }
 
 /// Loads the site at `source` (a directory or an http(s) URL); `None` when it has no `latest.json`.
-pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Previous>> {
-    let remote = source.starts_with("http://") || source.starts_with("https://");
+pub fn load(
+    source: &str,
+    key: &SigningKey,
+    scratch: &Path,
+    timeouts: Timeouts,
+) -> Result<Option<Previous>> {
+    let remote = if source.starts_with("http://") || source.starts_with("https://") {
+        Some(Remote::new(timeouts)?)
+    } else {
+        None
+    };
+    let remote = remote.as_ref();
     let Some(latest_bytes) = read_small(source, remote, LATEST_NAME)? else {
         return Ok(None);
     };
@@ -136,11 +146,12 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     let latest: Latest =
         serde_json::from_slice(&latest_bytes).context("the previous latest.json is malformed")?;
     std::fs::create_dir_all(scratch)?;
-    let snapshot = if remote {
+    let snapshot = if let Some(remote) = remote {
         let dest = scratch.join("previous.tar.zst");
-        download(
+        remote.download(
             &format!("{}/{}", source.trim_end_matches('/'), latest.snapshot),
             &dest,
+            latest.size,
         )?;
         dest
     } else {
@@ -185,7 +196,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     let manifest = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete = !remote && {
+    let site_blobs_complete = remote.is_none() && {
         use rayon::prelude::*;
         let blobs: Vec<_> = manifest
             .members
@@ -233,7 +244,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
 /// when the site lacks it (the build then publishes no delta).
 fn fetch_verified(
     source: &str,
-    remote: bool,
+    remote: Option<&Remote>,
     rel: &str,
     sha256: &str,
     scratch: &Path,
@@ -245,9 +256,10 @@ fn fetch_verified(
     {
         bail!("the previous latest.json names an unsafe path `{rel}`");
     }
-    let path = if remote {
+    let path = if let Some(remote) = remote {
         let dest = scratch.join(name);
-        if download(&format!("{}/{rel}", source.trim_end_matches('/')), &dest).is_err() {
+        let url = format!("{}/{rel}", source.trim_end_matches('/'));
+        if remote.download(&url, &dest, MAX_PREVIOUS_BYTES).is_err() {
             return Ok(None);
         }
         dest
@@ -270,7 +282,7 @@ fn fetch_verified(
 /// previous snapshot; otherwise none (the build then fetches and packs afresh).
 fn read_state(
     source: &str,
-    remote: bool,
+    remote: Option<&Remote>,
     pk: &minisign_verify::PublicKey,
     latest: &Latest,
 ) -> Result<CrawlState> {
@@ -295,22 +307,10 @@ fn read_state(
 }
 
 /// A small file of the site; `None` when it does not exist.
-fn read_small(source: &str, remote: bool, name: &str) -> Result<Option<Vec<u8>>> {
-    if remote {
+fn read_small(source: &str, remote: Option<&Remote>, name: &str) -> Result<Option<Vec<u8>>> {
+    if let Some(remote) = remote {
         let url = format!("{}/{name}", source.trim_end_matches('/'));
-        crate::github::install_crypto_provider();
-        let resp = reqwest::blocking::get(&url).with_context(|| format!("fetching {url}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = resp
-            .error_for_status()
-            .with_context(|| format!("fetching {url}"))?;
-        let mut bytes = Vec::new();
-        resp.take(256 << 20)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {url}"))?;
-        return Ok(Some(bytes));
+        return remote.read(&url, 256 << 20);
     }
     match std::fs::read(Path::new(source).join(name)) {
         Ok(b) => Ok(Some(b)),
@@ -319,17 +319,132 @@ fn read_small(source: &str, remote: bool, name: &str) -> Result<Option<Vec<u8>>>
     }
 }
 
-fn download(url: &str, dest: &Path) -> Result<()> {
-    let resp = reqwest::blocking::get(url)
-        .and_then(|r| r.error_for_status())
-        .with_context(|| format!("fetching {url}"))?;
-    let mut file = std::fs::File::create(dest)?;
-    let copied = std::io::copy(&mut resp.take(MAX_PREVIOUS_BYTES + 1), &mut file)
-        .with_context(|| format!("downloading {url}"))?;
-    if copied > MAX_PREVIOUS_BYTES {
-        bail!("the previous snapshot at {url} is over {MAX_PREVIOUS_BYTES} bytes");
+/// How long reading the previous site may take: no byte for `idle` ends it,
+/// and so does taking longer than `idle` plus the size at `min_rate` bytes
+/// a second. A stalled site fails the build (which publishes nothing).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub idle: std::time::Duration,
+    pub min_rate: u64,
+}
+
+/// The previous site over HTTP.
+struct Remote {
+    client: reqwest::blocking::Client,
+    timeouts: Timeouts,
+}
+
+impl Remote {
+    fn new(timeouts: Timeouts) -> Result<Self> {
+        crate::github::install_crypto_provider();
+        // The blocking client's timeout bounds the wait for the head and for
+        // each read of the body: the idle timeout.
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(timeouts.idle)
+            .timeout(timeouts.idle)
+            .build()
+            .context("setting up the HTTP client")?;
+        Ok(Self { client, timeouts })
     }
-    Ok(())
+
+    fn get(&self, url: &str) -> Result<Option<reqwest::blocking::Response>> {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| self.error(url, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(
+            resp.error_for_status()
+                .with_context(|| format!("fetching {url}"))?,
+        ))
+    }
+
+    /// A file of at most `cap` bytes; `None` when the site lacks it.
+    fn read(&self, url: &str, cap: u64) -> Result<Option<Vec<u8>>> {
+        let Some(resp) = self.get(url)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        self.timed(resp, url, cap)
+            .take(cap)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.read_error(url, e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Downloads `url` (at most `size` bytes, and no more than the cap) to `dest`.
+    fn download(&self, url: &str, dest: &Path, size: u64) -> Result<()> {
+        let resp = self
+            .get(url)?
+            .with_context(|| format!("fetching {url}: not found"))?;
+        let mut file = std::fs::File::create(dest)?;
+        let limit = size.min(MAX_PREVIOUS_BYTES);
+        let copied = std::io::copy(&mut self.timed(resp, url, limit).take(limit + 1), &mut file)
+            .map_err(|e| self.read_error(url, e))?;
+        if copied > limit {
+            bail!("the previous snapshot at {url} is over {limit} bytes");
+        }
+        Ok(())
+    }
+
+    fn timed<R: Read>(&self, inner: R, url: &str, size: u64) -> Deadline<R> {
+        Deadline {
+            inner,
+            what: url.to_string(),
+            until: std::time::Instant::now()
+                + self.timeouts.idle
+                + std::time::Duration::from_secs(size / self.timeouts.min_rate.max(1)),
+        }
+    }
+
+    fn error(&self, url: &str, e: reqwest::Error) -> anyhow::Error {
+        if e.is_timeout() {
+            anyhow::anyhow!(
+                "fetching {url}: the previous site did not answer within {} s (--idle-timeout); it is stalled or unreachable. Nothing was published; try again, or pass --previous none for a full build",
+                self.timeouts.idle.as_secs()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("fetching {url}"))
+        }
+    }
+
+    fn read_error(&self, url: &str, e: std::io::Error) -> anyhow::Error {
+        let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|i| i.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout);
+        if timed_out {
+            anyhow::anyhow!(
+                "reading {url}: the previous site stalled (no byte for {} s, or slower than {} bytes/s on average; --idle-timeout, --min-rate). Nothing was published; try again, or pass --previous none for a full build",
+                self.timeouts.idle.as_secs(),
+                self.timeouts.min_rate
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("reading {url}"))
+        }
+    }
+}
+
+/// A reader that fails once its deadline has passed.
+struct Deadline<R> {
+    inner: R,
+    what: String,
+    until: std::time::Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() > self.until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{} passed its deadline", self.what),
+            ));
+        }
+        self.inner.read(buf)
+    }
 }
 
 fn file_sha256(path: &Path) -> Result<String> {

@@ -184,3 +184,35 @@ fn a_stalled_sync_does_not_block_a_sync_from_a_directory() {
     stalled.wait().unwrap();
     assert_eq!(current_serial(&client), Some(1));
 }
+
+#[test]
+fn the_indexer_fails_clearly_on_a_stalled_previous_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site_at(dir.path(), "site", 1);
+    let (served, _) = faulty(
+        &site.dir,
+        ".tar.zst",
+        Fault::Trickle(Duration::from_secs(6)),
+    );
+    let out = dir.path().join("out");
+    let mut config = mlld_indexer::BuildConfig::new(
+        mlld_e2e::examples().join("registry"),
+        out.clone(),
+        mlld_e2e::demo_key(),
+        mlld_e2e::build_time(),
+    );
+    config.previous = mlld_indexer::PreviousSite::At(served.server.url());
+    config.previous_idle_timeout = Duration::from_secs(2);
+    let gists = mlld_indexer::RecordedGists {
+        dir: mlld_e2e::examples().join("gists"),
+    };
+    let started = Instant::now();
+    let err = format!("{:#}", mlld_indexer::build(&config, &gists).unwrap_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("stalled"), "{err}");
+    assert!(!out.join("latest.json").exists(), "nothing was published");
+}

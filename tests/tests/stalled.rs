@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mlld_e2e::http::{Fault, Request, Response, static_files};
+use mlld_e2e::http::{Fault, Request, static_files};
 use mlld_e2e::served::*;
 use mlld_e2e::{Client, assert_fails, assert_ok};
 

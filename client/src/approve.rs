@@ -54,7 +54,7 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
             "importing {name} for the first time needs approval and there is no terminal to ask on; review it with `mlld-registry info {name}` and run again with --yes"
         );
     }
-    eprint!("{description}Approve {name}? [y/N] ");
+    eprint!("{description}Approve {}? [y/N] ", safe(name));
     std::io::stderr().flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;

@@ -29,6 +29,37 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// Each setting from its flag, then the environment, then the config
+    /// file, then the default.
+    pub fn configured(
+        idle_flag: Option<u64>,
+        min_rate_flag: Option<u64>,
+        config: &crate::config::UserConfig,
+    ) -> Result<Self> {
+        fn setting(flag: Option<u64>, var: &str, config: Option<u64>) -> Result<Option<u64>> {
+            if flag.is_some() {
+                return Ok(flag);
+            }
+            match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => bail!("{var}=`{v}` is not a positive whole number"),
+                },
+                _ if config == Some(0) => bail!(
+                    "the config file sets 0 where {var}'s setting must be a positive whole number"
+                ),
+                _ => Ok(config),
+            }
+        }
+        let default = Self::default();
+        let idle = setting(idle_flag, "MLLD_REGISTRY_IDLE_TIMEOUT", config.idle_timeout)?;
+        let min_rate = setting(min_rate_flag, "MLLD_REGISTRY_MIN_RATE", config.min_rate)?;
+        Ok(Self {
+            idle: idle.map_or(default.idle, Duration::from_secs),
+            min_rate: min_rate.unwrap_or(default.min_rate).max(1),
+        })
+    }
+
     /// The deadline for a download of `size` bytes.
     pub fn deadline(&self, size: u64) -> Duration {
         self.idle + Duration::from_secs(size / self.min_rate.max(1))

@@ -49,33 +49,6 @@ pub struct Args {
     pub min_rate: Option<u64>,
 }
 
-/// Flag, then environment, then config file, then the default.
-fn timeouts(ctx: &Context, args: &Args) -> Result<Timeouts> {
-    fn setting(flag: Option<u64>, var: &str, config: Option<u64>) -> Result<Option<u64>> {
-        if flag.is_some() {
-            return Ok(flag);
-        }
-        match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => bail!("{var}=`{v}` is not a positive whole number"),
-            },
-            _ => Ok(config),
-        }
-    }
-    let default = Timeouts::default();
-    let idle = setting(
-        args.idle_timeout,
-        "MLLD_REGISTRY_IDLE_TIMEOUT",
-        ctx.config.idle_timeout,
-    )?;
-    let min_rate = setting(args.min_rate, "MLLD_REGISTRY_MIN_RATE", ctx.config.min_rate)?;
-    Ok(Timeouts {
-        idle: idle.map_or(default.idle, std::time::Duration::from_secs),
-        min_rate: min_rate.unwrap_or(default.min_rate).max(1),
-    })
-}
-
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncReport {
@@ -157,7 +130,11 @@ fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
 
 pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let spec = source_spec(ctx, args)?;
-    let source = Source::parse(&spec, ctx.offline, timeouts(ctx, args)?)?;
+    let source = Source::parse(
+        &spec,
+        ctx.offline,
+        Timeouts::configured(args.idle_timeout, args.min_rate, &ctx.config)?,
+    )?;
     let keys = ctx.keys()?;
     // Downloading and verifying happen without the store lock (a stalled
     // site must not block another sync); the lock is taken only to make the

@@ -401,3 +401,28 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar.set_message("downloading snapshot");
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_grows_with_the_size_at_the_minimum_rate() {
+        let t = Timeouts {
+            idle: Duration::from_secs(20),
+            min_rate: 16 << 10,
+        };
+        assert_eq!(t.deadline(0), Duration::from_secs(20));
+        assert_eq!(t.deadline(10 * (16 << 10)), Duration::from_secs(30));
+        let config: crate::config::UserConfig =
+            serde_json::from_str(r#"{"idleTimeout": 5, "minRate": 100}"#).unwrap();
+        let from_flags = Timeouts::configured(Some(3), None, &config).unwrap();
+        assert_eq!(from_flags.idle, Duration::from_secs(3), "the flag wins");
+        let zero: crate::config::UserConfig =
+            serde_json::from_str(r#"{"idleTimeout": 0}"#).unwrap();
+        assert!(
+            Timeouts::configured(None, None, &zero).is_err()
+                || std::env::var_os("MLLD_REGISTRY_IDLE_TIMEOUT").is_some()
+        );
+    }
+}

@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
+use mlld_schemas::terminal::terminal_safe as safe;
 use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord};
 
 /// What a person sees before approving an import.
@@ -14,7 +15,12 @@ pub fn describe(
 ) -> String {
     let mut out = format!(
         "module     @{}/{}\nauthor     {}\ngist       {}\nrevision   {}\nintegrity  {}\n",
-        module.user, module.name, module.user, module.gist, revision.revision, revision.integrity
+        safe(&module.user),
+        safe(&module.name),
+        safe(&module.user),
+        safe(&module.gist),
+        safe(&revision.revision),
+        safe(&revision.integrity)
     );
     let advisories: Vec<_> = manifest.advisories_for(module).collect();
     if advisories.is_empty() {
@@ -23,30 +29,18 @@ pub fn describe(
     for a in advisories {
         out.push_str(&format!(
             "ADVISORY   {} [{}] {}: {}\n",
-            a.advisory.id, a.advisory.severity, a.advisory.kind, a.advisory.description
+            safe(&a.advisory.id),
+            a.advisory.severity,
+            safe(&a.advisory.kind),
+            safe(&a.advisory.description)
         ));
     }
     out.push_str("content (first lines):\n");
     let text = String::from_utf8_lossy(content);
     for line in text.lines().take(12) {
-        let clean = terminal_safe(line);
-        out.push_str(&format!("  | {clean}\n"));
+        out.push_str(&format!("  | {}\n", safe(line)));
     }
     out
-}
-
-/// `text` with control characters (but tabs) replaced: gist content shown
-/// on a terminal must not be able to drive it (escape sequences).
-pub fn terminal_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// Asks on a TTY; without one, refuses and names `--yes`.
@@ -60,7 +54,7 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
             "importing {name} for the first time needs approval and there is no terminal to ask on; review it with `mlld-registry info {name}` and run again with --yes"
         );
     }
-    eprint!("{description}Approve {name}? [y/N] ");
+    eprint!("{description}Approve {}? [y/N] ", safe(name));
     std::io::stderr().flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
@@ -68,17 +62,5 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
         Ok(())
     } else {
         bail!("{name} was not approved; nothing was changed")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn control_characters_cannot_reach_the_terminal() {
-        let hostile = "ok\x1b[2J\x1b]0;title\x07\tend\r";
-        assert_eq!(
-            super::terminal_safe(hostile),
-            "ok\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}\tend\u{FFFD}"
-        );
     }
 }

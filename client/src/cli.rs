@@ -41,6 +41,15 @@ pub struct Cli {
     /// Never touch the network (only `sync` from a URL would).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Read a --snapshot FILE older than a snapshot this store already
+    /// accepted (risk: revisions since replaced, advisories since published
+    /// are missing).
+    #[arg(long, global = true)]
+    pub allow_older: bool,
+    /// Resolve new imports, update and audit from an expired snapshot (risk:
+    /// newer revisions and advisories published since are missing).
+    #[arg(long, global = true)]
+    pub allow_expired: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,7 +120,13 @@ pub fn main() -> ExitCode {
             if json {
                 println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
-            eprintln!("error: {e:#}");
+            // Errors quote input (names, paths, values from files): the
+            // message is made terminal-safe once, here.
+            let message = format!("{e:#}");
+            eprintln!(
+                "error: {}",
+                mlld_schemas::terminal::terminal_safe_block(&message)
+            );
             ExitCode::from(2)
         }
     }
@@ -128,6 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             yes: cli.yes,
             json: cli.json,
             offline: cli.offline,
+            allow_older: cli.allow_older,
+            allow_expired: cli.allow_expired,
         },
     );
     match &cli.command {

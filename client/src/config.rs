@@ -8,7 +8,9 @@
 //! {
 //!   "registry": "https://registry.example.org/",
 //!   "trustedKeys": ["~/.config/mlld-registry/mlld-registry.pub"],
-//!   "stats": false
+//!   "stats": false,
+//!   "idleTimeout": 20,
+//!   "minRate": 16384
 //! }
 //! ```
 //!
@@ -43,6 +45,13 @@ pub struct UserConfig {
     /// Record usage events in each project's `.mlld/stats/usage.jsonl`.
     #[serde(default)]
     pub stats: bool,
+    /// `sync`: seconds without a byte before a download is abandoned.
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
+    /// `sync`: the slowest average speed (bytes a second) a download may
+    /// have; with the size, it sets the download's deadline.
+    #[serde(default)]
+    pub min_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

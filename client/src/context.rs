@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::config::{ProjectConfig, UserConfig, user_config_path};
 use crate::project::Project;
 use crate::snapshot_import::{self, Limits};
-use crate::store::{Store, VerifiedManifest};
+use crate::store::{Store, SyncState, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
 /// The global flags every command shares.
@@ -20,6 +20,10 @@ pub struct Flags {
     pub yes: bool,
     pub json: bool,
     pub offline: bool,
+    /// Read a `--snapshot FILE` older than the store's rollback floor.
+    pub allow_older: bool,
+    /// Choose new content and audit from an expired snapshot.
+    pub allow_expired: bool,
 }
 
 pub struct Context {
@@ -31,6 +35,8 @@ pub struct Context {
     pub yes: bool,
     pub json: bool,
     pub offline: bool,
+    pub allow_older: bool,
+    pub allow_expired: bool,
     pub now: time::OffsetDateTime,
     project_config: OnceCell<ProjectConfig>,
     manifest: OnceCell<VerifiedManifest>,
@@ -47,6 +53,8 @@ impl Context {
             yes: flags.yes,
             json: flags.json,
             offline: flags.offline,
+            allow_older: flags.allow_older,
+            allow_expired: flags.allow_expired,
             now: time::OffsetDateTime::now_utc(),
             project_config: OnceCell::new(),
             manifest: OnceCell::new(),
@@ -73,7 +81,10 @@ impl Context {
         }
     }
 
-    /// The verified manifest of `--snapshot FILE`, else of the synced snapshot.
+    /// The verified manifest of `--snapshot FILE`, else of the synced
+    /// snapshot, expired or not: content pinned by integrity stays usable
+    /// offline. An expired one is announced once on stderr; what chooses
+    /// new content asks [`Context::require_fresh`] first.
     pub fn manifest(&self) -> Result<&VerifiedManifest> {
         if let Some(m) = self.manifest.get() {
             return Ok(m);
@@ -81,11 +92,42 @@ impl Context {
         let keys = self.keys()?;
         let verified = match &self.snapshot {
             Some(path) => {
-                snapshot_import::import(&self.store, path, &keys, self.now, Limits::default())?
+                let state = self.store.state()?;
+                let allow_older = self.allow_older;
+                let accept =
+                    |serial: u64, sha: &str| check_floor(&state, serial, sha, path, allow_older);
+                snapshot_import::import_accepting(
+                    &self.store,
+                    path,
+                    &keys,
+                    None,
+                    Limits::default(),
+                    &accept,
+                )?
             }
             None => self.current(&keys)?,
         };
+        if let Some(expired) = Expired::of(&verified.manifest, self.now) {
+            eprintln!(
+                "warning: {expired}; locked content still installs from it, but newer revisions and advisories are unknown: run `mlld-registry sync`"
+            );
+        }
         Ok(self.manifest.get_or_init(|| verified))
+    }
+
+    /// Refuses to `action` (choose new content, audit) from an expired
+    /// snapshot unless `--allow-expired` is given; returns the expiry when
+    /// allowed, for the caller to say what may be stale.
+    pub fn require_fresh(&self, action: &str) -> Result<Option<Expired>> {
+        let Some(expired) = Expired::of(&self.manifest()?.manifest, self.now) else {
+            return Ok(None);
+        };
+        if !self.allow_expired {
+            bail!(
+                "{expired}, and {action} needs a current one: run `mlld-registry sync` to refresh it, or pass --allow-expired to go ahead without the revisions and advisories published since"
+            );
+        }
+        Ok(Some(expired))
     }
 
     /// Content with this integrity from any snapshot in the store (current
@@ -120,6 +162,18 @@ impl Context {
         Ok(None)
     }
 
+    /// The rollback floor applies to `--snapshot FILE` as to `sync`: an
+    /// older snapshot could bring back revisions since withdrawn and hide
+    /// newer advisories. `--allow-older` reads it anyway, with a warning.
+    pub fn check_floor(&self, state: &SyncState, serial: u64, sha256: &str) -> Result<()> {
+        match &self.snapshot {
+            Some(path) => check_floor(state, serial, sha256, path, self.allow_older),
+            None => state
+                .check_serial(serial, sha256)
+                .map_err(anyhow::Error::msg),
+        }
+    }
+
     fn current(&self, keys: &TrustedKeys) -> Result<VerifiedManifest> {
         let state = self.store.state()?;
         let Some(current) = state.current else {
@@ -135,8 +189,69 @@ impl Context {
                 self.store.root().display()
             );
         };
-        snapshot_import::check_fresh(&v.manifest, self.now)
-            .map_err(|e| anyhow::anyhow!("{e}; run `mlld-registry sync` to get a fresh one"))?;
         Ok(v)
+    }
+}
+
+/// See [`Context::check_floor`].
+fn check_floor(
+    state: &SyncState,
+    serial: u64,
+    sha256: &str,
+    path: &std::path::Path,
+    allow_older: bool,
+) -> Result<()> {
+    let Err(refusal) = state.check_serial(serial, sha256) else {
+        return Ok(());
+    };
+    if allow_older {
+        eprintln!(
+            "warning: {refusal}; reading {} anyway (--allow-older): it may lack fixes and advisories published since",
+            path.display()
+        );
+        return Ok(());
+    }
+    bail!(
+        "{refusal}: --snapshot {} is older than what this store has already accepted from the registry, so it could resolve revisions since replaced (a rollback attack) and hide advisories published since. Nothing was read; use a newer snapshot (`mlld-registry sync`), or pass --allow-older to read it at that risk",
+        path.display()
+    )
+}
+
+/// A snapshot past its expiry: which, since when, how long ago.
+#[derive(Clone, Debug)]
+pub struct Expired {
+    pub serial: u64,
+    pub expires: String,
+    pub days_ago: i64,
+}
+
+impl Expired {
+    /// `Some` when `manifest` expired before `now` (an unreadable expiry counts as expired).
+    pub fn of(manifest: &mlld_schemas::Manifest, now: time::OffsetDateTime) -> Option<Self> {
+        let at = mlld_schemas::names::parse_timestamp(&manifest.expires).ok();
+        if at.is_some_and(|at| at > now) {
+            return None;
+        }
+        Some(Self {
+            serial: manifest.serial,
+            expires: manifest.expires.clone(),
+            days_ago: at.map_or(0, |at| (now - at).whole_days()),
+        })
+    }
+}
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ago = match self.days_ago {
+            0 => "less than a day ago".to_string(),
+            1 => "1 day ago".to_string(),
+            n => format!("{n} days ago"),
+        };
+        write!(
+            f,
+            "the registry snapshot (serial {}) expired {ago}, at {}",
+            self.serial,
+            mlld_schemas::terminal::terminal_safe(&self.expires)
+        )
     }
 }

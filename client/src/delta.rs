@@ -158,7 +158,13 @@ fn fetch_index(
         );
     }
     crate::unpack::unpack_verified_mode(
-        &file, snap, env.keys, env.now, env.limits, env.accept, true,
+        &file,
+        snap,
+        env.keys,
+        Some(env.now),
+        env.limits,
+        env.accept,
+        true,
     )
     .with_context(|| format!("index snapshot {expected} was refused"))
 }

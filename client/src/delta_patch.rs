@@ -120,7 +120,7 @@ pub(crate) fn apply(
         &mut target,
         snap,
         env.keys,
-        env.now,
+        Some(env.now),
         limits,
         env.accept,
         true,

@@ -195,7 +195,8 @@ pub fn render(info: &ModuleInfo) -> String {
         ("dependencies", list(&info.dependencies)),
         ("dependents", list(&info.dependents)),
     ] {
-        let _ = writeln!(out, "{label:<13}{value}");
+        // Every value is registry text (dates and digests too, until checked).
+        let _ = writeln!(out, "{label:<13}{}", clean(&value));
     }
     let _ = writeln!(out, "revisions    (current first)");
     for r in &info.revisions {
@@ -205,7 +206,8 @@ pub fn render(info: &ModuleInfo) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {}  {when}{current}", r.revision);
+        let (revision, when) = (clean(&r.revision), clean(when));
+        let _ = writeln!(out, "  {revision}  {when}{current}");
     }
     if info.advisories.is_empty() {
         let _ = writeln!(out, "advisories   none");
@@ -218,7 +220,7 @@ pub fn render(info: &ModuleInfo) -> String {
             a.severity.to_uppercase(),
             clean(&a.kind),
             clean(&a.filed_by),
-            a.created,
+            clean(&a.created),
             clean(&a.description),
             clean(&a.recommendation)
         );
@@ -230,7 +232,7 @@ pub fn render(info: &ModuleInfo) -> String {
         }
         (None, _) => "not locked in this project".to_string(),
     };
-    let _ = writeln!(out, "project      {project}");
+    let _ = writeln!(out, "project      {}", clean(&project));
     out
 }
 

@@ -125,11 +125,10 @@ fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
-/// Registry text is untrusted: control characters must not drive the terminal.
+/// Registry text is untrusted: control characters must not drive the
+/// terminal (see [`mlld_schemas::terminal`]).
 pub fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    mlld_schemas::terminal::terminal_safe(text).into_owned()
 }
 
 fn shorten(text: &str, max: usize) -> String {

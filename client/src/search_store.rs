@@ -7,7 +7,8 @@
 //! cost more than the search itself. So after a verified import the client
 //! notes the file's identity (device, inode, size, modification and change
 //! times; the change time cannot be set back by a user) with the digest it
-//! had, its expiry, and which trusted key configuration accepted it, under
+//! had, its serial and expiry, and which trusted keys (all of them, from flag,
+//! environment or config file) accepted it, under
 //! `snapshot-files/` in the store, once the file has been still for two
 //! seconds (a file changed within one timestamp tick could change again
 //! without its times moving). A later search of the same unchanged file
@@ -35,6 +36,9 @@ struct FileMemo {
     identity: Vec<i128>,
     keys: String,
     snapshot: String,
+    /// The signed serial, checked against the rollback floor on every use.
+    #[serde(default)]
+    serial: Option<u64>,
     expires: String,
 }
 
@@ -60,14 +64,16 @@ impl Context {
             return Ok(self.manifest()?.snapshot_sha256.clone());
         };
         let memo_path = memo_path(self.store.root(), path)?;
-        let keys = key_fingerprint(self.trusted_key.as_deref());
+        let keys = self.keys()?.fingerprint();
         let identity = identity(path)?;
         if let Some(memo) = read_memo(&memo_path)
             && memo.identity == identity
             && memo.keys == keys
             && names::check_sha256_hex(&memo.snapshot).is_ok()
             && self.store.snapshot_dir(&memo.snapshot).is_dir()
+            && let Some(serial) = memo.serial
         {
+            self.check_floor(&self.store.state()?, serial, &memo.snapshot)?;
             let expires = names::parse_timestamp(&memo.expires).map_err(anyhow::Error::msg)?;
             if expires > self.now {
                 return Ok(memo.snapshot);
@@ -82,6 +88,7 @@ impl Context {
             identity,
             keys,
             snapshot: verified.snapshot_sha256.clone(),
+            serial: Some(verified.manifest.serial),
             expires: verified.manifest.expires.clone(),
         };
         // A memo that cannot be written only costs speed next time.
@@ -134,18 +141,4 @@ fn racy(identity: &[i128]) -> bool {
 #[cfg(not(unix))]
 fn identity(_path: &Path) -> Result<Vec<i128>> {
     Ok(Vec::new())
-}
-
-/// A digest of where the trusted keys come from (the same order as
-/// [`crate::trust::TrustedKeys::load`]), so a change of keys means a fresh verification.
-fn key_fingerprint(flag: Option<&Path>) -> String {
-    let material = match (flag, std::env::var("MLLD_REGISTRY_KEY")) {
-        (Some(path), _) => std::fs::read(path).unwrap_or_default(),
-        (None, Ok(value)) => {
-            let value = value.trim();
-            std::fs::read(value).unwrap_or_else(|_| value.as_bytes().to_vec())
-        }
-        (None, Err(_)) => Vec::new(),
-    };
-    mlld_schemas::sha256_hex(&material)
 }

@@ -5,16 +5,73 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sha2::Digest as _;
+
+/// How long a download may take: no byte for `idle` ends it, and so does
+/// taking longer than `idle` plus its size at `min_rate` bytes a second. A
+/// stalled or trickling server ends in an error, never an endless wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub min_rate: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(20),
+            min_rate: 16 << 10,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Each setting from its flag, then the environment, then the config
+    /// file, then the default.
+    pub fn configured(
+        idle_flag: Option<u64>,
+        min_rate_flag: Option<u64>,
+        config: &crate::config::UserConfig,
+    ) -> Result<Self> {
+        fn setting(flag: Option<u64>, var: &str, config: Option<u64>) -> Result<Option<u64>> {
+            if flag.is_some() {
+                return Ok(flag);
+            }
+            match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => bail!("{var}=`{v}` is not a positive whole number"),
+                },
+                _ if config == Some(0) => bail!(
+                    "the config file sets 0 where {var}'s setting must be a positive whole number"
+                ),
+                _ => Ok(config),
+            }
+        }
+        let default = Self::default();
+        let idle = setting(idle_flag, "MLLD_REGISTRY_IDLE_TIMEOUT", config.idle_timeout)?;
+        let min_rate = setting(min_rate_flag, "MLLD_REGISTRY_MIN_RATE", config.min_rate)?;
+        Ok(Self {
+            idle: idle.map_or(default.idle, Duration::from_secs),
+            min_rate: min_rate.unwrap_or(default.min_rate).max(1),
+        })
+    }
+
+    /// The deadline for a download of `size` bytes.
+    pub fn deadline(&self, size: u64) -> Duration {
+        self.idle + Duration::from_secs(size / self.min_rate.max(1))
+    }
+}
 
 /// Where a sync comes from.
 pub enum Source {
     Http {
         base: String,
         client: Box<reqwest::blocking::Client>,
+        timeouts: Timeouts,
     },
     Dir(PathBuf),
     File(PathBuf),
@@ -22,7 +79,7 @@ pub enum Source {
 
 impl Source {
     /// Parses `--from`: an `http(s)://` URL, a site directory, or a snapshot file.
-    pub fn parse(spec: &str, offline: bool) -> Result<Self> {
+    pub fn parse(spec: &str, offline: bool, timeouts: Timeouts) -> Result<Self> {
         if spec.starts_with("http://") || spec.starts_with("https://") {
             if offline {
                 bail!(
@@ -31,7 +88,8 @@ impl Source {
             }
             return Ok(Source::Http {
                 base: spec.trim_end_matches('/').to_string(),
-                client: Box::new(http_client()?),
+                client: Box::new(http_client(timeouts.idle)?),
+                timeouts,
             });
         }
         if let Some(rest) = spec.split_once("://").map(|(scheme, _)| scheme) {
@@ -61,10 +119,14 @@ impl Source {
     /// A small site file (`latest.json`, its signature), at most `cap` bytes.
     pub fn read_small(&self, name: &str, cap: u64) -> Result<Vec<u8>> {
         match self {
-            Source::Http { base, client } => {
+            Source::Http {
+                base,
+                client,
+                timeouts,
+            } => {
                 let url = format!("{base}/{name}");
                 let resp = get(client, &url)?;
-                read_capped(resp, cap, &url)
+                read_capped(Timed::new(resp, &url, *timeouts, cap), cap, &url)
             }
             Source::Dir(dir) => {
                 let path = dir.join(name);
@@ -93,18 +155,23 @@ impl Source {
         show_progress: bool,
     ) -> Result<Option<String>> {
         match self {
-            Source::Http { base, client } => {
+            Source::Http {
+                base,
+                client,
+                timeouts,
+            } => {
                 let url = format!("{base}/{rel}");
-                let resp = client.get(&url).send().with_context(|| {
-                    format!("fetching {url}; check the URL and your connection")
-                })?;
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .map_err(|e| connect_error(e, &url))?;
                 if resp.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
                 if !resp.status().is_success() {
                     bail!("fetching {url}: the server answered {}", resp.status());
                 }
-                save(resp, &url, dest, size, show_progress).map(Some)
+                save(resp, &url, dest, size, *timeouts, show_progress).map(Some)
             }
             Source::Dir(dir) => {
                 let path = dir.join(rel);
@@ -128,22 +195,92 @@ impl Source {
     }
 }
 
-fn http_client() -> Result<reqwest::blocking::Client> {
+fn http_client(idle: Duration) -> Result<reqwest::blocking::Client> {
     // One crypto provider for rustls, chosen here (ring; no OpenSSL, no C toolchain beyond ring's).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The blocking client's timeout bounds the wait for the response head
+    // and for each read of the body: an idle timeout. The whole download's
+    // deadline is kept by [`Timed`].
     reqwest::blocking::Client::builder()
         .user_agent(concat!("mlld-registry/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(600))
+        .connect_timeout(idle)
+        .timeout(idle)
         .build()
         .context("setting up the HTTP client")
 }
 
+fn connect_error(e: reqwest::Error, url: &str) -> anyhow::Error {
+    if e.is_timeout() {
+        anyhow::anyhow!(
+            "fetching {url}: the site did not answer in time (idle timeout; --idle-timeout, MLLD_REGISTRY_IDLE_TIMEOUT or \"idleTimeout\" sets it); the site is stalled or unreachable. Nothing was written; try again later or another mirror"
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("fetching {url}; check the URL and your connection"))
+    }
+}
+
+/// A response body read under [`Timeouts`]: an idle read (from the HTTP
+/// client's timeout) or a passed deadline is an error saying which.
+struct Timed<R> {
+    inner: R,
+    url: String,
+    timeouts: Timeouts,
+    started: Instant,
+    deadline: Duration,
+}
+
+impl<R> Timed<R> {
+    fn new(inner: R, url: &str, timeouts: Timeouts, size: u64) -> Self {
+        Self {
+            inner,
+            url: url.to_string(),
+            timeouts,
+            started: Instant::now(),
+            deadline: timeouts.deadline(size),
+        }
+    }
+}
+
+impl<R: Read> Read for Timed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.started.elapsed() > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} took longer than its {} s deadline (the size at {} bytes/s, plus {} s; --min-rate, MLLD_REGISTRY_MIN_RATE or \"minRate\" sets it): the site is too slow or trickling",
+                    self.url,
+                    self.deadline.as_secs(),
+                    self.timeouts.min_rate,
+                    self.timeouts.idle.as_secs()
+                ),
+            ));
+        }
+        self.inner.read(buf).map_err(|e| {
+            if is_timeout(&e) {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} sent nothing for {} s (idle timeout; --idle-timeout, MLLD_REGISTRY_IDLE_TIMEOUT or \"idleTimeout\" sets it): the site is stalled",
+                        self.url,
+                        self.timeouts.idle.as_secs()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout)
+}
+
 fn get(client: &reqwest::blocking::Client, url: &str) -> Result<reqwest::blocking::Response> {
-    let resp = client
-        .get(url)
-        .send()
-        .with_context(|| format!("fetching {url}; check the URL and your connection"))?;
+    let resp = client.get(url).send().map_err(|e| connect_error(e, url))?;
     let status = resp.status();
     if !status.is_success() {
         bail!("fetching {url}: the server answered {status}; is this a registry site?");
@@ -156,7 +293,7 @@ fn read_capped(reader: impl Read, cap: u64, what: &str) -> Result<Vec<u8>> {
     reader
         .take(cap + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {what}"))?;
+        .map_err(|e| download_error(e, what))?;
     if bytes.len() as u64 > cap {
         bail!("{what} is over its {cap}-byte limit; refused");
     }
@@ -171,17 +308,37 @@ pub fn download(
     url: &str,
     dest: &Path,
     expected: u64,
+    timeouts: Timeouts,
     show_progress: bool,
 ) -> Result<String> {
-    save(get(client, url)?, url, dest, expected, show_progress)
+    save(
+        get(client, url)?,
+        url,
+        dest,
+        expected,
+        timeouts,
+        show_progress,
+    )
+}
+
+/// A failed read: a timeout's own message, or a broken connection.
+fn download_error(e: io::Error, what: &str) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::TimedOut {
+        anyhow::anyhow!("{e}. Nothing was written; try again later or another mirror")
+    } else {
+        anyhow::Error::new(e).context(format!(
+            "downloading {what}: the connection broke; try again"
+        ))
+    }
 }
 
 /// Streams a response into `dest` as [`download`] does.
 fn save(
-    mut resp: reqwest::blocking::Response,
+    resp: reqwest::blocking::Response,
     url: &str,
     dest: &Path,
     expected: u64,
+    timeouts: Timeouts,
     show_progress: bool,
 ) -> Result<String> {
     if let Some(len) = resp.content_length()
@@ -191,6 +348,7 @@ fn save(
             "{url} is {len} bytes, but the signed latest.json says {expected}; refused before downloading"
         );
     }
+    let mut resp = Timed::new(resp, url, timeouts, expected);
     let bar = (show_progress && io::stderr().is_terminal()).then(|| progress_bar(expected));
     let mut out = io::BufWriter::new(
         File::create(dest).with_context(|| format!("creating {}", dest.display()))?,
@@ -199,9 +357,7 @@ fn save(
     let mut total = 0u64;
     let mut buf = vec![0; 256 * 1024];
     loop {
-        let n = resp
-            .read(&mut buf)
-            .with_context(|| format!("downloading {url}: the connection broke; try again"))?;
+        let n = resp.read(&mut buf).map_err(|e| download_error(e, url))?;
         if n == 0 {
             break;
         }
@@ -244,4 +400,29 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     }
     bar.set_message("downloading snapshot");
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_grows_with_the_size_at_the_minimum_rate() {
+        let t = Timeouts {
+            idle: Duration::from_secs(20),
+            min_rate: 16 << 10,
+        };
+        assert_eq!(t.deadline(0), Duration::from_secs(20));
+        assert_eq!(t.deadline(10 * (16 << 10)), Duration::from_secs(30));
+        let config: crate::config::UserConfig =
+            serde_json::from_str(r#"{"idleTimeout": 5, "minRate": 100}"#).unwrap();
+        let from_flags = Timeouts::configured(Some(3), None, &config).unwrap();
+        assert_eq!(from_flags.idle, Duration::from_secs(3), "the flag wins");
+        let zero: crate::config::UserConfig =
+            serde_json::from_str(r#"{"idleTimeout": 0}"#).unwrap();
+        assert!(
+            Timeouts::configured(None, None, &zero).is_err()
+                || std::env::var_os("MLLD_REGISTRY_IDLE_TIMEOUT").is_some()
+        );
+    }
 }

@@ -86,14 +86,28 @@ pub fn import(
     now: time::OffsetDateTime,
     limits: Limits,
 ) -> Result<VerifiedManifest> {
+    import_accepting(store, path, keys, Some(now), limits, &|_, _| Ok(()))
+}
+
+/// Like [`import`]; `accept` sees the signed serial and the file's SHA-256 before anything
+/// is written (the rollback floor). Without `fresh_at`, an expired snapshot
+/// is read too (its content is still what the registry signed; the caller
+/// decides what expiry forbids).
+pub fn import_accepting(
+    store: &Store,
+    path: &Path,
+    keys: &TrustedKeys,
+    fresh_at: Option<time::OffsetDateTime>,
+    limits: Limits,
+    accept: &(dyn Fn(u64, &str) -> Result<()> + Sync),
+) -> Result<VerifiedManifest> {
     check_size(path, limits)?;
     let sha256 = file_sha256(path)?;
-    if let Some(v) = load_stored(store, &sha256, keys, now, &|_, _| Ok(()))? {
+    let accept = |_: &str, serial: u64| accept(serial, &sha256);
+    if let Some(v) = load_stored(store, &sha256, keys, fresh_at, &accept)? {
         return Ok(v);
     }
-    import_new(store, path, &sha256, keys, now, limits, false, &|_, _| {
-        Ok(())
-    })?;
+    import_new(store, path, &sha256, keys, fresh_at, limits, false, &accept)?;
     store.load_manifest(&sha256, keys)?.with_context(|| {
         format!(
             "snapshot {sha256} vanished from the store {} while it was read",
@@ -147,7 +161,7 @@ pub fn import_checked(
         Some(s) => s.to_string(),
         None => file_sha256(path)?,
     };
-    if let Some(v) = load_stored(store, &sha256, keys, now, accept)? {
+    if let Some(v) = load_stored(store, &sha256, keys, Some(now), accept)? {
         if expected_sha256.is_some() {
             let actual = file_sha256(path)?;
             check_sha(path, &actual, &sha256)?;
@@ -159,7 +173,7 @@ pub fn import_checked(
         path,
         &sha256,
         keys,
-        now,
+        Some(now),
         limits,
         expected_sha256.is_some(),
         accept,
@@ -167,18 +181,20 @@ pub fn import_checked(
 }
 
 /// The stored snapshot with this SHA-256, if the store has it: signature
-/// checked again, fresh, and accepted by `accept`.
+/// checked again, fresh at `fresh_at` (if given), and accepted by `accept`.
 pub fn load_stored(
     store: &Store,
     sha256: &str,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     accept: Accept<'_>,
 ) -> Result<Option<VerifiedManifest>> {
     let Some(v) = store.load_manifest(sha256, keys)? else {
         return Ok(None);
     };
-    check_fresh(&v.manifest, now)?;
+    if let Some(now) = fresh_at {
+        check_fresh(&v.manifest, now)?;
+    }
     accept(&v.key_id, v.manifest.serial)?;
     Ok(Some(v))
 }
@@ -213,7 +229,7 @@ fn import_new(
     path: &Path,
     sha256: &str,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     limits: Limits,
     hash_too: bool,
     accept: Accept<'_>,
@@ -225,7 +241,7 @@ fn import_new(
     std::fs::create_dir_all(&snap)?;
     let (hashed, unpacked) = std::thread::scope(|s| {
         let hasher = hash_too.then(|| s.spawn(|| file_sha256(path)));
-        let unpacked = crate::unpack::unpack_verified(path, &snap, keys, now, limits, accept);
+        let unpacked = crate::unpack::unpack_verified(path, &snap, keys, fresh_at, limits, accept);
         (
             hasher.map(|h| h.join().expect("hashing does not panic")),
             unpacked,

@@ -11,8 +11,8 @@
 //! snapshots/<sha256>/pack.idx               `<offset> <size> <path>` per member
 //! snapshots/<sha256>/index/                 the search index (copied out of the verified pack), memory-mapped by `search`
 //! snapshot-files/<sha256 of a path>.json    which stored snapshot an unchanged snapshot file is (see `search_store`)
-//! state.json                                the current snapshot and, per trusted key,
-//!                                           the highest serial ever accepted (rollback)
+//! state.json                                the current snapshot and the registry's
+//!                                           rollback floor: the highest serial ever accepted
 //! .lock                                     serialises `sync` runs
 //! tmp/                                      staging; anything here is garbage
 //! ```
@@ -54,15 +54,83 @@ pub struct VerifiedManifest {
     pack: OnceCell<std::fs::File>,
 }
 
-/// `state.json`: what `sync` last made current, and the rollback floor per key.
+/// `state.json`: what `sync` last made current, and the rollback floor.
+///
+/// The floor belongs to the registry, not to a key: a store follows the one
+/// registry its trusted keys speak for, and during a key rotation both keys
+/// sign the same serial sequence, so a lower serial signed by the other key
+/// is a rollback like any other.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<Current>,
-    /// Trusted key id to the highest serial accepted from it.
-    #[serde(default)]
+    /// The highest serial ever accepted from the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
+    /// Older clients kept a floor per key id; read (its highest value is the
+    /// registry's floor), never written again.
+    #[serde(default, skip_serializing)]
     pub accepted: BTreeMap<String, u64>,
+}
+
+impl SyncState {
+    /// The registry's rollback floor, if anything was ever accepted.
+    pub fn floor(&self) -> Option<u64> {
+        self.floor.max(self.accepted.values().copied().max())
+    }
+
+    /// Raises the floor to `serial` (never lowers it).
+    pub fn raise_floor(&mut self, serial: u64) {
+        self.floor = self.floor().max(Some(serial));
+        self.accepted.clear();
+    }
+
+    /// Refuses a snapshot below the floor, or at the floor's serial with other
+    /// content than the current snapshot. `what` names the offer in messages.
+    pub fn check_serial(&self, serial: u64, sha256: &str) -> Result<(), Rollback> {
+        let Some(floor) = self.floor() else {
+            return Ok(());
+        };
+        if serial < floor {
+            return Err(Rollback::Older { serial, floor });
+        }
+        if let Some(c) = &self.current
+            && serial == floor
+            && c.serial == serial
+            && c.snapshot != sha256
+        {
+            return Err(Rollback::SameSerial {
+                serial,
+                current: c.snapshot.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a snapshot would move the registry backwards.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rollback {
+    /// A serial lower than one already accepted.
+    Older { serial: u64, floor: u64 },
+    /// The accepted serial again, with other content.
+    SameSerial { serial: u64, current: String },
+}
+
+impl std::fmt::Display for Rollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rollback::Older { serial, floor } => write!(
+                f,
+                "rollback refused: this snapshot has serial {serial}, but serial {floor} of the registry was already accepted"
+            ),
+            Rollback::SameSerial { serial, current } => write!(
+                f,
+                "serial {serial} was already accepted with different content (snapshot {current}); a registry never signs two snapshots with one serial. Refused"
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,13 +212,20 @@ impl Store {
 
     /// Removes snapshot directories other than `keep` (best effort: a
     /// snapshot another process still reads is only unlinked, not damaged).
+    /// A directory less than an hour old is left alone: another `sync` may
+    /// have just verified it and be waiting for the lock to make it current.
     pub fn prune(&self, keep: &[&str]) {
+        const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(3600);
         let Ok(entries) = std::fs::read_dir(self.root.join("snapshots")) else {
             return;
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            if !keep.iter().any(|k| name.to_str() == Some(k)) {
+            let recent = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < IN_FLIGHT));
+            if !recent && !keep.iter().any(|k| name.to_str() == Some(k)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -72,6 +72,15 @@ impl TrustedKeys {
         )
     }
 
+    /// A digest of every trusted key (order-independent): whatever remembers
+    /// a verification must be forgotten when this changes.
+    pub fn fingerprint(&self) -> String {
+        let mut ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        mlld_schemas::sha256_hex(ids.join(",").as_bytes())
+    }
+
     /// Checks `sig_text` over `data` against the trusted keys and returns the trusted comment.
     pub fn verify(&self, what: &str, data: &[u8], sig_text: &str) -> Result<String> {
         Ok(self.verify_with_key(what, data, sig_text)?.trusted_comment)

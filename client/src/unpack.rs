@@ -29,11 +29,11 @@ pub(crate) fn unpack_verified(
     path: &Path,
     staging: &Path,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     limits: Limits,
     accept: Accept<'_>,
 ) -> Result<(String, ManifestHead)> {
-    unpack_verified_mode(path, staging, keys, now, limits, accept, false)
+    unpack_verified_mode(path, staging, keys, fresh_at, limits, accept, false)
 }
 
 /// Like [`unpack_verified`]; with `blobs_may_be_missing` (an index-only
@@ -43,7 +43,7 @@ pub(crate) fn unpack_verified_mode(
     path: &Path,
     staging: &Path,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     limits: Limits,
     accept: Accept<'_>,
     blobs_may_be_missing: bool,
@@ -58,7 +58,7 @@ pub(crate) fn unpack_verified_mode(
         decoder,
         staging,
         keys,
-        now,
+        fresh_at,
         limits,
         accept,
         blobs_may_be_missing,
@@ -70,7 +70,7 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     tar: R,
     staging: &Path,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     limits: Limits,
     accept: Accept<'_>,
     blobs_may_be_missing: bool,
@@ -113,11 +113,12 @@ pub(crate) fn unpack_verified_tar<R: Read>(
         let parser = s.spawn(|| {
             // Owned here, so the hasher sees the channel close if the manifest is refused.
             let manifest_tx = manifest_tx;
-            let checked = check_manifest(&manifest_bytes, &sig, keys, now, accept).and_then(|m| {
-                write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
-                write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-                Ok(m)
-            });
+            let checked =
+                check_manifest(&manifest_bytes, &sig, keys, fresh_at, accept).and_then(|m| {
+                    write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
+                    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
+                    Ok(m)
+                });
             match checked {
                 Ok((key_id, m)) => {
                     let m = Arc::new(m);
@@ -157,7 +158,7 @@ fn check_manifest(
     bytes: &[u8],
     sig: &str,
     keys: &TrustedKeys,
-    now: time::OffsetDateTime,
+    fresh_at: Option<time::OffsetDateTime>,
     accept: Accept<'_>,
 ) -> Result<(String, ManifestHead)> {
     let key_id = keys
@@ -171,7 +172,9 @@ fn check_manifest(
             manifest.format_version
         );
     }
-    check_expiry(manifest.serial, &manifest.expires, now)?;
+    if let Some(now) = fresh_at {
+        check_expiry(manifest.serial, &manifest.expires, now)?;
+    }
     check_consistent(&manifest)?;
     accept(&key_id, manifest.serial)?;
     Ok((key_id, manifest))

@@ -89,6 +89,9 @@ impl<'a> Locker<'a> {
                     if self.frozen {
                         bail!(frozen_message(&import, existing.as_ref(), pin));
                     }
+                    // Choosing content means trusting the snapshot's idea of what is newest.
+                    self.ctx
+                        .require_fresh(&format!("locking {}", r.full_name()))?;
                     let rev = if is_root {
                         resolve::pick_revision(module, &r)?
                     } else {

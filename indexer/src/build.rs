@@ -55,6 +55,11 @@ pub struct BuildConfig {
     pub keep_snapshots: usize,
     /// Where versioned modules' files are fetched (default: raw.githubusercontent.com).
     pub raw: RawConfig,
+    /// Reading a previous site over HTTP: no byte for this long ends the
+    /// build with an error (a stalled site), and so does a download slower
+    /// on average than `previous_min_rate` bytes a second.
+    pub previous_idle_timeout: std::time::Duration,
+    pub previous_min_rate: u64,
 }
 
 impl BuildConfig {
@@ -71,6 +76,8 @@ impl BuildConfig {
             concurrency: 8,
             keep_snapshots: 3,
             raw: RawConfig::Http(HttpRawConfig::default()),
+            previous_idle_timeout: std::time::Duration::from_secs(20),
+            previous_min_rate: 64 << 10,
         }
     }
 
@@ -118,12 +125,19 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     progress.stage("read previous site");
     let t = Instant::now();
     let scratch = staging.path().join("previous");
+    let timeouts = previous::Timeouts {
+        idle: config.previous_idle_timeout,
+        min_rate: config.previous_min_rate,
+    };
     let mut previous: Option<Previous> = match &config.previous {
         PreviousSite::None => None,
-        PreviousSite::Output => {
-            previous::load(&config.out.to_string_lossy(), &config.key, &scratch)?
-        }
-        PreviousSite::At(src) => previous::load(src, &config.key, &scratch)?,
+        PreviousSite::Output => previous::load(
+            &config.out.to_string_lossy(),
+            &config.key,
+            &scratch,
+            timeouts,
+        )?,
+        PreviousSite::At(src) => previous::load(src, &config.key, &scratch, timeouts)?,
     };
     let mut blobs = BlobDir::new(
         staging.path().join("new"),

@@ -107,7 +107,8 @@ fn ownership_diagnostic(
 pub fn github_annotation(d: &Diagnostic, prefix: &str) -> String {
     let level = if d.is_error() { "error" } else { "warning" };
     let escape = |s: &str| {
-        s.replace('%', "%25")
+        mlld_schemas::terminal::terminal_safe(s)
+            .replace('%', "%25")
             .replace('\r', "%0D")
             .replace('\n', "%0A")
     };
@@ -118,7 +119,7 @@ pub fn github_annotation(d: &Diagnostic, prefix: &str) -> String {
         .unwrap_or_default();
     format!(
         "::{level} file={prefix}{},line={},col={},title={}::{}{}",
-        d.file,
+        escape(&d.file),
         d.line.max(1),
         d.column.max(1),
         escape(&d.path.to_string())

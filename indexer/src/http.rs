@@ -40,6 +40,9 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// No byte for this long ends a crawl request (it is then retried).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Client {
     pub fn new(timeout: Duration, connect_timeout: Duration) -> Self {
         crate::github::install_crypto_provider();
@@ -66,13 +69,15 @@ impl Client {
                     .enable_all()
                     .build()
                     .expect("a current-thread runtime starts");
-                let mut builder = reqwest::Client::builder()
+                // `timeout` is each request's deadline (responses are capped,
+                // so it bounds the slowest acceptable rate); the read timeout
+                // ends a stalled response sooner.
+                let idle = self.read_timeout.unwrap_or(IDLE_TIMEOUT).min(self.timeout);
+                let client = reqwest::Client::builder()
                     .timeout(self.timeout)
-                    .connect_timeout(self.connect_timeout);
-                if let Some(idle) = self.read_timeout {
-                    builder = builder.read_timeout(idle);
-                }
-                let client = builder.build()?;
+                    .read_timeout(idle)
+                    .connect_timeout(self.connect_timeout)
+                    .build()?;
                 *local = Some((self.id, runtime, client));
             }
             let (_, runtime, client) = local.as_ref().expect("set above");

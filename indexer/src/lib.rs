@@ -17,6 +17,7 @@ pub mod github;
 pub mod http;
 pub mod module_file;
 pub mod previous;
+pub mod previous_http;
 pub mod progress;
 pub mod publish;
 pub mod raw;

@@ -15,13 +15,15 @@ use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, MANIFEST_NAME, blob_d
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::previous_http::Remote;
+pub use crate::previous_http::Timeouts;
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
 
 pub const CRAWL_STATE_NAME: &str = "crawl-state.json";
 pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
 /// A previous snapshot larger than this is refused.
-const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
+pub(crate) const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
 
 /// ETags from the crawl that produced `snapshot`.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -130,8 +132,18 @@ impl Previous {
 }
 
 /// Loads the site at `source` (a directory or an http(s) URL); `None` when it has no `latest.json`.
-pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Previous>> {
-    let remote = source.starts_with("http://") || source.starts_with("https://");
+pub fn load(
+    source: &str,
+    key: &SigningKey,
+    scratch: &Path,
+    timeouts: Timeouts,
+) -> Result<Option<Previous>> {
+    let remote = if source.starts_with("http://") || source.starts_with("https://") {
+        Some(Remote::new(timeouts)?)
+    } else {
+        None
+    };
+    let remote = remote.as_ref();
     let Some(latest_bytes) = read_small(source, remote, LATEST_NAME)? else {
         return Ok(None);
     };
@@ -147,11 +159,12 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     let latest: Latest =
         serde_json::from_slice(&latest_bytes).context("the previous latest.json is malformed")?;
     std::fs::create_dir_all(scratch)?;
-    let snapshot = if remote {
+    let snapshot = if let Some(remote) = remote {
         let dest = scratch.join("previous.tar.zst");
-        download(
+        remote.download(
             &format!("{}/{}", source.trim_end_matches('/'), latest.snapshot),
             &dest,
+            latest.size,
         )?;
         dest
     } else {
@@ -196,7 +209,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
     let manifest = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete = !remote && {
+    let site_blobs_complete = remote.is_none() && {
         use rayon::prelude::*;
         let blobs: Vec<_> = manifest
             .members
@@ -245,7 +258,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
 /// when the site lacks it (the build then publishes no delta).
 fn fetch_verified(
     source: &str,
-    remote: bool,
+    remote: Option<&Remote>,
     rel: &str,
     sha256: &str,
     scratch: &Path,
@@ -257,9 +270,10 @@ fn fetch_verified(
     {
         bail!("the previous latest.json names an unsafe path `{rel}`");
     }
-    let path = if remote {
+    let path = if let Some(remote) = remote {
         let dest = scratch.join(name);
-        if download(&format!("{}/{rel}", source.trim_end_matches('/')), &dest).is_err() {
+        let url = format!("{}/{rel}", source.trim_end_matches('/'));
+        if remote.download(&url, &dest, MAX_PREVIOUS_BYTES).is_err() {
             return Ok(None);
         }
         dest
@@ -282,7 +296,7 @@ fn fetch_verified(
 /// previous snapshot; otherwise none (the build then fetches and packs afresh).
 fn read_state(
     source: &str,
-    remote: bool,
+    remote: Option<&Remote>,
     pk: &minisign_verify::PublicKey,
     latest: &Latest,
 ) -> Result<CrawlState> {
@@ -307,41 +321,16 @@ fn read_state(
 }
 
 /// A small file of the site; `None` when it does not exist.
-fn read_small(source: &str, remote: bool, name: &str) -> Result<Option<Vec<u8>>> {
-    if remote {
+fn read_small(source: &str, remote: Option<&Remote>, name: &str) -> Result<Option<Vec<u8>>> {
+    if let Some(remote) = remote {
         let url = format!("{}/{name}", source.trim_end_matches('/'));
-        crate::github::install_crypto_provider();
-        let resp = reqwest::blocking::get(&url).with_context(|| format!("fetching {url}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = resp
-            .error_for_status()
-            .with_context(|| format!("fetching {url}"))?;
-        let mut bytes = Vec::new();
-        resp.take(256 << 20)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {url}"))?;
-        return Ok(Some(bytes));
+        return remote.read(&url, 256 << 20);
     }
     match std::fs::read(Path::new(source).join(name)) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),
     }
-}
-
-fn download(url: &str, dest: &Path) -> Result<()> {
-    let resp = reqwest::blocking::get(url)
-        .and_then(|r| r.error_for_status())
-        .with_context(|| format!("fetching {url}"))?;
-    let mut file = std::fs::File::create(dest)?;
-    let copied = std::io::copy(&mut resp.take(MAX_PREVIOUS_BYTES + 1), &mut file)
-        .with_context(|| format!("downloading {url}"))?;
-    if copied > MAX_PREVIOUS_BYTES {
-        bail!("the previous snapshot at {url} is over {MAX_PREVIOUS_BYTES} bytes");
-    }
-    Ok(())
 }
 
 fn file_sha256(path: &Path) -> Result<String> {

@@ -94,7 +94,9 @@ impl BuildReport {
 }
 
 impl fmt::Display for BuildReport {
+    /// Names and reasons come from registry files and gists: shown terminal-safe.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use mlld_schemas::terminal::terminal_safe as safe;
         for d in &self.diagnostics {
             writeln!(f, "{d}")?;
         }
@@ -112,7 +114,8 @@ impl fmt::Display for BuildReport {
         for u in &self.users_rejected {
             writeln!(
                 f,
-                "  rejected user {u}: registry.json is unusable (see the errors above)"
+                "  rejected user {}: registry.json is unusable (see the errors above)",
+                safe(u)
             )?;
         }
         writeln!(
@@ -122,7 +125,7 @@ impl fmt::Display for BuildReport {
             self.modules_rejected.len()
         )?;
         for r in &self.modules_rejected {
-            writeln!(f, "  rejected {}: {}", r.module, r.reason)?;
+            writeln!(f, "  rejected {}: {}", safe(&r.module), safe(&r.reason))?;
         }
         writeln!(
             f,
@@ -132,7 +135,7 @@ impl fmt::Display for BuildReport {
             self.modules_stale.len()
         )?;
         for s in &self.modules_stale {
-            writeln!(f, "  stale {}: {}", s.module, s.reason)?;
+            writeln!(f, "  stale {}: {}", safe(&s.module), safe(&s.reason))?;
         }
         if self.layouts.versioned {
             writeln!(
@@ -171,7 +174,9 @@ impl fmt::Display for BuildReport {
         for (module, reference) in &self.unresolved_imports {
             writeln!(
                 f,
-                "  note: {module} imports {reference}, which is not in the registry"
+                "  note: {} imports {}, which is not in the registry",
+                safe(module),
+                safe(reference)
             )?;
         }
         writeln!(f, "advisories  {}", self.advisories)?;

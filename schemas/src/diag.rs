@@ -100,13 +100,19 @@ impl fmt::Display for Diagnostic {
             Level::Warning => "warning",
             Level::Error => "error",
         };
+        // Messages quote the file's own text: shown terminal-safe.
+        let safe = crate::terminal::terminal_safe;
         write!(
             f,
             "{}:{}:{}: {level}: {} (at {})",
-            self.file, self.line, self.column, self.message, self.path
+            safe(&self.file),
+            self.line,
+            self.column,
+            safe(&self.message),
+            safe(&self.path.to_string())
         )?;
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", safe(help))?;
         }
         Ok(())
     }

@@ -68,7 +68,43 @@ pub fn parse<'a>(
     if sink.has_errors() {
         return Err(sink.diagnostics);
     }
+    warn_unsafe_text(&value, &JsonPath::root(), &mut sink);
     Ok(Document { value, sink })
+}
+
+/// Warns about every key and string holding a control character, an escape
+/// sequence or a bidirectional override: such text could disguise what a
+/// terminal or a review shows (it is always displayed escaped).
+fn warn_unsafe_text(value: &Value, path: &JsonPath, sink: &mut DiagSink<'_>) {
+    const HELP: &str = "remove the character: registry text must be plain (tools show it escaped, as \\x1b or \\u{202e})";
+    let what = |c: char| {
+        format!(
+            "this text holds U+{:04X}, a control character or direction override that could disguise what a terminal shows",
+            c as u32
+        )
+    };
+    match value {
+        Value::String(s) => {
+            if let Some((_, c)) = crate::terminal::first_unsafe(s) {
+                sink.warn(path.clone(), what(c), HELP);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                warn_unsafe_text(item, &path.index(i), sink);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let at = path.key(key.clone());
+                if let Some((_, c)) = crate::terminal::first_unsafe(key) {
+                    sink.push_key(crate::diag::Level::Warning, at.clone(), what(c), HELP);
+                }
+                warn_unsafe_text(item, &at, sink);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl Document<'_> {

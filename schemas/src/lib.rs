@@ -19,6 +19,7 @@ pub mod registry;
 pub mod search;
 pub mod snapshot;
 pub mod snapshot_versioned;
+pub mod terminal;
 pub mod version_spec;
 pub mod versioned;
 

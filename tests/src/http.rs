@@ -43,6 +43,9 @@ pub enum Fault {
     TruncateBody(usize),
     /// Close the connection without answering.
     Drop,
+    /// Send the head at once, then the body one byte every interval (a
+    /// stalled or trickling server).
+    Trickle(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -194,10 +197,20 @@ fn write_response(w: &mut TcpStream, request: &Request, r: &Response) -> std::io
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if matches!(r.fault, Fault::TruncateBody(_)) {
+    if matches!(r.fault, Fault::TruncateBody(_) | Fault::Trickle(_)) {
         head.push_str("connection: close\r\n");
     }
     head.push_str("\r\n");
+    if let Fault::Trickle(every) = r.fault {
+        w.write_all(head.as_bytes())?;
+        w.flush()?;
+        for byte in &r.body {
+            std::thread::sleep(every);
+            w.write_all(std::slice::from_ref(byte))?;
+            w.flush()?;
+        }
+        return Ok(false);
+    }
     // One write per response: head and body leave in the same segments.
     let mut out = head.into_bytes();
     let mut reuse = true;

@@ -101,7 +101,25 @@ fn an_expired_snapshot_is_refused() {
     let old = build_time() - time::Duration::days(15);
     let site = build_examples(&dir.path().join("site"), None, old);
     let client = Client::new(dir.path());
-    refused(&client, &site.snapshot(), &site.public_key(), "expired");
+    // Choosing new content from it is refused; the project is untouched. (The
+    // verified snapshot itself may be stored: pinned content stays usable
+    // offline, see `freshness.rs`.)
+    let out = client.run(&[
+        "resolve",
+        "@textkit/slugify",
+        "--yes",
+        "--snapshot",
+        site.snapshot().to_str().unwrap(),
+        "--trusted-key",
+        site.public_key().to_str().unwrap(),
+    ]);
+    let stderr = assert_fails(&out, 2);
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert!(stderr.contains("run `mlld-registry sync`"), "{stderr}");
+    assert!(
+        !client.project.join(".mlld").exists(),
+        "the project was written to"
+    );
 }
 
 #[test]

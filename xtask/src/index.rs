@@ -53,6 +53,13 @@ pub struct IndexArgs {
     /// Seconds one request may take.
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
+    /// Reading the previous site over HTTP: seconds without a byte before the build fails.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Reading the previous site over HTTP: the slowest average speed in
+    /// bytes a second (with the size, the download's deadline).
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    min_rate: u64,
     /// Seconds the whole crawl may take; gists not refreshed by then keep their last good record.
     #[arg(long, default_value_t = 3000)]
     time_budget: u64,
@@ -108,6 +115,8 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
             ..HttpRawConfig::default()
         }),
     };
+    config.previous_idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.previous_min_rate = args.min_rate;
     config.previous = match args.previous.as_deref() {
         None => PreviousSite::Output,
         Some("none") => PreviousSite::None,

@@ -83,7 +83,11 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!(
+                "error: {}",
+                mlld_schemas::terminal::terminal_safe_block(&message)
+            );
             ExitCode::FAILURE
         }
     }

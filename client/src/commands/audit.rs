@@ -9,7 +9,7 @@ use mlld_schemas::lock::parse_resolved;
 use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
 use serde::Serialize;
 
-use crate::commands::{FINDING, exit, print_json, short};
+use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
 use crate::workflow::is_registry_import;
 
@@ -49,6 +49,9 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
     /// Findings at or above the threshold that are not ignored.
     pub failing: usize,
+    /// When the snapshot had expired (`--allow-expired`): its advisories may be stale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<String>,
 }
 
 /// Whether `a` affects the module `user/name` registered with `gist`.
@@ -64,18 +67,18 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else {
         for f in &report.findings {
             let tag = match &f.ignored {
-                Some(reason) => format!(" (ignored: {reason})"),
+                Some(reason) => format!(" (ignored: {})", safe(reason)),
                 None => String::new(),
             };
             println!(
                 "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
                 f.severity.as_str(),
-                f.advisory,
-                f.import,
-                short(&f.gist_revision),
-                f.kind,
-                f.description,
-                f.recommendation
+                safe(&f.advisory),
+                safe(&f.import),
+                safe(short(&f.gist_revision)),
+                safe(&f.kind),
+                safe(&f.description),
+                safe(&f.recommendation)
             );
         }
         println!(
@@ -89,6 +92,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 n => format!(" ({n} ignored)"),
             }
         );
+        if let Some(expires) = &report.expired {
+            println!(
+                "the snapshot expired at {}: its advisories may be stale (advisories published since are missing); run `mlld-registry sync`",
+                safe(expires)
+            );
+        }
     }
     Ok(if report.failing > 0 {
         exit(FINDING)
@@ -101,6 +110,7 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let ignores = ctx.project_config()?.audit.ignore.clone();
     let lock = ctx.project.read_lock()?;
     let manifest = &ctx.manifest()?.manifest;
+    let expired = ctx.require_fresh("audit")?;
     let mut findings = Vec::new();
     let mut modules = 0;
     for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
@@ -139,5 +149,6 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
         modules,
         findings,
         failing,
+        expired: expired.map(|e| e.expires),
     })
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use mlld_schemas::{LockEntry, LockFile, ModuleRef};
 use serde::Serialize;
 
-use crate::commands::print_json;
+use crate::commands::{print_json, safe};
 use crate::context::Context;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             ("repaired", &report.repaired),
         ] {
             for import in list {
-                println!("{label} {import}");
+                println!("{label} {}", safe(import));
             }
         }
         println!(

@@ -9,7 +9,7 @@ use mlld_schemas::lock::parse_resolved;
 use serde::Serialize;
 
 use crate::commands::verify::state_name;
-use crate::commands::{print_json, short};
+use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::resolve::Lookup;
 use crate::workflow::is_registry_import;
@@ -71,14 +71,14 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         let newer = r
             .newer
             .as_deref()
-            .map(|n| format!("  (newer: {}; `mlld-registry update`)", short(n)))
+            .map(|n| format!("  (newer: {}; `mlld-registry update`)", safe(short(n))))
             .unwrap_or_default();
         println!(
             "{:<44} {}  {:<8} approved {}{newer}",
-            r.import,
-            short(&r.gist_revision),
+            safe(&r.import),
+            safe(short(&r.gist_revision)),
             r.state,
-            r.approved_at
+            safe(&r.approved_at)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -30,5 +30,11 @@ pub fn exit(code: u8) -> ExitCode {
 
 /// The first 12 digits of a revision, for tables.
 pub fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
+    revision.get(..12).unwrap_or(revision)
+}
+
+/// Untrusted text (from a registry file, gist, snapshot or lock) made safe
+/// for one line of terminal output.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    mlld_schemas::terminal::terminal_safe(text)
 }

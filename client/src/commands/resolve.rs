@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use mlld_schemas::ModuleRef;
 
-use crate::commands::{print_json, short};
+use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::workflow::{self, Locked, Locker};
 
@@ -27,9 +27,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             let verb = if l.added { "locked" } else { "already locked" };
             println!(
                 "{verb} {} at {} ({})",
-                l.import,
-                short(&l.gist_revision),
-                l.integrity
+                safe(&l.import),
+                safe(short(&l.gist_revision)),
+                safe(&l.integrity)
             );
         }
     }
@@ -41,6 +41,16 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     let reference = ModuleRef::parse(reference)?;
     let verified = ctx.manifest()?;
+    // A new import chooses content: refused on an expired snapshot before
+    // the project is touched (the locker checks again for dependencies).
+    if !ctx
+        .project
+        .read_lock()?
+        .imports
+        .contains_key(&reference.import_path())
+    {
+        ctx.require_fresh(&format!("locking {}", reference.full_name()))?;
+    }
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
     let mut locker = Locker::new(ctx, verified, ctx.project.read_lock()?);

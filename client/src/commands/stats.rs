@@ -53,6 +53,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     );
     for (module, counts) in &agg.modules {
         let n = |e: &str| counts.get(e).copied().unwrap_or(0);
+        let module = crate::commands::safe(module);
         println!(
             "{module:<44} {:>7} {:>9} {:>7} {:>7}",
             n(EVENTS[0]),

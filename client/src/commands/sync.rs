@@ -3,7 +3,7 @@
 //!
 //! Refused, with nothing written: a `latest.json` or manifest whose
 //! signature does not verify with a trusted key; a serial lower than the
-//! highest one accepted from that key (rollback), or equal to it with other
+//! highest one accepted from the registry (rollback), or equal to it with other
 //! content; an expired pointer or manifest (freeze); a download that is
 //! larger than announced or does not hash to what the signed pointer names;
 //! any member missing, extra, altered or oversized.
@@ -16,12 +16,12 @@ use mlld_schemas::names::{format_timestamp, parse_timestamp};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, SNAPSHOT_FORMAT};
 use serde::Serialize;
 
-use crate::commands::print_json;
+use crate::commands::{print_json, safe};
 use crate::config::user_config_path;
 use crate::context::Context;
-use crate::site::{self, Source};
+use crate::site::{self, Source, Timeouts};
 use crate::snapshot_import::{self, Limits};
-use crate::store::{Current, SyncState};
+use crate::store::{Current, Rollback, SyncState};
 use crate::trust::TrustedKeys;
 
 #[derive(clap::Args)]
@@ -38,6 +38,15 @@ pub struct Args {
     /// blobs the store lacks are fetched).
     #[arg(long)]
     pub full: bool,
+    /// Abandon a download after this many seconds without a byte (default
+    /// 20; also MLLD_REGISTRY_IDLE_TIMEOUT, or "idleTimeout" in the config).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: Option<u64>,
+    /// The slowest average speed, in bytes a second, a download may have:
+    /// its deadline is its size at this speed plus the idle timeout (default
+    /// 16384; also MLLD_REGISTRY_MIN_RATE, or "minRate" in the config).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_rate: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,15 +76,17 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else if report.up_to_date {
         println!(
             "up to date: serial {} ({} modules), expires {}",
-            report.serial, report.modules, report.expires
+            report.serial,
+            report.modules,
+            safe(&report.expires)
         );
     } else {
         println!(
             "synced serial {} ({} modules) from {}; expires {}; {} download, {} bytes",
             report.serial,
             report.modules,
-            report.source,
-            report.expires,
+            safe(&report.source),
+            safe(&report.expires),
             report.mode,
             report.downloaded_bytes
         );
@@ -92,7 +103,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 d.blobs_fetched, d.blob_bytes_fetched, d.blobs_reused
             );
             if let Some(why) = &d.patch_unusable {
-                println!("  the site's patch was not used: {why}");
+                println!("  the site's patch was not used: {}", safe(why));
             }
         }
     }
@@ -119,12 +130,17 @@ fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
 
 pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let spec = source_spec(ctx, args)?;
-    let source = Source::parse(&spec, ctx.offline)?;
+    let source = Source::parse(
+        &spec,
+        ctx.offline,
+        Timeouts::configured(args.idle_timeout, args.min_rate, &ctx.config)?,
+    )?;
     let keys = ctx.keys()?;
-    let _guard = ctx.store.exclusive()?;
+    // Downloading and verifying happen without the store lock (a stalled
+    // site must not block another sync); the lock is taken only to make the
+    // verified snapshot current, after checking the floor again.
     let state = ctx.store.state()?;
-    let rollback =
-        |key_id: &str, serial: u64, sha: &str| check_rollback(&state, key_id, serial, sha);
+    let rollback = |_key_id: &str, serial: u64, sha: &str| check_rollback(&state, serial, sha);
     let mut mode = "none";
     let mut downloaded_bytes = 0;
     let mut delta_stats = None;
@@ -155,8 +171,13 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                 }
                 rollback(key, serial, &latest.sha256)
             };
-            let stored =
-                snapshot_import::load_stored(&ctx.store, &latest.sha256, &keys, ctx.now, &check)?;
+            let stored = snapshot_import::load_stored(
+                &ctx.store,
+                &latest.sha256,
+                &keys,
+                Some(ctx.now),
+                &check,
+            )?;
             let delta_offered = latest.index.is_some() || !latest.deltas.is_empty();
             let current = match (&state.current, delta_offered, args.full, &stored) {
                 (Some(c), true, false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,
@@ -205,7 +226,11 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                         &check,
                     )?
                 }
-                Source::Http { base, client } => {
+                Source::Http {
+                    base,
+                    client,
+                    timeouts,
+                } => {
                     if latest.size > limits.compressed {
                         bail!(
                             "the site announces a {}-byte snapshot, over the {}-byte limit; refused",
@@ -218,7 +243,8 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                         .tempdir_in(ctx.store.tmp_dir()?)?;
                     let dest = staging.path().join("snapshot.tar.zst");
                     let url = format!("{base}/{rel}");
-                    let sha = site::download(client, &url, &dest, latest.size, !ctx.json)?;
+                    let sha =
+                        site::download(client, &url, &dest, latest.size, *timeouts, !ctx.json)?;
                     mode = "full";
                     downloaded_bytes = latest.size;
                     if sha != latest.sha256 {
@@ -243,14 +269,21 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         }
     };
 
+    let _guard = ctx.store.exclusive()?;
+    // Another sync may have finished meanwhile: the floor is checked again
+    // against the state as it is now, and the snapshot must still be there.
+    let state = ctx.store.state()?;
+    check_rollback(&state, verified.serial, &latest_sha)?;
+    let stored = ctx.store.snapshot_dir(&latest_sha);
+    if !stored.join(mlld_schemas::snapshot::MANIFEST_NAME).is_file() {
+        bail!(
+            "snapshot {latest_sha} was removed from the store by another process while this sync verified it; run `mlld-registry sync` again"
+        );
+    }
     let previous = state.current.clone();
     let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);
     let mut new_state = state.clone();
-    let floor = new_state
-        .accepted
-        .entry(verified.key_id.clone())
-        .or_default();
-    *floor = (*floor).max(verified.serial);
+    new_state.raise_floor(verified.serial);
     let kept_previous = match &previous {
         Some(c) if c.snapshot != latest_sha => Some(c.snapshot.clone()),
         Some(c) => c.previous.clone(),
@@ -283,28 +316,14 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     })
 }
 
-/// Refuses a serial below the floor for this key, or the floor's serial with other content.
-fn check_rollback(state: &SyncState, key_id: &str, serial: u64, sha: &str) -> Result<()> {
-    let Some(&floor) = state.accepted.get(key_id) else {
-        return Ok(());
-    };
-    if serial < floor {
-        bail!(
-            "rollback refused: the registry offers serial {serial}, but serial {floor} was already accepted from this key; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
-        );
-    }
-    if let Some(c) = &state.current
-        && serial == floor
-        && c.key_id == key_id
-        && c.serial == serial
-        && c.snapshot != sha
-    {
-        bail!(
-            "serial {serial} was already accepted with different content (snapshot {}); a registry never signs two snapshots with one serial. Refused; nothing was written",
-            c.snapshot
-        );
-    }
-    Ok(())
+/// Refuses a serial below the registry's floor, or the floor's serial with other content.
+fn check_rollback(state: &SyncState, serial: u64, sha: &str) -> Result<()> {
+    state.check_serial(serial, sha).map_err(|refusal| match refusal {
+        Rollback::Older { .. } => anyhow::anyhow!(
+            "{refusal}; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
+        ),
+        Rollback::SameSerial { .. } => anyhow::anyhow!("{refusal}; nothing was written"),
+    })
 }
 
 type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + Sync + 'a;
@@ -367,23 +386,38 @@ mod tests {
                 synced_at: "2025-01-01T00:00:00Z".into(),
                 previous: None,
             }),
-            accepted: [("k".to_string(), serial)].into(),
+            floor: Some(serial),
+            accepted: Default::default(),
         }
     }
 
     #[test]
-    fn rollback_floor_is_per_key() {
+    fn rollback_floor_is_per_registry_not_per_key() {
         let s = state(5, "aa");
-        assert!(check_rollback(&s, "k", 6, "bb").is_ok());
+        assert!(check_rollback(&s, 6, "bb").is_ok());
         assert!(
-            check_rollback(&s, "k", 5, "aa").is_ok(),
+            check_rollback(&s, 5, "aa").is_ok(),
             "the current snapshot again"
         );
-        let err = check_rollback(&s, "k", 4, "cc").unwrap_err().to_string();
+        let err = check_rollback(&s, 4, "cc").unwrap_err().to_string();
         assert!(err.contains("rollback refused"), "{err}");
-        let err = check_rollback(&s, "k", 5, "dd").unwrap_err().to_string();
+        let err = check_rollback(&s, 5, "dd").unwrap_err().to_string();
         assert!(err.contains("different content"), "{err}");
-        assert!(check_rollback(&s, "other key", 1, "ee").is_ok());
-        assert!(check_rollback(&SyncState::default(), "k", 1, "ff").is_ok());
+        assert!(check_rollback(&SyncState::default(), 1, "ff").is_ok());
+    }
+
+    #[test]
+    fn a_per_key_floor_of_an_older_client_becomes_the_registry_floor() {
+        let old: SyncState =
+            serde_json::from_str(r#"{"accepted": {"old-key": 7, "new-key": 3}}"#).unwrap();
+        assert_eq!(old.floor(), Some(7));
+        assert!(
+            check_rollback(&old, 5, "aa").is_err(),
+            "another key's lower serial"
+        );
+        let mut raised = old.clone();
+        raised.raise_floor(8);
+        let text = serde_json::to_string(&raised).unwrap();
+        assert_eq!(text, r#"{"floor":8}"#);
     }
 }

@@ -9,7 +9,7 @@ use mlld_schemas::names::parse_timestamp;
 use mlld_schemas::{LockEntry, ModuleRecord, ModuleRef, RevisionRecord};
 use serde::Serialize;
 
-use crate::commands::{print_json, short};
+use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::resolve::{self, Lookup};
 use crate::store::VerifiedManifest;
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
         println!("every locked module is at the snapshot's newest revision");
     } else {
         for c in &changes {
-            println!("updated {}", c.import);
+            println!("updated {}", safe(&c.import));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -59,6 +59,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
     let only = only.map(ModuleRef::parse).transpose()?;
     let verified = ctx.manifest()?;
+    ctx.require_fresh("update")?;
     let lookup = Lookup::new(&verified.manifest);
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
@@ -84,6 +85,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
             continue;
         }
         let Some(module) = lookup.get(&r.user, &r.module) else {
+            let import = safe(import);
             eprintln!(
                 "note: {import} is no longer in the registry snapshot; it stays at its locked revision"
             );
@@ -198,14 +200,14 @@ fn render(c: &Change) -> String {
     };
     let mut out = format!(
         "{}\n  revision  {} ({}) → {} ({})\n  size      {size}\n",
-        c.import,
-        short(&c.from),
-        date(&c.from_date),
-        short(&c.to),
-        date(&c.to_date)
+        safe(&c.import),
+        safe(short(&c.from)),
+        safe(&date(&c.from_date)),
+        safe(short(&c.to)),
+        safe(&date(&c.to_date))
     );
     for a in &c.new_advisories {
-        out.push_str(&format!("  ADVISORY  {a}\n"));
+        out.push_str(&format!("  ADVISORY  {}\n", safe(a)));
     }
     if !c.content_changed {
         out.push_str("  content   unchanged\n");
@@ -228,8 +230,7 @@ fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
     let mut out = String::new();
     let total = text.lines().count();
     for line in text.lines().take(max_lines) {
-        let clean = crate::approve::terminal_safe(line);
-        out.push_str(&clean);
+        out.push_str(&safe(line));
         out.push('\n');
     }
     if total > max_lines {

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use mlld_schemas::lock::parse_resolved;
 use serde::Serialize;
 
-use crate::commands::{FINDING, exit, print_json, short};
+use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
 use crate::project::CacheState;
 use crate::workflow::is_registry_import;
@@ -44,7 +44,12 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({ "entries": checked, "problems": problems }))?;
     } else {
         for c in checked.iter().filter(|c| c.state != "ok") {
-            println!("{:<12} {} @ {}", c.state, c.import, short(&c.gist_revision));
+            println!(
+                "{:<12} {} @ {}",
+                c.state,
+                safe(&c.import),
+                safe(short(&c.gist_revision))
+            );
         }
         println!(
             "{} of {} cached modules match the lock{}",

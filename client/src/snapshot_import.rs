@@ -239,9 +239,10 @@ fn import_new(
     // `search` memory-maps the index: its files live beside the pack, verified with it.
     extract_index(&snap, &head)?;
     let dir = store.snapshot_dir(sha256);
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
     if !dir.exists() {
-        mlld_fsutil::rename_durable(&snap, &dir)
+        store
+            .fs()
+            .rename_durable(&snap, &dir)
             .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
     }
     Ok(Imported {

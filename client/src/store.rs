@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mlld_fsutil::{FileLock, write_atomic};
+use mlld_fsutil::{Confined, FileLock};
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, blob_path};
 use mlld_schemas::{Manifest, names};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,9 @@ const STATE_NAME: &str = "state.json";
 
 pub struct Store {
     root: PathBuf,
+    /// Every write goes through here: nothing below the root is followed
+    /// through a symbolic link.
+    fs: Confined,
 }
 
 /// A manifest whose signature has been checked, with its member pack.
@@ -89,20 +92,31 @@ impl Store {
         } else {
             bail!("cannot find a place for the registry store: set MLLD_REGISTRY_HOME or HOME");
         };
-        Ok(Self { root })
+        Ok(Self::at(root))
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        Self {
+            fs: Confined::new(root.clone()),
+            root,
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The store's writes, confined to its root.
+    pub fn fs(&self) -> &Confined {
+        &self.fs
+    }
+
     pub fn tmp_dir(&self) -> Result<PathBuf> {
         let dir = self.root.join("tmp");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.fs
+            .create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
     }
 
@@ -113,7 +127,9 @@ impl Store {
     /// Serialises writers of the store (sync) until the guard drops.
     pub fn exclusive(&self) -> Result<FileLock> {
         let path = self.root.join(".lock");
-        FileLock::acquire(&path).with_context(|| format!("locking {}", path.display()))
+        self.fs
+            .lock(&path)
+            .with_context(|| format!("locking {}", path.display()))
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -138,7 +154,8 @@ impl Store {
     pub fn write_state(&self, state: &SyncState) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(state)?;
         bytes.push(b'\n');
-        write_atomic(&self.state_path(), &bytes)
+        self.fs
+            .write_atomic(&self.state_path(), &bytes)
             .with_context(|| format!("writing {}", self.state_path().display()))
     }
 

@@ -51,11 +51,7 @@ pub fn record(ctx: &Context, events: &[(String, &str)]) {
     }
     let path = usage_path(&ctx.project);
     let result = (|| -> std::io::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut f = ctx.project.fs().open_append(&path)?;
         // One write of whole lines: O_APPEND keeps concurrent writers' lines apart.
         f.write_all(text.as_bytes())
     })();

@@ -251,3 +251,54 @@ pub enum CacheState {
     Tampered,
     BadMetadata,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_the_reader_would_reject_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::new(dir.path());
+        let mut lock = LockFile::new();
+        lock.imports.insert(
+            "mlld://sarah-k/llm-cache".into(),
+            mlld_schemas::LockEntry {
+                resolved: "mlld://gist/sarah-k/../..".into(),
+                gist_revision: "../..".into(),
+                integrity: format!("sha256:{}", "e".repeat(64)),
+                approved_at: "2025-01-01T00:00:00Z".into(),
+                extra: Default::default(),
+            },
+        );
+        let err = project.write_lock(&lock).unwrap_err().to_string();
+        assert!(err.contains("lock reader would reject"), "{err}");
+        assert!(!project.lock_path().exists());
+        project.write_lock(&LockFile::new()).unwrap();
+        project.read_lock().unwrap();
+    }
+
+    #[test]
+    fn the_root_is_the_nearest_marked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        let deep = root.join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        let found = Project::discover(None, &deep).unwrap();
+        assert_eq!(found.project.root(), deep);
+        assert_eq!(found.marker, None);
+        for marker in ["mlld-config.json", "mlld-lock.json"] {
+            std::fs::write(root.join(marker), "{}").unwrap();
+            let found = Project::discover(None, &deep).unwrap();
+            assert_eq!(found.project.root(), root);
+            std::fs::remove_file(root.join(marker)).unwrap();
+        }
+        std::fs::create_dir(root.join(".mlld")).unwrap();
+        let found = Project::discover(None, &deep).unwrap();
+        assert_eq!(
+            (found.project.root(), found.marker),
+            (root.as_path(), Some(".mlld"))
+        );
+        assert!(Project::discover(Some(&root.join("missing")), &deep).is_err());
+    }
+}

@@ -67,9 +67,7 @@ pub fn sync(
     accept: Accept<'_>,
     progress: bool,
 ) -> Result<(Imported, DeltaStats)> {
-    let staging = tempfile::Builder::new()
-        .prefix("delta-")
-        .tempdir_in(store.tmp_dir()?)?;
+    let staging = store.staging("delta-")?;
     let snap = staging.path().join("snapshot");
     std::fs::create_dir_all(&snap)?;
     let mut stats = DeltaStats::default();

@@ -218,9 +218,7 @@ fn import_new(
     hash_too: bool,
     accept: Accept<'_>,
 ) -> Result<Imported> {
-    let staging = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(store.tmp_dir()?)?;
+    let staging = store.staging("import-")?;
     let snap = staging.path().join("snapshot");
     std::fs::create_dir_all(&snap)?;
     let (hashed, unpacked) = std::thread::scope(|s| {

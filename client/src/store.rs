@@ -37,6 +37,21 @@ use crate::trust::TrustedKeys;
 pub const PACK_NAME: &str = "pack";
 pub const PACK_INDEX_NAME: &str = "pack.idx";
 const STATE_NAME: &str = "state.json";
+/// In every staging directory: locked by the process that owns it.
+const STAGING_OWNER: &str = ".owner";
+
+/// A staging directory under the store's `tmp/`, removed when dropped; its
+/// owner lock tells other processes it is in use.
+pub struct Staging {
+    _owner: FileLock,
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
 
 pub struct Store {
     root: PathBuf,
@@ -118,6 +133,54 @@ impl Store {
             .create_dir_all(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
+    }
+
+    /// A fresh staging directory in `tmp/`, owned by this process until
+    /// dropped (then removed). Staging left by killed processes is removed
+    /// first (see [`Store::sweep_tmp`]).
+    pub fn staging(&self, prefix: &str) -> Result<Staging> {
+        let tmp = self.tmp_dir()?;
+        self.sweep_tmp(&tmp);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating a staging directory in {}", tmp.display()))?;
+        let owner = dir.path().join(STAGING_OWNER);
+        let lock =
+            FileLock::acquire(&owner).with_context(|| format!("locking {}", owner.display()))?;
+        Ok(Staging { _owner: lock, dir })
+    }
+
+    /// Removes staging directories no live process owns: their owner lock
+    /// can be taken (a killed process's lock is released by the kernel), or
+    /// they have no owner file and are older than an hour (a process killed
+    /// between creating the directory and locking it). Best effort.
+    pub fn sweep_tmp(&self, tmp: &Path) {
+        const UNOWNED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+        let Ok(entries) = std::fs::read_dir(tmp) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let stale = match FileLock::try_acquire_existing(&path.join(STAGING_OWNER)) {
+                Ok(lock) => lock.is_some(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > UNOWNED_GRACE),
+                Err(_) => false,
+            };
+            if stale {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
     }
 
     pub fn snapshot_dir(&self, sha256: &str) -> PathBuf {

@@ -82,6 +82,21 @@ impl FileLock {
         file.lock()?;
         Ok(Self { file })
     }
+
+    /// The lock on `path` if no one holds it now; `None` when another
+    /// process (or handle) holds it. `path` must exist; it is never created
+    /// and never followed through a link.
+    pub fn try_acquire_existing(path: &Path) -> io::Result<Option<Self>> {
+        let mut options = fs::OpenOptions::new();
+        options.write(true);
+        no_follow(&mut options);
+        let file = options.open(path).map_err(|e| explain_open(path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 /// Makes `open` refuse a symbolic link as the last component.

@@ -198,3 +198,88 @@ fn symlinks_in_the_store_are_refused() {
         );
     }
 }
+
+/// A staging directory as `sync` leaves it, owned (its `.owner` locked) by
+/// the process `holder` runs in, when there is one.
+fn staging(tmp: &Path, name: &str, with_owner: bool) -> std::path::PathBuf {
+    let dir = tmp.join(name);
+    fs::create_dir_all(dir.join("snapshot")).unwrap();
+    fs::write(dir.join("snapshot/pack"), vec![0u8; 4096]).unwrap();
+    if with_owner {
+        fs::write(dir.join(".owner"), b"").unwrap();
+    }
+    dir
+}
+
+fn hold_lock(path: &Path) -> std::process::Child {
+    // `-o`: only flock itself holds the lock, so killing it releases the lock.
+    let child = std::process::Command::new("flock")
+        .args(["-x", "-o"])
+        .arg(path)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    // Wait until the lock is really held.
+    for _ in 0..100 {
+        let probe = std::process::Command::new("flock")
+            .args(["-n", "-x"])
+            .arg(path)
+            .arg("true")
+            .status()
+            .unwrap();
+        if !probe.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn staging_of_killed_syncs_is_cleaned_and_live_staging_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (site, client) = synced(dir.path());
+    let tmp = client.home.join("tmp");
+    let killed = staging(&tmp, "import-killed", true);
+    let mut dead = hold_lock(&killed.join(".owner"));
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let live = staging(&tmp, "import-live", true);
+    let mut holder = hold_lock(&live.join(".owner"));
+    let fresh = staging(&tmp, "import-fresh", false);
+    let old = staging(&tmp, "import-old", false);
+    let status = std::process::Command::new("touch")
+        .args(["-d", "3 hours ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Any run that stages: an import of a snapshot the store does not hold.
+    fs::remove_dir_all(client.home.join("snapshots")).unwrap();
+    fs::write(client.home.join("state.json"), "{}").unwrap();
+    assert_ok(&client.run(&[
+        "sync",
+        "--offline",
+        "--from",
+        site.snapshot().to_str().unwrap(),
+    ]));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!killed.exists(), "the killed run's staging remains");
+    assert!(!old.exists(), "old unowned staging remains");
+    assert!(
+        live.join("snapshot/pack").exists(),
+        "live staging was removed"
+    );
+    assert!(
+        fresh.exists(),
+        "fresh staging (its owner may be about to lock it) was removed"
+    );
+    // Its own staging is gone too.
+    let mut left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["import-fresh", "import-live"]);
+}

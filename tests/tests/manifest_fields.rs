@@ -49,13 +49,16 @@ fn assert_refused(client: &Client, snapshot: &Path, key: &Path, expect: &str) {
     assert!(!client.project.join(".mlld").exists());
 }
 
+/// A change to a manifest.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 #[test]
 fn a_signed_manifest_with_invalid_fields_is_refused_by_sync() {
     let dir = tempfile::tempdir().unwrap();
     let site = build_examples(&dir.path().join("site"), Some(1), build_time());
     let client = Client::new(dir.path());
     let evil = dir.path().join("evil.tar.zst");
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "modules[0].gist",
             Box::new(|m: &mut Value| m["modules"][0]["gist"] = json!("../..")),

@@ -18,6 +18,7 @@ pub mod project;
 pub mod resolve;
 pub mod scan;
 pub mod search;
+mod search_dir;
 pub mod search_query;
 pub mod search_store;
 pub mod site;

@@ -13,6 +13,7 @@ pub mod context;
 pub mod delta;
 mod delta_patch;
 pub mod info;
+pub mod input;
 mod manifest_check;
 pub mod project;
 pub mod resolve;

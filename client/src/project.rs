@@ -98,10 +98,10 @@ impl Project {
     /// malformed lock file is an error, never replaced.
     pub fn read_lock(&self) -> Result<LockFile> {
         let path = self.lock_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockFile::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(text) = crate::input::read_text(&path)
+            .context("the lock file is unreadable and was left untouched")?
+        else {
+            return Ok(LockFile::new());
         };
         let checked = check_lock(LOCK_FILE, &text);
         if let Some(lock) = checked.value {

@@ -26,7 +26,7 @@ pub struct Cli {
     /// The project directory (holds .mlld/). Default: the nearest directory
     /// from here upwards holding .mlld/, mlld-lock.json or mlld-config.json,
     /// else the current directory.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", overrides_with = "project")]
     pub project: Option<PathBuf>,
     /// Read this snapshot file (snapshots/<sha256>.tar.zst) instead of the synced one.
     #[arg(long, global = true, value_name = "FILE")]

@@ -37,7 +37,7 @@ mod tests {
         let f = dir.path().join("mlld.lock.json");
         std::fs::write(&f, b"{\n  \"version\": \"1\xff\"\n}\n").unwrap();
         let err = read_text(&f).unwrap_err().to_string();
-        assert!(err.contains("mlld.lock.json:2:17:"), "{err}");
+        assert!(err.contains("mlld.lock.json:2:16:"), "{err}");
         assert!(err.contains("0xff"), "{err}");
         assert!(read_text(&dir.path().join("none")).unwrap().is_none());
     }

@@ -23,9 +23,11 @@ const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory
     after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// The project directory (holds .mlld/).
-    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
-    pub project: PathBuf,
+    /// The project directory (holds .mlld/). Default: the nearest directory
+    /// from here upwards holding .mlld/, mlld-lock.json or mlld-config.json,
+    /// else the current directory.
+    #[arg(long, global = true, value_name = "DIR", overrides_with = "project")]
+    pub project: Option<PathBuf>,
     /// Read this snapshot file (snapshots/<sha256>.tar.zst) instead of the synced one.
     #[arg(long, global = true, value_name = "FILE")]
     pub snapshot: Option<PathBuf>,
@@ -132,9 +134,27 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The project the command works on; says on stderr when it was found
+/// above the current directory (stdout stays clean for `--json`).
+fn find_project(explicit: Option<&std::path::Path>) -> anyhow::Result<Project> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        anyhow::anyhow!("cannot read the current directory ({e}); pass --project DIR")
+    })?;
+    let found = Project::discover(explicit, &cwd)?;
+    if let Some(marker) = found.marker
+        && found.project.root() != cwd
+    {
+        eprintln!(
+            "using the project at {} (it holds {marker})",
+            found.project.root().display()
+        );
+    }
+    Ok(found.project)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(
-        Project::new(&cli.project),
+        find_project(cli.project.as_deref())?,
         Store::open_default()?,
         UserConfig::load()?,
         Flags {

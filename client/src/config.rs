@@ -30,6 +30,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use mlld_schemas::JsonPath;
+use mlld_schemas::locate::SpanTree;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -78,8 +80,11 @@ pub struct AuditConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IgnoredAdvisory {
     /// `user/id`: advisory ids are unique only within one user's file.
+    /// (Defaulted only so that a missing one is reported with its position.)
+    #[serde(default)]
     pub advisory: String,
     /// Why it does not apply; required.
+    #[serde(default)]
     pub reason: String,
 }
 
@@ -108,15 +113,34 @@ impl UserConfig {
 impl ProjectConfig {
     pub fn load(project_root: &Path) -> Result<Self> {
         let path = project_root.join(PROJECT_CONFIG);
-        let config: Self = read_json(&path)?.unwrap_or_default();
-        for i in &config.audit.ignore {
-            if i.reason.trim().is_empty() || !i.advisory.contains('/') {
-                bail!(
-                    "{}: audit.ignore entry `{}` needs \"advisory\": \"user/id\" and a non-empty \"reason\"",
-                    path.display(),
-                    i.advisory
-                );
-            }
+        let Some(text) = crate::input::read_text(&path)? else {
+            return Ok(Self::default());
+        };
+        let config: Self = parse_json(&path, &text)?;
+        for (n, i) in config.audit.ignore.iter().enumerate() {
+            let field = if !i.advisory.contains('/') {
+                "advisory"
+            } else if i.reason.trim().is_empty() {
+                "reason"
+            } else {
+                continue;
+            };
+            let entry = JsonPath::root().key("audit").key("ignore").index(n);
+            let at = SpanTree::parse(&text);
+            // The field itself when present, else the entry that lacks it.
+            let (line, column) = at
+                .as_ref()
+                .and_then(|t| t.position(&entry.key(field)).or_else(|| t.position(&entry)))
+                .unwrap_or((0, 0));
+            bail!(
+                "{}:{line}:{column}: {entry}.{field}: each audit.ignore entry needs \"advisory\": \"user/id\" and a non-empty \"reason\" saying why the advisory does not apply{}",
+                path.display(),
+                if field == "reason" {
+                    format!(" (entry `{}` has none)", i.advisory)
+                } else {
+                    String::new()
+                }
+            );
         }
         Ok(config)
     }
@@ -124,13 +148,16 @@ impl ProjectConfig {
 
 /// Reads a JSON config; `None` when the file does not exist.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("reading {}: {e}", path.display()),
+    let Some(text) = crate::input::read_text(path)? else {
+        return Ok(None);
     };
-    match serde_json::from_str(&text) {
-        Ok(v) => Ok(Some(v)),
+    parse_json(path, &text).map(Some)
+}
+
+/// Parses a JSON config; an error names its line and column.
+fn parse_json<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
         Err(e) => bail!(
             "{}:{}:{}: {e}; fix the file (the format is in the README's \"Configuration\" section)",
             path.display(),

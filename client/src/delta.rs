@@ -67,9 +67,7 @@ pub fn sync(
     accept: Accept<'_>,
     progress: bool,
 ) -> Result<(Imported, DeltaStats)> {
-    let staging = tempfile::Builder::new()
-        .prefix("delta-")
-        .tempdir_in(store.tmp_dir()?)?;
+    let staging = store.staging("delta-")?;
     let snap = staging.path().join("snapshot");
     std::fs::create_dir_all(&snap)?;
     let mut stats = DeltaStats::default();
@@ -109,9 +107,10 @@ pub fn sync(
     fill_blobs(&snap, &head, current, &mut from_pack, &env, &mut stats)?;
     snapshot_import::extract_index(&snap, &head)?;
     let dir = store.snapshot_dir(&latest.sha256);
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
     if !dir.exists() {
-        mlld_fsutil::rename_durable(&snap, &dir)
+        store
+            .fs()
+            .rename_durable(&snap, &dir)
             .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
     }
     let imported = Imported {

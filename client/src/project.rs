@@ -8,22 +8,78 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mlld_fsutil::{FileLock, write_atomic};
+use mlld_fsutil::{Confined, FileLock};
 use mlld_schemas::{CacheMetadata, LockFile, check_lock};
 
 pub const LOCK_FILE: &str = ".mlld/mlld.lock.json";
 
+/// What marks a project's root, as `Cargo.toml` does for cargo.
+pub const ROOT_MARKERS: [&str; 3] = [".mlld", "mlld-lock.json", "mlld-config.json"];
+
 pub struct Project {
     root: PathBuf,
+    /// Every write goes through here: nothing below the root is followed
+    /// through a symbolic link.
+    fs: Confined,
+}
+
+/// Which project a command works on, and how it was found.
+pub struct Found {
+    pub project: Project,
+    /// The marker that identified the root when it was found by walking up
+    /// from the current directory (None: named by `--project`, or none found).
+    pub marker: Option<&'static str>,
 }
 
 impl Project {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        Self {
+            fs: Confined::new(root.clone()),
+            root,
+        }
+    }
+
+    /// `--project DIR` (which must exist), else the nearest directory from
+    /// `cwd` upwards holding `.mlld/`, `mlld-lock.json` or
+    /// `mlld-config.json`, else `cwd` itself (a first install creates `.mlld/` there).
+    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Found> {
+        if let Some(dir) = explicit {
+            if !dir.is_dir() {
+                bail!(
+                    "--project {}: no such directory; create it, or name the directory holding .mlld/",
+                    dir.display()
+                );
+            }
+            return Ok(Found {
+                project: Self::new(dir),
+                marker: None,
+            });
+        }
+        for dir in cwd.ancestors() {
+            for marker in ROOT_MARKERS {
+                // A symlinked `.mlld` marks a root too: its writes are then refused, by name.
+                if std::fs::symlink_metadata(dir.join(marker)).is_ok() {
+                    return Ok(Found {
+                        project: Self::new(dir),
+                        marker: Some(marker),
+                    });
+                }
+            }
+        }
+        Ok(Found {
+            project: Self::new(cwd),
+            marker: None,
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The project's writes, confined to its root.
+    pub fn fs(&self) -> &Confined {
+        &self.fs
     }
 
     pub fn lock_path(&self) -> PathBuf {
@@ -33,17 +89,19 @@ impl Project {
     /// Serialises writers of this project until the guard drops.
     pub fn exclusive(&self) -> Result<FileLock> {
         let path = self.root.join(".mlld/.lock");
-        FileLock::acquire(&path).with_context(|| format!("locking {}", path.display()))
+        self.fs
+            .lock(&path)
+            .with_context(|| format!("locking {}", path.display()))
     }
 
     /// The lock file, or an empty one when the project has none yet. A
     /// malformed lock file is an error, never replaced.
     pub fn read_lock(&self) -> Result<LockFile> {
         let path = self.lock_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockFile::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(text) = crate::input::read_text(&path)
+            .context("the lock file is unreadable and was left untouched")?
+        else {
+            return Ok(LockFile::new());
         };
         let checked = check_lock(LOCK_FILE, &text);
         if let Some(lock) = checked.value {
@@ -56,9 +114,26 @@ impl Project {
         )
     }
 
+    /// Writes the lock file, after checking that the lock reader accepts
+    /// what is written: a lock this client would refuse to read is never written.
     pub fn write_lock(&self, lock: &LockFile) -> Result<()> {
         let path = self.lock_path();
-        write_atomic(&path, &lock.to_bytes()).with_context(|| format!("writing {}", path.display()))
+        let bytes = lock.to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        let errors: Vec<String> = check_lock(LOCK_FILE, &text)
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+        if !errors.is_empty() {
+            bail!(
+                "refusing to write a lock file the lock reader would reject (the snapshot or the project holds an invalid entry); {} was left as it was:\n{}",
+                path.display(),
+                errors.join("\n")
+            );
+        }
+        self.fs
+            .write_atomic(&path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// `.mlld/cache/gist/{user}/{gist}/{revision}/`.
@@ -148,7 +223,7 @@ impl Project {
         let parent = dir.parent().expect("cache dirs have a parent");
         let staging = parent.join(format!(".{}.partial", meta.gist_revision));
         let context = || format!("writing the cache entry {}", dir.display());
-        std::fs::create_dir_all(parent).with_context(context)?;
+        self.fs.create_dir_all(parent).with_context(context)?;
         match std::fs::create_dir(&staging) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -175,4 +250,55 @@ pub enum CacheState {
     /// The content does not hash to the locked integrity.
     Tampered,
     BadMetadata,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_the_reader_would_reject_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::new(dir.path());
+        let mut lock = LockFile::new();
+        lock.imports.insert(
+            "mlld://sarah-k/llm-cache".into(),
+            mlld_schemas::LockEntry {
+                resolved: "mlld://gist/sarah-k/../..".into(),
+                gist_revision: "../..".into(),
+                integrity: format!("sha256:{}", "e".repeat(64)),
+                approved_at: "2025-01-01T00:00:00Z".into(),
+                extra: Default::default(),
+            },
+        );
+        let err = project.write_lock(&lock).unwrap_err().to_string();
+        assert!(err.contains("lock reader would reject"), "{err}");
+        assert!(!project.lock_path().exists());
+        project.write_lock(&LockFile::new()).unwrap();
+        project.read_lock().unwrap();
+    }
+
+    #[test]
+    fn the_root_is_the_nearest_marked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        let deep = root.join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        let found = Project::discover(None, &deep).unwrap();
+        assert_eq!(found.project.root(), deep);
+        assert_eq!(found.marker, None);
+        for marker in ["mlld-config.json", "mlld-lock.json"] {
+            std::fs::write(root.join(marker), "{}").unwrap();
+            let found = Project::discover(None, &deep).unwrap();
+            assert_eq!(found.project.root(), root);
+            std::fs::remove_file(root.join(marker)).unwrap();
+        }
+        std::fs::create_dir(root.join(".mlld")).unwrap();
+        let found = Project::discover(None, &deep).unwrap();
+        assert_eq!(
+            (found.project.root(), found.marker),
+            (root.as_path(), Some(".mlld"))
+        );
+        assert!(Project::discover(Some(&root.join("missing")), &deep).is_err());
+    }
 }

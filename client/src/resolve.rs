@@ -67,7 +67,7 @@ pub fn pick_revision<'m>(
             "`@{pin}` is not a revision prefix: this registry pins gist revisions (4 to 40 hex digits, e.g. @{}/{}@{})",
             module.user,
             module.name,
-            &module.current.revision[..7]
+            crate::commands::short_to(&module.current.revision, 7)
         );
     };
     let matches: Vec<_> = module
@@ -77,7 +77,10 @@ pub fn pick_revision<'m>(
     match matches.as_slice() {
         [one] => Ok(one),
         [] => {
-            let known: Vec<_> = module.revisions().map(|r| &r.revision[..7]).collect();
+            let known: Vec<_> = module
+                .revisions()
+                .map(|r| crate::commands::short_to(&r.revision, 7))
+                .collect();
             bail!(
                 "{} has no revision starting with `{prefix}` in this snapshot (known: {})",
                 module.full_name(),

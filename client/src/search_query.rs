@@ -20,7 +20,6 @@ use mlld_schemas::search::{
     MAX_PREFIX, MIN_PREFIX, SearchFields, SearchHit, joined, name_terms, words,
 };
 use tantivy::collector::TopDocs;
-use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query, TermQuery,
 };
@@ -104,7 +103,7 @@ pub struct SearchIndex {
 
 impl SearchIndex {
     pub fn open(dir: &Path) -> Result<Self> {
-        let directory = MmapDirectory::open(dir)
+        let directory = crate::search_dir::ReadOnlyDirectory::open(dir)
             .with_context(|| format!("opening the search index in {}", dir.display()))?;
         let index = Index::open(directory)
             .with_context(|| format!("the search index in {} is unreadable", dir.display()))?;

@@ -92,7 +92,10 @@ impl Context {
             expires: verified.manifest.expires.clone(),
         };
         // A memo that cannot be written only costs speed next time.
-        let _ = mlld_fsutil::write_atomic(&memo_path, &serde_json::to_vec(&memo)?);
+        let _ = self
+            .store
+            .fs()
+            .write_atomic(&memo_path, &serde_json::to_vec(&memo)?);
         Ok(memo.snapshot)
     }
 }

@@ -129,15 +129,16 @@ impl Source {
                 read_capped(Timed::new(resp, &url, *timeouts, cap), cap, &url)
             }
             Source::Dir(dir) => {
+                // Only a regular file inside the site: a FIFO would hang, a
+                // link out of the site would read something else.
                 let path = dir.join(name);
-                let file = File::open(&path).with_context(|| {
+                mlld_fsutil::read_regular_within(dir, &path, cap).with_context(|| {
                     format!(
                         "reading {}: is {} a registry site?",
                         path.display(),
                         dir.display()
                     )
-                })?;
-                read_capped(file, cap, &path.display().to_string())
+                })
             }
             Source::File(_) => unreachable!("a snapshot file has no site files"),
         }
@@ -176,10 +177,12 @@ impl Source {
             Source::Dir(dir) => {
                 let path = dir.join(rel);
                 let len = match std::fs::metadata(&path) {
-                    Ok(m) => m.len(),
+                    Ok(m) if m.is_file() => m.len(),
+                    Ok(_) => bail!("{} is not a regular file; refused", path.display()),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
                 };
+                mlld_fsutil::check_within(dir, &path)?;
                 if len != size {
                     bail!(
                         "{} is {len} bytes, but the signed latest.json says {size}; refused",

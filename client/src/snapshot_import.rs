@@ -234,9 +234,7 @@ fn import_new(
     hash_too: bool,
     accept: Accept<'_>,
 ) -> Result<Imported> {
-    let staging = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(store.tmp_dir()?)?;
+    let staging = store.staging("import-")?;
     let snap = staging.path().join("snapshot");
     std::fs::create_dir_all(&snap)?;
     let (hashed, unpacked) = std::thread::scope(|s| {
@@ -255,9 +253,10 @@ fn import_new(
     // `search` memory-maps the index: its files live beside the pack, verified with it.
     extract_index(&snap, &head)?;
     let dir = store.snapshot_dir(sha256);
-    std::fs::create_dir_all(dir.parent().expect("snapshot dirs have a parent"))?;
     if !dir.exists() {
-        mlld_fsutil::rename_durable(&snap, &dir)
+        store
+            .fs()
+            .rename_durable(&snap, &dir)
             .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
     }
     Ok(Imported {
@@ -321,6 +320,10 @@ pub(crate) struct ManifestHead {
     pub serial: u64,
     pub expires: String,
     pub modules: Vec<ModuleHead>,
+    #[serde(default)]
+    pub advisories: Vec<mlld_schemas::AdvisoryRecord>,
+    #[serde(default)]
+    pub versioned: Vec<mlld_schemas::snapshot_versioned::VersionedModule>,
     pub members: std::collections::HashMap<String, mlld_schemas::Member, TailHash>,
 }
 
@@ -349,21 +352,44 @@ impl std::hash::Hasher for TailHasher {
     }
 }
 
+/// A module record: every field that names something the client turns
+/// into a path, a lock entry or a lookup, checked by `manifest_check`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ModuleHead {
     pub user: String,
     pub name: String,
+    pub gist: String,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub updated: Option<String>,
     /// The current revision (flattened into the module record).
-    pub revision: String,
-    pub integrity: String,
+    #[serde(flatten)]
+    pub current: RevisionHead,
     #[serde(default)]
     pub history: Vec<RevisionHead>,
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct RevisionHead {
     pub revision: String,
     pub integrity: String,
+    #[serde(default)]
+    pub committed_at: Option<String>,
+    pub file: String,
+    #[serde(default)]
+    pub files: Vec<mlld_schemas::GistFile>,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+}
+
+impl ModuleHead {
+    /// Current revision first, then history.
+    pub fn revisions(&self) -> impl Iterator<Item = &RevisionHead> {
+        std::iter::once(&self.current).chain(&self.history)
+    }
 }
 
 /// Staged files are synced before the snapshot directory is renamed into the
@@ -391,16 +417,14 @@ pub(crate) fn check_consistent(manifest: &ManifestHead) -> Result<()> {
         digests.insert(member.sha256.as_str());
     }
     for m in &manifest.modules {
-        let current = std::iter::once((&m.revision, &m.integrity));
-        for (revision, integrity) in
-            current.chain(m.history.iter().map(|r| (&r.revision, &r.integrity)))
-        {
-            let hex = integrity.strip_prefix("sha256:").unwrap_or_default();
+        for r in m.revisions() {
+            let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
             if !digests.contains(hex) {
                 bail!(
-                    "module {}/{} revision {revision} names content that is not in the snapshot",
+                    "module {}/{} revision {} names content that is not in the snapshot",
                     m.user,
-                    m.name
+                    m.name,
+                    r.revision
                 );
             }
         }

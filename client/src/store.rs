@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mlld_fsutil::{FileLock, write_atomic};
+use mlld_fsutil::{Confined, FileLock};
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, blob_path};
 use mlld_schemas::{Manifest, names};
 use serde::{Deserialize, Serialize};
@@ -37,9 +37,27 @@ use crate::trust::TrustedKeys;
 pub const PACK_NAME: &str = "pack";
 pub const PACK_INDEX_NAME: &str = "pack.idx";
 const STATE_NAME: &str = "state.json";
+/// In every staging directory: locked by the process that owns it.
+const STAGING_OWNER: &str = ".owner";
+
+/// A staging directory under the store's `tmp/`, removed when dropped; its
+/// owner lock tells other processes it is in use.
+pub struct Staging {
+    _owner: FileLock,
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
 
 pub struct Store {
     root: PathBuf,
+    /// Every write goes through here: nothing below the root is followed
+    /// through a symbolic link.
+    fs: Confined,
 }
 
 /// A manifest whose signature has been checked, with its member pack.
@@ -157,21 +175,80 @@ impl Store {
         } else {
             bail!("cannot find a place for the registry store: set MLLD_REGISTRY_HOME or HOME");
         };
-        Ok(Self { root })
+        Ok(Self::at(root))
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        Self {
+            fs: Confined::new(root.clone()),
+            root,
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The store's writes, confined to its root.
+    pub fn fs(&self) -> &Confined {
+        &self.fs
+    }
+
     pub fn tmp_dir(&self) -> Result<PathBuf> {
         let dir = self.root.join("tmp");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.fs
+            .create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
+    }
+
+    /// A fresh staging directory in `tmp/`, owned by this process until
+    /// dropped (then removed). Staging left by killed processes is removed
+    /// first (see [`Store::sweep_tmp`]).
+    pub fn staging(&self, prefix: &str) -> Result<Staging> {
+        let tmp = self.tmp_dir()?;
+        self.sweep_tmp(&tmp);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating a staging directory in {}", tmp.display()))?;
+        let owner = dir.path().join(STAGING_OWNER);
+        let lock =
+            FileLock::acquire(&owner).with_context(|| format!("locking {}", owner.display()))?;
+        Ok(Staging { _owner: lock, dir })
+    }
+
+    /// Removes staging directories no live process owns: their owner lock
+    /// can be taken (a killed process's lock is released by the kernel), or
+    /// they have no owner file and are older than an hour (a process killed
+    /// between creating the directory and locking it). Best effort.
+    pub fn sweep_tmp(&self, tmp: &Path) {
+        const UNOWNED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+        let Ok(entries) = std::fs::read_dir(tmp) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let stale = match FileLock::try_acquire_existing(&path.join(STAGING_OWNER)) {
+                Ok(lock) => lock.is_some(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > UNOWNED_GRACE),
+                Err(_) => false,
+            };
+            if stale {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
     }
 
     pub fn snapshot_dir(&self, sha256: &str) -> PathBuf {
@@ -181,7 +258,9 @@ impl Store {
     /// Serialises writers of the store (sync) until the guard drops.
     pub fn exclusive(&self) -> Result<FileLock> {
         let path = self.root.join(".lock");
-        FileLock::acquire(&path).with_context(|| format!("locking {}", path.display()))
+        self.fs
+            .lock(&path)
+            .with_context(|| format!("locking {}", path.display()))
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -206,7 +285,8 @@ impl Store {
     pub fn write_state(&self, state: &SyncState) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(state)?;
         bytes.push(b'\n');
-        write_atomic(&self.state_path(), &bytes)
+        self.fs
+            .write_atomic(&self.state_path(), &bytes)
             .with_context(|| format!("writing {}", self.state_path().display()))
     }
 

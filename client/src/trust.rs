@@ -118,8 +118,9 @@ fn key_id(base64: &str) -> String {
 }
 
 fn read_key_file(path: &Path) -> Result<TrustedKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading trusted key {}", path.display()))?;
+    let text = crate::input::read_text(path)
+        .with_context(|| format!("reading trusted key {}", path.display()))?
+        .with_context(|| format!("reading trusted key {}: no such file", path.display()))?;
     let key = PublicKey::decode(&text).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a minisign public key: {e}; use the site's mlld-registry.pub",

@@ -176,6 +176,7 @@ fn check_manifest(
         check_expiry(manifest.serial, &manifest.expires, now)?;
     }
     check_consistent(&manifest)?;
+    crate::manifest_check::check_fields(&manifest)?;
     accept(&key_id, manifest.serial)?;
     Ok((key_id, manifest))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
@@ -51,11 +51,7 @@ pub fn record(ctx: &Context, events: &[(String, &str)]) {
     }
     let path = usage_path(&ctx.project);
     let result = (|| -> std::io::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut f = ctx.project.fs().open_append(&path)?;
         // One write of whole lines: O_APPEND keeps concurrent writers' lines apart.
         f.write_all(text.as_bytes())
     })();
@@ -80,11 +76,7 @@ pub struct Aggregate {
 
 pub fn aggregate(project: &Project, since: Option<time::OffsetDateTime>) -> Result<Aggregate> {
     let path = usage_path(project);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
+    let text = crate::input::read_text(&path)?.unwrap_or_default();
     let mut agg = Aggregate {
         since: since.map(mlld_schemas::names::format_timestamp),
         ..Aggregate::default()

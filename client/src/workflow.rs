@@ -65,9 +65,11 @@ impl<'a> Locker<'a> {
                 continue;
             }
             let existing = self.lock.imports.get(&import).cloned();
+            // A pin that is no revision prefix (`@v1.0`) is an error, locked or not.
+            let bad_pin = is_root && r.pin.is_some() && pin.is_none();
             let keep = existing
                 .as_ref()
-                .filter(|e| pin.is_none_or(|p| e.gist_revision.starts_with(p)));
+                .filter(|e| !bad_pin && pin.is_none_or(|p| e.gist_revision.starts_with(p)));
             let module = match (self.lookup.find(&r), keep) {
                 (Ok(m), _) => m,
                 // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
@@ -77,6 +79,9 @@ impl<'a> Locker<'a> {
                 }
                 (Err(e), None) => return Err(e),
             };
+            if bad_pin {
+                resolve::pick_revision(module, &r)?;
+            }
             let (revision, added) = match keep {
                 Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
                     Some(rev) => (rev, false),
@@ -135,7 +140,7 @@ fn frozen_message(import: &str, existing: Option<&LockEntry>, pin: Option<&str>)
     let what = match (existing, pin) {
         (Some(e), Some(p)) => format!(
             "{import} is locked at {}, but a pin asks for {p}",
-            &e.gist_revision[..16]
+            crate::commands::short_to(&e.gist_revision, 16)
         ),
         _ => format!("{import} is imported but not in the lock file"),
     };

@@ -8,6 +8,12 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
+mod confined;
+mod read;
+
+pub use confined::Confined;
+pub use read::{check_within, read_regular, read_regular_text, read_regular_within};
+
 /// Writes `bytes` to `path` atomically, creating parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
@@ -69,14 +75,51 @@ impl FileLock {
     /// Blocks until the lock on `path` (created if needed) is ours.
     pub fn acquire(path: &Path) -> io::Result<Self> {
         fs::create_dir_all(parent_dir(path))?;
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+        let mut options = fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        no_follow(&mut options);
+        let file = options.open(path).map_err(|e| explain_open(path, e))?;
         file.lock()?;
         Ok(Self { file })
     }
+
+    /// The lock on `path` if no one holds it now; `None` when another
+    /// process (or handle) holds it. `path` must exist; it is never created
+    /// and never followed through a link.
+    pub fn try_acquire_existing(path: &Path) -> io::Result<Option<Self>> {
+        let mut options = fs::OpenOptions::new();
+        options.write(true);
+        no_follow(&mut options);
+        let file = options.open(path).map_err(|e| explain_open(path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Makes `open` refuse a symbolic link as the last component.
+fn no_follow(options: &mut fs::OpenOptions) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+/// Names the path in an open error, and says why a link was refused.
+fn explain_open(path: &Path, e: io::Error) -> io::Error {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return io::Error::other(format!(
+            "refusing to open the symbolic link {}: it could point outside; remove it",
+            path.display()
+        ));
+    }
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 impl Drop for FileLock {

@@ -87,8 +87,9 @@ fn ownership_diagnostic(
 ) -> Diagnostic {
     let file = format!("{user}/registry.json");
     let path = JsonPath::root().key("modules").key(name).key("gist");
-    let position = std::fs::read_to_string(registry.join(&file))
+    let position = mlld_fsutil::read_regular_within(registry, &registry.join(&file), 16 << 20)
         .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|src| SpanTree::parse(&src))
         .and_then(|t| t.position(&path));
     let (line, column) = position.unwrap_or((0, 0));

@@ -326,7 +326,8 @@ fn read_small(source: &str, remote: Option<&Remote>, name: &str) -> Result<Optio
         let url = format!("{}/{name}", source.trim_end_matches('/'));
         return remote.read(&url, 256 << 20);
     }
-    match std::fs::read(Path::new(source).join(name)) {
+    // A regular file only: a FIFO in the previous site would hang the build.
+    match mlld_fsutil::read_regular(&Path::new(source).join(name), 256 << 20) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),

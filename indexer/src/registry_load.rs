@@ -59,14 +59,22 @@ pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().is_dir()
             && may_be_user_folder(&name)
-            && (entry.path().join("registry.json").is_file()
-                || entry.path().join("advisories.json").is_file())
+            // Present in any form: a FIFO or a link is then refused by name, not skipped.
+            && (present(&entry.path().join("registry.json"))
+                || present(&entry.path().join("advisories.json")))
         {
             folders.push((name, entry.into_path()));
         }
     }
     Ok(folders)
 }
+
+fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// The largest registry.json or advisories.json read.
+const MAX_USER_FILE: u64 = 16 << 20;
 
 /// Reads and validates every user; one bad file never stops the others.
 pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
@@ -117,11 +125,24 @@ fn read_optional(
     name: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<String> {
-    match std::fs::read_to_string(dir.join(name)) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+    // Only a regular file inside the registry: a FIFO would hang the build,
+    // and a link out of the registry would publish (and log) another file.
+    let root = dir.parent().unwrap_or(dir);
+    let file = format!("{folder}/{name}");
+    let bytes = match mlld_fsutil::read_regular_within(root, &dir.join(name), MAX_USER_FILE) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            diagnostics.push(io_diagnostic(&format!("{folder}/{name}"), &e));
+            diagnostics.push(io_diagnostic(&file, &e));
+            return None;
+        }
+    };
+    match mlld_schemas::locate::utf8_text(&bytes) {
+        Ok(text) => Some(text.to_string()),
+        Err((line, column, _)) => {
+            let mut d = io_diagnostic(&file, &std::io::Error::other("it is not UTF-8 text"));
+            (d.line, d.column) = (line, column);
+            diagnostics.push(d);
             None
         }
     }

@@ -245,3 +245,29 @@ mod tests {
         );
     }
 }
+
+/// `bytes` as UTF-8 text, or where the first invalid byte is: 1-based
+/// line and column (counted in characters) and the byte offset.
+pub fn utf8_text(bytes: &[u8]) -> Result<&str, (usize, usize, usize)> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        (line, column, offset)
+    })
+}
+
+#[cfg(test)]
+mod utf8_tests {
+    #[test]
+    fn the_first_invalid_byte_is_located() {
+        assert_eq!(super::utf8_text(b"ok\n").unwrap(), "ok\n");
+        assert_eq!(
+            super::utf8_text(b"{\n  \"a\": \"\xff\"").unwrap_err(),
+            (2, 9, 10)
+        );
+        assert_eq!(super::utf8_text(b"\xc3\xa9\xff").unwrap_err(), (1, 2, 2));
+        assert_eq!(super::utf8_text(b"\xc3").unwrap_err(), (1, 1, 0));
+    }
+}

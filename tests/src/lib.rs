@@ -199,9 +199,22 @@ impl Client {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(client_bin());
+        let mut cmd = self.bare_command();
         cmd.args(["--project", self.project.to_str().unwrap()])
             .args(args);
+        cmd
+    }
+
+    /// Like [`Client::command`] without `--project`, run from `dir`: the
+    /// client finds the project itself.
+    pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.bare_command();
+        cmd.args(args).current_dir(dir);
+        cmd
+    }
+
+    fn bare_command(&self) -> Command {
+        let mut cmd = Command::new(client_bin());
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MLLD_REGISTRY_HOME", &self.home)

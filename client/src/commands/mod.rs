@@ -30,7 +30,16 @@ pub fn exit(code: u8) -> ExitCode {
 
 /// The first 12 digits of a revision, for tables.
 pub fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
+    short_to(revision, 12)
+}
+
+/// The first `n` characters of `text` (all of it when shorter), never
+/// splitting a character: revisions come from files a user may have edited.
+pub fn short_to(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 /// Untrusted text (from a registry file, gist, snapshot or lock) made safe

@@ -238,9 +238,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
                             limits.compressed
                         );
                     }
-                    let staging = tempfile::Builder::new()
-                        .prefix("download-")
-                        .tempdir_in(ctx.store.tmp_dir()?)?;
+                    let staging = ctx.store.staging("download-")?;
                     let dest = staging.path().join("snapshot.tar.zst");
                     let url = format!("{base}/{rel}");
                     let sha =

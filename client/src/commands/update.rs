@@ -58,6 +58,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 
 pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
     let only = only.map(ModuleRef::parse).transpose()?;
+    if let Some(pin) = only.as_ref().and_then(|o| o.pin.as_deref()) {
+        bail!(
+            "`update` moves a module to the snapshot's newest revision and takes no pin (`@{pin}`); to lock a given revision, run `mlld-registry resolve` with it"
+        );
+    }
     let verified = ctx.manifest()?;
     ctx.require_fresh("update")?;
     let lookup = Lookup::new(&verified.manifest);

@@ -1,0 +1,226 @@
+//! Every field of a signed manifest, checked with the registry's own naming
+//! rules before the snapshot can become current.
+//!
+//! A signature says who published a manifest, not that its values are
+//! sane: a record whose gist id or revision is `../..` would become a cache
+//! path and a lock entry that the lock reader refuses. So user, module,
+//! gist id, revision, integrity, file names, dependencies, advisory
+//! targets and every versioned record (author, name, version, file paths,
+//! digests) must pass the same checks as the registry's files; the first
+//! failure refuses the snapshot with its JSON path.
+
+use anyhow::{Result, bail};
+use mlld_schemas::snapshot_versioned::VersionedModule;
+use mlld_schemas::version_spec::parse_version;
+use mlld_schemas::versioned::check_relative_path;
+use mlld_schemas::{AdvisoryRecord, names};
+
+use crate::snapshot_import::{ManifestHead, ModuleHead, RevisionHead};
+
+/// Checks every record of the manifest; the error names the first bad field.
+pub(crate) fn check_fields(manifest: &ManifestHead) -> Result<()> {
+    let found = manifest
+        .modules
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| check_module(m).err().map(|e| (format!("modules[{i}]"), e)))
+        .or_else(|| {
+            manifest.advisories.iter().enumerate().find_map(|(i, a)| {
+                check_advisory(a)
+                    .err()
+                    .map(|e| (format!("advisories[{i}]"), e))
+            })
+        })
+        .or_else(|| {
+            manifest.versioned.iter().enumerate().find_map(|(i, v)| {
+                check_versioned(v)
+                    .err()
+                    .map(|e| (format!("versioned[{i}]"), e))
+            })
+        });
+    if let Some((at, (field, why))) = found {
+        bail!(
+            "the signed manifest's {at}.{field} is invalid: {why}; the snapshot was refused and nothing was written (the registry's publisher must fix the record)"
+        );
+    }
+    Ok(())
+}
+
+/// A field's path below its record, and why it is invalid.
+type FieldError = (String, String);
+
+fn field(name: impl Into<String>, r: Result<(), String>) -> Result<(), FieldError> {
+    r.map_err(|e| (name.into(), e))
+}
+
+fn check_module(m: &ModuleHead) -> Result<(), FieldError> {
+    field("user", names::check_user(&m.user))?;
+    field("name", names::check_module(&m.name))?;
+    field("gist", names::check_gist_id(&m.gist))?;
+    for (key, ts) in [("created", &m.created), ("updated", &m.updated)] {
+        if let Some(ts) = ts {
+            field(key, names::check_timestamp(ts))?;
+        }
+    }
+    check_revision(&m.current)?;
+    for (i, r) in m.history.iter().enumerate() {
+        check_revision(r).map_err(|(f, e)| (format!("history[{i}].{f}"), e))?;
+    }
+    Ok(())
+}
+
+fn check_revision(r: &RevisionHead) -> Result<(), FieldError> {
+    field("revision", names::check_revision(&r.revision))?;
+    field("integrity", names::check_integrity(&r.integrity))?;
+    if let Some(ts) = &r.committed_at {
+        field("committedAt", names::check_timestamp(ts))?;
+    }
+    field("file", check_file_name(&r.file))?;
+    for (i, f) in r.files.iter().enumerate() {
+        field(format!("files[{i}].name"), check_file_name(&f.name))?;
+        field(
+            format!("files[{i}].sha256"),
+            names::check_sha256_hex(&f.sha256),
+        )?;
+    }
+    for (i, d) in r.dependencies.iter().enumerate() {
+        field(format!("dependencies[{i}]"), check_full_name(d))?;
+    }
+    Ok(())
+}
+
+/// A gist's file name: one safe path component.
+fn check_file_name(name: &str) -> Result<(), String> {
+    check_relative_path(name)?;
+    if name.contains('/') {
+        return Err(format!("`{name}` is not a file name (it holds `/`)"));
+    }
+    Ok(())
+}
+
+/// `user/module`.
+fn check_full_name(name: &str) -> Result<(), String> {
+    let (user, module) = name
+        .split_once('/')
+        .ok_or_else(|| format!("`{name}` is not `user/module`"))?;
+    names::check_user(user)?;
+    names::check_module(module)
+}
+
+fn check_advisory(a: &AdvisoryRecord) -> Result<(), FieldError> {
+    field("user", names::check_user(&a.user))?;
+    for (i, m) in a.advisory.affects.iter().enumerate() {
+        field(format!("affects[{i}]"), names::check_module(m))?;
+    }
+    for (i, g) in a.advisory.gists.iter().enumerate() {
+        field(format!("gists[{i}]"), names::check_gist_id(g))?;
+    }
+    Ok(())
+}
+
+fn check_versioned(v: &VersionedModule) -> Result<(), FieldError> {
+    field("author", names::check_user(&v.author))?;
+    field("name", names::check_module(&v.name))?;
+    for (tag, version) in &v.tags {
+        field(format!("tags.{tag}"), parse_version(version).map(|_| ()))?;
+    }
+    for (i, r) in v.versions.iter().enumerate() {
+        let at = |f: &str| format!("versions[{i}].{f}");
+        field(at("version"), parse_version(&r.version).map(|_| ()))?;
+        field(at("entry"), check_relative_path(&r.entry))?;
+        field(at("integrity"), names::check_integrity(&r.integrity))?;
+        field(at("contentHash"), names::check_sha256_hex(&r.content_hash))?;
+        for (j, f) in r.files.iter().enumerate() {
+            field(
+                at(&format!("files[{j}].path")),
+                check_relative_path(&f.path),
+            )?;
+            field(
+                at(&format!("files[{j}].sha256")),
+                names::check_sha256_hex(&f.sha256),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(module: serde_json::Value) -> ManifestHead {
+        serde_json::from_value(serde_json::json!({
+            "formatVersion": 1, "serial": 1, "expires": "2099-01-01T00:00:00Z",
+            "modules": [module], "members": {}
+        }))
+        .unwrap()
+    }
+
+    fn module() -> serde_json::Value {
+        serde_json::json!({
+            "user": "sarah-k", "name": "llm-cache", "gist": "a1f3e09a42db6c680b454f6f93efa9d8",
+            "revision": "b".repeat(40), "integrity": format!("sha256:{}", "e".repeat(64)),
+            "file": "llm-cache.mld", "files": [{"name": "llm-cache.mld", "sha256": "e".repeat(64), "size": 1}],
+            "dependencies": ["jdoe/date-fmt"]
+        })
+    }
+
+    #[test]
+    fn a_valid_record_passes_and_each_bad_field_is_named() {
+        check_fields(&manifest(module())).unwrap();
+        for (key, bad, path) in [
+            ("gist", "../..", "modules[0].gist"),
+            ("revision", "../..", "modules[0].revision"),
+            ("revision", "abc", "modules[0].revision"),
+            ("user", "../x", "modules[0].user"),
+            ("name", "..", "modules[0].name"),
+            ("integrity", "sha256:zz", "modules[0].integrity"),
+            ("file", "../x.mld", "modules[0].file"),
+        ] {
+            let mut m = module();
+            m[key] = serde_json::json!(bad);
+            let err = check_fields(&manifest(m)).unwrap_err().to_string();
+            assert!(err.contains(path), "{key}: {err}");
+        }
+        let mut m = module();
+        m["dependencies"] = serde_json::json!(["../etc"]);
+        let err = check_fields(&manifest(m)).unwrap_err().to_string();
+        assert!(err.contains("modules[0].dependencies[0]"), "{err}");
+        let mut m = module();
+        m["history"] = serde_json::json!([{"revision": "../..", "integrity": format!("sha256:{}", "e".repeat(64)), "file": "a.mld"}]);
+        let err = check_fields(&manifest(m)).unwrap_err().to_string();
+        assert!(err.contains("modules[0].history[0].revision"), "{err}");
+    }
+
+    #[test]
+    fn versioned_records_are_checked() {
+        let mut head = manifest(module());
+        let record: VersionedModule = serde_json::from_value(serde_json::json!({
+            "author": "alice", "name": "tool", "tags": {"latest": "1.0.0"},
+            "versions": [{
+                "version": "1.0.0",
+                "source": {"type": "gist", "url": "x", "commit": "b".repeat(40)},
+                "contentHash": "e".repeat(64), "entry": "index.mld",
+                "integrity": format!("sha256:{}", "e".repeat(64)), "size": 1,
+                "files": [{"path": "index.mld", "sha256": "e".repeat(64), "size": 1}],
+                "dependencies": []
+            }]
+        }))
+        .unwrap();
+        head.versioned = vec![record.clone()];
+        check_fields(&head).unwrap();
+        let mut bad = record.clone();
+        bad.versions[0].files[0].path = "../../etc/passwd".into();
+        head.versioned = vec![bad];
+        let err = check_fields(&head).unwrap_err().to_string();
+        assert!(
+            err.contains("versioned[0].versions[0].files[0].path"),
+            "{err}"
+        );
+        let mut bad = record;
+        bad.versions[0].version = "v1".into();
+        head.versioned = vec![bad];
+        let err = check_fields(&head).unwrap_err().to_string();
+        assert!(err.contains("versioned[0].versions[0].version"), "{err}");
+    }
+}

@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
-use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord};
+use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
 
 /// What a person sees before approving an import.
 pub fn describe(
@@ -31,6 +31,64 @@ pub fn describe(
     for line in text.lines().take(12) {
         let clean = terminal_safe(line);
         out.push_str(&format!("  | {clean}\n"));
+    }
+    out
+}
+
+/// What a person sees before approving a version of a versioned module:
+/// version, source, files and size, needs, license, advisories and the
+/// entry file's first lines. Registry text passes through [`terminal_safe`].
+pub fn describe_versioned(
+    manifest: &Manifest,
+    module: &VersionedModule,
+    record: &VersionRecord,
+    requested: &str,
+    files: &[(String, Vec<u8>)],
+) -> String {
+    let safe = |s: &str| terminal_safe(s);
+    let opt = |s: &Option<String>| s.as_deref().map_or("unknown".into(), safe);
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let mut out = format!(
+        "module     {}\nversion    {} (asked: {}; published {})\nsource     {} {} @ {}\nfiles      {} file(s), {total} bytes: {}\nentry      {} {}\nneeds      {}\nlicense    {}\nmlld       {}\n",
+        safe(&module.full_name()),
+        safe(&record.version),
+        safe(requested),
+        opt(&record.published_at),
+        safe(&record.source.kind),
+        safe(&record.source.url),
+        safe(&record.source.commit),
+        files.len(),
+        safe(
+            &files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        safe(&record.entry),
+        record.integrity,
+        safe(&record.needs.join(", ")),
+        opt(&record.license),
+        opt(&record.mlld_version),
+    );
+    let advisories = crate::versioned::advisories(manifest, module);
+    if advisories.is_empty() {
+        out.push_str("advisories none\n");
+    }
+    for a in advisories {
+        out.push_str(&format!(
+            "ADVISORY   {} [{}] {}: {}\n",
+            safe(&a.advisory.id),
+            a.advisory.severity.as_str(),
+            safe(&a.advisory.kind),
+            safe(&a.advisory.description)
+        ));
+    }
+    out.push_str("entry file (first lines):\n");
+    if let Some((_, bytes)) = files.iter().find(|(p, _)| *p == record.entry) {
+        for line in String::from_utf8_lossy(bytes).lines().take(12) {
+            out.push_str(&format!("  | {}\n", safe(line)));
+        }
     }
     out
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use anyhow::{Context as _, Result, bail};
+use mlld_schemas::import_ref::RefForm;
 use mlld_schemas::lock::{parse_resolved, resolved_url};
 use mlld_schemas::names::format_timestamp;
 use mlld_schemas::{CacheMetadata, LockEntry, LockFile, ModuleRecord, ModuleRef, RevisionRecord};
@@ -14,17 +15,45 @@ use crate::context::Context;
 use crate::project::CacheState;
 use crate::resolve::{self, Lookup};
 use crate::store::VerifiedManifest;
+use crate::versioned::{self, Target, VersionedIndex};
 use crate::{approve, usage};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Locked {
+    /// The lock key: `mlld://user/module` (Phase-1) or `@author/name` (versioned).
     pub import: String,
     pub resolved: String,
-    pub gist_revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gist_revision: Option<String>,
+    /// The exact version of a versioned module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub integrity: String,
     /// True when this run added or changed the entry (false: it was locked already).
     pub added: bool,
+}
+
+/// A reference to lock, with the form it was written in (which decides the
+/// layout when a name exists in both, see `versioned`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Request {
+    pub reference: ModuleRef,
+    pub form: RefForm,
+}
+
+impl Request {
+    /// A command-line or lock-file reference: `mlld://` names the Phase-1 module.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(Self {
+            reference: ModuleRef::parse(text)?,
+            form: if text.starts_with("mlld://") {
+                RefForm::MlldUrl
+            } else {
+                RefForm::At
+            },
+        })
+    }
 }
 
 /// Locks references and their dependencies into `lock`.
@@ -32,6 +61,7 @@ pub struct Locker<'a> {
     pub ctx: &'a Context,
     pub verified: &'a VerifiedManifest,
     pub lookup: Lookup<'a>,
+    pub versioned: VersionedIndex<'a>,
     pub lock: LockFile,
     /// Fail instead of changing the lock.
     pub frozen: bool,
@@ -44,67 +74,137 @@ impl<'a> Locker<'a> {
             ctx,
             verified,
             lookup: Lookup::new(&verified.manifest),
+            versioned: VersionedIndex::new(&verified.manifest),
             lock,
             frozen: false,
             changed: false,
         }
     }
 
-    /// Locks every root and, transitively, what each imports. A lock entry
-    /// stands unless a root pins another revision; new and changed entries
-    /// need approval.
+    /// Locks Phase-1 references (as `mlld://user/module`) and their dependencies.
     pub fn lock_all(&mut self, roots: &[ModuleRef]) -> Result<Vec<Locked>> {
-        let mut queue: VecDeque<(ModuleRef, bool)> =
+        let roots: Vec<Request> = roots
+            .iter()
+            .map(|r| Request {
+                reference: r.clone(),
+                form: RefForm::MlldUrl,
+            })
+            .collect();
+        self.lock_requests(&roots)
+    }
+
+    /// Locks every root and, transitively, what each imports. A lock entry
+    /// stands unless a root asks for something it does not satisfy; new and
+    /// changed entries need approval.
+    pub fn lock_requests(&mut self, roots: &[Request]) -> Result<Vec<Locked>> {
+        let mut queue: VecDeque<(Request, bool)> =
             roots.iter().map(|r| (r.clone(), true)).collect();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        while let Some((r, is_root)) = queue.pop_front() {
-            let import = r.import_path();
-            let pin = if is_root { r.revision_prefix() } else { None };
-            if !seen.insert((import.clone(), pin.map(str::to_string))) {
+        while let Some((req, is_root)) = queue.pop_front() {
+            let r = &req.reference;
+            let key = (
+                r.user.to_ascii_lowercase(),
+                r.module.clone(),
+                r.pin.clone(),
+                req.form,
+                is_root,
+            );
+            if !seen.insert(key) {
                 continue;
             }
-            let existing = self.lock.imports.get(&import).cloned();
-            let keep = existing
-                .as_ref()
-                .filter(|e| pin.is_none_or(|p| e.gist_revision.starts_with(p)));
-            let module = match (self.lookup.find(&r), keep) {
-                (Ok(m), _) => m,
-                // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
-                (Err(_), Some(e)) => {
-                    out.push(locked(&import, e, false));
-                    continue;
-                }
-                (Err(e), None) => return Err(e),
-            };
-            let (revision, added) = match keep {
-                Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
-                    Some(rev) => (rev, false),
-                    None => {
-                        out.push(locked(&import, e, false));
-                        continue;
+            match versioned::route(&self.versioned, &self.lookup, r, req.form)? {
+                Target::Versioned(module) => {
+                    let (locked, deps) = self.lock_versioned(module, r, is_root)?;
+                    out.push(locked);
+                    for dep in deps {
+                        queue.push_back((Request::parse(&dep)?, false));
                     }
-                },
-                None => {
-                    if self.frozen {
-                        bail!(frozen_message(&import, existing.as_ref(), pin));
-                    }
-                    let rev = if is_root {
-                        resolve::pick_revision(module, &r)?
-                    } else {
-                        &module.current
-                    };
-                    self.add(module, rev, &import)?;
-                    (rev, true)
                 }
-            };
-            out.push(locked(&import, &self.lock.imports[&import], added));
-            for dep in &revision.dependencies {
-                let dep = ModuleRef::parse(dep)?;
-                queue.push_back((dep, false));
+                Target::Gist => {
+                    let (locked, deps) = self.lock_gist(r, is_root)?;
+                    out.push(locked);
+                    for dep in deps {
+                        let reference = ModuleRef::parse(&dep)?;
+                        let form = RefForm::MlldUrl;
+                        queue.push_back((Request { reference, form }, false));
+                    }
+                }
             }
         }
         Ok(out)
+    }
+
+    /// One Phase-1 module: its lock entry (kept, or added at the pinned or
+    /// newest revision) and the dependencies of the locked revision. The
+    /// key is the registry's spelling of the name.
+    fn lock_gist(&mut self, r: &ModuleRef, is_root: bool) -> Result<(Locked, Vec<String>)> {
+        let pin = if is_root { r.revision_prefix() } else { None };
+        let found = self.lookup.find(r);
+        let import = match &found {
+            Ok(m) => format!("mlld://{}/{}", m.user, m.name),
+            Err(_) => r.import_path(),
+        };
+        let import = self.gist_key(import);
+        let existing = self.lock.imports.get(&import).cloned();
+        let keep = existing
+            .as_ref()
+            .filter(|e| pin.is_none_or(|p| e.gist_revision.starts_with(p)));
+        let module = match (found, keep) {
+            (Ok(m), _) => m,
+            // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
+            (Err(_), Some(e)) => return Ok((locked(&import, e, false), Vec::new())),
+            (Err(e), None) => return Err(e),
+        };
+        let (revision, added) = match keep {
+            Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
+                Some(rev) => (rev, false),
+                None => return Ok((locked(&import, e, false), Vec::new())),
+            },
+            None => {
+                if self.frozen {
+                    bail!(frozen_message(&import, existing.as_ref(), pin));
+                }
+                let rev = if is_root {
+                    resolve::pick_revision(module, r)?
+                } else {
+                    &module.current
+                };
+                self.add(module, rev, &import)?;
+                (rev, true)
+            }
+        };
+        let entry = &self.lock.imports[&import];
+        Ok((locked(&import, entry, added), revision.dependencies.clone()))
+    }
+
+    /// `import`, or the key of an entry that differs from it only in the
+    /// user's case (user names compare case-insensitively): that entry
+    /// moves to the registry's spelling unless the lock is frozen.
+    fn gist_key(&mut self, import: String) -> String {
+        if self.lock.imports.contains_key(&import) {
+            return import;
+        }
+        let other = self
+            .lock
+            .imports
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(&import))
+            .cloned();
+        let Some(other) = other else {
+            return import;
+        };
+        if self.frozen {
+            return other;
+        }
+        let entry = self
+            .lock
+            .imports
+            .remove(&other)
+            .expect("the key was just found");
+        self.lock.imports.insert(import.clone(), entry);
+        self.changed = true;
+        import
     }
 
     fn add(
@@ -145,7 +245,8 @@ fn locked(import: &str, e: &LockEntry, added: bool) -> Locked {
     Locked {
         import: import.to_string(),
         resolved: e.resolved.clone(),
-        gist_revision: e.gist_revision.clone(),
+        gist_revision: Some(e.gist_revision.clone()),
+        version: None,
         integrity: e.integrity.clone(),
         added,
     }

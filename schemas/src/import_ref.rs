@@ -143,7 +143,10 @@ mod tests {
         assert!(ModuleRef::parse("@sarah-k/..").is_err());
         assert!(ModuleRef::parse("mlld://../../x").is_err());
         assert!(ModuleRef::parse("@\u{0455}arah-k/x").is_err(), "Cyrillic s");
-        assert!(ModuleRef::parse("@sarah\u{2010}k/x").is_err(), "Unicode hyphen");
+        assert!(
+            ModuleRef::parse("@sarah\u{2010}k/x").is_err(),
+            "Unicode hyphen"
+        );
         assert!(ModuleRef::parse("@sarah-k/llm\u{2011}cache").is_err());
     }
 }

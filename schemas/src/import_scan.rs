@@ -93,7 +93,11 @@ pub fn scan_imports(text: &str, mode: SourceMode, extra_prefixes: &[String]) -> 
 
 /// Like [`scan_imports`], with the form of each reference and every
 /// malformed registry reference as a problem.
-pub fn scan_imports_checked(text: &str, mode: SourceMode, extra_prefixes: &[String]) -> ScanOutcome {
+pub fn scan_imports_checked(
+    text: &str,
+    mode: SourceMode,
+    extra_prefixes: &[String],
+) -> ScanOutcome {
     let mut out = ScanOutcome::default();
     let mut fence: Option<bool> = None; // Some(runs) while inside a ``` fence
     let mut lines = text.lines().enumerate().peekable();
@@ -221,8 +225,7 @@ fn import_source(
         return Ok(None); // `@input`, `@base` and other special sources
     };
     let user = user.to_lowercase();
-    if NOT_USERS.contains(&user.as_str())
-        || extra_prefixes.iter().any(|p| p.to_lowercase() == user)
+    if NOT_USERS.contains(&user.as_str()) || extra_prefixes.iter().any(|p| p.to_lowercase() == user)
     {
         return Ok(None);
     }

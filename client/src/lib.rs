@@ -13,6 +13,7 @@ pub mod context;
 pub mod delta;
 mod delta_patch;
 pub mod info;
+pub mod info_versioned;
 pub mod mlld_config;
 pub mod mlld_home;
 pub mod project;

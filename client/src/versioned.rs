@@ -153,7 +153,7 @@ pub fn advisories<'m>(manifest: &'m Manifest, module: &VersionedModule) -> Vec<&
         .iter()
         .filter(|a| {
             names::same_user(&a.user, &module.author)
-                && a.advisory.affects.iter().any(|n| *n == module.name)
+                && a.advisory.affects.contains(&module.name)
         })
         .collect()
 }

@@ -67,11 +67,16 @@ pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
 const DESCRIPTION_WIDTH: usize = 60;
 
 fn write_table(out: &mut impl Write, hits: &[SearchHit], color: bool) -> std::io::Result<()> {
+    // Versioned modules (`@author/name`) show their latest version beside the name.
     let rows: Vec<[String; 4]> = hits
         .iter()
         .map(|h| {
+            let name = match &h.version {
+                Some(version) => format!("{}  {}", clean(&h.name), clean(version)),
+                None => clean(&h.name),
+            };
             [
-                clean(&h.name),
+                name,
                 shorten(&clean(&h.description), DESCRIPTION_WIDTH),
                 clean(&h.tags.join(", ")),
                 h.advisory.map_or_else(
@@ -151,6 +156,7 @@ mod tests {
             description: description.into(),
             tags: vec!["json".into(), "utils".into()],
             advisory,
+            version: None,
         }
     }
 
@@ -183,5 +189,22 @@ mod tests {
                 .unwrap()
                 .contains("\x1b[1;31mHIGH (2)")
         );
+    }
+
+    #[test]
+    fn versioned_modules_show_their_latest_version() {
+        let mut versioned = hit("@alice-dev/prompt-lib", "Prompt templates", None);
+        versioned.author = "alice-dev".into();
+        versioned.version = Some("1.2.0".into());
+        let hits = [versioned, hit("a/json-utils", "JSON helpers", None)];
+        let mut out = Vec::new();
+        write_table(&mut out, &hits, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("@alice-dev/prompt-lib  1.2.0  Prompt templates"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("a/json-utils "), "{text}");
     }
 }

@@ -17,11 +17,32 @@ use crate::delta_writer;
 use crate::gist::GistSource;
 use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
+use crate::raw::{HttpRaw, HttpRawConfig, RawSource, RecordedRaw};
 use crate::report::{BuildReport, Stale};
 use crate::retention;
 use crate::search_incremental;
 use crate::signing::SigningKey;
+use crate::versioned_assemble::{self, PreviousVersions, Sources, VersionJob};
 use crate::{capture, publish, registry_load, site_data, snapshot_writer};
+use crate::{versioned_load, versioned_records};
+
+/// Where the files of versioned modules (`modules/…`) come from.
+#[derive(Clone, Debug)]
+pub enum RawConfig {
+    /// A raw host over HTTP(S): `https://raw.githubusercontent.com` or a mirror.
+    Http(HttpRawConfig),
+    /// Recorded files under `{dir}/{owner}/{repo}/{commit}/{path}`.
+    Recorded(PathBuf),
+}
+
+impl RawConfig {
+    fn source(&self) -> Box<dyn RawSource> {
+        match self {
+            RawConfig::Http(config) => Box::new(HttpRaw::new(config.clone())),
+            RawConfig::Recorded(dir) => Box::new(RecordedRaw::new(dir.clone())),
+        }
+    }
+}
 
 /// Where the previous build comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +70,8 @@ pub struct BuildConfig {
     pub concurrency: usize,
     /// Snapshots kept on the site (the newest first); older ones are deleted.
     pub keep_snapshots: usize,
+    /// Where versioned modules' files are fetched (default: raw.githubusercontent.com).
+    pub raw: RawConfig,
 }
 
 impl BuildConfig {
@@ -64,6 +87,7 @@ impl BuildConfig {
             previous: PreviousSite::Output,
             concurrency: 8,
             keep_snapshots: 3,
+            raw: RawConfig::Http(HttpRawConfig::default()),
         }
     }
 
@@ -88,14 +112,17 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     progress.stage("load registry");
     let t = Instant::now();
-    let registry = registry_load::load(&config.registry)
-        .with_context(|| format!("reading the registry at {}", config.registry.display()))?;
-    if registry.users.is_empty() {
+    let reading = || format!("reading the registry at {}", config.registry.display());
+    let layouts = versioned_load::detect(&config.registry).with_context(reading)?;
+    let mut registry = registry_load::load(&config.registry).with_context(reading)?;
+    let versioned = versioned_load::load(&config.registry).with_context(reading)?;
+    if registry.users.is_empty() && !layouts.versioned {
         bail!(
-            "{} holds no user folders with a registry.json; is it a registry checkout?",
+            "{} holds no user folders with a registry.json and no modules/ folder; is it a registry checkout?",
             config.registry.display()
         );
     }
+    report.layouts = layouts;
     report.stage("load registry", t);
 
     std::fs::create_dir_all(&config.out)
@@ -211,8 +238,66 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         );
     }
     report.stage("crawl gists", t);
+
+    progress.stage("fetch versions");
+    let t = Instant::now();
+    let version_jobs: Vec<VersionJob<'_>> = versioned
+        .modules
+        .iter()
+        .flat_map(|module| {
+            module
+                .versions
+                .iter()
+                .map(move |version| VersionJob { module, version })
+        })
+        .collect();
+    let raw = config.raw.source();
+    let version_results = versioned_assemble::index_all(
+        &version_jobs,
+        &Sources {
+            raw: raw.as_ref(),
+            gists: source,
+        },
+        &blobs,
+        previous.as_ref().map(|p| p as &dyn PreviousVersions),
+        config.concurrency,
+    )?;
+    let mut accepted_versions = Vec::new();
+    report.versions_rejected = versioned.rejected.clone();
+    for result in version_results {
+        match result {
+            Ok(v) if v.reused => {
+                report.versions_reused += 1;
+                accepted_versions.push(v);
+            }
+            Ok(v) => {
+                report.versions_fetched += 1;
+                accepted_versions.push(v);
+            }
+            Err(r) => report.versions_rejected.push(r),
+        }
+    }
+    report
+        .versions_rejected
+        .sort_by(|a, b| (&a.module, &a.version, &a.file).cmp(&(&b.module, &b.version, &b.file)));
+    let grouped = versioned_records::group(&versioned.modules, accepted_versions, &modules);
+    if grouped.modules.is_empty() && !version_jobs.is_empty() {
+        bail!(
+            "no versioned module could be indexed ({} versions listed); refusing to publish a registry without them",
+            version_jobs.len()
+        );
+    }
+    report.unresolved_imports.extend(grouped.unresolved);
+    report.name_overlaps = grouped.overlaps;
+    report.raw_requests = Some(raw.stats());
+    let versioned_modules = grouped.modules;
+    let mut diagnostics = std::mem::take(&mut registry.diagnostics);
+    diagnostics.extend(versioned.diagnostics);
+    diagnostics.extend(grouped.diagnostics);
+    report.stage("fetch versions", t);
     if let Some(p) = previous.as_mut() {
         p.release_records();
+        p.release_versioned();
     }
 
     progress.stage("search index and manifest");
@@ -241,13 +326,32 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             );
         }
     }
+    for f in versioned_modules
+        .iter()
+        .flat_map(|m| &m.versions)
+        .flat_map(|v| &v.files)
+    {
+        members.insert(
+            blob_path(&f.sha256),
+            Member {
+                sha256: f.sha256.clone(),
+                size: f.size,
+            },
+        );
+    }
     let blob_count = members.len();
     let index_base = previous
         .as_ref()
         .and_then(|p| Some((p.search.as_ref()?, p.index_snapshot.as_deref()?)));
-    let (index_members, search_state, index_build) =
-        search_incremental::write(staging.path(), &blobs, &modules, &advisories, index_base)
-            .context("building the search index")?;
+    let (index_members, search_state, index_build) = search_incremental::write(
+        staging.path(),
+        &blobs,
+        &modules,
+        &versioned_modules,
+        &advisories,
+        index_base,
+    )
+    .context("building the search index")?;
     members.extend(index_members);
     report.search_index = Some(index_build);
     let created = format_timestamp(config.created);
@@ -258,7 +362,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         expires: format_timestamp(config.created + config.expires_in),
         modules,
         advisories,
-        versioned: Vec::new(),
+        versioned: versioned_modules,
         members,
     };
     let mut manifest_bytes = serde_json::to_vec(&manifest)?;
@@ -443,9 +547,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     report.blobs = blob_count;
     report.snapshot = latest.snapshot;
     report.snapshot_bytes = size;
-    report.errors = registry.diagnostics.iter().filter(|d| d.is_error()).count();
-    report.warnings = registry.diagnostics.len() - report.errors;
-    report.diagnostics = registry.diagnostics;
+    report.versioned_modules = manifest.versioned.len();
+    report.versions_accepted = manifest.versioned.iter().map(|m| m.versions.len()).sum();
+    report.errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    report.warnings = diagnostics.len() - report.errors;
+    report.diagnostics = diagnostics;
     report.signed_with_demo_key = config.key.is_demo;
     report.requests = source.request_stats();
     report.elapsed = started.elapsed();

@@ -1,5 +1,9 @@
-//! Pull-request checks for a registry repository: every rule the indexer
-//! applies, plus gist ownership when the GitHub API may be called.
+//! Pull-request checks for a registry repository, in either layout (or
+//! both): every rule the indexer applies to user folders and to
+//! `modules/{author}/{name}/…`, plus gist ownership when the GitHub API may
+//! be called. Root files and folders that are not users (`modules.json`,
+//! `allowlist.json`, `README.md`, `_index/`, `.github/`, `tools/`, `docs/`)
+//! are never read as users.
 
 use std::path::Path;
 
@@ -10,13 +14,14 @@ use rayon::prelude::*;
 
 use crate::capture::check_owner;
 use crate::gist::{FetchError, Fetched, GistSource};
-use crate::registry_load;
+use crate::{registry_load, versioned_load};
 
 /// Validates `registry`; with a `source`, also checks that every gist exists
 /// and belongs to the user who registers it. Sorted by file, then position.
 pub fn check(registry: &Path, source: Option<&dyn GistSource>) -> Result<Vec<Diagnostic>> {
     let loaded = registry_load::load(registry)?;
     let mut diagnostics = loaded.diagnostics;
+    diagnostics.extend(check_versioned(registry)?);
     if let Some(source) = source {
         let jobs: Vec<(&str, &str, &str)> = loaded
             .users
@@ -51,6 +56,26 @@ pub fn check(registry: &Path, source: Option<&dyn GistSource>) -> Result<Vec<Dia
         diagnostics.extend(found);
     }
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    Ok(diagnostics)
+}
+
+/// Today's layout: version files (name against `version`, pinned sources,
+/// `entryPoint` among `files`, hash format, unknown fields), metadata
+/// against its folders, and tags naming versions whose files pass.
+fn check_versioned(registry: &Path) -> Result<Vec<Diagnostic>> {
+    let loaded = versioned_load::load(registry)?;
+    let mut diagnostics = loaded.diagnostics;
+    for module in &loaded.modules {
+        if let Some((file, text)) = &module.tags {
+            let versions: Vec<String> = module
+                .versions
+                .iter()
+                .map(|v| v.record.version.clone())
+                .collect();
+            diagnostics
+                .extend(mlld_schemas::versioned::check_tags(file, text, &versions).diagnostics);
+        }
+    }
     Ok(diagnostics)
 }
 

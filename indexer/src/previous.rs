@@ -106,6 +106,11 @@ impl Previous {
         self.by_name = BTreeMap::new();
     }
 
+    /// Frees the previous versioned records once versions are indexed.
+    pub fn release_versioned(&mut self) {
+        self.manifest.versioned = Vec::new();
+    }
+
     pub fn etag(&self, gist: &str) -> Option<&str> {
         self.etags.get(gist).map(String::as_str)
     }
@@ -392,4 +397,15 @@ fn unpack_blobs(snapshot: &Path, dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl crate::versioned_assemble::PreviousVersions for Previous {
+    fn version(
+        &self,
+        author: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<&mlld_schemas::VersionRecord> {
+        self.manifest.find_versioned(author, name)?.version(version)
+    }
 }

@@ -34,8 +34,20 @@ impl LoadedRegistry {
     }
 }
 
+/// Folders at a registry's root that belong to the repository, never to a
+/// user: today's `modules/` tree, generated indexes (`_index/`), tooling
+/// and documentation. A GitHub login cannot start with `_` or `.` either.
+pub const NOT_USER_FOLDERS: [&str; 4] = ["modules", "tools", "docs", "node_modules"];
+
+/// Whether a root folder named `name` may be a user folder.
+pub fn may_be_user_folder(name: &str) -> bool {
+    !name.starts_with('.') && !name.starts_with('_') && !NOT_USER_FOLDERS.contains(&name)
+}
+
 /// User folders are the directories directly below `root` that hold a
-/// `registry.json` or an `advisories.json`; hidden folders (`.git`, `.github`) are skipped.
+/// `registry.json` or an `advisories.json`; hidden folders (`.git`,
+/// `.github`), `_index/` and the [`NOT_USER_FOLDERS`] are skipped. Root
+/// files (`modules.json`, `allowlist.json`, `README.md`) are never users.
 pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut folders = Vec::new();
     for entry in walkdir::WalkDir::new(root)
@@ -46,7 +58,7 @@ pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         let entry = entry.map_err(std::io::Error::other)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().is_dir()
-            && !name.starts_with('.')
+            && may_be_user_folder(&name)
             && (entry.path().join("registry.json").is_file()
                 || entry.path().join("advisories.json").is_file())
         {

@@ -26,6 +26,8 @@ pub struct StageTime {
 #[serde(rename_all = "camelCase")]
 pub struct BuildReport {
     pub serial: u64,
+    /// Which layouts the registry directory holds.
+    pub layouts: crate::versioned_load::Layouts,
     pub users: usize,
     /// User folders whose registry.json was unusable.
     pub users_rejected: Vec<String>,
@@ -37,6 +39,20 @@ pub struct BuildReport {
     pub modules_fetched: usize,
     /// Accepted modules GitHub reported unchanged (304).
     pub modules_unchanged: usize,
+    /// Versioned modules (`modules/{author}/{name}`) with at least one accepted version.
+    pub versioned_modules: usize,
+    pub versions_accepted: usize,
+    /// Versions left out, with the file and the reason (hash mismatch, unpinned source, fetch failure…).
+    pub versions_rejected: Vec<crate::versioned_load::VersionRejection>,
+    /// Accepted versions whose files were fetched in this build.
+    pub versions_fetched: usize,
+    /// Accepted versions taken from the previous snapshot without a request (same pinned source).
+    pub versions_reused: usize,
+    /// Requests for raw files of versioned modules.
+    pub raw_requests: Option<crate::raw::RawStats>,
+    /// Names registered in both layouts (`author/name`): `mlld://author/name` and hex
+    /// revision pins name the gist module, every other reference the versioned one.
+    pub name_overlaps: Vec<String>,
     /// HTTP requests, when the gists came from GitHub.
     pub requests: Option<RequestStats>,
     pub stages: Vec<StageTime>,
@@ -86,6 +102,7 @@ impl fmt::Display for BuildReport {
             writeln!(f)?;
         }
         writeln!(f, "serial      {}", self.serial)?;
+        writeln!(f, "layout      {}", self.layouts.describe())?;
         writeln!(
             f,
             "users       {} ({} rejected)",
@@ -116,6 +133,40 @@ impl fmt::Display for BuildReport {
         )?;
         for s in &self.modules_stale {
             writeln!(f, "  stale {}: {}", s.module, s.reason)?;
+        }
+        if self.layouts.versioned {
+            writeln!(
+                f,
+                "versions    {} accepted in {} modules, {} rejected",
+                self.versions_accepted,
+                self.versioned_modules,
+                self.versions_rejected.len()
+            )?;
+            for r in &self.versions_rejected {
+                writeln!(
+                    f,
+                    "  rejected {}@{} ({}): {}",
+                    r.module, r.version, r.file, r.reason
+                )?;
+            }
+            writeln!(
+                f,
+                "            {} fetched, {} reused from the previous snapshot",
+                self.versions_fetched, self.versions_reused
+            )?;
+            if let Some(raw) = &self.raw_requests {
+                writeln!(
+                    f,
+                    "            {} raw requests ({} retries), {} bytes downloaded",
+                    raw.requests, raw.retries, raw.bytes_downloaded
+                )?;
+            }
+            for name in &self.name_overlaps {
+                writeln!(
+                    f,
+                    "  warning: {name} is in both layouts: mlld://{name} and @{name}@<hex revision> name the gist module, @{name} (with a version, range or tag) the versioned one"
+                )?;
+            }
         }
         for (module, reference) in &self.unresolved_imports {
             writeln!(

@@ -16,15 +16,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::search::tantivy;
-use mlld_schemas::search::{INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields, document_key};
+use mlld_schemas::search::{INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
 use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
+use mlld_schemas::snapshot_versioned::VersionedModule;
 use serde::{Deserialize, Serialize};
 use tantivy::directory::RamDirectory;
 use tantivy::indexer::NoMergePolicy;
 use tantivy::{Directory, Index, TantivyDocument, Term};
 
 use crate::blobs::BlobDir;
-use crate::search_index::{self, MEMORY_BUDGET, advisory_flag};
+use crate::search_index::{self, Doc, MEMORY_BUDGET, advisory_flag};
 
 /// A delta larger than this share of the registry triggers a full rebuild.
 const MAX_DELTA_SHARE: usize = 10;
@@ -60,26 +61,28 @@ pub fn write(
     root: &Path,
     blobs: &BlobDir,
     modules: &[ModuleRecord],
+    versioned: &[VersionedModule],
     advisories: &[AdvisoryRecord],
     base: Option<(&SearchState, &Path)>,
 ) -> Result<(BTreeMap<String, Member>, SearchState, IndexBuild)> {
     let index = AdvisoryIndex::new(advisories);
-    let prints: Vec<(String, String)> = modules
+    let docs = Doc::all(modules, versioned);
+    let prints: Vec<(String, String)> = docs
         .iter()
-        .map(|m| (document_key(m), fingerprint(m, &index)))
+        .map(|d| (d.key(), fingerprint(d, &index)))
         .collect();
     if let Some((state, previous_index)) = base
         && let Some(plan) = plan(state, &prints)
         && let Ok(files) = base_files(state, previous_index)
     {
-        let members = incremental(root, blobs, modules, &index, state, &files, &plan)?;
+        let members = incremental(root, blobs, &docs, &index, state, &files, &plan)?;
         let build = IndexBuild::Incremental {
             changed: plan.changed.len(),
             removed: plan.deleted.len() - plan.changed_in_base,
         };
         return Ok((members, state.clone(), build));
     }
-    let members = search_index::write(root, blobs, modules, advisories)?;
+    let members = search_index::write(root, blobs, &docs, advisories)?;
     let state = SearchState {
         base_meta: std::fs::read_to_string(root.join(INDEX_DIR).join(META_FILE))?,
         base_files: members
@@ -95,15 +98,27 @@ pub fn write(
 }
 
 /// Everything a module's document is made of: equal prints, equal documents.
-fn fingerprint(module: &ModuleRecord, advisories: &AdvisoryIndex<'_>) -> String {
-    let flag = advisory_flag(module, advisories);
-    let parts = serde_json::json!([
-        module.full_name(),
-        module.description,
-        module.tags,
-        module.current.integrity,
-        flag.map(|f| (f.highest.as_str(), f.count)),
-    ]);
+fn fingerprint(doc: &Doc<'_>, advisories: &AdvisoryIndex<'_>) -> String {
+    let parts = match doc {
+        Doc::Gist(module) => {
+            let flag = advisory_flag(module, advisories);
+            serde_json::json!([
+                module.full_name(),
+                module.description,
+                module.tags,
+                module.current.integrity,
+                flag.map(|f| (f.highest.as_str(), f.count)),
+            ])
+        }
+        Doc::Versioned(module) => {
+            let latest = module.latest();
+            serde_json::json!([
+                module.full_name(),
+                module.about,
+                latest.map(|v| (&v.version, &v.keywords, &v.integrity)),
+            ])
+        }
+    };
     mlld_schemas::sha256_hex(parts.to_string().as_bytes())[..32].to_string()
 }
 
@@ -182,7 +197,7 @@ fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<Str
 fn incremental(
     root: &Path,
     blobs: &BlobDir,
-    modules: &[ModuleRecord],
+    docs: &[Doc<'_>],
     advisories: &AdvisoryIndex<'_>,
     state: &SearchState,
     files: &BTreeMap<String, Vec<u8>>,
@@ -201,18 +216,17 @@ fn incremental(
         writer.delete_term(Term::from_field_text(fields.exact, key));
     }
     for &i in &plan.changed {
-        let module = &modules[i];
-        let content = search_index::read_module_file(blobs, module)?;
-        let flag = advisory_flag(module, advisories);
+        let doc = &docs[i];
+        let content = search_index::read_module_file(blobs, doc)?;
         let summary = crate::content_summary::extract(&content);
-        writer.add_document(fields.document(module, &summary, flag))?;
+        writer.add_document(doc.document(&fields, &summary, advisories))?;
     }
     writer
         .commit()
         .context("committing the search index delta")?;
     writer.wait_merging_threads()?;
     let members = search_index::export(&index, &root.join(INDEX_DIR))?;
-    search_index::check_opens(&root.join(INDEX_DIR), modules.len())?;
+    search_index::check_opens(&root.join(INDEX_DIR), docs.len())?;
     if !members.contains_key(&format!("{INDEX_DIR}/{SEGMENT_ID}.store")) {
         bail!("the incremental search index lost its base segment");
     }
@@ -278,7 +292,7 @@ mod tests {
             .map(|n| module(&blobs, n, "parses apples"))
             .collect();
         let first = dir.path().join("first");
-        let (members, state, build) = write(&first, &blobs, &modules, &[], None).unwrap();
+        let (members, state, build) = write(&first, &blobs, &modules, &[], &[], None).unwrap();
         assert_eq!(build, IndexBuild::Full);
         let previous = pack(&first, &members);
 
@@ -287,8 +301,15 @@ mod tests {
         modules.remove(7);
         modules.push(module(&blobs, "mod-zz", "parses oranges"));
         let second = dir.path().join("second");
-        let (inc, state2, build) =
-            write(&second, &blobs, &modules, &[], Some((&state, &previous))).unwrap();
+        let (inc, state2, build) = write(
+            &second,
+            &blobs,
+            &modules,
+            &[],
+            &[],
+            Some((&state, &previous)),
+        )
+        .unwrap();
         assert_eq!(
             build,
             IndexBuild::Incremental {
@@ -308,7 +329,7 @@ mod tests {
         assert_eq!(state2.base_docs, state.base_docs, "the base stays the base");
 
         let full = dir.path().join("full");
-        write(&full, &blobs, &modules, &[], None).unwrap();
+        write(&full, &blobs, &modules, &[], &[], None).unwrap();
         for word in ["apples", "oranges", "parses"] {
             assert_eq!(find(&second, word), find(&full, word), "{word}");
         }
@@ -318,7 +339,15 @@ mod tests {
 
         // Reproducible: the same base and modules give the same bytes.
         let again = dir.path().join("again");
-        let (inc2, _, _) = write(&again, &blobs, &modules, &[], Some((&state, &previous))).unwrap();
+        let (inc2, _, _) = write(
+            &again,
+            &blobs,
+            &modules,
+            &[],
+            &[],
+            Some((&state, &previous)),
+        )
+        .unwrap();
         assert_eq!(inc, inc2);
     }
 
@@ -330,7 +359,7 @@ mod tests {
             .map(|i| module(&blobs, &format!("m{i}"), "one"))
             .collect();
         let first = dir.path().join("first");
-        let (members, state, _) = write(&first, &blobs, &modules, &[], None).unwrap();
+        let (members, state, _) = write(&first, &blobs, &modules, &[], &[], None).unwrap();
         let previous = pack(&first, &members);
         for m in modules.iter_mut().take(5) {
             m.description = "two".into();
@@ -339,6 +368,7 @@ mod tests {
             &dir.path().join("second"),
             &blobs,
             &modules,
+            &[],
             &[],
             Some((&state, &previous)),
         )

@@ -19,6 +19,7 @@ use mlld_schemas::search::{
     AdvisoryFlag, DELTA_SEGMENT_ID, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields,
 };
 use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
+use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use crate::blobs::BlobDir;
 use tantivy::directory::{MmapDirectory, RamDirectory};
@@ -31,13 +32,67 @@ use crate::content_summary;
 /// The writer's arena; a 100,000-module registry needs well under this.
 pub(crate) const MEMORY_BUDGET: usize = 256 << 20;
 
-/// Builds the index of `modules` (in manifest order) into `root/index/` and
+/// One document of the index: a gist module or a versioned one.
+#[derive(Clone, Copy)]
+pub enum Doc<'a> {
+    Gist(&'a ModuleRecord),
+    Versioned(&'a VersionedModule),
+}
+
+impl Doc<'_> {
+    /// Every document in manifest order: gist modules, then versioned ones.
+    pub fn all<'a>(modules: &'a [ModuleRecord], versioned: &'a [VersionedModule]) -> Vec<Doc<'a>> {
+        modules
+            .iter()
+            .map(Doc::Gist)
+            .chain(versioned.iter().map(Doc::Versioned))
+            .collect()
+    }
+
+    /// The term only this document holds (how an incremental build deletes it).
+    pub fn key(&self) -> String {
+        match self {
+            Doc::Gist(m) => mlld_schemas::search::document_key(m),
+            Doc::Versioned(m) => mlld_schemas::search::versioned_document_key(m),
+        }
+    }
+
+    /// The entry file's digest (gist module: its module file; versioned: the latest version's entry).
+    pub fn content_digest(&self) -> Option<&str> {
+        let integrity = match self {
+            Doc::Gist(m) => &m.current.integrity,
+            Doc::Versioned(m) => &m.latest()?.integrity,
+        };
+        integrity.strip_prefix("sha256:")
+    }
+
+    pub fn document(
+        &self,
+        fields: &SearchFields,
+        content: &str,
+        advisories: &AdvisoryIndex<'_>,
+    ) -> TantivyDocument {
+        match self {
+            Doc::Gist(m) => fields.document(m, content, advisory_flag(m, advisories)),
+            Doc::Versioned(m) => fields.versioned_document(m, content),
+        }
+    }
+
+    pub fn full_name(&self) -> String {
+        match self {
+            Doc::Gist(m) => m.full_name(),
+            Doc::Versioned(m) => m.full_name(),
+        }
+    }
+}
+
+/// Builds the index of `docs` (in manifest order) into `root/index/` and
 /// returns its members, keyed by their path in the snapshot. Each module's
 /// content is read from `blobs`.
 pub fn write(
     root: &Path,
     blobs: &BlobDir,
-    modules: &[ModuleRecord],
+    docs: &[Doc<'_>],
     advisories: &[AdvisoryRecord],
 ) -> Result<BTreeMap<String, Member>> {
     let (schema, fields) = SearchFields::build();
@@ -52,28 +107,24 @@ pub fn write(
         .settings(settings)
         .single_segment_index_writer::<TantivyDocument>(RamDirectory::create(), MEMORY_BUDGET)?;
     let advisories = AdvisoryIndex::new(advisories);
-    for module in modules {
-        let content = read_module_file(blobs, module)?;
-        let flag = advisory_flag(module, &advisories);
-        writer.add_document(fields.document(module, &content_summary::extract(&content), flag))?;
+    for doc in docs {
+        let content = read_module_file(blobs, doc)?;
+        let summary = content_summary::extract(&content);
+        writer.add_document(doc.document(&fields, &summary, &advisories))?;
     }
     let index = writer.finalize().context("finishing the search index")?;
     let members = export(&index, &root.join(INDEX_DIR))?;
-    check_opens(&root.join(INDEX_DIR), modules.len())?;
+    check_opens(&root.join(INDEX_DIR), docs.len())?;
     Ok(members)
 }
 
-pub(crate) fn read_module_file(blobs: &BlobDir, module: &ModuleRecord) -> Result<String> {
-    let hex = module
-        .current
-        .integrity
-        .strip_prefix("sha256:")
-        .unwrap_or_default();
+pub(crate) fn read_module_file(blobs: &BlobDir, doc: &Doc<'_>) -> Result<String> {
+    let hex = doc.content_digest().unwrap_or_default();
     let path = blobs.require(hex)?;
     let bytes = std::fs::read(&path).with_context(|| {
         format!(
             "reading the content of {} ({})",
-            module.full_name(),
+            doc.full_name(),
             path.display()
         )
     })?;
@@ -244,7 +295,8 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        write(root, &BlobDir::new(root, None), &modules, &[]).unwrap()
+        let docs: Vec<Doc<'_>> = modules.iter().map(Doc::Gist).collect();
+        write(root, &BlobDir::new(root, None), &docs, &[]).unwrap()
     }
 
     fn files(root: &Path, members: &BTreeMap<String, Member>) -> Vec<(String, Vec<u8>)> {

@@ -25,6 +25,7 @@ use tantivy::schema::{
 
 use crate::advisory::Severity;
 use crate::snapshot::ModuleRecord;
+use crate::snapshot_versioned::VersionedModule;
 
 /// The directory of the index inside a snapshot and under a stored snapshot.
 pub const INDEX_DIR: &str = "index";
@@ -76,6 +77,9 @@ pub struct SearchFields {
     /// leading comment (one field: they rank alike, and one field is one
     /// posting list per word to walk instead of two).
     pub text_words: Field,
+    /// Stored: the latest version of a versioned module (`@author/name`);
+    /// absent for a gist module.
+    pub version: Field,
 }
 
 /// The advisory flag of a result: flagged, never hidden.
@@ -96,6 +100,10 @@ pub struct SearchHit {
     pub tags: Vec<String>,
     /// `null` when no advisory affects the module.
     pub advisory: Option<AdvisoryFlag>,
+    /// The latest version of a versioned module (then `name` is `@author/name`);
+    /// absent for a gist module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 fn terms_only() -> TextOptions {
@@ -126,6 +134,7 @@ impl SearchFields {
             tag_words: b.add_text_field("tag_words", terms_only()),
             tag_prefix: b.add_text_field("tag_prefix", terms_only()),
             text_words: b.add_text_field("text_words", terms_only()),
+            version: b.add_text_field("version", STORED),
         };
         (b.build(), fields)
     }
@@ -138,37 +147,71 @@ impl SearchFields {
         content: &str,
         advisory: Option<AdvisoryFlag>,
     ) -> TantivyDocument {
+        self.fill(
+            Entry {
+                full_name: module.full_name(),
+                key: document_key(module),
+                user: &module.user,
+                name: &module.name,
+                description: &module.description,
+                tags: &module.tags,
+                version: None,
+            },
+            content,
+            advisory,
+        )
+    }
+
+    /// The document of a versioned module: `@author/name`, its `about`, and
+    /// the keywords and version of its latest version. `content` is the
+    /// headings and leading comment of that version's entry file.
+    pub fn versioned_document(&self, module: &VersionedModule, content: &str) -> TantivyDocument {
+        let latest = module.latest();
+        self.fill(
+            Entry {
+                full_name: module.full_name(),
+                key: versioned_document_key(module),
+                user: &module.author,
+                name: &module.name,
+                description: &module.about,
+                tags: latest.map_or(&[][..], |v| &v.keywords[..]),
+                version: latest.map(|v| v.version.as_str()),
+            },
+            content,
+            None,
+        )
+    }
+
+    fn fill(&self, e: Entry<'_>, content: &str, advisory: Option<AdvisoryFlag>) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
-        let full_name = module.full_name();
-        doc.add_text(self.full_name, &full_name);
-        doc.add_text(self.description, &module.description);
-        for tag in &module.tags {
+        doc.add_text(self.full_name, &e.full_name);
+        doc.add_text(self.description, e.description);
+        for tag in e.tags {
             doc.add_text(self.tags, tag);
         }
         if let Some(flag) = advisory {
             doc.add_text(self.advisory, flag.highest.as_str());
             doc.add_u64(self.advisory_count, flag.count);
         }
-        let module_terms = name_terms(&module.name);
-        let exact = [
-            module.name.to_lowercase(),
-            document_key(module),
-            joined(&module.name),
-        ];
+        if let Some(version) = e.version {
+            doc.add_text(self.version, version);
+        }
+        let module_terms = name_terms(e.name);
+        let exact = [e.name.to_lowercase(), e.key, joined(e.name)];
         add_terms(&mut doc, self.exact, exact);
         add_terms(&mut doc, self.name_prefix, prefix_terms(&module_terms));
         add_terms(&mut doc, self.name, module_terms);
-        let login = module.user.to_lowercase();
+        let login = e.user.to_lowercase();
         let mut author_words = name_terms_of(&login);
         author_words.push(login.clone());
         add_terms(&mut doc, self.author, [login]);
         add_terms(&mut doc, self.author_words, author_words);
-        let tags: Vec<String> = module.tags.iter().map(|t| t.to_lowercase()).collect();
+        let tags: Vec<String> = e.tags.iter().map(|t| t.to_lowercase()).collect();
         let tag_words: Vec<String> = tags.iter().flat_map(|t| name_terms(t)).collect();
         add_terms(&mut doc, self.tag_prefix, prefix_terms(&tag_words));
         add_terms(&mut doc, self.tag_words, tag_words);
         add_terms(&mut doc, self.tag, tags);
-        let mut text = words(&module.description);
+        let mut text = words(e.description);
         text.extend(words(content));
         add_terms(&mut doc, self.text_words, text);
         doc
@@ -180,6 +223,7 @@ impl SearchFields {
         let text = |field| doc.get_first(field).and_then(|v| v.as_str());
         let name = text(self.full_name)?.to_string();
         let (author, module) = name.split_once('/')?;
+        let author = author.strip_prefix('@').unwrap_or(author);
         let advisory = match (text(self.advisory), doc.get_first(self.advisory_count)) {
             (Some(highest), Some(count)) => Some(AdvisoryFlag {
                 highest: highest.parse().ok()?,
@@ -196,6 +240,7 @@ impl SearchFields {
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect(),
             advisory,
+            version: text(self.version).map(str::to_string),
             name,
         })
     }
@@ -204,6 +249,23 @@ impl SearchFields {
 /// The `exact` term only this module's document holds (`user/module`,
 /// lowercase; names hold no `/`): how an incremental build deletes it.
 pub fn document_key(module: &ModuleRecord) -> String {
+    module.full_name().to_lowercase()
+}
+
+/// What one document is made of, for either kind of module.
+struct Entry<'a> {
+    full_name: String,
+    key: String,
+    user: &'a str,
+    name: &'a str,
+    description: &'a str,
+    tags: &'a [String],
+    version: Option<&'a str>,
+}
+
+/// The `exact` term only this versioned module's document holds
+/// (`@author/name`, lowercase), distinct from a gist module of the same name.
+pub fn versioned_document_key(module: &VersionedModule) -> String {
     module.full_name().to_lowercase()
 }
 

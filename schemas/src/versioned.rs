@@ -399,7 +399,8 @@ pub struct ModuleMetadata {
     pub created: Option<String>,
     #[serde(default)]
     pub created_by: Option<u64>,
-    #[serde(default)]
+    /// mlld writes `firstPublishPR` (not camelCase's `firstPublishPr`).
+    #[serde(default, rename = "firstPublishPR")]
     pub first_publish_pr: Option<Value>,
     #[serde(flatten)]
     #[schemars(skip)]

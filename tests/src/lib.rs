@@ -6,6 +6,7 @@ pub mod fake_github;
 pub mod http;
 pub mod net_guard;
 pub mod project;
+pub mod raw_host;
 pub mod served;
 pub mod webdriver;
 
@@ -89,6 +90,7 @@ pub fn build_from(
 ) -> Site {
     let mut config = BuildConfig::new(registry.to_path_buf(), out.to_path_buf(), key, created);
     config.serial = serial;
+    config.raw = recorded_raw();
     let source = RecordedGists {
         dir: gists.to_path_buf(),
     };
@@ -97,6 +99,11 @@ pub fn build_from(
         dir: out.to_path_buf(),
         report,
     }
+}
+
+/// The recorded raw files of the examples' versioned modules (`examples/raw`).
+pub fn recorded_raw() -> mlld_indexer::RawConfig {
+    mlld_indexer::RawConfig::Recorded(examples().join("raw"))
 }
 
 /// The example gists as they were before `adamavenir/json-utils` moved from
@@ -370,6 +377,7 @@ pub fn github_build(
         build_time(),
     );
     config.previous = previous;
+    config.raw = recorded_raw();
     mlld_indexer::build(&config, &source)
 }
 

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mlld_indexer::{
-    BuildConfig, GistSource, GithubConfig, GithubGists, PreviousSite, RecordedGists,
+    BuildConfig, GistSource, GithubConfig, GithubGists, HttpRawConfig, PreviousSite, RawConfig,
+    RecordedGists,
 };
+use mlld_schemas::versioned::RAW_HOST;
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
@@ -21,6 +23,14 @@ pub struct IndexArgs {
     /// The GitHub REST API to crawl (token from GITHUB_TOKEN).
     #[arg(long, value_name = "URL", default_value = "https://api.github.com")]
     github_api: String,
+    /// The raw host versioned modules (`modules/…`) are fetched from, in
+    /// place of https://raw.githubusercontent.com (a mirror, or a test server).
+    #[arg(long, value_name = "URL", default_value = mlld_schemas::versioned::RAW_HOST)]
+    raw_base: String,
+    /// Read versioned modules' files from DIR/{owner}/{repo}/{commit}/{path}
+    /// instead of a raw host. Default with the embedded examples: examples/raw.
+    #[arg(long, value_name = "DIR", conflicts_with = "raw_base")]
+    raw: Option<PathBuf>,
     /// The site directory. Default: target/site.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -85,6 +95,19 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     config.expires_in = mlld_indexer::build::Duration::days(args.expires_in_days);
     config.concurrency = args.concurrency;
     config.keep_snapshots = args.keep_snapshots;
+    let recorded_raw = args
+        .raw
+        .or_else(|| (examples && args.raw_base == RAW_HOST).then(|| root.join("examples/raw")));
+    config.raw = match recorded_raw {
+        Some(dir) => RawConfig::Recorded(dir),
+        None => RawConfig::Http(HttpRawConfig {
+            base: args.raw_base,
+            request_timeout: Duration::from_secs(args.request_timeout),
+            max_attempts: args.max_attempts.max(1),
+            retry_base: Duration::from_millis(args.retry_base_ms),
+            ..HttpRawConfig::default()
+        }),
+    };
     config.previous = match args.previous.as_deref() {
         None => PreviousSite::Output,
         Some("none") => PreviousSite::None,

@@ -31,7 +31,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key"
     )]
-    Index(index::IndexArgs),
+    Index(Box<index::IndexArgs>),
     /// Validate a registry's files (and gist ownership, with --github-api); exit 1 on errors.
     #[command(
         after_help = "Examples:\n  cargo xtask check --registry .\n  GITHUB_ACTIONS=true cargo xtask check --registry . --github-api https://api.github.com"
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root();
     match cli.command {
-        Command::Index(args) => index::run(&root, args),
+        Command::Index(args) => index::run(&root, *args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(&root, args),
         Command::Keygen { out, name, comment } => {

@@ -119,12 +119,8 @@ pub fn run(args: SearchArgs) -> Result<ExitCode> {
     // The site publishes every blob loose: the rebuild reads content from there.
     let site_blobs = mlld_indexer::blobs::BlobDir::new(&site, None);
     let started = Instant::now();
-    let members = search_index::write(
-        &rebuild,
-        &site_blobs,
-        &verified.manifest.modules,
-        &verified.manifest.advisories,
-    )?;
+    let docs = search_index::Doc::all(&verified.manifest.modules, &verified.manifest.versioned);
+    let members = search_index::write(&rebuild, &site_blobs, &docs, &verified.manifest.advisories)?;
     let index_build = started.elapsed();
     let index_bytes: u64 = members.values().map(|m| m.size).sum();
     let identical = members.keys().all(|path| {

@@ -65,6 +65,11 @@ pub fn update(ctx: &Context, modules: &[MlldModule]) -> Result<Vec<String>> {
     }
     let now = format_timestamp(ctx.now);
     let root = ctx.project.root();
+    // New entries go in name order (existing ones keep their place).
+    let mut modules = modules.to_vec();
+    modules.sort_by(|a, b| a.key.cmp(&b.key));
+    modules.dedup_by(|a, b| a.key == b.key);
+    let modules = &modules[..];
     let entries: Vec<(String, MlldLockEntry)> = modules
         .iter()
         .map(|m| {
@@ -172,6 +177,9 @@ fn update_cache(
 /// Creates every directory from `base` down to `dir`, refusing symlinks on
 /// the way (`base` itself, the home directory, may be one).
 fn make_dirs(base: &Path, dir: &Path) -> Result<()> {
+    if !base.exists() {
+        std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+    }
     let rel = dir.strip_prefix(base).unwrap_or(dir);
     let mut path = base.to_path_buf();
     for part in rel.components() {

@@ -152,8 +152,7 @@ pub fn advisories<'m>(manifest: &'m Manifest, module: &VersionedModule) -> Vec<&
         .advisories
         .iter()
         .filter(|a| {
-            names::same_user(&a.user, &module.author)
-                && a.advisory.affects.contains(&module.name)
+            names::same_user(&a.user, &module.author) && a.advisory.affects.contains(&module.name)
         })
         .collect()
 }

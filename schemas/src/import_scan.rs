@@ -93,6 +93,11 @@ pub fn scan_imports(text: &str, mode: SourceMode, extra_prefixes: &[String]) -> 
 
 /// Like [`scan_imports`], with the form of each reference and every
 /// malformed registry reference as a problem.
+///
+/// Only lines that hold `import` (or, in markdown, a fence) can matter, so
+/// the scanner jumps from one such line to the next with substring search
+/// and counts the newlines in between: one pass over the text, however many
+/// lines it has.
 pub fn scan_imports_checked(
     text: &str,
     mode: SourceMode,
@@ -100,8 +105,19 @@ pub fn scan_imports_checked(
 ) -> ScanOutcome {
     let mut out = ScanOutcome::default();
     let mut fence: Option<bool> = None; // Some(runs) while inside a ``` fence
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((index, line)) = lines.next() {
+    let mut cursor = Cursor::new(text);
+    let mut next_import = Next::new("import");
+    let mut next_fence = Next::new("```");
+    loop {
+        let import_at = next_import.from(text, cursor.pos);
+        let fence_at = match mode {
+            SourceMode::Markdown => next_fence.from(text, cursor.pos),
+            SourceMode::Strict => None,
+        };
+        let Some(candidate) = [import_at, fence_at].into_iter().flatten().min() else {
+            break;
+        };
+        let (number, line) = cursor.line_containing(candidate);
         let trimmed = line.trim_start();
         if mode == SourceMode::Markdown && trimmed.starts_with("```") {
             fence = match fence {
@@ -126,13 +142,12 @@ pub fn scan_imports_checked(
             continue;
         };
         let mut rest = directive.to_string();
-        // A brace list may span lines: join until it closes. Only the newly
-        // joined line is looked at, so a brace that never closes costs one
-        // pass, not one per line.
+        // A brace list may span lines: join until it closes, at most
+        // MAX_BRACE_LINES lines (each joined line is consumed).
         let mut open = rest.contains('{') && !rest.contains('}');
         let mut joined = 0;
         while open && joined < MAX_BRACE_LINES {
-            let Some((_, next)) = lines.next() else {
+            let Some(next) = cursor.next_line() else {
                 break;
             };
             rest.push(' ');
@@ -144,16 +159,95 @@ pub fn scan_imports_checked(
             Ok(Some((reference, form))) => out.imports.push(ScannedImport {
                 reference,
                 form,
-                line: index + 1,
+                line: number,
             }),
             Ok(None) => {}
             Err(message) => out.problems.push(ScanProblem {
-                line: index + 1,
+                line: number,
                 message,
             }),
         }
     }
     out
+}
+
+/// The next occurrence of a needle at or after a position, remembered so
+/// that the text is searched once.
+struct Next {
+    needle: &'static str,
+    found: Option<usize>,
+    searched_from: usize,
+}
+
+impl Next {
+    fn new(needle: &'static str) -> Self {
+        Self {
+            needle,
+            found: None,
+            searched_from: usize::MAX,
+        }
+    }
+
+    fn from(&mut self, text: &str, pos: usize) -> Option<usize> {
+        let stale = self.searched_from == usize::MAX || self.found.is_some_and(|f| f < pos);
+        if stale {
+            self.searched_from = pos;
+            self.found = text
+                .get(pos..)
+                .and_then(|t| t.find(self.needle))
+                .map(|i| pos + i);
+        }
+        self.found
+    }
+}
+
+/// Walks the text line by line from a line start, keeping the line number.
+struct Cursor<'a> {
+    text: &'a str,
+    /// A line start (or the end of the text).
+    pos: usize,
+    /// The 1-based number of the line at `pos`.
+    line: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            pos: 0,
+            line: 1,
+        }
+    }
+
+    /// The line holding byte `at` (at or after `pos`), with its number;
+    /// the cursor moves past it.
+    fn line_containing(&mut self, at: usize) -> (usize, &'a str) {
+        let skipped = &self.text[self.pos..at];
+        let start = skipped.rfind('\n').map_or(self.pos, |i| self.pos + i + 1);
+        self.line += self.text.as_bytes()[self.pos..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        self.pos = start;
+        let number = self.line;
+        let line = self.next_line().unwrap_or("");
+        (number, line)
+    }
+
+    /// The line at `pos` without its line ending; the cursor moves past it.
+    fn next_line(&mut self) -> Option<&'a str> {
+        if self.pos >= self.text.len() {
+            return None;
+        }
+        let rest = &self.text[self.pos..];
+        let (line, advance) = match rest.find('\n') {
+            Some(i) => (&rest[..i], i + 1),
+            None => (rest, rest.len()),
+        };
+        self.pos += advance;
+        self.line += 1;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
 }
 
 /// The text after `import` when `line` is an import directive.
@@ -342,6 +436,24 @@ import { @g } from "mlld://gist/ivan/0123456789abcdef0123"
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(out.imports.len(), 1);
         assert_eq!(out.imports[0].line, 2_000_002);
+    }
+
+    #[test]
+    fn fifty_megabytes_scan_in_linear_time() {
+        // The attack from issue 11: an unclosed `/import {` and millions of
+        // newlines, 50 MB in all. Under a second in release builds.
+        let mut text = String::with_capacity(50 << 20);
+        while text.len() < 50 << 20 {
+            text.push_str("/import {\n");
+            text.push_str(&"\n".repeat(4096));
+        }
+        text.push_str("/import { @a } from @alice/one\n");
+        let started = std::time::Instant::now();
+        let out = scan_imports_checked(&text, SourceMode::Strict, &[]);
+        let took = started.elapsed();
+        assert_eq!(out.imports.len(), 1);
+        let limit = if cfg!(debug_assertions) { 30.0 } else { 1.0 };
+        assert!(took.as_secs_f64() < limit, "{took:?}");
     }
 
     #[test]

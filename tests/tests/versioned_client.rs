@@ -703,3 +703,42 @@ fn update_moves_within_the_requested_range() {
     assert_ok(&client.run(&["verify"]));
     assert_eq!(client.guard.connections(), 0);
 }
+
+#[test]
+fn advisories_naming_a_versioned_module_affect_its_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    write(
+        &registry,
+        "alice-dev/advisories.json",
+        r#"{"version": "1.0.0", "author": "alice-dev", "advisories": [{"id": "2025-001", "created": "2025-08-01T00:00:00Z", "severity": "high", "affects": ["prompt-lib"], "gists": [], "type": "prompt-injection", "description": "fewShot passes examples unescaped.", "recommendation": "Upgrade when 1.3.0 is stable."}]}"#,
+    );
+    mlld_e2e::build_with(
+        &dir.path().join("site"),
+        Some(1),
+        mlld_e2e::build_time(),
+        mlld_e2e::demo_key(),
+        &registry,
+    );
+    let (_, client) = synced(dir.path());
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @a } from @alice-dev/prompt-lib@stable\n/import { @t } from @alice-dev/table-fmt\n",
+    );
+    assert_ok(&client.run(&["install", "--yes", "--offline"]));
+    let out = client.run(&["audit", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["modules"], 3, "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["import"], "@alice-dev/prompt-lib");
+    assert_eq!(findings[0]["version"], "1.0.0");
+    assert_eq!(findings[0]["advisory"], "alice-dev/2025-001");
+    let text = String::from_utf8(client.run(&["audit"]).stdout).unwrap();
+    assert!(text.contains("@alice-dev/prompt-lib @ 1.0.0"), "{text}");
+    let info = json(&client.run(&["info", "@alice-dev/prompt-lib", "--json"]));
+    assert_eq!(info["advisories"][0]["id"], "2025-001");
+}

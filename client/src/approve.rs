@@ -132,6 +132,47 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_version_is_described_with_its_files_and_advisories_escaped() {
+        let module: mlld_schemas::VersionedModule = serde_json::from_value(serde_json::json!({
+            "author": "alice", "name": "tool", "tags": {"latest": "1.0.0"},
+            "versions": [{
+                "version": "1.0.0", "needs": ["js"], "license": "MIT", "mlldVersion": ">=2.0.0",
+                "source": {"type": "directory", "url": "https://raw.example/alice/r/c/tool", "commit": "c"},
+                "contentHash": "00", "entry": "index.mld", "integrity": "sha256:00", "size": 3,
+                "files": [], "dependencies": []
+            }]
+        }))
+        .unwrap();
+        let mut manifest: mlld_schemas::Manifest = serde_json::from_value(serde_json::json!({
+            "formatVersion": 1, "serial": 1, "created": "2026-01-01T00:00:00Z",
+            "expires": "2026-01-15T00:00:00Z", "modules": [], "advisories": [], "members": {}
+        }))
+        .unwrap();
+        manifest.advisories = serde_json::from_value(serde_json::json!([{
+            "user": "alice", "id": "2026-001", "created": "2026-01-01T00:00:00Z",
+            "severity": "high", "affects": ["tool"], "gists": [], "type": "rce",
+            "description": "bad\u{1b}[2J", "recommendation": "upgrade"
+        }]))
+        .unwrap();
+        let files = vec![
+            ("index.mld".to_string(), b"/export { @x }\n".to_vec()),
+            ("lib/a.mld".to_string(), b"x".to_vec()),
+        ];
+        let text = super::describe_versioned(&manifest, &module, &module.versions[0], "^1", &files);
+        for wanted in [
+            "module     @alice/tool",
+            "version    1.0.0 (asked: ^1;",
+            "files      2 file(s), 16 bytes: index.mld, lib/a.mld",
+            "needs      js",
+            "license    MIT",
+            "ADVISORY   2026-001 [high] rce: bad\u{FFFD}[2J",
+            "  | /export { @x }",
+        ] {
+            assert!(text.contains(wanted), "{wanted:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn control_characters_cannot_reach_the_terminal() {
         let hostile = "ok\x1b[2J\x1b]0;title\x07\tend\r";
         assert_eq!(

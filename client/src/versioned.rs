@@ -70,7 +70,8 @@ pub fn route<'m>(
             m.full_name(),
             m.user,
             m.name,
-            &m.current.revision[..7]
+            &m.current.revision[..7],
+            pin = crate::approve::terminal_safe(pin),
         );
     }
     Ok(Target::Gist)

@@ -86,10 +86,11 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
                 .locked
                 .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import)),
             Err(e) => errors.push(format!(
-                "{}:{}: {} ({e:#})",
+                "{}:{}: {} ({})",
                 f.file.display(),
                 f.line,
-                crate::approve::terminal_safe(&f.request.reference.to_string())
+                crate::approve::terminal_safe(&f.request.reference.to_string()),
+                crate::approve::terminal_safe(&format!("{e:#}"))
             )),
         }
     }
@@ -106,7 +107,12 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         roots.push(Request::parse(import)?);
     }
     for key in locker.lock.modules.keys() {
-        roots.push(Request::parse(key)?);
+        let request = Request::parse(key)?;
+        let r = &request.reference;
+        // Gone from the snapshot: the entry stands and its cache may serve.
+        if locker.versioned.get(&r.user, &r.module).is_some() {
+            roots.push(request);
+        }
     }
     let locked = locker.lock_requests(&roots)?;
     report

@@ -97,8 +97,18 @@ impl<'a> Locker<'a> {
     /// stands unless a root asks for something it does not satisfy; new and
     /// changed entries need approval.
     pub fn lock_requests(&mut self, roots: &[Request]) -> Result<Vec<Locked>> {
+        self.walk(roots, true)
+    }
+
+    /// Like [`Locker::lock_requests`] for what a module needs: these never
+    /// move a locked entry.
+    pub fn lock_dependencies(&mut self, deps: &[Request]) -> Result<Vec<Locked>> {
+        self.walk(deps, false)
+    }
+
+    fn walk(&mut self, start: &[Request], as_roots: bool) -> Result<Vec<Locked>> {
         let mut queue: VecDeque<(Request, bool)> =
-            roots.iter().map(|r| (r.clone(), true)).collect();
+            start.iter().map(|r| (r.clone(), as_roots)).collect();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         while let Some((req, is_root)) = queue.pop_front() {
@@ -113,7 +123,14 @@ impl<'a> Locker<'a> {
             if !seen.insert(key) {
                 continue;
             }
-            match versioned::route(&self.versioned, &self.lookup, r, req.form)? {
+            let target = match versioned::route(&self.versioned, &self.lookup, r, req.form) {
+                Ok(t) => t,
+                // A module's range on a Phase-1 dependency: the dependency
+                // stands at its locked or newest revision.
+                Err(_) if !is_root => Target::Gist,
+                Err(e) => return Err(e),
+            };
+            match target {
                 Target::Versioned(module) => {
                     let (locked, deps) = self.lock_versioned(module, r, is_root)?;
                     out.push(locked);

@@ -141,9 +141,12 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         for key in &moved_keys {
             let (_, record) =
                 versioned_lock::locked_record(&index, key, &locker.lock.modules[key])?;
-            for dep in &record.dependencies {
-                locker.lock_requests(&[Request::parse(dep)?])?;
-            }
+            let deps: Vec<Request> = record
+                .dependencies
+                .iter()
+                .map(|d| Request::parse(d))
+                .collect::<Result<_>>()?;
+            locker.lock_dependencies(&deps)?;
         }
         let lock = locker.lock;
         ctx.project.write_lock(&lock)?;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod delta;
 mod delta_patch;
+mod gist_lock;
 pub mod info;
 pub mod info_versioned;
 pub mod mlld_config;

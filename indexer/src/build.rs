@@ -17,32 +17,15 @@ use crate::delta_writer;
 use crate::gist::GistSource;
 use crate::previous::{self, CachedRejection, CrawlState, Previous};
 use crate::progress::Progress;
-use crate::raw::{HttpRaw, HttpRawConfig, RawSource, RecordedRaw};
+use crate::raw::HttpRawConfig;
+pub use crate::raw::RawConfig;
 use crate::report::{BuildReport, Stale};
 use crate::retention;
 use crate::search_incremental;
 use crate::signing::SigningKey;
-use crate::versioned_assemble::{self, PreviousVersions, Sources, VersionJob};
+use crate::versioned_assemble::PreviousVersions;
 use crate::{capture, publish, registry_load, site_data, snapshot_writer};
-use crate::{versioned_load, versioned_records};
-
-/// Where the files of versioned modules (`modules/…`) come from.
-#[derive(Clone, Debug)]
-pub enum RawConfig {
-    /// A raw host over HTTP(S): `https://raw.githubusercontent.com` or a mirror.
-    Http(HttpRawConfig),
-    /// Recorded files under `{dir}/{owner}/{repo}/{commit}/{path}`.
-    Recorded(PathBuf),
-}
-
-impl RawConfig {
-    fn source(&self) -> Box<dyn RawSource> {
-        match self {
-            RawConfig::Http(config) => Box::new(HttpRaw::new(config.clone())),
-            RawConfig::Recorded(dir) => Box::new(RecordedRaw::new(dir.clone())),
-        }
-    }
-}
+use crate::{versioned_build, versioned_load};
 
 /// Where the previous build comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,59 +224,24 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     progress.stage("fetch versions");
     let t = Instant::now();
-    let version_jobs: Vec<VersionJob<'_>> = versioned
-        .modules
-        .iter()
-        .flat_map(|module| {
-            module
-                .versions
-                .iter()
-                .map(move |version| VersionJob { module, version })
-        })
-        .collect();
     let raw = config.raw.source();
-    let version_results = versioned_assemble::index_all(
-        &version_jobs,
-        &Sources {
+    let indexed_versions = versioned_build::index(
+        &versioned,
+        &modules,
+        &versioned_build::Inputs {
             raw: raw.as_ref(),
             gists: source,
+            blobs: &blobs,
+            previous: previous.as_ref().map(|p| p as &dyn PreviousVersions),
+            concurrency: config.concurrency,
         },
-        &blobs,
-        previous.as_ref().map(|p| p as &dyn PreviousVersions),
-        config.concurrency,
+        &mut report,
     )?;
-    let mut accepted_versions = Vec::new();
-    report.versions_rejected = versioned.rejected.clone();
-    for result in version_results {
-        match result {
-            Ok(v) if v.reused => {
-                report.versions_reused += 1;
-                accepted_versions.push(v);
-            }
-            Ok(v) => {
-                report.versions_fetched += 1;
-                accepted_versions.push(v);
-            }
-            Err(r) => report.versions_rejected.push(r),
-        }
-    }
-    report
-        .versions_rejected
-        .sort_by(|a, b| (&a.module, &a.version, &a.file).cmp(&(&b.module, &b.version, &b.file)));
-    let grouped = versioned_records::group(&versioned.modules, accepted_versions, &modules);
-    if grouped.modules.is_empty() && !version_jobs.is_empty() {
-        bail!(
-            "no versioned module could be indexed ({} versions listed); refusing to publish a registry without them",
-            version_jobs.len()
-        );
-    }
-    report.unresolved_imports.extend(grouped.unresolved);
-    report.name_overlaps = grouped.overlaps;
-    report.raw_requests = Some(raw.stats());
-    let versioned_modules = grouped.modules;
+    let versioned_modules = indexed_versions.modules;
+    let versions_rejected_state = indexed_versions.rejections;
     let mut diagnostics = std::mem::take(&mut registry.diagnostics);
     diagnostics.extend(versioned.diagnostics);
-    diagnostics.extend(grouped.diagnostics);
+    diagnostics.extend(indexed_versions.diagnostics);
     report.stage("fetch versions", t);
     if let Some(p) = previous.as_mut() {
         p.release_records();
@@ -519,6 +467,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         published_index,
         published_deltas,
         search: Some(search_state),
+        versions_rejected: versions_rejected_state,
     };
     let publication = publish::Publication {
         staged_snapshot: &staged,

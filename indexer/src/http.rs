@@ -28,6 +28,9 @@ pub struct Client {
     id: u64,
     timeout: Duration,
     connect_timeout: Duration,
+    /// Longest silence while reading a response (a stalled transfer fails
+    /// before the whole-request timeout); none by default.
+    read_timeout: Option<Duration>,
 }
 
 thread_local! {
@@ -44,7 +47,14 @@ impl Client {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timeout,
             connect_timeout,
+            read_timeout: None,
         }
+    }
+
+    /// Fails a response that sends nothing for `idle`.
+    pub fn with_read_timeout(mut self, idle: Duration) -> Self {
+        self.read_timeout = Some(idle);
+        self
     }
 
     /// Sends a GET with `headers` and reads the body, refusing more than `cap` bytes.
@@ -56,10 +66,13 @@ impl Client {
                     .enable_all()
                     .build()
                     .expect("a current-thread runtime starts");
-                let client = reqwest::Client::builder()
+                let mut builder = reqwest::Client::builder()
                     .timeout(self.timeout)
-                    .connect_timeout(self.connect_timeout)
-                    .build()?;
+                    .connect_timeout(self.connect_timeout);
+                if let Some(idle) = self.read_timeout {
+                    builder = builder.read_timeout(idle);
+                }
+                let client = builder.build()?;
                 *local = Some((self.id, runtime, client));
             }
             let (_, runtime, client) = local.as_ref().expect("set above");

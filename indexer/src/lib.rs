@@ -29,6 +29,7 @@ pub mod signing;
 pub mod site_data;
 pub mod snapshot_writer;
 pub mod versioned_assemble;
+pub mod versioned_build;
 pub mod versioned_load;
 pub mod versioned_records;
 

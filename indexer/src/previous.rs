@@ -55,6 +55,11 @@ pub struct CrawlState {
     /// Delta files (patch and blob pack) each build published, newest first.
     #[serde(default)]
     pub published_deltas: Vec<Vec<String>>,
+    /// `@author/name@version` → a rejection decided on content pinned by
+    /// commit (hash mismatch, file absent from the commit, too large): the
+    /// same source is rejected again without a request.
+    #[serde(default)]
+    pub versions_rejected: BTreeMap<String, crate::versioned_assemble::CachedVersionRejection>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +82,7 @@ pub struct Previous {
     pub published_index: Vec<String>,
     pub published_deltas: Vec<Vec<String>>,
     pub search: Option<crate::search_incremental::SearchState>,
+    pub versions_rejected: BTreeMap<String, crate::versioned_assemble::CachedVersionRejection>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
     /// Its index-only snapshot (likewise verified), the base of the next delta;
@@ -227,6 +233,7 @@ pub fn load(source: &str, key: &SigningKey, scratch: &Path) -> Result<Option<Pre
         published_index: state.published_index,
         published_deltas: state.published_deltas,
         search: state.search,
+        versions_rejected: state.versions_rejected,
         snapshot,
         index_snapshot,
         blob_root,
@@ -407,5 +414,15 @@ impl crate::versioned_assemble::PreviousVersions for Previous {
         version: &str,
     ) -> Option<&mlld_schemas::VersionRecord> {
         self.manifest.find_versioned(author, name)?.version(version)
+    }
+
+    fn rejection(
+        &self,
+        author: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<&crate::versioned_assemble::CachedVersionRejection> {
+        self.versions_rejected
+            .get(&format!("@{author}/{name}@{version}"))
     }
 }

@@ -117,6 +117,8 @@ pub struct HttpRawConfig {
     pub base: String,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest silence while reading a file.
+    pub idle_timeout: Duration,
     /// Tries per file for 5xx, 429 and network errors.
     pub max_attempts: u32,
     /// The first retry's backoff; each retry doubles it, with full jitter.
@@ -129,6 +131,7 @@ impl Default for HttpRawConfig {
             base: mlld_schemas::versioned::RAW_HOST.to_string(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
             max_attempts: 4,
             retry_base: Duration::from_millis(500),
         }
@@ -144,7 +147,8 @@ pub struct HttpRaw {
 
 impl HttpRaw {
     pub fn new(config: HttpRawConfig) -> Self {
-        let client = crate::http::Client::new(config.request_timeout, config.connect_timeout);
+        let client = crate::http::Client::new(config.request_timeout, config.connect_timeout)
+            .with_read_timeout(config.idle_timeout);
         Self {
             config,
             client,
@@ -195,7 +199,7 @@ impl RawSource for HttpRaw {
                             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         return Ok(bytes);
                     }
-                    Err(why) if why.contains("over") => {
+                    Err(why) if why.starts_with("the response is over") => {
                         return Err(RawError::TooLarge { url: url.clone() });
                     }
                     Err(why) => last = why,
@@ -215,6 +219,24 @@ impl RawSource for HttpRaw {
 
     fn stats(&self) -> RawStats {
         self.counters.stats()
+    }
+}
+
+/// Where the files of versioned modules (`modules/…`) come from.
+#[derive(Clone, Debug)]
+pub enum RawConfig {
+    /// A raw host over HTTP(S): `https://raw.githubusercontent.com` or a mirror.
+    Http(HttpRawConfig),
+    /// Recorded files under `{dir}/{owner}/{repo}/{commit}/{path}`.
+    Recorded(PathBuf),
+}
+
+impl RawConfig {
+    pub fn source(&self) -> Box<dyn RawSource> {
+        match self {
+            RawConfig::Http(config) => Box::new(HttpRaw::new(config.clone())),
+            RawConfig::Recorded(dir) => Box::new(RecordedRaw::new(dir.clone())),
+        }
     }
 }
 

@@ -395,7 +395,7 @@ mod tests {
         write(
             root,
             "modules/ann/x/1.0.0.json",
-            r#"{"version":"1.0.0","source":{"type":"gist","gistId":"abcd1234"}}"#,
+            r#"{"version":"1.0.0","source":{"type":"gist","gistId":"a1f3e09a42db6c680b454f6f93efa9d8"}}"#,
         );
         write(
             root,

@@ -153,3 +153,104 @@ fn link(
         note(dep);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mlld_schemas::snapshot_versioned::{SourceRecord, VersionRecord};
+
+    use super::*;
+    use crate::versioned_load::LoadedModule;
+
+    fn version(version: &str, deps: serde_json::Value, imports: &[&str]) -> IndexedVersion {
+        IndexedVersion {
+            author: "ann".into(),
+            name: "x".into(),
+            record: VersionRecord {
+                version: version.into(),
+                published_at: None,
+                published_by: None,
+                needs: Vec::new(),
+                license: None,
+                mlld_version: None,
+                kind: None,
+                keywords: Vec::new(),
+                repo: None,
+                bugs: None,
+                homepage: None,
+                source: SourceRecord {
+                    kind: "github".into(),
+                    url: String::new(),
+                    repository: None,
+                    commit: String::new(),
+                    path: String::new(),
+                },
+                content_hash: String::new(),
+                entry: "x.mld".into(),
+                integrity: String::new(),
+                size: 0,
+                files: Vec::new(),
+                dependencies: Vec::new(),
+            },
+            imports: imports
+                .iter()
+                .map(|i| ModuleRef::parse(i).unwrap())
+                .collect(),
+            version_dependencies: serde_json::from_value(deps).unwrap(),
+            reused: false,
+        }
+    }
+
+    #[test]
+    fn versions_sort_highest_first_tags_name_accepted_versions_and_runtimes_are_not_modules() {
+        let loaded = [
+            LoadedModule {
+                author: "ann".into(),
+                name: "x".into(),
+                metadata: None,
+                tags: Some((
+                    "modules/ann/x/tags.json".into(),
+                    r#"{"latest":"1.10.0","beta":"2.0.0-rc.1","gone":"0.9.0"}"#.into(),
+                )),
+                versions: Vec::new(),
+            },
+            LoadedModule {
+                author: "bob".into(),
+                name: "y".into(),
+                metadata: None,
+                tags: None,
+                versions: Vec::new(),
+            },
+        ];
+        let mut y = version("1.0.0", serde_json::json!({}), &[]);
+        y.author = "bob".into();
+        y.name = "y".into();
+        let accepted = vec![
+            version("1.9.0", serde_json::json!({}), &[]),
+            version(
+                "1.10.0",
+                serde_json::json!({"@bob/y": "^1.0.0", "node": {}, "@nobody/z": "*"}),
+                &["@bob/y@^1", "@ann/x", "@gist-user/mod"],
+            ),
+            version("2.0.0-rc.1", serde_json::json!({}), &[]),
+            y,
+        ];
+        let grouped = group(&loaded, accepted, &[]);
+        let x = &grouped.modules[0];
+        assert_eq!(x.version_names(), ["2.0.0-rc.1", "1.10.0", "1.9.0"]);
+        assert_eq!(x.tags.keys().collect::<Vec<_>>(), ["beta", "latest"]);
+        assert_eq!(
+            grouped.diagnostics.len(),
+            1,
+            "`gone` names no accepted version"
+        );
+        assert_eq!(x.versions[1].dependencies, ["@bob/y@^1", "@bob/y@^1.0.0"]);
+        assert_eq!(
+            grouped.unresolved,
+            [
+                ("@ann/x@1.10.0".to_string(), "@nobody/z".to_string()),
+                ("@ann/x@1.10.0".to_string(), "@gist-user/mod".to_string()),
+            ]
+        );
+        assert!(grouped.overlaps.is_empty());
+    }
+}

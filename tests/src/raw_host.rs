@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::http::{HttpServer, Request, Response, static_files};
+use crate::http::{Fault, HttpServer, Request, Response, static_files};
 
 pub struct RawHost {
     server: HttpServer,
@@ -17,6 +17,8 @@ pub struct RawHost {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// Path → (status, times left) answered instead of the file.
     faults: Arc<Mutex<BTreeMap<String, (u16, u32)>>>,
+    /// Path → delay before answering (a stalled host).
+    delays: Arc<Mutex<BTreeMap<String, std::time::Duration>>>,
 }
 
 impl RawHost {
@@ -25,7 +27,13 @@ impl RawHost {
         let requests = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let faults: Arc<Mutex<BTreeMap<String, (u16, u32)>>> = Arc::default();
-        let (count, log, fail) = (requests.clone(), seen.clone(), faults.clone());
+        let delays: Arc<Mutex<BTreeMap<String, std::time::Duration>>> = Arc::default();
+        let (count, log, fail, slow) = (
+            requests.clone(),
+            seen.clone(),
+            faults.clone(),
+            delays.clone(),
+        );
         let server = HttpServer::start(Arc::new(move |req: &Request| {
             count.fetch_add(1, Ordering::SeqCst);
             log.lock().unwrap().push(req.path().to_string());
@@ -35,13 +43,17 @@ impl RawHost {
                 *left -= 1;
                 return Response::new(*status, "injected fault");
             }
-            files(req)
+            match slow.lock().unwrap().get(req.path()) {
+                Some(delay) => files(req).fault(Fault::Delay(*delay)),
+                None => files(req),
+            }
         }));
         Self {
             server,
             requests,
             seen,
             faults,
+            delays,
         }
     }
 
@@ -65,6 +77,11 @@ impl RawHost {
             .lock()
             .unwrap()
             .insert(path.to_string(), (status, times));
+    }
+
+    /// Answers requests for `path` only after `delay`.
+    pub fn slow(&self, path: &str, delay: std::time::Duration) {
+        self.delays.lock().unwrap().insert(path.to_string(), delay);
     }
 
     pub fn seen(&self) -> Vec<String> {

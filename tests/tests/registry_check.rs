@@ -20,7 +20,11 @@ fn github_source(api: &str) -> GithubGists {
 #[test]
 fn offline_check_reports_file_rules_with_positions() {
     let diagnostics = check(&examples().join("registry"), None).unwrap();
-    let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    // Today's layout (`modules/`) has its own deliberate errors: see versioned_index.rs.
+    let errors: Vec<_> = diagnostics
+        .iter()
+        .filter(|d| d.is_error() && !d.file.starts_with("modules/"))
+        .collect();
     assert_eq!(errors.len(), 1);
     assert_eq!(
         (errors[0].file.as_str(), errors[0].line, errors[0].column),
@@ -40,7 +44,7 @@ fn online_check_finds_gists_owned_by_someone_else_and_missing_gists() {
     .unwrap();
     let errors: Vec<String> = diagnostics
         .iter()
-        .filter(|d| d.is_error())
+        .filter(|d| d.is_error() && !d.file.starts_with("modules/"))
         .map(ToString::to_string)
         .collect();
     assert_eq!(errors.len(), 3, "{errors:#?}");

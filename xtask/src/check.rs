@@ -37,6 +37,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         &args.registry,
         source.as_ref().map(|s| s as &dyn GistSource),
     )?;
+    let layouts = mlld_indexer::versioned_load::detect(&args.registry)?;
+    eprintln!("layout: {}", layouts.describe());
     let annotate = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     for d in &diagnostics {
         if annotate {

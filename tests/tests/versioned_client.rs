@@ -360,6 +360,37 @@ fn directory_modules_install_whole_and_verify_every_file() {
     // mlld:// still names the Phase-1 module.
     let info = json(&client.run(&["info", "mlld://adamavenir/json-utils", "--json"]));
     assert_eq!(info["gist"], mlld_e2e::JSON_UTILS_GIST);
+
+    // --frozen: a new dependency in mlld-config.json, or a pin the lock does not answer, fails.
+    let before = fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap();
+    write(
+        &client.project,
+        "mlld-config.json",
+        "{\"dependencies\": {\"@alice-dev/table-fmt\": \"0.1.0\"}}",
+    );
+    let stderr = assert_fails(&client.run(&["install", "--frozen", "--offline"]), 2);
+    assert!(
+        stderr.contains("mlld-config.json:1:")
+            && stderr.contains("@alice-dev/table-fmt is imported but not in the lock file"),
+        "{stderr}"
+    );
+    fs::remove_file(client.project.join("mlld-config.json")).unwrap();
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @f } from @alice-dev/prompt-lib@beta\n",
+    );
+    let stderr = assert_fails(&client.run(&["install", "--frozen", "--offline"]), 2);
+    assert!(
+        stderr.contains(
+            "@alice-dev/prompt-lib is locked at 1.2.0 (1.2.0), but the project asks for beta"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap(),
+        before
+    );
 }
 
 /// `JSON.stringify(value, null, 2)` of mlld's cache metadata, written out by hand.

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 use mlld_schemas::terminal::terminal_safe as safe;
-use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord};
+use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
 
 /// What a person sees before approving an import.
 pub fn describe(
@@ -43,6 +43,66 @@ pub fn describe(
     out
 }
 
+/// What a person sees before approving a version of a versioned module:
+/// version, source, files and size, needs, license, advisories and the
+/// entry file's first lines. Registry text passes through [`safe`].
+pub fn describe_versioned(
+    manifest: &Manifest,
+    module: &VersionedModule,
+    record: &VersionRecord,
+    requested: &str,
+    files: &[(String, Vec<u8>)],
+) -> String {
+    let opt = |s: &Option<String>| {
+        s.as_deref()
+            .map_or("unknown".into(), |v| safe(v).into_owned())
+    };
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let mut out = format!(
+        "module     {}\nversion    {} (asked: {}; published {})\nsource     {} {} @ {}\nfiles      {} file(s), {total} bytes: {}\nentry      {} {}\nneeds      {}\nlicense    {}\nmlld       {}\n",
+        safe(&module.full_name()),
+        safe(&record.version),
+        safe(requested),
+        opt(&record.published_at),
+        safe(&record.source.kind),
+        safe(&record.source.url),
+        safe(&record.source.commit),
+        files.len(),
+        safe(
+            &files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        safe(&record.entry),
+        record.integrity,
+        safe(&record.needs.join(", ")),
+        opt(&record.license),
+        opt(&record.mlld_version),
+    );
+    let advisories = crate::versioned::advisories(manifest, module);
+    if advisories.is_empty() {
+        out.push_str("advisories none\n");
+    }
+    for a in advisories {
+        out.push_str(&format!(
+            "ADVISORY   {} [{}] {}: {}\n",
+            safe(&a.advisory.id),
+            a.advisory.severity.as_str(),
+            safe(&a.advisory.kind),
+            safe(&a.advisory.description)
+        ));
+    }
+    out.push_str("entry file (first lines):\n");
+    if let Some((_, bytes)) = files.iter().find(|(p, _)| *p == record.entry) {
+        for line in String::from_utf8_lossy(bytes).lines().take(12) {
+            out.push_str(&format!("  | {}\n", safe(line)));
+        }
+    }
+    out
+}
+
 /// Asks on a TTY; without one, refuses and names `--yes`.
 pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
     if yes {
@@ -62,5 +122,49 @@ pub fn approve(description: &str, name: &str, yes: bool) -> Result<()> {
         Ok(())
     } else {
         bail!("{name} was not approved; nothing was changed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_version_is_described_with_its_files_and_advisories_escaped() {
+        let module: mlld_schemas::VersionedModule = serde_json::from_value(serde_json::json!({
+            "author": "alice", "name": "tool", "tags": {"latest": "1.0.0"},
+            "versions": [{
+                "version": "1.0.0", "needs": ["js"], "license": "MIT", "mlldVersion": ">=2.0.0",
+                "source": {"type": "directory", "url": "https://raw.example/alice/r/c/tool", "commit": "c"},
+                "contentHash": "00", "entry": "index.mld", "integrity": "sha256:00", "size": 3,
+                "files": [], "dependencies": []
+            }]
+        }))
+        .unwrap();
+        let mut manifest: mlld_schemas::Manifest = serde_json::from_value(serde_json::json!({
+            "formatVersion": 1, "serial": 1, "created": "2026-01-01T00:00:00Z",
+            "expires": "2026-01-15T00:00:00Z", "modules": [], "advisories": [], "members": {}
+        }))
+        .unwrap();
+        manifest.advisories = serde_json::from_value(serde_json::json!([{
+            "user": "alice", "id": "2026-001", "created": "2026-01-01T00:00:00Z",
+            "severity": "high", "affects": ["tool"], "gists": [], "type": "rce",
+            "description": "bad\u{1b}[2J", "recommendation": "upgrade"
+        }]))
+        .unwrap();
+        let files = vec![
+            ("index.mld".to_string(), b"/export { @x }\n".to_vec()),
+            ("lib/a.mld".to_string(), b"x".to_vec()),
+        ];
+        let text = super::describe_versioned(&manifest, &module, &module.versions[0], "^1", &files);
+        for wanted in [
+            "module     @alice/tool",
+            "version    1.0.0 (asked: ^1;",
+            "files      2 file(s), 16 bytes: index.mld, lib/a.mld",
+            "needs      js",
+            "license    MIT",
+            "ADVISORY   2026-001 [high] rce: bad\\x1b[2J",
+            "  | /export { @x }",
+        ] {
+            assert!(text.contains(wanted), "{wanted:?} in\n{text}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::context::{Context, Flags};
 use crate::project::Project;
 use crate::search_query::SearchQuery;
 use crate::store::Store;
-use crate::{commands, info, search};
+use crate::{commands, info, info_versioned, search};
 
 const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colours in progress bars";
 
@@ -100,6 +100,9 @@ pub enum Command {
     },
     /// Show everything the snapshot knows about one module.
     ///
+    /// For a versioned module (`@author/name`): every version with its date,
+    /// the dist-tags, and per version needs, mlldVersion, license and files.
+    ///
     /// Description, tags, author, gist, current revision and every revision
     /// the snapshot holds (with dates), created and updated times, size,
     /// integrity, dependencies and dependents, the advisories affecting it,
@@ -108,7 +111,7 @@ pub enum Command {
         after_help = "Examples:\n  mlld-registry info adamavenir/json-utils\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
     )]
     Info {
-        /// user/module, @user/module or mlld://user/module.
+        /// user/module, @user/module or mlld://user/module (the Phase-1 module).
         reference: String,
     },
 }
@@ -192,6 +195,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Info { reference } => {
+            let verified = ctx.manifest()?;
+            let index = crate::versioned::VersionedIndex::new(&verified.manifest);
+            if let Some(module) = info_versioned::find(&index, reference)? {
+                let found = info_versioned::info(&ctx, module)?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&found)?);
+                } else {
+                    print!("{}", info_versioned::render(&found));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let found = info::info(&ctx, reference)?;
             if cli.json {
                 println!("{}", serde_json::to_string(&found)?);

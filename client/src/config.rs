@@ -20,6 +20,7 @@
 //! {
 //!   "stats": true,
 //!   "prefixes": ["lib"],
+//!   "mlldLock": true,
 //!   "audit": { "ignore": [{ "advisory": "sarah-k/2024-001", "reason": "we never cache LLM output" }] }
 //! }
 //! ```
@@ -67,6 +68,10 @@ pub struct ProjectConfig {
     pub prefixes: Vec<String>,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Keep mlld's own `mlld-lock.json` and `~/.mlld/cache/sha256/` current
+    /// (default true); `false` turns both off.
+    #[serde(default)]
+    pub mlld_lock: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -157,7 +157,7 @@ fn revision(r: &RevisionRecord) -> Revision {
     }
 }
 
-fn advisory(a: &AdvisoryRecord) -> AdvisoryInfo {
+pub(crate) fn advisory(a: &AdvisoryRecord) -> AdvisoryInfo {
     AdvisoryInfo {
         filed_by: a.user.clone(),
         id: a.advisory.id.clone(),

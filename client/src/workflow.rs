@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use anyhow::{Context as _, Result, bail};
+use mlld_schemas::import_ref::RefForm;
 use mlld_schemas::lock::{parse_resolved, resolved_url};
 use mlld_schemas::names::format_timestamp;
 use mlld_schemas::{CacheMetadata, LockEntry, LockFile, ModuleRecord, ModuleRef, RevisionRecord};
@@ -14,17 +15,44 @@ use crate::context::Context;
 use crate::project::CacheState;
 use crate::resolve::{self, Lookup};
 use crate::store::VerifiedManifest;
-use crate::{approve, usage};
+use crate::versioned::{self, Target, VersionedIndex};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Locked {
+    /// The lock key: `mlld://user/module` (Phase-1) or `@author/name` (versioned).
     pub import: String,
     pub resolved: String,
-    pub gist_revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gist_revision: Option<String>,
+    /// The exact version of a versioned module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub integrity: String,
     /// True when this run added or changed the entry (false: it was locked already).
     pub added: bool,
+}
+
+/// A reference to lock, with the form it was written in (which decides the
+/// layout when a name exists in both, see `versioned`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Request {
+    pub reference: ModuleRef,
+    pub form: RefForm,
+}
+
+impl Request {
+    /// A command-line or lock-file reference: `mlld://` names the Phase-1 module.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(Self {
+            reference: ModuleRef::parse(text)?,
+            form: if text.starts_with("mlld://") {
+                RefForm::MlldUrl
+            } else {
+                RefForm::At
+            },
+        })
+    }
 }
 
 /// Locks references and their dependencies into `lock`.
@@ -32,6 +60,7 @@ pub struct Locker<'a> {
     pub ctx: &'a Context,
     pub verified: &'a VerifiedManifest,
     pub lookup: Lookup<'a>,
+    pub versioned: VersionedIndex<'a>,
     pub lock: LockFile,
     /// Fail instead of changing the lock.
     pub frozen: bool,
@@ -44,118 +73,82 @@ impl<'a> Locker<'a> {
             ctx,
             verified,
             lookup: Lookup::new(&verified.manifest),
+            versioned: VersionedIndex::new(&verified.manifest),
             lock,
             frozen: false,
             changed: false,
         }
     }
 
-    /// Locks every root and, transitively, what each imports. A lock entry
-    /// stands unless a root pins another revision; new and changed entries
-    /// need approval.
+    /// Locks Phase-1 references (as `mlld://user/module`) and their dependencies.
     pub fn lock_all(&mut self, roots: &[ModuleRef]) -> Result<Vec<Locked>> {
-        let mut queue: VecDeque<(ModuleRef, bool)> =
-            roots.iter().map(|r| (r.clone(), true)).collect();
+        let roots: Vec<Request> = roots
+            .iter()
+            .map(|r| Request {
+                reference: r.clone(),
+                form: RefForm::MlldUrl,
+            })
+            .collect();
+        self.lock_requests(&roots)
+    }
+
+    /// Locks every root and, transitively, what each imports. A lock entry
+    /// stands unless a root asks for something it does not satisfy; new and
+    /// changed entries need approval.
+    pub fn lock_requests(&mut self, roots: &[Request]) -> Result<Vec<Locked>> {
+        self.walk(roots, true)
+    }
+
+    /// Like [`Locker::lock_requests`] for what a module needs: these never
+    /// move a locked entry.
+    pub fn lock_dependencies(&mut self, deps: &[Request]) -> Result<Vec<Locked>> {
+        self.walk(deps, false)
+    }
+
+    fn walk(&mut self, start: &[Request], as_roots: bool) -> Result<Vec<Locked>> {
+        let mut queue: VecDeque<(Request, bool)> =
+            start.iter().map(|r| (r.clone(), as_roots)).collect();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        while let Some((r, is_root)) = queue.pop_front() {
-            let import = r.import_path();
-            let pin = if is_root { r.revision_prefix() } else { None };
-            if !seen.insert((import.clone(), pin.map(str::to_string))) {
+        while let Some((req, is_root)) = queue.pop_front() {
+            let r = &req.reference;
+            let key = (
+                r.user.to_ascii_lowercase(),
+                r.module.clone(),
+                r.pin.clone(),
+                req.form,
+                is_root,
+            );
+            if !seen.insert(key) {
                 continue;
             }
-            let existing = self.lock.imports.get(&import).cloned();
-            // A pin that is no revision prefix (`@v1.0`) is an error, locked or not.
-            let bad_pin = is_root && r.pin.is_some() && pin.is_none();
-            let keep = existing
-                .as_ref()
-                .filter(|e| !bad_pin && pin.is_none_or(|p| e.gist_revision.starts_with(p)));
-            let module = match (self.lookup.find(&r), keep) {
-                (Ok(m), _) => m,
-                // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
-                (Err(_), Some(e)) => {
-                    out.push(locked(&import, e, false));
-                    continue;
-                }
-                (Err(e), None) => return Err(e),
+            let target = match versioned::route(&self.versioned, &self.lookup, r, req.form) {
+                Ok(t) => t,
+                // A module's range on a Phase-1 dependency: the dependency
+                // stands at its locked or newest revision.
+                Err(_) if !is_root => Target::Gist,
+                Err(e) => return Err(e),
             };
-            if bad_pin {
-                resolve::pick_revision(module, &r)?;
-            }
-            let (revision, added) = match keep {
-                Some(e) => match resolve::locked_revision(module, &e.gist_revision) {
-                    Some(rev) => (rev, false),
-                    None => {
-                        out.push(locked(&import, e, false));
-                        continue;
+            match target {
+                Target::Versioned(module) => {
+                    let (locked, deps) = self.lock_versioned(module, r, is_root)?;
+                    out.push(locked);
+                    for dep in deps {
+                        queue.push_back((Request::parse(&dep)?, false));
                     }
-                },
-                None => {
-                    if self.frozen {
-                        bail!(frozen_message(&import, existing.as_ref(), pin));
-                    }
-                    // Choosing content means trusting the snapshot's idea of what is newest.
-                    self.ctx
-                        .require_fresh(&format!("locking {}", r.full_name()))?;
-                    let rev = if is_root {
-                        resolve::pick_revision(module, &r)?
-                    } else {
-                        &module.current
-                    };
-                    self.add(module, rev, &import)?;
-                    (rev, true)
                 }
-            };
-            out.push(locked(&import, &self.lock.imports[&import], added));
-            for dep in &revision.dependencies {
-                let dep = ModuleRef::parse(dep)?;
-                queue.push_back((dep, false));
+                Target::Gist => {
+                    let (locked, deps) = self.lock_gist(r, is_root)?;
+                    out.push(locked);
+                    for dep in deps {
+                        let reference = ModuleRef::parse(&dep)?;
+                        let form = RefForm::MlldUrl;
+                        queue.push_back((Request { reference, form }, false));
+                    }
+                }
             }
         }
         Ok(out)
-    }
-
-    fn add(
-        &mut self,
-        module: &ModuleRecord,
-        revision: &RevisionRecord,
-        import: &str,
-    ) -> Result<()> {
-        let content = self.verified.read_blob(&revision.integrity)?;
-        approve::approve(
-            &approve::describe(&self.verified.manifest, module, revision, &content),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
-        self.lock
-            .imports
-            .insert(import.to_string(), new_entry(module, revision, self.ctx));
-        self.changed = true;
-        usage::record(self.ctx, &[(import.to_string(), usage::IMPORT)]);
-        Ok(())
-    }
-}
-
-fn frozen_message(import: &str, existing: Option<&LockEntry>, pin: Option<&str>) -> String {
-    let what = match (existing, pin) {
-        (Some(e), Some(p)) => format!(
-            "{import} is locked at {}, but a pin asks for {p}",
-            crate::commands::short_to(&e.gist_revision, 16)
-        ),
-        _ => format!("{import} is imported but not in the lock file"),
-    };
-    format!(
-        "{what}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen and commit .mlld/mlld.lock.json"
-    )
-}
-
-fn locked(import: &str, e: &LockEntry, added: bool) -> Locked {
-    Locked {
-        import: import.to_string(),
-        resolved: e.resolved.clone(),
-        gist_revision: e.gist_revision.clone(),
-        integrity: e.integrity.clone(),
-        added,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod content_hash;
 pub mod diag;
 pub mod document;
 pub mod import_ref;
+pub mod import_scan;
 pub mod locate;
 pub mod lock;
 pub mod mlld_files;

@@ -49,7 +49,8 @@ pub fn synced_then_moved_on(dir: &Path) -> (Site, Client) {
         &rewound_gists(dir),
     );
     let (_, client) = synced(dir);
-    let out = client.run(&["resolve", "@adamavenir/json-utils", "--yes"]);
+    // mlld:// names the Phase-1 module: the name also exists as a versioned module.
+    let out = client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]);
     assert!(assert_ok(&out).contains(&format!("json-utils at {}", &JSON_UTILS_OLD[..12])));
     let site = build_examples(&site_dir, Some(2), build_time());
     assert_ok(&client.run(&["sync", "--offline"]));

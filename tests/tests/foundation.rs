@@ -261,11 +261,14 @@ fn resolve_and_install_offline_match_the_guide_byte_for_byte() {
     assert_eq!(report["repaired"].as_array().unwrap().len(), 1);
     assert_eq!(fs::read(cache.join(first)).unwrap(), before[0].1);
 
-    // Nothing went near a network, and nothing was written outside .mlld/ and the store.
+    // Nothing went near a network, and nothing was written outside .mlld/,
+    // mlld's own mlld-lock.json and the store.
     assert_eq!(client.guard.connections(), 0);
     let project_files = tree(&client.project);
     assert!(
-        project_files.iter().all(|f| f.starts_with(".mlld/")),
+        project_files
+            .iter()
+            .all(|f| f.starts_with(".mlld/") || f == "mlld-lock.json"),
         "{project_files:?}"
     );
 }

@@ -148,7 +148,7 @@ fn an_old_lock_installs_its_pinned_revisions() {
     write(
         &fresh,
         "main.mld",
-        "/import { @x } from @adamavenir/json-utils\n",
+        "@import { x } from \"mlld://adamavenir/json-utils\"\n",
     );
     let fresh_arg = fresh.to_str().unwrap();
     assert_ok(&client.run(&["install", "--frozen", "--offline", "--project", fresh_arg]));

@@ -27,7 +27,11 @@ pub struct Args {
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub import: String,
-    pub gist_revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gist_revision: Option<String>,
+    /// The locked version of a versioned module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// `user/id`.
     pub advisory: String,
     pub severity: Severity,
@@ -75,7 +79,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 f.severity.as_str(),
                 safe(&f.advisory),
                 safe(&f.import),
-                safe(short(&f.gist_revision)),
+                safe(
+                    f.version
+                        .as_deref()
+                        .or(f.gist_revision.as_deref().map(short))
+                        .unwrap_or("")
+                ),
                 safe(&f.kind),
                 safe(&f.description),
                 safe(&f.recommendation)
@@ -121,20 +130,25 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
             if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, gist) {
                 continue;
             }
-            let id = format!("{}/{}", a.user, a.advisory.id);
-            findings.push(Finding {
-                import: import.clone(),
-                gist_revision: entry.gist_revision.clone(),
-                ignored: ignores
-                    .iter()
-                    .find(|i| i.advisory.eq_ignore_ascii_case(&id))
-                    .map(|i| i.reason.clone()),
-                advisory: id,
-                severity: a.advisory.severity,
-                kind: a.advisory.kind.clone(),
-                description: a.advisory.description.clone(),
-                recommendation: a.advisory.recommendation.clone(),
-            });
+            findings.push(finding(
+                a,
+                import,
+                Some(entry.gist_revision.clone()),
+                None,
+                &ignores,
+            ));
+        }
+    }
+    // Advisories in `{author}/advisories.json` naming a versioned module
+    // affect every version of it.
+    for (key, entry) in &lock.modules {
+        modules += 1;
+        let r = ModuleRef::parse(key)?;
+        for a in &manifest.advisories {
+            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, "") {
+                continue;
+            }
+            findings.push(finding(a, key, None, Some(entry.version.clone()), &ignores));
         }
     }
     findings.sort_by(|a, b| {
@@ -151,4 +165,28 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
         failing,
         expired: expired.map(|e| e.expires),
     })
+}
+
+fn finding(
+    a: &AdvisoryRecord,
+    import: &str,
+    gist_revision: Option<String>,
+    version: Option<String>,
+    ignores: &[crate::config::IgnoredAdvisory],
+) -> Finding {
+    let id = format!("{}/{}", a.user, a.advisory.id);
+    Finding {
+        import: import.to_string(),
+        gist_revision,
+        version,
+        ignored: ignores
+            .iter()
+            .find(|i| i.advisory.eq_ignore_ascii_case(&id))
+            .map(|i| i.reason.clone()),
+        advisory: id,
+        severity: a.advisory.severity,
+        kind: a.advisory.kind.clone(),
+        description: a.advisory.description.clone(),
+        recommendation: a.advisory.recommendation.clone(),
+    }
 }

@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
-use mlld_schemas::{LockEntry, LockFile, ModuleRef};
+use anyhow::Result;
+use mlld_schemas::{LockEntry, LockFile};
 use serde::Serialize;
 
 use crate::commands::{print_json, safe};
@@ -13,8 +13,8 @@ use crate::context::Context;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::project::CacheState;
-use crate::workflow::{self, Locker, is_registry_import};
-use crate::{scan, usage};
+use crate::workflow::{self, Locker, Request, is_registry_import};
+use crate::{mlld_config, mlld_home, scan, usage, versioned_lock};
 
 #[derive(clap::Args)]
 #[command(
@@ -65,34 +65,56 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 
 pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
     let prefixes = ctx.project_config()?.prefixes.clone();
-    let found = scan::project_imports(ctx.project.root(), &prefixes)?;
+    let (mut found, mut problems) = scan::project_imports(ctx.project.root(), &prefixes)?;
+    let (declared, config_problems) = mlld_config::dependencies(ctx.project.root());
+    found.extend(declared);
+    problems.extend(config_problems);
     let verified = ctx.manifest()?;
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
+    mlld_home::check(ctx)?;
     let lock: LockFile = ctx.project.read_lock()?;
-    let mut roots: Vec<ModuleRef> = Vec::new();
-    for import in lock.imports.keys().filter(|k| is_registry_import(k)) {
-        roots.push(ModuleRef::parse(import)?);
-    }
     let mut locker = Locker::new(ctx, verified, lock);
     locker.frozen = frozen;
     let mut report = InstallReport::default();
+    // Every problem in the project is reported in one run; nothing is
+    // written unless there is none.
+    let mut errors: Vec<String> = problems.iter().map(ToString::to_string).collect();
     for f in &found {
-        let locked = locker
-            .lock_all(std::slice::from_ref(&f.reference))
-            .with_context(|| {
-                format!(
-                    "{} (imported at {}:{})",
-                    f.reference,
-                    f.file.display(),
-                    f.line
-                )
-            })?;
-        report
-            .locked
-            .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import));
+        match locker.lock_requests(std::slice::from_ref(&f.request)) {
+            Ok(locked) => report
+                .locked
+                .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import)),
+            Err(e) => errors.push(format!(
+                "{}:{}: {} ({})",
+                f.file.display(),
+                f.line,
+                crate::commands::safe(&f.request.reference.to_string()),
+                crate::commands::safe(&format!("{e:#}"))
+            )),
+        }
     }
-    let locked = locker.lock_all(&roots)?;
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} problem(s); nothing was changed:\n{}",
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+    // What the lock holds stands, with its dependencies.
+    let mut roots: Vec<Request> = Vec::new();
+    for import in locker.lock.imports.keys().filter(|k| is_registry_import(k)) {
+        roots.push(Request::parse(import)?);
+    }
+    for key in locker.lock.modules.keys() {
+        let request = Request::parse(key)?;
+        let r = &request.reference;
+        // Gone from the snapshot: the entry stands and its cache may serve.
+        if locker.versioned.get(&r.user, &r.module).is_some() {
+            roots.push(request);
+        }
+    }
+    let locked = locker.lock_requests(&roots)?;
     report
         .locked
         .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import));
@@ -123,8 +145,16 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         prepared.push(((*import).clone(), p));
     }
     par_each(&prepared, |(_, p)| p.write(project))?;
-    for (import, p) in prepared {
-        let (list, event) = match p.state {
+    let mut prepared: Vec<(String, CacheState)> =
+        prepared.into_iter().map(|(i, p)| (i, p.state)).collect();
+    for (key, entry) in &locker.lock.modules {
+        let snapshot = Some((verified, &locker.versioned));
+        let state = versioned_lock::install_entry(ctx, snapshot, key, entry)?;
+        prepared.push((key.clone(), state));
+    }
+    let mut keys = Vec::new();
+    for (import, state) in prepared {
+        let (list, event) = match state {
             CacheState::Valid => (&mut report.cached, usage::CACHE_HIT),
             CacheState::Missing => (&mut report.installed, usage::INSTALL),
             CacheState::Tampered | CacheState::BadMetadata => {
@@ -132,8 +162,10 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             }
         };
         list.push(import.clone());
+        keys.push(import.clone());
         events.push((import, event));
     }
+    mlld_home::sync(ctx, &locker.lock, &keys)?;
     usage::record(ctx, &events);
     Ok(report)
 }

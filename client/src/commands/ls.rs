@@ -12,6 +12,7 @@ use crate::commands::verify::state_name;
 use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::resolve::Lookup;
+use crate::versioned::VersionedIndex;
 use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
@@ -23,7 +24,13 @@ pub struct Args {}
 pub struct Row {
     pub import: String,
     pub resolved: String,
-    pub gist_revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gist_revision: Option<String>,
+    /// A versioned module: the locked version and what the project asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
     pub integrity: String,
     pub approved_at: String,
     /// Cache state: ok, missing, tampered, bad-metadata.
@@ -51,7 +58,30 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         rows.push(Row {
             import: import.clone(),
             resolved: e.resolved.clone(),
-            gist_revision: e.gist_revision.clone(),
+            gist_revision: Some(e.gist_revision.clone()),
+            version: None,
+            requested: None,
+            integrity: e.integrity.clone(),
+            approved_at: e.approved_at.clone(),
+            state: state_name(state),
+            newer,
+        });
+    }
+    let versioned = manifest.map(VersionedIndex::new);
+    for (key, e) in &lock.modules {
+        let state = crate::versioned_cache::state(&ctx.project, key, e);
+        // The version the request selects in this snapshot, when it moved.
+        let newer = ModuleRef::parse(key).ok().and_then(|r| {
+            let m = versioned.as_ref()?.get(&r.user, &r.module)?;
+            let now = crate::versioned::select(m, Some(&e.requested)).ok()?;
+            (now.version != e.version).then(|| now.version.clone())
+        });
+        rows.push(Row {
+            import: key.clone(),
+            resolved: e.resolved.clone(),
+            gist_revision: None,
+            version: Some(e.version.clone()),
+            requested: Some(e.requested.clone()),
             integrity: e.integrity.clone(),
             approved_at: e.approved_at.clone(),
             state: state_name(state),
@@ -73,10 +103,15 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             .as_deref()
             .map(|n| format!("  (newer: {}; `mlld-registry update`)", safe(short(n))))
             .unwrap_or_default();
+        let at = match (&r.version, &r.requested, &r.gist_revision) {
+            (Some(v), Some(req), _) => format!("{v} ({req})"),
+            (_, _, Some(rev)) => short(rev).to_string(),
+            _ => String::new(),
+        };
         println!(
             "{:<44} {}  {:<8} approved {}{newer}",
             safe(&r.import),
-            safe(short(&r.gist_revision)),
+            safe(&at),
             r.state,
             safe(&r.approved_at)
         );

@@ -8,6 +8,7 @@ pub mod resolve;
 pub mod stats;
 pub mod sync;
 pub mod update;
+pub mod update_versioned;
 pub mod verify;
 
 use std::process::ExitCode;

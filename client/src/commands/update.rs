@@ -9,12 +9,14 @@ use mlld_schemas::names::parse_timestamp;
 use mlld_schemas::{LockEntry, ModuleRecord, ModuleRef, RevisionRecord};
 use serde::Serialize;
 
+use crate::commands::update_versioned;
 use crate::commands::{print_json, safe, short};
 use crate::context::Context;
 use crate::resolve::{self, Lookup};
 use crate::store::VerifiedManifest;
-use crate::workflow::{self, is_registry_import};
-use crate::{approve, usage};
+use crate::versioned::VersionedIndex;
+use crate::workflow::{self, Locker, Request, is_registry_import};
+use crate::{approve, mlld_home, usage, versioned_lock};
 
 #[derive(clap::Args)]
 #[command(
@@ -40,6 +42,10 @@ pub struct Change {
     pub new_advisories: Vec<String>,
     /// A short unified diff of the module file.
     pub diff: String,
+    /// A versioned module: the range or tag the move stayed within
+    /// (`from` and `to` are versions, not revisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
@@ -47,7 +53,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&changes)?;
     } else if changes.is_empty() {
-        println!("every locked module is at the snapshot's newest revision");
+        println!(
+            "every locked module is at the snapshot's newest revision (versioned modules: the newest version their range or tag selects)"
+        );
     } else {
         for c in &changes {
             println!("updated {}", safe(&c.import));
@@ -68,9 +76,16 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
     let lookup = Lookup::new(&verified.manifest);
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
+    mlld_home::check(ctx)?;
     let mut lock = ctx.project.read_lock()?;
+    let versioned_locked = |o: &ModuleRef| {
+        lock.modules
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(&o.at_name()))
+    };
     if let Some(o) = &only
         && !lock.imports.contains_key(&o.import_path())
+        && !versioned_locked(o)
     {
         bail!(
             "{} is not in the lock file; add it with `mlld-registry resolve {}`",
@@ -123,11 +138,33 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         updated.push((module, new, content, import.clone()));
         changes.push(change);
     }
+    let moved = update_versioned::update(ctx, verified, &mut lock, only.as_ref())?;
+    let moved_keys: Vec<String> = moved.iter().map(|c| c.import.clone()).collect();
+    changes.extend(moved);
     if !changes.is_empty() {
+        // Versions that moved may need modules the lock does not hold yet.
+        let mut locker = Locker::new(ctx, verified, lock);
+        let index = VersionedIndex::new(&verified.manifest);
+        for key in &moved_keys {
+            let (_, record) =
+                versioned_lock::locked_record(&index, key, &locker.lock.modules[key])?;
+            let deps: Vec<Request> = record
+                .dependencies
+                .iter()
+                .map(|d| Request::parse(d))
+                .collect::<Result<_>>()?;
+            locker.lock_dependencies(&deps)?;
+        }
+        let lock = locker.lock;
         ctx.project.write_lock(&lock)?;
         for (module, rev, content, import) in &updated {
             workflow::write_cache(ctx, module, rev, import, content)?;
         }
+        for (key, entry) in &lock.modules {
+            versioned_lock::install_entry(ctx, Some((verified, &index)), key, entry)?;
+        }
+        let keys: Vec<String> = changes.iter().map(|c| c.import.clone()).collect();
+        mlld_home::sync(ctx, &lock, &keys)?;
         let events: Vec<_> = changes
             .iter()
             .map(|c| (c.import.clone(), usage::UPDATE))
@@ -190,10 +227,11 @@ fn describe(
         content_changed: entry.integrity != new.integrity,
         new_advisories,
         diff,
+        requested: None,
     }
 }
 
-fn render(c: &Change) -> String {
+pub(crate) fn render(c: &Change) -> String {
     let date = |d: &Option<String>| d.clone().unwrap_or_else(|| "unknown date".into());
     let size = match c.from_size {
         Some(f) => format!(
@@ -203,13 +241,18 @@ fn render(c: &Change) -> String {
         ),
         None => format!("{} bytes", c.to_size),
     };
+    let (label, within) = match &c.requested {
+        Some(requested) => ("version", format!(", within {requested}")),
+        None => ("revision", String::new()),
+    };
     let mut out = format!(
-        "{}\n  revision  {} ({}) → {} ({})\n  size      {size}\n",
+        "{}\n  {label:<10}{} ({}) → {} ({}){}\n  size      {size}\n",
         safe(&c.import),
         safe(short(&c.from)),
         safe(&date(&c.from_date)),
         safe(short(&c.to)),
-        safe(&date(&c.to_date))
+        safe(&date(&c.to_date)),
+        safe(&within)
     );
     for a in &c.new_advisories {
         out.push_str(&format!("  ADVISORY  {}\n", safe(a)));
@@ -224,7 +267,7 @@ fn render(c: &Change) -> String {
 }
 
 /// A unified diff of at most `max_lines` lines, control characters replaced.
-fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
+pub(crate) fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
     let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
     let text = diff

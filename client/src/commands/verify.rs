@@ -23,7 +23,11 @@ pub struct Args {}
 #[serde(rename_all = "camelCase")]
 pub struct Checked {
     pub import: String,
-    pub gist_revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gist_revision: Option<String>,
+    /// The locked version of a versioned module (every file re-hashed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// `ok`, `missing`, `tampered` (content does not match the lock) or `bad-metadata`.
     pub state: &'static str,
 }
@@ -44,12 +48,12 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({ "entries": checked, "problems": problems }))?;
     } else {
         for c in checked.iter().filter(|c| c.state != "ok") {
-            println!(
-                "{:<12} {} @ {}",
-                c.state,
-                safe(&c.import),
-                safe(short(&c.gist_revision))
-            );
+            let at = c
+                .version
+                .as_deref()
+                .or(c.gist_revision.as_deref().map(short))
+                .unwrap_or("");
+            println!("{:<12} {} @ {}", c.state, safe(&c.import), safe(at));
         }
         println!(
             "{} of {} cached modules match the lock{}",
@@ -81,7 +85,17 @@ pub fn verify(ctx: &Context) -> Result<Vec<Checked>> {
             .cache_state(user, gist, &entry.gist_revision, &entry.integrity);
         out.push(Checked {
             import: import.clone(),
-            gist_revision: entry.gist_revision.clone(),
+            gist_revision: Some(entry.gist_revision.clone()),
+            version: None,
+            state: state_name(state),
+        });
+    }
+    for (key, entry) in &lock.modules {
+        let state = crate::versioned_cache::state(&ctx.project, key, entry);
+        out.push(Checked {
+            import: key.clone(),
+            gist_revision: None,
+            version: Some(entry.version.clone()),
             state: state_name(state),
         });
     }

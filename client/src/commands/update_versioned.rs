@@ -1,0 +1,112 @@
+//! `update` for versioned modules: each moves to the newest version its
+//! requested range or tag selects now; changed content needs approval.
+
+use anyhow::Result;
+use mlld_schemas::names::parse_timestamp;
+use mlld_schemas::{LockFile, ModuleRef};
+
+use crate::commands::update::{Change, short_diff};
+use crate::context::Context;
+use crate::store::VerifiedManifest;
+use crate::versioned::{self, VersionedIndex};
+use crate::{approve, versioned_cache};
+
+/// Moves the versioned entries of `lock` (only `only`, when given) and
+/// returns what changed; the caller writes the lock and the caches.
+pub fn update(
+    ctx: &Context,
+    verified: &VerifiedManifest,
+    lock: &mut LockFile,
+    only: Option<&ModuleRef>,
+) -> Result<Vec<Change>> {
+    let index = VersionedIndex::new(&verified.manifest);
+    let mut changes = Vec::new();
+    let keys: Vec<String> = lock.modules.keys().cloned().collect();
+    for key in keys {
+        let r = ModuleRef::parse(&key)?;
+        if only.is_some_and(|o| !o.user.eq_ignore_ascii_case(&r.user) || o.module != r.module) {
+            continue;
+        }
+        let Some(module) = index.get(&r.user, &r.module) else {
+            eprintln!(
+                "note: {key} is no longer in the registry snapshot; it stays at its locked version"
+            );
+            continue;
+        };
+        let entry = lock.modules[&key].clone();
+        let new = versioned::select(module, Some(&entry.requested))?;
+        if new.version == entry.version {
+            continue;
+        }
+        let files = versioned_cache::read_files(verified, new)?;
+        let new_entry_bytes = files
+            .iter()
+            .find(|(p, _)| *p == new.entry)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        let old = module.version(&entry.version);
+        let old_bytes = versioned_cache::entry_content(&ctx.project, &key, &entry)
+            .ok()
+            .or_else(|| old.and_then(|o| verified.read_blob(&o.integrity).ok()));
+        let content_changed = entry.content_hash
+            != mlld_schemas::content_hash::parse_content_hash(&new.content_hash)
+                .unwrap_or(&new.content_hash);
+        let approved = parse_timestamp(&entry.approved_at).ok();
+        let change = Change {
+            import: key.clone(),
+            from: entry.version.clone(),
+            to: new.version.clone(),
+            from_date: old.and_then(|o| o.published_at.clone()),
+            to_date: new.published_at.clone(),
+            from_size: old
+                .map(|o| o.size)
+                .or(old_bytes.as_ref().map(|b| b.len() as u64)),
+            to_size: new.size,
+            content_changed,
+            new_advisories: versioned::advisories(&verified.manifest, module)
+                .into_iter()
+                .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
+                    (Ok(created), Some(approved)) => created > approved,
+                    _ => true,
+                })
+                .map(|a| {
+                    format!(
+                        "{}/{} ({})",
+                        a.user,
+                        a.advisory.id,
+                        a.advisory.severity.as_str()
+                    )
+                })
+                .collect(),
+            diff: match &old_bytes {
+                Some(old) => short_diff(old, &new_entry_bytes, 40),
+                None => "(the old entry file is in neither the snapshot nor the cache)\n".into(),
+            },
+            requested: Some(entry.requested.clone()),
+        };
+        if !ctx.json {
+            print!("{}", crate::commands::update::render(&change));
+        }
+        if content_changed {
+            approve::approve(
+                &approve::describe_versioned(
+                    &verified.manifest,
+                    module,
+                    new,
+                    &entry.requested,
+                    &files,
+                ),
+                &module.full_name(),
+                ctx.yes,
+            )?;
+        }
+        let mut fresh = versioned::new_entry(module, new, &entry.requested, ctx.now);
+        if !content_changed {
+            fresh.approved_at = entry.approved_at.clone();
+        }
+        fresh.extra = entry.extra.clone();
+        lock.modules.insert(key.clone(), fresh);
+        changes.push(change);
+    }
+    Ok(changes)
+}

@@ -1,0 +1,215 @@
+//! `info @author/name` for a versioned module: every version with its
+//! date, the dist-tags, and per version needs, mlldVersion, license, files
+//! and dependencies; advisories; where the project stands with it.
+
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail};
+use mlld_schemas::{ModuleRef, VersionRecord, VersionedModule};
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::project::CacheState;
+use crate::search::clean;
+use crate::versioned::{self, VersionedIndex};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionedInfo {
+    /// `@author/name`.
+    pub name: String,
+    pub author: String,
+    pub module: String,
+    pub about: String,
+    pub owners: Vec<String>,
+    pub maintainers: Vec<String>,
+    pub created: Option<String>,
+    /// Dist-tags to versions.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// What `latest` selects.
+    pub latest: Option<String>,
+    /// Every version in the snapshot, highest first.
+    pub versions: Vec<VersionInfo>,
+    pub advisories: Vec<crate::info::AdvisoryInfo>,
+    pub project: VersionedProjectState,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub version: String,
+    pub published_at: Option<String>,
+    pub needs: Vec<String>,
+    pub mlld_version: Option<String>,
+    pub license: Option<String>,
+    pub keywords: Vec<String>,
+    pub source: String,
+    pub entry: String,
+    pub files: Vec<String>,
+    pub size: u64,
+    pub content_hash: String,
+    pub integrity: String,
+    pub dependencies: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionedProjectState {
+    pub locked: bool,
+    pub locked_version: Option<String>,
+    pub requested: Option<String>,
+    /// True when every file of the locked version is in `.mlld/cache/registry/` intact.
+    pub cached: bool,
+}
+
+/// The versioned module `reference` names, when the snapshot has one and
+/// the reference is not the Phase-1 form (`mlld://`).
+pub fn find<'m>(
+    index: &VersionedIndex<'m>,
+    reference: &str,
+) -> Result<Option<&'m VersionedModule>> {
+    if reference.starts_with("mlld://") {
+        return Ok(None);
+    }
+    let r = ModuleRef::parse(reference)?;
+    let Some(m) = index.get(&r.user, &r.module) else {
+        return Ok(None);
+    };
+    if let Some(pin) = &r.pin {
+        bail!(
+            "info shows every version the snapshot holds; give the module without `@{}` ({})",
+            clean(pin),
+            m.full_name()
+        );
+    }
+    Ok(Some(m))
+}
+
+pub fn info(ctx: &Context, module: &VersionedModule) -> Result<VersionedInfo> {
+    let manifest = &ctx.manifest()?.manifest;
+    let key = module.full_name();
+    let lock = ctx.project.read_lock()?;
+    let entry = lock
+        .modules
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+        .map(|(k, e)| (k.clone(), e.clone()));
+    let project = VersionedProjectState {
+        locked: entry.is_some(),
+        locked_version: entry.as_ref().map(|(_, e)| e.version.clone()),
+        requested: entry.as_ref().map(|(_, e)| e.requested.clone()),
+        cached: entry.as_ref().is_some_and(|(k, e)| {
+            crate::versioned_cache::state(&ctx.project, k, e) == CacheState::Valid
+        }),
+    };
+    Ok(VersionedInfo {
+        name: key,
+        author: module.author.clone(),
+        module: module.name.clone(),
+        about: module.about.clone(),
+        owners: module.owners.clone(),
+        maintainers: module.maintainers.clone(),
+        created: module.created.clone(),
+        tags: module.tags.clone(),
+        latest: module.latest().map(|v| v.version.clone()),
+        versions: module.versions.iter().map(version).collect(),
+        advisories: versioned::advisories(manifest, module)
+            .into_iter()
+            .map(crate::info::advisory)
+            .collect(),
+        project,
+    })
+}
+
+fn version(v: &VersionRecord) -> VersionInfo {
+    VersionInfo {
+        version: v.version.clone(),
+        published_at: v.published_at.clone(),
+        needs: v.needs.clone(),
+        mlld_version: v.mlld_version.clone(),
+        license: v.license.clone(),
+        keywords: v.keywords.clone(),
+        source: format!("{} {} @ {}", v.source.kind, v.source.url, v.source.commit),
+        entry: v.entry.clone(),
+        files: v.files.iter().map(|f| f.path.clone()).collect(),
+        size: v.files.iter().map(|f| f.size).sum(),
+        content_hash: v.content_hash.clone(),
+        integrity: v.integrity.clone(),
+        dependencies: v.dependencies.clone(),
+    }
+}
+
+/// The readable form; registry text is cleaned of control characters.
+pub fn render(info: &VersionedInfo) -> String {
+    let mut out = String::new();
+    let dash = |s: &Option<String>| s.as_deref().map_or("-".into(), clean);
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            clean(&items.join(", "))
+        }
+    };
+    let _ = writeln!(out, "{}", clean(&info.name));
+    let _ = writeln!(out, "  {}\n", clean(&info.about));
+    let tags: Vec<String> = info
+        .tags
+        .iter()
+        .map(|(t, v)| format!("{t} → {v}"))
+        .collect();
+    for (label, value) in [
+        ("author", clean(&info.author)),
+        ("owners", list(&info.owners)),
+        ("created", dash(&info.created)),
+        ("latest", dash(&info.latest)),
+        ("dist-tags", list(&tags)),
+    ] {
+        let _ = writeln!(out, "{label:<13}{value}");
+    }
+    let _ = writeln!(out, "versions     (highest first)");
+    for v in &info.versions {
+        let _ = writeln!(
+            out,
+            "  {:<14} {}  needs {}  mlld {}  license {}  {} file(s), {} bytes",
+            clean(&v.version),
+            dash(&v.published_at),
+            list(&v.needs),
+            dash(&v.mlld_version),
+            dash(&v.license),
+            v.files.len(),
+            v.size
+        );
+        if !v.dependencies.is_empty() {
+            let _ = writeln!(out, "  {:<14} dependencies {}", "", list(&v.dependencies));
+        }
+    }
+    if info.advisories.is_empty() {
+        let _ = writeln!(out, "advisories   none");
+    }
+    for a in &info.advisories {
+        let _ = writeln!(
+            out,
+            "ADVISORY     {}/{} [{}] {}: {}",
+            clean(&a.filed_by),
+            clean(&a.id),
+            a.severity,
+            clean(&a.kind),
+            clean(&a.description)
+        );
+    }
+    let p = &info.project;
+    let _ = match (&p.locked_version, &p.requested) {
+        (Some(v), Some(r)) => writeln!(
+            out,
+            "project      locked at {v} (asked: {}), {}",
+            clean(r),
+            if p.cached {
+                "cached"
+            } else {
+                "not cached: run `mlld-registry install`"
+            }
+        ),
+        _ => writeln!(out, "project      not locked"),
+    };
+    out
+}

@@ -119,10 +119,10 @@ fn a_version_pin_on_a_gist_module_is_a_clear_error() {
     let (_site, client) = synced(dir.path());
     let out = client.run(&["resolve", "@sarah-k/llm-cache@v1.0", "--yes"]);
     let stderr = mlld_e2e::assert_fails(&out, 2);
-    assert!(stderr.contains("is not a revision prefix"), "{stderr}");
+    assert!(stderr.contains("pin a gist revision instead"), "{stderr}");
     // Once locked, the same pin is still an error, not silently ignored.
     mlld_e2e::assert_ok(&client.run(&["resolve", "@sarah-k/llm-cache", "--yes"]));
     let out = client.run(&["resolve", "@sarah-k/llm-cache@v1.0", "--yes"]);
     let stderr = mlld_e2e::assert_fails(&out, 2);
-    assert!(stderr.contains("is not a revision prefix"), "{stderr}");
+    assert!(stderr.contains("pin a gist revision instead"), "{stderr}");
 }

@@ -39,7 +39,13 @@ fn an_older_snapshot_file_is_refused_unless_allowed_older() {
     let old_file = old.snapshot();
     let before = written(&client);
 
-    let args = ["resolve", "@adamavenir/json-utils", "--yes", "--snapshot"];
+    // mlld:// names the Phase-1 module (a versioned module shares the name).
+    let args = [
+        "resolve",
+        "mlld://adamavenir/json-utils",
+        "--yes",
+        "--snapshot",
+    ];
     let out = client.run(&[&args[..], &[old_file.to_str().unwrap()]].concat());
     let stderr = assert_fails(&out, 2);
     assert!(stderr.contains("rollback refused"), "{stderr}");
@@ -48,7 +54,7 @@ fn an_older_snapshot_file_is_refused_unless_allowed_older() {
     // `search` and `info` on that file are refused alike.
     let out = client.run(&[
         "info",
-        "adamavenir/json-utils",
+        "mlld://adamavenir/json-utils",
         "--snapshot",
         old_file.to_str().unwrap(),
     ]);
@@ -60,7 +66,7 @@ fn an_older_snapshot_file_is_refused_unless_allowed_older() {
     assert!(stdout.contains(&JSON_UTILS_OLD[..12]), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("may lack fixes and advisories"));
     // Without the file, the synced snapshot still decides.
-    let out = client.run(&["info", "adamavenir/json-utils", "--json"]);
+    let out = client.run(&["info", "mlld://adamavenir/json-utils", "--json"]);
     assert_eq!(json(&out)["current"]["revision"], JSON_UTILS_NEW);
 }
 

@@ -1,6 +1,8 @@
 //! Turns registry entries plus their gists into module records and blobs,
 //! reusing the previous build where GitHub says nothing changed.
 
+use std::collections::BTreeMap;
+
 use mlld_schemas::ModuleEntry;
 use mlld_schemas::import_ref::ModuleRef;
 use mlld_schemas::snapshot::ModuleRecord;
@@ -11,10 +13,6 @@ use crate::blobs::BlobDir;
 use crate::capture::{CaptureError, capture_newest, check_owner, scan_module};
 use crate::gist::{FetchError, Fetched, GistSource};
 use crate::previous::Previous;
-
-/// GitHub serves file content up to 1 MB inline; files over 10 MB cannot be
-/// had through the API at all, and no mlld module is that large.
-pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// One registered module to index.
 pub struct Job<'a> {
@@ -250,4 +248,35 @@ fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(
             .map_err(|e| format!("carrying over from the previous snapshot: {e}"))?;
     }
     Ok(())
+}
+
+/// Matches each module's imports against the accepted modules: known ones
+/// become the current revision's `dependencies` (canonical `user/module`),
+/// the rest are returned as `(module, reference)` pairs for the report.
+pub fn link_dependencies(indexed: &mut [Indexed]) -> Vec<(String, String)> {
+    let known: BTreeMap<(String, String), String> = indexed
+        .iter()
+        .map(|i| {
+            (
+                (i.record.user.to_ascii_lowercase(), i.record.name.clone()),
+                i.record.full_name(),
+            )
+        })
+        .collect();
+    let mut unresolved = Vec::new();
+    for item in indexed.iter_mut() {
+        let own = item.record.full_name();
+        let mut deps = Vec::new();
+        for r in &item.imports {
+            match known.get(&(r.user.to_ascii_lowercase(), r.module.clone())) {
+                Some(name) if *name != own => deps.push(name.clone()),
+                Some(_) => {}
+                None => unresolved.push((own.clone(), r.to_string())),
+            }
+        }
+        deps.sort();
+        deps.dedup();
+        item.record.current.dependencies = deps;
+    }
+    unresolved
 }

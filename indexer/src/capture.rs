@@ -1,15 +1,12 @@
 //! Capturing one revision of a gist: ownership, the module file, content
 //! addressing, and the registry imports its content makes.
 
-use std::collections::BTreeMap;
-
 use mlld_schemas::import_ref::{ModuleRef, SourceMode, scan_imports};
 use mlld_schemas::names;
 use mlld_schemas::snapshot::{GistFile, RevisionRecord};
 
-use crate::assemble::{Indexed, MAX_FILE_BYTES};
 use crate::blobs::BlobDir;
-use crate::gist::{Gist, GistSource};
+use crate::gist::{Gist, GistSource, MAX_FILE_BYTES};
 use crate::module_file;
 
 /// A user may only register their own gists.
@@ -120,35 +117,4 @@ pub fn scan_module(file_name: &str, bytes: &[u8]) -> Result<Vec<ModuleRef>, Stri
         .into_iter()
         .map(|site| site.reference)
         .collect())
-}
-
-/// Matches each module's imports against the accepted modules: known ones
-/// become the current revision's `dependencies` (canonical `user/module`),
-/// the rest are returned as `(module, reference)` pairs for the report.
-pub fn link_dependencies(indexed: &mut [Indexed]) -> Vec<(String, String)> {
-    let known: BTreeMap<(String, String), String> = indexed
-        .iter()
-        .map(|i| {
-            (
-                (i.record.user.to_ascii_lowercase(), i.record.name.clone()),
-                i.record.full_name(),
-            )
-        })
-        .collect();
-    let mut unresolved = Vec::new();
-    for item in indexed.iter_mut() {
-        let own = item.record.full_name();
-        let mut deps = Vec::new();
-        for r in &item.imports {
-            match known.get(&(r.user.to_ascii_lowercase(), r.module.clone())) {
-                Some(name) if *name != own => deps.push(name.clone()),
-                Some(_) => {}
-                None => unresolved.push((own.clone(), r.to_string())),
-            }
-        }
-        deps.sort();
-        deps.dedup();
-        item.record.current.dependencies = deps;
-    }
-    unresolved
 }

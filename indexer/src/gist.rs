@@ -3,7 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// GitHub serves file content up to 1 MB inline; files over 10 MB cannot be
+/// had through the API at all, and no mlld module is that large. The cap
+/// holds for every file the indexer fetches: gist files and raw files alike.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// `GET /gists/{id}`, the fields the indexer uses.
 #[derive(Clone, Debug, Deserialize)]
@@ -71,6 +76,21 @@ pub enum FetchError {
     Failed(String),
 }
 
+/// Request counts for the build report.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestStats {
+    pub requests: u64,
+    /// Requests that count against the primary rate limit (API answers other than 304).
+    pub primary: u64,
+    pub not_modified: u64,
+    pub retries: u64,
+    pub raw_requests: u64,
+    pub bytes_downloaded: u64,
+    /// Seconds spent waiting for rate limits.
+    pub rate_limit_wait_secs: u64,
+}
+
 /// Where gists come from: recorded responses, or the GitHub API.
 pub trait GistSource: Sync {
     /// `GET /gists/{id}`, conditional on `etag` when one is given.
@@ -85,7 +105,7 @@ pub trait GistSource: Sync {
     }
 
     /// HTTP request counts, for sources that make requests.
-    fn request_stats(&self) -> Option<crate::github::RequestStats> {
+    fn request_stats(&self) -> Option<RequestStats> {
         None
     }
 }

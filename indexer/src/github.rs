@@ -14,10 +14,10 @@ use reqwest::StatusCode;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT,
 };
-use serde::Serialize;
 
-use crate::assemble::MAX_FILE_BYTES;
-use crate::gist::{FetchError, Fetched, Gist, GistFileData, GistSource};
+use crate::gist::{
+    FetchError, Fetched, Gist, GistFileData, GistSource, MAX_FILE_BYTES, RequestStats,
+};
 use crate::http::{Client, Response};
 
 const USER_AGENT_VALUE: &str = concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION"));
@@ -37,21 +37,6 @@ pub struct GithubConfig {
     pub max_attempts: u32,
     /// The first backoff; each retry doubles it, with full jitter.
     pub retry_base: Duration,
-}
-
-/// Request counts for the build report.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestStats {
-    pub requests: u64,
-    /// Requests that count against the primary rate limit (API answers other than 304).
-    pub primary: u64,
-    pub not_modified: u64,
-    pub retries: u64,
-    pub raw_requests: u64,
-    pub bytes_downloaded: u64,
-    /// Seconds spent waiting for rate limits.
-    pub rate_limit_wait_secs: u64,
 }
 
 #[derive(Default)]
@@ -397,11 +382,6 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         format!("the request failed ({e})")
     }
-}
-
-/// One crypto provider for rustls, chosen once per process (ring: no OpenSSL).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn epoch_now() -> u64 {

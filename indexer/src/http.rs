@@ -15,6 +15,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+/// One crypto provider for rustls, chosen once per process (ring: no OpenSSL).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A response read in full (up to a cap).
 pub struct Response {
     pub status: StatusCode,
@@ -45,7 +50,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Client {
     pub fn new(timeout: Duration, connect_timeout: Duration) -> Self {
-        crate::github::install_crypto_provider();
+        install_crypto_provider();
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timeout,

@@ -4,39 +4,45 @@
 //!
 //! It never reads or writes a project's `.mlld/` and never trusts a gist's
 //! claim of ownership without checking it against the registering user.
+//!
+//! The crate's API is [`build()`] with its [`BuildConfig`] and
+//! [`BuildReport`], the gist and raw sources, signing keys, and
+//! [`check::check`]; `blobs`, `search_index` and `versioned_load` are public
+//! for `cargo xtask check` and the benchmarks. Every other module is internal.
 
-pub mod assemble;
+mod assemble;
 pub mod blobs;
 pub mod build;
-pub mod capture;
+mod capture;
 pub mod check;
-pub mod content_summary;
-pub mod delta_writer;
+mod content_summary;
+mod delta_writer;
 pub mod gist;
 pub mod github;
-pub mod http;
-pub mod module_file;
-pub mod previous;
-pub mod previous_http;
-pub mod progress;
-pub mod publish;
+mod http;
+mod module_file;
+mod previous;
+mod previous_http;
+mod progress;
+mod publish;
 pub mod raw;
-pub mod registry_load;
+mod registry_load;
 pub mod report;
-pub mod retention;
-pub mod search_incremental;
+mod retention;
+mod search_incremental;
 pub mod search_index;
 pub mod signing;
-pub mod site_data;
-pub mod snapshot_writer;
-pub mod versioned_assemble;
-pub mod versioned_build;
+mod site_data;
+mod snapshot_writer;
+mod versioned_assemble;
+mod versioned_build;
 pub mod versioned_load;
-pub mod versioned_records;
+mod versioned_records;
 
 pub use build::{BuildConfig, PreviousSite, RawConfig, build};
 pub use gist::{GistSource, RecordedGists};
 pub use github::{GithubConfig, GithubGists};
+pub use http::install_crypto_provider;
 pub use raw::{HttpRawConfig, RawSource};
 pub use report::BuildReport;
 pub use signing::SigningKey;

@@ -15,15 +15,13 @@ use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, MANIFEST_NAME, blob_d
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::previous_http::Remote;
 pub use crate::previous_http::Timeouts;
+use crate::previous_http::{MAX_PREVIOUS_BYTES, Remote};
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
 
 pub const CRAWL_STATE_NAME: &str = "crawl-state.json";
 pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
-/// A previous snapshot larger than this is refused.
-pub(crate) const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
 
 /// ETags from the crawl that produced `snapshot`.
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::previous::MAX_PREVIOUS_BYTES;
+/// A previous snapshot larger than this is refused.
+pub(crate) const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
 
 /// How long reading the previous site may take: no byte for `idle` ends it,
 /// and so does taking longer than `idle` plus the size at `min_rate` bytes
@@ -26,7 +27,7 @@ pub(crate) struct Remote {
 
 impl Remote {
     pub(crate) fn new(timeouts: Timeouts) -> Result<Self> {
-        crate::github::install_crypto_provider();
+        crate::http::install_crypto_provider();
         // The blocking client's timeout bounds the wait for the head and for
         // each read of the body: the idle timeout.
         let client = reqwest::blocking::Client::builder()

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
-use crate::assemble::MAX_FILE_BYTES;
+use crate::gist::MAX_FILE_BYTES;
 
 /// Why a file could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use mlld_schemas::Diagnostic;
 use serde::Serialize;
 
 use crate::assemble::Rejection;
-use crate::github::RequestStats;
+use crate::gist::RequestStats;
 
 /// A module whose last good record was kept because this crawl could not refresh it.
 #[derive(Clone, Debug, Serialize)]

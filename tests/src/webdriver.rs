@@ -51,7 +51,7 @@ impl Browser {
             .context("starting chromedriver")?;
         let base = format!("http://127.0.0.1:{port}");
         // reqwest's TLS (unused here, plain HTTP) still wants one rustls provider in the process.
-        mlld_indexer::github::install_crypto_provider();
+        mlld_indexer::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))

@@ -1,16 +1,20 @@
 //! `cargo xtask`: the one entry point for building the registry site and
 //! maintaining the repository.
+//!
+//! `bench` and `serve` are handed to the `xtask-bench` binary (see
+//! [`delegate`]), so that this one, which `cargo xtask index` runs in
+//! production, links no test-support code.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-mod bench;
 mod check;
+mod delegate;
 mod index;
-mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +41,16 @@ enum Command {
         after_help = "Examples:\n  cargo xtask check --registry .\n  GITHUB_ACTIONS=true cargo xtask check --registry . --github-api https://api.github.com"
     )]
     Check(check::CheckArgs),
-    /// Serve a built site on 127.0.0.1 for preview (a random free port).
-    #[command(after_help = "Example:\n  cargo xtask index && cargo xtask serve")]
-    Serve(serve::ServeArgs),
+    /// Serve a built site on 127.0.0.1 for preview (`--help` for options).
+    #[command(
+        after_help = "Example:\n  cargo xtask index && cargo xtask serve",
+        disable_help_flag = true
+    )]
+    Serve {
+        /// `[DIR] [--port PORT]`, passed to `xtask-bench serve`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Make a new minisign key pair: DIR/NAME.key and DIR/NAME.pub.
     #[command(after_help = "Example:\n  cargo xtask keygen --out ~/.config/mlld --name registry")]
     Keygen {
@@ -51,9 +62,17 @@ enum Command {
         #[arg(long, hide = true)]
         comment: Option<String>,
     },
-    /// Run a benchmark; each prints its ratio against a baseline measured in the same run.
-    #[command(subcommand)]
-    Bench(bench::Bench),
+    /// Run a benchmark; each prints its ratio against a baseline measured in
+    /// the same run (`cargo xtask bench --help` lists them).
+    #[command(
+        after_help = "Example:\n  cargo xtask bench crawl --users 10000 --modules 100000",
+        disable_help_flag = true
+    )]
+    Bench {
+        /// `NAME [OPTIONS]`, passed to `xtask-bench bench` (a release build).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Regenerate the JSON Schemas under schemas/json/ from the Rust types.
     Schemas,
     /// Generate a synthetic registry (DIR/registry) and matching gist responses (DIR/gists).
@@ -98,7 +117,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index(args) => index::run(&root, *args),
         Command::Check(args) => check::run(args),
-        Command::Serve(args) => serve::run(&root, args),
+        Command::Serve { args } => delegate::run(&root, delegate::Tool::Serve, args),
         Command::Keygen { out, name, comment } => {
             let (sk, pk) =
                 mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;
@@ -109,7 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(b) => bench::run(b),
+        Command::Bench { args } => delegate::run(&root, delegate::Tool::Bench, args),
         Command::Synth {
             users,
             modules,

@@ -1,11 +1,12 @@
-//! `cargo xtask bench <name>`: benchmarks that print a ratio against a
+//! `cargo xtask bench <name>` (run as `xtask-bench bench <name>`): benchmarks that print a ratio against a
 //! baseline measured in the same run. Results are recorded in BENCHMARKS.md.
 //!
 //! Each benchmark lives in its own file here and adds one variant below.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use clap::Subcommand;
 
 mod crawl;
@@ -55,14 +56,35 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
     }
 }
 
-/// Benchmarks measure optimised code: a debug xtask re-runs itself with `--release`.
+/// Builds `package` as a release build in the workspace at `root` and
+/// returns the path of its binary `bin`.
+pub fn release_binary(root: &Path, package: &str, bin: &str) -> Result<PathBuf> {
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--quiet", "--release", "-p", package])
+        .status()?;
+    ensure!(status.success(), "building {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join(bin))
+}
+
+/// Benchmarks measure optimised code: a debug build re-runs itself with `--release`.
 fn rerun_in_release() -> Result<Option<ExitCode>> {
     if !cfg!(debug_assertions) {
         return Ok(None);
     }
     let root = crate::workspace_root();
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "xtask-bench",
+            "--",
+        ])
         .args(std::env::args_os().skip(1))
         .current_dir(root)
         .status()?;

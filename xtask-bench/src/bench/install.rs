@@ -48,7 +48,7 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
                 "--quiet",
                 "--release",
                 "-p",
-                "xtask",
+                "xtask-bench",
                 "--",
                 "bench",
                 "install",
@@ -127,15 +127,7 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
 }
 
 fn build_client(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["build", "--quiet", "--release", "-p", "mlld-registry"])
-        .status()?;
-    ensure!(status.success(), "building mlld-registry failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/mlld-registry"))
+    super::release_binary(root, "mlld-registry", "mlld-registry")
 }
 
 /// A synthetic registry of `modules` modules, indexed into a signed site (cached).

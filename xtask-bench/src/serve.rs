@@ -1,4 +1,4 @@
-//! `cargo xtask serve [DIR]`: preview a built site on 127.0.0.1.
+//! `cargo xtask serve [DIR]` (run as `xtask-bench serve`): preview a built site on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

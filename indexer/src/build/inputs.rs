@@ -1,0 +1,123 @@
+//! The build's first stages: the registry checkout, the staging directory,
+//! and the previous build (its blobs, records and serial).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use mlld_schemas::Diagnostic;
+use mlld_schemas::snapshot::blob_digest;
+use tempfile::TempDir;
+
+use super::{BuildConfig, PreviousSite};
+use crate::blobs::BlobDir;
+use crate::previous::{self, Previous};
+use crate::registry_load::{self, LoadedRegistry};
+use crate::report::BuildReport;
+use crate::versioned_load::{self, LoadedVersioned};
+
+/// Both layouts of a registry checkout, read and checked.
+pub(super) struct Registry {
+    /// User folders (`{user}/registry.json`, `{user}/advisories.json`).
+    pub(super) folders: LoadedRegistry,
+    /// `modules/{author}/{name}/…` with pinned versions.
+    pub(super) versioned: LoadedVersioned,
+}
+
+impl Registry {
+    /// Every diagnostic the registry's files produced, user folders first.
+    pub(super) fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        let mut diagnostics = std::mem::take(&mut self.folders.diagnostics);
+        diagnostics.append(&mut self.versioned.diagnostics);
+        diagnostics
+    }
+}
+
+/// Stage "load registry": takes the checkout at `root`; produces both of
+/// its layouts and records in `report` which layouts it holds. Refuses a
+/// directory with neither (most likely not a registry checkout).
+pub(super) fn load_registry(root: &Path, report: &mut BuildReport) -> Result<Registry> {
+    let reading = || format!("reading the registry at {}", root.display());
+    let layouts = versioned_load::detect(root).with_context(reading)?;
+    let folders = registry_load::load(root).with_context(reading)?;
+    let versioned = versioned_load::load(root).with_context(reading)?;
+    if folders.users.is_empty() && !layouts.versioned {
+        bail!(
+            "{} holds no user folders with a registry.json and no modules/ folder; is it a registry checkout?",
+            root.display()
+        );
+    }
+    report.layouts = layouts;
+    Ok(Registry { folders, versioned })
+}
+
+/// Creates the site directory `out` and a staging directory inside it, so
+/// that the final moves are renames on one file system. The staging
+/// directory is removed when the returned handle drops.
+pub(super) fn open_staging(out: &Path) -> Result<TempDir> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(out)?)
+}
+
+/// The previous build as this one starts from it.
+pub(super) struct Start {
+    pub(super) previous: Option<Previous>,
+    /// New blobs go under the staging directory; the previous build's are found in place.
+    pub(super) blobs: BlobDir,
+    /// This build's serial, greater than the previous one's.
+    pub(super) serial: u64,
+}
+
+/// Stage "read previous site": takes the configuration and the staging
+/// directory; produces the previous build (read and verified against the
+/// signing key; none for a fresh build), the blob directory that reuses its
+/// blobs, and the new serial. Refuses a serial that does not grow.
+pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Start> {
+    let scratch = staging.join("previous");
+    let timeouts = previous::Timeouts {
+        idle: config.previous_idle_timeout,
+        min_rate: config.previous_min_rate,
+    };
+    let previous = match &config.previous {
+        PreviousSite::None => None,
+        PreviousSite::Output => previous::load(
+            &config.out.to_string_lossy(),
+            &config.key,
+            &scratch,
+            timeouts,
+        )?,
+        PreviousSite::At(src) => previous::load(src, &config.key, &scratch, timeouts)?,
+    };
+    let mut blobs = BlobDir::new(
+        staging.join("new"),
+        previous.as_ref().map(|p| p.blob_root.clone()),
+    );
+    if let Some(p) = &previous {
+        // `previous::load` made sure every blob of its manifest is under `blob_root`.
+        blobs = blobs.with_previous_digests(
+            p.manifest
+                .members
+                .iter()
+                .filter(|(path, _)| blob_digest(path).is_some())
+                .map(|(_, m)| m.sha256.clone())
+                .collect(),
+        );
+    }
+    let serial = config
+        .serial
+        .unwrap_or_else(|| previous.as_ref().map_or(1, |p| p.latest.serial + 1));
+    if let Some(p) = &previous
+        && serial <= p.latest.serial
+    {
+        bail!(
+            "serial {serial} does not grow over the previous snapshot's {}; clients would refuse it as a rollback",
+            p.latest.serial
+        );
+    }
+    Ok(Start {
+        previous,
+        blobs,
+        serial,
+    })
+}

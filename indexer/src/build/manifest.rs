@@ -1,0 +1,150 @@
+//! Stage "search index and manifest": the search index, the manifest that
+//! names every member of the snapshot, and its signature.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use mlld_schemas::ModuleRecord;
+use mlld_schemas::names::format_timestamp;
+use mlld_schemas::snapshot::{AdvisoryRecord, Manifest, Member, SNAPSHOT_FORMAT, blob_path};
+use mlld_schemas::snapshot_versioned::VersionedModule;
+
+use super::BuildConfig;
+use super::inputs::Registry;
+use crate::blobs::BlobDir;
+use crate::previous::Previous;
+use crate::report::BuildReport;
+use crate::search_incremental::{self, SearchState};
+
+/// A signed manifest.
+pub(super) struct SignedManifest {
+    pub(super) manifest: Manifest,
+    /// The minisign signature of the manifest's bytes.
+    pub(super) signature: String,
+    /// Distinct content blobs among the members.
+    pub(super) blob_count: usize,
+}
+
+/// What the stage produces.
+pub(super) struct Signed {
+    pub(super) signed: SignedManifest,
+    /// The manifest's JSON and a newline: the bytes the signature covers.
+    pub(super) bytes: Vec<u8>,
+    /// The search index's state, for the next build's incremental index.
+    pub(super) search: SearchState,
+}
+
+/// The accepted records the manifest is made of.
+pub(super) struct Records {
+    pub(super) modules: Vec<ModuleRecord>,
+    pub(super) versioned: Vec<VersionedModule>,
+    pub(super) advisories: Vec<AdvisoryRecord>,
+}
+
+/// Takes the accepted records, the blobs and the previous build's search
+/// index; writes the new search index under `staging/index/`
+/// (incrementally on the previous one when it can) and produces the
+/// manifest for `serial`, signed with the configured key. Records in
+/// `report` how the index was built.
+pub(super) fn sign_manifest(
+    config: &BuildConfig,
+    serial: u64,
+    records: Records,
+    blobs: &BlobDir,
+    previous: Option<&Previous>,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<Signed> {
+    let Records {
+        modules,
+        versioned,
+        advisories,
+    } = records;
+    let mut members = blob_members(&modules, &versioned);
+    let blob_count = members.len();
+    let index_base =
+        previous.and_then(|p| Some((p.search.as_ref()?, p.index_snapshot.as_deref()?)));
+    let (index_members, search, index_build) = search_incremental::write(
+        staging,
+        blobs,
+        &modules,
+        &versioned,
+        &advisories,
+        index_base,
+    )
+    .context("building the search index")?;
+    members.extend(index_members);
+    report.search_index = Some(index_build);
+    let created = format_timestamp(config.created);
+    let manifest = Manifest {
+        format_version: SNAPSHOT_FORMAT,
+        serial,
+        created: created.clone(),
+        expires: format_timestamp(config.created + config.expires_in),
+        modules,
+        advisories,
+        versioned,
+        members,
+    };
+    let mut bytes = serde_json::to_vec(&manifest)?;
+    bytes.push(b'\n');
+    let signature = config.key.sign(
+        &bytes,
+        &format!("mlld-registry manifest serial:{serial} created:{created}"),
+    );
+    Ok(Signed {
+        signed: SignedManifest {
+            manifest,
+            signature,
+            blob_count,
+        },
+        bytes,
+        search,
+    })
+}
+
+/// Every user's advisories, sorted by user, then id.
+pub(super) fn advisories(registry: &Registry) -> Vec<AdvisoryRecord> {
+    let mut advisories: Vec<AdvisoryRecord> = registry
+        .folders
+        .users
+        .iter()
+        .filter_map(|u| u.advisories.as_ref().map(|a| (u, a)))
+        .flat_map(|(u, a)| {
+            a.advisories.iter().map(|adv| AdvisoryRecord {
+                user: u.folder.clone(),
+                advisory: adv.clone(),
+            })
+        })
+        .collect();
+    advisories.sort_by(|a, b| (&a.user, &a.advisory.id).cmp(&(&b.user, &b.advisory.id)));
+    advisories
+}
+
+/// The blob members: every file of every revision and version, once.
+fn blob_members(
+    modules: &[ModuleRecord],
+    versioned: &[VersionedModule],
+) -> BTreeMap<String, Member> {
+    let gist_files = modules
+        .iter()
+        .flat_map(|m| m.revisions())
+        .flat_map(|r| r.files.iter().map(|f| (&f.sha256, f.size)));
+    let version_files = versioned
+        .iter()
+        .flat_map(|m| &m.versions)
+        .flat_map(|v| v.files.iter().map(|f| (&f.sha256, f.size)));
+    gist_files
+        .chain(version_files)
+        .map(|(sha256, size)| {
+            (
+                blob_path(sha256),
+                Member {
+                    sha256: sha256.clone(),
+                    size,
+                },
+            )
+        })
+        .collect()
+}

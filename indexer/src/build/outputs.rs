@@ -1,0 +1,241 @@
+//! The last stages: the delta and the web page's data, `latest.json`, and
+//! publishing into the site.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mlld_schemas::Diagnostic;
+use mlld_schemas::snapshot::{Latest, Manifest, SNAPSHOT_FORMAT, SiteFile};
+
+use super::BuildConfig;
+use super::inputs::Registry;
+use super::manifest::SignedManifest;
+use super::pack::Packed;
+use crate::blobs::BlobDir;
+use crate::delta_writer::{self, StagedDelta};
+use crate::previous::{CachedRejection, CrawlState, Previous};
+use crate::report::BuildReport;
+use crate::search_incremental::SearchState;
+use crate::versioned_assemble::CachedVersionRejection;
+use crate::{publish, retention};
+
+/// The delta from the previous snapshot (when it has an index-only one)
+/// and the staged web page files with their page keys.
+pub(super) struct SiteData {
+    pub(super) delta: Option<StagedDelta>,
+    /// Staged page, data and module pages, moved into the site as they are.
+    pub(super) dir: PathBuf,
+    /// `user/module` → page key.
+    pub(super) pages: BTreeMap<String, String>,
+}
+
+/// Stage "delta and site data": takes the packed snapshots, the manifest,
+/// the blobs and the previous build; produces the delta from the previous
+/// snapshot and the web page's files under `staging/site`. The two need
+/// nothing from each other: the delta is built on a second thread while the
+/// pages are written. The delta's size goes into `report`.
+pub(super) fn delta_and_site_data(
+    packed: &Packed,
+    manifest: &Manifest,
+    blobs: &BlobDir,
+    previous: Option<&Previous>,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<SiteData> {
+    let delta_job = || -> Result<Option<StagedDelta>> {
+        let Some((p, index_snapshot)) =
+            previous.and_then(|p| Some((p, p.index_snapshot.as_deref()?)))
+        else {
+            return Ok(None);
+        };
+        let origin = delta_writer::Origin {
+            serial: p.latest.serial,
+            snapshot_sha256: &p.latest.sha256,
+            manifest: &p.manifest,
+            index_snapshot,
+        };
+        let staged = delta_writer::write(
+            staging,
+            &origin,
+            &packed.index,
+            packed.manifest_len,
+            &manifest.members,
+            blobs,
+        )
+        .context("writing the delta from the previous snapshot")?;
+        Ok(Some(staged))
+    };
+    let dir = staging.join("site");
+    let no_pages = BTreeMap::new();
+    let pages_job = || {
+        crate::site_data::write(
+            &dir,
+            manifest,
+            blobs,
+            previous.map_or(&no_pages, |p| &p.pages),
+        )
+    };
+    let (delta, pages) = std::thread::scope(|s| {
+        let delta = s.spawn(delta_job);
+        let pages = pages_job();
+        (delta.join().expect("the delta does not panic"), pages)
+    });
+    let (delta, pages) = (delta?, pages?);
+    report.delta_bytes = delta
+        .as_ref()
+        .map(|d| d.delta.patch.size + d.delta.blobs.size);
+    Ok(SiteData { delta, dir, pages })
+}
+
+/// The new `latest.json`: the full and index-only snapshots, the serial,
+/// the manifest's times, and the delta from the previous snapshot.
+pub(super) fn latest(packed: &Packed, manifest: &Manifest, delta: Option<&StagedDelta>) -> Latest {
+    Latest {
+        format_version: SNAPSHOT_FORMAT,
+        snapshot: publish::snapshot_site_path(&packed.written.sha256),
+        sha256: packed.written.sha256.clone(),
+        size: packed.written.size,
+        serial: manifest.serial,
+        created: manifest.created.clone(),
+        expires: manifest.expires.clone(),
+        index: Some(SiteFile {
+            path: publish::index_snapshot_site_path(&packed.index_written.sha256),
+            sha256: packed.index_written.sha256.clone(),
+            size: packed.index_written.size,
+        }),
+        deltas: delta.iter().map(|d| d.delta.clone()).collect(),
+    }
+}
+
+/// Everything staged for the site, and the state the next build starts from.
+pub(super) struct Staged {
+    pub(super) packed: Packed,
+    pub(super) site: SiteData,
+    /// Gist id → the ETag of its last response.
+    pub(super) etags: BTreeMap<String, String>,
+    /// Module file digest (hex) → the registry references its content makes.
+    pub(super) imports: BTreeMap<String, Vec<String>>,
+    pub(super) search: SearchState,
+    pub(super) versions_rejected: BTreeMap<String, CachedVersionRejection>,
+}
+
+/// What publishing left for the clean-up.
+pub(super) struct Published {
+    /// The signed crawl state now on the site.
+    pub(super) state: CrawlState,
+    /// Site-relative files no longer needed.
+    pub(super) retired: Vec<String>,
+    /// `user/module` of pages to remove.
+    pub(super) removed_pages: Vec<String>,
+}
+
+/// Stage "publish": takes everything staged, `latest`, the signed manifest, the
+/// blobs and the previous build; decides which earlier snapshots stay,
+/// writes the signed crawl state, moves the new files into the site and
+/// replaces `latest.json` last. Produces what may be removed now that
+/// nothing refers to it.
+pub(super) fn publish_site(
+    config: &BuildConfig,
+    staged: Staged,
+    latest: &Latest,
+    signed: &SignedManifest,
+    blobs: &BlobDir,
+    previous: Option<&Previous>,
+    report: &BuildReport,
+) -> Result<Published> {
+    let Staged {
+        packed,
+        site,
+        etags,
+        imports,
+        search,
+        versions_rejected,
+    } = staged;
+    let retention::Retention {
+        published,
+        published_index,
+        published_deltas,
+        retired,
+        removed_pages,
+    } = retention::decide(latest, previous, config.keep_snapshots, &site.pages);
+    let state = CrawlState {
+        snapshot: packed.written.sha256.clone(),
+        etags,
+        rejected: cached_rejections(report),
+        frames: packed.written.table,
+        imports,
+        pages: site.pages,
+        published,
+        published_index,
+        published_deltas,
+        search: Some(search),
+        versions_rejected,
+    };
+    let publication = publish::Publication {
+        staged_snapshot: &packed.snapshot,
+        staged_index: &packed.index,
+        staged_delta: site
+            .delta
+            .as_ref()
+            .map(|d| (d.patch.as_path(), d.blobs.as_path())),
+        latest,
+        site_files: &site.dir,
+        state: &state,
+        members: &signed.manifest.members,
+        blobs,
+    };
+    publish::publish(&config.out, &config.key, &publication)?;
+    Ok(Published {
+        state,
+        retired,
+        removed_pages,
+    })
+}
+
+/// Gist modules rejected on their content, by ETag: the next build skips
+/// them while GitHub answers `304`.
+fn cached_rejections(report: &BuildReport) -> BTreeMap<String, CachedRejection> {
+    report
+        .modules_rejected
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.module.clone(),
+                CachedRejection {
+                    gist: r.gist.clone(),
+                    etag: r.etag.clone()?,
+                    reason: r.reason.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Fills the report's counts from the finished build.
+pub(super) fn count_into(
+    report: &mut BuildReport,
+    registry: &Registry,
+    signed: &SignedManifest,
+    latest: Latest,
+    diagnostics: Vec<Diagnostic>,
+) {
+    let manifest = &signed.manifest;
+    report.users_rejected = registry
+        .folders
+        .rejected_users()
+        .map(str::to_string)
+        .collect();
+    report.serial = manifest.serial;
+    report.users = registry.folders.users.len();
+    report.modules_accepted = manifest.modules.len();
+    report.advisories = manifest.advisories.len();
+    report.blobs = signed.blob_count;
+    report.snapshot = latest.snapshot;
+    report.snapshot_bytes = latest.size;
+    report.versioned_modules = manifest.versioned.len();
+    report.versions_accepted = manifest.versioned.iter().map(|m| m.versions.len()).sum();
+    report.errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    report.warnings = diagnostics.len() - report.errors;
+    report.diagnostics = diagnostics;
+}

@@ -1,0 +1,94 @@
+//! Stage "pack snapshot": the signed manifest and every member, as the full
+//! snapshot and as the index-only snapshot that delta sync starts from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mlld_schemas::snapshot::{Member, blob_digest};
+use time::OffsetDateTime;
+
+use super::manifest::SignedManifest;
+use crate::blobs::BlobDir;
+use crate::previous::Previous;
+use crate::report::BuildReport;
+use crate::snapshot_writer::{self, Written};
+
+/// Both snapshots, staged.
+pub(super) struct Packed {
+    /// The full snapshot: manifest, signature, search index and every blob.
+    pub(super) snapshot: PathBuf,
+    pub(super) written: Written,
+    /// The same without blobs; its frames are the full snapshot's, copied.
+    pub(super) index: PathBuf,
+    pub(super) index_written: Written,
+    /// The signed manifest's length, which the delta's header names.
+    pub(super) manifest_len: usize,
+}
+
+/// Takes the signed manifest (whose bytes it drops once the head frame
+/// holds them: at 100,000 modules they are tens of megabytes), the blobs,
+/// the staged search index under `staging`, and the previous snapshot
+/// (whose compressed frames are copied when unchanged); writes both
+/// snapshots under `staging` with every entry's mtime at `created`. Frame
+/// reuse counts go into `report`.
+pub(super) fn pack_snapshots(
+    manifest_bytes: Vec<u8>,
+    signed: &SignedManifest,
+    created: OffsetDateTime,
+    blobs: &BlobDir,
+    previous: Option<&Previous>,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<Packed> {
+    let members = &signed.manifest.members;
+    let snapshot = staging.join("snapshot.tar.zst");
+    let mtime = created.unix_timestamp().max(0) as u64;
+    let reuse = previous.map(|p| snapshot_writer::Reuse {
+        snapshot: &p.snapshot,
+        table: &p.frames,
+    });
+    let head = snapshot_writer::head_frame(&manifest_bytes, signed.signature.as_bytes(), mtime)?;
+    let manifest_len = manifest_bytes.len();
+    drop(manifest_bytes);
+    let written = snapshot_writer::write(
+        &snapshot,
+        &head,
+        members,
+        &|path, hex| {
+            if blob_digest(path).is_some() {
+                blobs.locate(hex)
+            } else {
+                Some(staging.join(path))
+            }
+        },
+        reuse,
+    )
+    .context("writing the snapshot")?;
+    report.frames_reused = written.frames_reused;
+    report.frames_compressed = written.frames_compressed;
+    let index_members: BTreeMap<String, Member> = members
+        .iter()
+        .filter(|(p, _)| blob_digest(p).is_none())
+        .map(|(p, m)| (p.clone(), m.clone()))
+        .collect();
+    let index = staging.join("snapshot.index.tar.zst");
+    let index_written = snapshot_writer::write(
+        &index,
+        &head,
+        &index_members,
+        &|path, _| Some(staging.join(path)),
+        Some(snapshot_writer::Reuse {
+            snapshot: &snapshot,
+            table: &written.table,
+        }),
+    )
+    .context("writing the index-only snapshot")?;
+    Ok(Packed {
+        snapshot,
+        written,
+        index,
+        index_written,
+        manifest_len,
+    })
+}

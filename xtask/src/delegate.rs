@@ -1,0 +1,115 @@
+//! `cargo xtask bench` and `cargo xtask serve` run in the `xtask-bench`
+//! binary. Both use the test-support crate (`mlld-e2e`: loopback servers,
+//! a fake GitHub), which the production path (`cargo xtask index`) must not
+//! link; so this binary only rebuilds and runs that one.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+
+/// The commands `xtask-bench` runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Tool {
+    /// Benchmarks, which measure optimised code: always a release build.
+    Bench,
+    /// The site preview server.
+    Serve,
+}
+
+impl Tool {
+    fn command(self) -> &'static str {
+        match self {
+            Tool::Bench => "bench",
+            Tool::Serve => "serve",
+        }
+    }
+}
+
+/// Runs `xtask-bench TOOL ARGS…` through cargo (which builds it first) in
+/// the workspace at `root`, and exits as it does.
+pub fn run(root: &Path, tool: Tool, args: Vec<OsString>) -> Result<ExitCode> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(root).args(["run", "--quiet"]);
+    if matches!(tool, Tool::Bench) {
+        cargo.arg("--release");
+    }
+    cargo
+        .args(["--package", "xtask-bench", "--"])
+        .arg(tool.command())
+        .args(args);
+    let status = cargo
+        .status()
+        .context("running `cargo run --package xtask-bench`")?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(2).clamp(0, 255) as u8
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// The packages a build of `package` links (normal and build
+    /// dependencies on this host, not dev-dependencies), one name a line.
+    fn linked_packages(package: &str) -> Vec<String> {
+        let root = crate::workspace_root();
+        let out = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["tree", "--offline", "--locked", "--package", package])
+            .args(["--edges", "normal,build", "--prefix", "none"])
+            .args(["--format", "{p}"])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Everything after `bench` or `serve`, flags and `--help` included,
+    /// reaches `xtask-bench` untouched.
+    #[test]
+    fn bench_and_serve_pass_their_arguments_through() {
+        use clap::Parser;
+        let parse = |args: &[&str]| crate::Cli::try_parse_from(args).expect("parses").command;
+        match parse(&["xtask", "bench", "crawl", "--users", "10", "--help"]) {
+            crate::Command::Bench { args } => {
+                assert_eq!(args, ["crawl", "--users", "10", "--help"]);
+            }
+            _ => panic!("not bench"),
+        }
+        match parse(&["xtask", "serve", "--port", "0", "site"]) {
+            crate::Command::Serve { args } => assert_eq!(args, ["--port", "0", "site"]),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn the_production_binary_does_not_link_the_test_support_crate() {
+        let xtask = linked_packages("xtask");
+        assert!(
+            xtask.iter().any(|p| p == "mlld-indexer"),
+            "the tree lists xtask's dependencies: {xtask:?}"
+        );
+        for test_only in ["mlld-e2e", "xtask-bench"] {
+            assert!(
+                !xtask.iter().any(|p| p == test_only),
+                "`cargo xtask` links {test_only}; benchmarks and preview serving belong in xtask-bench"
+            );
+        }
+        // The check can see the crate where it is linked.
+        assert!(
+            linked_packages("xtask-bench")
+                .iter()
+                .any(|p| p == "mlld-e2e")
+        );
+    }
+}

@@ -116,11 +116,15 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    match run(cli) {
+    let result = run(cli).and_then(|code| match crate::output::stdout_error() {
+        Some(e) => Err(anyhow::anyhow!("writing the output failed: {e}")),
+        None => Ok(code),
+    });
+    match result {
         Ok(code) => code,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                crate::outln!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
             // Errors quote input (names, paths, values from files): the
             // message is made terminal-safe once, here.
@@ -194,9 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info { reference } => {
             let found = info::info(&ctx, reference)?;
             if cli.json {
-                println!("{}", serde_json::to_string(&found)?);
+                crate::outln!("{}", serde_json::to_string(&found)?);
             } else {
-                print!("{}", info::render(&found));
+                crate::out!("{}", info::render(&found));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,8 @@ pub mod delta;
 mod delta_patch;
 pub mod info;
 pub mod input;
+#[macro_use]
+pub mod output;
 mod manifest_check;
 pub mod project;
 pub mod resolve;

@@ -40,7 +40,7 @@ fn suggestions(index: &SearchIndex, query: &SearchQuery) -> Result<Vec<String>> 
 
 /// Prints the outcome; returns whether anything matched.
 pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
-    let mut out = std::io::stdout().lock();
+    let mut out = Vec::new();
     match outcome {
         Outcome::Found(hits) if json => {
             for hit in hits {
@@ -61,6 +61,7 @@ pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
             }
         }
     }
+    crate::out!("{}", String::from_utf8_lossy(&out));
     Ok(matches!(outcome, Outcome::Found(_)))
 }
 

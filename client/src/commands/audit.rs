@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 Some(reason) => format!(" (ignored: {})", safe(reason)),
                 None => String::new(),
             };
-            println!(
+            crate::outln!(
                 "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
                 f.severity.as_str(),
                 safe(&f.advisory),
@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 safe(&f.recommendation)
             );
         }
-        println!(
+        crate::outln!(
             "{} locked modules checked against snapshot serial {}: {} advisories at or above {} apply{}",
             report.modules,
             report.snapshot_serial,
@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             }
         );
         if let Some(expires) = &report.expired {
-            println!(
+            crate::outln!(
                 "the snapshot expired at {}: its advisories may be stale (advisories published since are missing); run `mlld-registry sync`",
                 safe(expires)
             );

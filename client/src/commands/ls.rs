@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!(
+        crate::outln!(
             "no modules are locked; run `mlld-registry install` or `mlld-registry resolve @user/module`"
         );
     }
@@ -73,7 +73,7 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             .as_deref()
             .map(|n| format!("  (newer: {}; `mlld-registry update`)", safe(short(n))))
             .unwrap_or_default();
-        println!(
+        crate::outln!(
             "{:<44} {}  {:<8} approved {}{newer}",
             safe(&r.import),
             safe(short(&r.gist_revision)),

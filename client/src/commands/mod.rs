@@ -20,7 +20,7 @@ pub const FINDING: u8 = 1;
 
 /// Prints `value` as one line of JSON.
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    crate::outln!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 

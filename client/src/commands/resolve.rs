@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else {
         for l in &locked {
             let verb = if l.added { "locked" } else { "already locked" };
-            println!(
+            crate::outln!(
                 "{verb} {} at {} ({})",
                 safe(&l.import),
                 safe(short(&l.gist_revision)),

@@ -47,14 +47,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             "note: usage statistics are off; enable them with {{\"stats\": true}} in {PROJECT_CONFIG} or the user config file"
         );
     }
-    println!(
+    crate::outln!(
         "{:<44} {:>7} {:>9} {:>7} {:>7}",
         "module", EVENTS[0], EVENTS[1], EVENTS[2], EVENTS[3]
     );
     for (module, counts) in &agg.modules {
         let n = |e: &str| counts.get(e).copied().unwrap_or(0);
         let module = crate::commands::safe(module);
-        println!(
+        crate::outln!(
             "{module:<44} {:>7} {:>9} {:>7} {:>7}",
             n(EVENTS[0]),
             n(EVENTS[1]),
@@ -62,6 +62,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             n(EVENTS[3])
         );
     }
-    println!("{} events", agg.events);
+    crate::outln!("{} events", agg.events);
     Ok(ExitCode::SUCCESS)
 }

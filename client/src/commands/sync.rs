@@ -74,14 +74,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&report)?;
     } else if report.up_to_date {
-        println!(
+        crate::outln!(
             "up to date: serial {} ({} modules), expires {}",
             report.serial,
             report.modules,
             safe(&report.expires)
         );
     } else {
-        println!(
+        crate::outln!(
             "synced serial {} ({} modules) from {}; expires {}; {} download, {} bytes",
             report.serial,
             report.modules,
@@ -98,12 +98,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 ),
                 _ => format!("index-only snapshot ({} bytes)", d.index_bytes),
             };
-            println!(
+            crate::outln!(
                 "  {how}; {} blobs fetched one by one ({} bytes), {} reused from the store",
                 d.blobs_fetched, d.blob_bytes_fetched, d.blobs_reused
             );
             if let Some(why) = &d.patch_unusable {
-                println!("  the site's patch was not used: {}", safe(why));
+                crate::outln!("  the site's patch was not used: {}", safe(why));
             }
         }
     }

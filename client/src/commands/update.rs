@@ -47,10 +47,10 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&changes)?;
     } else if changes.is_empty() {
-        println!("every locked module is at the snapshot's newest revision");
+        crate::outln!("every locked module is at the snapshot's newest revision");
     } else {
         for c in &changes {
-            println!("updated {}", safe(&c.import));
+            crate::outln!("updated {}", safe(&c.import));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -105,7 +105,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         let content = verified.read_blob(&new.integrity)?;
         let change = describe(ctx, verified, module, &entry, new, &content, import);
         if !ctx.json {
-            print!("{}", render(&change));
+            crate::out!("{}", render(&change));
         }
         if change.content_changed {
             approve::approve(

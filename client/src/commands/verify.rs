@@ -44,14 +44,14 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({ "entries": checked, "problems": problems }))?;
     } else {
         for c in checked.iter().filter(|c| c.state != "ok") {
-            println!(
+            crate::outln!(
                 "{:<12} {} @ {}",
                 c.state,
                 safe(&c.import),
                 safe(short(&c.gist_revision))
             );
         }
-        println!(
+        crate::outln!(
             "{} of {} cached modules match the lock{}",
             checked.len() - problems,
             checked.len(),

@@ -50,3 +50,22 @@ macro_rules! outln {
         $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// `n` and the noun in the right number: "1 advisory", "2 advisories".
+/// Every count in human output goes through here.
+pub fn count<N: PartialEq + fmt::Display + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let noun = if n == N::from(1) { one } else { many };
+    format!("{n} {noun}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_say_one_and_many() {
+        assert_eq!(count(0, "advisory", "advisories"), "0 advisories");
+        assert_eq!(count(1, "advisory", "advisories"), "1 advisory");
+        assert_eq!(count(2, "module", "modules"), "2 modules");
+    }
+}

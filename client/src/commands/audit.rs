@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
+use crate::output::count;
 use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
@@ -82,11 +83,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             );
         }
         crate::outln!(
-            "{} locked modules checked against snapshot serial {}: {} advisories at or above {} apply{}",
-            report.modules,
+            "{} checked against snapshot serial {}: {} at or above {} {}{}",
+            count(report.modules, "locked module", "locked modules"),
             report.snapshot_serial,
-            report.failing,
+            count(report.failing, "advisory", "advisories"),
             report.threshold.as_str(),
+            if report.failing == 1 { "applies" } else { "apply" },
             match report.findings.len() - report.failing {
                 0 => String::new(),
                 n => format!(" ({n} ignored)"),

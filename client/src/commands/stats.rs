@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use crate::commands::print_json;
 use crate::config::PROJECT_CONFIG;
 use crate::context::Context;
+use crate::output::count;
 use crate::usage::{self, EVENTS};
 
 #[derive(clap::Args)]
@@ -62,6 +63,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             n(EVENTS[3])
         );
     }
-    crate::outln!("{} events", agg.events);
+    crate::outln!("{}", count(agg.events, "event", "events"));
     Ok(ExitCode::SUCCESS)
 }

@@ -201,7 +201,7 @@ fn render(c: &Change) -> String {
             c.to_size,
             c.to_size as i64 - f as i64
         ),
-        None => format!("{} bytes", c.to_size),
+        None => crate::output::count(c.to_size, "byte", "bytes"),
     };
     let mut out = format!(
         "{}\n  revision  {} ({}) → {} ({})\n  size      {size}\n",

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::bail;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::UserConfig;
 use crate::context::{Context, Flags};
@@ -13,7 +14,7 @@ use crate::search_query::SearchQuery;
 use crate::store::Store;
 use crate::{commands, info, search};
 
-const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colours in progress bars";
+const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify), a failed check (doctor)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colour (like --color never)\n  TERM=dumb           no colour";
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,9 @@ pub struct Cli {
     /// newer revisions and advisories published since are missing).
     #[arg(long, global = true)]
     pub allow_expired: bool,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always or never.
+    #[arg(long, global = true, value_name = "WHEN")]
+    pub color: Option<crate::color::ColorChoice>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,10 +115,23 @@ pub enum Command {
         /// user/module, @user/module or mlld://user/module.
         reference: String,
     },
+    /// Show where the files are and the effective settings, with where each comes from.
+    Config(commands::config::Args),
+    /// Check keys, store, snapshot, project cache, config and mlld's files; exit 1 on an error.
+    Doctor(commands::doctor::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        after_help = "Examples:\n  mlld-registry completions bash > ~/.local/share/bash-completion/completions/mlld-registry\n  mlld-registry completions zsh > ~/.zfunc/_mlld-registry\n  mlld-registry completions fish > ~/.config/fish/completions/mlld-registry.fish"
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::color::set_flag(cli.color);
     let json = cli.json;
     let result = run(cli).and_then(|code| match crate::output::stdout_error() {
         Some(e) => Err(anyhow::anyhow!("writing the output failed: {e}")),
@@ -157,19 +174,35 @@ fn find_project(explicit: Option<&std::path::Path>) -> anyhow::Result<Project> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Needs no project, store or config: works before any exists.
+    let flags = Flags {
+        trusted_key: cli.trusted_key,
+        snapshot: cli.snapshot,
+        yes: cli.yes,
+        json: cli.json,
+        offline: cli.offline,
+        allow_older: cli.allow_older,
+        allow_expired: cli.allow_expired,
+    };
+    // These work without a readable config (they report on it) or store.
+    match cli.command {
+        Command::Completions { shell } => return Ok(print_completions(shell)),
+        Command::Config(_) => {
+            let project = find_project(cli.project.as_deref()).ok();
+            let store = Store::open_default().ok();
+            return commands::config::run(project.as_ref(), store.as_ref(), &flags);
+        }
+        Command::Doctor(_) => {
+            let project = find_project(cli.project.as_deref())?;
+            return commands::doctor::run(&project, &Store::open_default()?, &flags);
+        }
+        _ => {}
+    }
     let ctx = Context::new(
         find_project(cli.project.as_deref())?,
         Store::open_default()?,
         UserConfig::load()?,
-        Flags {
-            trusted_key: cli.trusted_key,
-            snapshot: cli.snapshot,
-            yes: cli.yes,
-            json: cli.json,
-            offline: cli.offline,
-            allow_older: cli.allow_older,
-            allow_expired: cli.allow_expired,
-        },
+        flags,
     );
     match &cli.command {
         Command::Sync(a) => commands::sync::run(&ctx, a),
@@ -195,6 +228,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Completions { .. } | Command::Config(_) | Command::Doctor(_) => {
+            bail!("handled before the context is built")
+        }
         Command::Info { reference } => {
             let found = info::info(&ctx, reference)?;
             if cli.json {
@@ -205,4 +241,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mlld-registry", &mut script);
+    crate::out!("{}", String::from_utf8_lossy(&script));
+    ExitCode::SUCCESS
 }

@@ -7,6 +7,7 @@
 
 pub mod approve;
 pub mod cli;
+pub mod color;
 pub mod commands;
 pub mod config;
 pub mod context;

@@ -1,7 +1,7 @@
 //! `mlld-registry search`: every user's modules, offline, from the
 //! snapshot's index; a table for people, JSON lines for programs.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use mlld_schemas::search::SearchHit;
@@ -121,9 +121,8 @@ fn write_table(out: &mut impl Write, hits: &[SearchHit], color: bool) -> std::io
     Ok(())
 }
 
-/// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
 fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    crate::color::enabled()
 }
 
 /// Registry text is untrusted: control characters must not drive the

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod check;
 mod index;
+mod man;
 mod serve;
 
 #[derive(Parser)]
@@ -54,6 +55,11 @@ enum Command {
     /// Run a benchmark; each prints its ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Write man pages for mlld-registry and each subcommand (DIR/mlld-registry.1, DIR/mlld-registry-sync.1, …).
+    #[command(
+        after_help = "Example:\n  cargo xtask man --out target/man && man -l target/man/mlld-registry.1"
+    )]
+    Man(man::ManArgs),
     /// Regenerate the JSON Schemas under schemas/json/ from the Rust types.
     Schemas,
     /// Generate a synthetic registry (DIR/registry) and matching gist responses (DIR/gists).
@@ -79,6 +85,12 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where output goes by default: the user's current directory.
+fn current_dir() -> Result<PathBuf> {
+    use anyhow::Context;
+    std::env::current_dir().context("cannot read the current directory; pass the output directory")
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -98,7 +110,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index(args) => index::run(&root, *args),
         Command::Check(args) => check::run(args),
-        Command::Serve(args) => serve::run(&root, args),
+        Command::Serve(args) => serve::run(args),
         Command::Keygen { out, name, comment } => {
             let (sk, pk) =
                 mlld_indexer::signing::generate_keypair(&out, &name, comment.as_deref())?;
@@ -110,6 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(b) => bench::run(b),
+        Command::Man(args) => man::run(args),
         Command::Synth {
             users,
             modules,

@@ -72,8 +72,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 None => String::new(),
             };
             crate::outln!(
-                "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
-                f.severity.as_str(),
+                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
+                severity_label(f.severity),
                 safe(&f.advisory),
                 safe(&f.import),
                 safe(short(&f.gist_revision)),
@@ -88,7 +88,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             report.snapshot_serial,
             count(report.failing, "advisory", "advisories"),
             report.threshold.as_str(),
-            if report.failing == 1 { "applies" } else { "apply" },
+            if report.failing == 1 {
+                "applies"
+            } else {
+                "apply"
+            },
             match report.findings.len() - report.failing {
                 0 => String::new(),
                 n => format!(" ({n} ignored)"),
@@ -106,6 +110,17 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The severity, padded for the table, in its colour when colour is on.
+fn severity_label(severity: Severity) -> String {
+    let code = match severity {
+        Severity::Critical => "1;35",
+        Severity::High => "1;31",
+        Severity::Medium => "33",
+        Severity::Low => "36",
+    };
+    crate::color::paint(&format!("{:<9}", severity.as_str()), code)
 }
 
 pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {

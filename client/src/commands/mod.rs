@@ -2,6 +2,8 @@
 //! returns the exit code (0 success, 1 a finding, errors become 2 in `cli`).
 
 pub mod audit;
+pub mod config;
+pub mod doctor;
 pub mod install;
 pub mod ls;
 pub mod resolve;

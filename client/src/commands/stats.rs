@@ -50,7 +50,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     }
     crate::outln!(
         "{:<44} {:>7} {:>9} {:>7} {:>7}",
-        "module", EVENTS[0], EVENTS[1], EVENTS[2], EVENTS[3]
+        "module",
+        EVENTS[0],
+        EVENTS[1],
+        EVENTS[2],
+        EVENTS[3]
     );
     for (module, counts) in &agg.modules {
         let n = |e: &str| counts.get(e).copied().unwrap_or(0);

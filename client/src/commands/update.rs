@@ -218,9 +218,22 @@ fn render(c: &Change) -> String {
         out.push_str("  content   unchanged\n");
     }
     for line in c.diff.lines() {
-        out.push_str(&format!("  {line}\n"));
+        out.push_str(&format!("  {}\n", diff_line(line)));
     }
     out
+}
+
+/// A diff line in its colour (when colour is on): removals red, additions
+/// green, hunk headers cyan.
+fn diff_line(line: &str) -> String {
+    let code = match line.as_bytes().first() {
+        _ if line.starts_with("---") || line.starts_with("+++") => "1",
+        Some(b'-') => "31",
+        Some(b'+') => "32",
+        Some(b'@') => "36",
+        _ => return line.to_string(),
+    };
+    crate::color::paint(line, code)
 }
 
 /// A unified diff of at most `max_lines` lines, control characters replaced.

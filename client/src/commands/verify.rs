@@ -56,7 +56,11 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             "{} of {} {} the lock{}",
             checked.len() - problems,
             count(checked.len(), "cached module", "cached modules"),
-            if checked.len() - problems == 1 { "matches" } else { "match" },
+            if checked.len() - problems == 1 {
+                "matches"
+            } else {
+                "match"
+            },
             if problems > 0 {
                 "; run `mlld-registry install` to repair the others"
             } else {

@@ -35,10 +35,19 @@ fn dumb_terminal() -> bool {
 
 /// Whether stdout gets colour.
 pub fn enabled() -> bool {
+    decide(std::io::stdout().is_terminal())
+}
+
+/// Whether stderr (the progress bar) gets colour.
+pub fn stderr_enabled() -> bool {
+    decide(std::io::stderr().is_terminal())
+}
+
+fn decide(terminal: bool) -> bool {
     match flag() {
         Some(ColorChoice::Always) => true,
         Some(ColorChoice::Never) => false,
-        _ => !no_color_env() && !dumb_terminal() && std::io::stdout().is_terminal(),
+        _ => !no_color_env() && !dumb_terminal() && terminal,
     }
 }
 

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::bail;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::UserConfig;
 use crate::context::{Context, Flags};
@@ -13,7 +14,7 @@ use crate::search_query::SearchQuery;
 use crate::store::Store;
 use crate::{commands, info, info_versioned, search};
 
-const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colours in progress bars";
+const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a finding: an advisory at or above the threshold (audit), a missing or damaged cache entry (verify), a failed check (doctor)\n  2  an error: bad input, a refused snapshot, a failed write\n\nEnvironment:\n  MLLD_REGISTRY_URL   the registry site for `sync`\n  MLLD_REGISTRY_KEY   a trusted key file, or the key itself\n  MLLD_REGISTRY_HOME  the store and config directory (default: XDG data and config dirs)\n  NO_COLOR            no colour (like --color never)\n  TERM=dumb           no colour";
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,9 @@ pub struct Cli {
     /// newer revisions and advisories published since are missing).
     #[arg(long, global = true)]
     pub allow_expired: bool,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always or never.
+    #[arg(long, global = true, value_name = "WHEN")]
+    pub color: Option<crate::color::ColorChoice>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -114,16 +118,33 @@ pub enum Command {
         /// user/module, @user/module or mlld://user/module (the Phase-1 module).
         reference: String,
     },
+    /// Show where the files are and the effective settings, with where each comes from.
+    Config(commands::config::Args),
+    /// Check keys, store, snapshot, project cache, config and mlld's files; exit 1 on an error.
+    Doctor(commands::doctor::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        after_help = "Examples:\n  mlld-registry completions bash > ~/.local/share/bash-completion/completions/mlld-registry\n  mlld-registry completions zsh > ~/.zfunc/_mlld-registry\n  mlld-registry completions fish > ~/.config/fish/completions/mlld-registry.fish"
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::color::set_flag(cli.color);
     let json = cli.json;
-    match run(cli) {
+    let result = run(cli).and_then(|code| match crate::output::stdout_error() {
+        Some(e) => Err(anyhow::anyhow!("writing the output failed: {e}")),
+        None => Ok(code),
+    });
+    match result {
         Ok(code) => code,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                crate::outln!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
             // Errors quote input (names, paths, values from files): the
             // message is made terminal-safe once, here.
@@ -156,19 +177,35 @@ fn find_project(explicit: Option<&std::path::Path>) -> anyhow::Result<Project> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Needs no project, store or config: works before any exists.
+    let flags = Flags {
+        trusted_key: cli.trusted_key,
+        snapshot: cli.snapshot,
+        yes: cli.yes,
+        json: cli.json,
+        offline: cli.offline,
+        allow_older: cli.allow_older,
+        allow_expired: cli.allow_expired,
+    };
+    // These work without a readable config (they report on it) or store.
+    match cli.command {
+        Command::Completions { shell } => return Ok(print_completions(shell)),
+        Command::Config(_) => {
+            let project = find_project(cli.project.as_deref()).ok();
+            let store = Store::open_default().ok();
+            return commands::config::run(project.as_ref(), store.as_ref(), &flags);
+        }
+        Command::Doctor(_) => {
+            let project = find_project(cli.project.as_deref())?;
+            return commands::doctor::run(&project, &Store::open_default()?, &flags);
+        }
+        _ => {}
+    }
     let ctx = Context::new(
         find_project(cli.project.as_deref())?,
         Store::open_default()?,
         UserConfig::load()?,
-        Flags {
-            trusted_key: cli.trusted_key,
-            snapshot: cli.snapshot,
-            yes: cli.yes,
-            json: cli.json,
-            offline: cli.offline,
-            allow_older: cli.allow_older,
-            allow_expired: cli.allow_expired,
-        },
+        flags,
     );
     match &cli.command {
         Command::Sync(a) => commands::sync::run(&ctx, a),
@@ -194,25 +231,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Completions { .. } | Command::Config(_) | Command::Doctor(_) => {
+            bail!("handled before the context is built")
+        }
         Command::Info { reference } => {
             let verified = ctx.manifest()?;
             let index = crate::versioned::VersionedIndex::new(&verified.manifest);
             if let Some(module) = info_versioned::find(&index, reference)? {
                 let found = info_versioned::info(&ctx, module)?;
                 if cli.json {
-                    println!("{}", serde_json::to_string(&found)?);
+                    crate::outln!("{}", serde_json::to_string(&found)?);
                 } else {
-                    print!("{}", info_versioned::render(&found));
+                    crate::out!("{}", info_versioned::render(&found));
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             let found = info::info(&ctx, reference)?;
             if cli.json {
-                println!("{}", serde_json::to_string(&found)?);
+                crate::outln!("{}", serde_json::to_string(&found)?);
             } else {
-                print!("{}", info::render(&found));
+                crate::out!("{}", info::render(&found));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mlld-registry", &mut script);
+    crate::out!("{}", String::from_utf8_lossy(&script));
+    ExitCode::SUCCESS
 }

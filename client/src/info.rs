@@ -190,7 +190,10 @@ pub fn render(info: &ModuleInfo) -> String {
         ("created", info.created.clone().unwrap_or_else(none)),
         ("updated", info.updated.clone().unwrap_or_else(none)),
         ("file", clean(&info.current.file)),
-        ("size", format!("{} bytes", info.current.size)),
+        (
+            "size",
+            crate::output::count(info.current.size, "byte", "bytes"),
+        ),
         ("integrity", info.current.integrity.clone()),
         ("dependencies", list(&info.dependencies)),
         ("dependents", list(&info.dependents)),

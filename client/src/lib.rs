@@ -7,6 +7,7 @@
 
 pub mod approve;
 pub mod cli;
+pub mod color;
 pub mod commands;
 pub mod config;
 pub mod context;
@@ -16,6 +17,8 @@ mod gist_lock;
 pub mod info;
 pub mod info_versioned;
 pub mod input;
+#[macro_use]
+pub mod output;
 mod manifest_check;
 pub mod mlld_config;
 pub mod mlld_home;

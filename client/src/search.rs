@@ -1,7 +1,7 @@
 //! `mlld-registry search`: every user's modules, offline, from the
 //! snapshot's index; a table for people, JSON lines for programs.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use mlld_schemas::search::SearchHit;
@@ -40,7 +40,7 @@ fn suggestions(index: &SearchIndex, query: &SearchQuery) -> Result<Vec<String>> 
 
 /// Prints the outcome; returns whether anything matched.
 pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
-    let mut out = std::io::stdout().lock();
+    let mut out = Vec::new();
     match outcome {
         Outcome::Found(hits) if json => {
             for hit in hits {
@@ -61,6 +61,7 @@ pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
             }
         }
     }
+    crate::out!("{}", String::from_utf8_lossy(&out));
     Ok(matches!(outcome, Outcome::Found(_)))
 }
 
@@ -120,9 +121,8 @@ fn write_table(out: &mut impl Write, hits: &[SearchHit], color: bool) -> std::io
     Ok(())
 }
 
-/// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
 fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    crate::color::enabled()
 }
 
 /// Registry text is untrusted: control characters must not drive the

@@ -393,10 +393,10 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         Some(len),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    let template = if std::env::var_os("NO_COLOR").is_some() {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
-    } else {
+    let template = if crate::color::stderr_enabled() {
         "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+    } else {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));

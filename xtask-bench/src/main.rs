@@ -56,6 +56,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Bench(b) => bench::run(b),
-        Command::Serve(args) => serve::run(&workspace_root(), args),
+        Command::Serve(args) => serve::run(args),
     }
+}
+
+/// The current directory, where output goes by default (never the checkout
+/// the binary was built from).
+fn current_dir() -> Result<PathBuf> {
+    use anyhow::Context;
+    std::env::current_dir().context("cannot read the current directory; pass the output directory")
 }

@@ -7,15 +7,18 @@ use anyhow::{Result, ensure};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The site directory. Default: target/site.
+    /// The site directory. Default: target/site under the current directory.
     dir: Option<PathBuf>,
     /// The port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8000)]
     port: u16,
 }
 
-pub fn run(root: &std::path::Path, args: ServeArgs) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(|| root.join("target/site"));
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => crate::current_dir()?.join("target/site"),
+    };
     ensure!(
         dir.join("index.html").is_file(),
         "{} holds no site; build one with `cargo xtask index`",

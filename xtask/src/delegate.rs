@@ -30,8 +30,12 @@ impl Tool {
 /// Runs `xtask-bench TOOL ARGS…` through cargo (which builds it first) in
 /// the workspace at `root`, and exits as it does.
 pub fn run(root: &Path, tool: Tool, args: Vec<OsString>) -> Result<ExitCode> {
+    // From the caller's directory (with the workspace's manifest), so that
+    // relative paths and output defaults follow the current directory.
     let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(root).args(["run", "--quiet"]);
+    cargo
+        .args(["run", "--quiet", "--manifest-path"])
+        .arg(root.join("Cargo.toml"));
     if matches!(tool, Tool::Bench) {
         cargo.arg("--release");
     }

@@ -31,7 +31,7 @@ pub struct IndexArgs {
     /// instead of a raw host. Default with the embedded examples: examples/raw.
     #[arg(long, value_name = "DIR", conflicts_with = "raw_base")]
     raw: Option<PathBuf>,
-    /// The site directory. Default: target/site.
+    /// The site directory. Default: target/site under the current directory.
     #[arg(long)]
     out: Option<PathBuf>,
     /// The last published site (a directory or URL) for an incremental build;
@@ -82,7 +82,11 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     let registry = args
         .registry
         .unwrap_or_else(|| root.join("examples/registry"));
-    let out = args.out.unwrap_or_else(|| root.join("target/site"));
+    // Output follows where the user is, never the xtask's own source tree.
+    let out = match args.out {
+        Some(out) => out,
+        None => crate::current_dir()?.join("target/site"),
+    };
     let key_path = args
         .signing_key
         .unwrap_or_else(|| root.join("examples/keys/demo.key"));

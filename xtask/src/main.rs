@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod delegate;
 mod index;
+mod man;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +74,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Write man pages for mlld-registry and each subcommand (DIR/mlld-registry.1, DIR/mlld-registry-sync.1, …).
+    #[command(
+        after_help = "Example:\n  cargo xtask man --out target/man && man -l target/man/mlld-registry.1"
+    )]
+    Man(man::ManArgs),
     /// Regenerate the JSON Schemas under schemas/json/ from the Rust types.
     Schemas,
     /// Generate a synthetic registry (DIR/registry) and matching gist responses (DIR/gists).
@@ -96,6 +102,12 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// Where output goes by default: the user's current directory.
+fn current_dir() -> Result<PathBuf> {
+    use anyhow::Context;
+    std::env::current_dir().context("cannot read the current directory; pass the output directory")
 }
 
 fn main() -> ExitCode {
@@ -129,6 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { args } => delegate::run(&root, delegate::Tool::Bench, args),
+        Command::Man(args) => man::run(args),
         Command::Synth {
             users,
             modules,

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
+use crate::output::count;
 use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
@@ -74,9 +75,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 Some(reason) => format!(" (ignored: {})", safe(reason)),
                 None => String::new(),
             };
-            println!(
-                "{:<9} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
-                f.severity.as_str(),
+            crate::outln!(
+                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
+                severity_label(f.severity),
                 safe(&f.advisory),
                 safe(&f.import),
                 safe(
@@ -90,19 +91,24 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 safe(&f.recommendation)
             );
         }
-        println!(
-            "{} locked modules checked against snapshot serial {}: {} advisories at or above {} apply{}",
-            report.modules,
+        crate::outln!(
+            "{} checked against snapshot serial {}: {} at or above {} {}{}",
+            count(report.modules, "locked module", "locked modules"),
             report.snapshot_serial,
-            report.failing,
+            count(report.failing, "advisory", "advisories"),
             report.threshold.as_str(),
+            if report.failing == 1 {
+                "applies"
+            } else {
+                "apply"
+            },
             match report.findings.len() - report.failing {
                 0 => String::new(),
                 n => format!(" ({n} ignored)"),
             }
         );
         if let Some(expires) = &report.expired {
-            println!(
+            crate::outln!(
                 "the snapshot expired at {}: its advisories may be stale (advisories published since are missing); run `mlld-registry sync`",
                 safe(expires)
             );
@@ -113,6 +119,17 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The severity, padded for the table, in its colour when colour is on.
+fn severity_label(severity: Severity) -> String {
+    let code = match severity {
+        Severity::Critical => "1;35",
+        Severity::High => "1;31",
+        Severity::Medium => "33",
+        Severity::Low => "36",
+    };
+    crate::color::paint(&format!("{:<9}", severity.as_str()), code)
 }
 
 pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {

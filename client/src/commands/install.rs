@@ -50,10 +50,10 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             ("repaired", &report.repaired),
         ] {
             for import in list {
-                println!("{label} {}", safe(import));
+                crate::outln!("{label} {}", safe(import));
             }
         }
-        println!(
+        crate::outln!(
             "{} installed, {} repaired, {} already cached",
             report.installed.len(),
             report.repaired.len(),

@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!(
+        crate::outln!(
             "no modules are locked; run `mlld-registry install` or `mlld-registry resolve @user/module`"
         );
     }
@@ -108,7 +108,7 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             (_, _, Some(rev)) => short(rev).to_string(),
             _ => String::new(),
         };
-        println!(
+        crate::outln!(
             "{:<44} {}  {:<8} approved {}{newer}",
             safe(&r.import),
             safe(&at),

@@ -2,6 +2,8 @@
 //! returns the exit code (0 success, 1 a finding, errors become 2 in `cli`).
 
 pub mod audit;
+pub mod config;
+pub mod doctor;
 pub mod install;
 pub mod ls;
 pub mod resolve;
@@ -21,7 +23,7 @@ pub const FINDING: u8 = 1;
 
 /// Prints `value` as one line of JSON.
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    crate::outln!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 (None, Some(rev)) => short(rev).to_string(),
                 (None, None) => String::new(),
             };
-            println!(
+            crate::outln!(
                 "{verb} {} at {} ({})",
                 safe(&l.import),
                 safe(&at),

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use crate::commands::print_json;
 use crate::config::PROJECT_CONFIG;
 use crate::context::Context;
+use crate::output::count;
 use crate::usage::{self, EVENTS};
 
 #[derive(clap::Args)]
@@ -47,14 +48,18 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             "note: usage statistics are off; enable them with {{\"stats\": true}} in {PROJECT_CONFIG} or the user config file"
         );
     }
-    println!(
+    crate::outln!(
         "{:<44} {:>7} {:>9} {:>7} {:>7}",
-        "module", EVENTS[0], EVENTS[1], EVENTS[2], EVENTS[3]
+        "module",
+        EVENTS[0],
+        EVENTS[1],
+        EVENTS[2],
+        EVENTS[3]
     );
     for (module, counts) in &agg.modules {
         let n = |e: &str| counts.get(e).copied().unwrap_or(0);
         let module = crate::commands::safe(module);
-        println!(
+        crate::outln!(
             "{module:<44} {:>7} {:>9} {:>7} {:>7}",
             n(EVENTS[0]),
             n(EVENTS[1]),
@@ -62,6 +67,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             n(EVENTS[3])
         );
     }
-    println!("{} events", agg.events);
+    crate::outln!("{}", count(agg.events, "event", "events"));
     Ok(ExitCode::SUCCESS)
 }

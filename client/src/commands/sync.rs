@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::commands::{print_json, safe};
 use crate::config::user_config_path;
 use crate::context::Context;
+use crate::output::count;
 use crate::site::{self, Source, Timeouts};
 use crate::snapshot_import::{self, Limits};
 use crate::store::{Current, Rollback, SyncState};
@@ -74,36 +75,43 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&report)?;
     } else if report.up_to_date {
-        println!(
-            "up to date: serial {} ({} modules), expires {}",
+        crate::outln!(
+            "up to date: serial {} ({}), expires {}",
             report.serial,
-            report.modules,
+            count(report.modules, "module", "modules"),
             safe(&report.expires)
         );
     } else {
-        println!(
-            "synced serial {} ({} modules) from {}; expires {}; {} download, {} bytes",
+        crate::outln!(
+            "synced serial {} ({}) from {}; expires {}; {} download, {}",
             report.serial,
-            report.modules,
+            count(report.modules, "module", "modules"),
             safe(&report.source),
             safe(&report.expires),
             report.mode,
-            report.downloaded_bytes
+            count(report.downloaded_bytes, "byte", "bytes")
         );
         if let Some(d) = &report.delta {
             let how = match d.route {
                 "patch" => format!(
-                    "patched the stored snapshot ({} bytes) and took {} new blobs from the delta pack ({} bytes)",
-                    d.patch_bytes, d.blobs_from_pack, d.blob_pack_bytes
+                    "patched the stored snapshot ({}) and took {} from the delta pack ({})",
+                    count(d.patch_bytes, "byte", "bytes"),
+                    count(d.blobs_from_pack, "new blob", "new blobs"),
+                    count(d.blob_pack_bytes, "byte", "bytes")
                 ),
-                _ => format!("index-only snapshot ({} bytes)", d.index_bytes),
+                _ => format!(
+                    "index-only snapshot ({})",
+                    count(d.index_bytes, "byte", "bytes")
+                ),
             };
-            println!(
-                "  {how}; {} blobs fetched one by one ({} bytes), {} reused from the store",
-                d.blobs_fetched, d.blob_bytes_fetched, d.blobs_reused
+            crate::outln!(
+                "  {how}; {} fetched one by one ({}), {} reused from the store",
+                count(d.blobs_fetched, "blob", "blobs"),
+                count(d.blob_bytes_fetched, "byte", "bytes"),
+                d.blobs_reused
             );
             if let Some(why) = &d.patch_unusable {
-                println!("  the site's patch was not used: {}", safe(why));
+                crate::outln!("  the site's patch was not used: {}", safe(why));
             }
         }
     }

@@ -53,12 +53,12 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&changes)?;
     } else if changes.is_empty() {
-        println!(
+        crate::outln!(
             "every locked module is at the snapshot's newest revision (versioned modules: the newest version their range or tag selects)"
         );
     } else {
         for c in &changes {
-            println!("updated {}", safe(&c.import));
+            crate::outln!("updated {}", safe(&c.import));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -120,7 +120,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         let content = verified.read_blob(&new.integrity)?;
         let change = describe(ctx, verified, module, &entry, new, &content, import);
         if !ctx.json {
-            print!("{}", render(&change));
+            crate::out!("{}", render(&change));
         }
         if change.content_changed {
             approve::approve(
@@ -239,7 +239,7 @@ pub(crate) fn render(c: &Change) -> String {
             c.to_size,
             c.to_size as i64 - f as i64
         ),
-        None => format!("{} bytes", c.to_size),
+        None => crate::output::count(c.to_size, "byte", "bytes"),
     };
     let (label, within) = match &c.requested {
         Some(requested) => ("version", format!(", within {requested}")),
@@ -261,9 +261,22 @@ pub(crate) fn render(c: &Change) -> String {
         out.push_str("  content   unchanged\n");
     }
     for line in c.diff.lines() {
-        out.push_str(&format!("  {line}\n"));
+        out.push_str(&format!("  {}\n", diff_line(line)));
     }
     out
+}
+
+/// A diff line in its colour (when colour is on): removals red, additions
+/// green, hunk headers cyan.
+fn diff_line(line: &str) -> String {
+    let code = match line.as_bytes().first() {
+        _ if line.starts_with("---") || line.starts_with("+++") => "1",
+        Some(b'-') => "31",
+        Some(b'+') => "32",
+        Some(b'@') => "36",
+        _ => return line.to_string(),
+    };
+    crate::color::paint(line, code)
 }
 
 /// A unified diff of at most `max_lines` lines, control characters replaced.

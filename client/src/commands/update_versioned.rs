@@ -85,7 +85,7 @@ pub fn update(
             requested: Some(entry.requested.clone()),
         };
         if !ctx.json {
-            print!("{}", crate::commands::update::render(&change));
+            crate::out!("{}", crate::commands::update::render(&change));
         }
         if content_changed {
             approve::approve(

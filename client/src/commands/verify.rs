@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
+use crate::output::count;
 use crate::project::CacheState;
 use crate::workflow::is_registry_import;
 
@@ -53,12 +54,17 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
                 .as_deref()
                 .or(c.gist_revision.as_deref().map(short))
                 .unwrap_or("");
-            println!("{:<12} {} @ {}", c.state, safe(&c.import), safe(at));
+            crate::outln!("{:<12} {} @ {}", c.state, safe(&c.import), safe(at));
         }
-        println!(
-            "{} of {} cached modules match the lock{}",
+        crate::outln!(
+            "{} of {} {} the lock{}",
             checked.len() - problems,
-            checked.len(),
+            count(checked.len(), "cached module", "cached modules"),
+            if checked.len() - problems == 1 {
+                "matches"
+            } else {
+                "match"
+            },
             if problems > 0 {
                 "; run `mlld-registry install` to repair the others"
             } else {

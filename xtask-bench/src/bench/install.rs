@@ -42,17 +42,16 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         // Benchmarks measure release builds: re-run this one as a release binary.
         let status = Command::new(env!("CARGO"))
-            .current_dir(root)
             .args([
                 "run",
                 "--quiet",
                 "--release",
                 "-p",
                 "xtask-bench",
-                "--",
-                "bench",
-                "install",
+                "--manifest-path",
             ])
+            .arg(root.join("Cargo.toml"))
+            .args(["--", "bench", "install"])
             .args(["--install-modules", &args.install_modules.to_string()])
             .args(["--sync-modules", &args.sync_modules.to_string()])
             .args(["--runs", &args.runs.to_string()])
@@ -75,7 +74,8 @@ pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
             "`{tool}` is needed for the baseline; install it (GNU tar, coreutils, zstd)"
         );
     }
-    let work = root.join(&args.work);
+    // Relative to the current directory, like every xtask output.
+    let work = std::path::absolute(&args.work)?;
     let client = build_client(root)?;
     println!("mlld-registry: {}", client.display());
 

@@ -75,18 +75,15 @@ fn rerun_in_release() -> Result<Option<ExitCode>> {
     if !cfg!(debug_assertions) {
         return Ok(None);
     }
-    let root = crate::workspace_root();
+    // Run from here (not the checkout) so that relative paths and output
+    // defaults keep following the current directory.
+    let manifest = crate::workspace_root().join("Cargo.toml");
     let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "xtask-bench",
-            "--",
-        ])
+        .args(["run", "--quiet", "--release", "--package", "xtask-bench"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--")
         .args(std::env::args_os().skip(1))
-        .current_dir(root)
         .status()?;
     Ok(Some(ExitCode::from(
         status.code().unwrap_or(2).clamp(0, 255) as u8,

@@ -52,7 +52,8 @@ pub fn run(args: SearchArgs) -> Result<ExitCode> {
     let work = args
         .work_dir
         .clone()
-        .unwrap_or_else(|| root.join("target/bench-search"));
+        .unwrap_or_else(|| PathBuf::from("target/bench-search"));
+    let work = std::path::absolute(work)?;
     let synth = Synth::new(SynthConfig {
         users: args.users,
         modules: args.modules,

@@ -70,7 +70,8 @@ fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(V
 
 pub fn run(args: SyncArgs) -> Result<()> {
     let root = crate::workspace_root();
-    let dir = root.join(&args.dir);
+    // Relative to the current directory, like every xtask output.
+    let dir = std::path::absolute(&args.dir)?;
     let _ = std::fs::remove_dir_all(&dir);
     let (data, site) = (dir.join("data"), dir.join("site"));
     let status = Command::new(env!("CARGO"))

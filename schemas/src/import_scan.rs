@@ -441,7 +441,9 @@ import { @g } from "mlld://gist/ivan/0123456789abcdef0123"
     #[test]
     fn fifty_megabytes_scan_in_linear_time() {
         // The attack from issue 11: an unclosed `/import {` and millions of
-        // newlines, 50 MB in all. Under a second in release builds.
+        // newlines, 50 MB in all. A rescan per line would take hours; the
+        // bound here only catches that. The speed target (under a second in
+        // release, through `install`) is measured by `cargo xtask bench scan`.
         let mut text = String::with_capacity(50 << 20);
         while text.len() < 50 << 20 {
             text.push_str("/import {\n");
@@ -452,8 +454,7 @@ import { @g } from "mlld://gist/ivan/0123456789abcdef0123"
         let out = scan_imports_checked(&text, SourceMode::Strict, &[]);
         let took = started.elapsed();
         assert_eq!(out.imports.len(), 1);
-        let limit = if cfg!(debug_assertions) { 30.0 } else { 1.0 };
-        assert!(took.as_secs_f64() < limit, "{took:?}");
+        assert!(took.as_secs_f64() < 60.0, "{took:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use clap::Subcommand;
 
 mod crawl;
 mod install;
+mod scan;
 mod search;
 mod search_queries;
 mod sync;
@@ -33,6 +34,12 @@ pub enum Bench {
         after_help = "Example:\n  cargo xtask bench search\n  cargo xtask bench search --modules 10000 --users 1000"
     )]
     Search(search::SearchArgs),
+    /// `mlld-registry install` on a project whose 50 MiB file opens `/import {`
+    /// and never closes it, vs the same command on a benign file of that size.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench scan\n  cargo xtask bench scan --megabytes 10 --runs 3"
+    )]
+    Scan(scan::ScanArgs),
     /// Bytes a delta sync downloads after 1% of a 100,000-module registry changed, vs a full sync.
     #[command(after_help = "Example:\n  cargo xtask bench sync --users 10000 --modules 100000")]
     Sync(sync::SyncArgs),
@@ -49,6 +56,10 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
         }
         Bench::Install(args) => install::run(args, &crate::workspace_root()),
         Bench::Search(args) => search::run(args),
+        Bench::Scan(args) => {
+            scan::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Sync(args) => {
             sync::run(args)?;
             Ok(ExitCode::SUCCESS)

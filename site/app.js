@@ -71,7 +71,10 @@ const mlldRegistry = (() => {
       const s = score(m, terms, filters);
       if (s) hits.push([s, m]);
     }
-    hits.sort((a, b) => b[0] - a[0] || (a[1][0] + "/" + a[1][1]).localeCompare(b[1][0] + "/" + b[1][1]));
+    // Ties: by full name, `@` aside, a Phase-1 module before its versioned namesake.
+    const key = (m) => m[0].replace(/^@/, "") + "/" + m[1];
+    const isVersioned = (m) => (m[6] === undefined ? 0 : 1);
+    hits.sort((a, b) => b[0] - a[0] || key(a[1]).localeCompare(key(b[1])) || isVersioned(a[1]) - isVersioned(b[1]));
     const list = $("results");
     list.replaceChildren(...hits.slice(0, 50).map(([, m]) => row(m)));
     const versioned = modules.filter((m) => m[6] !== undefined).length;

@@ -215,7 +215,7 @@ const mlldRegistry = (() => {
   return {
     site(s) {
       site = s;
-      $("status").textContent = "Snapshot " + s.serial + ", built " + s.created + ": " + s.count + " modules.";
+      $("status").textContent = "Snapshot " + s.serial + ", built " + s.created + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
       s.shards.forEach(load);
     },
     shard(rows) {

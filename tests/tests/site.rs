@@ -259,6 +259,12 @@ fn versioned_modules_are_listed_and_have_pages() {
     assert_eq!(page["advisories"], serde_json::json!([]));
     let js = fs::read_to_string(dir.path().join("modules/@alice-dev/prompt-lib.js")).unwrap();
     assert!(js.starts_with("mlldRegistry.module({"));
+    // A rebuild with nothing new keeps the page (not regenerated, not cleaned up).
+    build_examples(dir.path(), None, build_time());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("modules/@alice-dev/prompt-lib.js")).unwrap(),
+        js
+    );
     // The Phase-1 namesake keeps its own page.
     assert!(
         dir.path()

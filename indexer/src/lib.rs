@@ -28,7 +28,6 @@ pub mod search_incremental;
 pub mod search_index;
 pub mod signing;
 pub mod site_data;
-pub mod site_versioned;
 pub mod snapshot_writer;
 pub mod versioned_assemble;
 pub mod versioned_build;

@@ -5,7 +5,7 @@
 //! - `data/listing-<sha256>.js`: the module listing in compact shards. Immutable.
 //! - `modules/<user>/<module>.json` (and `.js` for the page, which also works
 //!   from `file://`): what `info` shows, with the content for display;
-//!   versioned modules at `modules/@<author>/<name>.json` (`site_versioned`).
+//!   versioned modules at `modules/@<author>/<name>.json` (`site_data/versioned.rs`).
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -23,7 +23,8 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
-use crate::site_versioned;
+
+mod versioned;
 
 const STATIC: [(&str, &str); 3] = [
     ("index.html", include_str!("../../site/index.html")),
@@ -107,8 +108,8 @@ pub fn write(
         })
         .collect();
     rows.extend(manifest.versioned.iter().map(|v| {
-        let advisory = !site_versioned::advisories(&manifest.advisories, v).is_empty();
-        site_versioned::row(v, advisory)
+        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
+        versioned::row(v, advisory)
     }));
     let mut shards = Vec::new();
     for chunk in rows.chunks(SHARD) {
@@ -171,10 +172,10 @@ fn versioned_page(
     previous_keys: &BTreeMap<String, String>,
 ) -> Result<Option<(String, String)>> {
     let full = module.full_name();
-    let advisories = site_versioned::advisories(&manifest.advisories, module);
+    let advisories = versioned::advisories(&manifest.advisories, module);
     let key = page_key(&(module, &advisories))?;
     if previous_keys.get(&full) != Some(&key) {
-        let Some(page) = site_versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
+        let Some(page) = versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
             return Ok(None);
         };
         let json = serde_json::to_string(&page)?;

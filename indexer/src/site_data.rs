@@ -4,7 +4,8 @@
 //! - `data/site.js`: the page's entry point (serial, counts, shard list). Mutable.
 //! - `data/listing-<sha256>.js`: the module listing in compact shards. Immutable.
 //! - `modules/<user>/<module>.json` (and `.js` for the page, which also works
-//!   from `file://`): what `info` shows, with the content for display.
+//!   from `file://`): what `info` shows, with the content for display;
+//!   versioned modules at `modules/@<author>/<name>.json` (`site_data/versioned.rs`).
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -16,12 +17,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::AdvisoryIndex;
-use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord};
+use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord, VersionedModule};
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
+
+mod versioned;
 
 const STATIC: [(&str, &str); 3] = [
     ("index.html", include_str!("../../site/index.html")),
@@ -89,23 +92,28 @@ pub fn write(
     let dependents = dependents_of(manifest);
     let advisory_index = AdvisoryIndex::new(&manifest.advisories);
 
+    let mut rows: Vec<serde_json::Value> = manifest
+        .modules
+        .iter()
+        .map(|m| {
+            let advisory = advisory_index.for_module(m).next().is_some();
+            serde_json::json!([
+                m.user,
+                m.name,
+                m.description,
+                m.tags,
+                u8::from(advisory),
+                u8::from(m.stale.is_some())
+            ])
+        })
+        .collect();
+    rows.extend(manifest.versioned.iter().map(|v| {
+        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
+        versioned::row(v, advisory)
+    }));
     let mut shards = Vec::new();
-    for chunk in manifest.modules.chunks(SHARD) {
-        let rows: Vec<serde_json::Value> = chunk
-            .iter()
-            .map(|m| {
-                let advisory = advisory_index.for_module(m).next().is_some();
-                serde_json::json!([
-                    m.user,
-                    m.name,
-                    m.description,
-                    m.tags,
-                    u8::from(advisory),
-                    u8::from(m.stale.is_some())
-                ])
-            })
-            .collect();
-        let body = format!("mlldRegistry.shard({});\n", serde_json::to_string(&rows)?);
+    for chunk in rows.chunks(SHARD) {
+        let body = format!("mlldRegistry.shard({});\n", serde_json::to_string(chunk)?);
         let name = format!(
             "data/listing-{}.js",
             &mlld_schemas::sha256_hex(body.as_bytes())[..32]
@@ -113,7 +121,7 @@ pub fn write(
         write_file(dest, &name, body.as_bytes())?;
         shards.push(name);
     }
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "shards": shards });
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "shards": shards });
     write_file(
         dest,
         "data/site.js",
@@ -127,7 +135,7 @@ pub fn write(
             let full = m.full_name();
             let deps_of_me = dependents.get(&full).map(Vec::as_slice).unwrap_or_default();
             let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(m).collect();
-            let key = page_key(m, deps_of_me, &advisories)?;
+            let key = page_key(&(m, deps_of_me, &advisories))?;
             if previous_keys.get(&full) != Some(&key) {
                 let page = module_page(m, deps_of_me, advisories, blobs)?;
                 let json = serde_json::to_string(&page)?;
@@ -144,7 +152,45 @@ pub fn write(
             }
             Ok((full, key))
         })
+        .chain(
+            manifest
+                .versioned
+                .par_iter()
+                .map(|v| versioned_page(dest, manifest, v, blobs, previous_keys))
+                .filter_map(Result::transpose),
+        )
         .collect()
+}
+
+/// Writes a versioned module's page unless its key is unchanged; `None` when
+/// the module has no version to show.
+fn versioned_page(
+    dest: &Path,
+    manifest: &Manifest,
+    module: &VersionedModule,
+    blobs: &BlobDir,
+    previous_keys: &BTreeMap<String, String>,
+) -> Result<Option<(String, String)>> {
+    let full = module.full_name();
+    let advisories = versioned::advisories(&manifest.advisories, module);
+    let key = page_key(&(module, &advisories))?;
+    if previous_keys.get(&full) != Some(&key) {
+        let Some(page) = versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
+            return Ok(None);
+        };
+        let json = serde_json::to_string(&page)?;
+        write_file(
+            dest,
+            &format!("modules/{full}.json"),
+            format!("{json}\n").as_bytes(),
+        )?;
+        write_file(
+            dest,
+            &format!("modules/{full}.js"),
+            format!("mlldRegistry.module({json});\n").as_bytes(),
+        )?;
+    }
+    Ok(Some((full, key)))
 }
 
 /// `user/module` → the modules that depend on it, sorted.
@@ -161,13 +207,9 @@ fn dependents_of(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Everything a page depends on, hashed: equal keys mean an equal page.
-fn page_key(
-    m: &ModuleRecord,
-    dependents: &[String],
-    advisories: &[&AdvisoryRecord],
-) -> Result<String> {
+fn page_key(inputs: &impl Serialize) -> Result<String> {
     let mut h = sha2::Sha256::new();
-    h.update(serde_json::to_vec(&(m, dependents, advisories))?);
+    h.update(serde_json::to_vec(inputs)?);
     // A new page format must regenerate every page.
     h.update(PAGE_FORMAT.to_le_bytes());
     Ok(hex::encode(h.finalize()))

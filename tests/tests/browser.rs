@@ -133,3 +133,96 @@ fn the_page_works_from_file_urls() {
     b.wait_for("return document.getElementById('summary').textContent.includes('24 of 24')")
         .unwrap();
 }
+
+#[test]
+fn versioned_modules_in_search_and_on_their_page() {
+    let Some(b) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Hostile text in a versioned module's metadata stays text.
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&mlld_e2e::examples().join("registry"), &registry);
+    let metadata = registry.join("modules/alice-dev/prompt-lib/metadata.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    json["about"] =
+        json!("Prompt templates <img src=x onerror=\"window.alerted=true\"> <b>bold</b>");
+    std::fs::write(&metadata, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let site = dir.path().join("site");
+    mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
+    let server = HttpServer::start(static_files(site.clone()));
+    b.goto(&format!("{}/", server.url())).unwrap();
+    b.wait_for(
+        "return document.getElementById('summary').textContent.includes('5 of 5 versioned')",
+    )
+    .unwrap();
+
+    b.type_into("#q", "prompt-lib").unwrap();
+    let first = b.wait_for("const a = document.querySelector('#results li .name'); return a && document.getElementById('summary').textContent.includes('match') && [a.textContent, a.parentNode.querySelector('.version').textContent]").unwrap();
+    assert_eq!(first, json!(["@alice-dev/prompt-lib", "1.2.0"]));
+    assert_eq!(
+        b.eval("return document.querySelectorAll('#results img, #results b').length")
+            .unwrap(),
+        json!(0),
+        "the listing shows hostile text as text"
+    );
+    b.eval("window.alerted = false; window.alert = () => { window.alerted = true; }; return 1")
+        .unwrap();
+    b.click("#results li .name").unwrap();
+    b.wait_for(
+        "return location.hash === '#/@alice-dev/prompt-lib' && document.getElementById('versions')",
+    )
+    .unwrap();
+    let versions = b
+        .eval("return [...document.querySelectorAll('#versions tr')].slice(1).map(r => [...r.children].map(c => c.textContent))")
+        .unwrap();
+    assert_eq!(
+        versions,
+        json!([
+            ["1.3.0-beta.1", "2025-10-01T12:00:00Z", "js", "*", "CC0"],
+            ["1.2.0", "2025-07-15T12:00:00Z", "js", ">=2.0.0", "CC0"],
+            ["1.0.0", "2025-05-02T08:00:00Z", "js", ">=2.0.0", "CC0"]
+        ])
+    );
+    let tags = b
+        .eval("return [...document.querySelectorAll('#dist-tags li')].map(li => li.textContent)")
+        .unwrap();
+    assert_eq!(
+        tags,
+        json!(["beta → 1.3.0-beta.1", "latest → 1.2.0", "stable → 1.0.0"])
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('import-line').textContent")
+            .unwrap(),
+        json!("/import @alice-dev/prompt-lib")
+    );
+    let desc = b
+        .eval("return document.querySelector('#module .desc').textContent")
+        .unwrap();
+    assert!(desc.as_str().unwrap().contains("<img src=x"), "{desc}");
+    assert_eq!(
+        b.eval("return document.querySelectorAll('#module img, #module .desc b').length")
+            .unwrap(),
+        json!(0)
+    );
+    assert_eq!(b.eval("return window.alerted").unwrap(), json!(false));
+    let files = b
+        .eval("return [...document.querySelectorAll('#files td:first-child')].map(c => c.textContent)")
+        .unwrap();
+    assert!(
+        files.as_array().unwrap().contains(&json!("index.mld")),
+        "{files}"
+    );
+    b.screenshot(&workspace_root().join("target/browser/versioned-page.png"))
+        .unwrap();
+
+    // From file:// too.
+    b.goto(&format!(
+        "file://{}/index.html#/@alice-dev/table-fmt",
+        site.display()
+    ))
+    .unwrap();
+    let title = b
+        .wait_for("const n = document.querySelector('#module .name'); return n && n.textContent")
+        .unwrap();
+    assert_eq!(title, json!("@alice-dev/table-fmt"));
+}

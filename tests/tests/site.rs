@@ -173,3 +173,107 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
         .count();
     assert_eq!(listings, 1, "old listing shards are gone");
 }
+
+/// The `mlldRegistry.…(…)` argument of a site script, as JSON.
+fn script_json(path: &std::path::Path, call: &str) -> Value {
+    let text = fs::read_to_string(path).unwrap();
+    let inner = text
+        .trim()
+        .strip_prefix(&format!("mlldRegistry.{call}("))
+        .and_then(|t| t.strip_suffix(");"))
+        .unwrap_or_else(|| panic!("{} is not a {call} script", path.display()));
+    serde_json::from_str(inner).unwrap()
+}
+
+#[test]
+fn versioned_modules_are_listed_and_have_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let entry = script_json(&dir.path().join("data/site.js"), "site");
+    assert_eq!(entry["count"], 24, "Phase-1 modules, as before");
+    assert_eq!(entry["versioned"], 5);
+    let rows: Vec<Value> = entry["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            script_json(&dir.path().join(s.as_str().unwrap()), "shard")
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(rows.len(), 29);
+    let row = rows
+        .iter()
+        .find(|r| r[0] == "@alice-dev" && r[1] == "prompt-lib")
+        .expect("the listing has @alice-dev/prompt-lib");
+    assert_eq!(
+        row[2],
+        "Prompt templates for agents: few-shot blocks and system prompts"
+    );
+    assert_eq!(row[6], "1.2.0", "the latest tag's version");
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == "@alice-dev" && r[1] == "table-fmt" && r[6] == "0.2.0"),
+        "without tags, latest is the highest accepted version"
+    );
+
+    let page: Value = serde_json::from_slice(
+        &fs::read(dir.path().join("modules/@alice-dev/prompt-lib.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(page["versioned"], true);
+    assert_eq!(
+        page["distTags"],
+        serde_json::json!({"latest": "1.2.0", "stable": "1.0.0", "beta": "1.3.0-beta.1"})
+    );
+    let versions: Vec<&str> = page["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.3.0-beta.1", "1.2.0", "1.0.0"]);
+    for v in page["versions"].as_array().unwrap() {
+        assert_eq!(v["needs"], serde_json::json!(["js"]));
+        assert_eq!(v["license"], "CC0");
+    }
+    assert_eq!(page["versions"][0]["mlldVersion"], "*");
+    assert_eq!(page["versions"][1]["mlldVersion"], ">=2.0.0");
+    assert_eq!(page["owners"], serde_json::json!(["alice-dev", "bobcodes"]));
+    assert_eq!(page["entry"], "index.mld");
+    assert_eq!(page["files"].as_array().unwrap().len(), 5);
+    assert_eq!(page["source"]["type"], "directory");
+    assert_eq!(page["source"]["commit"].as_str().unwrap().len(), 40);
+    assert!(
+        page["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("@adamavenir/json-utils")),
+        "{}",
+        page["dependencies"]
+    );
+    assert_eq!(page["importLine"], "/import @alice-dev/prompt-lib");
+    assert_eq!(page["advisories"], serde_json::json!([]));
+    let js = fs::read_to_string(dir.path().join("modules/@alice-dev/prompt-lib.js")).unwrap();
+    assert!(js.starts_with("mlldRegistry.module({"));
+    // A rebuild with nothing new keeps the page (not regenerated, not cleaned up).
+    build_examples(dir.path(), None, build_time());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("modules/@alice-dev/prompt-lib.js")).unwrap(),
+        js
+    );
+    // The Phase-1 namesake keeps its own page.
+    assert!(
+        dir.path()
+            .join("modules/adamavenir/json-utils.json")
+            .exists()
+    );
+    assert!(
+        dir.path()
+            .join("modules/@adamavenir/json-utils.json")
+            .exists()
+    );
+}

@@ -4,11 +4,11 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 use mlld_schemas::terminal::terminal_safe as safe;
-use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
+use mlld_schemas::{AdvisoryRecord, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
 
 /// What a person sees before approving an import.
 pub fn describe(
-    manifest: &Manifest,
+    advisories: &[&AdvisoryRecord],
     module: &ModuleRecord,
     revision: &RevisionRecord,
     content: &[u8],
@@ -22,7 +22,6 @@ pub fn describe(
         safe(&revision.revision),
         safe(&revision.integrity)
     );
-    let advisories: Vec<_> = manifest.advisories_for(module).collect();
     if advisories.is_empty() {
         out.push_str("advisories none\n");
     }
@@ -47,7 +46,7 @@ pub fn describe(
 /// version, source, files and size, needs, license, advisories and the
 /// entry file's first lines. Registry text passes through [`safe`].
 pub fn describe_versioned(
-    manifest: &Manifest,
+    advisories: &[&AdvisoryRecord],
     module: &VersionedModule,
     record: &VersionRecord,
     requested: &str,
@@ -81,7 +80,6 @@ pub fn describe_versioned(
         opt(&record.license),
         opt(&record.mlld_version),
     );
-    let advisories = crate::versioned::advisories(manifest, module);
     if advisories.is_empty() {
         out.push_str("advisories none\n");
     }
@@ -139,22 +137,20 @@ mod tests {
             }]
         }))
         .unwrap();
-        let mut manifest: mlld_schemas::Manifest = serde_json::from_value(serde_json::json!({
-            "formatVersion": 1, "serial": 1, "created": "2026-01-01T00:00:00Z",
-            "expires": "2026-01-15T00:00:00Z", "modules": [], "advisories": [], "members": {}
-        }))
-        .unwrap();
-        manifest.advisories = serde_json::from_value(serde_json::json!([{
-            "user": "alice", "id": "2026-001", "created": "2026-01-01T00:00:00Z",
-            "severity": "high", "affects": ["tool"], "gists": [], "type": "rce",
-            "description": "bad\u{1b}[2J", "recommendation": "upgrade"
-        }]))
-        .unwrap();
+        let advisories: Vec<mlld_schemas::AdvisoryRecord> =
+            serde_json::from_value(serde_json::json!([{
+                "user": "alice", "id": "2026-001", "created": "2026-01-01T00:00:00Z",
+                "severity": "high", "affects": ["tool"], "gists": [], "type": "rce",
+                "description": "bad\u{1b}[2J", "recommendation": "upgrade"
+            }]))
+            .unwrap();
         let files = vec![
             ("index.mld".to_string(), b"/export { @x }\n".to_vec()),
             ("lib/a.mld".to_string(), b"x".to_vec()),
         ];
-        let text = super::describe_versioned(&manifest, &module, &module.versions[0], "^1", &files);
+        let advisories: Vec<_> = advisories.iter().collect();
+        let text =
+            super::describe_versioned(&advisories, &module, &module.versions[0], "^1", &files);
         for wanted in [
             "module     @alice/tool",
             "version    1.0.0 (asked: ^1;",

@@ -235,8 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bail!("handled before the context is built")
         }
         Command::Info { reference } => {
-            let verified = ctx.manifest()?;
-            let index = crate::versioned::VersionedIndex::new(&verified.manifest);
+            let index = crate::versioned::VersionedIndex::new(ctx.registry()?);
             if let Some(module) = info_versioned::find(&index, reference)? {
                 let found = info_versioned::info(&ctx, module)?;
                 if cli.json {

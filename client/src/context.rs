@@ -8,8 +8,9 @@ use anyhow::{Result, bail};
 
 use crate::config::{ProjectConfig, UserConfig, user_config_path};
 use crate::project::Project;
+use crate::registry::Registry;
 use crate::snapshot_import::{self, Limits};
-use crate::store::{Store, SyncState, VerifiedManifest};
+use crate::store::{Store, SyncState};
 use crate::trust::TrustedKeys;
 
 /// The global flags every command shares.
@@ -39,7 +40,7 @@ pub struct Context {
     pub allow_expired: bool,
     pub now: time::OffsetDateTime,
     project_config: OnceCell<ProjectConfig>,
-    manifest: OnceCell<VerifiedManifest>,
+    registry: OnceCell<Registry>,
 }
 
 impl Context {
@@ -57,7 +58,7 @@ impl Context {
             allow_expired: flags.allow_expired,
             now: time::OffsetDateTime::now_utc(),
             project_config: OnceCell::new(),
-            manifest: OnceCell::new(),
+            registry: OnceCell::new(),
         }
     }
 
@@ -81,45 +82,47 @@ impl Context {
         }
     }
 
-    /// The verified manifest of `--snapshot FILE`, else of the synced
-    /// snapshot, expired or not: content pinned by integrity stays usable
-    /// offline. An expired one is announced once on stderr; what chooses
-    /// new content asks [`Context::require_fresh`] first.
-    pub fn manifest(&self) -> Result<&VerifiedManifest> {
-        if let Some(m) = self.manifest.get() {
-            return Ok(m);
+    /// The registry of `--snapshot FILE` (verified whole), else of the
+    /// synced snapshot (its query store, read a shard at a time), expired
+    /// or not: content pinned by integrity stays usable offline. An expired
+    /// one is announced once on stderr; what chooses new content asks
+    /// [`Context::require_fresh`] first.
+    pub fn registry(&self) -> Result<&Registry> {
+        if let Some(r) = self.registry.get() {
+            return Ok(r);
         }
         let keys = self.keys()?;
-        let verified = match &self.snapshot {
+        let registry = match &self.snapshot {
             Some(path) => {
                 let state = self.store.state()?;
                 let allow_older = self.allow_older;
                 let accept =
                     |serial: u64, sha: &str| check_floor(&state, serial, sha, path, allow_older);
-                snapshot_import::import_accepting(
+                Registry::from_verified(snapshot_import::import_accepting(
                     &self.store,
                     path,
                     &keys,
                     None,
                     Limits::default(),
                     &accept,
-                )?
+                )?)
             }
             None => self.current(&keys)?,
         };
-        if let Some(expired) = Expired::of(&verified.manifest, self.now) {
+        if let Some(expired) = Expired::at(registry.serial(), registry.expires(), self.now) {
             eprintln!(
                 "warning: {expired}; locked content still installs from it, but newer revisions and advisories are unknown: run `mlld-registry sync`"
             );
         }
-        Ok(self.manifest.get_or_init(|| verified))
+        Ok(self.registry.get_or_init(|| registry))
     }
 
     /// Refuses to `action` (choose new content, audit) from an expired
     /// snapshot unless `--allow-expired` is given; returns the expiry when
     /// allowed, for the caller to say what may be stale.
     pub fn require_fresh(&self, action: &str) -> Result<Option<Expired>> {
-        let Some(expired) = Expired::of(&self.manifest()?.manifest, self.now) else {
+        let r = self.registry()?;
+        let Some(expired) = Expired::at(r.serial(), r.expires(), self.now) else {
             return Ok(None);
         };
         if !self.allow_expired {
@@ -132,16 +135,18 @@ impl Context {
 
     /// Content with this integrity from any snapshot in the store (current
     /// first): an old lock's revisions may only be in an earlier snapshot.
-    /// Each manifest's signature is checked again and the bytes re-hashed.
+    /// Content-addressed, so the bytes are checked by hashing them; a store
+    /// without a query store is read through its manifest, signature
+    /// checked again.
     pub fn stored_blob(&self, integrity: &str) -> Result<Option<Vec<u8>>> {
         let hex = integrity.strip_prefix("sha256:").unwrap_or(integrity);
-        let path = mlld_schemas::snapshot::blob_path(hex);
-        if let Ok(v) = self.manifest()
-            && v.manifest.members.contains_key(&path)
+        mlld_schemas::names::check_sha256_hex(hex).map_err(anyhow::Error::msg)?;
+        let current = self.registry().ok();
+        if let Some(r) = current
+            && let Ok(bytes) = r.read_blob(hex)
         {
-            return v.read_member(&path).map(Some);
+            return Ok(Some(bytes));
         }
-        let keys = self.keys()?;
         let Ok(dirs) = std::fs::read_dir(self.store.root().join("snapshots")) else {
             return Ok(None);
         };
@@ -149,17 +154,30 @@ impl Context {
             let Some(sha) = dir.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            let Ok(Some(v)) = self.store.load_manifest(&sha, &keys) else {
+            if current.is_some_and(|r| r.snapshot_sha256 == sha) {
                 continue;
-            };
-            if v.manifest.members.contains_key(&path) {
-                let bytes = v.read_member(&path)?;
-                if mlld_schemas::integrity_of(&bytes) == integrity {
-                    return Ok(Some(bytes));
-                }
+            }
+            if let Some(bytes) = self.old_blob(&sha, hex)? {
+                return Ok(Some(bytes));
             }
         }
         Ok(None)
+    }
+
+    /// The blob `hex` of the stored snapshot `sha`, if it has it.
+    fn old_blob(&self, sha: &str, hex: &str) -> Result<Option<Vec<u8>>> {
+        let dir = self.store.snapshot_dir(sha);
+        if dir.join(crate::registry::QUERY_DIR).is_dir() {
+            return crate::registry::read_stored_blob(&dir, &OnceCell::new(), hex);
+        }
+        let path = mlld_schemas::snapshot::blob_path(hex);
+        let Ok(Some(v)) = self.store.load_manifest(sha, &self.keys()?) else {
+            return Ok(None);
+        };
+        if !v.manifest.members.contains_key(&path) {
+            return Ok(None);
+        }
+        v.read_member(&path).map(Some)
     }
 
     /// The rollback floor applies to `--snapshot FILE` as to `sync`: an
@@ -174,7 +192,7 @@ impl Context {
         }
     }
 
-    fn current(&self, keys: &TrustedKeys) -> Result<VerifiedManifest> {
+    fn current(&self, keys: &TrustedKeys) -> Result<Registry> {
         let state = self.store.state()?;
         let Some(current) = state.current else {
             bail!(
@@ -182,6 +200,9 @@ impl Context {
                 user_config_path().map_or("the config file".into(), |p| p.display().to_string())
             );
         };
+        if let Some(r) = Registry::open_stored(&self.store, &current.snapshot, keys)? {
+            return Ok(r);
+        }
         let Some(v) = self.store.load_manifest(&current.snapshot, keys)? else {
             bail!(
                 "the current snapshot {} is missing from the store {}; run `mlld-registry sync`",
@@ -189,7 +210,7 @@ impl Context {
                 self.store.root().display()
             );
         };
-        Ok(v)
+        Ok(Registry::from_verified(v))
     }
 }
 
@@ -228,13 +249,18 @@ pub struct Expired {
 impl Expired {
     /// `Some` when `manifest` expired before `now` (an unreadable expiry counts as expired).
     pub fn of(manifest: &mlld_schemas::Manifest, now: time::OffsetDateTime) -> Option<Self> {
-        let at = mlld_schemas::names::parse_timestamp(&manifest.expires).ok();
+        Self::at(manifest.serial, &manifest.expires, now)
+    }
+
+    /// `Some` when the snapshot `serial`, expiring at `expires`, expired before `now`.
+    pub fn at(serial: u64, expires: &str, now: time::OffsetDateTime) -> Option<Self> {
+        let at = mlld_schemas::names::parse_timestamp(expires).ok();
         if at.is_some_and(|at| at > now) {
             return None;
         }
         Some(Self {
-            serial: manifest.serial,
-            expires: manifest.expires.clone(),
+            serial,
+            expires: expires.to_string(),
             days_ago: at.map_or(0, |at| (now - at).whole_days()),
         })
     }

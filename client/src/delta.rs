@@ -106,6 +106,7 @@ pub fn sync(
     };
     fill_blobs(&snap, &head, current, &mut from_pack, &env, &mut stats)?;
     snapshot_import::extract_index(&snap, &head)?;
+    crate::registry::write::write_staged(&snap, &latest.sha256, &key_id)?;
     let dir = store.snapshot_dir(&latest.sha256);
     if !dir.exists() {
         store

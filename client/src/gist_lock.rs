@@ -17,10 +17,10 @@ impl Locker<'_> {
         is_root: bool,
     ) -> Result<(Locked, Vec<String>)> {
         let pin = if is_root { r.revision_prefix() } else { None };
-        let found = self.lookup.find(r);
-        let import = match &found {
-            Ok(m) => format!("mlld://{}/{}", m.user, m.name),
-            Err(_) => r.import_path(),
+        let found = self.lookup.get(&r.user, &r.module)?;
+        let import = match found {
+            Some(m) => format!("mlld://{}/{}", m.user, m.name),
+            None => r.import_path(),
         };
         let import = self.gist_key(import);
         let existing = self.lock.imports.get(&import).cloned();
@@ -30,10 +30,10 @@ impl Locker<'_> {
             .as_ref()
             .filter(|e| !bad_pin && pin.is_none_or(|p| e.gist_revision.starts_with(p)));
         let module = match (found, keep) {
-            (Ok(m), _) => m,
+            (Some(m), _) => m,
             // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
-            (Err(_), Some(e)) => return Ok((locked(&import, e, false), Vec::new())),
-            (Err(e), None) => return Err(e),
+            (None, Some(e)) => return Ok((locked(&import, e, false), Vec::new())),
+            (None, None) => return Err(self.verified.not_found(&r.full_name())),
         };
         if bad_pin {
             resolve::pick_revision(module, r)?;
@@ -99,8 +99,9 @@ impl Locker<'_> {
         import: &str,
     ) -> Result<()> {
         let content = self.verified.read_blob(&revision.integrity)?;
+        let advisories = self.verified.advisories_for(module)?;
         approve::approve(
-            &approve::describe(&self.verified.manifest, module, revision, &content),
+            &approve::describe(&advisories, module, revision, &content),
             &module.full_name(),
             self.ctx.yes,
         )?;

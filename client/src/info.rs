@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 use mlld_schemas::import_ref::ModuleRef;
-use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord, RevisionRecord, names};
+use mlld_schemas::{AdvisoryRecord, ModuleRecord, RevisionRecord};
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::project::CacheState;
-use crate::resolve;
+use crate::registry::Registry;
 use crate::search::clean;
 
 #[derive(Debug, Serialize)]
@@ -78,8 +78,8 @@ pub fn info(ctx: &Context, reference: &str) -> Result<ModuleInfo> {
             reference.full_name()
         );
     }
-    let manifest = &ctx.manifest()?.manifest;
-    let module = resolve::find_module(manifest, &reference)?;
+    let registry = ctx.registry()?;
+    let module = registry.find(&reference)?;
     let import = ModuleRef {
         user: module.user.clone(),
         module: module.name.clone(),
@@ -104,24 +104,18 @@ pub fn info(ctx: &Context, reference: &str) -> Result<ModuleInfo> {
             cached: false,
         },
     };
-    Ok(describe(manifest, module, project))
+    describe(registry, module, project)
 }
 
-fn describe(manifest: &Manifest, module: &ModuleRecord, project: ProjectState) -> ModuleInfo {
+fn describe(
+    registry: &Registry,
+    module: &ModuleRecord,
+    project: ProjectState,
+) -> Result<ModuleInfo> {
     let full_name = module.full_name();
-    let mut dependents: Vec<String> = manifest
-        .modules
-        .iter()
-        .filter(|m| {
-            m.current
-                .dependencies
-                .iter()
-                .any(|d| same_module(d, &full_name))
-        })
-        .map(ModuleRecord::full_name)
-        .collect();
-    dependents.sort();
-    ModuleInfo {
+    let dependents = registry.dependents(&module.user, &module.name)?.to_vec();
+    let advisories = registry.advisories_for(module)?;
+    Ok(ModuleInfo {
         author: module.user.clone(),
         module: module.name.clone(),
         description: module.description.clone(),
@@ -133,20 +127,13 @@ fn describe(manifest: &Manifest, module: &ModuleRecord, project: ProjectState) -
         revisions: module.revisions().map(revision).collect(),
         dependencies: module.current.dependencies.clone(),
         dependents,
-        advisories: manifest.advisories_for(module).map(advisory).collect(),
+        advisories: advisories.into_iter().map(advisory).collect(),
         project,
         name: full_name,
-    }
+    })
 }
 
 /// `user/module` names compare with the user case-insensitively.
-fn same_module(a: &str, b: &str) -> bool {
-    match (a.split_once('/'), b.split_once('/')) {
-        (Some((ua, ma)), Some((ub, mb))) => names::same_user(ua, ub) && ma == mb,
-        _ => false,
-    }
-}
-
 fn revision(r: &RevisionRecord) -> Revision {
     Revision {
         revision: r.revision.clone(),
@@ -242,6 +229,7 @@ pub fn render(info: &ModuleInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlld_schemas::Manifest;
 
     fn rev(id: char, date: &str) -> RevisionRecord {
         RevisionRecord {
@@ -291,7 +279,8 @@ mod tests {
             locked_revision: Some("b".repeat(40)),
             cached: false,
         };
-        let info = describe(&manifest, &module, project);
+        let registry = Registry::from_manifest(manifest);
+        let info = describe(&registry, &module, project).unwrap();
         assert_eq!(info.dependents, ["zed/uses-m"]);
         assert_eq!(info.revisions.len(), 3);
         assert_eq!(info.advisories[0].severity, "medium");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::project::CacheState;
 use crate::search::clean;
-use crate::versioned::{self, VersionedIndex};
+use crate::versioned::VersionedIndex;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +72,7 @@ pub fn find<'m>(
         return Ok(None);
     }
     let r = ModuleRef::parse(reference)?;
-    let Some(m) = index.get(&r.user, &r.module) else {
+    let Some(m) = index.get(&r.user, &r.module)? else {
         return Ok(None);
     };
     if let Some(pin) = &r.pin {
@@ -86,7 +86,7 @@ pub fn find<'m>(
 }
 
 pub fn info(ctx: &Context, module: &VersionedModule) -> Result<VersionedInfo> {
-    let manifest = &ctx.manifest()?.manifest;
+    let advisories = ctx.registry()?.versioned_advisories(module)?;
     let key = module.full_name();
     let lock = ctx.project.read_lock()?;
     let entry = lock
@@ -113,10 +113,7 @@ pub fn info(ctx: &Context, module: &VersionedModule) -> Result<VersionedInfo> {
         tags: module.tags.clone(),
         latest: module.latest().map(|v| v.version.clone()),
         versions: module.versions.iter().map(version).collect(),
-        advisories: versioned::advisories(manifest, module)
-            .into_iter()
-            .map(crate::info::advisory)
-            .collect(),
+        advisories: advisories.into_iter().map(crate::info::advisory).collect(),
         project,
     })
 }

@@ -23,6 +23,7 @@ mod manifest_check;
 pub mod mlld_config;
 pub mod mlld_home;
 pub mod project;
+pub mod registry;
 pub mod resolve;
 pub mod scan;
 pub mod search;

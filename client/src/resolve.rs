@@ -1,34 +1,9 @@
-//! Finding a module and a revision in a verified manifest.
+//! Finding a module and a revision in a verified snapshot.
 
 use anyhow::{Result, bail};
-use mlld_schemas::{Manifest, ModuleRecord, ModuleRef, RevisionRecord};
+use mlld_schemas::{ModuleRecord, ModuleRef, RevisionRecord};
 
-/// The module `reference` names, or an error that suggests near names.
-pub fn find_module<'m>(manifest: &'m Manifest, reference: &ModuleRef) -> Result<&'m ModuleRecord> {
-    if let Some(m) = manifest.find(&reference.user, &reference.module) {
-        return Ok(m);
-    }
-    let near = near_names(manifest, &reference.full_name(), 3);
-    let hint = if near.is_empty() {
-        String::new()
-    } else {
-        format!("; did you mean {}?", near.join(", "))
-    };
-    bail!(
-        "module {} is not in the registry snapshot (serial {}){hint} If it was registered recently, run `mlld-registry sync`.",
-        reference.full_name(),
-        manifest.serial
-    )
-}
-
-/// Up to `limit` module names closest to `wanted`, closest first.
-pub fn near_names(manifest: &Manifest, wanted: &str, limit: usize) -> Vec<String> {
-    closest_names(
-        wanted,
-        manifest.modules.iter().map(|m| m.full_name()),
-        limit,
-    )
-}
+use crate::registry::Registry;
 
 /// Up to `limit` of the `user/module` names in `names` closest to `wanted`
 /// (a full name or a bare module name), closest first.
@@ -99,38 +74,27 @@ pub fn locked_revision<'m>(module: &'m ModuleRecord, revision: &str) -> Option<&
     module.revisions().find(|r| r.revision == revision)
 }
 
-/// Constant-time module lookup over a manifest (snapshots hold up to
-/// hundreds of thousands of modules; `Manifest::find` is a linear scan).
+/// Module lookup by name over a registry (each lookup reads one shard).
+#[derive(Clone, Copy)]
 pub struct Lookup<'m> {
-    manifest: &'m Manifest,
-    by_name: std::collections::HashMap<(String, &'m str), &'m ModuleRecord>,
+    registry: &'m Registry,
 }
 
 impl<'m> Lookup<'m> {
-    pub fn new(manifest: &'m Manifest) -> Self {
-        let by_name = manifest
-            .modules
-            .iter()
-            .map(|m| ((m.user.to_ascii_lowercase(), m.name.as_str()), m))
-            .collect();
-        Self { manifest, by_name }
+    pub fn new(registry: &'m Registry) -> Self {
+        Self { registry }
     }
 
-    pub fn manifest(&self) -> &'m Manifest {
-        self.manifest
+    pub fn registry(&self) -> &'m Registry {
+        self.registry
     }
 
-    pub fn get(&self, user: &str, name: &str) -> Option<&'m ModuleRecord> {
-        self.by_name
-            .get(&(user.to_ascii_lowercase(), name))
-            .copied()
+    pub fn get(&self, user: &str, name: &str) -> Result<Option<&'m ModuleRecord>> {
+        self.registry.module(user, name)
     }
 
-    /// Like [`find_module`], fast.
+    /// The module, or an error suggesting near names.
     pub fn find(&self, reference: &ModuleRef) -> Result<&'m ModuleRecord> {
-        match self.get(&reference.user, &reference.module) {
-            Some(m) => Ok(m),
-            None => find_module(self.manifest, reference),
-        }
+        self.registry.find(reference)
     }
 }

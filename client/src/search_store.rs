@@ -61,7 +61,7 @@ impl Context {
     fn snapshot_digest(&self) -> Result<String> {
         // When the store records a current (synced) snapshot, it is the answer when no --snapshot is given.
         let Some(path) = &self.snapshot else {
-            return Ok(self.manifest()?.snapshot_sha256.clone());
+            return Ok(self.registry()?.snapshot_sha256.clone());
         };
         let memo_path = memo_path(self.store.root(), path)?;
         let keys = self.keys()?.fingerprint();
@@ -79,7 +79,7 @@ impl Context {
                 return Ok(memo.snapshot);
             }
         }
-        let verified = self.manifest()?;
+        let verified = self.registry()?;
         if racy(&identity) {
             return Ok(verified.snapshot_sha256.clone());
         }
@@ -88,8 +88,8 @@ impl Context {
             identity,
             keys,
             snapshot: verified.snapshot_sha256.clone(),
-            serial: Some(verified.manifest.serial),
-            expires: verified.manifest.expires.clone(),
+            serial: Some(verified.serial()),
+            expires: verified.expires().to_string(),
         };
         // A memo that cannot be written only costs speed next time.
         let _ = self

@@ -252,6 +252,7 @@ fn import_new(
         unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
     // `search` memory-maps the index: its files live beside the pack, verified with it.
     extract_index(&snap, &head)?;
+    crate::registry::write::write_staged(&snap, sha256, &key_id)?;
     let dir = store.snapshot_dir(sha256);
     if !dir.exists() {
         store

@@ -81,6 +81,11 @@ impl TrustedKeys {
         mlld_schemas::sha256_hex(ids.join(",").as_bytes())
     }
 
+    /// Whether the key with this id is among the trusted keys.
+    pub fn trusts(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == key_id)
+    }
+
     /// Checks `sig_text` over `data` against the trusted keys and returns the trusted comment.
     pub fn verify(&self, what: &str, data: &[u8], sig_text: &str) -> Result<String> {
         Ok(self.verify_with_key(what, data, sig_text)?.trusted_comment)

@@ -8,37 +8,28 @@
 //! the Phase-1 module. A version, range or tag on a Phase-1-only module is
 //! an error.
 
-use std::collections::HashMap;
-
 use anyhow::{Result, bail};
 use mlld_schemas::import_ref::RefForm;
 use mlld_schemas::lock::{VersionedLockEntry, registry_url};
-use mlld_schemas::names::{self, format_timestamp};
-use mlld_schemas::{
-    AdvisoryRecord, Manifest, ModuleRef, VersionRecord, VersionSpec, VersionedModule,
-};
+use mlld_schemas::names::format_timestamp;
+use mlld_schemas::{ModuleRef, VersionRecord, VersionSpec, VersionedModule};
 
+use crate::registry::Registry;
 use crate::resolve::Lookup;
 
 /// Versioned modules by `(author, name)`, authors case-insensitively.
+#[derive(Clone, Copy)]
 pub struct VersionedIndex<'m> {
-    by_name: HashMap<(String, String), &'m VersionedModule>,
+    registry: &'m Registry,
 }
 
 impl<'m> VersionedIndex<'m> {
-    pub fn new(manifest: &'m Manifest) -> Self {
-        let by_name = manifest
-            .versioned
-            .iter()
-            .map(|m| ((m.author.to_ascii_lowercase(), m.name.clone()), m))
-            .collect();
-        Self { by_name }
+    pub fn new(registry: &'m Registry) -> Self {
+        Self { registry }
     }
 
-    pub fn get(&self, author: &str, name: &str) -> Option<&'m VersionedModule> {
-        self.by_name
-            .get(&(author.to_ascii_lowercase(), name.to_string()))
-            .copied()
+    pub fn get(&self, author: &str, name: &str) -> Result<Option<&'m VersionedModule>> {
+        self.registry.versioned(author, name)
     }
 }
 
@@ -58,12 +49,12 @@ pub fn route<'m>(
     if form == RefForm::MlldUrl || reference.revision_prefix().is_some() {
         return Ok(Target::Gist);
     }
-    if let Some(m) = versioned.get(&reference.user, &reference.module) {
+    if let Some(m) = versioned.get(&reference.user, &reference.module)? {
         return Ok(Target::Versioned(m));
     }
     if let (Some(pin), Some(m)) = (
         reference.pin.as_deref(),
-        gists.get(&reference.user, &reference.module),
+        gists.get(&reference.user, &reference.module)?,
     ) {
         bail!(
             "{} is a Phase-1 gist module without versions, so `@{pin}` (a version, range or tag) cannot select anything; pin a gist revision instead (4 to 40 hex digits, e.g. @{}/{}@{}) or drop the pin",
@@ -142,18 +133,6 @@ pub fn entry_satisfies(entry: &VersionedLockEntry, spec: Option<&VersionSpec>) -
     }
 }
 
-/// The advisories filed in `{author}/advisories.json` that name the module:
-/// they affect every version.
-pub fn advisories<'m>(manifest: &'m Manifest, module: &VersionedModule) -> Vec<&'m AdvisoryRecord> {
-    manifest
-        .advisories
-        .iter()
-        .filter(|a| {
-            names::same_user(&a.user, &module.author) && a.advisory.affects.contains(&module.name)
-        })
-        .collect()
-}
-
 /// A lock entry for `record` of `module`.
 pub fn new_entry(
     module: &VersionedModule,
@@ -178,7 +157,7 @@ pub fn new_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mlld_schemas::{SourceRecord, VersionFileRecord};
+    use mlld_schemas::{Manifest, SourceRecord, VersionFileRecord};
 
     pub fn module(versions: &[&str], tags: &[(&str, &str)]) -> VersionedModule {
         VersionedModule {
@@ -286,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_name_collision_rule() {
-        let m = manifest(vec![module(&["1.0.0"], &[])]);
+        let m = Registry::from_manifest(manifest(vec![module(&["1.0.0"], &[])]));
         let (index, gists) = (VersionedIndex::new(&m), Lookup::new(&m));
         let at = |s: &str| ModuleRef::parse(s).unwrap();
         let versioned = |r: &str, form| {

@@ -19,7 +19,7 @@ use mlld_schemas::{ModuleRef, VersionRecord};
 
 use crate::context::Context;
 use crate::project::{CacheState, Project};
-use crate::store::VerifiedManifest;
+use crate::registry::Registry;
 
 /// `.mlld/cache/registry/{author}/{name}/{version}`, after checking that
 /// each part is a name that may become a path.
@@ -124,10 +124,7 @@ pub fn entry_content(project: &Project, key: &str, entry: &VersionedLockEntry) -
 
 /// Every file of `record`, read from the verified snapshot and checked
 /// against its signed SHA-256 and size.
-pub fn read_files(
-    verified: &VerifiedManifest,
-    record: &VersionRecord,
-) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn read_files(verified: &Registry, record: &VersionRecord) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::with_capacity(record.files.len());
     for f in &record.files {
         safe_relative(&f.path)?;

@@ -7,7 +7,7 @@ use mlld_schemas::{ModuleRef, VersionRecord, VersionedModule};
 
 use crate::context::Context;
 use crate::project::CacheState;
-use crate::store::VerifiedManifest;
+use crate::registry::Registry;
 use crate::versioned::{self, VersionedIndex};
 use crate::workflow::{Locked, Locker};
 use crate::{approve, usage, versioned_cache};
@@ -62,7 +62,7 @@ impl Locker<'_> {
         let files = versioned_cache::read_files(self.verified, record)?;
         approve::approve(
             &approve::describe_versioned(
-                &self.verified.manifest,
+                &self.verified.versioned_advisories(module)?,
                 module,
                 record,
                 &requested,
@@ -120,7 +120,7 @@ pub fn locked_record<'m>(
     entry: &VersionedLockEntry,
 ) -> Result<(&'m VersionedModule, &'m VersionRecord)> {
     let r = ModuleRef::parse(key)?;
-    let Some(module) = index.get(&r.user, &r.module) else {
+    let Some(module) = index.get(&r.user, &r.module)? else {
         bail!(
             "{key} is locked, but this snapshot has no such versioned module; sync a newer snapshot or remove the entry"
         );
@@ -151,7 +151,7 @@ pub fn locked_record<'m>(
 /// snapshot.
 pub fn install_entry(
     ctx: &Context,
-    snapshot: Option<(&VerifiedManifest, &VersionedIndex<'_>)>,
+    snapshot: Option<(&Registry, &VersionedIndex<'_>)>,
     key: &str,
     entry: &VersionedLockEntry,
 ) -> Result<CacheState> {

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::project::CacheState;
+use crate::registry::Registry;
 use crate::resolve::{self, Lookup};
-use crate::store::VerifiedManifest;
 use crate::versioned::{self, Target, VersionedIndex};
 
 #[derive(Debug, Serialize)]
@@ -58,7 +58,7 @@ impl Request {
 /// Locks references and their dependencies into `lock`.
 pub struct Locker<'a> {
     pub ctx: &'a Context,
-    pub verified: &'a VerifiedManifest,
+    pub verified: &'a Registry,
     pub lookup: Lookup<'a>,
     pub versioned: VersionedIndex<'a>,
     pub lock: LockFile,
@@ -68,12 +68,12 @@ pub struct Locker<'a> {
 }
 
 impl<'a> Locker<'a> {
-    pub fn new(ctx: &'a Context, verified: &'a VerifiedManifest, lock: LockFile) -> Self {
+    pub fn new(ctx: &'a Context, verified: &'a Registry, lock: LockFile) -> Self {
         Self {
             ctx,
             verified,
-            lookup: Lookup::new(&verified.manifest),
-            versioned: VersionedIndex::new(&verified.manifest),
+            lookup: Lookup::new(verified),
+            versioned: VersionedIndex::new(verified),
             lock,
             frozen: false,
             changed: false,
@@ -179,7 +179,7 @@ pub fn is_registry_import(import: &str) -> bool {
 /// what the cache held before. A valid entry needs no snapshot at all.
 pub fn install_entry(
     ctx: &Context,
-    verified: Option<&VerifiedManifest>,
+    verified: Option<&Registry>,
     lookup: Option<&Lookup<'_>>,
     import: &str,
     entry: &LockEntry,
@@ -225,7 +225,7 @@ pub fn cache_state_of(
 /// damaged, for [`Prepared::write`].
 pub fn prepare_entry(
     ctx: &Context,
-    verified: Option<&VerifiedManifest>,
+    verified: Option<&Registry>,
     lookup: Option<&Lookup<'_>>,
     import: &str,
     entry: &LockEntry,

@@ -18,6 +18,7 @@ pub mod names;
 pub mod registry;
 #[cfg(feature = "search")]
 pub mod search;
+pub mod shard;
 pub mod snapshot;
 pub mod snapshot_versioned;
 pub mod terminal;
@@ -63,8 +64,13 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha256_bytes(bytes))
+}
+
+/// The SHA-256 of `bytes`.
+pub fn sha256_bytes(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// `sha256:<hex>`, the integrity string of the lock file.

@@ -135,7 +135,7 @@ fn severity_label(severity: Severity) -> String {
 pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let ignores = ctx.project_config()?.audit.ignore.clone();
     let lock = ctx.project.read_lock()?;
-    let manifest = &ctx.manifest()?.manifest;
+    let registry = ctx.registry()?;
     let expired = ctx.require_fresh("audit")?;
     let mut findings = Vec::new();
     let mut modules = 0;
@@ -143,7 +143,7 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
         modules += 1;
         let r = ModuleRef::parse(import)?;
         let gist = parse_resolved(&entry.resolved).map_or("", |(_, g)| g);
-        for a in &manifest.advisories {
+        for a in registry.advisories_near(&r.user, &r.module)? {
             if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, gist) {
                 continue;
             }
@@ -161,7 +161,7 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     for (key, entry) in &lock.modules {
         modules += 1;
         let r = ModuleRef::parse(key)?;
-        for a in &manifest.advisories {
+        for a in registry.advisories_near(&r.user, &r.module)? {
             if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, "") {
                 continue;
             }
@@ -176,7 +176,7 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let failing = findings.iter().filter(|f| f.ignored.is_none()).count();
     Ok(AuditReport {
         threshold,
-        snapshot_serial: manifest.serial,
+        snapshot_serial: registry.serial(),
         modules,
         findings,
         failing,

@@ -69,7 +69,7 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
     let (declared, config_problems) = mlld_config::dependencies(ctx.project.root());
     found.extend(declared);
     problems.extend(config_problems);
-    let verified = ctx.manifest()?;
+    let verified = ctx.registry()?;
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
     mlld_home::check(ctx)?;
@@ -110,7 +110,7 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         let request = Request::parse(key)?;
         let r = &request.reference;
         // Gone from the snapshot: the entry stands and its cache may serve.
-        if locker.versioned.get(&r.user, &r.module).is_some() {
+        if locker.versioned.get(&r.user, &r.module)?.is_some() {
             roots.push(request);
         }
     }

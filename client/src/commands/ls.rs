@@ -43,8 +43,8 @@ pub struct Row {
 pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
     let lock = ctx.project.read_lock()?;
     // The snapshot only adds "newer" hints: ls works without one.
-    let manifest = ctx.manifest().ok().map(|v| &v.manifest);
-    let lookup = manifest.map(Lookup::new);
+    let registry = ctx.registry().ok();
+    let lookup = registry.map(Lookup::new);
     let mut rows = Vec::new();
     for (import, e) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
         let (user, gist) = parse_resolved(&e.resolved).unwrap_or(("", ""));
@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             .project
             .cache_state(user, gist, &e.gist_revision, &e.integrity);
         let newer = ModuleRef::parse(import).ok().and_then(|r| {
-            let m = lookup.as_ref()?.get(&r.user, &r.module)?;
+            let m = lookup.as_ref()?.get(&r.user, &r.module).ok()??;
             (m.current.revision != e.gist_revision).then(|| m.current.revision.clone())
         });
         rows.push(Row {
@@ -67,12 +67,12 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             newer,
         });
     }
-    let versioned = manifest.map(VersionedIndex::new);
+    let versioned = registry.map(VersionedIndex::new);
     for (key, e) in &lock.modules {
         let state = crate::versioned_cache::state(&ctx.project, key, e);
         // The version the request selects in this snapshot, when it moved.
         let newer = ModuleRef::parse(key).ok().and_then(|r| {
-            let m = versioned.as_ref()?.get(&r.user, &r.module)?;
+            let m = versioned.as_ref()?.get(&r.user, &r.module).ok()??;
             let now = crate::versioned::select(m, Some(&e.requested)).ok()?;
             (now.version != e.version).then(|| now.version.clone())
         });

@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
 /// and caches their content; keeps mlld's own files current.
 pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     let request = Request::parse(reference)?;
-    let verified = ctx.manifest()?;
+    let verified = ctx.registry()?;
     // A new import chooses content: refused on an expired snapshot before
     // the project is touched (the locker checks again for dependencies).
     let lock = ctx.project.read_lock()?;

@@ -48,6 +48,11 @@ pub struct Args {
     /// 16384; also MLLD_REGISTRY_MIN_RATE, or "minRate" in the config).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub min_rate: Option<u64>,
+    /// Fetch nothing: check the current stored snapshot completely (its
+    /// signature and every member's hash) and rebuild the records commands
+    /// read from it, after a message said the store is damaged.
+    #[arg(long, conflicts_with_all = ["from", "full"])]
+    pub repair: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +76,9 @@ pub struct SyncReport {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    if args.repair {
+        return repair(ctx);
+    }
     let report = sync(ctx, args, Limits::default())?;
     if ctx.json {
         print_json(&report)?;
@@ -114,6 +122,28 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 crate::outln!("  the site's patch was not used: {}", safe(why));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sync --repair`: the current snapshot checked whole, its query store rebuilt.
+fn repair(ctx: &Context) -> Result<ExitCode> {
+    let keys = ctx.keys()?;
+    let _guard = ctx.store.exclusive()?;
+    let Some(current) = ctx.store.state()?.current else {
+        bail!("nothing to repair: no snapshot was synced yet; run `mlld-registry sync`");
+    };
+    let checked = crate::registry::write::rebuild(&ctx.store, &current.snapshot, &keys, true)?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "snapshot": current.snapshot, "serial": current.serial, "membersChecked": checked
+        }))?;
+    } else {
+        crate::outln!(
+            "repaired: snapshot serial {} checked ({} verified), its records rebuilt",
+            current.serial,
+            count(checked, "member", "members")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -285,6 +315,14 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         bail!(
             "snapshot {latest_sha} was removed from the store by another process while this sync verified it; run `mlld-registry sync` again"
         );
+    }
+    // A snapshot stored by an older client has no query store yet.
+    if !stored
+        .join(crate::registry::QUERY_DIR)
+        .join(crate::registry::tables::HEAD_NAME)
+        .is_file()
+    {
+        crate::registry::write::rebuild(&ctx.store, &latest_sha, &keys, false)?;
     }
     let previous = state.current.clone();
     let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);

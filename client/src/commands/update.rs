@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::commands::update_versioned;
 use crate::commands::{print_json, safe, short};
 use crate::context::Context;
+use crate::registry::Registry;
 use crate::resolve::{self, Lookup};
-use crate::store::VerifiedManifest;
 use crate::versioned::VersionedIndex;
 use crate::workflow::{self, Locker, Request, is_registry_import};
 use crate::{approve, mlld_home, usage, versioned_lock};
@@ -71,9 +71,9 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
             "`update` moves a module to the snapshot's newest revision and takes no pin (`@{pin}`); to lock a given revision, run `mlld-registry resolve` with it"
         );
     }
-    let verified = ctx.manifest()?;
+    let verified = ctx.registry()?;
     ctx.require_fresh("update")?;
-    let lookup = Lookup::new(&verified.manifest);
+    let lookup = Lookup::new(verified);
     let _guard = ctx.project.exclusive()?;
     ctx.project.clean_staging()?;
     mlld_home::check(ctx)?;
@@ -104,7 +104,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         {
             continue;
         }
-        let Some(module) = lookup.get(&r.user, &r.module) else {
+        let Some(module) = lookup.get(&r.user, &r.module)? else {
             let import = safe(import);
             eprintln!(
                 "note: {import} is no longer in the registry snapshot; it stays at its locked revision"
@@ -118,13 +118,13 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         }
         let new = &module.current;
         let content = verified.read_blob(&new.integrity)?;
-        let change = describe(ctx, verified, module, &entry, new, &content, import);
+        let change = describe(ctx, verified, module, &entry, new, &content, import)?;
         if !ctx.json {
             crate::out!("{}", render(&change));
         }
         if change.content_changed {
             approve::approve(
-                &approve::describe(&verified.manifest, module, new, &content),
+                &approve::describe(&verified.advisories_for(module)?, module, new, &content),
                 &module.full_name(),
                 ctx.yes,
             )?;
@@ -144,7 +144,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
     if !changes.is_empty() {
         // Versions that moved may need modules the lock does not hold yet.
         let mut locker = Locker::new(ctx, verified, lock);
-        let index = VersionedIndex::new(&verified.manifest);
+        let index = VersionedIndex::new(verified);
         for key in &moved_keys {
             let (_, record) =
                 versioned_lock::locked_record(&index, key, &locker.lock.modules[key])?;
@@ -176,13 +176,13 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
 
 fn describe(
     ctx: &Context,
-    verified: &VerifiedManifest,
+    verified: &Registry,
     module: &ModuleRecord,
     entry: &LockEntry,
     new: &RevisionRecord,
     content: &[u8],
     import: &str,
-) -> Change {
+) -> Result<Change> {
     let old = resolve::locked_revision(module, &entry.gist_revision);
     // The old content: from the snapshot's history, else from the project cache.
     let old_content = old
@@ -195,8 +195,8 @@ fn describe(
         });
     let approved = parse_timestamp(&entry.approved_at).ok();
     let new_advisories = verified
-        .manifest
-        .advisories_for(module)
+        .advisories_for(module)?
+        .into_iter()
         .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
             (Ok(created), Some(approved)) => created > approved,
             _ => true,
@@ -214,7 +214,7 @@ fn describe(
         Some(old) => short_diff(old, content, 40),
         None => "(the old content is in neither the snapshot nor the cache)\n".into(),
     };
-    Change {
+    Ok(Change {
         import: import.to_string(),
         from: entry.gist_revision.clone(),
         to: new.revision.clone(),
@@ -228,7 +228,7 @@ fn describe(
         new_advisories,
         diff,
         requested: None,
-    }
+    })
 }
 
 pub(crate) fn render(c: &Change) -> String {

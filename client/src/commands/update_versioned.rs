@@ -7,7 +7,7 @@ use mlld_schemas::{LockFile, ModuleRef};
 
 use crate::commands::update::{Change, short_diff};
 use crate::context::Context;
-use crate::store::VerifiedManifest;
+use crate::registry::Registry;
 use crate::versioned::{self, VersionedIndex};
 use crate::{approve, versioned_cache};
 
@@ -15,11 +15,11 @@ use crate::{approve, versioned_cache};
 /// returns what changed; the caller writes the lock and the caches.
 pub fn update(
     ctx: &Context,
-    verified: &VerifiedManifest,
+    verified: &Registry,
     lock: &mut LockFile,
     only: Option<&ModuleRef>,
 ) -> Result<Vec<Change>> {
-    let index = VersionedIndex::new(&verified.manifest);
+    let index = VersionedIndex::new(verified);
     let mut changes = Vec::new();
     let keys: Vec<String> = lock.modules.keys().cloned().collect();
     for key in keys {
@@ -27,7 +27,7 @@ pub fn update(
         if only.is_some_and(|o| !o.user.eq_ignore_ascii_case(&r.user) || o.module != r.module) {
             continue;
         }
-        let Some(module) = index.get(&r.user, &r.module) else {
+        let Some(module) = index.get(&r.user, &r.module)? else {
             eprintln!(
                 "note: {key} is no longer in the registry snapshot; it stays at its locked version"
             );
@@ -52,6 +52,7 @@ pub fn update(
             != mlld_schemas::content_hash::parse_content_hash(&new.content_hash)
                 .unwrap_or(&new.content_hash);
         let approved = parse_timestamp(&entry.approved_at).ok();
+        let advisories = verified.versioned_advisories(module)?;
         let change = Change {
             import: key.clone(),
             from: entry.version.clone(),
@@ -63,8 +64,8 @@ pub fn update(
                 .or(old_bytes.as_ref().map(|b| b.len() as u64)),
             to_size: new.size,
             content_changed,
-            new_advisories: versioned::advisories(&verified.manifest, module)
-                .into_iter()
+            new_advisories: advisories
+                .iter()
                 .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
                     (Ok(created), Some(approved)) => created > approved,
                     _ => true,
@@ -89,13 +90,7 @@ pub fn update(
         }
         if content_changed {
             approve::approve(
-                &approve::describe_versioned(
-                    &verified.manifest,
-                    module,
-                    new,
-                    &entry.requested,
-                    &files,
-                ),
+                &approve::describe_versioned(&advisories, module, new, &entry.requested, &files),
                 &module.full_name(),
                 ctx.yes,
             )?;

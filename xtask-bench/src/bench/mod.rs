@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Result, ensure};
 use clap::Subcommand;
 
+mod client;
 mod crawl;
 mod install;
 mod scan;
@@ -18,6 +19,12 @@ mod sync;
 
 #[derive(Subcommand)]
 pub enum Bench {
+    /// Every everyday command on a synced store (process start to exit, peak
+    /// RSS), against the same command reading the whole signed manifest.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench client\n  cargo xtask bench client --modules 1000000 --users 100000"
+    )]
+    Client(client::ClientArgs),
     /// Full crawl vs incremental rebuild of a synthetic registry against a fake GitHub on loopback.
     #[command(after_help = "Example:\n  cargo xtask bench crawl --users 10000 --modules 100000")]
     Crawl(crawl::CrawlArgs),
@@ -50,6 +57,10 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
         return Ok(code);
     }
     match bench {
+        Bench::Client(args) => {
+            client::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Crawl(args) => {
             crawl::run(args)?;
             Ok(ExitCode::SUCCESS)

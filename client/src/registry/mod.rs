@@ -1,0 +1,344 @@
+//! What commands read the registry through: a snapshot's records, loaded a
+//! shard at a time.
+//!
+//! `sync` verifies a snapshot whole (signature, every member's hash) and
+//! then writes its *query store*, `snapshots/<sha256>/query/` (see
+//! [`tables`]): the module records split into shards by a hash of the name
+//! (`mlld_schemas::shard`), and a sorted index of the pack's blobs. Later
+//! commands open that and read only the shards of the names they look up,
+//! each checked against its own digest, and the blobs they install, each
+//! hashed against the digest asked for. Nothing in it is trusted that `sync`
+//! did not write from verified bytes; the key that signed the snapshot must
+//! still be trusted. A store without a query store (synced by an older
+//! client), and `--snapshot FILE`, are read from the verified manifest in
+//! memory instead, through the same interface.
+
+pub mod tables;
+pub mod write;
+
+use std::cell::OnceCell;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use mlld_schemas::shard::{self, Shard};
+use mlld_schemas::{AdvisoryRecord, ModuleRecord, ModuleRef, VersionedModule, names};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, VerifiedManifest};
+use crate::trust::TrustedKeys;
+use tables::ShardFile;
+
+pub const QUERY_DIR: &str = "query";
+/// Bump when the query store's files change shape: older stores are then
+/// read from their manifest until the next `sync --repair` or sync.
+pub const QUERY_FORMAT: u32 = 1;
+const MAX_HEAD_BYTES: u64 = 1 << 20;
+
+/// `query/head.json`: what the snapshot is, without its records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    pub format: u32,
+    pub snapshot: String,
+    pub key_id: String,
+    pub serial: u64,
+    pub created: String,
+    pub expires: String,
+    pub shard_bits: u32,
+    pub modules: usize,
+    pub versioned: usize,
+    pub advisories: usize,
+}
+
+/// A verified snapshot, as commands see it.
+pub struct Registry {
+    pub snapshot_sha256: String,
+    pub key_id: String,
+    head: Head,
+    dir: PathBuf,
+    source: Source,
+    shards: Vec<OnceCell<Box<Shard>>>,
+    pack: OnceCell<std::fs::File>,
+}
+
+enum Source {
+    /// The query store: shards read on demand.
+    Stored(ShardFile),
+    /// The whole verified manifest, already split (every cell filled).
+    Manifest(Box<VerifiedManifest>),
+}
+
+impl Registry {
+    /// The query store of the stored snapshot `sha256`; `None` when it has
+    /// none in this format (the caller reads the manifest instead).
+    pub fn open_stored(store: &Store, sha256: &str, keys: &TrustedKeys) -> Result<Option<Self>> {
+        names::check_sha256_hex(sha256).map_err(anyhow::Error::msg)?;
+        let dir = store.snapshot_dir(sha256);
+        let query = dir.join(QUERY_DIR);
+        let head_path = query.join(tables::HEAD_NAME);
+        if !head_path.is_file() {
+            return Ok(None);
+        }
+        let head: Head = tables::read_checked(&head_path, MAX_HEAD_BYTES)
+            .and_then(|b| Ok(serde_json::from_slice(&b)?))
+            .map_err(|e| damaged(&dir, e))?;
+        if head.format != QUERY_FORMAT {
+            return Ok(None);
+        }
+        if head.snapshot != sha256 {
+            return Err(damaged(&dir, "its head names another snapshot"));
+        }
+        if !keys.trusts(&head.key_id) {
+            bail!(
+                "the stored snapshot {sha256} was signed by key {}, which is no longer trusted; run `mlld-registry sync` to fetch one signed by a trusted key",
+                head.key_id
+            );
+        }
+        let file =
+            ShardFile::open(&query.join(tables::SHARDS_NAME)).map_err(|e| damaged(&dir, e))?;
+        if file.bits() != head.shard_bits {
+            return Err(damaged(&dir, "its shard table does not match its head"));
+        }
+        Ok(Some(Self {
+            snapshot_sha256: sha256.to_string(),
+            key_id: head.key_id.clone(),
+            shards: empty_cells(head.shard_bits),
+            head,
+            dir,
+            source: Source::Stored(file),
+            pack: OnceCell::new(),
+        }))
+    }
+
+    /// A registry over a whole verified manifest, held in memory.
+    pub fn from_verified(verified: VerifiedManifest) -> Self {
+        let m = &verified.manifest;
+        let bits = shard::bits_for(m.modules.len() + m.versioned.len());
+        let shards = empty_cells(bits);
+        let split = shard::split(
+            m.modules.iter().cloned(),
+            m.versioned.iter().cloned(),
+            &m.advisories,
+            bits,
+        );
+        for (cell, s) in shards.iter().zip(split) {
+            let _ = cell.set(Box::new(s));
+        }
+        let head = Head {
+            format: QUERY_FORMAT,
+            snapshot: verified.snapshot_sha256.clone(),
+            key_id: verified.key_id.clone(),
+            serial: m.serial,
+            created: m.created.clone(),
+            expires: m.expires.clone(),
+            shard_bits: bits,
+            modules: m.modules.len(),
+            versioned: m.versioned.len(),
+            advisories: m.advisories.len(),
+        };
+        Self {
+            snapshot_sha256: verified.snapshot_sha256.clone(),
+            key_id: verified.key_id.clone(),
+            head,
+            dir: verified.dir().to_path_buf(),
+            source: Source::Manifest(Box::new(verified)),
+            shards,
+            pack: OnceCell::new(),
+        }
+    }
+
+    /// A registry over a manifest the caller already trusts (unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_manifest(manifest: mlld_schemas::Manifest) -> Self {
+        Self::from_verified(VerifiedManifest::new(
+            "0".repeat(64),
+            "test".into(),
+            manifest,
+            PathBuf::new(),
+        ))
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.head.serial
+    }
+
+    pub fn created(&self) -> &str {
+        &self.head.created
+    }
+
+    pub fn expires(&self) -> &str {
+        &self.head.expires
+    }
+
+    /// Gist modules in the snapshot.
+    pub fn module_count(&self) -> usize {
+        self.head.modules
+    }
+
+    /// The store directory of this snapshot.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The shard holding `user/name` (either layout).
+    pub fn shard(&self, user: &str, name: &str) -> Result<&Shard> {
+        let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
+        let cell = &self.shards[n as usize];
+        if let Some(s) = cell.get() {
+            return Ok(s);
+        }
+        let Source::Stored(file) = &self.source else {
+            bail!("shard {n} is missing from the verified manifest's split");
+        };
+        let s = file.read(n).map_err(|e| damaged(&self.dir, e))?;
+        Ok(cell.get_or_init(|| Box::new(s)))
+    }
+
+    /// The gist module `user/name` (users case-insensitively).
+    pub fn module(&self, user: &str, name: &str) -> Result<Option<&ModuleRecord>> {
+        Ok(self.shard(user, name)?.module(user, name))
+    }
+
+    /// The versioned module `@author/name`.
+    pub fn versioned(&self, author: &str, name: &str) -> Result<Option<&VersionedModule>> {
+        Ok(self.shard(author, name)?.versioned(author, name))
+    }
+
+    /// The module a reference names, or an error suggesting near names.
+    pub fn find(&self, reference: &ModuleRef) -> Result<&ModuleRecord> {
+        if let Some(m) = self.module(&reference.user, &reference.module)? {
+            return Ok(m);
+        }
+        Err(self.not_found(&reference.full_name()))
+    }
+
+    /// "Not in the snapshot", with the names closest to `full_name`.
+    pub fn not_found(&self, full_name: &str) -> anyhow::Error {
+        let near = self.near_names(full_name, 3);
+        let hint = if near.is_empty() {
+            String::new()
+        } else {
+            format!("; did you mean {}?", near.join(", "))
+        };
+        anyhow::anyhow!(
+            "module {} is not in the registry snapshot (serial {}){hint} If it was registered recently, run `mlld-registry sync`.",
+            crate::commands::safe(full_name),
+            self.serial()
+        )
+    }
+
+    /// Up to `limit` names close to `wanted`, from the snapshot's search
+    /// index (or the whole manifest when it is in memory).
+    pub fn near_names(&self, wanted: &str, limit: usize) -> Vec<String> {
+        if let Source::Manifest(v) = &self.source {
+            return crate::resolve::closest_names(
+                wanted,
+                v.manifest.modules.iter().map(ModuleRecord::full_name),
+                limit,
+            );
+        }
+        let index = self.dir.join(mlld_schemas::search::INDEX_DIR);
+        crate::search_query::SearchIndex::open(&index)
+            .and_then(|i| i.near_names(wanted, limit))
+            .unwrap_or_default()
+    }
+
+    /// The advisories affecting a gist module.
+    pub fn advisories_for(&self, module: &ModuleRecord) -> Result<Vec<&AdvisoryRecord>> {
+        let shard = self.shard(&module.user, &module.name)?;
+        Ok(shard
+            .advisories
+            .iter()
+            .filter(|a| a.affects(module))
+            .collect())
+    }
+
+    /// The advisories in `{author}/advisories.json` naming a versioned module.
+    pub fn versioned_advisories(&self, module: &VersionedModule) -> Result<Vec<&AdvisoryRecord>> {
+        let shard = self.shard(&module.author, &module.name)?;
+        Ok(shard
+            .advisories
+            .iter()
+            .filter(|a| {
+                names::same_user(&a.user, &module.author)
+                    && a.advisory.affects.contains(&module.name)
+            })
+            .collect())
+    }
+
+    /// Every advisory that may concern `user/name` (filter with
+    /// [`AdvisoryRecord::affects`] or by name).
+    pub fn advisories_near(&self, user: &str, name: &str) -> Result<&[AdvisoryRecord]> {
+        Ok(&self.shard(user, name)?.advisories)
+    }
+
+    /// The gist modules whose current revision imports `user/name`, sorted.
+    pub fn dependents(&self, user: &str, name: &str) -> Result<&[String]> {
+        Ok(self.shard(user, name)?.dependents(user, name))
+    }
+
+    /// The blob with this SHA-256 (hex, or `sha256:<hex>`), hashed on read.
+    pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
+        if let Source::Manifest(v) = &self.source {
+            return v.read_blob(sha256);
+        }
+        read_stored_blob(&self.dir, &self.pack, sha256)?.with_context(|| {
+            format!(
+                "blob {sha256} is not in the stored snapshot {}; the store is damaged: run `mlld-registry sync --repair`",
+                self.snapshot_sha256
+            )
+        })
+    }
+}
+
+/// The blob `sha256` from the pack of the stored snapshot in `dir`, if its
+/// blob index lists it; refused unless the bytes hash to `sha256`.
+pub fn read_stored_blob(
+    dir: &Path,
+    pack: &OnceCell<std::fs::File>,
+    sha256: &str,
+) -> Result<Option<Vec<u8>>> {
+    let hex = sha256.strip_prefix("sha256:").unwrap_or(sha256);
+    names::check_sha256_hex(hex).map_err(anyhow::Error::msg)?;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex, &mut digest)?;
+    let index = dir.join(QUERY_DIR).join(tables::BLOBS_NAME);
+    let Some(place) = tables::find_blob(&index, &digest).map_err(|e| damaged(dir, e))? else {
+        return Ok(None);
+    };
+    let pack_path = dir.join(crate::store::PACK_NAME);
+    let file = match pack.get() {
+        Some(f) => f,
+        None => {
+            let f = std::fs::File::open(&pack_path)
+                .with_context(|| format!("opening {}", pack_path.display()))?;
+            pack.get_or_init(|| f)
+        }
+    };
+    if place.size > crate::snapshot_import::Limits::default().member {
+        return Err(damaged(dir, "its blob index lists an oversized blob"));
+    }
+    let mut bytes = vec![0; place.size as usize];
+    file.read_exact_at(&mut bytes, place.offset)
+        .map_err(|e| damaged(dir, format!("reading blob {hex}: {e}")))?;
+    if mlld_schemas::sha256_bytes(&bytes) != digest {
+        return Err(damaged(
+            dir,
+            format!("blob {hex} does not match its digest"),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+fn empty_cells(bits: u32) -> Vec<OnceCell<Box<Shard>>> {
+    (0..1usize << bits).map(|_| OnceCell::new()).collect()
+}
+
+/// A damaged query store: refused, with the way out.
+fn damaged(dir: &Path, why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store's copy of snapshot {} is damaged ({why}); run `mlld-registry sync --repair` to check it and rebuild it from its signed manifest",
+        dir.display()
+    )
+}

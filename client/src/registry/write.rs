@@ -1,0 +1,130 @@
+//! Writing a snapshot's query store, from bytes already verified: by `sync`
+//! and every import, in the staged snapshot directory before it moves into
+//! the store (so the store never holds a snapshot without it), and by
+//! `sync --repair` from a stored snapshot whose signature is checked again.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use mlld_schemas::Manifest;
+use mlld_schemas::shard;
+
+use super::tables::{self, BlobPlace};
+use super::{Head, QUERY_DIR, QUERY_FORMAT};
+use crate::store::PACK_INDEX_NAME;
+
+/// Writes `snap/query/` for the verified `manifest` whose pack and pack
+/// index are already in `snap`.
+pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, manifest: Manifest) -> Result<()> {
+    let dir = snap.join(QUERY_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (modules, versioned) = (manifest.modules.len(), manifest.versioned.len());
+    let bits = shard::bits_for(modules + versioned);
+    let head = Head {
+        format: QUERY_FORMAT,
+        snapshot: snapshot_sha256.to_string(),
+        key_id: key_id.to_string(),
+        serial: manifest.serial,
+        created: manifest.created,
+        expires: manifest.expires,
+        shard_bits: bits,
+        modules,
+        versioned,
+        advisories: manifest.advisories.len(),
+    };
+    let shards = shard::split(
+        manifest.modules,
+        manifest.versioned,
+        &manifest.advisories,
+        bits,
+    );
+    tables::write_shards(&dir.join(tables::SHARDS_NAME), bits, &shards)?;
+    drop(shards);
+    tables::write_blobs(&dir.join(tables::BLOBS_NAME), blob_places(snap)?)?;
+    // The head goes last: a directory with a head is complete.
+    tables::write_checked(&dir.join(tables::HEAD_NAME), &serde_json::to_vec(&head)?)?;
+    mlld_fsutil::sync_dir(&dir)?;
+    Ok(())
+}
+
+/// [`write`] for a staged snapshot whose manifest was just verified in
+/// `snap` (the bytes there are the ones whose signature was checked).
+pub fn write_staged(snap: &Path, snapshot_sha256: &str, key_id: &str) -> Result<()> {
+    let path = snap.join(mlld_schemas::snapshot::MANIFEST_NAME);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the verified manifest {} does not parse", path.display()))?;
+    write(snap, snapshot_sha256, key_id, manifest)
+}
+
+/// Every blob member of the pack index, with its place.
+fn blob_places(snap: &Path) -> Result<Vec<([u8; 32], BlobPlace)>> {
+    let path = snap.join(PACK_INDEX_NAME);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(offset), Some(size), Some(member)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("{} is malformed", path.display());
+        };
+        let Some(hex) = mlld_schemas::snapshot::blob_digest(member) else {
+            continue;
+        };
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(&hex, &mut digest)?;
+        out.push((
+            digest,
+            BlobPlace {
+                offset: offset.parse()?,
+                size: size.parse()?,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Rebuilds the query store of the stored snapshot `sha256` from its
+/// manifest, whose signature is checked again; with `check_members`, every
+/// member in the pack is re-hashed first (`sync --repair`). Returns the
+/// number of members checked. The new query store is written beside the
+/// old one and swapped in by renames.
+pub fn rebuild(
+    store: &crate::store::Store,
+    sha256: &str,
+    keys: &crate::trust::TrustedKeys,
+    check_members: bool,
+) -> Result<usize> {
+    let Some(verified) = store.load_manifest(sha256, keys)? else {
+        bail!(
+            "snapshot {sha256} is not in the store {}; run `mlld-registry sync`",
+            store.root().display()
+        );
+    };
+    let mut checked = 0;
+    if check_members {
+        for path in verified.manifest.members.keys() {
+            verified.read_member(path).with_context(|| {
+                format!(
+                    "the stored snapshot is damaged beyond repair: delete {} and run `mlld-registry sync`",
+                    verified.dir().display()
+                )
+            })?;
+            checked += 1;
+        }
+    }
+    let dir = verified.dir().to_path_buf();
+    let staging = store.staging("query-")?;
+    let staged = staging.path().join("snap");
+    std::fs::create_dir_all(&staged)?;
+    std::fs::copy(dir.join(PACK_INDEX_NAME), staged.join(PACK_INDEX_NAME))?;
+    write(&staged, sha256, &verified.key_id, verified.manifest.clone())?;
+    let old = staging.path().join("old");
+    let live = dir.join(QUERY_DIR);
+    if live.exists() {
+        store.fs().rename_durable(&live, &old)?;
+    }
+    store.fs().rename_durable(&staged.join(QUERY_DIR), &live)?;
+    Ok(checked)
+}

@@ -1,0 +1,155 @@
+//! After `sync`, commands read the query store `sync` wrote from verified
+//! bytes (a shard of records per name, a blob index), not the whole signed
+//! manifest; a damaged query store is refused with a way out, and
+//! `sync --repair` rebuilds it.
+
+use std::path::{Path, PathBuf};
+
+use mlld_e2e::project::{json, synced};
+use mlld_e2e::{Client, assert_fails, assert_ok};
+use mlld_schemas::shard::{shard_key, shard_of};
+
+fn current_dir(client: &Client) -> PathBuf {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(client.home.join("state.json")).unwrap()).unwrap();
+    let sha = state["current"]["snapshot"].as_str().unwrap();
+    client.home.join("snapshots").join(sha)
+}
+
+/// Where shard `n`'s body lies in `shards.bin`.
+fn shard_span(shards: &Path, user: &str, name: &str) -> (usize, usize) {
+    let bytes = std::fs::read(shards).unwrap();
+    let bits = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let n = shard_of(&shard_key(user, name), bits) as usize;
+    let entry = &bytes[16 + 16 * n..32 + 16 * n];
+    let offset = u64::from_le_bytes(entry[..8].try_into().unwrap()) as usize;
+    let length = u64::from_le_bytes(entry[8..].try_into().unwrap()) as usize;
+    (offset, length)
+}
+
+#[test]
+fn sync_writes_a_query_store_and_commands_never_read_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let snap = current_dir(&client);
+    for file in ["head.json", "shards.bin", "blobs.idx"] {
+        assert!(snap.join("query").join(file).is_file(), "query/{file}");
+    }
+    // The signed manifest is what sync verified; commands do not read it
+    // again. Replace it with garbage: every command still works.
+    std::fs::write(snap.join("manifest.json"), b"not even json").unwrap();
+    assert_ok(&client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]));
+    assert_ok(&client.run(&["resolve", "@adamavenir/json-utils@^1", "--yes"]));
+    let info = json(&client.run(&["info", "jdoe/date-fmt", "--json"]));
+    assert_eq!(info["name"], "jdoe/date-fmt");
+    assert_ok(&client.run(&["install"]));
+    assert_ok(&client.run(&["ls"]));
+    assert_ok(&client.run(&["verify"]));
+    assert_ok(&client.run(&["audit"]));
+    assert_ok(&client.run(&["search", "json"]));
+    // A full check does read it, and refuses it.
+    let err = assert_fails(&client.run(&["sync", "--repair"]), 2);
+    assert!(err.contains("manifest"), "{err}");
+}
+
+#[test]
+fn a_damaged_shard_is_refused_and_sync_repair_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let shards = current_dir(&client).join("query/shards.bin");
+    let (offset, length) = shard_span(&shards, "jdoe", "date-fmt");
+    let mut bytes = std::fs::read(&shards).unwrap();
+    // A byte of the record's JSON, not of its digest.
+    bytes[offset + 32 + length / 2] ^= 0x20;
+    std::fs::write(&shards, &bytes).unwrap();
+
+    let err = assert_fails(&client.run(&["info", "jdoe/date-fmt"]), 2);
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("sync --repair"), "{err}");
+    let err = assert_fails(
+        &client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]),
+        2,
+    );
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(
+        !client.project.join(".mlld/mlld.lock.json").exists(),
+        "nothing was locked from a damaged record"
+    );
+
+    let out = assert_ok(&client.run(&["sync", "--repair"]));
+    assert!(out.contains("repaired"), "{out}");
+    let info = json(&client.run(&["info", "jdoe/date-fmt", "--json"]));
+    assert_eq!(info["name"], "jdoe/date-fmt");
+}
+
+#[test]
+fn a_damaged_head_or_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let snap = current_dir(&client);
+    let head = snap.join("query/head.json");
+    let text = std::fs::read_to_string(&head).unwrap();
+    std::fs::write(&head, text.replace("\"serial\":1", "\"serial\":9")).unwrap();
+    let err = assert_fails(&client.run(&["info", "jdoe/date-fmt"]), 2);
+    assert!(err.contains("is damaged"), "{err}");
+    assert_ok(&client.run(&["sync", "--repair"]));
+
+    // The module's blob changed in the pack: locking it is refused.
+    let info = json(&client.run(&["info", "jdoe/date-fmt", "--json"]));
+    let integrity = info["current"]["integrity"].as_str().unwrap();
+    let hex = integrity.strip_prefix("sha256:").unwrap();
+    let member = format!(" blobs/sha256/{}/{}", &hex[..2], &hex[2..]);
+    let idx = std::fs::read_to_string(snap.join("pack.idx")).unwrap();
+    let line: Vec<&str> = idx
+        .lines()
+        .find(|l| l.ends_with(&member))
+        .unwrap()
+        .split(' ')
+        .collect();
+    let (offset, size): (usize, usize) = (line[0].parse().unwrap(), line[1].parse().unwrap());
+    let mut pack = std::fs::read(snap.join("pack")).unwrap();
+    pack[offset + size / 2] ^= 1;
+    std::fs::write(snap.join("pack"), pack).unwrap();
+    let err = assert_fails(
+        &client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]),
+        2,
+    );
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert!(!client.project.join(".mlld/mlld.lock.json").exists());
+    assert!(!client.project.join(".mlld/cache").exists());
+}
+
+#[test]
+fn a_key_no_longer_trusted_is_not_trusted_through_the_query_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (_, other) = mlld_indexer::signing::generate_keypair(&keys, "other", None).unwrap();
+    let out = client.run(&[
+        "info",
+        "adamavenir/json-utils",
+        "--trusted-key",
+        other.to_str().unwrap(),
+    ]);
+    let err = assert_fails(&out, 2);
+    assert!(
+        err.contains("no longer trusted") || err.contains("does not verify"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_store_synced_before_the_query_store_still_works_and_the_next_sync_adds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let query = current_dir(&client).join("query");
+    std::fs::remove_dir_all(&query).unwrap();
+    let info = json(&client.run(&["info", "jdoe/date-fmt", "--json"]));
+    assert_eq!(info["name"], "jdoe/date-fmt");
+    assert!(!query.exists(), "read-only commands do not write the store");
+    let out = assert_ok(&client.run(&["sync", "--offline"]));
+    assert!(out.contains("up to date"), "{out}");
+    assert!(query.join("head.json").is_file());
+    assert_ok(&client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]));
+}

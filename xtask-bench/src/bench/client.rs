@@ -1,0 +1,255 @@
+//! `cargo xtask bench client`: every everyday command on the path a user
+//! runs — `sync` from a site on loopback, then the command on the synced
+//! store — timed from process start to exit, with its peak memory.
+//!
+//! The baseline, measured in the same run, is the same command reading the
+//! registry the way every command did before the query store: verifying
+//! and parsing the whole signed manifest (the client's fallback for a store
+//! without a query store, reached by moving the query store aside).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use mlld_e2e::http::{HttpServer, static_files};
+use mlld_indexer::{BuildConfig, PreviousSite, RecordedGists, SigningKey};
+use mlld_synth::{Synth, SynthConfig};
+
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    modules: usize,
+    /// Modules the benchmark project imports (their dependencies come too).
+    #[arg(long, default_value_t = 20)]
+    lock: usize,
+    /// Timed runs of each command (the median is reported).
+    #[arg(long, default_value_t = 11)]
+    runs: usize,
+    #[arg(long, default_value = "target/bench/client")]
+    dir: PathBuf,
+}
+
+/// One measured command: median wall time and peak resident memory.
+struct Measure {
+    median_ms: f64,
+    peak_mb: f64,
+}
+
+struct Bench {
+    bin: PathBuf,
+    home: PathBuf,
+    project: PathBuf,
+    runs: usize,
+}
+
+impl Bench {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        self.setup(&mut cmd, args);
+        cmd
+    }
+
+    fn setup(&self, cmd: &mut Command, args: &[&str]) {
+        cmd.arg("--project")
+            .arg(&self.project)
+            .args(args)
+            .env("MLLD_REGISTRY_HOME", &self.home)
+            .env("HOME", self.home.join("user-home"))
+            .env("NO_COLOR", "1")
+            .env("NO_PROXY", "127.0.0.1")
+            .stdin(std::process::Stdio::null());
+    }
+
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.command(args).output()?;
+        ensure!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "mlld-registry {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Median of `runs` timed runs, then one run under GNU time for the peak RSS.
+    fn measure(&self, args: &[&str]) -> Result<Measure> {
+        self.ok(args)?;
+        let mut times = Vec::with_capacity(self.runs);
+        for _ in 0..self.runs {
+            let started = Instant::now();
+            let out = self.command(args).output()?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            ensure!(out.status.code().is_some_and(|c| c <= 1), "{args:?} failed");
+        }
+        times.sort_by(f64::total_cmp);
+        let mut timed = Command::new("/usr/bin/time");
+        timed.args(["-f", "%M"]).arg(&self.bin);
+        self.setup(&mut timed, args);
+        let out = timed.output().context("running /usr/bin/time")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let kb: f64 = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .context("no peak RSS from /usr/bin/time")?;
+        Ok(Measure {
+            median_ms: times[times.len() / 2],
+            peak_mb: kb / 1024.0,
+        })
+    }
+}
+
+fn build_site(root: &Path, data: &Path, site: &Path) -> Result<()> {
+    let key = SigningKey::from_file(&root.join("examples/keys/demo.key"), None)?;
+    let mut config = BuildConfig::new(
+        data.join("registry"),
+        site.to_path_buf(),
+        key,
+        time::OffsetDateTime::now_utc(),
+    );
+    config.previous = PreviousSite::None;
+    mlld_indexer::build(
+        &config,
+        &RecordedGists {
+            dir: data.join("gists"),
+        },
+    )?;
+    Ok(())
+}
+
+pub fn run(args: ClientArgs) -> Result<()> {
+    ensure!(
+        args.runs > 0 && args.lock > 0,
+        "--runs and --lock must be at least 1"
+    );
+    let root = crate::workspace_root();
+    let dir = std::path::absolute(&args.dir)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = super::release_binary(&root, "mlld-registry", "mlld-registry")?;
+    let (data, site) = (dir.join("data"), dir.join("site"));
+    eprintln!("generating and indexing {} modules…", args.modules);
+    let synth = Synth::new(SynthConfig {
+        users: args.users,
+        modules: args.modules,
+        seed: 11,
+    });
+    synth.write(&data, &BTreeMap::new())?;
+    build_site(&root, &data, &site)?;
+    let server = HttpServer::start(static_files(site.clone()));
+    let bench = Bench {
+        bin,
+        home: dir.join("home"),
+        project: dir.join("project"),
+        runs: args.runs,
+    };
+    std::fs::create_dir_all(&bench.project)?;
+    let key = site.join("mlld-registry.pub");
+    let key = key.to_str().context("UTF-8 path")?;
+    let started = Instant::now();
+    bench.ok(&["sync", "--from", &server.url(), "--trusted-key", key])?;
+    let sync_secs = started.elapsed().as_secs_f64();
+
+    // The project imports `lock` modules spread over the registry.
+    let step = (args.modules / args.lock).max(1);
+    let roots: Vec<&mlld_synth::SynthModule> =
+        synth.modules.iter().step_by(step).take(args.lock).collect();
+    let mut source = String::new();
+    for m in &roots {
+        source.push_str(&format!("/import {{ @x }} from @{}/{}\n", m.user, m.name));
+    }
+    std::fs::write(bench.project.join("main.mld"), source)?;
+    let k = ["--trusted-key", key];
+    let with_key = |args: &[&'static str]| -> Vec<String> {
+        args.iter().chain(&k).map(|s| s.to_string()).collect()
+    };
+    bench.ok(&[&["install", "--yes"][..], &k].concat())?;
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bench.project.join(".mlld/mlld.lock.json"))?)?;
+    let locked = lock["imports"].as_object().map_or(0, |m| m.len());
+    let probe = roots[0];
+    let info_name = format!("{}/{}", probe.user, probe.name);
+    let fresh = synth.modules[step / 2].clone();
+    let fresh_name = format!("@{}/{}", fresh.user, fresh.name);
+    let word = probe.name.split('-').next().unwrap_or("json").to_string();
+
+    let commands: Vec<(&str, Vec<String>)> = vec![
+        ("install (cached lock)", with_key(&["install"])),
+        (
+            "info",
+            vec!["info".into(), info_name.clone(), k[0].into(), k[1].into()],
+        ),
+        ("ls", with_key(&["ls"])),
+        ("audit", with_key(&["audit"])),
+        ("verify", with_key(&["verify"])),
+        (
+            "search",
+            vec!["search".into(), word.clone(), k[0].into(), k[1].into()],
+        ),
+        (
+            "resolve (locked)",
+            vec![
+                "resolve".into(),
+                fresh_name.clone(),
+                "--yes".into(),
+                k[0].into(),
+                k[1].into(),
+            ],
+        ),
+    ];
+    let query = current_snapshot(&bench.home)?.join("query");
+    let aside = dir.join("query-aside");
+    let mut rows = Vec::new();
+    for (name, args) in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let lean = bench.measure(&args)?;
+        std::fs::rename(&query, &aside)?;
+        let whole = bench.measure(&args);
+        std::fs::rename(&aside, &query)?;
+        rows.push((name, lean, whole?));
+    }
+    print_report(&args, locked, sync_secs, &rows);
+    Ok(())
+}
+
+fn current_snapshot(home: &Path) -> Result<PathBuf> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("state.json"))?)?;
+    let sha = state["current"]["snapshot"]
+        .as_str()
+        .context("no current snapshot")?;
+    Ok(home.join("snapshots").join(sha))
+}
+
+fn print_report(
+    args: &ClientArgs,
+    locked: usize,
+    sync_secs: f64,
+    rows: &[(&&str, Measure, Measure)],
+) {
+    println!(
+        "client benchmark: {} modules by {} users; project lock of {locked} modules ({} imported); median of {} runs, process start to exit",
+        args.modules, args.users, args.lock, args.runs
+    );
+    println!("sync (full, from loopback HTTP)  {sync_secs:.2} s");
+    println!(
+        "{:<24} {:>10} {:>9}   {:>12} {:>10}   {:>7}  target (< 20 ms, < 50 MB)",
+        "command", "query ms", "peak MB", "manifest ms", "peak MB", "ratio"
+    );
+    for (name, lean, whole) in rows {
+        let ok = lean.median_ms < 20.0 && lean.peak_mb < 50.0;
+        println!(
+            "{:<24} {:>10.1} {:>9.1}   {:>12.1} {:>10.1}   {:>6.1}x  {}",
+            name,
+            lean.median_ms,
+            lean.peak_mb,
+            whole.median_ms,
+            whole.peak_mb,
+            whole.median_ms / lean.median_ms,
+            if ok { "ok" } else { "MISSED" }
+        );
+    }
+}

@@ -130,6 +130,8 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Remove a module from the lock, with the dependencies nothing else needs and their cache entries.
+    Remove(commands::remove::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -216,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::Ls(a) => commands::ls::run(&ctx, a),
         Command::Stats(a) => commands::stats::run(&ctx, a),
+        Command::Remove(a) => commands::remove::run(&ctx, a),
         Command::Search {
             query,
             author,

@@ -17,6 +17,7 @@ mod gist_lock;
 pub mod info;
 pub mod info_versioned;
 pub mod input;
+pub mod lock_graph;
 #[macro_use]
 pub mod output;
 mod manifest_check;

@@ -1,0 +1,275 @@
+//! The lock follows the project, through the real binary against the
+//! example site: `remove`, pruning on `install`, pins that bound `update`,
+//! `outdated`, and modules the indexer rejected.
+//!
+//! The example gist modules' imports: eval-report → llm-judge, llm-cache;
+//! llm-judge → http-retry, prompt-kit; prompt-kit → text-wrap; llm-cache →
+//! json-utils; json-utils → string-case; slugify → string-case; yaml-front
+//! → json-utils.
+
+use std::fs;
+use std::path::Path;
+
+use mlld_e2e::project::*;
+use mlld_e2e::{Client, JSON_UTILS_GIST, assert_fails, assert_ok, tree};
+use serde_json::Value;
+
+const EVAL_REPORT_ONLY: [&str; 6] = [
+    "mlld://devops-dan/http-retry",
+    "mlld://mlld-lang/prompt-kit",
+    "mlld://sarah-k/eval-report",
+    "mlld://sarah-k/llm-cache",
+    "mlld://sarah-k/llm-judge",
+    "mlld://textkit/text-wrap",
+];
+const SHARED: [&str; 4] = [
+    "mlld://adamavenir/json-utils",
+    "mlld://adamavenir/yaml-front",
+    "mlld://textkit/slugify",
+    "mlld://textkit/string-case",
+];
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Imports eval-report (and its six-module tree), slugify and yaml-front
+/// (which share json-utils and string-case with it), all installed.
+fn installed_project(dir: &Path) -> Client {
+    let (_, client) = synced(dir);
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @report } from @sarah-k/eval-report\n/import { @slug } from @textkit/slugify\n",
+    );
+    write(
+        &client.project,
+        "docs/notes.mld",
+        "/import { @y } from mlld://adamavenir/yaml-front\n",
+    );
+    assert_ok(&client.run(&["install", "--yes", "--offline"]));
+    let mut all: Vec<&str> = EVAL_REPORT_ONLY.iter().chain(&SHARED).copied().collect();
+    all.sort();
+    assert_eq!(locked_keys(&client), all);
+    client
+}
+
+/// The gist cache directories (`user/gist`) that hold an entry.
+fn cached_gists(client: &Client) -> Vec<String> {
+    let mut dirs: Vec<String> = tree(&client.project.join(".mlld/cache/gist"))
+        .iter()
+        .map(|f| f.split('/').take(2).collect::<Vec<_>>().join("/"))
+        .collect();
+    dirs.dedup();
+    dirs
+}
+
+fn mlld_lock_keys(client: &Client) -> Vec<String> {
+    let text = fs::read(client.project.join("mlld-lock.json")).unwrap();
+    let v: Value = serde_json::from_slice(&text).unwrap();
+    v["modules"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn remove_drops_the_module_and_what_only_it_needed_with_their_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = installed_project(dir.path());
+    assert_eq!(cached_gists(&client).len(), 10);
+    assert!(mlld_lock_keys(&client).contains(&"@sarah-k/llm-judge".to_string()));
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @slug } from @textkit/slugify\n",
+    );
+
+    let out = client.run(&["remove", "@sarah-k/eval-report"]);
+    let text = assert_ok(&out);
+    assert!(
+        text.starts_with("removed mlld://sarah-k/eval-report ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("removed mlld://sarah-k/llm-judge (") && text.contains(", no longer needed)"),
+        "{text}"
+    );
+    assert!(text.contains("deleted .mlld/cache/gist/sarah-k/"), "{text}");
+    assert!(!stderr(&out).contains("still imports"), "{}", stderr(&out));
+    assert_eq!(locked_keys(&client), SHARED, "what others need stays");
+    // The cache entries went with them; what stays is still cached.
+    let cached = cached_gists(&client);
+    assert_eq!(cached.len(), 4, "{cached:?}");
+    assert!(cached.contains(&format!("adamavenir/{JSON_UTILS_GIST}")));
+    assert!(
+        !tree(&client.project.join(".mlld/cache/gist/sarah-k"))
+            .iter()
+            .any(|_| true)
+    );
+    assert!(!client.project.join(".mlld/cache/gist/sarah-k").exists());
+    // mlld's own lock follows.
+    let mlld = mlld_lock_keys(&client);
+    assert_eq!(
+        mlld,
+        [
+            "@adamavenir/json-utils",
+            "@adamavenir/yaml-front",
+            "@textkit/slugify",
+            "@textkit/string-case"
+        ]
+    );
+    // The lock is complete for the project: --frozen and verify agree.
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+    assert_ok(&client.run(&["verify"]));
+}
+
+#[test]
+fn remove_accepts_every_spelling_and_warns_when_a_source_still_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = installed_project(dir.path());
+    // Still imported by main.mld: removed, with a warning naming the line.
+    let out = client.run(&["remove", "mlld://sarah-k/eval-report", "--json"]);
+    let report: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    assert_eq!(report["formatVersion"], 1);
+    let removed: Vec<&str> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["import"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed[0], "mlld://sarah-k/eval-report");
+    let mut sorted = removed.clone();
+    sorted.sort();
+    assert_eq!(sorted, EVAL_REPORT_ONLY);
+    assert_eq!(report["stillImported"], serde_json::json!(["main.mld:1"]));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: main.mld:1 still imports mlld://sarah-k/eval-report")
+            && err.contains("install"),
+        "{err}"
+    );
+    // ... so the frozen install that follows names it.
+    let err = assert_fails(&client.run(&["install", "--frozen", "--offline"]), 2);
+    assert!(
+        err.contains("eval-report is imported but not in the lock file"),
+        "{err}"
+    );
+
+    // user/module and a different case of the user name.
+    let out = client.run(&["remove", "TEXTKIT/slugify"]);
+    assert!(assert_ok(&out).contains("removed mlld://textkit/slugify"));
+    // string-case stays: json-utils (through yaml-front) needs it.
+    assert!(locked_keys(&client).contains(&"mlld://textkit/string-case".to_string()));
+}
+
+#[test]
+fn remove_refuses_unknown_modules_pins_and_modules_others_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = installed_project(dir.path());
+    let before = fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap();
+
+    let err = assert_fails(&client.run(&["remove", "@sarah-k/llm-judgee"]), 2);
+    assert!(
+        err.contains("@sarah-k/llm-judgee is not in the lock file")
+            && err.contains("did you mean")
+            && err.contains("llm-judge"),
+        "{err}"
+    );
+    let err = assert_fails(&client.run(&["remove", "@jdoe/date-fmt"]), 2);
+    assert!(err.contains("not in the lock file"), "{err}");
+    let err = assert_fails(&client.run(&["remove", "@sarah-k/llm-judge"]), 2);
+    assert!(
+        err.contains("mlld://sarah-k/llm-judge is a dependency of mlld://sarah-k/eval-report"),
+        "{err}"
+    );
+    let err = assert_fails(&client.run(&["remove", "@textkit/slugify@b20e54d"]), 2);
+    assert!(err.contains("without a pin"), "{err}");
+    let err = assert_fails(&client.run(&["remove", "not a module"]), 2);
+    assert!(err.contains("not a module reference"), "{err}");
+    assert_eq!(
+        fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap(),
+        before,
+        "nothing changed"
+    );
+}
+
+#[test]
+fn remove_a_versioned_module_and_its_versioned_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    // http-kit 1.0.0 needs @alice-dev/table-fmt@~0.2.0; json-utils has both layouts.
+    for r in [
+        "@bobcodes/http-kit@1.0.0",
+        "@adamavenir/json-utils",
+        "mlld://adamavenir/json-utils",
+    ] {
+        assert_ok(&client.run(&["resolve", r, "--yes", "--offline"]));
+    }
+    let modules = |c: &Client| -> Vec<String> {
+        lock(c)["modules"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        modules(&client),
+        [
+            "@adamavenir/json-utils",
+            "@alice-dev/table-fmt",
+            "@bobcodes/http-kit"
+        ]
+    );
+    let registry_cache = client.project.join(".mlld/cache/registry");
+    assert!(registry_cache.join("alice-dev/table-fmt").is_dir());
+
+    let err = assert_fails(&client.run(&["remove", "@alice-dev/table-fmt"]), 2);
+    assert!(
+        err.contains("is a dependency of @bobcodes/http-kit"),
+        "{err}"
+    );
+
+    let text = assert_ok(&client.run(&["remove", "@bobcodes/http-kit"]));
+    assert!(
+        text.contains("removed @bobcodes/http-kit (1.0.0)")
+            && text.contains("removed @alice-dev/table-fmt (0.2.")
+            && text.contains("deleted .mlld/cache/registry/bobcodes/http-kit/1.0.0"),
+        "{text}"
+    );
+    assert_eq!(modules(&client), ["@adamavenir/json-utils"]);
+    assert!(!registry_cache.join("bobcodes").exists());
+    assert!(!registry_cache.join("alice-dev").exists());
+    let mlld = mlld_lock_keys(&client);
+    assert!(
+        !mlld
+            .iter()
+            .any(|k| k.contains("http-kit") || k.contains("table-fmt")),
+        "{mlld:?}"
+    );
+
+    // `@` names the versioned module, `mlld://` the gist one: each removes only its own.
+    let text = assert_ok(&client.run(&["remove", "mlld://adamavenir/json-utils"]));
+    assert!(
+        text.contains("removed mlld://adamavenir/json-utils"),
+        "{text}"
+    );
+    assert_eq!(modules(&client), ["@adamavenir/json-utils"]);
+    assert!(
+        !lock(&client)["imports"]
+            .as_object()
+            .unwrap()
+            .contains_key("mlld://adamavenir/json-utils")
+    );
+    assert_eq!(mlld_lock_keys(&client), ["@adamavenir/json-utils"]);
+    let source =
+        serde_json::from_slice::<Value>(&fs::read(client.project.join("mlld-lock.json")).unwrap())
+            .unwrap()["modules"]["@adamavenir/json-utils"]["source"]
+            .clone();
+    assert_eq!(source, "registry://@adamavenir/json-utils@2.0.0");
+    assert_ok(&client.run(&["remove", "@adamavenir/json-utils"]));
+    assert!(lock(&client)["modules"].is_null());
+    assert_eq!(mlld_lock_keys(&client), Vec::<String>::new());
+    assert_ok(&client.run(&["verify"]));
+    let _ = stdout;
+}

@@ -198,7 +198,7 @@ pub fn remove_from_mlld_lock(
             .get(path)
             .is_some_and(|e| e["source"].as_str() == Some(source.as_str()))
         {
-            modules.remove(path);
+            modules.shift_remove(path);
             removed = true;
         }
     }

@@ -29,10 +29,6 @@ const SHARED: [&str; 4] = [
     "mlld://textkit/string-case",
 ];
 
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -271,5 +267,100 @@ fn remove_a_versioned_module_and_its_versioned_dependency() {
     assert!(lock(&client)["modules"].is_null());
     assert_eq!(mlld_lock_keys(&client), Vec::<String>::new());
     assert_ok(&client.run(&["verify"]));
-    let _ = stdout;
+}
+
+#[test]
+fn install_prunes_what_no_import_reaches_and_frozen_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = installed_project(dir.path());
+    // llm-cache (high) comes with eval-report: audit fails while it is locked.
+    assert_fails(&client.run(&["audit"]), 1);
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @slug } from @textkit/slugify\n",
+    );
+    let before = fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap();
+    let err = assert_fails(&client.run(&["install", "--frozen", "--offline"]), 2);
+    assert!(
+        err.contains("the lock holds 6 modules that no import in the project reaches any more")
+            && EVAL_REPORT_ONLY.iter().all(|k| err.contains(k))
+            && err.contains("--frozen"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap(),
+        before
+    );
+
+    let out = client.run(&["install", "--offline"]);
+    let text = assert_ok(&out);
+    for k in EVAL_REPORT_ONLY {
+        assert!(
+            text.contains(&format!("removed {k} ("))
+                && text.contains("no import in the project reaches it any more"),
+            "{k} in {text}"
+        );
+    }
+    assert_eq!(locked_keys(&client), SHARED);
+    assert_eq!(cached_gists(&client).len(), 4);
+    assert!(!mlld_lock_keys(&client).contains(&"@sarah-k/llm-cache".to_string()));
+    // The advisories of modules the project no longer uses no longer fail it.
+    assert_ok(&client.run(&["audit"]));
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+    // A second run has nothing to remove.
+    let again = json(&client.run(&["install", "--offline", "--json"]));
+    assert_eq!(again["removed"], serde_json::json!([]));
+}
+
+#[test]
+fn mlld_config_dependencies_keep_their_tree_until_they_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    write(
+        &client.project,
+        "mlld-config.json",
+        r#"{"dependencies": {"@bobcodes/http-kit": "1.0.0"}}"#,
+    );
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @jdoe/date-fmt\n",
+    );
+    assert_ok(&client.run(&["install", "--yes", "--offline"]));
+    let versioned = |c: &Client| -> Vec<String> {
+        lock(c)["modules"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        versioned(&client),
+        ["@alice-dev/table-fmt", "@bobcodes/http-kit"]
+    );
+    // A second install keeps them: the config reaches both.
+    let report = json(&client.run(&["install", "--offline", "--json"]));
+    assert_eq!(report["removed"], serde_json::json!([]));
+
+    write(
+        &client.project,
+        "mlld-config.json",
+        r#"{"dependencies": {}}"#,
+    );
+    let report = json(&client.run(&["install", "--offline", "--json"]));
+    let removed: Vec<&str> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["import"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, ["@alice-dev/table-fmt", "@bobcodes/http-kit"]);
+    assert_eq!(versioned(&client), Vec::<String>::new());
+    assert_eq!(locked_keys(&client), ["mlld://jdoe/date-fmt"]);
+    assert!(
+        !client
+            .project
+            .join(".mlld/cache/registry/bobcodes")
+            .exists()
+    );
 }

@@ -55,7 +55,7 @@ impl Locker<'_> {
                 } else {
                     &module.current
                 };
-                self.add(module, rev, &import)?;
+                self.add(module, rev, &import, existing.as_ref())?;
                 (rev, true)
             }
         };
@@ -97,13 +97,24 @@ impl Locker<'_> {
         module: &ModuleRecord,
         revision: &RevisionRecord,
         import: &str,
+        existing: Option<&LockEntry>,
     ) -> Result<()> {
         let content = self.verified.read_blob(&revision.integrity)?;
-        approve::approve(
-            &approve::describe(&self.verified.manifest, module, revision, &content),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
+        let description = approve::describe(&self.verified.manifest, module, revision, &content);
+        match existing.filter(|e| e.integrity != revision.integrity) {
+            // Locked already: a pin moves it, which is no first import.
+            Some(e) => crate::approve_change::approve_change(
+                &description,
+                &module.full_name(),
+                self.ctx.yes,
+                &format!(
+                    "moving {import} from revision {} to {} (as a pin asks) changes its content",
+                    crate::commands::short_to(&e.gist_revision, 7),
+                    crate::commands::short_to(&revision.revision, 7)
+                ),
+            )?,
+            None => approve::approve(&description, &module.full_name(), self.ctx.yes)?,
+        }
         self.lock
             .imports
             .insert(import.to_string(), new_entry(module, revision, self.ctx));

@@ -6,6 +6,7 @@
 //! are checked, and writes only inside the project's `.mlld/` and its store.
 
 pub mod approve;
+pub mod approve_change;
 pub mod cli;
 pub mod color;
 pub mod commands;
@@ -23,6 +24,7 @@ pub mod output;
 mod manifest_check;
 pub mod mlld_config;
 pub mod mlld_home;
+pub mod pins;
 pub mod project;
 pub mod resolve;
 pub mod scan;

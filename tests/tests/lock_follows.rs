@@ -11,7 +11,9 @@ use std::fs;
 use std::path::Path;
 
 use mlld_e2e::project::*;
-use mlld_e2e::{Client, JSON_UTILS_GIST, assert_fails, assert_ok, tree};
+use mlld_e2e::{
+    Client, JSON_UTILS_GIST, JSON_UTILS_NEW, JSON_UTILS_OLD, assert_fails, assert_ok, tree,
+};
 use serde_json::Value;
 
 const EVAL_REPORT_ONLY: [&str; 6] = [
@@ -363,4 +365,133 @@ fn mlld_config_dependencies_keep_their_tree_until_they_are_deleted() {
             .join(".mlld/cache/registry/bobcodes")
             .exists()
     );
+}
+
+#[test]
+fn a_revision_pin_in_a_source_holds_update_and_frozen_install_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    // json-utils locked at 996153b from serial 1; serial 2 has b20e54d as newest.
+    let (_, client) = synced_then_moved_on(dir.path());
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @adamavenir/json-utils@996153b\n",
+    );
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+    let before = fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap();
+
+    let out = assert_ok(&client.run(&["update", "--yes", "--offline"]));
+    assert!(
+        out.contains(&format!(
+            "kept mlld://adamavenir/json-utils {} ({} available outside 996153b pinned at main.mld:1)",
+            &JSON_UTILS_OLD[..12],
+            &JSON_UTILS_NEW[..12]
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap(),
+        before,
+        "the pin holds the lock"
+    );
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+
+    // Moving the pin forward: update follows it, and asks about the change as a change.
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @adamavenir/json-utils@b20e54d\n",
+    );
+    let err = assert_fails(&client.run(&["update", "--offline"]), 2);
+    assert!(
+        err.contains(&format!(
+            "moving mlld://adamavenir/json-utils from revision {} to {} changes its content",
+            &JSON_UTILS_OLD[..12],
+            &JSON_UTILS_NEW[..12]
+        )) && err.contains("--yes")
+            && !err.contains("for the first time"),
+        "{err}"
+    );
+    let out = assert_ok(&client.run(&["update", "--yes", "--offline"]));
+    assert!(
+        out.contains(&format!(
+            "updated mlld://adamavenir/json-utils {} → {}",
+            &JSON_UTILS_OLD[..12],
+            &JSON_UTILS_NEW[..12]
+        )),
+        "{out}"
+    );
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+
+    // A pin moved back: install re-locks it, and says it is a change.
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @adamavenir/json-utils@996153b\n",
+    );
+    let err = assert_fails(&client.run(&["install", "--offline"]), 2);
+    assert!(
+        err.contains("moving mlld://adamavenir/json-utils from revision b20e54d to 996153b (as a pin asks) changes its content")
+            && !err.contains("for the first time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_range_pin_in_a_source_bounds_update_and_says_what_is_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    // Serial 1 has json-utils 1.0.0 only.
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&mlld_e2e::examples().join("registry"), &registry);
+    let folder = registry.join("modules/adamavenir/json-utils");
+    fs::remove_file(folder.join("1.1.0.json")).unwrap();
+    fs::remove_file(folder.join("2.0.0.json")).unwrap();
+    fs::write(folder.join("tags.json"), "{\"latest\": \"1.0.0\"}\n").unwrap();
+    mlld_e2e::build_with(
+        &dir.path().join("site"),
+        Some(1),
+        mlld_e2e::build_time(),
+        mlld_e2e::demo_key(),
+        &registry,
+    );
+    let (_, client) = synced(dir.path());
+    // Locked as `latest`, imported as ^1.0.
+    assert_ok(&client.run(&["resolve", "@adamavenir/json-utils", "--yes", "--offline"]));
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @adamavenir/json-utils@^1.0\n",
+    );
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+
+    // Serial 2: 1.1.0 and 2.0.0 (latest).
+    mlld_e2e::build_examples(&dir.path().join("site"), Some(2), mlld_e2e::build_time());
+    assert_ok(&client.run(&["sync", "--offline"]));
+    let err = assert_fails(&client.run(&["update", "--offline"]), 2);
+    assert!(
+        err.contains("moving @adamavenir/json-utils from 1.0.0 to 1.1.0 changes its content")
+            && !err.contains("for the first time"),
+        "{err}"
+    );
+    let out = assert_ok(&client.run(&["update", "--yes", "--offline"]));
+    assert!(
+        out.contains(
+            "updated @adamavenir/json-utils 1.0.0 → 1.1.0 (2.0.0 available outside ^1.0 pinned at main.mld:1)"
+        ),
+        "{out}"
+    );
+    let entry = lock(&client)["modules"]["@adamavenir/json-utils"].clone();
+    assert_eq!(entry["version"], "1.1.0");
+    assert_eq!(entry["requested"], "^1.0");
+    // The lock update left is one `install --frozen` accepts.
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+    let out = assert_ok(&client.run(&["update", "--yes", "--offline"]));
+    assert!(
+        out.contains(
+            "kept @adamavenir/json-utils 1.1.0 (2.0.0 available outside ^1.0 pinned at main.mld:1)"
+        ),
+        "{out}"
+    );
+    let changes = json(&client.run(&["update", "--yes", "--offline", "--json"]));
+    assert_eq!(changes, serde_json::json!([]));
 }

@@ -132,6 +132,8 @@ pub enum Command {
     },
     /// Remove a module from the lock, with the dependencies nothing else needs and their cache entries.
     Remove(commands::remove::Args),
+    /// List locked modules with newer revisions or versions (current, wanted within the pins, latest); exit 1 when any.
+    Outdated(commands::outdated::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -219,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => commands::ls::run(&ctx, a),
         Command::Stats(a) => commands::stats::run(&ctx, a),
         Command::Remove(a) => commands::remove::run(&ctx, a),
+        Command::Outdated(a) => commands::outdated::run(&ctx, a),
         Command::Search {
             query,
             author,

@@ -237,6 +237,8 @@ pub fn clean_dropped(
         out.push(removed);
     }
     crate::mlld_home::forget(ctx, &forget)?;
+    let keys: Vec<String> = out.iter().map(|r| r.import.clone()).collect();
+    crate::imported_state::forget(&ctx.project, &keys)?;
     // mlld keys both layouts `@user/module`: an entry of the other layout
     // under the same name takes the place back.
     let names: BTreeSet<String> = out

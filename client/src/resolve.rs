@@ -8,6 +8,11 @@ pub fn find_module<'m>(manifest: &'m Manifest, reference: &ModuleRef) -> Result<
     if let Some(m) = manifest.find(&reference.user, &reference.module) {
         return Ok(m);
     }
+    if let Some(message) =
+        crate::rejected::module_message(manifest, &reference.user, &reference.module)
+    {
+        bail!("{message}");
+    }
     let near = near_names(manifest, &reference.full_name(), 3);
     let hint = if near.is_empty() {
         String::new()

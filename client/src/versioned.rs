@@ -240,6 +240,7 @@ mod tests {
             advisories: vec![],
             versioned,
             members: Default::default(),
+            rejected: vec![],
         }
     }
 

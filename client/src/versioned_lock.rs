@@ -57,7 +57,12 @@ impl Locker<'_> {
         // Choosing content means trusting the snapshot's idea of what is newest.
         self.ctx
             .require_fresh(&format!("locking {}", module.full_name()))?;
-        let record = versioned::select(module, pin)?;
+        let record = versioned::select(module, pin).map_err(|e| {
+            match crate::rejected::version_message(&self.verified.manifest, module, pin) {
+                Some(message) => anyhow::anyhow!(message),
+                None => e,
+            }
+        })?;
         let entry = versioned::new_entry(module, record, &requested, self.ctx.now);
         let files = versioned_cache::read_files(self.verified, record)?;
         let description = approve::describe_versioned(

@@ -495,3 +495,208 @@ fn a_range_pin_in_a_source_bounds_update_and_says_what_is_outside() {
     let changes = json(&client.run(&["update", "--yes", "--offline", "--json"]));
     assert_eq!(changes, serde_json::json!([]));
 }
+
+#[test]
+fn outdated_lists_current_wanted_and_latest_and_exits_1_for_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    // Gist json-utils locked at 996153b, pinned there; b20e54d is newest.
+    let (_, client) = synced_then_moved_on(dir.path());
+    assert_ok(&client.run(&[
+        "resolve",
+        "@adamavenir/json-utils@1.0.0",
+        "--yes",
+        "--offline",
+    ]));
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @adamavenir/json-utils@996153b\n/import { @y } from @adamavenir/json-utils@^1.0\n",
+    );
+    assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+
+    let out = client.run(&["outdated"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["MODULE", "CURRENT", "WANTED", "LATEST", "PINNED"],
+        "{text}"
+    );
+    let old = &JSON_UTILS_OLD[..12];
+    let new = &JSON_UTILS_NEW[..12];
+    assert_eq!(
+        lines[1],
+        [
+            "mlld://adamavenir/json-utils",
+            old,
+            old,
+            new,
+            "996153b",
+            "at",
+            "main.mld:1"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        lines[2],
+        [
+            "@adamavenir/json-utils",
+            "1.0.0",
+            "1.1.0",
+            "2.0.0",
+            "^1.0",
+            "at",
+            "main.mld:2"
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[3].join(" "), "2 modules outdated", "{text}");
+
+    let out = client.run(&["outdated", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["formatVersion"], 1);
+    let rows = report["outdated"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["kind"], "gist");
+    assert_eq!(rows[0]["current"], JSON_UTILS_OLD);
+    assert_eq!(rows[0]["wanted"], JSON_UTILS_OLD);
+    assert_eq!(rows[0]["latest"], JSON_UTILS_NEW);
+    assert_eq!(
+        rows[1],
+        serde_json::json!({
+            "import": "@adamavenir/json-utils", "kind": "versioned",
+            "current": "1.0.0", "wanted": "1.1.0", "latest": "2.0.0",
+            "requested": "1.0.0", "pins": [{"spec": "^1.0", "at": "main.mld:2"}]
+        })
+    );
+
+    // What `outdated` calls wanted is what `update` moves to.
+    assert_ok(&client.run(&["update", "--yes", "--offline"]));
+    let rows = serde_json::from_slice::<Value>(&client.run(&["outdated", "--json"]).stdout)
+        .unwrap()["outdated"]
+        .clone();
+    assert_eq!(rows[1]["current"], "1.1.0");
+    assert_eq!(rows[0]["current"], JSON_UTILS_OLD);
+
+    // Pins that contradict each other are an error (exit 2).
+    write(
+        &client.project,
+        "other.mld",
+        "/import { @x } from @adamavenir/json-utils@b20e54d\n",
+    );
+    let err = assert_fails(&client.run(&["outdated"]), 2);
+    assert!(err.contains("make the pins agree"), "{err}");
+}
+
+#[test]
+fn outdated_exits_0_when_everything_is_newest_and_documents_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    assert_ok(&client.run(&["resolve", "@jdoe/date-fmt", "--yes", "--offline"]));
+    let text = assert_ok(&client.run(&["outdated"]));
+    assert!(
+        text.contains("every locked module is at the newest"),
+        "{text}"
+    );
+    let report = json(&client.run(&["outdated", "--json"]));
+    assert_eq!(
+        report,
+        serde_json::json!({"formatVersion": 1, "outdated": []})
+    );
+    let help = assert_ok(&client.run(&["outdated", "--help"]));
+    assert!(
+        help.contains("Examples:")
+            && help.contains("mlld-registry outdated --json")
+            && help.contains("1  at least one locked module is outdated"),
+        "{help}"
+    );
+    let help = assert_ok(&client.run(&["remove", "--help"]));
+    assert!(
+        help.contains("Examples:") && help.contains("Exit codes:"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_module_the_indexer_rejected_is_reported_with_the_snapshot_s_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (site, client) = synced(dir.path());
+    // The signed manifest records what was left out, and why.
+    let manifest = mlld_e2e::verify_site(&site.dir);
+    let rejected: Vec<(String, Option<String>)> = manifest
+        .rejected
+        .iter()
+        .map(|r| (r.module.clone(), r.version.clone()))
+        .collect();
+    for wanted in [
+        ("devops-dan/deploy-notes", None),
+        ("jdoe/quick-helpers", None),
+        ("@alice-dev/table-fmt", Some("0.3.0")),
+        ("@bobcodes/http-kit", Some("0.9.0")),
+    ] {
+        let wanted = (wanted.0.to_string(), wanted.1.map(String::from));
+        assert!(rejected.contains(&wanted), "{wanted:?} in {rejected:?}");
+    }
+
+    let err = assert_fails(&client.run(&["resolve", "@jdoe/quick-helpers", "--yes"]), 2);
+    assert!(
+        err.contains("jdoe/quick-helpers was rejected by the registry's indexer")
+            && err.contains("owned by `mallory`")
+            && !err.contains("registered recently"),
+        "{err}"
+    );
+    let err = assert_fails(
+        &client.run(&["resolve", "mlld://devops-dan/deploy-notes"]),
+        2,
+    );
+    assert!(
+        err.contains("was rejected") && err.contains("no module file"),
+        "{err}"
+    );
+    // A rejected version: the pin selects nothing else.
+    let err = assert_fails(
+        &client.run(&["resolve", "@alice-dev/table-fmt@0.3.0", "--yes"]),
+        2,
+    );
+    assert!(
+        err.contains(
+            "@alice-dev/table-fmt@0.3.0 matches none of the versions in this snapshot (0.2.0, 0.1.0): the registry's indexer rejected 0.3.0: "
+        ) && err.contains("0.3.0: "),
+        "{err}"
+    );
+    let err = assert_fails(
+        &client.run(&["resolve", "@bobcodes/http-kit@0.9.0", "--yes"]),
+        2,
+    );
+    assert!(err.contains("0.9.0: ") && err.contains("rejected"), "{err}");
+    // `install` says it for the import that names it, with its position.
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @jdoe/date-fmt\n/import { @h } from @jdoe/quick-helpers\n",
+    );
+    let err = assert_fails(&client.run(&["install", "--yes", "--offline"]), 2);
+    assert!(
+        err.contains("main.mld:2") && err.contains("was rejected by the registry's indexer"),
+        "{err}"
+    );
+    // A module nobody registered is still unknown, not rejected.
+    let err = assert_fails(
+        &client.run(&["resolve", "@jdoe/no-such-module", "--yes"]),
+        2,
+    );
+    assert!(
+        err.contains("not in the registry snapshot") && !err.contains("rejected"),
+        "{err}"
+    );
+}

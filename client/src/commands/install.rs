@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::project::CacheState;
 use crate::workflow::{self, Locker, Request, is_registry_import};
-use crate::{lock_graph, mlld_config, mlld_home, scan, usage, versioned_lock};
+use crate::{imported_state, lock_graph, mlld_config, mlld_home, scan, usage, versioned_lock};
 use std::collections::BTreeSet;
 
 #[derive(clap::Args)]
@@ -112,7 +112,7 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             errors.join("\n")
         );
     }
-    let dropped = prune(&mut locker, &found, frozen)?;
+    let dropped = prune(ctx, &mut locker, &found, frozen)?;
     // What the lock holds stands, with its dependencies.
     let mut roots: Vec<Request> = Vec::new();
     for import in locker.lock.imports.keys().filter(|k| is_registry_import(k)) {
@@ -185,9 +185,11 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
 
 /// The lock follows the project: drops the entries that no import of the
 /// project (its files and `mlld-config.json`) reaches any more, directly or
-/// through dependencies; `--frozen` fails instead, naming them. Returns
+/// through dependencies, after imports that reached them were deleted;
+/// `--frozen` fails instead, naming them. Returns
 /// the dropped entries, whose caches go once the lock is written.
 fn prune(
+    ctx: &Context,
     locker: &mut Locker<'_>,
     found: &[scan::Found],
     frozen: bool,
@@ -198,11 +200,17 @@ fn prune(
         .iter()
         .filter_map(|f| lock_graph::key_of(lock, lookup, index, &f.request));
     let keep = graph.reachable(roots);
+    // Only what imports held before and hold no more: an entry locked by
+    // `resolve` and never imported stays (see `imported_state`).
+    let before = imported_state::read(&ctx.project);
     let unused: BTreeSet<String> = graph
         .keys()
-        .filter(|k| !keep.contains(*k))
+        .filter(|k| !keep.contains(*k) && before.contains(*k))
         .cloned()
         .collect();
+    if !frozen {
+        imported_state::write(&ctx.project, &keep)?;
+    }
     if unused.is_empty() {
         return Ok(Vec::new());
     }

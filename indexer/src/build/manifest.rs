@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use mlld_schemas::ModuleRecord;
 use mlld_schemas::names::format_timestamp;
-use mlld_schemas::snapshot::{AdvisoryRecord, Manifest, Member, SNAPSHOT_FORMAT, blob_path};
+use mlld_schemas::snapshot::{
+    AdvisoryRecord, Manifest, Member, RejectedRecord, SNAPSHOT_FORMAT, blob_path,
+};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use super::BuildConfig;
@@ -86,6 +88,7 @@ pub(super) fn sign_manifest(
         advisories,
         versioned,
         members,
+        rejected: rejected(report),
     };
     let mut bytes = serde_json::to_vec(&manifest)?;
     bytes.push(b'\n');
@@ -102,6 +105,25 @@ pub(super) fn sign_manifest(
         bytes,
         search,
     })
+}
+
+/// The modules and versions this build left out, with the report's
+/// reasons, so that clients can tell a rejected module from an unknown one.
+fn rejected(report: &BuildReport) -> Vec<RejectedRecord> {
+    let modules = report.modules_rejected.iter().map(|r| RejectedRecord {
+        module: r.module.clone(),
+        version: None,
+        reason: r.reason.clone(),
+    });
+    let versions = report.versions_rejected.iter().map(|r| RejectedRecord {
+        module: r.module.clone(),
+        version: Some(r.version.clone()),
+        reason: r.reason.clone(),
+    });
+    let mut all: Vec<RejectedRecord> = modules.chain(versions).collect();
+    all.sort_by(|a, b| (&a.module, &a.version).cmp(&(&b.module, &b.version)));
+    all.dedup_by(|a, b| a.module == b.module && a.version == b.version);
+    all
 }
 
 /// Every user's advisories, sorted by user, then id.

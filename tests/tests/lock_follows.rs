@@ -700,3 +700,27 @@ fn a_module_the_indexer_rejected_is_reported_with_the_snapshot_s_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn an_entry_locked_with_resolve_and_never_imported_is_not_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = installed_project(dir.path());
+    // Locked by hand, imported nowhere: the registry guide's `resolve`, then `install`.
+    assert_ok(&client.run(&["resolve", "@jdoe/date-fmt", "--yes", "--offline"]));
+    let report = json(&client.run(&["install", "--offline", "--json"]));
+    assert_eq!(report["removed"], serde_json::json!([]));
+    assert!(locked_keys(&client).contains(&"mlld://jdoe/date-fmt".to_string()));
+    // Once imports that held entries are deleted, those go; date-fmt stays until `remove`.
+    write(&client.project, "main.mld", "");
+    write(&client.project, "docs/notes.mld", "");
+    let report = json(&client.run(&["install", "--offline", "--json"]));
+    assert_eq!(report["removed"].as_array().unwrap().len(), 10);
+    assert_eq!(locked_keys(&client), ["mlld://jdoe/date-fmt"]);
+    let text = assert_ok(&client.run(&["remove", "@jdoe/date-fmt"]));
+    assert!(text.contains("removed mlld://jdoe/date-fmt"), "{text}");
+    assert_eq!(locked_keys(&client), Vec::<String>::new());
+    assert_eq!(
+        tree(&client.project.join(".mlld/cache")),
+        Vec::<String>::new()
+    );
+}

@@ -130,6 +130,10 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Remove a module from the lock, with the dependencies nothing else needs and their cache entries.
+    Remove(commands::remove::Args),
+    /// List locked modules with newer revisions or versions (current, wanted within the pins, latest); exit 1 when any.
+    Outdated(commands::outdated::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -216,6 +220,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => commands::verify::run(&ctx, a),
         Command::Ls(a) => commands::ls::run(&ctx, a),
         Command::Stats(a) => commands::stats::run(&ctx, a),
+        Command::Remove(a) => commands::remove::run(&ctx, a),
+        Command::Outdated(a) => commands::outdated::run(&ctx, a),
         Command::Search {
             query,
             author,

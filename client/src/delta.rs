@@ -85,7 +85,7 @@ pub fn sync(
     let mut patched = None;
     if let Some(delta) = usable {
         match delta_patch::apply(delta, current, staging.path(), &snap, &env, &mut stats)? {
-            Outcome::Applied(p) => patched = Some(p),
+            Outcome::Applied(p) => patched = Some(*p),
             Outcome::Unusable(why) => stats.patch_unusable = Some(why),
         }
     }

@@ -39,7 +39,7 @@ pub(crate) struct Patched {
 }
 
 pub(crate) enum Outcome {
-    Applied(Patched),
+    Applied(Box<Patched>),
     /// The patch cannot be used here, and why; nothing was trusted or written.
     Unusable(String),
 }
@@ -136,11 +136,11 @@ pub(crate) fn apply(
         );
     }
     let blobs = read_blob_pack(delta, &head, staging, env, stats)?;
-    Ok(Outcome::Applied(Patched {
+    Ok(Outcome::Applied(Box::new(Patched {
         key_id,
         head,
         blobs,
-    }))
+    })))
 }
 
 /// Signed paths must be the content-addressed names of their digests.

@@ -33,7 +33,7 @@ impl Locker<'_> {
             (Some(m), _) => m,
             // Locked, and gone from the registry: the entry stands; its cache entry may still serve.
             (None, Some(e)) => return Ok((locked(&import, e, false), Vec::new())),
-            (None, None) => return Err(self.verified.not_found(&r.full_name())),
+            (None, None) => return Err(self.verified.missing(&r.user, &r.module)),
         };
         if bad_pin {
             resolve::pick_revision(module, r)?;
@@ -55,7 +55,7 @@ impl Locker<'_> {
                 } else {
                     &module.current
                 };
-                self.add(module, rev, &import)?;
+                self.add(module, rev, &import, existing.as_ref())?;
                 (rev, true)
             }
         };
@@ -97,14 +97,29 @@ impl Locker<'_> {
         module: &ModuleRecord,
         revision: &RevisionRecord,
         import: &str,
+        existing: Option<&LockEntry>,
     ) -> Result<()> {
         let content = self.verified.read_blob(&revision.integrity)?;
-        let advisories = self.verified.advisories_for(module)?;
-        approve::approve(
-            &approve::describe(&advisories, module, revision, &content),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
+        let description = approve::describe(
+            &self.verified.advisories_for(module)?,
+            module,
+            revision,
+            &content,
+        );
+        match existing.filter(|e| e.integrity != revision.integrity) {
+            // Locked already: a pin moves it, which is no first import.
+            Some(e) => crate::approve_change::approve_change(
+                &description,
+                &module.full_name(),
+                self.ctx.yes,
+                &format!(
+                    "moving {import} from revision {} to {} (as a pin asks) changes its content",
+                    crate::commands::short_to(&e.gist_revision, 7),
+                    crate::commands::short_to(&revision.revision, 7)
+                ),
+            )?,
+            None => approve::approve(&description, &module.full_name(), self.ctx.yes)?,
+        }
         self.lock
             .imports
             .insert(import.to_string(), new_entry(module, revision, self.ctx));

@@ -6,6 +6,7 @@
 //! are checked, and writes only inside the project's `.mlld/` and its store.
 
 pub mod approve;
+pub mod approve_change;
 pub mod cli;
 pub mod color;
 pub mod commands;
@@ -14,16 +15,20 @@ pub mod context;
 pub mod delta;
 mod delta_patch;
 mod gist_lock;
+pub mod imported_state;
 pub mod info;
 pub mod info_versioned;
 pub mod input;
+pub mod lock_graph;
 #[macro_use]
 pub mod output;
 mod manifest_check;
 pub mod mlld_config;
 pub mod mlld_home;
+pub mod pins;
 pub mod project;
 pub mod registry;
+pub mod rejected;
 pub mod resolve;
 pub mod scan;
 pub mod search;

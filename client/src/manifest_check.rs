@@ -37,6 +37,13 @@ pub(crate) fn check_fields(manifest: &ManifestHead) -> Result<()> {
                     .err()
                     .map(|e| (format!("versioned[{i}]"), e))
             })
+        })
+        .or_else(|| {
+            manifest.rejected.iter().enumerate().find_map(|(i, r)| {
+                check_rejected(r)
+                    .err()
+                    .map(|e| (format!("rejected[{i}]"), e))
+            })
         });
     if let Some((at, (field, why))) = found {
         bail!(
@@ -105,6 +112,25 @@ fn check_full_name(name: &str) -> Result<(), String> {
         .ok_or_else(|| format!("`{name}` is not `user/module`"))?;
     names::check_user(user)?;
     names::check_module(module)
+}
+
+/// A rejection names a module in either layout (and a version), and gives
+/// a reason short enough for one message.
+fn check_rejected(r: &mlld_schemas::RejectedRecord) -> Result<(), FieldError> {
+    let name = r.module.strip_prefix('@').unwrap_or(&r.module);
+    field("module", check_full_name(name))?;
+    if let Some(v) = &r.version {
+        field("version", parse_version(v).map(|_| ()))?;
+    }
+    let long = r.reason.chars().count() > 2000;
+    field(
+        "reason",
+        if long {
+            Err("longer than 2000 characters".into())
+        } else {
+            Ok(())
+        },
+    )
 }
 
 fn check_advisory(a: &AdvisoryRecord) -> Result<(), FieldError> {

@@ -252,3 +252,38 @@ pub fn sync(ctx: &Context, lock: &mlld_schemas::LockFile, keys: &[String]) -> Re
     }
     Ok(())
 }
+
+/// Removes the entries of dropped lock entries from `mlld-lock.json`:
+/// `(lock key, resolved)` of each, as [`modules_of`] named them. An entry
+/// mlld holds from another source stays. mlld's content cache in the home
+/// directory is shared by every project and is left as it is.
+pub fn forget(ctx: &Context, dropped: &[(String, String)]) -> Result<()> {
+    if !enabled(ctx)? || dropped.is_empty() {
+        return Ok(());
+    }
+    let root = ctx.project.root();
+    let Some(existing) = read_lock(root)? else {
+        return Ok(());
+    };
+    let entries: Vec<(String, String)> = dropped
+        .iter()
+        .map(|(key, resolved)| {
+            let path = match mlld_schemas::ModuleRef::parse(key) {
+                Ok(r) if key.starts_with("mlld://") => r.at_name(),
+                _ => key.clone(),
+            };
+            (path, resolved.clone())
+        })
+        .collect();
+    let now = format_timestamp(ctx.now);
+    let removed = mlld_schemas::mlld_files::remove_from_mlld_lock(&existing, &entries, &now)
+        .map_err(|e| lock_error(root, &e))?;
+    if let Some(text) = removed {
+        let path = root.join(MLLD_LOCK_NAME);
+        ctx.project
+            .fs()
+            .write_atomic(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

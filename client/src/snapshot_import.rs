@@ -326,6 +326,8 @@ pub(crate) struct ManifestHead {
     #[serde(default)]
     pub versioned: Vec<mlld_schemas::snapshot_versioned::VersionedModule>,
     pub members: std::collections::HashMap<String, mlld_schemas::Member, TailHash>,
+    #[serde(default)]
+    pub rejected: Vec<mlld_schemas::RejectedRecord>,
 }
 
 /// A fast hash for member paths, which end in 62 hex digits of a digest:

@@ -219,6 +219,7 @@ mod tests {
             advisories: vec![],
             versioned,
             members: Default::default(),
+            rejected: vec![],
         }
     }
 

@@ -57,20 +57,39 @@ impl Locker<'_> {
         // Choosing content means trusting the snapshot's idea of what is newest.
         self.ctx
             .require_fresh(&format!("locking {}", module.full_name()))?;
-        let record = versioned::select(module, pin)?;
+        let record = match versioned::select(module, pin) {
+            Ok(r) => r,
+            Err(e) => {
+                let rejected = self.verified.rejected_near(&module.author, &module.name)?;
+                let serial = self.verified.serial();
+                match crate::rejected::version_message(rejected, serial, module, pin) {
+                    Some(message) => bail!(message),
+                    None => return Err(e),
+                }
+            }
+        };
         let entry = versioned::new_entry(module, record, &requested, self.ctx.now);
         let files = versioned_cache::read_files(self.verified, record)?;
-        approve::approve(
-            &approve::describe_versioned(
-                &self.verified.versioned_advisories(module)?,
-                module,
-                record,
-                &requested,
-                &files,
-            ),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
+        let description = approve::describe_versioned(
+            &self.verified.versioned_advisories(module)?,
+            module,
+            record,
+            &requested,
+            &files,
+        );
+        match &existing {
+            // Locked already: a pin moves it, which is no first import.
+            Some(e) => crate::approve_change::approve_change(
+                &description,
+                &module.full_name(),
+                self.ctx.yes,
+                &format!(
+                    "moving {key} from {} to {} (as {requested} asks) changes its content",
+                    e.version, record.version
+                ),
+            )?,
+            None => approve::approve(&description, &module.full_name(), self.ctx.yes)?,
+        }
         self.lock.modules.insert(key.clone(), entry.clone());
         self.changed = true;
         usage::record(self.ctx, &[(key.clone(), usage::IMPORT)]);

@@ -31,6 +31,7 @@ pub use document::Checked;
 pub use import_ref::{ImportSite, ModuleRef, SourceMode, scan_imports};
 pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
 pub use registry::{ModuleEntry, UserRegistry, check_registry};
+pub use snapshot::RejectedRecord;
 pub use snapshot::{
     AdvisoryIndex, AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
     RevisionRecord, SiteFile,

@@ -175,6 +175,42 @@ pub fn merge_cache_index(
     Ok((index != before).then(|| to_js_json(&Value::Object(index))))
 }
 
+/// Removes from the text of `mlld-lock.json` each entry `(import path,
+/// source)` whose `source` is that source (an entry another tool wrote, or
+/// one now locked from elsewhere, stays). Returns the new text, or `None`
+/// when nothing was removed.
+pub fn remove_from_mlld_lock(
+    existing: &str,
+    entries: &[(String, String)],
+    now: &str,
+) -> Result<Option<String>, String> {
+    let mut root: Map<String, Value> = match serde_json::from_str::<Value>(existing) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("it is not a JSON object".into()),
+        Err(e) => return Err(format!("invalid JSON at {}:{}: {e}", e.line(), e.column())),
+    };
+    let Some(Value::Object(modules)) = root.get_mut("modules") else {
+        return Ok(None);
+    };
+    let mut removed = false;
+    for (path, source) in entries {
+        if modules
+            .get(path)
+            .is_some_and(|e| e["source"].as_str() == Some(source.as_str()))
+        {
+            modules.shift_remove(path);
+            removed = true;
+        }
+    }
+    if !removed {
+        return Ok(None);
+    }
+    if let Some(Value::Object(meta)) = root.get_mut("metadata") {
+        meta.insert("updatedAt".into(), now.into());
+    }
+    Ok(Some(to_js_json(&Value::Object(root))))
+}
+
 /// `JSON.stringify(value, null, 2)`.
 fn to_js_json(value: &Value) -> String {
     serde_json::to_string_pretty(value).expect("JSON values serialize")
@@ -264,5 +300,35 @@ mod tests {
             cache_entry_dir(&meta.hash),
             format!("2c/{}", &meta.hash[2..])
         );
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::*;
+
+    #[test]
+    fn only_entries_with_the_named_source_are_removed() {
+        let existing = r#"{"lockfileVersion":1,"modules":{"@a/x":{"source":"registry://@a/x@1.0.0","mine":1},"@a/y":{"source":"mlld://gist/a/0123456789abcdef"},"@b/z":{"source":"other"}},"metadata":{"createdAt":"c"}}"#;
+        let text = remove_from_mlld_lock(
+            existing,
+            &[
+                ("@a/x".into(), "registry://@a/x@1.0.0".into()),
+                ("@b/z".into(), "registry://@b/z@1.0.0".into()),
+            ],
+            "now",
+        )
+        .unwrap()
+        .unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&String> = v["modules"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["@a/y", "@b/z"]);
+        assert_eq!(v["metadata"]["updatedAt"], "now");
+        assert_eq!(v["metadata"]["createdAt"], "c");
+        assert_eq!(
+            remove_from_mlld_lock(&text, &[("@q/q".into(), "s".into())], "t"),
+            Ok(None)
+        );
+        assert!(remove_from_mlld_lock("[", &[], "t").is_err());
     }
 }

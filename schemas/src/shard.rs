@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{AdvisoryRecord, ModuleRecord};
+use crate::snapshot::{AdvisoryRecord, ModuleRecord, RejectedRecord};
 use crate::snapshot_versioned::VersionedModule;
 
 /// Modules per shard the bit count aims at: a shard stays a few tens of
@@ -56,6 +56,9 @@ pub struct Shard {
     /// Every advisory affecting a module of this shard, in manifest order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<AdvisoryRecord>,
+    /// Modules and versions of these names the indexer rejected, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
     /// Shard key → the `user/module` names of the gist modules depending on
     /// it, sorted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -89,6 +92,7 @@ pub fn split(
     modules: impl IntoIterator<Item = ModuleRecord>,
     versioned: impl IntoIterator<Item = VersionedModule>,
     advisories: &[AdvisoryRecord],
+    rejected: impl IntoIterator<Item = RejectedRecord>,
     bits: u32,
 ) -> Vec<Shard> {
     let mut shards = vec![Shard::default(); 1 << bits];
@@ -115,6 +119,13 @@ pub fn split(
         let s = shard_of(&shard_key(&v.author, &v.name), bits) as usize;
         picked[s].extend(affected.by_name(&v.author, &v.name));
         shards[s].versioned.push(v);
+    }
+    for r in rejected {
+        let Some((user, name)) = r.user_and_name() else {
+            continue;
+        };
+        let s = shard_of(&shard_key(user, name), bits) as usize;
+        shards[s].rejected.push(r);
     }
     for (shard, mut picked) in shards.iter_mut().zip(picked) {
         picked.sort_unstable();
@@ -222,7 +233,7 @@ mod tests {
             module("cy", "o", "g3", &["ANN/m", "bob/n"]),
         ];
         for bits in [0, 3, 8] {
-            let shards = split(modules.clone(), vec![], &advisories, bits);
+            let shards = split(modules.clone(), vec![], &advisories, vec![], bits);
             assert_eq!(shards.len(), 1 << bits);
             let at = |u: &str, n: &str| &shards[shard_of(&shard_key(u, n), bits) as usize];
             let ann = at("ann", "m");

@@ -53,6 +53,24 @@ pub struct Manifest {
     pub versioned: Vec<VersionedModule>,
     /// Every member other than the manifest and its signature: path to digest.
     pub members: BTreeMap<String, Member>,
+    /// Modules (and versions) the indexer left out, with why, sorted by
+    /// module then version: clients tell a rejected module from an unknown
+    /// one. Absent when nothing was rejected, and from older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// A module, or one version of a versioned module, that the indexer left
+/// out of the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RejectedRecord {
+    /// `user/module` (a Phase-1 module) or `@author/name` (a versioned module).
+    pub module: String,
+    /// The version left out; absent when the whole module was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why, as the build report says it.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +137,14 @@ pub struct AdvisoryRecord {
     pub user: String,
     #[serde(flatten)]
     pub advisory: Advisory,
+}
+
+impl RejectedRecord {
+    /// The user (or author) and module name the record is about.
+    pub fn user_and_name(&self) -> Option<(&str, &str)> {
+        let name = self.module.strip_prefix('@').unwrap_or(&self.module);
+        name.split_once('/')
+    }
 }
 
 impl ModuleRecord {

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::project::CacheState;
 use crate::workflow::{self, Locker, Request, is_registry_import};
-use crate::{mlld_config, mlld_home, scan, usage, versioned_lock};
+use crate::{imported_state, lock_graph, mlld_config, mlld_home, scan, usage, versioned_lock};
+use std::collections::BTreeSet;
 
 #[derive(clap::Args)]
 #[command(
@@ -37,6 +38,9 @@ pub struct InstallReport {
     pub cached: Vec<String>,
     /// Entries whose cached files were missing parts or damaged, now rewritten.
     pub repaired: Vec<String>,
+    /// Entries no import of the project reaches any more, dropped with
+    /// their cache entries.
+    pub removed: Vec<crate::lock_graph::Removed>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
@@ -44,6 +48,13 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     if ctx.json {
         print_json(&report)?;
     } else {
+        for r in &report.removed {
+            crate::outln!(
+                "removed {} ({}): no import in the project reaches it any more",
+                safe(&r.import),
+                safe(crate::commands::short(&r.at))
+            );
+        }
         for (label, list) in [
             ("locked", &report.locked),
             ("installed", &report.installed),
@@ -101,6 +112,7 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             errors.join("\n")
         );
     }
+    let dropped = prune(ctx, &mut locker, &found, frozen)?;
     // What the lock holds stands, with its dependencies.
     let mut roots: Vec<Request> = Vec::new();
     for import in locker.lock.imports.keys().filter(|k| is_registry_import(k)) {
@@ -165,9 +177,53 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         keys.push(import.clone());
         events.push((import, event));
     }
+    report.removed = lock_graph::clean_dropped(ctx, &locker.lock, dropped)?;
     mlld_home::sync(ctx, &locker.lock, &keys)?;
     usage::record(ctx, &events);
     Ok(report)
+}
+
+/// The lock follows the project: drops the entries that no import of the
+/// project (its files and `mlld-config.json`) reaches any more, directly or
+/// through dependencies, after imports that reached them were deleted;
+/// `--frozen` fails instead, naming them. Returns
+/// the dropped entries, whose caches go once the lock is written.
+fn prune(
+    ctx: &Context,
+    locker: &mut Locker<'_>,
+    found: &[scan::Found],
+    frozen: bool,
+) -> Result<Vec<(lock_graph::Removed, lock_graph::Entry)>> {
+    let (lock, lookup, index) = (&locker.lock, &locker.lookup, &locker.versioned);
+    let graph = lock_graph::LockGraph::new(lock, lookup, index);
+    let roots = found
+        .iter()
+        .filter_map(|f| lock_graph::key_of(lock, lookup, index, &f.request));
+    let keep = graph.reachable(roots);
+    // Only what imports held before and hold no more: an entry locked by
+    // `resolve` and never imported stays (see `imported_state`).
+    let before = imported_state::read(&ctx.project);
+    let unused: BTreeSet<String> = graph
+        .keys()
+        .filter(|k| !keep.contains(*k) && before.contains(*k))
+        .cloned()
+        .collect();
+    if !frozen {
+        imported_state::write(&ctx.project, &keep)?;
+    }
+    if unused.is_empty() {
+        return Ok(Vec::new());
+    }
+    if frozen {
+        let names: Vec<&str> = unused.iter().map(String::as_str).collect();
+        anyhow::bail!(
+            "the lock holds {} that no import in the project reaches any more: {}; --frozen forbids changing the lock. Run `mlld-registry install` without --frozen (it removes them) and commit .mlld/mlld.lock.json",
+            crate::output::count(unused.len() as u64, "module", "modules"),
+            crate::commands::safe(&names.join(", "))
+        );
+    }
+    locker.changed = true;
+    Ok(lock_graph::drop_entries(&mut locker.lock, &unused))
 }
 
 /// Runs `f` over `items` on a few threads, results in order. Checking and

@@ -6,6 +6,8 @@ pub mod config;
 pub mod doctor;
 pub mod install;
 pub mod ls;
+pub mod outdated;
+pub mod remove;
 pub mod resolve;
 pub mod stats;
 pub mod sync;

@@ -9,9 +9,11 @@ use mlld_schemas::names::parse_timestamp;
 use mlld_schemas::{LockEntry, ModuleRecord, ModuleRef, RevisionRecord};
 use serde::Serialize;
 
+use crate::approve_change::approve_change;
 use crate::commands::update_versioned;
 use crate::commands::{print_json, safe, short};
 use crate::context::Context;
+use crate::pins::{self, SourcePins};
 use crate::registry::Registry;
 use crate::resolve::{self, Lookup};
 use crate::versioned::VersionedIndex;
@@ -46,25 +48,53 @@ pub struct Change {
     /// (`from` and `to` are versions, not revisions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested: Option<String>,
+    /// A newer release the pins keep out:
+    /// `(2.0.0 available outside ^1.2 pinned at main.mld:3)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside: Option<String>,
+}
+
+/// What `update` did: the moves, and the modules a pin kept where they are
+/// although a newer release exists (`@a/b 1.4.0 (2.0.0 available outside …)`).
+pub struct Updated {
+    pub changes: Vec<Change>,
+    pub held: Vec<String>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
-    let changes = update(ctx, args.module.as_deref())?;
+    let Updated { changes, held } = update(ctx, args.module.as_deref())?;
     if ctx.json {
         print_json(&changes)?;
-    } else if changes.is_empty() {
-        crate::outln!(
-            "every locked module is at the snapshot's newest revision (versioned modules: the newest version their range or tag selects)"
-        );
-    } else {
-        for c in &changes {
-            crate::outln!("updated {}", safe(&c.import));
+        for h in &held {
+            eprintln!("note: kept {}", safe(h));
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if changes.is_empty() {
+        crate::outln!(
+            "every locked module is at the newest revision or version its pins allow (versioned modules: the newest version their range or tag selects)"
+        );
+    }
+    for c in &changes {
+        let outside = c
+            .outside
+            .as_deref()
+            .map_or(String::new(), |o| format!(" {o}"));
+        crate::outln!(
+            "updated {} {} → {}{}",
+            safe(&c.import),
+            safe(short(&c.from)),
+            safe(short(&c.to)),
+            safe(&outside)
+        );
+    }
+    for h in &held {
+        crate::outln!("kept {}", safe(h));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
+pub fn update(ctx: &Context, only: Option<&str>) -> Result<Updated> {
     let only = only.map(ModuleRef::parse).transpose()?;
     if let Some(pin) = only.as_ref().and_then(|o| o.pin.as_deref()) {
         bail!(
@@ -93,7 +123,10 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
             o.full_name()
         );
     }
+    let index = VersionedIndex::new(verified);
+    let pins = SourcePins::scan(ctx, &lock, &lookup, &index)?;
     let mut changes = Vec::new();
+    let mut held = Vec::new();
     let mut updated = Vec::new();
     let imports: Vec<String> = lock.imports.keys().cloned().collect();
     for import in imports.iter().filter(|k| is_registry_import(k)) {
@@ -112,21 +145,38 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
             continue;
         };
         let entry = lock.imports[import].clone();
+        // A revision pin in a source holds the module at that revision.
+        let source_pins = pins.of(import);
+        let new = pins::wanted_revision(module, source_pins)?;
+        let outside = pins::outside_note(
+            short(&module.current.revision),
+            short(&new.revision),
+            &pins::describe_bound(source_pins, None),
+            module.current.revision != new.revision,
+        );
         let same_gist = parse_resolved(&entry.resolved).is_some_and(|(_, g)| g == module.gist);
-        if same_gist && module.current.revision == entry.gist_revision {
+        if same_gist && new.revision == entry.gist_revision {
+            if let Some(note) = outside {
+                held.push(format!("{import} {} {note}", short(&entry.gist_revision)));
+            }
             continue;
         }
-        let new = &module.current;
         let content = verified.read_blob(&new.integrity)?;
-        let change = describe(ctx, verified, module, &entry, new, &content, import)?;
+        let mut change = describe(ctx, verified, module, &entry, new, &content, import)?;
+        change.outside = outside;
         if !ctx.json {
             crate::out!("{}", render(&change));
         }
         if change.content_changed {
-            approve::approve(
+            approve_change(
                 &approve::describe(&verified.advisories_for(module)?, module, new, &content),
                 &module.full_name(),
                 ctx.yes,
+                &format!(
+                    "moving {import} from revision {} to {} changes its content",
+                    short(&entry.gist_revision),
+                    short(&new.revision)
+                ),
             )?;
         }
         let mut fresh = workflow::new_entry(module, new, ctx);
@@ -138,7 +188,8 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
         updated.push((module, new, content, import.clone()));
         changes.push(change);
     }
-    let moved = update_versioned::update(ctx, verified, &mut lock, only.as_ref())?;
+    let moved =
+        update_versioned::update(ctx, verified, &mut lock, only.as_ref(), &pins, &mut held)?;
     let moved_keys: Vec<String> = moved.iter().map(|c| c.import.clone()).collect();
     changes.extend(moved);
     if !changes.is_empty() {
@@ -171,7 +222,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Vec<Change>> {
             .collect();
         usage::record(ctx, &events);
     }
-    Ok(changes)
+    Ok(Updated { changes, held })
 }
 
 fn describe(
@@ -228,6 +279,7 @@ fn describe(
         new_advisories,
         diff,
         requested: None,
+        outside: None,
     })
 }
 

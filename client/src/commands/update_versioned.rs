@@ -5,8 +5,10 @@ use anyhow::Result;
 use mlld_schemas::names::parse_timestamp;
 use mlld_schemas::{LockFile, ModuleRef};
 
+use crate::approve_change::approve_change;
 use crate::commands::update::{Change, short_diff};
 use crate::context::Context;
+use crate::pins::{self, SourcePins};
 use crate::registry::Registry;
 use crate::versioned::{self, VersionedIndex};
 use crate::{approve, versioned_cache};
@@ -18,6 +20,8 @@ pub fn update(
     verified: &Registry,
     lock: &mut LockFile,
     only: Option<&ModuleRef>,
+    pins: &SourcePins,
+    held: &mut Vec<String>,
 ) -> Result<Vec<Change>> {
     let index = VersionedIndex::new(verified);
     let mut changes = Vec::new();
@@ -34,8 +38,23 @@ pub fn update(
             continue;
         };
         let entry = lock.modules[&key].clone();
-        let new = versioned::select(module, Some(&entry.requested))?;
+        // The source pins bound the move (all of them at once: `install
+        // --frozen` checks each), else the range or tag the lock asked for.
+        let source_pins = pins.of(&key);
+        let (new, requested) = pins::wanted_version(module, &entry.requested, source_pins)?;
+        let latest = module
+            .latest()
+            .map_or(new.version.as_str(), |l| l.version.as_str());
+        let outside = pins::outside_note(
+            latest,
+            &new.version,
+            &pins::describe_bound(source_pins, Some(&entry.requested)),
+            pins::newer(latest, &new.version),
+        );
         if new.version == entry.version {
+            if let Some(note) = outside {
+                held.push(format!("{key} {} {note}", entry.version));
+            }
             continue;
         }
         let files = versioned_cache::read_files(verified, new)?;
@@ -83,19 +102,24 @@ pub fn update(
                 Some(old) => short_diff(old, &new_entry_bytes, 40),
                 None => "(the old entry file is in neither the snapshot nor the cache)\n".into(),
             },
-            requested: Some(entry.requested.clone()),
+            requested: Some(requested.clone()),
+            outside,
         };
         if !ctx.json {
             crate::out!("{}", crate::commands::update::render(&change));
         }
         if content_changed {
-            approve::approve(
-                &approve::describe_versioned(&advisories, module, new, &entry.requested, &files),
+            approve_change(
+                &approve::describe_versioned(&advisories, module, new, &requested, &files),
                 &module.full_name(),
                 ctx.yes,
+                &format!(
+                    "moving {key} from {} to {} changes its content",
+                    entry.version, new.version
+                ),
             )?;
         }
-        let mut fresh = versioned::new_entry(module, new, &entry.requested, ctx.now);
+        let mut fresh = versioned::new_entry(module, new, &requested, ctx.now);
         if !content_changed {
             fresh.approved_at = entry.approved_at.clone();
         }

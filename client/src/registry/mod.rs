@@ -120,6 +120,7 @@ impl Registry {
             m.modules.iter().cloned(),
             m.versioned.iter().cloned(),
             &m.advisories,
+            m.rejected.iter().cloned(),
             bits,
         );
         for (cell, s) in shards.iter().zip(split) {
@@ -205,16 +206,36 @@ impl Registry {
         Ok(self.shard(author, name)?.versioned(author, name))
     }
 
-    /// The module a reference names, or an error suggesting near names.
+    /// The module a reference names, or an error: rejected by the indexer
+    /// (with why), or unknown (with near names).
     pub fn find(&self, reference: &ModuleRef) -> Result<&ModuleRecord> {
-        if let Some(m) = self.module(&reference.user, &reference.module)? {
-            return Ok(m);
+        let (user, name) = (&reference.user, &reference.module);
+        match self.module(user, name)? {
+            Some(m) => Ok(m),
+            None => Err(self.missing(user, name)),
         }
-        Err(self.not_found(&reference.full_name()))
+    }
+
+    /// Why `user/name` is not in the snapshot: rejected by the indexer
+    /// (with the reason it recorded), or unknown (with near names).
+    pub fn missing(&self, user: &str, name: &str) -> anyhow::Error {
+        let rejected = match self.rejected_near(user, name) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        match crate::rejected::module_message(rejected, self.serial(), user, name) {
+            Some(message) => anyhow::anyhow!(message),
+            None => self.not_found(&format!("{user}/{name}")),
+        }
+    }
+
+    /// What the indexer rejected among names sharing a shard with `user/name`.
+    pub fn rejected_near(&self, user: &str, name: &str) -> Result<&[mlld_schemas::RejectedRecord]> {
+        Ok(&self.shard(user, name)?.rejected)
     }
 
     /// "Not in the snapshot", with the names closest to `full_name`.
-    pub fn not_found(&self, full_name: &str) -> anyhow::Error {
+    fn not_found(&self, full_name: &str) -> anyhow::Error {
         let near = self.near_names(full_name, 3);
         let hint = if near.is_empty() {
             String::new()

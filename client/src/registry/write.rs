@@ -36,6 +36,7 @@ pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, manifest: Manifes
         manifest.modules,
         manifest.versioned,
         &manifest.advisories,
+        manifest.rejected,
         bits,
     );
     tables::write_shards(&dir.join(tables::SHARDS_NAME), bits, &shards)?;

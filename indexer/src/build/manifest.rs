@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use mlld_schemas::ModuleRecord;
 use mlld_schemas::names::format_timestamp;
-use mlld_schemas::snapshot::{AdvisoryRecord, Manifest, Member, SNAPSHOT_FORMAT, blob_path};
+use mlld_schemas::snapshot::{
+    AdvisoryRecord, Manifest, Member, RejectedRecord, SNAPSHOT_FORMAT, blob_path,
+};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use super::BuildConfig;
@@ -86,6 +88,7 @@ pub(super) fn sign_manifest(
         advisories,
         versioned,
         members,
+        rejected: rejected(report, &config.raw),
     };
     let mut bytes = serde_json::to_vec(&manifest)?;
     bytes.push(b'\n');
@@ -102,6 +105,37 @@ pub(super) fn sign_manifest(
         bytes,
         search,
     })
+}
+
+/// The modules and versions this build left out, with the report's
+/// reasons, so that clients can tell a rejected module from an unknown one.
+/// Where this build read raw files from (a mirror, a recorded directory)
+/// is not part of the reason: the raw host's URL stands for it, so the same
+/// inputs give the same snapshot wherever the files came from.
+fn rejected(report: &BuildReport, raw: &crate::RawConfig) -> Vec<RejectedRecord> {
+    let canonical = |reason: &str| match raw {
+        crate::RawConfig::Http(c) => {
+            let base = c.base.trim_end_matches('/');
+            reason.replace(base, mlld_schemas::versioned::RAW_HOST)
+        }
+        crate::RawConfig::Recorded(dir) => {
+            reason.replace(&format!(" (recorded under {})", dir.display()), "")
+        }
+    };
+    let modules = report.modules_rejected.iter().map(|r| RejectedRecord {
+        module: r.module.clone(),
+        version: None,
+        reason: r.reason.clone(),
+    });
+    let versions = report.versions_rejected.iter().map(|r| RejectedRecord {
+        module: r.module.clone(),
+        version: Some(r.version.clone()),
+        reason: canonical(&r.reason),
+    });
+    let mut all: Vec<RejectedRecord> = modules.chain(versions).collect();
+    all.sort_by(|a, b| (&a.module, &a.version).cmp(&(&b.module, &b.version)));
+    all.dedup_by(|a, b| a.module == b.module && a.version == b.version);
+    all
 }
 
 /// Every user's advisories, sorted by user, then id.

@@ -155,7 +155,12 @@ fn index_to_s3_publishes_in_order_with_cache_rules_and_then_only_what_changed() 
     let bucket = Bucket::start();
     let rewound = rewound_gists(bucket.dir.path());
 
-    // Without --previous the build would restart at serial 1.
+    // Without --previous the build would restart at serial 1: refused.
+    let target = format!("s3://{BUCKET}/{PREFIX}");
+    let err = assert_fails(&bucket.xtask(&["index", "--out", &target]), 1);
+    assert!(err.contains("needs --previous"), "{err}");
+    assert!(bucket.proxy.take_log().is_empty(), "nothing was sent");
+
     let out = bucket.index(&rewound, "none");
     assert_ok(&out);
     assert_eq!(bucket.sync("first"), 1);

@@ -167,3 +167,75 @@ fn kept_files(root: &Path) -> Result<BTreeSet<String>> {
         .chain(state.published_deltas.into_iter().flatten())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal site: a pointer naming one snapshot, its signature, a page.
+    fn site(dir: &Path, snapshot_present: bool) {
+        let snapshot = format!("snapshots/{}.tar.zst", "a".repeat(64));
+        let latest = serde_json::json!({
+            "formatVersion": 1, "snapshot": snapshot, "sha256": "a".repeat(64), "size": 3,
+            "serial": 7, "created": "2026-01-01T00:00:00Z", "expires": "2026-01-15T00:00:00Z"
+        });
+        std::fs::write(dir.join(LATEST_NAME), latest.to_string()).unwrap();
+        std::fs::write(dir.join(LATEST_SIG_NAME), "sig").unwrap();
+        std::fs::write(dir.join("index.html"), "<html>").unwrap();
+        if snapshot_present {
+            std::fs::create_dir_all(dir.join("snapshots")).unwrap();
+            std::fs::write(dir.join(snapshot), "abc").unwrap();
+        }
+    }
+
+    #[test]
+    fn the_site_is_its_files_without_staging_and_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        site(dir.path(), true);
+        std::fs::create_dir_all(dir.path().join(".staging-x/new")).unwrap();
+        std::fs::write(dir.path().join(".staging-x/new/blob"), "x").unwrap();
+        std::fs::write(dir.path().join("index.html.tmp"), "x").unwrap();
+        let read = LocalSite::read(dir.path()).unwrap();
+        let paths: Vec<_> = read.files.iter().map(|f| f.path.as_str()).collect();
+        let snapshot = format!("snapshots/{}.tar.zst", "a".repeat(64));
+        assert_eq!(
+            paths,
+            [
+                "index.html",
+                "latest.json",
+                "latest.json.minisig",
+                &snapshot
+            ]
+        );
+        let abc = read.files.iter().find(|f| f.path == snapshot).unwrap();
+        assert_eq!(abc.size, 3);
+        assert_eq!(
+            abc.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(abc.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(read.latest.serial, 7);
+        assert!(read.kept.is_empty());
+    }
+
+    #[test]
+    fn a_pointer_at_a_missing_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        site(dir.path(), false);
+        let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
+        assert!(err.contains("snapshots/") && err.contains("lacks"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_leading_out_of_the_site_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        site(dir.path(), true);
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("app.js"))
+            .unwrap();
+        let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
+        assert!(err.contains("leading out"), "{err}");
+    }
+}

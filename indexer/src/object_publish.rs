@@ -19,6 +19,7 @@
 //! listed once; the prefix belongs to the site (anything else under it is
 //! garbage).
 
+mod flip;
 mod local;
 mod plan;
 mod remote;
@@ -128,6 +129,13 @@ pub struct PublishReport {
     pub flipped: bool,
 }
 
+impl PublishReport {
+    fn count_uploads(&mut self, files: &[&LocalFile]) {
+        self.uploaded += files.len();
+        self.uploaded_bytes += files.iter().map(|f| f.size).sum::<u64>();
+    }
+}
+
 impl fmt::Display for PublishReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -193,6 +201,42 @@ impl Publisher<'_> {
     async fn run(self) -> Result<PublishReport> {
         let remote = self.bucket.list().await?;
         let published = self.check_no_rollback().await?;
+        self.check_pointer_complete(&remote)?;
+        let mut report = PublishReport {
+            serial: self.local.latest.serial,
+            ..PublishReport::default()
+        };
+        let changed = self.changed_files(&remote, &mut report).await?;
+
+        let phases = Phases::of(changed);
+        for phase in [&phases.immutable, &phases.mutable] {
+            self.upload_all(phase).await?;
+            report.count_uploads(phase);
+        }
+        self.flip(&phases.flip, &remote).await?;
+        report.flipped = phases.flip.iter().any(|f| f.path == LATEST_NAME);
+        report.count_uploads(&phases.flip);
+
+        let have: BTreeSet<&str> = self.local.files.iter().map(|f| f.path.as_str()).collect();
+        // What the replaced pointer named stays for this round whatever the
+        // crawl state says: a client that read it just before the flip may
+        // still be downloading it.
+        let mut kept = self.local.kept.clone();
+        kept.extend(published.iter().flat_map(local::named_by));
+        let garbage = plan::garbage(&remote, &have, &kept);
+        self.bucket.delete_all(&garbage).await.with_context(|| {
+            format!(
+                "serial {} is published and live, but removing old objects failed; the next publish removes them",
+                report.serial
+            )
+        })?;
+        report.deleted = garbage.len();
+        Ok(report)
+    }
+
+    /// Refuses a site whose `latest.json` names a file that neither the
+    /// site nor the bucket holds.
+    fn check_pointer_complete(&self, remote: &BTreeMap<String, plan::RemoteObject>) -> Result<()> {
         for named in local::named_by(&self.local.latest) {
             let here = self.local.files.iter().any(|f| f.path == named);
             if !here && !remote.contains_key(&named) {
@@ -203,11 +247,16 @@ impl Publisher<'_> {
                 );
             }
         }
+        Ok(())
+    }
 
-        let mut report = PublishReport {
-            serial: self.local.latest.serial,
-            ..PublishReport::default()
-        };
+    /// The site files the bucket does not already hold with the same
+    /// bytes; the others are counted as unchanged.
+    async fn changed_files(
+        &self,
+        remote: &BTreeMap<String, plan::RemoteObject>,
+        report: &mut PublishReport,
+    ) -> Result<Vec<&LocalFile>> {
         let mut changed = Vec::new();
         let mut to_check = Vec::new();
         for file in &self.local.files {
@@ -224,33 +273,7 @@ impl Publisher<'_> {
                 changed.push(file);
             }
         }
-
-        let phases = Phases::of(changed);
-        for phase in [&phases.immutable, &phases.mutable] {
-            self.upload_all(phase).await?;
-            report.uploaded += phase.len();
-            report.uploaded_bytes += phase.iter().map(|f| f.size).sum::<u64>();
-        }
-        self.flip(&phases.flip, &remote).await?;
-        report.flipped = phases.flip.iter().any(|f| f.path == LATEST_NAME);
-        report.uploaded += phases.flip.len();
-        report.uploaded_bytes += phases.flip.iter().map(|f| f.size).sum::<u64>();
-
-        let have: BTreeSet<&str> = self.local.files.iter().map(|f| f.path.as_str()).collect();
-        // What the replaced pointer named stays for this round whatever the
-        // crawl state says: a client that read it just before the flip may
-        // still be downloading it.
-        let mut kept = self.local.kept.clone();
-        kept.extend(published.iter().flat_map(local::named_by));
-        let garbage = plan::garbage(&remote, &have, &kept);
-        self.delete_all(&garbage).await.with_context(|| {
-            format!(
-                "serial {} is published and live, but removing old objects failed; the next publish removes them",
-                report.serial
-            )
-        })?;
-        report.deleted = garbage.len();
-        Ok(report)
+        Ok(changed)
     }
 
     /// Refuses to replace the bucket's `latest.json` with an older or equal
@@ -330,82 +353,6 @@ impl Publisher<'_> {
             None => Ok(()),
         }
     }
-
-    /// The flip: the crawl state, the pointer's signature, the pointer, one
-    /// after the other. Each object it replaces is first copied aside
-    /// (server-side, under `.publish-backup/`, which the next successful
-    /// publish deletes as garbage); should one upload fail, those already
-    /// replaced are put back, newest first, so the old pointer and its
-    /// signature match again.
-    async fn flip(
-        &self,
-        flip: &[&LocalFile],
-        remote: &BTreeMap<String, plan::RemoteObject>,
-    ) -> Result<()> {
-        let stopped = || {
-            format!(
-                "publishing to {} stopped before {LATEST_NAME} was replaced",
-                self.target
-            )
-        };
-        for file in flip.iter().filter(|f| remote.contains_key(&f.path)) {
-            self.bucket
-                .copy(&file.path, &backup(&file.path))
-                .await
-                .with_context(stopped)?;
-        }
-        for (i, file) in flip.iter().enumerate() {
-            let Err(e) = self.bucket.upload(self.site, file).await else {
-                continue;
-            };
-            if file.path == LATEST_NAME && self.pointer_landed().await {
-                // The answer was lost, not the upload: the flip happened.
-                return Ok(());
-            }
-            let e = e.context(stopped());
-            return Err(match self.put_back(&flip[..i], remote).await {
-                Ok(()) => e.context(
-                    "the files the flip had replaced were put back: the published site is unchanged and valid",
-                ),
-                Err(restore) => e.context(format!(
-                    "putting the replaced files back failed too ({restore:#}); publish again to repair the site"
-                )),
-            });
-        }
-        Ok(())
-    }
-
-    /// Whether the bucket's `latest.json` is the one being published.
-    async fn pointer_landed(&self) -> bool {
-        let now = self.bucket.read_small(LATEST_NAME, MAX_POINTER_BYTES).await;
-        now.ok().flatten().as_ref() == Some(&self.local.latest_bytes)
-    }
-
-    /// Restores `replaced`, newest first: each from its copy, or removed
-    /// when the bucket did not have it before.
-    async fn put_back(
-        &self,
-        replaced: &[&LocalFile],
-        remote: &BTreeMap<String, plan::RemoteObject>,
-    ) -> Result<()> {
-        for file in replaced.iter().rev() {
-            if remote.contains_key(&file.path) {
-                self.bucket.copy(&backup(&file.path), &file.path).await?;
-            } else {
-                self.bucket.delete(&file.path).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete_all(&self, paths: &[String]) -> Result<()> {
-        self.bucket.delete_all(paths).await
-    }
-}
-
-/// Where the flip keeps a copy of an object it replaces.
-fn backup(rel: &str) -> String {
-    format!(".publish-backup/{rel}")
 }
 
 #[cfg(test)]

@@ -58,8 +58,9 @@ pub fn check_within(root: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
-/// Opens `path` without blocking on a FIFO and checks it is a regular file.
-fn open_regular(path: &Path) -> io::Result<File> {
+/// Opens `path` without blocking on a FIFO and checks it is a regular file
+/// (for a reader that streams it rather than reading it whole).
+pub fn open_regular(path: &Path) -> io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]

@@ -65,8 +65,25 @@ impl Client {
         self
     }
 
-    /// Sends a GET with `headers` and reads the body, refusing more than `cap` bytes.
-    pub fn get(&self, url: &str, headers: HeaderMap, cap: u64) -> Result<Response, reqwest::Error> {
+    /// The one reqwest configuration of the indexer: rustls with the
+    /// process's ring provider; `timeout` is each request's deadline
+    /// (responses are capped, so it bounds the slowest acceptable rate),
+    /// and the read timeout ends a stalled response sooner.
+    fn build(&self) -> Result<reqwest::Client, reqwest::Error> {
+        let idle = self.read_timeout.unwrap_or(IDLE_TIMEOUT).min(self.timeout);
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .read_timeout(idle)
+            .connect_timeout(self.connect_timeout)
+            .build()
+    }
+
+    /// Runs `f` on this thread's runtime with this thread's client for
+    /// this configuration (made on first use).
+    fn on_local<T, E: From<reqwest::Error>>(
+        &self,
+        f: impl AsyncFnOnce(&reqwest::Client) -> Result<T, E>,
+    ) -> Result<T, E> {
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             if local.as_ref().is_none_or(|(id, _, _)| *id != self.id) {
@@ -74,43 +91,86 @@ impl Client {
                     .enable_all()
                     .build()
                     .expect("a current-thread runtime starts");
-                // `timeout` is each request's deadline (responses are capped,
-                // so it bounds the slowest acceptable rate); the read timeout
-                // ends a stalled response sooner.
-                let idle = self.read_timeout.unwrap_or(IDLE_TIMEOUT).min(self.timeout);
-                let client = reqwest::Client::builder()
-                    .timeout(self.timeout)
-                    .read_timeout(idle)
-                    .connect_timeout(self.connect_timeout)
-                    .build()?;
-                *local = Some((self.id, runtime, client));
+                *local = Some((self.id, runtime, self.build()?));
             }
             let (_, runtime, client) = local.as_ref().expect("set above");
-            runtime.block_on(async {
-                let mut resp = client.get(url).headers(headers).send().await?;
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = if resp.content_length().is_some_and(|n| n > cap) {
-                    Err(format!("the response is over {cap} bytes"))
-                } else {
-                    let mut body = Vec::new();
-                    loop {
-                        match resp.chunk().await {
-                            Ok(Some(chunk)) if body.len() as u64 + chunk.len() as u64 > cap => {
-                                break Err(format!("the response is over {cap} bytes"));
-                            }
-                            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                            Ok(None) => break Ok(body),
-                            Err(e) => break Err(format!("the response body broke off ({e})")),
+            runtime.block_on(f(client))
+        })
+    }
+
+    /// Sends a GET with `headers` and reads the body, refusing more than `cap` bytes.
+    pub fn get(&self, url: &str, headers: HeaderMap, cap: u64) -> Result<Response, reqwest::Error> {
+        self.on_local(async |client| {
+            let mut resp = client.get(url).headers(headers).send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = if resp.content_length().is_some_and(|n| n > cap) {
+                Err(format!("the response is over {cap} bytes"))
+            } else {
+                let mut body = Vec::new();
+                loop {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) if body.len() as u64 + chunk.len() as u64 > cap => {
+                            break Err(format!("the response is over {cap} bytes"));
                         }
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => break Ok(body),
+                        Err(e) => break Err(format!("the response body broke off ({e})")),
                     }
-                };
-                Ok(Response {
-                    status,
-                    headers,
-                    body,
-                })
+                }
+            };
+            Ok(Response {
+                status,
+                headers,
+                body,
             })
         })
+    }
+
+    /// Streams a GET's body into `sink` when the answer is `200`, within
+    /// `deadline` for the whole request (this request's, in place of the
+    /// client's timeout) and writing at most `cap + 1` bytes, so a caller
+    /// sees a body over its cap. Returns the status.
+    pub fn download(
+        &self,
+        url: &str,
+        deadline: Duration,
+        cap: u64,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<StatusCode, DownloadError> {
+        self.on_local(async |client| {
+            let mut resp = client.get(url).timeout(deadline).send().await?;
+            if resp.status() != StatusCode::OK {
+                return Ok(resp.status());
+            }
+            let mut written = 0u64;
+            while written <= cap {
+                let Some(chunk) = resp.chunk().await.map_err(DownloadError::Body)? else {
+                    break;
+                };
+                let room = (cap + 1 - written).min(chunk.len() as u64) as usize;
+                sink.write_all(&chunk[..room])
+                    .map_err(DownloadError::Write)?;
+                written += room as u64;
+            }
+            Ok(StatusCode::OK)
+        })
+    }
+}
+
+/// Why a download failed.
+#[derive(Debug)]
+pub enum DownloadError {
+    /// No answer: refused, timed out, broken before the head.
+    Send(reqwest::Error),
+    /// The body broke off or stalled.
+    Body(reqwest::Error),
+    /// The sink refused the bytes.
+    Write(std::io::Error),
+}
+
+impl From<reqwest::Error> for DownloadError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Send(e)
     }
 }

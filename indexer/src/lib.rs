@@ -6,8 +6,8 @@
 //! claim of ownership without checking it against the registering user.
 //!
 //! The crate's API is [`build()`] with its [`BuildConfig`] and
-//! [`BuildReport`], the gist and raw sources, signing keys, and
-//! [`check::check`]; `blobs`, `search_index` and `versioned_load` are public
+//! [`BuildReport`], the gist and raw sources, signing keys,
+//! [`check::check`] and [`object_publish::publish`] (a built site to S3); `blobs`, `search_index` and `versioned_load` are public
 //! for `cargo xtask check` and the benchmarks. Every other module is internal.
 
 mod assemble;
@@ -21,6 +21,7 @@ pub mod gist;
 pub mod github;
 mod http;
 mod module_file;
+pub mod object_publish;
 mod previous;
 mod previous_http;
 mod progress;
@@ -43,6 +44,7 @@ pub use build::{BuildConfig, PreviousSite, RawConfig, build};
 pub use gist::{GistSource, RecordedGists};
 pub use github::{GithubConfig, GithubGists};
 pub use http::install_crypto_provider;
+pub use object_publish::{ObjectPublishConfig, ObjectTarget, PublishReport};
 pub use raw::{HttpRawConfig, RawSource};
 pub use report::BuildReport;
 pub use signing::SigningKey;

@@ -2,10 +2,12 @@
 //! scaled to the size, so a stalled site fails the build instead of holding
 //! it for ever.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use reqwest::StatusCode;
+
+use crate::http::DownloadError;
 
 /// A previous snapshot larger than this is refused.
 pub(crate) const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
@@ -19,76 +21,61 @@ pub struct Timeouts {
     pub min_rate: u64,
 }
 
-/// The previous site over HTTP.
+/// The previous site over HTTP, through the indexer's one HTTP client
+/// configuration (`crate::http`).
 pub(crate) struct Remote {
-    client: reqwest::blocking::Client,
+    client: crate::http::Client,
     timeouts: Timeouts,
 }
 
 impl Remote {
     pub(crate) fn new(timeouts: Timeouts) -> Result<Self> {
-        crate::http::install_crypto_provider();
-        // The blocking client's timeout bounds the wait for the head and for
-        // each read of the body: the idle timeout.
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(timeouts.idle)
-            .timeout(timeouts.idle)
-            .build()
-            .context("setting up the HTTP client")?;
+        // Waiting for the head, and each read of the body, is bounded by the
+        // idle timeout; each request's deadline is set by its size.
+        let client = crate::http::Client::new(timeouts.deadline(MAX_PREVIOUS_BYTES), timeouts.idle)
+            .with_read_timeout(timeouts.idle);
         Ok(Self { client, timeouts })
     }
 
-    fn get(&self, url: &str) -> Result<Option<reqwest::blocking::Response>> {
-        let resp = self
+    /// Streams `url` into `sink` (at most `cap + 1` bytes); `false` when the
+    /// site lacks it.
+    fn fetch(&self, url: &str, cap: u64, sink: &mut dyn std::io::Write) -> Result<bool> {
+        match self
             .client
-            .get(url)
-            .send()
-            .map_err(|e| self.error(url, e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            .download(url, self.timeouts.deadline(cap), cap, sink)
+        {
+            Ok(StatusCode::OK) => Ok(true),
+            Ok(StatusCode::NOT_FOUND) => Ok(false),
+            Ok(status) => bail!("fetching {url}: the previous site answered {status}"),
+            Err(DownloadError::Send(e)) => Err(self.error(url, e)),
+            Err(DownloadError::Body(e)) => Err(self.read_error(url, e)),
+            Err(DownloadError::Write(e)) => Err(e).with_context(|| format!("saving {url}")),
         }
-        Ok(Some(
-            resp.error_for_status()
-                .with_context(|| format!("fetching {url}"))?,
-        ))
     }
 
     /// A file of at most `cap` bytes; `None` when the site lacks it.
     pub(crate) fn read(&self, url: &str, cap: u64) -> Result<Option<Vec<u8>>> {
-        let Some(resp) = self.get(url)? else {
-            return Ok(None);
-        };
         let mut bytes = Vec::new();
-        self.timed(resp, url, cap)
-            .take(cap)
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.read_error(url, e))?;
+        if !self.fetch(url, cap, &mut bytes)? {
+            return Ok(None);
+        }
+        if bytes.len() as u64 > cap {
+            bail!("{url} is over {cap} bytes");
+        }
         Ok(Some(bytes))
     }
 
     /// Downloads `url` (at most `size` bytes, and no more than the cap) to `dest`.
     pub(crate) fn download(&self, url: &str, dest: &Path, size: u64) -> Result<()> {
-        let resp = self
-            .get(url)?
-            .with_context(|| format!("fetching {url}: not found"))?;
-        let mut file = std::fs::File::create(dest)?;
         let limit = size.min(MAX_PREVIOUS_BYTES);
-        let copied = std::io::copy(&mut self.timed(resp, url, limit).take(limit + 1), &mut file)
-            .map_err(|e| self.read_error(url, e))?;
-        if copied > limit {
+        let mut file = std::fs::File::create(dest)?;
+        if !self.fetch(url, limit, &mut file)? {
+            bail!("fetching {url}: not found");
+        }
+        if file.metadata()?.len() > limit {
             bail!("the previous snapshot at {url} is over {limit} bytes");
         }
         Ok(())
-    }
-
-    fn timed<R: Read>(&self, inner: R, url: &str, size: u64) -> Deadline<R> {
-        Deadline {
-            inner,
-            what: url.to_string(),
-            until: std::time::Instant::now()
-                + self.timeouts.idle
-                + std::time::Duration::from_secs(size / self.timeouts.min_rate.max(1)),
-        }
     }
 
     fn error(&self, url: &str, e: reqwest::Error) -> anyhow::Error {
@@ -102,12 +89,8 @@ impl Remote {
         }
     }
 
-    fn read_error(&self, url: &str, e: std::io::Error) -> anyhow::Error {
-        let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-            || e.get_ref()
-                .and_then(|i| i.downcast_ref::<reqwest::Error>())
-                .is_some_and(reqwest::Error::is_timeout);
-        if timed_out {
+    fn read_error(&self, url: &str, e: reqwest::Error) -> anyhow::Error {
+        if e.is_timeout() {
             anyhow::anyhow!(
                 "reading {url}: the previous site stalled (no byte for {} s, or slower than {} bytes/s on average; --idle-timeout, --min-rate). Nothing was published; try again, or pass --previous none for a full build",
                 self.timeouts.idle.as_secs(),
@@ -119,21 +102,10 @@ impl Remote {
     }
 }
 
-/// A reader that fails once its deadline has passed.
-struct Deadline<R> {
-    inner: R,
-    what: String,
-    until: std::time::Instant,
-}
-
-impl<R: Read> Read for Deadline<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if std::time::Instant::now() > self.until {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{} passed its deadline", self.what),
-            ));
-        }
-        self.inner.read(buf)
+impl Timeouts {
+    /// How long a download of `size` bytes may take: the idle timeout plus
+    /// the size at the minimum rate.
+    fn deadline(&self, size: u64) -> std::time::Duration {
+        self.idle + std::time::Duration::from_secs(size / self.min_rate.max(1))
     }
 }

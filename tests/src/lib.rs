@@ -7,6 +7,7 @@ pub mod http;
 pub mod net_guard;
 pub mod project;
 pub mod raw_host;
+pub mod s3;
 pub mod served;
 pub mod webdriver;
 

@@ -31,11 +31,21 @@ pub struct IndexArgs {
     /// instead of a raw host. Default with the embedded examples: examples/raw.
     #[arg(long, value_name = "DIR", conflicts_with = "raw_base")]
     raw: Option<PathBuf>,
-    /// The site directory. Default: target/site under the current directory.
-    #[arg(long)]
+    /// The site directory, or s3://BUCKET/PREFIX: the site is built in a
+    /// staging directory, then uploaded in the safe order (content first,
+    /// latest.json last, garbage after). Default: target/site under the
+    /// current directory.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     out: Option<PathBuf>,
+    /// With --out s3://…: the empty or new directory the site is built in
+    /// (kept afterwards). Default: a temporary directory under target/.
+    #[arg(long, value_name = "DIR")]
+    staging: Option<PathBuf>,
+    #[command(flatten)]
+    s3: crate::publish::S3Args,
     /// The last published site (a directory or URL) for an incremental build;
-    /// `none` for a full crawl. Default: the output directory.
+    /// `none` for a full crawl. Default: the output directory. With --out
+    /// s3://… it must be given: the bucket's public URL, or none.
     #[arg(long, value_name = "DIR|URL|none")]
     previous: Option<String>,
     /// Minisign secret key (password from MLLD_SIGNING_KEY_PASSWORD). Default: the demo key.
@@ -82,10 +92,23 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     let registry = args
         .registry
         .unwrap_or_else(|| root.join("examples/registry"));
+    let bucket = match args.out.as_deref().and_then(Path::to_str) {
+        Some(url) if url.starts_with("s3://") => Some(crate::publish::parse_target(url)?),
+        _ => None,
+    };
+    let staging = match &bucket {
+        Some(target) => Some(Staging::open(
+            target,
+            args.staging,
+            args.previous.as_deref(),
+        )?),
+        None => None,
+    };
     // Output follows where the user is, never the xtask's own source tree.
-    let out = match args.out {
-        Some(out) => out,
-        None => crate::current_dir()?.join("target/site"),
+    let out = match (&staging, args.out) {
+        (Some(staging), _) => staging.path().to_path_buf(),
+        (None, Some(out)) => out,
+        (None, None) => crate::current_dir()?.join("target/site"),
     };
     let key_path = args
         .signing_key
@@ -152,7 +175,62 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
         mlld_fsutil::write_atomic(&path, &json)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(target) = &bucket {
+        crate::publish::upload(&out, target, &args.s3)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a site bound for object storage is built: a directory the user
+/// named (empty or new, kept), or a temporary one under `target/`.
+enum Staging {
+    Kept(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl Staging {
+    fn open(
+        target: &mlld_indexer::ObjectTarget,
+        dir: Option<PathBuf>,
+        previous: Option<&str>,
+    ) -> Result<Self> {
+        // Building on the empty staging directory would restart at serial 1,
+        // which every client refuses as a rollback.
+        anyhow::ensure!(
+            previous.is_some(),
+            "--out {target} needs --previous: the bucket's public URL (e.g. https://BUCKET.s3.amazonaws.com/PREFIX) for an incremental build, or none for a full one"
+        );
+        match dir {
+            Some(dir) => {
+                let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+                anyhow::ensure!(
+                    empty,
+                    "--staging {} is not empty; name a new or empty directory",
+                    dir.display()
+                );
+                Ok(Self::Kept(dir))
+            }
+            None => {
+                let parent = crate::current_dir()?.join("target");
+                std::fs::create_dir_all(&parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+                let dir = tempfile::Builder::new()
+                    .prefix("s3-staging-")
+                    .tempdir_in(&parent)
+                    .with_context(|| {
+                        format!("creating a staging directory in {}", parent.display())
+                    })?;
+                Ok(Self::Temporary(dir))
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Kept(dir) => dir,
+            Self::Temporary(dir) => dir.path(),
+        }
+    }
 }
 
 /// The process's peak resident memory (Linux `VmHWM`), for the report.

@@ -16,6 +16,7 @@ mod check;
 mod delegate;
 mod index;
 mod man;
+mod publish;
 
 #[derive(Parser)]
 #[command(
@@ -34,9 +35,16 @@ enum Command {
     /// With no flags it builds the embedded example registry with the demo
     /// key into target/site/, offline.
     #[command(
-        after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key"
+        after_help = "Examples:\n  cargo xtask index\n  cargo xtask index --registry ../registry --out public --signing-key ~/.config/mlld/registry.key\n  cargo xtask index --registry ../registry --out s3://my-bucket/registry --previous https://my-bucket.s3.amazonaws.com/registry --signing-key registry.key"
     )]
     Index(Box<index::IndexArgs>),
+    /// Upload a built site to S3-compatible object storage: content-addressed
+    /// files first (cached for a year), then the rest, latest.json last
+    /// (no-cache), and objects the new site no longer needs deleted after.
+    #[command(
+        after_help = "Example:\n  AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=eu-west-1 cargo xtask publish --from target/site --to s3://my-bucket/registry"
+    )]
+    Publish(publish::PublishArgs),
     /// Validate a registry's files (and gist ownership, with --github-api); exit 1 on errors.
     #[command(
         after_help = "Examples:\n  cargo xtask check --registry .\n  GITHUB_ACTIONS=true cargo xtask check --registry . --github-api https://api.github.com"
@@ -129,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index(args) => index::run(&root, *args),
         Command::Check(args) => check::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Serve { args } => delegate::run(&root, delegate::Tool::Serve, args),
         Command::Keygen { out, name, comment } => {
             let (sk, pk) =

@@ -4,7 +4,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 use mlld_schemas::terminal::terminal_safe as safe;
-use mlld_schemas::{Manifest, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
+use mlld_schemas::{
+    AdvisoryRecord, Manifest, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule,
+};
 
 /// What a person sees before approving an import.
 pub fn describe(
@@ -22,7 +24,7 @@ pub fn describe(
         safe(&revision.revision),
         safe(&revision.integrity)
     );
-    let advisories: Vec<_> = manifest.advisories_for(module).collect();
+    let advisories = gist_advisories(manifest, module, revision);
     if advisories.is_empty() {
         out.push_str("advisories none\n");
     }
@@ -81,7 +83,7 @@ pub fn describe_versioned(
         opt(&record.license),
         opt(&record.mlld_version),
     );
-    let advisories = crate::versioned::advisories(manifest, module);
+    let advisories = version_advisories(manifest, module, &record.version);
     if advisories.is_empty() {
         out.push_str("advisories none\n");
     }
@@ -101,6 +103,33 @@ pub fn describe_versioned(
         }
     }
     out
+}
+
+/// The advisories affecting `revision` of a gist module (within their ranges).
+pub fn gist_advisories<'m>(
+    manifest: &'m Manifest,
+    module: &'m ModuleRecord,
+    revision: &RevisionRecord,
+) -> Vec<&'m AdvisoryRecord> {
+    manifest
+        .advisories_for(module)
+        .filter(|a| {
+            a.advisory
+                .affects_revision(&revision.revision, revision.committed_at.as_deref())
+        })
+        .collect()
+}
+
+/// The advisories affecting `version` of a versioned module (within their ranges).
+pub fn version_advisories<'m>(
+    manifest: &'m Manifest,
+    module: &VersionedModule,
+    version: &str,
+) -> Vec<&'m AdvisoryRecord> {
+    crate::versioned::advisories(manifest, module)
+        .into_iter()
+        .filter(|a| a.advisory.affects_version(version))
+        .collect()
 }
 
 /// Asks on a TTY; without one, refuses and names `--yes`.

@@ -59,6 +59,9 @@ impl Locker<'_> {
                 (rev, true)
             }
         };
+        let manifest = &self.verified.manifest;
+        let advisories = approve::gist_advisories(manifest, module, revision);
+        self.approvals.advisories_of(&import, advisories);
         let entry = &self.lock.imports[&import];
         Ok((locked(&import, entry, added), revision.dependencies.clone()))
     }
@@ -99,11 +102,14 @@ impl Locker<'_> {
         import: &str,
     ) -> Result<()> {
         let content = self.verified.read_blob(&revision.integrity)?;
-        approve::approve(
-            &approve::describe(&self.verified.manifest, module, revision, &content),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
+        // Asked once for everything new, before the lock is written.
+        self.approvals.add(crate::approval::Pending {
+            key: import.to_string(),
+            author: module.user.clone(),
+            at: format!("revision {}", crate::commands::short(&revision.revision)),
+            size: content.len() as u64,
+            details: approve::describe(&self.verified.manifest, module, revision, &content),
+        });
         self.lock
             .imports
             .insert(import.to_string(), new_entry(module, revision, self.ctx));

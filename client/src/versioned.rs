@@ -176,7 +176,7 @@ pub fn new_entry(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mlld_schemas::{SourceRecord, VersionFileRecord};
 

@@ -40,6 +40,9 @@ impl Locker<'_> {
                 .version(&e.version)
                 .map(|v| v.dependencies.clone())
                 .unwrap_or_default();
+            let manifest = &self.verified.manifest;
+            let advisories = approve::version_advisories(manifest, module, &e.version);
+            self.approvals.advisories_of(&key, advisories);
             return Ok((locked(&key, &e, false), deps));
         }
         if self.frozen {
@@ -60,17 +63,17 @@ impl Locker<'_> {
         let record = versioned::select(module, pin)?;
         let entry = versioned::new_entry(module, record, &requested, self.ctx.now);
         let files = versioned_cache::read_files(self.verified, record)?;
-        approve::approve(
-            &approve::describe_versioned(
-                &self.verified.manifest,
-                module,
-                record,
-                &requested,
-                &files,
-            ),
-            &module.full_name(),
-            self.ctx.yes,
-        )?;
+        let manifest = &self.verified.manifest;
+        // Asked once for everything new, before the lock is written.
+        self.approvals.add(crate::approval::Pending {
+            key: key.clone(),
+            author: module.author.clone(),
+            at: format!("version {} (asked {requested})", record.version),
+            size: files.iter().map(|(_, b)| b.len() as u64).sum(),
+            details: approve::describe_versioned(manifest, module, record, &requested, &files),
+        });
+        let advisories = approve::version_advisories(manifest, module, &record.version);
+        self.approvals.advisories_of(&key, advisories);
         self.lock.modules.insert(key.clone(), entry.clone());
         self.changed = true;
         usage::record(self.ctx, &[(key.clone(), usage::IMPORT)]);

@@ -6,6 +6,7 @@
 //! line:column of every problem.
 
 pub mod advisory;
+pub mod advisory_scope;
 pub mod content_hash;
 pub mod diag;
 pub mod document;

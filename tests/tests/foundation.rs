@@ -72,7 +72,7 @@ fn build_reports_bad_input_and_goes_on() {
         rejected["devops-dan/deploy-notes"].contains("no module file"),
         "{rejected:?}"
     );
-    assert_eq!(r.advisories, 4);
+    assert_eq!(r.advisories, 5);
     assert!(r.signed_with_demo_key);
     assert_eq!(r.serial, 1);
     // The site has exactly the published files; staging is gone.

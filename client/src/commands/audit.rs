@@ -9,9 +9,13 @@ use mlld_schemas::lock::parse_resolved;
 use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
 use serde::Serialize;
 
+use crate::advisory_fix::{self, Fix};
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
+use crate::lock_graph::{LockGraph, display_name, render_path};
 use crate::output::count;
+use crate::resolve::Lookup;
+use crate::versioned::VersionedIndex;
 use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
@@ -43,6 +47,13 @@ pub struct Finding {
     /// The reason from the project config when the advisory is ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// Lock keys from a module the project imports to this one.
+    pub path: Vec<String>,
+    /// The versions that fix it, as the advisory states them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patched_versions: Option<String>,
+    /// What fixes it, when the snapshot holds a version or revision it does not affect.
+    pub fix: Option<Fix>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,7 +87,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 None => String::new(),
             };
             crate::outln!(
-                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
+                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}\n          path: {}\n          {}",
                 severity_label(f.severity),
                 safe(&f.advisory),
                 safe(&f.import),
@@ -88,7 +99,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 ),
                 safe(&f.kind),
                 safe(&f.description),
-                safe(&f.recommendation)
+                safe(&f.recommendation),
+                safe(&render_path(&f.path)),
+                fix_line(f)
             );
         }
         crate::outln!(
@@ -121,14 +134,43 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     })
 }
 
+/// Whether and how the finding can be fixed, for the table.
+fn fix_line(f: &Finding) -> String {
+    let name = display_name(&f.import);
+    let patched = f
+        .patched_versions
+        .as_deref()
+        .map(|p| format!(" (patched: {})", safe(p)))
+        .unwrap_or_default();
+    let Some(fix) = &f.fix else {
+        let what = if f.version.is_some() {
+            "version"
+        } else {
+            "revision"
+        };
+        return format!("no fixed {what} in this snapshot yet{patched}");
+    };
+    let to = match (&fix.version, &fix.revision) {
+        (Some(v), _) => safe(v).into_owned(),
+        (None, Some(r)) => short(r).to_string(),
+        (None, None) => String::new(),
+    };
+    if fix.by_update {
+        format!(
+            "fixed in {to}{patched}: run `mlld-registry update {}`",
+            safe(name)
+        )
+    } else {
+        format!(
+            "fixed in {to}{patched}, outside what the project asks for: change the pin, then run `mlld-registry update {}`",
+            safe(name)
+        )
+    }
+}
+
 /// The severity, padded for the table, in its colour when colour is on.
 fn severity_label(severity: Severity) -> String {
-    let code = match severity {
-        Severity::Critical => "1;35",
-        Severity::High => "1;31",
-        Severity::Medium => "33",
-        Severity::Low => "36",
-    };
+    let code = crate::color::severity_code(severity);
     crate::color::paint(&format!("{:<9}", severity.as_str()), code)
 }
 
@@ -137,35 +179,51 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let lock = ctx.project.read_lock()?;
     let manifest = &ctx.manifest()?.manifest;
     let expired = ctx.require_fresh("audit")?;
+    let lookup = Lookup::new(manifest);
+    let index = VersionedIndex::new(manifest);
+    let graph = LockGraph::build(&lock, &lookup, &index);
     let mut findings = Vec::new();
     let mut modules = 0;
     for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
         modules += 1;
         let r = ModuleRef::parse(import)?;
         let gist = parse_resolved(&entry.resolved).map_or("", |(_, g)| g);
+        let module = lookup.get(&r.user, &r.module);
         for a in &manifest.advisories {
-            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, gist) {
+            if a.advisory.severity < threshold
+                || !affects(a, &r.user, &r.module, gist)
+                || !advisory_fix::revision_affected(&a.advisory, module, &entry.gist_revision)
+            {
                 continue;
             }
-            findings.push(finding(
-                a,
-                import,
-                Some(entry.gist_revision.clone()),
-                None,
-                &ignores,
-            ));
+            let mut f = finding(a, import, &ignores, graph.path_to(import));
+            f.gist_revision = Some(entry.gist_revision.clone());
+            // Version ranges say nothing about gist revisions.
+            f.patched_versions = None;
+            f.fix = module
+                .and_then(|m| advisory_fix::for_revision(&a.advisory, m, &entry.gist_revision));
+            findings.push(f);
         }
     }
     // Advisories in `{author}/advisories.json` naming a versioned module
-    // affect every version of it.
+    // affect the versions their ranges name (every version without one).
     for (key, entry) in &lock.modules {
         modules += 1;
         let r = ModuleRef::parse(key)?;
+        let module = index.get(&r.user, &r.module);
         for a in &manifest.advisories {
-            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, "") {
+            if a.advisory.severity < threshold
+                || !affects(a, &r.user, &r.module, "")
+                || !a.advisory.affects_version(&entry.version)
+            {
                 continue;
             }
-            findings.push(finding(a, key, None, Some(entry.version.clone()), &ignores));
+            let mut f = finding(a, key, &ignores, graph.path_to(key));
+            f.version = Some(entry.version.clone());
+            f.fix = module.and_then(|m| {
+                advisory_fix::for_version(&a.advisory, m, &entry.version, &entry.requested)
+            });
+            findings.push(f);
         }
     }
     findings.sort_by(|a, b| {
@@ -187,15 +245,17 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
 fn finding(
     a: &AdvisoryRecord,
     import: &str,
-    gist_revision: Option<String>,
-    version: Option<String>,
     ignores: &[crate::config::IgnoredAdvisory],
+    path: Vec<String>,
 ) -> Finding {
     let id = format!("{}/{}", a.user, a.advisory.id);
     Finding {
         import: import.to_string(),
-        gist_revision,
-        version,
+        gist_revision: None,
+        version: None,
+        path,
+        patched_versions: a.advisory.patched_versions.clone(),
+        fix: None,
         ignored: ignores
             .iter()
             .find(|i| i.advisory.eq_ignore_ascii_case(&id))

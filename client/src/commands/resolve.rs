@@ -64,7 +64,9 @@ pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     ctx.project.clean_staging()?;
     mlld_home::check(ctx)?;
     let mut locker = Locker::new(ctx, verified, ctx.project.read_lock()?);
+    locker.approvals.origin = Some("asked for on the command line".into());
     let locked = locker.lock_requests(std::slice::from_ref(&request))?;
+    locker.approve_pending()?;
     if locker.changed {
         ctx.project.write_lock(&locker.lock)?;
     }

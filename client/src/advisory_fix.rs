@@ -5,23 +5,9 @@
 
 use mlld_schemas::version_spec::parse_version;
 use mlld_schemas::{Advisory, ModuleRecord, VersionedModule};
-use serde::Serialize;
 
 use crate::resolve;
-
-/// A version or revision the advisory does not affect.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fix {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// True when `mlld-registry update` moves the module there (it is
-    /// within what the project asked for); false when the pin or range must
-    /// change first.
-    pub by_update: bool,
-}
+pub use mlld_schemas::output::Fix;
 
 /// Whether the locked `revision` of the gist module `module` (when the
 /// snapshot knows it: its commit time) is affected by `a`.

@@ -19,6 +19,7 @@ mod gist_lock;
 pub mod info;
 pub mod info_versioned;
 pub mod input;
+pub mod json_output;
 pub mod lock_graph;
 #[macro_use]
 pub mod output;

@@ -16,6 +16,7 @@ pub mod locate;
 pub mod lock;
 pub mod mlld_files;
 pub mod names;
+pub mod output;
 pub mod registry;
 #[cfg(feature = "search")]
 pub mod search;
@@ -59,6 +60,14 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("cache-metadata.schema.json", render::<CacheMetadata>()),
         ("manifest.schema.json", render::<Manifest>()),
         ("latest.schema.json", render::<Latest>()),
+        (
+            "output.schema.json",
+            render::<output::Envelope<serde_json::Value>>(),
+        ),
+        (
+            "output-audit.schema.json",
+            render::<output::Envelope<output::AuditReport>>(),
+        ),
     ]
 }
 

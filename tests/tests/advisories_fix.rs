@@ -8,17 +8,14 @@
 use std::fs;
 use std::process::Output;
 
-use mlld_e2e::project::{lock, synced, synced_then_moved_on};
+use mlld_e2e::project::{envelope_data, lock, synced, synced_then_moved_on};
 use mlld_e2e::{JSON_UTILS_NEW, JSON_UTILS_OLD, assert_ok};
 use serde_json::Value;
 
 /// `audit --json`'s report, whatever the exit code.
 fn audit_json(client: &mlld_e2e::Client) -> (Option<i32>, Value) {
     let out = client.run(&["audit", "--json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
-    });
-    (out.status.code(), v)
+    (out.status.code(), envelope_data(&out.stdout))
 }
 
 fn text(out: &Output) -> String {

@@ -58,7 +58,7 @@ fn audit_and_json_show_hostile_advisory_text_escaped_or_exact() {
     assert_escaped(&String::from_utf8(out.stdout).unwrap());
 
     let out = client.run(&["audit", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = mlld_e2e::project::envelope_data(&out.stdout);
     assert_eq!(
         report["findings"][0]["description"], HOSTILE,
         "JSON keeps the exact text"

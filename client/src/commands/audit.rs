@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use mlld_schemas::lock::parse_resolved;
 use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
-use serde::Serialize;
 
-use crate::advisory_fix::{self, Fix};
+use crate::advisory_fix;
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
 use crate::lock_graph::{LockGraph, display_name, render_path};
@@ -28,47 +27,7 @@ pub struct Args {
     pub severity: Severity,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    pub import: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gist_revision: Option<String>,
-    /// The locked version of a versioned module.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// `user/id`.
-    pub advisory: String,
-    pub severity: Severity,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub description: String,
-    pub recommendation: String,
-    /// The reason from the project config when the advisory is ignored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ignored: Option<String>,
-    /// Lock keys from a module the project imports to this one.
-    pub path: Vec<String>,
-    /// The versions that fix it, as the advisory states them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patched_versions: Option<String>,
-    /// What fixes it, when the snapshot holds a version or revision it does not affect.
-    pub fix: Option<Fix>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditReport {
-    pub threshold: Severity,
-    pub snapshot_serial: u64,
-    pub modules: usize,
-    pub findings: Vec<Finding>,
-    /// Findings at or above the threshold that are not ignored.
-    pub failing: usize,
-    /// When the snapshot had expired (`--allow-expired`): its advisories may be stale.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expired: Option<String>,
-}
+pub use mlld_schemas::output::{AuditReport, Finding};
 
 /// Whether `a` affects the module `user/name` registered with `gist`.
 pub fn affects(a: &AdvisoryRecord, user: &str, name: &str, gist: &str) -> bool {

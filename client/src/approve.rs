@@ -6,6 +6,8 @@ use anyhow::{Result, bail};
 use mlld_schemas::terminal::terminal_safe as safe;
 use mlld_schemas::{AdvisoryRecord, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
 
+use crate::registry::Registry;
+
 /// What a person sees before approving an import.
 pub fn describe(
     advisories: &[&AdvisoryRecord],
@@ -99,6 +101,35 @@ pub fn describe_versioned(
         }
     }
     out
+}
+
+/// The advisories affecting `revision` of a gist module (within their ranges).
+pub fn gist_advisories<'m>(
+    registry: &'m Registry,
+    module: &ModuleRecord,
+    revision: &RevisionRecord,
+) -> Result<Vec<&'m AdvisoryRecord>> {
+    Ok(registry
+        .advisories_for(module)?
+        .into_iter()
+        .filter(|a| {
+            a.advisory
+                .affects_revision(&revision.revision, revision.committed_at.as_deref())
+        })
+        .collect())
+}
+
+/// The advisories affecting `version` of a versioned module (within their ranges).
+pub fn version_advisories<'m>(
+    registry: &'m Registry,
+    module: &VersionedModule,
+    version: &str,
+) -> Result<Vec<&'m AdvisoryRecord>> {
+    Ok(registry
+        .versioned_advisories(module)?
+        .into_iter()
+        .filter(|a| a.advisory.affects_version(version))
+        .collect())
 }
 
 /// Asks on a TTY; without one, refuses and names `--yes`.

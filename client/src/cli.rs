@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::UserConfig;
 use crate::context::{Context, Flags};
@@ -86,7 +86,7 @@ pub enum Command {
     /// Words match as prefixes, and words of 4 or more letters with one typo.
     /// `author:USER` and `tag:TAG` in the query filter like the flags.
     #[command(
-        after_help = "Examples:\n  mlld-registry search json utils\n  mlld-registry search 'tag:llm cache' --limit 5\n  mlld-registry search retry --author devops-dan --json\n\nOutput: a table (NAME, DESCRIPTION, TAGS, ADVISORY), or with --json one object a line:\n  {\"name\",\"author\",\"module\",\"description\",\"tags\",\"advisory\":null|{\"highest\",\"count\"}}\nModules with an open advisory are flagged, never hidden.\n\nExit codes:\n  0  at least one module matched\n  1  no module matched (near names are suggested)\n  2  an error: bad query, no snapshot, a refused snapshot"
+        after_help = "Examples:\n  mlld-registry search json utils\n  mlld-registry search 'tag:llm cache' --limit 5\n  mlld-registry search retry --author devops-dan --json\n\nOutput: a table (NAME, DESCRIPTION, TAGS, ADVISORY), or with --json the envelope whose data is a list of\n  {\"name\",\"author\",\"module\",\"description\",\"tags\",\"advisory\":null|{\"highest\",\"count\"}} (empty when nothing matched)\nModules with an open advisory are flagged, never hidden.\n\nExit codes:\n  0  at least one module matched\n  1  no module matched (near names are suggested)\n  2  an error: bad query, no snapshot, a refused snapshot"
     )]
     Search {
         /// Words and filters, e.g. `json utils` or `tag:llm cache author:sarah-k`.
@@ -136,8 +136,118 @@ pub enum Command {
     Outdated(commands::outdated::Args),
 }
 
+/// Which global flags each subcommand uses: its `--help` shows those and
+/// hides the rest (they are still accepted, and ignored).
+const FLAGS_USED: &[(&str, &[&str])] = &[
+    (
+        "sync",
+        &["project", "trusted_key", "json", "offline", "color"],
+    ),
+    ("resolve", SNAPSHOT_WRITERS),
+    ("install", SNAPSHOT_WRITERS),
+    ("update", SNAPSHOT_WRITERS),
+    (
+        "audit",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "allow_expired",
+            "color",
+        ],
+    ),
+    ("verify", &["project", "json", "color"]),
+    (
+        "ls",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "color",
+        ],
+    ),
+    ("stats", &["project", "json", "color"]),
+    (
+        "search",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "color",
+        ],
+    ),
+    (
+        "info",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "color",
+        ],
+    ),
+    (
+        "config",
+        &["project", "snapshot", "trusted_key", "json", "color"],
+    ),
+    (
+        "doctor",
+        &["project", "snapshot", "trusted_key", "json", "color"],
+    ),
+    ("completions", &[]),
+];
+
+/// What `resolve`, `install` and `update` use: they lock and approve.
+const SNAPSHOT_WRITERS: &[&str] = &[
+    "project",
+    "snapshot",
+    "trusted_key",
+    "yes",
+    "json",
+    "allow_older",
+    "allow_expired",
+    "color",
+];
+
+/// The command line, with each subcommand's `--help` showing only the
+/// global flags it uses. Completions and man pages come from here too.
+///
+/// A subcommand gets a hidden, local copy of each global flag it does not
+/// use: clap then does not propagate the global one into it (so its help
+/// leaves it out), and the flag is still accepted there, and ignored.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    cmd.mut_subcommands(|mut sub| {
+        let used = FLAGS_USED
+            .iter()
+            .find(|(name, _)| *name == sub.get_name())
+            .map_or(&[][..], |(_, used)| *used);
+        for arg in globals
+            .iter()
+            .filter(|a| !used.contains(&a.get_id().as_str()))
+        {
+            sub = sub.arg(arg.clone().global(false).hide(true));
+        }
+        sub
+    })
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    crate::json_output::set_command(matches.subcommand_name().unwrap_or_default());
     crate::color::set_flag(cli.color);
     let json = cli.json;
     let result = run(cli).and_then(|code| match crate::output::stdout_error() {
@@ -148,7 +258,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             if json {
-                crate::outln!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                crate::json_output::print_error(&e);
             }
             // Errors quote input (names, paths, values from files): the
             // message is made terminal-safe once, here.
@@ -245,7 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(module) = info_versioned::find(&index, reference)? {
                 let found = info_versioned::info(&ctx, module)?;
                 if cli.json {
-                    crate::outln!("{}", serde_json::to_string(&found)?);
+                    commands::print_json(&found)?;
                 } else {
                     crate::out!("{}", info_versioned::render(&found));
                 }
@@ -253,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let found = info::info(&ctx, reference)?;
             if cli.json {
-                crate::outln!("{}", serde_json::to_string(&found)?);
+                commands::print_json(&found)?;
             } else {
                 crate::out!("{}", info::render(&found));
             }
@@ -264,7 +374,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn print_completions(shell: clap_complete::Shell) -> ExitCode {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "mlld-registry", &mut script);
+    clap_complete::generate(shell, &mut command(), "mlld-registry", &mut script);
     crate::out!("{}", String::from_utf8_lossy(&script));
     ExitCode::SUCCESS
 }

@@ -80,3 +80,14 @@ pub fn paint(text: &str, code: &str) -> String {
         text.to_string()
     }
 }
+
+/// The ANSI colour of an advisory severity (used by `audit` and the approval screen).
+pub fn severity_code(severity: mlld_schemas::Severity) -> &'static str {
+    use mlld_schemas::Severity;
+    match severity {
+        Severity::Critical => "1;35",
+        Severity::High => "1;31",
+        Severity::Medium => "33",
+        Severity::Low => "36",
+    }
+}

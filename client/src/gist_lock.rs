@@ -59,6 +59,8 @@ impl Locker<'_> {
                 (rev, true)
             }
         };
+        let advisories = approve::gist_advisories(self.verified, module, revision)?;
+        self.approvals.advisories_of(&import, advisories);
         let entry = &self.lock.imports[&import];
         Ok((locked(&import, entry, added), revision.dependencies.clone()))
     }
@@ -100,12 +102,8 @@ impl Locker<'_> {
         existing: Option<&LockEntry>,
     ) -> Result<()> {
         let content = self.verified.read_blob(&revision.integrity)?;
-        let description = approve::describe(
-            &self.verified.advisories_for(module)?,
-            module,
-            revision,
-            &content,
-        );
+        let advisories = approve::gist_advisories(self.verified, module, revision)?;
+        let description = approve::describe(&advisories, module, revision, &content);
         match existing.filter(|e| e.integrity != revision.integrity) {
             // Locked already: a pin moves it, which is no first import.
             Some(e) => crate::approve_change::approve_change(
@@ -118,7 +116,14 @@ impl Locker<'_> {
                     crate::commands::short_to(&revision.revision, 7)
                 ),
             )?,
-            None => approve::approve(&description, &module.full_name(), self.ctx.yes)?,
+            // Asked once for everything new, before the lock is written.
+            None => self.approvals.add(crate::approval::Pending {
+                key: import.to_string(),
+                author: module.user.clone(),
+                at: format!("revision {}", crate::commands::short(&revision.revision)),
+                size: content.len() as u64,
+                details: description,
+            }),
         }
         self.lock
             .imports

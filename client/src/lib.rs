@@ -5,6 +5,8 @@
 //! It never talks to GitHub, trusts no byte before its signature and hash
 //! are checked, and writes only inside the project's `.mlld/` and its store.
 
+pub mod advisory_fix;
+pub mod approval;
 pub mod approve;
 pub mod approve_change;
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod imported_state;
 pub mod info;
 pub mod info_versioned;
 pub mod input;
+pub mod json_output;
 pub mod lock_graph;
 #[macro_use]
 pub mod output;

@@ -1,9 +1,10 @@
 //! The lock as a graph: each entry's dependencies among the other entries,
 //! read from the snapshot's record of the locked revision or version. What
 //! the project's roots (source imports, `mlld-config.json`) reach stays;
-//! `remove` and `install` drop the rest, with its cache entries.
+//! `remove` and `install` drop the rest, with its cache entries; `audit`
+//! shows the path from a root to each affected entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use anyhow::{Context as _, Result};
 use mlld_schemas::import_ref::RefForm;
@@ -86,10 +87,56 @@ impl LockGraph {
             .collect()
     }
 
+    /// The shortest path of lock keys from a root to `key` (just `key` when
+    /// it is a root, or only reachable through a cycle).
+    pub fn path_to(&self, key: &str) -> Vec<String> {
+        let needed: BTreeSet<&str> = self.edges.values().flatten().map(String::as_str).collect();
+        let roots = self.edges.keys().filter(|k| !needed.contains(k.as_str()));
+        let mut parent: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        let mut queue = VecDeque::new();
+        for root in roots {
+            parent.insert(root, None);
+            queue.push_back(root.as_str());
+        }
+        while let Some(at) = queue.pop_front() {
+            if at == key {
+                break;
+            }
+            for next in self.edges.get(at).into_iter().flatten() {
+                if !parent.contains_key(next.as_str()) {
+                    parent.insert(next, Some(at));
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut path = vec![key.to_string()];
+        let mut at = key;
+        while let Some(Some(up)) = parent.get(at) {
+            path.push(up.to_string());
+            at = up;
+        }
+        path.reverse();
+        path
+    }
+
     /// Every key of the lock's registry entries.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.edges.keys()
     }
+}
+
+/// A lock key as people write module names: `user/module` for a gist
+/// module, `@author/name` for a versioned one.
+pub fn display_name(key: &str) -> &str {
+    key.strip_prefix("mlld://").unwrap_or(key)
+}
+
+/// `a → b → c`.
+pub fn render_path(path: &[String]) -> String {
+    path.iter()
+        .map(|k| display_name(k))
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 /// The lock key a reference names, when the lock holds it: the same rule
@@ -257,4 +304,43 @@ pub fn clean_dropped(
         .collect();
     crate::mlld_home::sync(ctx, lock, &same_name)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockGraph;
+
+    fn graph(edges: &[(&str, &[&str])]) -> LockGraph {
+        LockGraph {
+            edges: edges
+                .iter()
+                .map(|(k, d)| (k.to_string(), d.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_shortest_path_from_a_root() {
+        let g = graph(&[
+            ("mlld://a/top", &["mlld://a/mid", "mlld://c/leaf"]),
+            ("mlld://a/mid", &["mlld://b/deep"]),
+            ("mlld://b/deep", &["mlld://c/leaf"]),
+            ("mlld://c/leaf", &[]),
+        ]);
+        assert_eq!(
+            super::render_path(&g.path_to("mlld://b/deep")),
+            "a/top → a/mid → b/deep"
+        );
+        assert_eq!(g.path_to("mlld://c/leaf").len(), 2);
+        assert_eq!(g.path_to("mlld://a/top"), vec!["mlld://a/top"]);
+    }
+
+    #[test]
+    fn a_cycle_without_root_is_just_the_module() {
+        let g = graph(&[
+            ("mlld://a/x", &["mlld://a/y"]),
+            ("mlld://a/y", &["mlld://a/x"]),
+        ]);
+        assert_eq!(g.path_to("mlld://a/y"), vec!["mlld://a/y"]);
+    }
 }

@@ -141,6 +141,21 @@ fn check_advisory(a: &AdvisoryRecord) -> Result<(), FieldError> {
     for (i, g) in a.advisory.gists.iter().enumerate() {
         field(format!("gists[{i}]"), names::check_gist_id(g))?;
     }
+    use mlld_schemas::advisory_scope::{check_revision_prefix, parse_range};
+    for (key, range) in [
+        ("affectedVersions", &a.advisory.affected_versions),
+        ("patchedVersions", &a.advisory.patched_versions),
+    ] {
+        if let Some(range) = range {
+            field(key, parse_range(range).map(|_| ()))?;
+        }
+    }
+    for (i, r) in a.advisory.affected_revisions.iter().enumerate() {
+        field(format!("affectedRevisions[{i}]"), check_revision_prefix(r))?;
+    }
+    if let Some(before) = &a.advisory.before {
+        field("before", names::check_timestamp(before))?;
+    }
     Ok(())
 }
 

@@ -108,10 +108,18 @@ impl Project {
             return Ok(lock);
         }
         let errors: Vec<String> = checked.errors().map(ToString::to_string).collect();
-        bail!(
+        let message = format!(
             "the lock file is invalid and was left untouched:\n{}\nfix it by hand, or restore it from version control",
             errors.join("\n")
-        )
+        );
+        match checked.errors().next() {
+            Some(first) => Err(crate::json_output::Located {
+                message,
+                at: first.clone(),
+            }
+            .into()),
+            None => bail!(message),
+        }
     }
 
     /// Writes the lock file, after checking that the lock reader accepts

@@ -42,19 +42,16 @@ fn suggestions(index: &SearchIndex, query: &SearchQuery) -> Result<Vec<String>> 
 pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
     let mut out = Vec::new();
     match outcome {
-        Outcome::Found(hits) if json => {
-            for hit in hits {
-                writeln!(out, "{}", serde_json::to_string(hit)?)?;
-            }
-        }
+        Outcome::Found(hits) if json => crate::json_output::print(hits)?,
         Outcome::Found(hits) => write_table(&mut out, hits, use_color())?,
         Outcome::NoMatch { suggestions } => {
             let mut message = format!("no module matches `{}`", clean(query_text));
             if !suggestions.is_empty() {
                 message.push_str(&format!("; did you mean {}?", suggestions.join(", ")));
             }
-            // JSON lines stay parseable: the notice goes to stderr there.
+            // JSON stays one document, an empty result: the notice goes to stderr.
             if json {
+                crate::json_output::print(&[(); 0])?;
                 eprintln!("{message}");
             } else {
                 writeln!(out, "{message}")?;

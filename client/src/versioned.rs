@@ -155,7 +155,7 @@ pub fn new_entry(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mlld_schemas::{Manifest, SourceRecord, VersionFileRecord};
 

@@ -40,6 +40,8 @@ impl Locker<'_> {
                 .version(&e.version)
                 .map(|v| v.dependencies.clone())
                 .unwrap_or_default();
+            let advisories = approve::version_advisories(self.verified, module, &e.version)?;
+            self.approvals.advisories_of(&key, advisories);
             return Ok((locked(&key, &e, false), deps));
         }
         if self.frozen {
@@ -70,13 +72,9 @@ impl Locker<'_> {
         };
         let entry = versioned::new_entry(module, record, &requested, self.ctx.now);
         let files = versioned_cache::read_files(self.verified, record)?;
-        let description = approve::describe_versioned(
-            &self.verified.versioned_advisories(module)?,
-            module,
-            record,
-            &requested,
-            &files,
-        );
+        let advisories = approve::version_advisories(self.verified, module, &record.version)?;
+        let description =
+            approve::describe_versioned(&advisories, module, record, &requested, &files);
         match &existing {
             // Locked already: a pin moves it, which is no first import.
             Some(e) => crate::approve_change::approve_change(
@@ -88,8 +86,16 @@ impl Locker<'_> {
                     e.version, record.version
                 ),
             )?,
-            None => approve::approve(&description, &module.full_name(), self.ctx.yes)?,
+            // Asked once for everything new, before the lock is written.
+            None => self.approvals.add(crate::approval::Pending {
+                key: key.clone(),
+                author: module.author.clone(),
+                at: format!("version {} (asked {requested})", record.version),
+                size: files.iter().map(|(_, b)| b.len() as u64).sum(),
+                details: description,
+            }),
         }
+        self.approvals.advisories_of(&key, advisories);
         self.lock.modules.insert(key.clone(), entry.clone());
         self.changed = true;
         usage::record(self.ctx, &[(key.clone(), usage::IMPORT)]);

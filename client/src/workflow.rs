@@ -65,6 +65,8 @@ pub struct Locker<'a> {
     /// Fail instead of changing the lock.
     pub frozen: bool,
     pub changed: bool,
+    /// New entries waiting for approval, and what the screen shows of them.
+    pub approvals: crate::approval::Approvals,
 }
 
 impl<'a> Locker<'a> {
@@ -77,7 +79,14 @@ impl<'a> Locker<'a> {
             lock,
             frozen: false,
             changed: false,
+            approvals: Default::default(),
         }
+    }
+
+    /// Asks once for every new entry the walks added (see `approval`);
+    /// call before the lock is written.
+    pub fn approve_pending(&mut self) -> Result<()> {
+        self.approvals.confirm(self.ctx.yes)
     }
 
     /// Locks Phase-1 references (as `mlld://user/module`) and their dependencies.
@@ -106,11 +115,12 @@ impl<'a> Locker<'a> {
     }
 
     fn walk(&mut self, start: &[Request], as_roots: bool) -> Result<Vec<Locked>> {
-        let mut queue: VecDeque<(Request, bool)> =
-            start.iter().map(|r| (r.clone(), as_roots)).collect();
+        // Each request with whether it is a root and the key that needs it.
+        let mut queue: VecDeque<(Request, bool, Option<String>)> =
+            start.iter().map(|r| (r.clone(), as_roots, None)).collect();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        while let Some((req, is_root)) = queue.pop_front() {
+        while let Some((req, is_root, via)) = queue.pop_front() {
             let r = &req.reference;
             let key = (
                 r.user.to_ascii_lowercase(),
@@ -132,19 +142,23 @@ impl<'a> Locker<'a> {
             match target {
                 Target::Versioned(module) => {
                     let (locked, deps) = self.lock_versioned(module, r, is_root)?;
-                    out.push(locked);
+                    self.approvals.note(&locked.import, via.as_deref());
                     for dep in deps {
-                        queue.push_back((Request::parse(&dep)?, false));
+                        let parent = Some(locked.import.clone());
+                        queue.push_back((Request::parse(&dep)?, false, parent));
                     }
+                    out.push(locked);
                 }
                 Target::Gist => {
                     let (locked, deps) = self.lock_gist(r, is_root)?;
-                    out.push(locked);
+                    self.approvals.note(&locked.import, via.as_deref());
                     for dep in deps {
                         let reference = ModuleRef::parse(&dep)?;
                         let form = RefForm::MlldUrl;
-                        queue.push_back((Request { reference, form }, false));
+                        let parent = Some(locked.import.clone());
+                        queue.push_back((Request { reference, form }, false, parent));
                     }
+                    out.push(locked);
                 }
             }
         }

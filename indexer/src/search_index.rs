@@ -137,7 +137,16 @@ pub fn advisory_flag(
     module: &ModuleRecord,
     advisories: &AdvisoryIndex<'_>,
 ) -> Option<AdvisoryFlag> {
-    let affecting: Vec<_> = advisories.for_module(module).collect();
+    // Only advisories open at the current revision flag it (their ranges
+    // may name older revisions only).
+    let current = &module.current;
+    let affecting: Vec<_> = advisories
+        .for_module(module)
+        .filter(|a| {
+            a.advisory
+                .affects_revision(&current.revision, current.committed_at.as_deref())
+        })
+        .collect();
     let highest = affecting.iter().map(|a| a.advisory.severity).max()?;
     Some(AdvisoryFlag {
         highest,
@@ -345,6 +354,10 @@ pub(crate) mod tests {
                 kind: "vulnerability".into(),
                 description: String::new(),
                 recommendation: String::new(),
+                affected_versions: None,
+                patched_versions: None,
+                affected_revisions: Vec::new(),
+                before: None,
                 extra: Default::default(),
             },
         };
@@ -361,5 +374,9 @@ pub(crate) mod tests {
                 count: 2
             })
         );
+        // An advisory naming only older revisions leaves the current one unflagged.
+        let mut old_only = advisory("ann", Severity::Low, &["json-utils"], &[]);
+        old_only.advisory.affected_revisions = vec!["0".repeat(40)];
+        assert_eq!(advisory_flag(&m, &AdvisoryIndex::new(&[old_only])), None);
     }
 }

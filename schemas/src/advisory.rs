@@ -40,6 +40,35 @@ pub struct Advisory {
     pub description: String,
     #[serde(default)]
     pub recommendation: String,
+    /// Versioned modules: the affected versions, as an npm range
+    /// (`<1.1.0`, `>=1.0.0 <1.2.3 || 2.0.0`). Without it (and without
+    /// `patchedVersions`) every version is affected.
+    #[serde(
+        default,
+        rename = "affectedVersions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub affected_versions: Option<String>,
+    /// Versioned modules: the versions that fix it, as an npm range
+    /// (`>=1.1.0`). A patched version is never affected.
+    #[serde(
+        default,
+        rename = "patchedVersions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub patched_versions: Option<String>,
+    /// Gist modules: the affected revisions (7 to 40 lowercase hex digits,
+    /// a prefix of the revision).
+    #[serde(
+        default,
+        rename = "affectedRevisions",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub affected_revisions: Vec<String>,
+    /// Gist modules: every revision committed before this time is affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub before: Option<String>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub extra: BTreeMap<String, Value>,
@@ -168,6 +197,7 @@ pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<Advisory
                         "name the affected module as it appears in registry.json",
                     );
                 }
+                ok &= crate::advisory_scope::check_scope(&adv, &path, &mut doc);
                 if adv.affects.is_empty() && adv.gists.is_empty() {
                     doc.sink.error(
                         path.clone(),

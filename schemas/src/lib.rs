@@ -6,6 +6,7 @@
 //! line:column of every problem.
 
 pub mod advisory;
+pub mod advisory_scope;
 pub mod content_hash;
 pub mod diag;
 pub mod document;
@@ -15,6 +16,7 @@ pub mod locate;
 pub mod lock;
 pub mod mlld_files;
 pub mod names;
+pub mod output;
 pub mod registry;
 #[cfg(feature = "search")]
 pub mod search;
@@ -60,6 +62,14 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("cache-metadata.schema.json", render::<CacheMetadata>()),
         ("manifest.schema.json", render::<Manifest>()),
         ("latest.schema.json", render::<Latest>()),
+        (
+            "output.schema.json",
+            render::<output::Envelope<serde_json::Value>>(),
+        ),
+        (
+            "output-audit.schema.json",
+            render::<output::Envelope<output::AuditReport>>(),
+        ),
     ]
 }
 

@@ -76,6 +76,21 @@ pub fn locked_keys(client: &Client) -> Vec<String> {
         .collect()
 }
 
+/// The `data` of a successful command's `--json` envelope.
 pub fn json(out: &std::process::Output) -> Value {
-    serde_json::from_str(&assert_ok(out)).unwrap()
+    envelope_data(assert_ok(out).as_bytes())
+}
+
+/// The `data` of a `--json` envelope on `stdout`, whatever the exit code:
+/// one document with `formatVersion` 1 (errors are checked by the caller).
+pub fn envelope_data(stdout: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: not one JSON document:\n{}",
+            String::from_utf8_lossy(stdout)
+        )
+    });
+    assert_eq!(v["formatVersion"], 1, "{v}");
+    assert!(v["command"].is_string() && v["errors"].is_array(), "{v}");
+    v["data"].clone()
 }

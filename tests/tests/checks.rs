@@ -18,7 +18,7 @@ fn audit_exit_codes_thresholds_and_ignores() {
 
     let out = client.run(&["audit", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(&out.stdout);
     let found: Vec<(String, String)> = report["findings"]
         .as_array()
         .unwrap()
@@ -72,7 +72,7 @@ fn audit_exit_codes_thresholds_and_ignores() {
     );
     let out = client.run(&["audit", "--severity", "high", "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(&out.stdout);
     assert_eq!(
         report["findings"][0]["ignored"],
         "we never cache model output"
@@ -107,7 +107,7 @@ fn verify_detects_tampering_and_install_repairs() {
 
     let out = client.run(&["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(&out.stdout);
     let mut states: Vec<&str> = report["entries"]
         .as_array()
         .unwrap()

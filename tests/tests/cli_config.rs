@@ -113,7 +113,7 @@ fn doctor_reports_each_check_and_fails_on_errors() {
     write(&client.project, "mlld-lock.json", "{ not json");
     let out = client.run(&["doctor", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = mlld_e2e::project::envelope_data(&out.stdout);
     let status = |name: &str| {
         report["checks"]
             .as_array()

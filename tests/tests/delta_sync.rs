@@ -152,7 +152,7 @@ impl World {
 }
 
 fn report(out: &Output) -> Value {
-    serde_json::from_str(assert_ok(out).lines().last().unwrap()).unwrap()
+    mlld_e2e::project::envelope_data(assert_ok(out).lines().last().unwrap().as_bytes())
 }
 
 #[test]

@@ -72,7 +72,7 @@ fn build_reports_bad_input_and_goes_on() {
         rejected["devops-dan/deploy-notes"].contains("no module file"),
         "{rejected:?}"
     );
-    assert_eq!(r.advisories, 4);
+    assert_eq!(r.advisories, 5);
     assert!(r.signed_with_demo_key);
     assert_eq!(r.serial, 1);
     // The site has exactly the published files; staging is gone.
@@ -232,18 +232,14 @@ fn resolve_and_install_offline_match_the_guide_byte_for_byte() {
         .map(|f| (f.clone(), fs::read(cache.join(&f)).unwrap()))
         .collect();
     fs::remove_dir_all(&cache).unwrap();
-    let report: Value = serde_json::from_str(&assert_ok(
-        &client.run(&[&["install", "--json"][..], &args].concat()),
-    ))
-    .unwrap();
+    let report: Value =
+        mlld_e2e::project::json(&client.run(&[&["install", "--json"][..], &args].concat()));
     assert_eq!(report["installed"].as_array().unwrap().len(), 8);
     for (f, bytes) in &before {
         assert_eq!(&fs::read(cache.join(f)).unwrap(), bytes);
     }
-    let report: Value = serde_json::from_str(&assert_ok(
-        &client.run(&[&["install", "--json"][..], &args].concat()),
-    ))
-    .unwrap();
+    let report: Value =
+        mlld_e2e::project::json(&client.run(&[&["install", "--json"][..], &args].concat()));
     assert_eq!(report["cached"].as_array().unwrap().len(), 8);
     assert_eq!(
         fs::read_to_string(client.project.join(".mlld/mlld.lock.json")).unwrap(),
@@ -254,10 +250,8 @@ fn resolve_and_install_offline_match_the_guide_byte_for_byte() {
     // A damaged cache file is repaired.
     let (first, _) = &before[0];
     fs::write(cache.join(first), "tampered").unwrap();
-    let report: Value = serde_json::from_str(&assert_ok(
-        &client.run(&[&["install", "--json"][..], &args].concat()),
-    ))
-    .unwrap();
+    let report: Value =
+        mlld_e2e::project::json(&client.run(&[&["install", "--json"][..], &args].concat()));
     assert_eq!(report["repaired"].as_array().unwrap().len(), 1);
     assert_eq!(fs::read(cache.join(first)).unwrap(), before[0].1);
 

@@ -69,7 +69,7 @@ fn an_expired_snapshot_still_installs_pinned_content_but_chooses_nothing_new() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("advisories may be stale"));
     let out = client.run(&["audit", "--allow-expired", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = mlld_e2e::project::envelope_data(&out.stdout);
     assert!(report["expired"].is_string(), "{report}");
     assert_ok(&client.run(&["resolve", "@textkit/slugify", "--yes", "--allow-expired"]));
 

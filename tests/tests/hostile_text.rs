@@ -58,7 +58,7 @@ fn audit_and_json_show_hostile_advisory_text_escaped_or_exact() {
     assert_escaped(&String::from_utf8(out.stdout).unwrap());
 
     let out = client.run(&["audit", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = mlld_e2e::project::envelope_data(&out.stdout);
     assert_eq!(
         report["findings"][0]["description"], HOSTILE,
         "JSON keeps the exact text"
@@ -102,8 +102,9 @@ fn the_approval_prompt_shows_hostile_advisory_text_escaped() {
     child.stdin.take().unwrap().write_all(b"n\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("Approve sarah-k/llm-cache?"), "{shown}");
-    assert!(shown.contains("was not approved"), "{shown}");
+    // One screen for llm-cache and the two modules it brings in.
+    assert!(shown.contains("Approve all 3 new modules?"), "{shown}");
+    assert!(shown.contains("were not approved"), "{shown}");
     assert_escaped(&shown);
     assert!(!client.project.join(".mlld/mlld.lock.json").exists());
 }

@@ -129,8 +129,10 @@ fn remove_accepts_every_spelling_and_warns_when_a_source_still_imports() {
     let client = installed_project(dir.path());
     // Still imported by main.mld: removed, with a warning naming the line.
     let out = client.run(&["remove", "mlld://sarah-k/eval-report", "--json"]);
-    let report: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
-    assert_eq!(report["formatVersion"], 1);
+    let envelope: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    assert_eq!(envelope["formatVersion"], 1);
+    assert_eq!(envelope["command"], "remove");
+    let report = &envelope["data"];
     let removed: Vec<&str> = report["removed"]
         .as_array()
         .unwrap()
@@ -563,8 +565,9 @@ fn outdated_lists_current_wanted_and_latest_and_exits_1_for_ci() {
 
     let out = client.run(&["outdated", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["formatVersion"], 1);
+    let envelope: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(envelope["formatVersion"], 1);
+    let report = &envelope["data"];
     let rows = report["outdated"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["kind"], "gist");
@@ -609,10 +612,7 @@ fn outdated_exits_0_when_everything_is_newest_and_documents_itself() {
         "{text}"
     );
     let report = json(&client.run(&["outdated", "--json"]));
-    assert_eq!(
-        report,
-        serde_json::json!({"formatVersion": 1, "outdated": []})
-    );
+    assert_eq!(report, serde_json::json!({"outdated": []}));
     let help = assert_ok(&client.run(&["outdated", "--help"]));
     assert!(
         help.contains("Examples:")

@@ -44,13 +44,11 @@ impl Setup {
         self.run_with(&self.site.snapshot(), args)
     }
 
-    /// `search ARGS --json`, parsed line by line.
+    /// `search ARGS --json`: the envelope's list of hits.
     fn search(&self, args: &[&str]) -> Vec<Value> {
         let stdout = assert_ok(&self.run(&[&["search", "--json"][..], args].concat()));
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let data = mlld_e2e::project::envelope_data(stdout.as_bytes());
+        data.as_array().unwrap().clone()
     }
 
     fn names(&self, args: &[&str]) -> Vec<String> {
@@ -61,7 +59,7 @@ impl Setup {
     }
 
     fn info(&self, module: &str) -> Value {
-        serde_json::from_str(&assert_ok(&self.run(&["info", module, "--json"]))).unwrap()
+        mlld_e2e::project::json(&self.run(&["info", module, "--json"]))
     }
 }
 
@@ -126,7 +124,7 @@ fn filters_prefixes_and_typos() {
 }
 
 #[test]
-fn json_lines_have_a_stable_shape_and_order() {
+fn json_results_have_a_stable_shape_and_order() {
     let s = setup();
     let first = assert_ok(&s.run(&["search", "text", "--json"]));
     assert_eq!(
@@ -151,10 +149,10 @@ fn json_lines_have_a_stable_shape_and_order() {
         again.public_key().to_str().unwrap(),
     ]);
     assert_eq!(assert_ok(&out), first);
-    let lines: Vec<Value> = first
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = mlld_e2e::project::envelope_data(first.as_bytes())
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(lines.len() >= 5, "{first}");
     for hit in &lines {
         let keys: Vec<&str> = hit
@@ -205,10 +203,11 @@ fn no_match_says_so_and_suggests_near_names() {
         stdout.contains("no module matches `slugifier`; did you mean textkit/slugify"),
         "{stdout}"
     );
-    // With --json, stdout holds only result lines (none) and the notice goes to stderr.
+    // With --json, stdout holds the envelope with an empty result and the notice goes to stderr.
     let out = s.run(&["search", "slugifier", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
+    let data = mlld_e2e::project::envelope_data(&out.stdout);
+    assert_eq!(data, serde_json::json!([]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean textkit/slugify"));
     // A query with nothing to search for is an error.
     let stderr = assert_fails(&s.run(&["search", "tag:"]), 2);
@@ -321,8 +320,13 @@ fn info_on_a_missing_module_names_near_ones() {
     assert!(stderr.contains("without `@3b052c8`"), "{stderr}");
     let out = s.run(&["info", "textkit/slugfy", "--json"]);
     assert_eq!(out.status.code(), Some(2));
-    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(error["error"].as_str().unwrap().contains("slugify"));
+    let envelope: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(envelope["data"], Value::Null);
+    assert_eq!(envelope["command"], "info");
+    let error = &envelope["errors"][0];
+    assert_eq!(error["code"], "error");
+    assert!(error["message"].as_str().unwrap().contains("slugify"));
+    assert!(error.as_object().unwrap().contains_key("line"));
 }
 
 #[test]

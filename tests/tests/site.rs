@@ -53,7 +53,7 @@ fn the_site_has_every_published_file() {
     }
     let advisories: Value =
         serde_json::from_slice(&fs::read(dir.path().join("advisories.json")).unwrap()).unwrap();
-    assert_eq!(advisories.as_array().unwrap().len(), 4);
+    assert_eq!(advisories.as_array().unwrap().len(), 5);
 }
 
 #[test]

@@ -16,8 +16,9 @@ fn sync_over_http_then_every_command_uses_the_current_snapshot() {
     let client = Client::new(dir.path());
     let key = site.public_key();
 
-    let report: Value =
-        serde_json::from_str(&assert_ok(&sync(&client, &served.server.url(), &key))).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(
+        assert_ok(&sync(&client, &served.server.url(), &key)).as_bytes(),
+    );
     assert_eq!(report["serial"], 1);
     assert_eq!(report["modules"], 24);
     assert_eq!(report["upToDate"], false);
@@ -40,8 +41,9 @@ fn sync_over_http_then_every_command_uses_the_current_snapshot() {
     assert_eq!(served.requests.load(Ordering::SeqCst), requests);
 
     // A second sync finds nothing new, and downloads no snapshot again.
-    let again: Value =
-        serde_json::from_str(&assert_ok(&sync(&client, &served.server.url(), &key))).unwrap();
+    let again: Value = mlld_e2e::project::envelope_data(
+        assert_ok(&sync(&client, &served.server.url(), &key)).as_bytes(),
+    );
     assert_eq!(again["upToDate"], true);
     assert_eq!(served.requests.load(Ordering::SeqCst), requests + 2);
     assert_eq!(client.guard.connections(), 0);
@@ -200,8 +202,9 @@ fn a_newer_serial_replaces_the_current_one_only_once_verified() {
     ]));
 
     fs::write(&snap2, &good).unwrap();
-    let report: Value =
-        serde_json::from_str(&assert_ok(&sync(&client, &served.server.url(), &key))).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(
+        assert_ok(&sync(&client, &served.server.url(), &key)).as_bytes(),
+    );
     assert_eq!(report["serial"], 2);
     assert_eq!(report["previousSerial"], 1);
     assert_eq!(current_serial(&client), Some(2));

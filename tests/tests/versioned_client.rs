@@ -285,7 +285,7 @@ fn directory_modules_install_whole_and_verify_every_file() {
     fs::write(cache.join("files/prompts/system.mld"), "tampered").unwrap();
     let out = client.run(&["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = mlld_e2e::project::envelope_data(&out.stdout);
     let bad: Vec<&Value> = v["entries"]
         .as_array()
         .unwrap()
@@ -761,7 +761,7 @@ fn advisories_naming_a_versioned_module_affect_its_versions() {
     assert_ok(&client.run(&["install", "--yes", "--offline"]));
     let out = client.run(&["audit", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = mlld_e2e::project::envelope_data(&out.stdout);
     assert_eq!(report["modules"], 3, "{report}");
     let findings = report["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{report}");

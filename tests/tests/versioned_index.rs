@@ -442,9 +442,10 @@ fn search_finds_versioned_modules_with_their_latest_version() {
             key.to_str().unwrap(),
         ];
         let out = assert_ok(&client.run(&[&["search", "--json"][..], args, &common[..]].concat()));
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        mlld_e2e::project::envelope_data(out.as_bytes())
+            .as_array()
+            .unwrap()
+            .clone()
     };
     // By name, by `about`, by keyword, and with the author filter.
     for query in [

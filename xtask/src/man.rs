@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 
 #[derive(clap::Args)]
 pub struct ManArgs {
@@ -19,7 +18,7 @@ pub fn run(args: ManArgs) -> Result<ExitCode> {
         Some(dir) => dir,
         None => crate::current_dir()?.join("target/man"),
     };
-    let cli = mlld_registry::cli::Cli::command();
+    let cli = mlld_registry::cli::command();
     let written = write_pages(&cli, &out)?;
     println!("wrote {written} man pages to {}", out.display());
     Ok(ExitCode::SUCCESS)

@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use mlld_schemas::lock::parse_resolved;
 use mlld_schemas::{AdvisoryRecord, ModuleRef, Severity, names};
-use serde::Serialize;
 
+use crate::advisory_fix;
 use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
+use crate::lock_graph::{LockGraph, display_name, render_path};
 use crate::output::count;
+use crate::resolve::Lookup;
+use crate::versioned::VersionedIndex;
 use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
@@ -24,40 +27,7 @@ pub struct Args {
     pub severity: Severity,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    pub import: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gist_revision: Option<String>,
-    /// The locked version of a versioned module.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// `user/id`.
-    pub advisory: String,
-    pub severity: Severity,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub description: String,
-    pub recommendation: String,
-    /// The reason from the project config when the advisory is ignored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ignored: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditReport {
-    pub threshold: Severity,
-    pub snapshot_serial: u64,
-    pub modules: usize,
-    pub findings: Vec<Finding>,
-    /// Findings at or above the threshold that are not ignored.
-    pub failing: usize,
-    /// When the snapshot had expired (`--allow-expired`): its advisories may be stale.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expired: Option<String>,
-}
+pub use mlld_schemas::output::{AuditReport, Finding};
 
 /// Whether `a` affects the module `user/name` registered with `gist`.
 pub fn affects(a: &AdvisoryRecord, user: &str, name: &str, gist: &str) -> bool {
@@ -76,7 +46,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 None => String::new(),
             };
             crate::outln!(
-                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}",
+                "{} {:<24} {} @ {}  {}{tag}\n          {}\n          fix: {}\n          path: {}\n          {}",
                 severity_label(f.severity),
                 safe(&f.advisory),
                 safe(&f.import),
@@ -88,7 +58,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
                 ),
                 safe(&f.kind),
                 safe(&f.description),
-                safe(&f.recommendation)
+                safe(&f.recommendation),
+                safe(&render_path(&f.path)),
+                fix_line(f)
             );
         }
         crate::outln!(
@@ -121,14 +93,43 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     })
 }
 
+/// Whether and how the finding can be fixed, for the table.
+fn fix_line(f: &Finding) -> String {
+    let name = display_name(&f.import);
+    let patched = f
+        .patched_versions
+        .as_deref()
+        .map(|p| format!(" (patched: {})", safe(p)))
+        .unwrap_or_default();
+    let Some(fix) = &f.fix else {
+        let what = if f.version.is_some() {
+            "version"
+        } else {
+            "revision"
+        };
+        return format!("no fixed {what} in this snapshot yet{patched}");
+    };
+    let to = match (&fix.version, &fix.revision) {
+        (Some(v), _) => safe(v).into_owned(),
+        (None, Some(r)) => short(r).to_string(),
+        (None, None) => String::new(),
+    };
+    if fix.by_update {
+        format!(
+            "fixed in {to}{patched}: run `mlld-registry update {}`",
+            safe(name)
+        )
+    } else {
+        format!(
+            "fixed in {to}{patched}, outside what the project asks for: change the pin, then run `mlld-registry update {}`",
+            safe(name)
+        )
+    }
+}
+
 /// The severity, padded for the table, in its colour when colour is on.
 fn severity_label(severity: Severity) -> String {
-    let code = match severity {
-        Severity::Critical => "1;35",
-        Severity::High => "1;31",
-        Severity::Medium => "33",
-        Severity::Low => "36",
-    };
+    let code = crate::color::severity_code(severity);
     crate::color::paint(&format!("{:<9}", severity.as_str()), code)
 }
 
@@ -137,35 +138,51 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let lock = ctx.project.read_lock()?;
     let registry = ctx.registry()?;
     let expired = ctx.require_fresh("audit")?;
+    let lookup = Lookup::new(registry);
+    let index = VersionedIndex::new(registry);
+    let graph = LockGraph::new(&lock, &lookup, &index);
     let mut findings = Vec::new();
     let mut modules = 0;
     for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
         modules += 1;
         let r = ModuleRef::parse(import)?;
         let gist = parse_resolved(&entry.resolved).map_or("", |(_, g)| g);
+        let module = lookup.get(&r.user, &r.module)?;
         for a in registry.advisories_near(&r.user, &r.module)? {
-            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, gist) {
+            if a.advisory.severity < threshold
+                || !affects(a, &r.user, &r.module, gist)
+                || !advisory_fix::revision_affected(&a.advisory, module, &entry.gist_revision)
+            {
                 continue;
             }
-            findings.push(finding(
-                a,
-                import,
-                Some(entry.gist_revision.clone()),
-                None,
-                &ignores,
-            ));
+            let mut f = finding(a, import, &ignores, graph.path_to(import));
+            f.gist_revision = Some(entry.gist_revision.clone());
+            // Version ranges say nothing about gist revisions.
+            f.patched_versions = None;
+            f.fix = module
+                .and_then(|m| advisory_fix::for_revision(&a.advisory, m, &entry.gist_revision));
+            findings.push(f);
         }
     }
     // Advisories in `{author}/advisories.json` naming a versioned module
-    // affect every version of it.
+    // affect the versions their ranges name (every version without one).
     for (key, entry) in &lock.modules {
         modules += 1;
         let r = ModuleRef::parse(key)?;
+        let module = index.get(&r.user, &r.module)?;
         for a in registry.advisories_near(&r.user, &r.module)? {
-            if a.advisory.severity < threshold || !affects(a, &r.user, &r.module, "") {
+            if a.advisory.severity < threshold
+                || !affects(a, &r.user, &r.module, "")
+                || !a.advisory.affects_version(&entry.version)
+            {
                 continue;
             }
-            findings.push(finding(a, key, None, Some(entry.version.clone()), &ignores));
+            let mut f = finding(a, key, &ignores, graph.path_to(key));
+            f.version = Some(entry.version.clone());
+            f.fix = module.and_then(|m| {
+                advisory_fix::for_version(&a.advisory, m, &entry.version, &entry.requested)
+            });
+            findings.push(f);
         }
     }
     findings.sort_by(|a, b| {
@@ -187,15 +204,17 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
 fn finding(
     a: &AdvisoryRecord,
     import: &str,
-    gist_revision: Option<String>,
-    version: Option<String>,
     ignores: &[crate::config::IgnoredAdvisory],
+    path: Vec<String>,
 ) -> Finding {
     let id = format!("{}/{}", a.user, a.advisory.id);
     Finding {
         import: import.to_string(),
-        gist_revision,
-        version,
+        gist_revision: None,
+        version: None,
+        path,
+        patched_versions: a.advisory.patched_versions.clone(),
+        fix: None,
         ignored: ignores
             .iter()
             .find(|i| i.advisory.eq_ignore_ascii_case(&id))

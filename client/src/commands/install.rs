@@ -92,6 +92,8 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
     // written unless there is none.
     let mut errors: Vec<String> = problems.iter().map(ToString::to_string).collect();
     for f in &found {
+        let at = format!("imported at {}:{}", f.file.display(), f.line);
+        locker.approvals.origin = Some(at);
         match locker.lock_requests(std::slice::from_ref(&f.request)) {
             Ok(locked) => report
                 .locked
@@ -126,7 +128,9 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             roots.push(request);
         }
     }
+    locker.approvals.origin = None;
     let locked = locker.lock_requests(&roots)?;
+    locker.approve_pending()?;
     report
         .locked
         .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import));

@@ -23,10 +23,9 @@ use serde::Serialize;
 /// Exit code 1: a finding (an advisory at or above the threshold, a cache mismatch).
 pub const FINDING: u8 = 1;
 
-/// Prints `value` as one line of JSON.
+/// Prints `value` as the `data` of the JSON envelope, on one line.
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    crate::outln!("{}", serde_json::to_string(value)?);
-    Ok(())
+    crate::json_output::print(value)
 }
 
 pub fn exit(code: u8) -> ExitCode {

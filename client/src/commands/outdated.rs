@@ -17,7 +17,7 @@ use crate::workflow::is_registry_import;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  mlld-registry outdated\n  mlld-registry outdated --json      # CI: exit 1 when something is outdated\n  mlld-registry outdated --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n\nColumns: MODULE, CURRENT (locked), WANTED (the newest the pins in the sources allow, what `update` moves to), LATEST (the newest in the snapshot), PINNED (the pins, where they are written).\nGist modules show revisions, versioned modules versions.\n\nOutput with --json: {\"formatVersion\":1,\"outdated\":[{\"import\",\"kind\":\"gist\"|\"versioned\",\"current\",\"wanted\",\"latest\",\"requested\",\"pins\":[{\"spec\",\"at\"}]}]}\n\nExit codes:\n  0  every locked module is at the newest revision or version there is\n  1  at least one locked module is outdated\n  2  an error: no snapshot, a bad lock file, pins that contradict each other"
+    after_help = "Examples:\n  mlld-registry outdated\n  mlld-registry outdated --json      # CI: exit 1 when something is outdated\n  mlld-registry outdated --snapshot registry.tar.zst --trusted-key mlld-registry.pub\n\nColumns: MODULE, CURRENT (locked), WANTED (the newest the pins in the sources allow, what `update` moves to), LATEST (the newest in the snapshot), PINNED (the pins, where they are written).\nGist modules show revisions, versioned modules versions.\n\nOutput with --json (the data of the JSON envelope, see README): {\"outdated\":[{\"import\",\"kind\":\"gist\"|\"versioned\",\"current\",\"wanted\",\"latest\",\"requested\",\"pins\":[{\"spec\",\"at\"}]}]}\n\nExit codes:\n  0  every locked module is at the newest revision or version there is\n  1  at least one locked module is outdated\n  2  an error: no snapshot, a bad lock file, pins that contradict each other"
 )]
 pub struct Args {}
 
@@ -49,17 +49,13 @@ pub struct PinView {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Report<'a> {
-    format_version: u32,
     outdated: &'a [Outdated],
 }
 
 pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
     let rows = outdated(ctx)?;
     if ctx.json {
-        print_json(&Report {
-            format_version: 1,
-            outdated: &rows,
-        })?;
+        print_json(&Report { outdated: &rows })?;
     } else {
         crate::out!("{}", render(&rows));
     }

@@ -17,7 +17,7 @@ use crate::workflow::Request;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  mlld-registry remove @sarah-k/eval-report\n  mlld-registry remove mlld://adamavenir/json-utils   # the Phase-1 module, when the name has both layouts\n  mlld-registry remove @alice-dev/prompt-lib --json\n\nDelete the module's imports from the sources first: `install` locks every import again.\n\nOutput with --json: {\"formatVersion\":1,\"removed\":[{\"import\",\"at\",\"cache\"}],\"stillImported\":[\"file:line\"]}\n\nExit codes:\n  0  the module (and what only it needed) was removed\n  2  an error: not in the lock file, another locked module needs it, bad input"
+    after_help = "Examples:\n  mlld-registry remove @sarah-k/eval-report\n  mlld-registry remove mlld://adamavenir/json-utils   # the Phase-1 module, when the name has both layouts\n  mlld-registry remove @alice-dev/prompt-lib --json\n\nDelete the module's imports from the sources first: `install` locks every import again.\n\nOutput with --json (the data of the JSON envelope, see README): {\"removed\":[{\"import\",\"at\",\"cache\"}],\"stillImported\":[\"file:line\"]}\n\nExit codes:\n  0  the module (and what only it needed) was removed\n  2  an error: not in the lock file, another locked module needs it, bad input"
 )]
 pub struct Args {
     /// @user/module, user/module, mlld://user/module (the Phase-1 module) or
@@ -28,7 +28,6 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoveReport {
-    pub format_version: u32,
     /// The module named first, then the dependencies that went with it.
     pub removed: Vec<Removed>,
     /// Where the project's files still import the module (`file:line`).
@@ -130,7 +129,6 @@ pub fn remove(ctx: &Context, reference: &str) -> Result<RemoveReport> {
     let mut removed = lock_graph::clean_dropped(ctx, &lock, dropped)?;
     removed.sort_by_key(|r| r.import != key);
     Ok(RemoveReport {
-        format_version: 1,
         removed,
         still_imported,
     })

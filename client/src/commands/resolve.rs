@@ -20,23 +20,51 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
+    let before = ctx.project.read_lock()?;
     let locked = resolve(ctx, &args.reference)?;
     if ctx.json {
         print_json(&locked)?;
-    } else {
-        for l in &locked {
-            let verb = if l.added { "locked" } else { "already locked" };
-            let at = match (&l.version, &l.gist_revision) {
-                (Some(v), _) => v.clone(),
-                (None, Some(rev)) => short(rev).to_string(),
-                (None, None) => String::new(),
-            };
-            crate::outln!(
-                "{verb} {} at {} ({})",
-                safe(&l.import),
-                safe(&at),
-                safe(&l.integrity)
-            );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let after = ctx.project.read_lock()?;
+    for (i, l) in locked.iter().enumerate() {
+        let at = |version: Option<&String>, revision: Option<&String>| match (version, revision) {
+            (Some(v), _) => v.clone(),
+            (None, Some(rev)) => short(rev).to_string(),
+            (None, None) => String::new(),
+        };
+        let now = at(l.version.as_ref(), l.gist_revision.as_ref());
+        let was = before
+            .imports
+            .get(&l.import)
+            .map(|e| short(&e.gist_revision).to_string())
+            .or_else(|| before.modules.get(&l.import).map(|e| e.version.clone()));
+        let asked = |lock: &mlld_schemas::LockFile| {
+            lock.modules.get(&l.import).map(|e| e.requested.clone())
+        };
+        let (asked_before, asked_now) = (asked(&before), asked(&after));
+        let name = safe(&l.import);
+        // The root (first) says how an existing entry met a new pin.
+        match (&was, i == 0) {
+            (Some(was), true) if *was != now => crate::outln!(
+                "moved {name} from {} to {} ({}), as {} asks",
+                safe(was),
+                safe(&now),
+                safe(&l.integrity),
+                safe(&args.reference)
+            ),
+            (Some(_), true) if asked_before != asked_now => crate::outln!(
+                "kept {name} at {} ({}): it satisfies {}; the lock now asks for {} instead of {}",
+                safe(&now),
+                safe(&l.integrity),
+                safe(asked_now.as_deref().unwrap_or("")),
+                safe(asked_now.as_deref().unwrap_or("")),
+                safe(asked_before.as_deref().unwrap_or(""))
+            ),
+            _ => {
+                let verb = if l.added { "locked" } else { "already locked" };
+                crate::outln!("{verb} {name} at {} ({})", safe(&now), safe(&l.integrity));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -64,7 +92,9 @@ pub fn resolve(ctx: &Context, reference: &str) -> Result<Vec<Locked>> {
     ctx.project.clean_staging()?;
     mlld_home::check(ctx)?;
     let mut locker = Locker::new(ctx, verified, ctx.project.read_lock()?);
+    locker.approvals.origin = Some("asked for on the command line".into());
     let locked = locker.lock_requests(std::slice::from_ref(&request))?;
+    locker.approve_pending()?;
     if locker.changed {
         ctx.project.write_lock(&locker.lock)?;
     }

@@ -206,6 +206,7 @@ pub fn update(ctx: &Context, only: Option<&str>) -> Result<Updated> {
                 .collect::<Result<_>>()?;
             locker.lock_dependencies(&deps)?;
         }
+        locker.approve_pending()?;
         let lock = locker.lock;
         ctx.project.write_lock(&lock)?;
         for (module, rev, content, import) in &updated {

@@ -173,7 +173,7 @@ const mlldRegistry = (() => {
     const inField = e.target instanceof HTMLElement && (e.target.matches("input, textarea, select") || e.target.isContentEditable);
     if (e.key === "/" && !inField && !e.ctrlKey && !e.metaKey && !e.altKey) {
       e.preventDefault();
-      if ($("search-view").hidden) location.hash = "#/";
+      if ($("search-view").hidden) { location.hash = "#/"; show("search-view"); }
       $("q").focus();
       $("q").select();
       return;

@@ -79,6 +79,8 @@ const mlldRegistry = (() => {
     $("list-title").hidden = !title;
     const results = $("results");
     results.replaceChildren(...list.slice(0, LIMIT).map(row));
+    // For `cargo xtask bench page`: when results were last shown.
+    if (list.length) performance.mark("mlld:results");
     const loading = allLoaded() ? "" : " (loading the listing…)";
     $("summary").textContent = note + (list.length > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
   }
@@ -411,6 +413,12 @@ const mlldRegistry = (() => {
     return parts;
   }
 
+  let refreshTimer = null;
+  function refresh() {
+    if (!$("search-view").hidden) route();
+    else if (unknownModule && allLoaded()) unknown(unknownModule);
+  }
+
   return {
     site(s) {
       site = s;
@@ -423,8 +431,11 @@ const mlldRegistry = (() => {
       for (const r of list) rows.push(r);
       mlldSearch.add(list);
       shardsLoaded += 1;
-      if (!$("search-view").hidden) route();
-      else if (unknownModule && allLoaded()) unknown(unknownModule);
+      // Results show as soon as the first shard is in; the rest refresh
+      // them every so often, and once more when the listing is complete.
+      clearTimeout(refreshTimer);
+      if (shardsLoaded === 1 || allLoaded()) refresh();
+      else refreshTimer = setTimeout(refresh, 150);
     },
     module: renderModule,
     start() {

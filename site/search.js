@@ -77,13 +77,17 @@ const mlldSearch = (() => {
   }
 
   // Whether a and b are at most one edit or one swap of neighbours apart.
+  const SURROGATE = /[\uD800-\uDFFF]/;
   function withinOne(a, b) {
     if (a === b) return true;
-    const x = Array.from(a), y = Array.from(b);
+    // One edit changes the length by at most one character, two code units.
+    if (Math.abs(a.length - b.length) > 2) return false;
+    const astral = SURROGATE.test(a) || SURROGATE.test(b);
+    const x = astral ? Array.from(a) : a, y = astral ? Array.from(b) : b;
     if (Math.abs(x.length - y.length) > 1) return false;
     let i = 0;
     while (i < x.length && i < y.length && x[i] === y[i]) i++;
-    const rest = (p, q) => x.slice(p).join("") === y.slice(q).join("");
+    const rest = astral ? (p, q) => x.slice(p).join("") === y.slice(q).join("") : (p, q) => x.slice(p) === y.slice(q);
     if (x.length === y.length) return rest(i + 1, i + 1) || (x[i] === y[i + 1] && x[i + 1] === y[i] && rest(i + 2, i + 2));
     return x.length > y.length ? rest(i + 1, i) : rest(i, i + 1);
   }

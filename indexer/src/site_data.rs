@@ -163,6 +163,29 @@ fn versioned_page(
     Ok(Some((full, key)))
 }
 
+/// Removes the `.json` copies that sites built before pages were written
+/// once still hold, for each page this build wrote anew (a new page
+/// format rewrites them all once). Run after the flip.
+pub fn remove_legacy_pages(
+    out: &Path,
+    previous: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (page, key) in current {
+        if previous.get(page) == Some(key) {
+            continue;
+        }
+        let legacy = out.join(format!("modules/{page}.json"));
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", legacy.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `user/module` → the modules that depend on it, sorted.
 fn dependents_of(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -357,3 +357,34 @@ fn versioned_modules_are_listed_and_have_pages() {
             .exists()
     );
 }
+
+#[test]
+fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let build = || {
+        mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
+    };
+    build();
+    // As a site built before pages were written once left it.
+    let legacy = site.join("modules/sarah-k/llm-cache.json");
+    let kept = site.join("modules/textkit/slugify.json");
+    fs::write(&legacy, "{}").unwrap();
+    fs::write(&kept, "{}").unwrap();
+    let path = registry.join("sarah-k/registry.json");
+    let text = fs::read_to_string(&path).unwrap();
+    let changed = text.replacen(
+        "Disk cache for LLM responses",
+        "A disk cache for LLM responses",
+        1,
+    );
+    assert_ne!(text, changed);
+    fs::write(&path, changed).unwrap();
+    build();
+    assert!(!legacy.exists(), "a rewritten page leaves no .json copy");
+    assert!(site.join("modules/sarah-k/llm-cache.js").exists());
+    // Pages not rewritten are not touched (a new page format rewrites them all).
+    assert!(kept.exists());
+}

@@ -92,14 +92,26 @@ const mlldSearch = (() => {
     return x.length > y.length ? rest(i + 1, i) : rest(i, i + 1);
   }
 
-  function wordScore(doc, word) {
+  // What one query word may match in each field: decided once per query.
+  function plan(word) {
     const len = chars(word);
+    return {
+      word,
+      tiers: TIERS.map(([field, exact, prefix, typo, indexedPrefix]) => ({
+        field, exact, typo, prefix,
+        byPrefix: prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX),
+        byTypo: len >= MIN_TYPO_LEN && !vocabulary[field].has(word),
+      })),
+    };
+  }
+
+  function wordScore(doc, { word, tiers }) {
     const hits = [];
-    for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
+    for (const { field, exact, prefix, typo, byPrefix, byTypo } of tiers) {
       const terms = doc[field];
       if (terms.includes(word)) hits.push(exact);
-      if (prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX) && terms.some((t) => t.startsWith(word))) hits.push(prefix);
-      if (len >= MIN_TYPO_LEN && !vocabulary[field].has(word) && terms.some((t) => withinOne(t, word))) hits.push(typo);
+      if (byPrefix && terms.some((t) => t.startsWith(word))) hits.push(prefix);
+      if (byTypo && terms.some((t) => withinOne(t, word))) hits.push(typo);
     }
     if (!hits.length) return 0;
     const best = Math.max(...hits);
@@ -108,7 +120,7 @@ const mlldSearch = (() => {
 
   /** Rows matching `q` (from `parse`), best first. */
   function run(q) {
-    const qwords = words(q.text);
+    const qwords = words(q.text).map(plan);
     const forms = [joined(q.text)];
     if (!/\s/.test(q.text)) forms.push(q.text.toLowerCase());
     const exactForms = [...new Set(forms.filter(Boolean))];

@@ -87,7 +87,8 @@ const mlldRegistry = (() => {
 
   function search(q) {
     const query = q.trim();
-    if (!query) { renderList("", [], summaryText()); return; }
+    // The home page: what changed lately.
+    if (!query) { renderList("Recently updated", recentRows(), summaryText()); return; }
     const parsed = mlldSearch.parse(query);
     if (parsed.error !== undefined) { renderList("", [], parsed.error || summaryText()); return; }
     const hits = mlldSearch.run(parsed);
@@ -102,8 +103,10 @@ const mlldRegistry = (() => {
     renderList(title, hits, note);
   }
 
+  const recentRows = () => rows.filter((r) => r[7]).sort((a, b) => b[7] - a[7]);
+
   function recent() {
-    const list = rows.filter((r) => r[7]).sort((a, b) => b[7] - a[7]);
+    const list = recentRows();
     renderList("Recently updated", list, plural(list.length, "module", "modules") + " with a known update time");
   }
 

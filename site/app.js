@@ -1,16 +1,28 @@
-// The registry's web page: search across all users as you type, and a page
-// per module. Data arrives as script files (so the page works from file://
-// as well as any static host) that call into `mlldRegistry`. Everything
-// that comes from registry files or gists is inserted as text, never HTML.
+// The registry's web page: search and listings, and a page per module.
+// Data arrives as script files (so the page works from file:// as well as
+// any static host) that call into `mlldRegistry`. Registry text is inserted
+// as text, never HTML; the one exception is a module's documentation, which
+// the indexer rendered from Markdown and sanitised at build time.
+//
+// Routes (in the fragment, so that links are shareable and work offline):
+//   #/?q=QUERY        search (also author:NAME and tag:TAG listings)
+//   #/recent          recently updated modules
+//   #/advisories      modules with open advisories
+//   #/USER/NAME       one module (@AUTHOR/NAME for a versioned one)
+// A module page loads only its own data; the listing shards are loaded
+// for searching and listing, or to suggest names for an unknown module.
 "use strict";
 
 const mlldRegistry = (() => {
-  // [user, name, description, tags[], advisory (0/1), stale (0/1), latest version?]
-  // Versioned modules have user "@author" and their latest version last.
-  const modules = [];
+  // Listing rows: [user, name, description, tags[], advisory (0/1), stale (0/1),
+  // latest version ("" for a gist module), updated (Unix seconds, 0 unknown)].
+  const rows = [];
   let site = null;
+  let shardsRequested = false;
   let shardsLoaded = 0;
   let pendingModule = null;
+  let unknownModule = null;
+  const LIMIT = 50;
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs = {}, ...children) => {
@@ -23,87 +35,197 @@ const mlldRegistry = (() => {
     for (const c of children) node.append(c); // strings become text nodes
     return node;
   };
-  const load = (src) => {
+  const load = (src, onerror) => {
     const s = document.createElement("script");
     s.src = src;
-    s.onerror = () => { $("status").textContent = "Could not load " + src + "."; };
+    s.onerror = onerror || (() => { $("status").textContent = "Could not load " + src + "."; });
     document.body.append(s);
   };
   const safePath = (s) => /^[A-Za-z0-9._-]+$/.test(s);
+  const plural = (n, one, many) => n + " " + (n === 1 ? one : many);
+  const searchLink = (q, text) => el("a", { href: "#/?q=" + encodeURIComponent(q), text });
+  const tagLinks = (tags) => el("div", { class: "tags" }, ...tags.map((t) => el("a", { class: "tag", href: "#/?q=" + encodeURIComponent("tag:" + t), text: t })));
+  const allLoaded = () => site && shardsLoaded === site.shards.length;
 
-  // Ranking: exact name, name prefix, name substring, tag, author, description.
-  function score(m, terms, filters) {
-    const [user, name, desc, tags] = m;
-    if (filters.author && user.toLowerCase().replace(/^@/, "") !== filters.author.replace(/^@/, "")) return 0;
-    if (filters.tag && !tags.some((t) => t.toLowerCase() === filters.tag)) return 0;
-    let total = 0;
-    const lname = name.toLowerCase(), full = (user + "/" + name).toLowerCase();
-    const squash = (s) => s.replace(/[-_. ]/g, "");
-    for (const t of terms) {
-      let s = 0;
-      if (lname === t || full === t) s = 100;
-      else if (squash(lname) === squash(t)) s = 90;
-      else if (lname.startsWith(t)) s = 60;
-      else if (lname.includes(t) || squash(lname).includes(squash(t))) s = 40;
-      else if (tags.some((g) => g.toLowerCase() === t)) s = 30;
-      else if (user.toLowerCase().includes(t)) s = 20;
-      else if (desc.toLowerCase().includes(t)) s = 10;
-      if (!s) return 0;
-      total += s;
-    }
-    return total || 1;
+  // Dates: readable in the text, exact in the tooltip.
+  const dateFormat = new Intl.DateTimeFormat("en", { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
+  function when(iso) {
+    const t = new Date(iso);
+    if (!iso || isNaN(t)) return document.createTextNode(iso || "");
+    return el("time", { datetime: t.toISOString(), title: t.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"), text: dateFormat.format(t) });
   }
 
-  function parseQuery(q) {
-    const filters = {}, terms = [];
-    for (const word of q.toLowerCase().split(/\s+/).filter(Boolean)) {
-      const m = /^(author|tag):(.+)$/.exec(word);
-      if (m) filters[m[1]] = m[2]; else terms.push(word);
-    }
-    return { terms, filters };
+  function loadShards() {
+    if (shardsRequested || !site) return;
+    shardsRequested = true;
+    site.shards.forEach((s) => load(s));
   }
 
-  function search() {
-    const q = $("q").value.trim();
-    const { terms, filters } = parseQuery(q);
-    const hits = [];
-    for (const m of modules) {
-      const s = score(m, terms, filters);
-      if (s) hits.push([s, m]);
-    }
-    // Ties: by full name, `@` aside, a Phase-1 module before its versioned namesake.
-    const key = (m) => m[0].replace(/^@/, "") + "/" + m[1];
-    const isVersioned = (m) => (m[6] === undefined ? 0 : 1);
-    hits.sort((a, b) => b[0] - a[0] || key(a[1]).localeCompare(key(b[1])) || isVersioned(a[1]) - isVersioned(b[1]));
-    const list = $("results");
-    list.replaceChildren(...hits.slice(0, 50).map(([, m]) => row(m)));
-    const versioned = modules.filter((m) => m[6] !== undefined).length;
+  // ---- search and listings ----
+
+  function show(view) {
+    for (const id of ["search-view", "module-view"]) $(id).hidden = id !== view;
+  }
+
+  function summaryText() {
+    const versioned = rows.filter((r) => r[6]).length;
     const of = site ? " of " + site.count : "";
-    const more = versioned || (site && site.versioned) ? ", " + versioned + (site ? " of " + (site.versioned || 0) : "") + " versioned modules" : "";
-    $("summary").textContent = q ? hits.length + " modules match" + (hits.length > 50 ? " (showing 50)" : "") : (modules.length - versioned) + of + " modules" + more;
+    const more = site && site.versioned ? ", " + versioned + " of " + site.versioned + " versioned modules" : "";
+    return (rows.length - versioned) + of + " modules" + more;
   }
 
-  function row([user, name, desc, tags, advisory, stale, latest]) {
+  function renderList(title, list, note) {
+    $("list-title").textContent = title;
+    $("list-title").hidden = !title;
+    const results = $("results");
+    results.replaceChildren(...list.slice(0, LIMIT).map(row));
+    // For `cargo xtask bench page`: when results were last shown.
+    if (list.length) performance.mark("mlld:results");
+    const loading = allLoaded() ? "" : " (loading the listing…)";
+    $("summary").textContent = note + (list.length > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
+  }
+
+  function search(q) {
+    const query = q.trim();
+    // The home page: what changed lately.
+    if (!query) { renderList("Recently updated", recentRows(), summaryText()); return; }
+    const parsed = mlldSearch.parse(query);
+    if (parsed.error !== undefined) { renderList("", [], parsed.error || summaryText()); return; }
+    const hits = mlldSearch.run(parsed);
+    let note = plural(hits.length, "module matches", "modules match");
+    if (!hits.length && allLoaded()) {
+      const near = mlldSearch.near(parsed.text || query, 5);
+      if (near.length) note += ". Did you mean " + near.join(", ") + "?";
+    }
+    let title = "";
+    if (!parsed.text && parsed.authors.length === 1 && !parsed.tags.length) title = "Modules by " + parsed.authors[0];
+    else if (!parsed.text && parsed.tags.length === 1 && !parsed.authors.length) title = "Modules tagged " + parsed.tags[0];
+    renderList(title, hits, note);
+  }
+
+  const recentRows = () => rows.filter((r) => r[7]).sort((a, b) => b[7] - a[7]);
+
+  function recent() {
+    const list = recentRows();
+    renderList("Recently updated", list, plural(list.length, "module", "modules") + " with a known update time");
+  }
+
+  function advisoryList() {
+    const list = rows.filter((r) => r[4]);
+    renderList("Modules with open advisories", list, plural(list.length, "module has", "modules have") + " an open advisory");
+  }
+
+  function row([user, name, desc, tags, advisory, stale, latest, updated]) {
     const link = el("a", { class: "name", href: "#/" + user + "/" + name, text: user + "/" + name });
-    const head = el("div", {}, link);
+    const head = el("div", { class: "head" }, link);
     if (latest) head.append(el("span", { class: "version", text: latest }));
     if (advisory) head.append(el("span", { class: "badge advisory", title: "has a security advisory", text: "advisory" }));
     if (stale) head.append(el("span", { class: "badge stale", title: "could not be refreshed in the last build", text: "stale" }));
+    if (updated) head.append(el("span", { class: "muted updated" }, "updated ", when(new Date(updated * 1000).toISOString())));
     const li = el("li", {}, head, el("p", { class: "desc", text: desc }));
-    if (tags.length) li.append(el("div", {}, ...tags.map((t) => el("span", { class: "tag", text: t }))));
+    if (tags.length) li.append(tagLinks(tags));
     return li;
   }
 
+  // ---- routing ----
+
+  function parseHash() {
+    const hash = location.hash.replace(/^#/, "");
+    const at = hash.indexOf("?");
+    const path = at < 0 ? hash : hash.slice(0, at);
+    const params = new URLSearchParams(at < 0 ? "" : hash.slice(at + 1));
+    let parts;
+    try { parts = path.split("/").filter(Boolean).map(decodeURIComponent); } catch { parts = []; }
+    if (parts.length === 2) return { view: "module", user: parts[0], name: parts[1] };
+    if (parts.length === 1 && (parts[0] === "recent" || parts[0] === "advisories")) return { view: parts[0] };
+    return { view: "search", q: params.get("q") || "" };
+  }
+
   function route() {
-    const m = /^#\/([^/]+)\/([^/]+)$/.exec(location.hash);
-    $("search-view").hidden = !!m;
-    $("module-view").hidden = !m;
-    if (!m) { search(); return; }
-    const [user, name] = [decodeURIComponent(m[1]), decodeURIComponent(m[2])];
-    if (!safePath(user.replace(/^@/, "")) || !safePath(name)) { $("module").replaceChildren(el("p", { text: "No such module." })); return; }
-    pendingModule = user + "/" + name;
-    $("module").replaceChildren(el("p", { class: "muted", text: "Loading " + pendingModule + "…" }));
-    load("modules/" + user + "/" + name + ".js");
+    const r = parseHash();
+    if (r.view === "module") { openModule(r.user, r.name); return; }
+    show("search-view");
+    $("back").setAttribute("href", location.hash || "#/");
+    document.title = "mlld module registry";
+    loadShards();
+    for (const a of document.querySelectorAll("#nav a")) a.removeAttribute("aria-current");
+    if (r.view === "search") {
+      if ($("q").value !== r.q) $("q").value = r.q;
+      if (r.q) document.title = r.q + " · mlld module registry";
+      search(r.q);
+    } else {
+      const link = document.querySelector('#nav a[href="#/' + r.view + '"]');
+      if (link) link.setAttribute("aria-current", "page");
+      if (r.view === "recent") recent(); else advisoryList();
+    }
+  }
+
+  // The query lives in the URL. Typing replaces the entry (one history
+  // entry per search, not per key); starting a search from elsewhere adds one.
+  function queryChanged() {
+    const q = $("q").value;
+    const target = q.trim() ? "#/?q=" + encodeURIComponent(q) : "#/";
+    if (location.hash === target) return;
+    const current = parseHash();
+    if (current.view === "search" && current.q) location.replace(target); else location.hash = target;
+  }
+
+  // ---- keyboard ----
+
+  function resultLinks() { return [...document.querySelectorAll("#results li .name")]; }
+
+  function onKey(e) {
+    const inField = e.target instanceof HTMLElement && (e.target.matches("input, textarea, select") || e.target.isContentEditable);
+    if (e.key === "/" && !inField && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      e.preventDefault();
+      if ($("search-view").hidden) { location.hash = "#/"; show("search-view"); }
+      $("q").focus();
+      $("q").select();
+      return;
+    }
+    const links = resultLinks();
+    const at = links.indexOf(document.activeElement);
+    if (e.target === $("q")) {
+      if (e.key === "ArrowDown" && links.length) { e.preventDefault(); links[0].focus(); }
+      else if (e.key === "Enter" && links.length) { e.preventDefault(); links[0].click(); }
+      return;
+    }
+    if (at < 0) return;
+    if (e.key === "ArrowDown" && at + 1 < links.length) { e.preventDefault(); links[at + 1].focus(); }
+    else if (e.key === "ArrowUp") { e.preventDefault(); (at === 0 ? $("q") : links[at - 1]).focus(); }
+    else if (e.key === "Escape") $("q").focus();
+  }
+
+  // ---- one module ----
+
+  function openModule(user, name) {
+    show("module-view");
+    const full = user + "/" + name;
+    if (!safePath(user.replace(/^@/, "")) || !safePath(name)) { unknown(full); return; }
+    pendingModule = full;
+    unknownModule = null;
+    $("module").replaceChildren(el("p", { class: "muted", text: "Loading " + full + "…" }));
+    document.title = full + " · mlld module registry";
+    load("modules/" + user + "/" + name + ".js", () => { if (pendingModule === full) unknown(full); });
+  }
+
+  // "No module named …", with near names once the listing is in.
+  function unknown(full) {
+    unknownModule = full;
+    pendingModule = null;
+    const parts = [el("h2", { text: "No module named " + full }), el("p", { text: "Nothing in this registry has that name." })];
+    if (!site || !allLoaded()) {
+      loadShards();
+      parts.push(el("p", { class: "muted", id: "near", text: site ? "Looking for similar names…" : "" }));
+    } else {
+      const near = mlldSearch.near(full, 5);
+      parts.push(near.length
+        ? el("div", { id: "near" }, el("p", { text: "Similar names:" }), el("ul", {}, ...near.map((n) => el("li", {}, el("a", { href: "#/" + n, text: n })))))
+        : el("p", { id: "near", text: "No similar names." }));
+    }
+    parts.push(el("p", {}, searchLink(full.split("/").pop(), "Search for " + full.split("/").pop())));
+    $("module").replaceChildren(...parts);
+    document.title = "No module named " + full + " · mlld module registry";
   }
 
   function copy(text, button) {
@@ -113,7 +235,7 @@ const mlldRegistry = (() => {
     } else if (fallbackCopy(text)) done();
   }
   function fallbackCopy(text) {
-    const area = el("textarea");
+    const area = el("textarea", { "aria-hidden": "true" });
     area.value = text;
     document.body.append(area);
     area.select();
@@ -122,111 +244,207 @@ const mlldRegistry = (() => {
     return ok;
   }
 
+  // The build sanitised `html`; this strips anything active again in case
+  // a page file was tampered with on the way.
+  function docSection(title, html) {
+    const tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    for (const n of tpl.content.querySelectorAll("script, style, iframe, object, embed, img, form, link, meta")) n.remove();
+    for (const n of tpl.content.querySelectorAll("*")) {
+      for (const a of [...n.attributes]) {
+        const bad = a.name.startsWith("on") || a.name === "style" || ((a.name === "href" || a.name === "src") && !/^(https?:|mailto:)/i.test(a.value));
+        if (bad) n.removeAttribute(a.name);
+      }
+      if (n.tagName === "A") n.setAttribute("rel", "nofollow noopener");
+    }
+    const body = el("div", { class: "doc", id: "doc" });
+    body.append(tpl.content);
+    return el("section", { "aria-label": title }, el("h3", { text: title }), body);
+  }
+
+  function header(d, full, version) {
+    const title = el("h2", {}, el("span", { class: "name", text: full }));
+    if (version) title.append(el("span", { class: "version", text: version }));
+    if (d.advisories.length) {
+      const badge = el("button", { type: "button", class: "badge advisory", text: plural(d.advisories.length, "advisory", "advisories") });
+      badge.addEventListener("click", () => $("advisories").scrollIntoView());
+      title.append(badge);
+    }
+    if (d.stale) title.append(el("span", { class: "badge stale", title: d.stale, text: "stale" }));
+    return title;
+  }
+
+  function importBox(d) {
+    const button = el("button", { type: "button", id: "copy-import", text: "Copy", "aria-label": "Copy the import line" });
+    button.addEventListener("click", () => copy(d.importLine, button));
+    return el("div", { class: "import" }, el("code", { id: "import-line", text: d.importLine }), button);
+  }
+
+  function advisoryBox(advisories) {
+    const box = el("section", { class: "advisories", id: "advisories" }, el("h3", { text: "Security advisories" }));
+    for (const a of advisories) {
+      const p = el("p", { id: "advisory-" + a.user + "-" + a.id }, el("strong", { text: a.id + " [" + a.severity + "] " + a.type + ": " }), a.description);
+      box.append(p);
+      const meta = el("p", { class: "muted" }, "Published ", when(a.created));
+      if (a.patched) meta.append(", patched in " + a.patched);
+      box.append(meta);
+      if (a.recommendation) box.append(el("p", { class: "muted", text: "Recommendation: " + a.recommendation }));
+    }
+    return box;
+  }
+
+  // Badges linking each affected version or revision to its advisories.
+  function advisoryCell(advisories) {
+    const cell = el("td", { class: "adv" });
+    for (const a of advisories) cell.append(el("span", { class: "badge advisory", title: a.severity + " " + a.type + ": " + a.description, text: a.id }));
+    return cell;
+  }
+
+  function table(id, head, body) {
+    const t = el("table", { id }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...body));
+    return el("div", { class: "table-wrap" }, t);
+  }
+
+  function meta(items) {
+    const dl = el("dl", { class: "meta" });
+    for (const [k, v] of items) {
+      if (v === undefined || v === null || v === "") continue;
+      dl.append(el("dt", { text: k }), el("dd", {}, v));
+    }
+    return dl;
+  }
+
+  function moduleLinks(title, names) {
+    return [
+      el("h3", { text: title + " (" + names.length + ")" }),
+      names.length ? el("ul", {}, ...names.map((n) => {
+        const m = /^(@?[^/@]+\/[^/@]+)/.exec(n);
+        return el("li", {}, m ? el("a", { href: "#/" + m[1], text: n }) : n);
+      })) : el("p", { class: "muted", text: "none" }),
+    ];
+  }
+
+  function contentParts(d, file) {
+    const parts = [];
+    if (d.doc) parts.push(docSection(d.docFile === file ? "Documentation (" + file + ")" : d.docFile, d.doc));
+    if (d.content !== undefined) parts.push(el("h3", { text: "Content of " + file }), el("pre", { id: "content", tabindex: "0" }, el("code", { text: d.content })));
+    if (d.contentTruncated) parts.push(el("p", { class: "muted", text: "Shortened for display; the full file is in the snapshot." }));
+    return parts;
+  }
+
   function renderModule(d) {
     if (d.user + "/" + d.name !== pendingModule) return;
-    if (d.versioned) { renderVersioned(d); return; }
-    const title = el("h2", {}, el("span", { class: "name", text: d.user + "/" + d.name }));
-    if (d.advisories.length) title.append(el("span", { class: "badge advisory", text: d.advisories.length + (d.advisories.length > 1 ? " advisories" : " advisory") }));
-    if (d.stale) title.append(el("span", { class: "badge stale", title: d.stale, text: "stale" }));
-    const parts = [title, el("p", { class: "desc", text: d.description })];
-    if (d.tags.length) parts.push(el("div", {}, ...d.tags.map((t) => el("span", { class: "tag", text: t }))));
-    const button = el("button", { type: "button", id: "copy-import", text: "Copy" });
-    button.addEventListener("click", () => copy(d.importLine, button));
-    parts.push(el("div", { class: "import" }, el("code", { id: "import-line", text: d.importLine }), button));
-    if (d.advisories.length) {
-      const box = el("section", { class: "advisories", id: "advisories" }, el("h2", { text: "Security advisories" }));
-      for (const a of d.advisories) {
-        box.append(el("p", {}, el("strong", { text: a.id + " [" + a.severity + "] " + a.type + ": " }), a.description));
-        if (a.recommendation) box.append(el("p", { class: "muted", text: "Recommendation: " + a.recommendation }));
-      }
-      parts.push(box);
-    }
-    const meta = el("dl", { class: "meta" });
-    const add = (k, v) => { if (v !== undefined && v !== null && v !== "") meta.append(el("dt", { text: k }), el("dd", { text: String(v) })); };
-    add("author", d.user); add("gist", d.gist); add("revision", d.revision); add("file", d.file);
-    add("size", d.size + " bytes"); add("integrity", d.integrity); add("registered", d.created); add("updated", d.updated);
-    parts.push(meta);
-    const links = (title, names) => {
-      parts.push(el("h3", { text: title + " (" + names.length + ")" }));
-      parts.push(names.length ? el("ul", {}, ...names.map((n) => el("li", {}, el("a", { href: "#/" + n, text: n })))) : el("p", { class: "muted", text: "none" }));
-    };
-    links("Dependencies", d.dependencies);
-    links("Dependents", d.dependents);
-    parts.push(el("h3", { text: "Revisions" }));
-    const table = el("table", {}, el("tr", {}, el("th", { text: "revision" }), el("th", { text: "committed" }), el("th", { text: "size" })));
-    for (const r of d.revisions) table.append(el("tr", {}, el("td", {}, el("code", { text: r.revision })), el("td", { text: r.committedAt || "" }), el("td", { text: String(r.size) })));
-    parts.push(table);
-    parts.push(el("h3", { text: "Content" }), el("pre", { id: "content", text: d.content }));
-    if (d.contentTruncated) parts.push(el("p", { class: "muted", text: "Content shortened for display; the full file is in the snapshot." }));
+    pendingModule = null;
+    const parts = d.versioned ? versionedParts(d) : gistParts(d);
     $("module").replaceChildren(...parts);
     document.title = d.user + "/" + d.name + " · mlld module registry";
   }
 
-  // A versioned module (`@author/name`): dist-tags, versions, source, files.
-  function renderVersioned(d) {
+  function gistParts(d) {
     const full = d.user + "/" + d.name;
-    const title = el("h2", {}, el("span", { class: "name", text: full }), el("span", { class: "version", text: d.latest }));
-    if (d.advisories.length) title.append(el("span", { class: "badge advisory", text: d.advisories.length + (d.advisories.length > 1 ? " advisories" : " advisory") }));
-    const parts = [title, el("p", { class: "desc", text: d.about })];
-    if (d.keywords.length) parts.push(el("div", {}, ...d.keywords.map((t) => el("span", { class: "tag", text: t }))));
-    const button = el("button", { type: "button", id: "copy-import", text: "Copy" });
-    button.addEventListener("click", () => copy(d.importLine, button));
-    parts.push(el("div", { class: "import" }, el("code", { id: "import-line", text: d.importLine }), button));
-    if (d.advisories.length) {
-      const box = el("section", { class: "advisories", id: "advisories" }, el("h2", { text: "Security advisories" }));
-      for (const a of d.advisories) {
-        box.append(el("p", {}, el("strong", { text: a.id + " [" + a.severity + "] " + a.type + ": " }), a.description));
-        if (a.recommendation) box.append(el("p", { class: "muted", text: "Recommendation: " + a.recommendation }));
-      }
-      parts.push(box);
-    }
-    const meta = el("dl", { class: "meta" });
-    const add = (k, v) => { if (v !== undefined && v !== null && v !== "") meta.append(el("dt", { text: k }), el("dd", { text: String(v) })); };
-    add("author", d.user.slice(1)); add("owners", d.owners.join(", ")); add("maintainers", d.maintainers.join(", "));
-    add("registered", d.created); add("entry", d.entry); add("integrity", d.integrity); add("contentHash", d.contentHash);
+    const parts = [header(d, full), el("p", { class: "desc", text: d.description })];
+    if (d.tags.length) parts.push(tagLinks(d.tags));
+    parts.push(importBox(d));
+    parts.push(el("p", { class: "source" }, el("a", { href: d.sourceUrl, rel: "nofollow noopener", text: "Source: gist " + d.gist + " at " + d.revision.slice(0, 12) })));
+    if (d.advisories.length) parts.push(advisoryBox(d.advisories));
+    parts.push(meta([
+      ["author", searchLink("author:" + d.user, d.user)],
+      ["registered", d.created && when(d.created)],
+      ["updated", d.updated && when(d.updated)],
+      ["revision", el("code", { text: d.revision })],
+      ["file", d.file],
+      ["size", d.size + " bytes"],
+      ["integrity", el("code", { text: d.integrity })],
+      ["exports", d.exports.join(", ")],
+    ]));
+    parts.push(...contentParts(d, d.file));
+    parts.push(...moduleLinks("Dependencies", d.dependencies));
+    parts.push(...moduleLinks("Dependents", d.dependents));
+    parts.push(el("h3", { text: "Revisions (" + d.revisions.length + ")" }));
+    // Advisories name the module or its gist: every captured revision is affected.
+    parts.push(table("revisions", ["revision", "committed", "size", "advisories"], d.revisions.map((r) => el("tr", {},
+      el("td", {}, el("code", { title: r.revision, text: r.revision.slice(0, 12) })),
+      el("td", {}, r.committedAt ? when(r.committedAt) : ""),
+      el("td", { text: String(r.size) }),
+      advisoryCell(d.advisories)))));
+    return parts;
+  }
+
+  // A versioned module (`@author/name`): dist-tags, versions, source, files.
+  function versionedParts(d) {
+    const full = d.user + "/" + d.name;
+    const author = d.user.slice(1);
+    const parts = [header(d, full, d.latest), el("p", { class: "desc", text: d.about })];
+    if (d.keywords.length) parts.push(tagLinks(d.keywords));
+    parts.push(importBox(d));
     const s = d.source;
-    add("source", s.type + " " + (s.repository || s.url)); add("commit", s.commit); add("path", s.path);
-    parts.push(meta);
+    if (d.sourceUrl) parts.push(el("p", { class: "source" }, el("a", { href: d.sourceUrl, rel: "nofollow noopener", text: "Source of " + d.latest + " at commit " + s.commit.slice(0, 12) })));
+    if (d.advisories.length) parts.push(advisoryBox(d.advisories));
+    parts.push(meta([
+      ["author", searchLink("author:" + author, author)],
+      ["owners", d.owners.join(", ")],
+      ["maintainers", d.maintainers.join(", ")],
+      ["registered", d.created && when(d.created)],
+      ["license", (d.versions.find((v) => v.version === d.latest) || {}).license],
+      ["entry", d.entry],
+      ["exports", d.exports.join(", ")],
+      ["source", s.type + " " + (s.repository || s.url)],
+      ["commit", el("code", { text: s.commit })],
+      ["path", s.path],
+      ["integrity", el("code", { text: d.integrity })],
+      ["contentHash", el("code", { text: d.contentHash })],
+    ]));
+    parts.push(...contentParts(d, d.entry));
     parts.push(el("h3", { text: "Dist-tags" }));
     const tags = Object.entries(d.distTags);
     parts.push(tags.length ? el("ul", { id: "dist-tags" }, ...tags.map(([t, v]) => el("li", {}, el("code", { text: t }), " → " + v))) : el("p", { class: "muted", id: "dist-tags", text: "none (latest is the highest version)" }));
     parts.push(el("h3", { text: "Versions (" + d.versions.length + ")" }));
-    const head = el("tr", {}, ...["version", "published", "needs", "mlld", "license"].map((h) => el("th", { text: h })));
-    const table = el("table", { id: "versions" }, head);
-    for (const v of d.versions) {
-      table.append(el("tr", {}, el("td", {}, el("code", { text: v.version })), el("td", { text: v.publishedAt || "" }),
-        el("td", { text: v.needs.join(", ") }), el("td", { text: v.mlldVersion || "" }), el("td", { text: v.license || "" })));
-    }
-    parts.push(table);
-    parts.push(el("h3", { text: "Dependencies (" + d.dependencies.length + ")" }));
-    // A dependency is `@author/name` with an optional `@range`; link the module.
-    const depLink = (dep) => { const m = /^(@[^/@]+\/[^/@]+)/.exec(dep); return m ? el("a", { href: "#/" + m[1], text: dep }) : dep; };
-    parts.push(d.dependencies.length ? el("ul", { id: "dependencies" }, ...d.dependencies.map((n) => el("li", {}, depLink(n)))) : el("p", { class: "muted", text: "none" }));
+    const tagsOf = (v) => tags.filter(([, tv]) => tv === v).map(([t]) => t).join(", ");
+    // Advisories name the module: like `info`, every version is affected.
+    parts.push(table("versions", ["version", "published", "tags", "needs", "mlld", "license", "advisories"], d.versions.map((v) => el("tr", {},
+      el("td", {}, el("code", { text: v.version })),
+      el("td", {}, v.publishedAt ? when(v.publishedAt) : ""),
+      el("td", { text: tagsOf(v.version) }),
+      el("td", { text: v.needs.join(", ") }),
+      el("td", { text: v.mlldVersion || "" }),
+      el("td", { text: v.license || "" }),
+      advisoryCell(d.advisories)))));
+    parts.push(...moduleLinks("Dependencies", d.dependencies));
     parts.push(el("h3", { text: "Files of " + d.latest + " (" + d.files.length + ")" }));
-    const files = el("table", { id: "files" }, el("tr", {}, el("th", { text: "path" }), el("th", { text: "size" }), el("th", { text: "sha256" })));
-    for (const f of d.files) files.append(el("tr", {}, el("td", {}, el("code", { text: f.path })), el("td", { text: String(f.size) }), el("td", {}, el("code", { text: f.sha256 }))));
-    parts.push(files);
-    parts.push(el("h3", { text: "Content of " + d.entry }), el("pre", { id: "content", text: d.content }));
-    if (d.contentTruncated) parts.push(el("p", { class: "muted", text: "Content shortened for display; the full file is in the snapshot." }));
-    $("module").replaceChildren(...parts);
-    document.title = full + " · mlld module registry";
+    parts.push(table("files", ["path", "size", "sha256"], d.files.map((f) => el("tr", {},
+      el("td", {}, el("code", { text: f.path })), el("td", { text: String(f.size) }), el("td", {}, el("code", { class: "hash", title: f.sha256, text: f.sha256.slice(0, 16) + "…" }))))));
+    return parts;
+  }
+
+  let refreshTimer = null;
+  function refresh() {
+    if (!$("search-view").hidden) route();
+    else if (unknownModule && allLoaded()) unknown(unknownModule);
   }
 
   return {
     site(s) {
       site = s;
-      $("status").textContent = "Snapshot " + s.serial + ", built " + s.created + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
-      s.shards.forEach(load);
+      $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
+      const r = parseHash();
+      if (r.view !== "module") loadShards();
+      else if (unknownModule) loadShards();
     },
-    shard(rows) {
-      for (const r of rows) modules.push(r);
+    shard(list) {
+      for (const r of list) rows.push(r);
+      mlldSearch.add(list);
       shardsLoaded += 1;
-      if (!$("search-view").hidden) search();
+      // Results show as soon as the first shard is in; the rest refresh
+      // them every so often, and once more when the listing is complete.
+      clearTimeout(refreshTimer);
+      if (shardsLoaded === 1 || allLoaded()) refresh();
+      else refreshTimer = setTimeout(refresh, 150);
     },
     module: renderModule,
     start() {
       let timer = null;
-      $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 40); });
+      $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(queryChanged, 60); });
+      document.addEventListener("keydown", onKey);
       window.addEventListener("hashchange", route);
       route();
     },

@@ -199,6 +199,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &published.removed_pages,
         members,
     )?;
+    if let Some(previous) = &previous {
+        crate::site_data::remove_legacy_pages(
+            &config.out,
+            &previous.pages,
+            &published.state.pages,
+        )?;
+    }
     report.stage("clean up", t);
 
     outputs::count_into(&mut report, &registry, &signed, latest, diagnostics);

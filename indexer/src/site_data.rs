@@ -1,11 +1,14 @@
 //! The static site's web page and its data, generated at build time.
 //!
-//! - `index.html`, `app.js`, `style.css`: the page (from `site/`).
+//! - `index.html`, `app.js`, `search.js`, `style.css`: the page (from `site/`).
 //! - `data/site.js`: the page's entry point (serial, counts, shard list). Mutable.
-//! - `data/listing-<sha256>.js`: the module listing in compact shards. Immutable.
-//! - `modules/<user>/<module>.json` (and `.js` for the page, which also works
-//!   from `file://`): what `info` shows, with the content for display;
-//!   versioned modules at `modules/@<author>/<name>.json` (`site_data/versioned.rs`).
+//! - `data/listing-<sha256>.js`: the module listing in compact shards
+//!   (rows, see [`Row`]). Immutable. The page loads them only to search or
+//!   list, never to show one module.
+//! - `modules/<user>/<module>.js`: one module's page data (what `info`
+//!   shows, its rendered documentation and import line), written once, as
+//!   a script so that the page also works from `file://`; versioned modules
+//!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`).
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -17,59 +20,42 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::AdvisoryIndex;
-use mlld_schemas::{AdvisoryRecord, Manifest, ModuleRecord, VersionedModule};
+use mlld_schemas::{AdvisoryRecord, Manifest, VersionedModule};
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
 
+mod doc;
+mod gist_page;
 mod versioned;
 
-const STATIC: [(&str, &str); 3] = [
+const STATIC: [(&str, &str); 4] = [
     ("index.html", include_str!("../../site/index.html")),
     ("app.js", include_str!("../../site/app.js")),
+    ("search.js", include_str!("../../site/search.js")),
     ("style.css", include_str!("../../site/style.css")),
 ];
 /// Modules per listing shard: small enough to load progressively.
 const SHARD: usize = 4000;
-/// Bump when `ModulePage` changes shape.
-const PAGE_FORMAT: u32 = 1;
+/// Bump when a page changes shape.
+const PAGE_FORMAT: u32 = 2;
 /// Content shown on a module page is cut here; the snapshot has the rest.
 const MAX_PAGE_CONTENT: usize = 64 * 1024;
 
-/// What one module's page shows.
+/// One module in the listing: user (`@author` for a versioned module),
+/// name, description, tags, advisory (0/1), stale (0/1), latest version
+/// (empty for a gist module), and when it was last updated (Unix seconds,
+/// 0 when unknown). An array, not an object: the listing is the largest
+/// thing the page downloads.
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ModulePage<'a> {
-    user: &'a str,
-    name: &'a str,
-    gist: &'a str,
-    description: &'a str,
-    tags: &'a [String],
-    created: Option<&'a str>,
-    updated: Option<&'a str>,
-    revision: &'a str,
-    file: &'a str,
-    size: u64,
-    integrity: &'a str,
-    revisions: Vec<PageRevision<'a>>,
-    dependencies: &'a [String],
-    dependents: &'a [String],
-    advisories: Vec<&'a AdvisoryRecord>,
-    stale: Option<&'a str>,
-    import_line: String,
-    content: String,
-    content_truncated: bool,
-}
+pub struct Row<'a>(String, &'a str, &'a str, &'a [String], u8, u8, &'a str, i64);
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PageRevision<'a> {
-    revision: &'a str,
-    committed_at: Option<&'a str>,
-    size: u64,
-    integrity: &'a str,
+/// An RFC 3339 time as Unix seconds.
+fn unix_time(text: Option<&str>) -> Option<i64> {
+    let parsed = time::OffsetDateTime::parse(text?, &time::format_description::well_known::Rfc3339);
+    parsed.ok().map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// Writes the site files under `dest`; returns the new page keys (`user/module` → key).
@@ -92,19 +78,23 @@ pub fn write(
     let dependents = dependents_of(manifest);
     let advisory_index = AdvisoryIndex::new(&manifest.advisories);
 
-    let mut rows: Vec<serde_json::Value> = manifest
+    let mut rows: Vec<Row<'_>> = manifest
         .modules
         .iter()
         .map(|m| {
             let advisory = advisory_index.for_module(m).next().is_some();
-            serde_json::json!([
-                m.user,
-                m.name,
-                m.description,
-                m.tags,
+            let updated = unix_time(m.updated.as_deref())
+                .or_else(|| unix_time(m.current.committed_at.as_deref()));
+            Row(
+                m.user.clone(),
+                &m.name,
+                &m.description,
+                &m.tags,
                 u8::from(advisory),
-                u8::from(m.stale.is_some())
-            ])
+                u8::from(m.stale.is_some()),
+                "",
+                updated.unwrap_or(0),
+            )
         })
         .collect();
     rows.extend(manifest.versioned.iter().map(|v| {
@@ -137,18 +127,8 @@ pub fn write(
             let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(m).collect();
             let key = page_key(&(m, deps_of_me, &advisories))?;
             if previous_keys.get(&full) != Some(&key) {
-                let page = module_page(m, deps_of_me, advisories, blobs)?;
-                let json = serde_json::to_string(&page)?;
-                write_file(
-                    dest,
-                    &format!("modules/{full}.json"),
-                    format!("{json}\n").as_bytes(),
-                )?;
-                write_file(
-                    dest,
-                    &format!("modules/{full}.js"),
-                    format!("mlldRegistry.module({json});\n").as_bytes(),
-                )?;
+                let page = gist_page::page(m, deps_of_me, advisories, blobs, MAX_PAGE_CONTENT)?;
+                write_page(dest, &full, &page)?;
             }
             Ok((full, key))
         })
@@ -178,19 +158,32 @@ fn versioned_page(
         let Some(page) = versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
             return Ok(None);
         };
-        let json = serde_json::to_string(&page)?;
-        write_file(
-            dest,
-            &format!("modules/{full}.json"),
-            format!("{json}\n").as_bytes(),
-        )?;
-        write_file(
-            dest,
-            &format!("modules/{full}.js"),
-            format!("mlldRegistry.module({json});\n").as_bytes(),
-        )?;
+        write_page(dest, &full, &page)?;
     }
     Ok(Some((full, key)))
+}
+
+/// Removes the `.json` copies that sites built before pages were written
+/// once still hold, for each page this build wrote anew (a new page
+/// format rewrites them all once). Run after the flip.
+pub fn remove_legacy_pages(
+    out: &Path,
+    previous: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (page, key) in current {
+        if previous.get(page) == Some(key) {
+            continue;
+        }
+        let legacy = out.join(format!("modules/{page}.json"));
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", legacy.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `user/module` → the modules that depend on it, sorted.
@@ -215,49 +208,15 @@ fn page_key(inputs: &impl Serialize) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn module_page<'a>(
-    m: &'a ModuleRecord,
-    dependents: &'a [String],
-    advisories: Vec<&'a AdvisoryRecord>,
-    blobs: &BlobDir,
-) -> Result<ModulePage<'a>> {
-    let hex = m.current.integrity.trim_start_matches("sha256:");
-    let bytes = std::fs::read(blobs.require(hex)?)
-        .with_context(|| format!("reading the content of {}", m.full_name()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let cut = text
-        .char_indices()
-        .nth(MAX_PAGE_CONTENT)
-        .map_or(text.len(), |(i, _)| i);
-    Ok(ModulePage {
-        user: &m.user,
-        name: &m.name,
-        gist: &m.gist,
-        description: &m.description,
-        tags: &m.tags,
-        created: m.created.as_deref(),
-        updated: m.updated.as_deref(),
-        revision: &m.current.revision,
-        file: &m.current.file,
-        size: m.current.size,
-        integrity: &m.current.integrity,
-        revisions: m
-            .revisions()
-            .map(|r| PageRevision {
-                revision: &r.revision,
-                committed_at: r.committed_at.as_deref(),
-                size: r.size,
-                integrity: &r.integrity,
-            })
-            .collect(),
-        dependencies: &m.current.dependencies,
-        dependents,
-        advisories,
-        stale: m.stale.as_deref(),
-        import_line: format!("@import {{ ... }} from \"mlld://{}/{}\"", m.user, m.name),
-        content_truncated: cut < text.len(),
-        content: text[..cut].to_string(),
-    })
+/// A module's page data, `modules/{full}.js`: a script calling the page's
+/// `mlldRegistry.module`, so that it loads from `file://` too.
+fn write_page(dest: &Path, full: &str, page: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_string(page)?;
+    write_file(
+        dest,
+        &format!("modules/{full}.js"),
+        format!("mlldRegistry.module({json});\n").as_bytes(),
+    )
 }
 
 fn write_file(dest: &Path, rel: &str, bytes: &[u8]) -> Result<()> {

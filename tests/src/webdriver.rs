@@ -1,6 +1,7 @@
 //! Just enough of the W3C WebDriver protocol to drive headless Chromium
 //! through chromedriver from tests: navigate, find, type, click, read,
-//! run a script, take a screenshot.
+//! run a script, take a screenshot, press keys, emulate a screen size and
+//! colour scheme (through chromedriver's DevTools endpoint).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +29,20 @@ pub fn find_browser() -> Option<(String, String)> {
         ])?,
         which(&["/usr/bin/chromedriver"])?,
     ))
+}
+
+/// A started headless Chromium, or `None` (and a note) on a machine
+/// without one; CI must have one (see `.ci/run`).
+pub fn browser_or_skip() -> Option<Browser> {
+    let Some((chromium, driver)) = find_browser() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium and chromium-driver (see .ci/run)"
+        );
+        eprintln!("no chromium/chromedriver here; skipping the browser test");
+        return None;
+    };
+    Some(Browser::start(&chromium, &driver).expect("headless chromium starts"))
 }
 
 pub struct Browser {
@@ -178,6 +193,64 @@ impl Browser {
         std::fs::create_dir_all(dest.parent().context("no parent")?)?;
         std::fs::write(dest, png)?;
         Ok(())
+    }
+}
+
+impl Browser {
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+    }
+
+    /// Lays the page out as on a screen `width` by `height` CSS pixels.
+    pub fn set_viewport(&self, width: u32, height: u32) -> Result<()> {
+        let mobile = width < 600;
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
+        )
+        .map(drop)
+    }
+
+    /// Emulates `prefers-color-scheme` (`light` or `dark`).
+    pub fn set_color_scheme(&self, scheme: &str) -> Result<()> {
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+        )
+        .map(drop)
+    }
+
+    /// Presses keys on whatever has the focus (WebDriver key codes, e.g.
+    /// `\u{E015}` for the down arrow, `\u{E007}` for Enter).
+    pub fn press(&self, keys: &str) -> Result<()> {
+        let mut actions = Vec::new();
+        for key in keys.chars() {
+            actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
+        )
+        .map(drop)
+    }
+
+    /// Reloads the current page.
+    pub fn refresh(&self) -> Result<()> {
+        self.call(reqwest::Method::POST, "/refresh", Some(json!({})))
+            .map(drop)
+    }
+
+    /// Goes back one entry in the history.
+    pub fn back(&self) -> Result<()> {
+        self.call(reqwest::Method::POST, "/back", Some(json!({})))
+            .map(drop)
     }
 }
 

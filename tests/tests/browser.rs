@@ -1,57 +1,70 @@
 //! The web page in headless Chromium, against a site built from the
-//! examples and served on loopback (and from file://): search, a module
-//! page with an advisory badge, inert injected HTML, the import line, a screenshot.
+//! examples and served on loopback (and from file://): a module page worth
+//! reading (rendered and sanitised documentation, the import line and its
+//! copy button, source link, tags and authors, dates, revisions and
+//! versions with their advisories), inert injected HTML, unknown modules.
+//! Search, listings and layout are in browser_find.rs and browser_layout.rs.
+
+use std::path::Path;
 
 use mlld_e2e::http::{HttpServer, static_files};
-use mlld_e2e::webdriver::{Browser, find_browser};
-use mlld_e2e::{build_examples, build_time, workspace_root};
-use serde_json::json;
+use mlld_e2e::webdriver::{Browser, browser_or_skip};
+use mlld_e2e::{build_examples, build_from, build_time, demo_key, examples, workspace_root};
+use serde_json::{Value, json};
 
-fn browser() -> Option<Browser> {
-    let Some((chromium, driver)) = find_browser() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install chromium and chromium-driver (see .ci/run)"
-        );
-        eprintln!("no chromium/chromedriver here; skipping the browser test");
-        return None;
-    };
-    Some(Browser::start(&chromium, &driver).expect("headless chromium starts"))
+fn shot(b: &Browser, name: &str) {
+    b.screenshot(&workspace_root().join(format!("target/browser/{name}.png")))
+        .unwrap();
+}
+
+/// Sets the search box as a user would and waits for the results to settle.
+fn search(b: &Browser, query: &str) {
+    b.eval(&format!("const q = document.getElementById('q'); q.value = {}; q.dispatchEvent(new Event('input')); return 1", json!(query))).unwrap();
+    b.wait_for(&format!(
+        "return new URLSearchParams(location.hash.split('?')[1] || '').get('q') === {}",
+        json!(query)
+    ))
+    .unwrap();
+}
+
+/// The examples' gists with hostile Markdown in prompt-kit's README.
+fn gists_with_hostile_readme(dir: &Path) -> std::path::PathBuf {
+    let gists = dir.join("gists");
+    mlld_e2e::copy_dir(&examples().join("gists"), &gists);
+    let path = gists.join("bb37439abcc06aa19c9230dd144038b6.json");
+    let mut gist: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let readme = concat!(
+        "# prompt-kit\n\n<script>window.alerted = true</script>\n\n",
+        "<img src=\"https://evil.example/pixel.png\" onerror=\"window.alerted = true\">\n\n",
+        "<a href=\"https://example.org/\" onmouseover=\"window.alerted = true\">docs</a> ",
+        "[click](javascript:window.alerted=true)\n\n",
+        "![tracker](https://evil.example/t.gif)\n\n```mlld\n/show @x <b>not bold</b>\n```\n",
+    );
+    gist["files"]["README.md"]["content"] = json!(readme);
+    gist["files"]["README.md"]["size"] = json!(readme.len());
+    std::fs::write(&path, serde_json::to_vec_pretty(&gist).unwrap()).unwrap();
+    gists
 }
 
 #[test]
-fn search_module_page_advisories_and_escaping_in_a_real_browser() {
-    let Some(b) = browser() else { return };
+fn a_module_page_worth_reading() {
+    let Some(b) = browser_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
-    build_examples(dir.path(), None, build_time());
-    let server = HttpServer::start(static_files(dir.path().to_path_buf()));
-    b.goto(&format!("{}/", server.url())).unwrap();
-    b.wait_for("return document.getElementById('summary').textContent.includes('24 of 24')")
-        .unwrap();
-    assert_eq!(
-        b.eval("return getComputedStyle(document.getElementById('q')).borderRadius")
-            .unwrap(),
-        json!("6px"),
-        "the stylesheet loaded"
+    let site = dir.path().join("site");
+    let gists = gists_with_hostile_readme(dir.path());
+    build_from(
+        &site,
+        None,
+        build_time(),
+        demo_key(),
+        &examples().join("registry"),
+        &gists,
     );
-
-    // Search as you type: the exact name ranks first.
-    b.type_into("#q", "json-utils").unwrap();
-    let first = b.wait_for("const a = document.querySelector('#results li .name'); return a && document.getElementById('summary').textContent.includes('match') && a.textContent").unwrap();
-    assert_eq!(first, json!("adamavenir/json-utils"));
-    b.eval("const q = document.getElementById('q'); q.value = 'tag:llm'; q.dispatchEvent(new Event('input')); return 1").unwrap();
-    b.wait_for("return [...document.querySelectorAll('#results .name')].some(a => a.textContent === 'sarah-k/llm-judge')").unwrap();
-    let tagged = b.eval("return [...document.querySelectorAll('#results .tag')].length > 0 && [...document.querySelectorAll('#results li')].every(li => [...li.querySelectorAll('.tag')].some(t => t.textContent === 'llm'))").unwrap();
-    assert_eq!(tagged, json!(true), "every result carries the tag");
-
-    // A module with an advisory: the badge shows in the results and on its page.
-    b.eval("const q = document.getElementById('q'); q.value = 'llm-cache'; q.dispatchEvent(new Event('input')); return 1").unwrap();
-    b.wait_for("const a = document.querySelector('#results li .name'); return a && a.textContent === 'sarah-k/llm-cache' && document.querySelector('#results li .badge.advisory')").unwrap();
-    b.click("#results li .name").unwrap();
-    b.wait_for(
-        "return location.hash === '#/sarah-k/llm-cache' && document.getElementById('advisories')",
-    )
-    .unwrap();
+    let server = HttpServer::start(static_files(site.clone()));
+    b.goto(&format!("{}/#/sarah-k/llm-cache", server.url()))
+        .unwrap();
+    b.wait_for("return document.getElementById('advisories')")
+        .unwrap();
     let advisory = b
         .eval("return document.getElementById('advisories').textContent")
         .unwrap();
@@ -62,6 +75,60 @@ fn search_module_page_advisories_and_escaping_in_a_real_browser() {
             .contains("2024-001 [high] cache-poisoning"),
         "{advisory}"
     );
+    // The import line runs in today's mlld, and the button copies exactly it.
+    let line = b
+        .eval("return document.getElementById('import-line').textContent")
+        .unwrap();
+    let line = line.as_str().unwrap();
+    assert!(
+        line.starts_with("/import { @") && line.ends_with(" } from @sarah-k/llm-cache"),
+        "{line}"
+    );
+    b.eval("window.copied = null; Object.defineProperty(navigator, 'clipboard', { value: { writeText: (t) => { window.copied = t; return Promise.resolve(); } } }); return 1").unwrap();
+    b.click("#copy-import").unwrap();
+    b.wait_for("return document.getElementById('copy-import').textContent === 'Copied'")
+        .unwrap();
+    assert_eq!(b.eval("return window.copied").unwrap(), json!(line));
+    // Source, tags and author as links; dates readable, exact on hover.
+    let source = b
+        .eval("const a = document.querySelector('.source a'); return [a.href, a.rel]")
+        .unwrap();
+    assert!(
+        source[0]
+            .as_str()
+            .unwrap()
+            .starts_with("https://gist.github.com/sarah-k/27eea315972f5c49098c7b5b05f531dc/"),
+        "{source}"
+    );
+    assert_eq!(source[1], "nofollow noopener");
+    let tags = b
+        .eval("return [...document.querySelectorAll('#module .tags a')].map(a => a.getAttribute('href'))")
+        .unwrap();
+    assert!(
+        tags.as_array().unwrap().contains(&json!("#/?q=tag%3Allm")),
+        "{tags}"
+    );
+    let dates = b
+        .eval("return [...document.querySelectorAll('#module time')].map(t => [t.textContent, t.title])")
+        .unwrap();
+    let first = &dates[0];
+    assert!(
+        first[1].as_str().unwrap().ends_with(" UTC") && first[0].as_str().unwrap().contains(", 20"),
+        "{dates}"
+    );
+    // Every revision shows the advisory that affects it.
+    let revisions = b
+        .eval("return [...document.querySelectorAll('#revisions tbody tr')].map(r => r.querySelector('.adv').textContent)")
+        .unwrap();
+    assert!(!revisions.as_array().unwrap().is_empty());
+    assert!(
+        revisions
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r == "2024-001"),
+        "{revisions}"
+    );
     let deps = b
         .eval("return [...document.querySelectorAll('#module ul a')].map(a => a.textContent)")
         .unwrap();
@@ -69,19 +136,65 @@ fn search_module_page_advisories_and_escaping_in_a_real_browser() {
         deps,
         json!(["adamavenir/json-utils", "sarah-k/eval-report"])
     );
-    assert_eq!(
-        b.eval("return document.getElementById('import-line').textContent")
-            .unwrap(),
-        json!("@import { ... } from \"mlld://sarah-k/llm-cache\"")
+    shot(&b, "module-page");
+    // The author link lists the author's modules.
+    b.click("#module dl.meta dd a").unwrap();
+    b.wait_for("return document.getElementById('list-title').textContent === 'Modules by sarah-k' && document.querySelectorAll('#results li').length === 4").unwrap();
+
+    // Rendered documentation: hostile Markdown is inert.
+    b.eval("window.alerted = false; window.alert = () => { window.alerted = true; }; location.hash = '#/mlld-lang/prompt-kit'; return 1").unwrap();
+    b.wait_for("return document.getElementById('doc')").unwrap();
+    let doc = b
+        .eval("const d = document.getElementById('doc'); return { h1: d.querySelector('h1') && d.querySelector('h1').textContent, active: d.querySelectorAll('script, img, iframe, [onerror], [onmouseover], [onclick]').length, js: [...d.querySelectorAll('a')].filter(a => /^javascript:/i.test(a.getAttribute('href') || '')).length, rels: [...d.querySelectorAll('a[href]')].map(a => a.rel), image: [...d.querySelectorAll('a')].some(a => a.textContent === 'image: tracker' && a.href === 'https://evil.example/t.gif'), code: d.querySelector('pre code').textContent, bold: d.querySelectorAll('pre b').length }")
+        .unwrap();
+    assert_eq!(doc["h1"], "prompt-kit", "{doc}");
+    assert_eq!(doc["active"], 0, "{doc}");
+    assert_eq!(doc["js"], 0, "{doc}");
+    assert_eq!(doc["image"], true, "remote images become links: {doc}");
+    assert!(
+        doc["rels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r == "nofollow noopener"),
+        "{doc}"
     );
-    b.click("#copy-import").unwrap();
-    b.wait_for("return document.getElementById('copy-import').textContent === 'Copied'")
+    assert_eq!(doc["code"], "/show @x <b>not bold</b>\n", "{doc}");
+    assert_eq!(doc["bold"], 0);
+    let images = b
+        .eval("return performance.getEntriesByType('resource').filter(r => r.name.includes('evil.example')).length")
         .unwrap();
-    b.screenshot(&workspace_root().join("target/browser/module-page.png"))
+    assert_eq!(
+        images,
+        json!(0),
+        "nothing was fetched from the README's hosts"
+    );
+    assert_eq!(b.eval("return window.alerted").unwrap(), json!(false));
+    shot(&b, "module-readme");
+
+    // A `.mld.md` module reads as Markdown, its code as code.
+    b.eval("location.hash = '#/textkit/md-toc'; return 1")
         .unwrap();
+    let toc = b
+        .wait_for("const d = document.getElementById('doc'); return d && [d.querySelector('h1').textContent, [...d.querySelectorAll('pre code')].map(c => c.textContent)]")
+        .unwrap();
+    assert_eq!(toc[0], "md-toc");
+    assert!(
+        toc[1].as_array().unwrap().iter().any(|c| c
+            .as_str()
+            .unwrap()
+            .starts_with("/import { @wrap } from @textkit/text-wrap")),
+        "{toc}"
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('content')").unwrap(),
+        Value::Null,
+        "shown once"
+    );
 
     // Injected HTML in a description is text, not markup.
-    b.eval("window.alerted = false; window.alert = () => { window.alerted = true; }; location.hash = '#/nora-ml/llm-summarize'; return 1").unwrap();
+    b.eval("location.hash = '#/nora-ml/llm-summarize'; return 1")
+        .unwrap();
     let desc = b
         .wait_for("const d = document.querySelector('#module .desc'); return d && d.textContent")
         .unwrap();
@@ -96,37 +209,60 @@ fn search_module_page_advisories_and_escaping_in_a_real_browser() {
             .unwrap(),
         json!(0)
     );
-    assert_eq!(b.eval("return window.alerted").unwrap(), json!(false));
-    b.eval("location.hash = '#/'; const q = document.getElementById('q'); q.value = 'summaries'; q.dispatchEvent(new Event('input')); return 1").unwrap();
+    search(&b, "summaries");
     b.wait_for("const a = document.querySelector('#results li .name'); return a && a.textContent === 'nora-ml/llm-summarize'").unwrap();
     assert_eq!(
         b.eval("return document.querySelectorAll('#results b, #results script').length")
             .unwrap(),
         json!(0)
     );
-    b.screenshot(&workspace_root().join("target/browser/search-escaped.png"))
+    assert_eq!(b.eval("return window.alerted").unwrap(), json!(false));
+    shot(&b, "search-escaped");
+}
+
+#[test]
+fn an_unknown_module_says_so_and_suggests_near_names() {
+    let Some(b) = browser_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let server = HttpServer::start(static_files(dir.path().to_path_buf()));
+    for base in [
+        server.url(),
+        format!("file://{}/index.html", dir.path().display()),
+    ] {
+        b.goto(&format!("{base}#/sarah-k/llm-cahce")).unwrap();
+        let near = b
+            .wait_for("const n = document.querySelector('#near ul'); return n && [document.querySelector('#module h2').textContent, [...n.querySelectorAll('a')].map(a => a.textContent)]")
+            .unwrap();
+        assert_eq!(near[0], "No module named sarah-k/llm-cahce", "{base}");
+        assert_eq!(near[1][0], "sarah-k/llm-cache", "{near}");
+    }
+    shot(&b, "unknown-module");
+    // A name that cannot be a path is unknown at once, with no request.
+    b.eval("location.hash = '#/..%2F..%2Fetc/passwd'; return 1")
         .unwrap();
+    b.wait_for("const h = document.querySelector('#module h2'); return h && h.textContent.startsWith('No module named')").unwrap();
 }
 
 #[test]
 fn the_page_works_from_file_urls() {
-    let Some(b) = browser() else { return };
+    let Some(b) = browser_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     build_examples(dir.path(), None, build_time());
     b.goto(&format!(
-        "file://{}/index.html#/textkit/md-toc",
+        "file://{}/index.html#/textkit/string-case",
         dir.path().display()
     ))
     .unwrap();
     let title = b
         .wait_for("const n = document.querySelector('#module .name'); return n && n.textContent")
         .unwrap();
-    assert_eq!(title, json!("textkit/md-toc"));
+    assert_eq!(title, json!("textkit/string-case"));
     let content = b
         .eval("return document.getElementById('content').textContent")
         .unwrap();
     assert!(
-        content.as_str().unwrap().contains("mlld-run"),
+        content.as_str().unwrap().contains("@camelCase"),
         "the module's content is shown"
     );
     b.eval("location.hash = '#/'; return 1").unwrap();
@@ -136,19 +272,27 @@ fn the_page_works_from_file_urls() {
 
 #[test]
 fn versioned_modules_in_search_and_on_their_page() {
-    let Some(b) = browser() else { return };
+    let Some(b) = browser_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     // Hostile text in a versioned module's metadata stays text.
     let registry = dir.path().join("registry");
-    mlld_e2e::copy_dir(&mlld_e2e::examples().join("registry"), &registry);
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
     let metadata = registry.join("modules/alice-dev/prompt-lib/metadata.json");
-    let mut json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
     json["about"] =
         json!("Prompt templates <img src=x onerror=\"window.alerted=true\"> <b>bold</b>");
     std::fs::write(&metadata, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    // An advisory on the versioned json-utils.
+    let advisories = registry.join("adamavenir/advisories.json");
+    let mut file: Value = serde_json::from_slice(&std::fs::read(&advisories).unwrap()).unwrap();
+    file["advisories"] = json!([{
+        "id": "2025-007", "created": "2025-08-01T09:30:00Z", "severity": "high",
+        "affects": ["json-utils"], "type": "prototype-pollution",
+        "description": "@getPath follows __proto__.", "recommendation": "Update."
+    }]);
+    std::fs::write(&advisories, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
     let site = dir.path().join("site");
-    mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
+    mlld_e2e::build_with(&site, None, build_time(), demo_key(), &registry);
     let server = HttpServer::start(static_files(site.clone()));
     b.goto(&format!("{}/", server.url())).unwrap();
     b.wait_for(
@@ -156,8 +300,8 @@ fn versioned_modules_in_search_and_on_their_page() {
     )
     .unwrap();
 
-    b.type_into("#q", "prompt-lib").unwrap();
-    let first = b.wait_for("const a = document.querySelector('#results li .name'); return a && document.getElementById('summary').textContent.includes('match') && [a.textContent, a.parentNode.querySelector('.version').textContent]").unwrap();
+    search(&b, "prompt-lib");
+    let first = b.wait_for("const a = document.querySelector('#results li .name'); return a && [a.textContent, a.parentNode.querySelector('.version').textContent]").unwrap();
     assert_eq!(first, json!(["@alice-dev/prompt-lib", "1.2.0"]));
     assert_eq!(
         b.eval("return document.querySelectorAll('#results img, #results b').length")
@@ -173,14 +317,38 @@ fn versioned_modules_in_search_and_on_their_page() {
     )
     .unwrap();
     let versions = b
-        .eval("return [...document.querySelectorAll('#versions tr')].slice(1).map(r => [...r.children].map(c => c.textContent))")
+        .eval("return [...document.querySelectorAll('#versions tbody tr')].map(r => [...r.children].map(c => c.querySelector('time') ? c.querySelector('time').title : c.textContent))")
         .unwrap();
     assert_eq!(
         versions,
         json!([
-            ["1.3.0-beta.1", "2025-10-01T12:00:00Z", "js", "*", "CC0"],
-            ["1.2.0", "2025-07-15T12:00:00Z", "js", ">=2.0.0", "CC0"],
-            ["1.0.0", "2025-05-02T08:00:00Z", "js", ">=2.0.0", "CC0"]
+            [
+                "1.3.0-beta.1",
+                "2025-10-01 12:00:00 UTC",
+                "beta",
+                "js",
+                "*",
+                "CC0",
+                ""
+            ],
+            [
+                "1.2.0",
+                "2025-07-15 12:00:00 UTC",
+                "latest",
+                "js",
+                ">=2.0.0",
+                "CC0",
+                ""
+            ],
+            [
+                "1.0.0",
+                "2025-05-02 08:00:00 UTC",
+                "stable",
+                "js",
+                ">=2.0.0",
+                "CC0",
+                ""
+            ]
         ])
     );
     let tags = b
@@ -190,11 +358,23 @@ fn versioned_modules_in_search_and_on_their_page() {
         tags,
         json!(["beta → 1.3.0-beta.1", "latest → 1.2.0", "stable → 1.0.0"])
     );
-    assert_eq!(
-        b.eval("return document.getElementById('import-line').textContent")
-            .unwrap(),
-        json!("/import @alice-dev/prompt-lib")
+    let line = b
+        .eval("return document.getElementById('import-line').textContent")
+        .unwrap();
+    assert!(
+        line.as_str()
+            .unwrap()
+            .ends_with(" } from @alice-dev/prompt-lib@^1.2.0"),
+        "{line}"
     );
+    let doc = b
+        .eval("return document.querySelector('#doc h1').textContent")
+        .unwrap();
+    assert!(doc.as_str().unwrap().starts_with("prompt-lib"), "{doc}");
+    let source = b
+        .eval("return document.querySelector('.source a').href")
+        .unwrap();
+    assert!(source.as_str().unwrap().starts_with("https://"), "{source}");
     let desc = b
         .eval("return document.querySelector('#module .desc').textContent")
         .unwrap();
@@ -212,8 +392,17 @@ fn versioned_modules_in_search_and_on_their_page() {
         files.as_array().unwrap().contains(&json!("index.mld")),
         "{files}"
     );
-    b.screenshot(&workspace_root().join("target/browser/versioned-page.png"))
+    shot(&b, "versioned-page");
+
+    // The advisory shows on every version it affects.
+    b.eval("location.hash = '#/@adamavenir/json-utils'; return 1")
         .unwrap();
+    let affected = b
+        .wait_for("const rows = [...document.querySelectorAll('#versions tbody tr')]; return rows.length && document.getElementById('advisories') && rows.map(r => r.querySelector('.adv').textContent)")
+        .unwrap();
+    let affected = affected.as_array().unwrap();
+    assert!(affected.len() >= 2, "{affected:?}");
+    assert!(affected.iter().all(|a| a == "2025-007"), "{affected:?}");
 
     // From file:// too.
     b.goto(&format!(

@@ -13,6 +13,7 @@ fn the_site_has_every_published_file() {
     for f in [
         "index.html",
         "app.js",
+        "search.js",
         "style.css",
         "data/site.js",
         "advisories.json",
@@ -60,10 +61,7 @@ fn the_site_has_every_published_file() {
 fn module_pages_show_what_info_shows() {
     let dir = tempfile::tempdir().unwrap();
     build_examples(dir.path(), None, build_time());
-    let page: Value = serde_json::from_slice(
-        &fs::read(dir.path().join("modules/sarah-k/llm-cache.json")).unwrap(),
-    )
-    .unwrap();
+    let page = script_json(&dir.path().join("modules/sarah-k/llm-cache.js"), "module");
     assert_eq!(
         page["dependencies"],
         serde_json::json!(["adamavenir/json-utils"])
@@ -73,10 +71,6 @@ fn module_pages_show_what_info_shows() {
         serde_json::json!(["sarah-k/eval-report"])
     );
     assert_eq!(page["advisories"][0]["id"], "2024-001");
-    assert_eq!(
-        page["importLine"],
-        "@import { ... } from \"mlld://sarah-k/llm-cache\""
-    );
     let recorded: Value = serde_json::from_slice(
         &fs::read(examples().join("gists/27eea315972f5c49098c7b5b05f531dc.json")).unwrap(),
     )
@@ -85,16 +79,108 @@ fn module_pages_show_what_info_shows() {
         page["content"],
         recorded["files"]["llm-cache.mld"]["content"]
     );
-    let js = fs::read_to_string(dir.path().join("modules/sarah-k/llm-cache.js")).unwrap();
-    assert!(
-        js.starts_with("mlldRegistry.module({"),
-        "the page's loader works from file://"
+    // The import line names what the module exports, in today's syntax.
+    let exports: Vec<&str> = page["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(!exports.is_empty());
+    assert_eq!(
+        page["importLine"],
+        format!(
+            "/import {{ {} }} from @sarah-k/llm-cache",
+            exports.join(", ")
+        )
+    );
+    assert_eq!(
+        page["sourceUrl"],
+        format!(
+            "https://gist.github.com/sarah-k/27eea315972f5c49098c7b5b05f531dc/{}",
+            page["revision"].as_str().unwrap()
+        )
     );
     // Markup in registry data stays data: JSON strings, rendered by the page as text.
-    let html = fs::read_to_string(dir.path().join("modules/nora-ml/llm-summarize.json")).unwrap();
+    let html = fs::read_to_string(dir.path().join("modules/nora-ml/llm-summarize.js")).unwrap();
     assert!(
         html.contains("<script>alert(1)</script>"),
         "kept verbatim in data, escaped only by rendering"
+    );
+}
+
+#[test]
+fn each_module_page_is_written_once_as_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let pages: Vec<String> = tree(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("modules/"))
+        .collect();
+    assert_eq!(pages.len(), 29, "{pages:?}");
+    assert!(
+        pages.iter().all(|p| p.ends_with(".js")),
+        "no second (.json) copy: {pages:?}"
+    );
+}
+
+#[test]
+fn documentation_is_rendered_at_build_time() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    // A gist's README.md beside a plain module file.
+    let kit = script_json(
+        &dir.path().join("modules/mlld-lang/prompt-kit.js"),
+        "module",
+    );
+    assert_eq!(kit["docFile"], "README.md");
+    let doc = kit["doc"].as_str().unwrap();
+    assert!(doc.contains("<h1>prompt-kit</h1>"), "{doc}");
+    assert!(
+        doc.contains(
+            "<pre><code>/import { @render, @system, @fewShot } from @mlld-lang/prompt-kit"
+        ),
+        "{doc}"
+    );
+    assert!(kit["content"].as_str().unwrap().contains("/export {"));
+    // A `.mld.md` module is its own documentation, its code shown as code.
+    let toc = script_json(&dir.path().join("modules/textkit/md-toc.js"), "module");
+    assert_eq!(toc["docFile"], "md-toc.mld.md");
+    assert!(toc.get("content").is_none(), "shown once, rendered");
+    let doc = toc["doc"].as_str().unwrap();
+    assert!(doc.contains("<h1>md-toc</h1>"), "{doc}");
+    assert!(
+        doc.contains("<pre><code>/import { @wrap } from @textkit/text-wrap"),
+        "{doc}"
+    );
+    assert!(
+        !doc.contains("author: textkit"),
+        "front matter is not prose: {doc}"
+    );
+    assert_eq!(
+        toc["importLine"],
+        "/import { @headings, @toc, @wrappedToc } from @textkit/md-toc"
+    );
+    // A versioned module: its README, and an import pinned to the latest release.
+    let lib = script_json(
+        &dir.path().join("modules/@alice-dev/prompt-lib.js"),
+        "module",
+    );
+    assert_eq!(lib["docFile"], "README.md");
+    assert!(lib["doc"].as_str().unwrap().contains("<h1>prompt-lib"));
+    assert!(
+        lib["importLine"]
+            .as_str()
+            .unwrap()
+            .ends_with(" } from @alice-dev/prompt-lib@^1.2.0"),
+        "{}",
+        lib["importLine"]
+    );
+    let source = lib["sourceUrl"].as_str().unwrap();
+    assert!(
+        source.starts_with("https://")
+            && source.contains(lib["source"]["commit"].as_str().unwrap()),
+        "{source}"
     );
 }
 
@@ -219,10 +305,10 @@ fn versioned_modules_are_listed_and_have_pages() {
         "without tags, latest is the highest accepted version"
     );
 
-    let page: Value = serde_json::from_slice(
-        &fs::read(dir.path().join("modules/@alice-dev/prompt-lib.json")).unwrap(),
-    )
-    .unwrap();
+    let page = script_json(
+        &dir.path().join("modules/@alice-dev/prompt-lib.js"),
+        "module",
+    );
     assert_eq!(page["versioned"], true);
     assert_eq!(
         page["distTags"],
@@ -255,10 +341,8 @@ fn versioned_modules_are_listed_and_have_pages() {
         "{}",
         page["dependencies"]
     );
-    assert_eq!(page["importLine"], "/import @alice-dev/prompt-lib");
     assert_eq!(page["advisories"], serde_json::json!([]));
     let js = fs::read_to_string(dir.path().join("modules/@alice-dev/prompt-lib.js")).unwrap();
-    assert!(js.starts_with("mlldRegistry.module({"));
     // A rebuild with nothing new keeps the page (not regenerated, not cleaned up).
     build_examples(dir.path(), None, build_time());
     assert_eq!(
@@ -266,14 +350,41 @@ fn versioned_modules_are_listed_and_have_pages() {
         js
     );
     // The Phase-1 namesake keeps its own page.
+    assert!(dir.path().join("modules/adamavenir/json-utils.js").exists());
     assert!(
         dir.path()
-            .join("modules/adamavenir/json-utils.json")
+            .join("modules/@adamavenir/json-utils.js")
             .exists()
     );
-    assert!(
-        dir.path()
-            .join("modules/@adamavenir/json-utils.json")
-            .exists()
+}
+
+#[test]
+fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let build = || {
+        mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
+    };
+    build();
+    // As a site built before pages were written once left it.
+    let legacy = site.join("modules/sarah-k/llm-cache.json");
+    let kept = site.join("modules/textkit/slugify.json");
+    fs::write(&legacy, "{}").unwrap();
+    fs::write(&kept, "{}").unwrap();
+    let path = registry.join("sarah-k/registry.json");
+    let text = fs::read_to_string(&path).unwrap();
+    let changed = text.replacen(
+        "Disk cache for LLM responses",
+        "A disk cache for LLM responses",
+        1,
     );
+    assert_ne!(text, changed);
+    fs::write(&path, changed).unwrap();
+    build();
+    assert!(!legacy.exists(), "a rewritten page leaves no .json copy");
+    assert!(site.join("modules/sarah-k/llm-cache.js").exists());
+    // Pages not rewritten are not touched (a new page format rewrites them all).
+    assert!(kept.exists());
 }

@@ -1,14 +1,16 @@
 //! The web page's data for versioned modules (`@author/name`): their listing
 //! rows and one page each, written beside the Phase-1 ones by `site_data`.
 //!
-//! Pages live at `modules/@author/name.{json,js}`: a Phase-1 user name never
+//! Pages live at `modules/@author/name.js`: a Phase-1 user name never
 //! starts with `@`, so the two kinds never share a path.
 
 use anyhow::{Context, Result};
 use mlld_schemas::names::same_user;
-use mlld_schemas::{AdvisoryRecord, SourceRecord, VersionRecord, VersionedModule};
+use mlld_schemas::{AdvisoryRecord, SourceRecord, VersionedModule};
 use serde::Serialize;
 
+use super::doc;
+use super::gist_page::blob_text;
 use crate::blobs::BlobDir;
 
 /// What one versioned module's page shows.
@@ -35,8 +37,22 @@ pub struct VersionedPage<'a> {
     keywords: &'a [String],
     dependencies: &'a [String],
     advisories: Vec<&'a AdvisoryRecord>,
+    exports: Vec<String>,
     import_line: String,
-    content: String,
+    /// The source at the latest version's pinned commit, when it has a URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_url: Option<String>,
+    /// The file `doc` was rendered from: the entry file when it is Markdown
+    /// (`.mld.md`), else the version's README.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc_file: Option<&'a str>,
+    /// Sanitised HTML (see `doc::render_markdown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc: Option<String>,
+    /// The entry file as text, unless it is the rendered `doc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     content_truncated: bool,
 }
 
@@ -61,18 +77,26 @@ pub fn advisories<'m>(
         .collect()
 }
 
-/// The listing row: `[@author, name, about, keywords, advisory, stale, latest]`.
-pub fn row(module: &VersionedModule, advisory: bool) -> serde_json::Value {
+/// The listing row (see `site_data::Row`): `@author`, the latest version's
+/// keywords and version, and when the newest version was published.
+pub fn row(module: &VersionedModule, advisory: bool) -> super::Row<'_> {
     let latest = module.latest();
-    serde_json::json!([
+    let published = module
+        .versions
+        .iter()
+        .filter_map(|v| super::unix_time(v.published_at.as_deref()))
+        .max()
+        .unwrap_or(0);
+    super::Row(
         format!("@{}", module.author),
-        module.name,
-        module.about,
+        &module.name,
+        &module.about,
         latest.map(|v| v.keywords.as_slice()).unwrap_or_default(),
         u8::from(advisory),
         0,
         latest.map_or("", |v| v.version.as_str()),
-    ])
+        published,
+    )
 }
 
 /// The page of `module`, or `None` when it has no version to show.
@@ -85,7 +109,31 @@ pub fn page<'a>(
     let Some(latest) = module.latest() else {
         return Ok(None);
     };
-    let (content, content_truncated) = entry_content(module, latest, blobs, max_content)?;
+    let text = blob_text(blobs, &latest.integrity).with_context(|| {
+        format!(
+            "reading the entry file of {}@{}",
+            module.full_name(),
+            latest.version
+        )
+    })?;
+    let exports = doc::exports(&text);
+    let (shown, content_truncated) = doc::cut(&text, max_content);
+    let (doc_file, doc, content) = if doc::is_markdown(&latest.entry) {
+        let html = doc::render_markdown(&shown);
+        (Some(latest.entry.as_str()), Some(html), None)
+    } else {
+        let readme = doc::readme(latest.files.iter().map(|f| f.path.as_str()));
+        let file = readme.and_then(|r| latest.files.iter().find(|f| f.path == r));
+        let html = match file {
+            Some(f) => {
+                let text = blob_text(blobs, &f.sha256)
+                    .with_context(|| format!("reading {} of {}", f.path, module.full_name()))?;
+                Some(doc::render_markdown(&doc::cut(&text, max_content).0))
+            }
+            None => None,
+        };
+        (readme, html, Some(shown))
+    };
     Ok(Some(VersionedPage {
         versioned: true,
         user: format!("@{}", module.author),
@@ -115,31 +163,18 @@ pub fn page<'a>(
         keywords: &latest.keywords,
         dependencies: &latest.dependencies,
         advisories,
-        // Exports are not recorded, so the line imports the module whole.
-        import_line: format!("/import {}", module.full_name()),
+        import_line: doc::import_line(
+            &module.full_name(),
+            &exports,
+            Some(doc::pin_range(&latest.version).as_str()),
+        ),
+        exports,
+        source_url: doc::source_url(&latest.source, &module.author),
+        doc_file,
+        doc,
         content,
         content_truncated,
     }))
-}
-
-/// The latest version's entry file as text, cut at `max` characters.
-fn entry_content(
-    module: &VersionedModule,
-    latest: &VersionRecord,
-    blobs: &BlobDir,
-    max: usize,
-) -> Result<(String, bool)> {
-    let hex = latest.integrity.trim_start_matches("sha256:");
-    let bytes = std::fs::read(blobs.require(hex)?).with_context(|| {
-        format!(
-            "reading the entry file of {}@{}",
-            module.full_name(),
-            latest.version
-        )
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let cut = text.char_indices().nth(max).map_or(text.len(), |(i, _)| i);
-    Ok((text[..cut].to_string(), cut < text.len()))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use clap::Subcommand;
 mod client;
 mod crawl;
 mod install;
+mod page;
 mod scan;
 mod search;
 mod search_queries;
@@ -34,6 +35,12 @@ pub enum Bench {
         after_help = "Example:\n  cargo xtask bench install\n  cargo xtask bench install --install-modules 200 --sync-modules 5000 --runs 3"
     )]
     Install(install::Args),
+    /// The web page at 100,000 modules in headless Chromium: bytes a direct
+    /// link to one module downloads, time to the first search results, site size.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench page\n  cargo xtask bench page --modules 10000 --users 1000 --runs 3"
+    )]
+    Page(page::PageArgs),
     /// Search over a synthetic 100,000-module registry: index build, query
     /// latency in-process and through `mlld-registry search`, against a
     /// linear scan of every registry.json.
@@ -66,6 +73,7 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Bench::Install(args) => install::run(args, &crate::workspace_root()),
+        Bench::Page(args) => page::run(args),
         Bench::Search(args) => search::run(args),
         Bench::Scan(args) => {
             scan::run(args)?;

@@ -1,0 +1,173 @@
+// Search over the listing, ranked exactly as `mlld-registry search` ranks
+// (client/src/search_query.rs, schemas/src/search.rs): an exact name first;
+// then each word scores by the best place it matches (name above tag above
+// author above description; an exact word above a prefix above one typo),
+// plus a hundredth of its other matches; ties in listing order, which is the
+// index's document order. The page has no module content, so words found
+// only in a module's headings or leading comment are the CLI's alone.
+"use strict";
+
+const mlldSearch = (() => {
+  const MIN_PREFIX = 2, MAX_PREFIX = 24, MAX_WORD = 40, MIN_TYPO_LEN = 4;
+  const EXACT_NAME = 10000, TIE_BREAKER = 0.01;
+  // Field, weights of an exact word, a prefix (null: none), one typo; and
+  // whether its prefixes are indexed (and so stop at MAX_PREFIX characters).
+  const TIERS = [
+    ["name", 100, 60, 40, true],
+    ["tagWords", 80, 50, 30, true],
+    ["authorWords", 30, null, 15, false],
+    ["text", 10, 6, 4, false],
+  ];
+
+  const chars = (s) => Array.from(s).length;
+  const words = (text) => text.split(/[^\p{Alphabetic}\p{N}]+/u).filter((w) => w && chars(w) <= MAX_WORD).map((w) => w.toLowerCase());
+  const termsOf = (lower) => {
+    const terms = words(lower);
+    if (terms.length > 1) {
+      const j = terms.join("");
+      if (chars(j) <= MAX_WORD) terms.push(j);
+    }
+    return terms;
+  };
+  const nameTerms = (name) => termsOf(name.toLowerCase());
+  const joined = (text) => words(text).join("");
+
+  // Every term of each field across the listing: a typo is forgiven only
+  // for a word the field does not hold anywhere.
+  const vocabulary = { name: new Set(), tagWords: new Set(), authorWords: new Set(), text: new Set() };
+  const docs = [];
+
+  /** Adds listing rows: [user, name, description, tags, …]. */
+  function add(rows) {
+    for (const row of rows) {
+      const [user, name, desc, tags] = row;
+      const login = user.replace(/^@/, "").toLowerCase();
+      const lowerTags = tags.map((t) => t.toLowerCase());
+      const doc = {
+        row,
+        exact: [name.toLowerCase(), (user + "/" + name).toLowerCase(), joined(name)].filter(Boolean),
+        name: nameTerms(name),
+        author: login,
+        authorWords: [...termsOf(login), login],
+        tags: lowerTags,
+        tagWords: lowerTags.flatMap(nameTerms),
+        text: words(desc),
+      };
+      for (const field of Object.keys(vocabulary)) for (const t of doc[field]) vocabulary[field].add(t);
+      docs.push(doc);
+    }
+  }
+
+  /** What the user asked for, or an error message. */
+  function parse(input) {
+    const q = { text: "", authors: [], tags: [] };
+    const text = [];
+    for (const token of input.split(/\s+/).filter(Boolean)) {
+      const colon = token.indexOf(":");
+      const key = colon > 0 ? token.slice(0, colon).toLowerCase() : "";
+      const value = token.slice(colon + 1);
+      if (key === "author" || key === "user" || key === "tag") {
+        if (!value) return { error: "`" + token + "` has no value; write author:USER or tag:TAG with no space after the colon" };
+        (key === "tag" ? q.tags : q.authors).push(value.toLowerCase());
+      } else text.push(token);
+    }
+    q.text = text.join(" ");
+    if (!words(q.text).length && !q.authors.length && !q.tags.length) return { error: "" };
+    return q;
+  }
+
+  // Whether a and b are at most one edit or one swap of neighbours apart.
+  const SURROGATE = /[\uD800-\uDFFF]/;
+  function withinOne(a, b) {
+    if (a === b) return true;
+    // One edit changes the length by at most one character, two code units.
+    if (Math.abs(a.length - b.length) > 2) return false;
+    const astral = SURROGATE.test(a) || SURROGATE.test(b);
+    const x = astral ? Array.from(a) : a, y = astral ? Array.from(b) : b;
+    if (Math.abs(x.length - y.length) > 1) return false;
+    let i = 0;
+    while (i < x.length && i < y.length && x[i] === y[i]) i++;
+    const rest = astral ? (p, q) => x.slice(p).join("") === y.slice(q).join("") : (p, q) => x.slice(p) === y.slice(q);
+    if (x.length === y.length) return rest(i + 1, i + 1) || (x[i] === y[i + 1] && x[i + 1] === y[i] && rest(i + 2, i + 2));
+    return x.length > y.length ? rest(i + 1, i) : rest(i, i + 1);
+  }
+
+  // What one query word may match in each field: decided once per query.
+  function plan(word) {
+    const len = chars(word);
+    return {
+      word,
+      tiers: TIERS.map(([field, exact, prefix, typo, indexedPrefix]) => ({
+        field, exact, typo, prefix,
+        byPrefix: prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX),
+        byTypo: len >= MIN_TYPO_LEN && !vocabulary[field].has(word),
+      })),
+    };
+  }
+
+  function wordScore(doc, { word, tiers }) {
+    const hits = [];
+    for (const { field, exact, prefix, typo, byPrefix, byTypo } of tiers) {
+      const terms = doc[field];
+      if (terms.includes(word)) hits.push(exact);
+      if (byPrefix && terms.some((t) => t.startsWith(word))) hits.push(prefix);
+      if (byTypo && terms.some((t) => withinOne(t, word))) hits.push(typo);
+    }
+    if (!hits.length) return 0;
+    const best = Math.max(...hits);
+    return best + TIE_BREAKER * (hits.reduce((a, b) => a + b, 0) - best);
+  }
+
+  /** Rows matching `q` (from `parse`), best first. */
+  function run(q) {
+    const qwords = words(q.text).map(plan);
+    const forms = [joined(q.text)];
+    if (!/\s/.test(q.text)) forms.push(q.text.toLowerCase());
+    const exactForms = [...new Set(forms.filter(Boolean))];
+    const hits = [];
+    docs.forEach((doc, order) => {
+      if (q.authors.some((a) => a !== doc.author)) return;
+      if (q.tags.some((t) => !doc.tags.includes(t))) return;
+      let score = 0;
+      for (const w of qwords) {
+        const s = wordScore(doc, w);
+        if (!s) return;
+        score += s;
+      }
+      for (const form of exactForms) if (doc.exact.includes(form)) score += EXACT_NAME;
+      hits.push([score, order, doc.row]);
+    });
+    hits.sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    return hits.map((h) => h[2]);
+  }
+
+  // Levenshtein distance, for near names.
+  function distance(a, b) {
+    const x = Array.from(a), y = Array.from(b);
+    let prev = Array.from({ length: y.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= x.length; i++) {
+      const cur = [i];
+      for (let j = 1; j <= y.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+    return prev[y.length];
+  }
+
+  /** Up to `limit` listed `user/name`s near `wanted`, closest first. */
+  function near(wanted, limit) {
+    const want = wanted.toLowerCase();
+    const wantName = want.split("/").pop();
+    const scored = [];
+    for (const { row } of docs) {
+      const full = (row[0] + "/" + row[1]).toLowerCase();
+      const name = row[1].toLowerCase();
+      const d = Math.min(distance(want, full), distance(wantName, name) + (want.includes("/") ? 1 : 0));
+      const related = name.includes(wantName) || wantName.includes(name);
+      if (d <= Math.max(2, Math.floor(wantName.length / 3)) || related) scored.push([related ? Math.min(d, 3) : d, row[0] + "/" + row[1]]);
+    }
+    scored.sort((a, b) => a[0] - b[0] || a[1].localeCompare(b[1]));
+    return scored.slice(0, limit).map((s) => s[1]);
+  }
+
+  return { add, parse, run, near, size: () => docs.length };
+})();

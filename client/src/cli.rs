@@ -172,6 +172,28 @@ const FLAGS_USED: &[(&str, &[&str])] = &[
     ),
     ("stats", &["project", "json", "color"]),
     (
+        "remove",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "color",
+        ],
+    ),
+    (
+        "outdated",
+        &[
+            "project",
+            "snapshot",
+            "trusted_key",
+            "json",
+            "allow_older",
+            "color",
+        ],
+    ),
+    (
         "search",
         &[
             "project",

@@ -118,6 +118,8 @@ fn every_help_shows_only_the_flags_its_command_uses() {
         "config",
         "doctor",
         "completions",
+        "remove",
+        "outdated",
     ] {
         let out = client.command(&[sub, "--help"]).output().unwrap();
         let help = assert_ok(&out);

@@ -142,3 +142,44 @@ fn the_audit_envelope_matches_its_published_schema() {
         serde_json::from_value(v).unwrap();
     assert!(!typed.data.unwrap().findings.is_empty());
 }
+
+#[test]
+fn every_problem_of_an_install_is_its_own_error_object_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @a } from @nobody-here/nothing\n\n/import { @b } from @textkit/slugify@zzzz\n",
+    );
+    write(
+        &client.project,
+        "b.mld",
+        "/import { @c } from @bad..name/x\n",
+    );
+    let (code, v) = envelope(&client, &["install", "--json", "--yes"]);
+    assert_eq!(code, Some(2), "{v}");
+    assert!(v["data"].is_null(), "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{v}");
+    let at: Vec<(String, u64)> = errors
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap();
+            let name = std::path::Path::new(file).file_name().unwrap();
+            (
+                name.to_string_lossy().into_owned(),
+                e["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(at.contains(&("main.mld".into(), 1)), "{v}");
+    assert!(at.contains(&("main.mld".into(), 3)), "{v}");
+    assert!(at.contains(&("b.mld".into(), 1)), "{v}");
+    for e in errors {
+        let code = e["code"].as_str().unwrap();
+        assert!(code == "unresolved" || code == "invalid-input", "{e}");
+        assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    }
+    assert!(!client.project.join(".mlld/mlld.lock.json").exists());
+}

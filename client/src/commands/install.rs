@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::commands::{print_json, safe};
 use crate::context::Context;
+use crate::json_output::{Problem, Problems};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::project::CacheState;
@@ -90,7 +91,16 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
     let mut report = InstallReport::default();
     // Every problem in the project is reported in one run; nothing is
     // written unless there is none.
-    let mut errors: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let mut errors: Vec<Problem> = problems
+        .iter()
+        .map(|p| Problem {
+            code: "invalid-input",
+            file: p.file.display().to_string(),
+            line: p.line,
+            column: p.column,
+            message: p.message.clone(),
+        })
+        .collect();
     for f in &found {
         let at = format!("imported at {}:{}", f.file.display(), f.line);
         locker.approvals.origin = Some(at);
@@ -98,21 +108,21 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
             Ok(locked) => report
                 .locked
                 .extend(locked.into_iter().filter(|l| l.added).map(|l| l.import)),
-            Err(e) => errors.push(format!(
-                "{}:{}: {} ({})",
-                f.file.display(),
-                f.line,
-                crate::commands::safe(&f.request.reference.to_string()),
-                crate::commands::safe(&format!("{e:#}"))
-            )),
+            Err(e) => errors.push(Problem {
+                code: "unresolved",
+                file: f.file.display().to_string(),
+                line: f.line,
+                column: None,
+                message: format!("{} ({e:#})", f.request.reference),
+            }),
         }
     }
     if !errors.is_empty() {
-        anyhow::bail!(
-            "{} problem(s); nothing was changed:\n{}",
-            errors.len(),
-            errors.join("\n")
-        );
+        return Err(Problems {
+            summary: format!("{} problem(s); nothing was changed:", errors.len()),
+            items: errors,
+        }
+        .into());
     }
     let dropped = prune(ctx, &mut locker, &found, frozen)?;
     // What the lock holds stands, with its dependencies.

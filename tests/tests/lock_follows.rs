@@ -586,7 +586,7 @@ fn outdated_lists_current_wanted_and_latest_and_exits_1_for_ci() {
     // What `outdated` calls wanted is what `update` moves to.
     assert_ok(&client.run(&["update", "--yes", "--offline"]));
     let rows = serde_json::from_slice::<Value>(&client.run(&["outdated", "--json"]).stdout)
-        .unwrap()["outdated"]
+        .unwrap()["data"]["outdated"]
         .clone();
     assert_eq!(rows[1]["current"], "1.1.0");
     assert_eq!(rows[0]["current"], JSON_UTILS_OLD);

@@ -125,7 +125,7 @@ impl Bucket {
             .output()
             .unwrap();
         let json: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
-        json["serial"]
+        json["data"]["serial"]
             .as_u64()
             .expect("sync --json reports the serial")
     }

@@ -37,14 +37,13 @@ fn the_cli_ranks_the_shared_queries_as_listed() {
             "--trusted-key",
             key.to_str().unwrap(),
         ]);
-        let names: Vec<String> = assert_ok(&out)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["name"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+        // `search --json` prints one envelope whose data lists the hits.
+        let envelope: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+        let names: Vec<String> = envelope["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| hit["name"].as_str().unwrap().to_string())
             .collect();
         if top.is_empty() || names.get(..top.len()) != Some(&top[..]) {
             wrong.push(format!("{query:?}: expected {top:?} first, got {names:?}"));

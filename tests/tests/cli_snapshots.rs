@@ -97,7 +97,13 @@ fn update_and_an_acted_on_advisory() {
     let dir = tempfile::tempdir().unwrap();
     let (_, client) = synced_then_moved_on(dir.path());
     snapshot!("audit_fix_by_update", shown(&client, &["audit"]));
+    snapshot!("outdated", shown(&client, &["outdated"]));
     snapshot!("update", shown(&client, &["update", "--yes"]));
+    snapshot!("outdated_nothing", shown(&client, &["outdated"]));
+    snapshot!(
+        "remove",
+        shown(&client, &["remove", "mlld://adamavenir/json-utils"])
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use mlld_e2e::http::{HttpServer, static_files};
-use mlld_indexer::{BuildConfig, PreviousSite, RecordedGists, SigningKey};
+use mlld_indexer::PreviousSite;
 use mlld_synth::{Synth, SynthConfig};
 
 #[derive(clap::Args)]
@@ -103,24 +103,6 @@ impl Bench {
     }
 }
 
-fn build_site(root: &Path, data: &Path, site: &Path) -> Result<()> {
-    let key = SigningKey::from_file(&root.join("examples/keys/demo.key"), None)?;
-    let mut config = BuildConfig::new(
-        data.join("registry"),
-        site.to_path_buf(),
-        key,
-        time::OffsetDateTime::now_utc(),
-    );
-    config.previous = PreviousSite::None;
-    mlld_indexer::build(
-        &config,
-        &RecordedGists {
-            dir: data.join("gists"),
-        },
-    )?;
-    Ok(())
-}
-
 pub fn run(args: ClientArgs) -> Result<()> {
     ensure!(
         args.runs > 0 && args.lock > 0,
@@ -138,7 +120,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         seed: 11,
     });
     synth.write(&data, &BTreeMap::new())?;
-    build_site(&root, &data, &site)?;
+    super::build_site(&root, &data, &site, PreviousSite::None)?;
     let server = HttpServer::start(static_files(site.clone()));
     let bench = Bench {
         bin,

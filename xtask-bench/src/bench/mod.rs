@@ -86,6 +86,29 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
     }
 }
 
+/// Builds the signed site of the synthetic registry in `data` (its
+/// `registry/` and recorded `gists/`) into `site` with the demo key.
+pub fn build_site(
+    root: &Path,
+    data: &Path,
+    site: &Path,
+    previous: mlld_indexer::PreviousSite,
+) -> Result<()> {
+    let key = mlld_indexer::SigningKey::from_file(&root.join("examples/keys/demo.key"), None)?;
+    let mut config = mlld_indexer::BuildConfig::new(
+        data.join("registry"),
+        site.to_path_buf(),
+        key,
+        time::OffsetDateTime::now_utc(),
+    );
+    config.previous = previous;
+    let gists = mlld_indexer::RecordedGists {
+        dir: data.join("gists"),
+    };
+    mlld_indexer::build(&config, &gists)?;
+    Ok(())
+}
+
 /// Builds `package` as a release build in the workspace at `root` and
 /// returns the path of its binary `bin`.
 pub fn release_binary(root: &Path, package: &str, bin: &str) -> Result<PathBuf> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use mlld_e2e::http::{HttpServer, static_files};
-use mlld_indexer::{BuildConfig, PreviousSite, RecordedGists, SigningKey};
+use mlld_indexer::PreviousSite;
 use mlld_synth::{Synth, SynthConfig};
 use serde_json::Value;
 
@@ -24,24 +24,6 @@ pub struct SyncArgs {
     changed_percent: f64,
     #[arg(long, default_value = "target/bench/sync")]
     dir: PathBuf,
-}
-
-fn build(root: &Path, data: &Path, site: &Path) -> Result<()> {
-    let key = SigningKey::from_file(&root.join("examples/keys/demo.key"), None)?;
-    let mut config = BuildConfig::new(
-        data.join("registry"),
-        site.to_path_buf(),
-        key,
-        time::OffsetDateTime::now_utc(),
-    );
-    config.previous = PreviousSite::Output;
-    mlld_indexer::build(
-        &config,
-        &RecordedGists {
-            dir: data.join("gists"),
-        },
-    )?;
-    Ok(())
 }
 
 fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(Value, f64)> {
@@ -91,7 +73,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
         seed: 7,
     });
     synth.write(&data, &BTreeMap::new())?;
-    build(&root, &data, &site)?;
+    super::build_site(&root, &data, &site, PreviousSite::Output)?;
     let server = HttpServer::start(static_files(site.clone()));
     let key = site.join("mlld-registry.pub");
     let (home_delta, home_full) = (dir.join("home-delta"), dir.join("home-full"));
@@ -102,7 +84,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
     let changed: BTreeMap<usize, u32> = (0..args.modules).step_by(step).map(|i| (i, 1)).collect();
     eprintln!("changing {} modules and rebuilding…", changed.len());
     synth.write(&data, &changed)?;
-    build(&root, &data, &site)?;
+    super::build_site(&root, &data, &site, PreviousSite::Output)?;
 
     let (full, full_secs) = sync(&bin, &home_full, &server.url(), &key, true)?;
     let (delta, delta_secs) = sync(&bin, &home_delta, &server.url(), &key, false)?;

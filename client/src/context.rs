@@ -200,6 +200,17 @@ impl Context {
                 user_config_path().map_or("the config file".into(), |p| p.display().to_string())
             );
         };
+        if let Some(sparse) = &current.sparse {
+            let timeouts = crate::site::Timeouts::configured(None, None, &self.config)?;
+            return Registry::open_sparse(
+                &self.store,
+                &current,
+                sparse,
+                keys,
+                self.offline,
+                timeouts,
+            );
+        }
         if let Some(r) = Registry::open_stored(&self.store, &current.snapshot, keys)? {
             return Ok(r);
         }

@@ -40,6 +40,7 @@ pub mod search_query;
 pub mod search_store;
 pub mod site;
 pub mod snapshot_import;
+pub mod sparse;
 pub mod store;
 pub mod trust;
 mod unpack;

@@ -45,6 +45,11 @@ struct FileMemo {
 impl Context {
     /// The search index of the snapshot this command reads.
     pub fn search_index(&self) -> Result<SearchIndex> {
+        if self.snapshot.is_none() && self.registry()?.is_sparse() {
+            bail!(
+                "the store holds a sparse sync, which has no search index; run `mlld-registry sync --full` to search offline, or search on the registry's web page"
+            );
+        }
         let sha256 = self.snapshot_digest()?;
         let dir = self.store.snapshot_dir(&sha256).join(INDEX_DIR);
         if !dir.join(META_FILE).is_file() {

@@ -146,6 +146,22 @@ impl Source {
 }
 
 impl Source {
+    /// The site file `rel`, which signed metadata names by `sha256`, at
+    /// most `cap` bytes: refused unless what arrives hashes to that digest.
+    pub fn fetch_signed(&self, rel: &str, sha256: &str, cap: u64) -> Result<Vec<u8>> {
+        let bytes = self.read_small(rel, cap)?;
+        let got = mlld_schemas::sha256_hex(&bytes);
+        if got != sha256 {
+            bail!(
+                "{}/{rel} has SHA-256 {got}, but the signed metadata names {sha256}: the site or a mirror serves altered or foreign content; refused, nothing was written",
+                self.describe()
+            );
+        }
+        Ok(bytes)
+    }
+}
+
+impl Source {
     /// Copies or downloads the site file `rel` (at most `size` bytes) to
     /// `dest`; returns its SHA-256, or `None` when the site has no such file.
     pub fn fetch_to(

@@ -162,6 +162,21 @@ pub struct Current {
     /// The snapshot that was current before this one (kept until the next sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// Set by `sync --sparse`: the store holds the build's verified sparse
+    /// root, not its snapshot, and fetches shards and blobs as they are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparseCurrent>,
+}
+
+/// Where a sparse store's records come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SparseCurrent {
+    /// The digest of the verified root (`sparse/roots/<sha256>.json` in the store).
+    pub root: String,
+    /// The site missing shards and blobs are fetched from (a URL, or an
+    /// absolute directory).
+    pub site: String,
 }
 
 impl Store {

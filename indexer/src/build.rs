@@ -167,10 +167,11 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     })?;
     let site = timed(progress, &mut report, "delta and site data", |r| {
         let (manifest, previous) = (&signed.manifest, previous.as_ref());
-        outputs::delta_and_site_data(&packed, manifest, &blobs, previous, staging_dir, r)
+        let dirs = (staging_dir, config.out.as_path());
+        outputs::delta_and_site_data(&packed, manifest, &blobs, previous, dirs, r)
     })?;
 
-    let latest = outputs::latest(&packed, &signed.manifest, site.delta.as_ref());
+    let latest = outputs::latest(&packed, &signed.manifest, &site);
     let staged = outputs::Staged {
         packed,
         site,
@@ -198,6 +199,13 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         &published.retired,
         &published.removed_pages,
         members,
+    )?;
+    let (root_path, root) = &published.sparse;
+    let previous_root = previous.as_ref().and_then(|p| p.latest.sparse.as_ref());
+    crate::sparse_writer::clean_up(
+        &config.out,
+        (root_path, root),
+        previous_root.map(|f| f.path.as_str()),
     )?;
     if let Some(previous) = &previous {
         crate::site_data::remove_legacy_pages(

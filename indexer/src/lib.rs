@@ -35,6 +35,7 @@ pub mod search_index;
 pub mod signing;
 mod site_data;
 mod snapshot_writer;
+mod sparse_writer;
 mod versioned_assemble;
 mod versioned_build;
 pub mod versioned_load;

@@ -23,6 +23,7 @@ pub mod search;
 pub mod shard;
 pub mod snapshot;
 pub mod snapshot_versioned;
+pub mod sparse;
 pub mod terminal;
 pub mod version_spec;
 pub mod versioned;
@@ -62,6 +63,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("cache-metadata.schema.json", render::<CacheMetadata>()),
         ("manifest.schema.json", render::<Manifest>()),
         ("latest.schema.json", render::<Latest>()),
+        ("sparse-root.schema.json", render::<sparse::SparseRoot>()),
         (
             "output.schema.json",
             render::<output::Envelope<serde_json::Value>>(),

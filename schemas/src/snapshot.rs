@@ -261,6 +261,11 @@ pub struct Latest {
     /// Patches from recent snapshots to this one, for delta sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<Delta>,
+    /// The sparse root of the same build (`sparse/<sha256>.root.json`):
+    /// the records split into shards a client fetches one at a time
+    /// (`mlld_schemas::sparse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SiteFile>,
 }
 
 /// A file of the site (relative path), with its digest and size.

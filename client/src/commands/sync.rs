@@ -51,8 +51,14 @@ pub struct Args {
     /// Fetch nothing: check the current stored snapshot completely (its
     /// signature and every member's hash) and rebuild the records commands
     /// read from it, after a message said the store is damaged.
-    #[arg(long, conflicts_with_all = ["from", "full"])]
+    #[arg(long, conflicts_with_all = ["from", "full", "sparse"])]
     pub repair: bool,
+    /// Fetch only the signed root, then the records and content the
+    /// project's lock needs; later commands fetch what else they read,
+    /// unless --offline. Once sparse, `sync` stays sparse until --full.
+    /// Without it the whole snapshot is kept, for fully offline use.
+    #[arg(long, conflicts_with = "full")]
+    pub sparse: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,12 +73,15 @@ pub struct SyncReport {
     pub previous_serial: Option<u64>,
     /// True when the site had nothing newer.
     pub up_to_date: bool,
-    /// `full`, `delta`, or `none` (up to date, or a local snapshot file).
+    /// `full`, `delta`, `sparse`, or `none` (up to date, or a local snapshot file).
     pub mode: &'static str,
     /// Bytes fetched from the site.
     pub downloaded_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<crate::delta::DeltaStats>,
+    /// A sparse sync: the root, and what was fetched for the project's lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<crate::sparse::sync::SparseReport>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
@@ -99,6 +108,16 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             report.mode,
             count(report.downloaded_bytes, "byte", "bytes")
         );
+        if let Some(s) = &report.sparse {
+            crate::outln!(
+                "  sparse root ({}, {} shards); {} for the {} locked: {}",
+                count(s.root_bytes, "byte", "bytes"),
+                s.shards,
+                count(s.prefetched.modules, "record", "records"),
+                count(s.prefetched.modules, "module", "modules"),
+                count(s.prefetched.bytes, "byte", "bytes")
+            );
+        }
         if let Some(d) = &report.delta {
             let how = match d.route {
                 "patch" => format!(
@@ -183,6 +202,13 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
     let mut downloaded_bytes = 0;
     let mut delta_stats = None;
 
+    let sparse = !matches!(source, Source::File(_))
+        && (args.sparse
+            || (!args.full && state.current.as_ref().is_some_and(|c| c.sparse.is_some())));
+    if sparse {
+        let (latest, key_id) = read_latest(ctx, &source, &keys, &rollback)?;
+        return crate::sparse::sync::sync(ctx, &source, &latest, &key_id, check_rollback);
+    }
     let (verified, latest_sha) = match &source {
         Source::File(path) => {
             let sha = snapshot_import::file_sha256(path)?;
@@ -198,7 +224,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
             (v, sha)
         }
         Source::Dir(_) | Source::Http { .. } => {
-            let latest = read_latest(ctx, &source, &keys, &rollback)?;
+            let (latest, _) = read_latest(ctx, &source, &keys, &rollback)?;
             let rel = checked_snapshot_path(&latest)?;
             let check = |key: &str, serial: u64| {
                 if serial != latest.serial {
@@ -340,6 +366,7 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         source: source.describe(),
         synced_at: format_timestamp(ctx.now),
         previous: kept_previous.clone(),
+        sparse: None,
     });
     ctx.store.write_state(&new_state)?;
     // The previous snapshot stays for processes still reading it; older ones go.
@@ -357,11 +384,12 @@ pub fn sync(ctx: &Context, args: &Args, limits: Limits) -> Result<SyncReport> {
         mode,
         downloaded_bytes,
         delta: delta_stats,
+        sparse: None,
     })
 }
 
 /// Refuses a serial below the registry's floor, or the floor's serial with other content.
-fn check_rollback(state: &SyncState, serial: u64, sha: &str) -> Result<()> {
+pub(crate) fn check_rollback(state: &SyncState, serial: u64, sha: &str) -> Result<()> {
     state.check_serial(serial, sha).map_err(|refusal| match refusal {
         Rollback::Older { .. } => anyhow::anyhow!(
             "{refusal}; the site or a mirror is serving an old snapshot. Nothing was written; try again later or another mirror"
@@ -373,12 +401,13 @@ fn check_rollback(state: &SyncState, serial: u64, sha: &str) -> Result<()> {
 type RollbackCheck<'a> = dyn Fn(&str, u64, &str) -> Result<()> + Sync + 'a;
 
 /// Reads and verifies `latest.json`: signature, format, freshness, rollback.
+/// Returns it with the id of the key that signed it.
 fn read_latest(
     ctx: &Context,
     source: &Source,
     keys: &TrustedKeys,
     accept: &RollbackCheck<'_>,
-) -> Result<Latest> {
+) -> Result<(Latest, String)> {
     let bytes = source.read_small(LATEST_NAME, 64 << 10)?;
     let sig = source.read_small(LATEST_SIG_NAME, 4 << 10)?;
     let sig = String::from_utf8(sig).context("latest.json.minisig is not text")?;
@@ -400,7 +429,7 @@ fn read_latest(
         );
     }
     accept(&verified.key_id, latest.serial, &latest.sha256)?;
-    Ok(latest)
+    Ok((latest, verified.key_id))
 }
 
 /// `snapshots/<sha256>.tar.zst`, exactly: no other path is fetched.
@@ -429,6 +458,7 @@ mod tests {
                 source: "s".into(),
                 synced_at: "2025-01-01T00:00:00Z".into(),
                 previous: None,
+                sparse: None,
             }),
             floor: Some(serial),
             accepted: Default::default(),

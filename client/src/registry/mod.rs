@@ -25,6 +25,7 @@ use mlld_schemas::shard::{self, Shard};
 use mlld_schemas::{AdvisoryRecord, ModuleRecord, ModuleRef, VersionedModule, names};
 use serde::{Deserialize, Serialize};
 
+use crate::sparse::SparseSource;
 use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 use tables::ShardFile;
@@ -67,6 +68,8 @@ enum Source {
     Stored(ShardFile),
     /// The whole verified manifest, already split (every cell filled).
     Manifest(Box<VerifiedManifest>),
+    /// A sparse store: shards and blobs fetched from the site on demand.
+    Sparse(Box<SparseSource>),
 }
 
 impl Registry {
@@ -109,6 +112,61 @@ impl Registry {
             source: Source::Stored(file),
             pack: OnceCell::new(),
         }))
+    }
+
+    /// The sparse store `current` names (see [`crate::sparse`]).
+    pub fn open_sparse(
+        store: &Store,
+        current: &crate::store::Current,
+        sparse: &crate::store::SparseCurrent,
+        keys: &TrustedKeys,
+        offline: bool,
+        timeouts: crate::site::Timeouts,
+    ) -> Result<Self> {
+        if !keys.trusts(&current.key_id) {
+            bail!(
+                "the sparse snapshot (serial {}) was signed by key {}, which is no longer trusted; run `mlld-registry sync` to fetch one signed by a trusted key",
+                current.serial,
+                current.key_id
+            );
+        }
+        let source = SparseSource::open(store, sparse, offline, timeouts)?;
+        let root = &source.root;
+        let head = Head {
+            format: QUERY_FORMAT,
+            snapshot: current.snapshot.clone(),
+            key_id: current.key_id.clone(),
+            serial: root.serial,
+            created: root.created.clone(),
+            expires: root.expires.clone(),
+            shard_bits: root.shard_bits,
+            modules: root.modules,
+            versioned: root.versioned,
+            advisories: root.advisories,
+        };
+        Ok(Self {
+            snapshot_sha256: current.snapshot.clone(),
+            key_id: current.key_id.clone(),
+            shards: empty_cells(head.shard_bits),
+            head,
+            dir: store.root().join(crate::sparse::SPARSE_DIR),
+            source: Source::Sparse(Box::new(source)),
+            pack: OnceCell::new(),
+        })
+    }
+
+    /// True for a sparse store, which has no search index and fetches
+    /// what it lacks.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.source, Source::Sparse(_))
+    }
+
+    /// Bytes this process fetched from the site (a sparse store's only).
+    pub fn fetched_bytes(&self) -> u64 {
+        match &self.source {
+            Source::Sparse(s) => s.fetched.get(),
+            _ => 0,
+        }
     }
 
     /// A registry over a whole verified manifest, held in memory.
@@ -189,10 +247,13 @@ impl Registry {
         if let Some(s) = cell.get() {
             return Ok(s);
         }
-        let Source::Stored(file) = &self.source else {
-            bail!("shard {n} is missing from the verified manifest's split");
+        let s = match &self.source {
+            Source::Stored(file) => file.read(n).map_err(|e| damaged(&self.dir, e))?,
+            Source::Sparse(sparse) => sparse.shard(n)?,
+            Source::Manifest(_) => {
+                bail!("shard {n} is missing from the verified manifest's split")
+            }
         };
-        let s = file.read(n).map_err(|e| damaged(&self.dir, e))?;
         Ok(cell.get_or_init(|| Box::new(s)))
     }
 
@@ -252,12 +313,17 @@ impl Registry {
     /// Up to `limit` names close to `wanted`, from the snapshot's search
     /// index (or the whole manifest when it is in memory).
     pub fn near_names(&self, wanted: &str, limit: usize) -> Vec<String> {
-        if let Source::Manifest(v) = &self.source {
-            return crate::resolve::closest_names(
-                wanted,
-                v.manifest.modules.iter().map(ModuleRecord::full_name),
-                limit,
-            );
+        match &self.source {
+            Source::Manifest(v) => {
+                return crate::resolve::closest_names(
+                    wanted,
+                    v.manifest.modules.iter().map(ModuleRecord::full_name),
+                    limit,
+                );
+            }
+            // A sparse store has no index of every name.
+            Source::Sparse(_) => return Vec::new(),
+            Source::Stored(_) => {}
         }
         let index = self.dir.join(mlld_schemas::search::INDEX_DIR);
         crate::search_query::SearchIndex::open(&index)
@@ -301,8 +367,10 @@ impl Registry {
 
     /// The blob with this SHA-256 (hex, or `sha256:<hex>`), hashed on read.
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
-        if let Source::Manifest(v) = &self.source {
-            return v.read_blob(sha256);
+        match &self.source {
+            Source::Manifest(v) => return v.read_blob(sha256),
+            Source::Sparse(s) => return s.blob(sha256.strip_prefix("sha256:").unwrap_or(sha256)),
+            Source::Stored(_) => {}
         }
         read_stored_blob(&self.dir, &self.pack, sha256)?.with_context(|| {
             format!(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use mlld_schemas::Diagnostic;
 use mlld_schemas::snapshot::{Latest, Manifest, SNAPSHOT_FORMAT, SiteFile};
+use mlld_schemas::sparse::SparseRoot;
 
 use super::BuildConfig;
 use super::inputs::Registry;
@@ -18,7 +19,7 @@ use crate::previous::{CachedRejection, CrawlState, Previous};
 use crate::report::BuildReport;
 use crate::search_incremental::SearchState;
 use crate::versioned_assemble::CachedVersionRejection;
-use crate::{publish, retention};
+use crate::{publish, retention, sparse_writer};
 
 /// The delta from the previous snapshot (when it has an index-only one)
 /// and the staged web page files with their page keys.
@@ -28,6 +29,8 @@ pub(super) struct SiteData {
     pub(super) dir: PathBuf,
     /// `user/module` → page key.
     pub(super) pages: BTreeMap<String, String>,
+    /// The sparse root staged under `dir`, and its entry for `latest.json`.
+    pub(super) sparse: (SiteFile, SparseRoot),
 }
 
 /// Stage "delta and site data": takes the packed snapshots, the manifest,
@@ -40,7 +43,7 @@ pub(super) fn delta_and_site_data(
     manifest: &Manifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
-    staging: &Path,
+    (staging, site): (&Path, &Path),
     report: &mut BuildReport,
 ) -> Result<SiteData> {
     let delta_job = || -> Result<Option<StagedDelta>> {
@@ -69,28 +72,37 @@ pub(super) fn delta_and_site_data(
     let dir = staging.join("site");
     let no_pages = BTreeMap::new();
     let pages_job = || {
-        crate::site_data::write(
+        let pages = crate::site_data::write(
             &dir,
             manifest,
             blobs,
             previous.map_or(&no_pages, |p| &p.pages),
-        )
+        )?;
+        let sparse = sparse_writer::write(&dir, site, manifest, &packed.written.sha256)
+            .context("writing the sparse shards")?;
+        Ok::<_, anyhow::Error>((pages, sparse))
     };
     let (delta, pages) = std::thread::scope(|s| {
         let delta = s.spawn(delta_job);
         let pages = pages_job();
         (delta.join().expect("the delta does not panic"), pages)
     });
-    let (delta, pages) = (delta?, pages?);
+    let (delta, (pages, sparse)) = (delta?, pages?);
     report.delta_bytes = delta
         .as_ref()
         .map(|d| d.delta.patch.size + d.delta.blobs.size);
-    Ok(SiteData { delta, dir, pages })
+    Ok(SiteData {
+        delta,
+        dir,
+        pages,
+        sparse,
+    })
 }
 
 /// The new `latest.json`: the full and index-only snapshots, the serial,
-/// the manifest's times, and the delta from the previous snapshot.
-pub(super) fn latest(packed: &Packed, manifest: &Manifest, delta: Option<&StagedDelta>) -> Latest {
+/// the manifest's times, the delta from the previous snapshot and the
+/// sparse root.
+pub(super) fn latest(packed: &Packed, manifest: &Manifest, site: &SiteData) -> Latest {
     Latest {
         format_version: SNAPSHOT_FORMAT,
         snapshot: publish::snapshot_site_path(&packed.written.sha256),
@@ -104,7 +116,8 @@ pub(super) fn latest(packed: &Packed, manifest: &Manifest, delta: Option<&Staged
             sha256: packed.index_written.sha256.clone(),
             size: packed.index_written.size,
         }),
-        deltas: delta.iter().map(|d| d.delta.clone()).collect(),
+        deltas: site.delta.iter().map(|d| d.delta.clone()).collect(),
+        sparse: Some(site.sparse.0.clone()),
     }
 }
 
@@ -128,6 +141,8 @@ pub(super) struct Published {
     pub(super) retired: Vec<String>,
     /// `user/module` of pages to remove.
     pub(super) removed_pages: Vec<String>,
+    /// The sparse root now published (its path and content).
+    pub(super) sparse: (String, SparseRoot),
 }
 
 /// Stage "publish": takes everything staged, `latest`, the signed manifest, the
@@ -190,6 +205,7 @@ pub(super) fn publish_site(
         state,
         retired,
         removed_pages,
+        sparse: (site.sparse.0.path, site.sparse.1),
     })
 }
 

@@ -1,0 +1,247 @@
+//! `sync --sparse`: the verified pointer's root, made current, then the
+//! shards and blobs the project's lock needs.
+
+use anyhow::{Context as _, Result, bail};
+use mlld_schemas::Latest;
+use mlld_schemas::sparse::{self, MAX_ROOT_BYTES, SparseRoot};
+
+use super::{SparseSource, root_file};
+use crate::context::Context;
+use crate::site::Source;
+use crate::store::{SparseCurrent, Store};
+
+/// A root fetched for a verified `latest.json` and checked to belong to it.
+pub struct FetchedRoot {
+    pub sha256: String,
+    pub root: SparseRoot,
+    pub bytes: u64,
+}
+
+/// Fetches the root the verified `latest` names, refusing it unless it
+/// hashes to the signed digest and repeats the pointer's serial, expiry and
+/// snapshot; stores it (content-addressed, so nothing current changes).
+pub fn fetch_root(store: &Store, source: &Source, latest: &Latest) -> Result<FetchedRoot> {
+    let Some(file) = &latest.sparse else {
+        bail!(
+            "the site's latest.json (serial {}) names no sparse root: its indexer predates sparse sync. Run `mlld-registry sync --full`",
+            latest.serial
+        );
+    };
+    mlld_schemas::names::check_sha256_hex(&file.sha256).map_err(anyhow::Error::msg)?;
+    let expected = sparse::root_path(&file.sha256);
+    if file.path != expected {
+        bail!(
+            "latest.json names sparse root `{}`; only `{expected}` is accepted",
+            file.path
+        );
+    }
+    if file.size > MAX_ROOT_BYTES {
+        bail!(
+            "the site announces a {}-byte sparse root, over the {MAX_ROOT_BYTES}-byte limit; refused",
+            file.size
+        );
+    }
+    let bytes = source.fetch_signed(&file.path, &file.sha256, file.size)?;
+    let root: SparseRoot = serde_json::from_slice(&bytes)
+        .map_err(anyhow::Error::from)
+        .and_then(|r: SparseRoot| r.check().map(|()| r).map_err(anyhow::Error::msg))
+        .context("the signed sparse root is malformed; refused")?;
+    check_binding(&root, latest)?;
+    let path = root_file(store, &file.sha256);
+    store
+        .fs()
+        .create_dir_all(path.parent().expect("roots have a parent"))?;
+    store
+        .fs()
+        .write_atomic(&path, &bytes)
+        .with_context(|| format!("storing {}", path.display()))?;
+    Ok(FetchedRoot {
+        sha256: file.sha256.clone(),
+        root,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// The root must be the pointer's build: same serial, expiry and snapshot.
+fn check_binding(root: &SparseRoot, latest: &Latest) -> Result<()> {
+    if root.serial != latest.serial || root.snapshot != latest.sha256 {
+        bail!(
+            "the sparse root is serial {} of snapshot {}, but the signed latest.json is serial {} of snapshot {}: the site mixes two builds or registries; refused, nothing was written",
+            root.serial,
+            root.snapshot,
+            latest.serial,
+            latest.sha256
+        );
+    }
+    if root.expires != latest.expires {
+        bail!(
+            "the sparse root expires at {}, but the signed latest.json at {}; refused, nothing was written",
+            root.expires,
+            latest.expires
+        );
+    }
+    Ok(())
+}
+
+/// The site a sparse store fetches from later: a directory made absolute,
+/// so commands run elsewhere still find it.
+pub fn site_of(source: &Source) -> Result<String> {
+    Ok(match source {
+        Source::Dir(dir) => std::fs::canonicalize(dir)
+            .with_context(|| format!("resolving {}", dir.display()))?
+            .display()
+            .to_string(),
+        other => other.describe(),
+    })
+}
+
+/// What prefetching for the project fetched.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prefetched {
+    pub modules: usize,
+    pub bytes: u64,
+}
+
+/// Reads, through the now-current sparse store, the records of every
+/// module the project's lock names and the content of its gist entries:
+/// what a following `install` needs is then in the store.
+pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
+    let lock = match ctx.project.read_lock() {
+        Ok(lock) => lock,
+        Err(_) => return Ok(Prefetched::default()),
+    };
+    let timeouts = crate::site::Timeouts::configured(None, None, &ctx.config)?;
+    let source = SparseSource::open(&ctx.store, sparse, ctx.offline, timeouts)?;
+    let bits = source.root.shard_bits;
+    let mut out = Prefetched::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (import, entry) in &lock.imports {
+        let Some((user, name)) = import
+            .strip_prefix("mlld://")
+            .and_then(|r| r.split_once('/'))
+        else {
+            continue;
+        };
+        let n = mlld_schemas::shard::shard_of(&mlld_schemas::shard::shard_key(user, name), bits);
+        if seen.insert(n) {
+            source.shard(n)?;
+        }
+        if let Some(hex) = entry.integrity.strip_prefix("sha256:") {
+            source.blob(hex)?;
+        }
+        out.modules += 1;
+    }
+    for key in lock.modules.keys() {
+        let Some((author, name)) = key.strip_prefix('@').and_then(|k| k.split_once('/')) else {
+            continue;
+        };
+        let n = mlld_schemas::shard::shard_of(&mlld_schemas::shard::shard_key(author, name), bits);
+        if seen.insert(n) {
+            source.shard(n)?;
+        }
+        out.modules += 1;
+    }
+    out.bytes = source.fetched.get();
+    Ok(out)
+}
+
+/// What a sparse sync fetched, for the report.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SparseReport {
+    pub root: String,
+    pub root_bytes: u64,
+    pub shards: usize,
+    pub prefetched: Prefetched,
+}
+
+type FloorCheck = fn(&crate::store::SyncState, u64, &str) -> Result<()>;
+
+/// `sync --sparse` after `latest` was verified: fetch and check its root,
+/// make it current under the store lock (the floor checked again), keep the
+/// previous root's shards for processes still reading it, then prefetch
+/// what the project's lock needs.
+pub fn sync(
+    ctx: &Context,
+    source: &Source,
+    latest: &Latest,
+    key_id: &str,
+    check_floor: FloorCheck,
+) -> Result<crate::commands::sync::SyncReport> {
+    let fetched = fetch_root(&ctx.store, source, latest)?;
+    let site = site_of(source)?;
+    let current = SparseCurrent {
+        root: fetched.sha256.clone(),
+        site,
+    };
+    let previous = {
+        let _guard = ctx.store.exclusive()?;
+        let state = ctx.store.state()?;
+        check_floor(&state, latest.serial, &latest.sha256)?;
+        let previous = state.current.clone();
+        let mut new_state = state.clone();
+        new_state.raise_floor(latest.serial);
+        new_state.current = Some(crate::store::Current {
+            snapshot: latest.sha256.clone(),
+            serial: latest.serial,
+            key_id: key_id.to_string(),
+            source: source.describe(),
+            synced_at: mlld_schemas::names::format_timestamp(ctx.now),
+            // A full snapshot held before stays one sync for old locks' blobs.
+            previous: previous
+                .as_ref()
+                .filter(|c| c.sparse.is_none())
+                .map(|c| c.snapshot.clone()),
+            sparse: Some(current.clone()),
+        });
+        ctx.store.write_state(&new_state)?;
+        prune_after(ctx, &fetched, previous.as_ref());
+        previous
+    };
+    let up_to_date = previous
+        .as_ref()
+        .and_then(|c| c.sparse.as_ref())
+        .is_some_and(|s| s.root == fetched.sha256);
+    let prefetched = prefetch(ctx, &current)?;
+    Ok(crate::commands::sync::SyncReport {
+        source: source.describe(),
+        snapshot: latest.sha256.clone(),
+        serial: latest.serial,
+        expires: latest.expires.clone(),
+        modules: fetched.root.modules,
+        previous_serial: previous.map(|c| c.serial),
+        up_to_date,
+        mode: "sparse",
+        downloaded_bytes: fetched.bytes + prefetched.bytes,
+        delta: None,
+        sparse: Some(SparseReport {
+            root: fetched.sha256,
+            root_bytes: fetched.bytes,
+            shards: fetched.root.shards.len(),
+            prefetched,
+        }),
+    })
+}
+
+/// Keeps the new root and the one it replaces (with their shards); drops
+/// older ones, and every full snapshot but the one kept as previous.
+fn prune_after(ctx: &Context, fetched: &FetchedRoot, previous: Option<&crate::store::Current>) {
+    let old_sparse = previous.and_then(|c| c.sparse.as_ref());
+    let old_root = old_sparse.and_then(|s| {
+        SparseSource::open(&ctx.store, s, true, Default::default())
+            .ok()
+            .map(|src| src.root)
+    });
+    let mut keep_roots = vec![&fetched.root];
+    keep_roots.extend(old_root.as_ref());
+    let mut keep_names = vec![fetched.sha256.as_str()];
+    keep_names.extend(old_sparse.map(|s| s.root.as_str()));
+    super::prune(&ctx.store, &keep_roots, &keep_names);
+    let keep_snapshot: Vec<&str> = previous
+        .filter(|c| c.sparse.is_none())
+        .map(|c| c.snapshot.as_str())
+        .into_iter()
+        .collect();
+    ctx.store.prune(&keep_snapshot);
+}

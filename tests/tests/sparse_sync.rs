@@ -1,0 +1,365 @@
+//! Sparse sync: a client fetches the signed root, then only the shards and
+//! blobs its project reads, each checked against the signed digests; later
+//! commands fetch what they lack unless `--offline`. The attacks: a shard
+//! that does not match the root, a root that rolls back or belongs to
+//! another build, a missing shard, a mirror serving another registry's shard.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use mlld_e2e::http::{HttpServer, static_files};
+use mlld_e2e::{Client, assert_fails, assert_ok, build_from, build_time, demo_key, tree};
+use mlld_schemas::Latest;
+use mlld_schemas::shard::{shard_key, shard_of};
+use mlld_schemas::sparse::{SparseRoot, shard_path};
+use mlld_synth::{Synth, SynthConfig};
+use serde_json::Value;
+
+struct World {
+    dir: tempfile::TempDir,
+    synth: Synth,
+    data: PathBuf,
+    site: PathBuf,
+    server: HttpServer,
+    client: Client,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough modules for several shards, so "only what it needs" shows.
+    let synth = Synth::new(SynthConfig {
+        users: 8,
+        modules: 300,
+        seed: 5,
+    });
+    let data = dir.path().join("data");
+    synth.write(&data, &BTreeMap::new()).unwrap();
+    let site = dir.path().join("site");
+    build(&site, &data);
+    let server = HttpServer::start(static_files(site.clone()));
+    let client = Client::new(dir.path());
+    World {
+        dir,
+        synth,
+        data,
+        site,
+        server,
+        client,
+    }
+}
+
+fn build(site: &Path, data: &Path) {
+    build_from(
+        site,
+        None,
+        build_time(),
+        demo_key(),
+        &data.join("registry"),
+        &data.join("gists"),
+    );
+}
+
+fn latest(site: &Path) -> Latest {
+    serde_json::from_slice(&fs::read(site.join("latest.json")).unwrap()).unwrap()
+}
+
+fn root(site: &Path) -> SparseRoot {
+    let path = latest(site)
+        .sparse
+        .expect("the site publishes a sparse root")
+        .path;
+    serde_json::from_slice(&fs::read(site.join(path)).unwrap()).unwrap()
+}
+
+/// Re-signs `latest.json` after `edit`, as a holder of the key could.
+fn resign_latest(site: &Path, edit: impl FnOnce(&mut Latest)) {
+    let mut l = latest(site);
+    edit(&mut l);
+    let mut bytes = serde_json::to_vec_pretty(&l).unwrap();
+    bytes.push(b'\n');
+    let sig = demo_key().sign(&bytes, "mlld-registry latest (re-signed by a test)");
+    fs::write(site.join("latest.json.minisig"), sig).unwrap();
+    fs::write(site.join("latest.json"), bytes).unwrap();
+}
+
+impl World {
+    fn key(&self) -> String {
+        self.site.join("mlld-registry.pub").display().to_string()
+    }
+
+    /// Runs the client with loopback reachable and the site's key trusted.
+    fn run(&self, args: &[&str]) -> Output {
+        let key = self.key();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--trusted-key", &key]);
+        self.client
+            .command(&all)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("no_proxy", "127.0.0.1")
+            .output()
+            .unwrap()
+    }
+
+    fn sync_sparse(&self) -> Output {
+        self.run(&["sync", "--sparse", "--from", &self.server.url(), "--json"])
+    }
+
+    fn module(&self, i: usize) -> String {
+        let m = &self.synth.modules[i];
+        format!("mlld://{}/{}", m.user, m.name)
+    }
+
+    /// The site path of the shard holding module `i`.
+    fn shard_of_module(&self, i: usize) -> String {
+        let m = &self.synth.modules[i];
+        let root = root(&self.site);
+        let n = shard_of(&shard_key(&m.user, &m.name), root.shard_bits);
+        shard_path(&root.shards[n as usize])
+    }
+
+    fn stored_shards(&self) -> Vec<String> {
+        tree(&self.client.home.join("sparse/shards"))
+    }
+
+    fn state(&self) -> Vec<u8> {
+        fs::read(self.client.home.join("state.json")).unwrap_or_default()
+    }
+}
+
+fn data(out: &Output) -> Value {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"].clone()
+}
+
+#[test]
+fn sparse_sync_fetches_the_root_then_only_what_commands_read() {
+    let w = world();
+    let root = root(&w.site);
+    assert!(root.shards.len() >= 2, "{} shards", root.shards.len());
+    let report = data(&w.sync_sparse());
+    assert_eq!(report["mode"], "sparse");
+    let full = latest(&w.site).size;
+    let fetched = report["downloadedBytes"].as_u64().unwrap();
+    assert!(fetched < full / 10, "root {fetched} bytes, snapshot {full}");
+    assert!(w.stored_shards().is_empty(), "no lock yet, no shard");
+    assert!(!w.client.home.join("snapshots").exists());
+
+    // Resolving fetches the module's shard and content on demand.
+    assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
+    assert_ok(&w.run(&["install"]));
+    assert_ok(&w.run(&["verify"]));
+    assert_ok(&w.run(&["ls"]));
+    assert_ok(&w.run(&["audit"]));
+    let held = w.stored_shards();
+    assert!(
+        !held.is_empty() && held.len() < root.shards.len(),
+        "{} of {} shards",
+        held.len(),
+        root.shards.len()
+    );
+    // Offline, what was fetched still works, and nothing else is reached.
+    let info = w.run(&["info", &w.module(3)[7..], "--offline", "--json"]);
+    assert_ok(&info);
+    let other = (0..w.synth.modules.len())
+        .find(|&i| {
+            !held
+                .iter()
+                .any(|s| w.shard_of_module(i).ends_with(s.as_str()))
+        })
+        .expect("a module in a shard not fetched");
+    let err = assert_fails(&w.run(&["info", &w.module(other)[7..], "--offline"]), 2);
+    assert!(err.contains("--offline forbids fetching"), "{err}");
+    let err = assert_fails(&w.run(&["search", "json"]), 2);
+    assert!(err.contains("sparse sync"), "{err}");
+    // A new project with the same lock: sync --sparse prefetches its shards and blobs.
+    let lock = fs::read(w.client.project.join(".mlld/mlld.lock.json")).unwrap();
+    fs::remove_dir_all(w.client.home.join("sparse/shards")).unwrap();
+    fs::remove_dir_all(w.client.home.join("sparse/blobs")).unwrap();
+    fs::remove_dir_all(w.client.project.join(".mlld/cache")).unwrap();
+    let report = data(&w.sync_sparse());
+    let locked: Value = serde_json::from_slice(&lock).unwrap();
+    let imports = locked["imports"].as_object().unwrap().len();
+    assert_eq!(
+        report["sparse"]["prefetched"]["modules"], imports,
+        "{report}"
+    );
+    assert_eq!(
+        fs::read(w.client.project.join(".mlld/mlld.lock.json")).unwrap(),
+        lock
+    );
+    assert_ok(&w.run(&["install", "--offline"]));
+    assert_eq!(w.client.guard.connections(), 0);
+}
+
+#[test]
+fn a_later_sparse_sync_fetches_only_changed_shards_it_holds() {
+    let w = world();
+    assert_ok(&w.sync_sparse());
+    assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
+    let before = w.stored_shards();
+    // Another module changes; the shard of module 3 may or may not change.
+    w.synth
+        .write(&w.data, &BTreeMap::from([(3, 1), (40, 1)]))
+        .unwrap();
+    build(&w.site, &w.data);
+    let report = data(&w.sync_sparse());
+    assert_eq!(report["mode"], "sparse");
+    assert!(report["serial"].as_u64().unwrap() > report["previousSerial"].as_u64().unwrap());
+    let fetched = report["downloadedBytes"].as_u64().unwrap();
+    let root_bytes = report["sparse"]["rootBytes"].as_u64().unwrap();
+    let shard_bytes: u64 = before
+        .iter()
+        .map(|s| {
+            fs::metadata(w.client.home.join("sparse/shards").join(s))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(fetched <= root_bytes + 2 * shard_bytes + 4096, "{report}");
+    // `outdated` sees the new revision through the new root.
+    let out = w.run(&["outdated"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_ok(&w.run(&["update", "--yes"]));
+    assert_ok(&w.run(&["verify"]));
+}
+
+#[test]
+fn a_shard_that_does_not_match_the_root_is_refused() {
+    let w = world();
+    assert_ok(&w.sync_sparse());
+    let shard = w.site.join(w.shard_of_module(3));
+    let mut bytes = fs::read(&shard).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    fs::write(&shard, bytes).unwrap();
+    let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
+    assert!(err.contains("altered or foreign"), "{err}");
+    assert!(!w.client.project.join(".mlld/mlld.lock.json").exists());
+    assert!(
+        w.stored_shards().is_empty(),
+        "a refused shard is not stored"
+    );
+}
+
+#[test]
+fn a_stored_shard_that_was_damaged_is_fetched_again_or_refused_offline() {
+    let w = world();
+    assert_ok(&w.sync_sparse());
+    assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
+    let stored = w
+        .client
+        .home
+        .join("sparse/shards")
+        .join(&w.stored_shards()[0]);
+    fs::write(&stored, b"tampered").unwrap();
+    let err = assert_fails(&w.run(&["info", &w.module(3)[7..], "--offline"]), 2);
+    assert!(err.contains("was damaged"), "{err}");
+    assert!(err.contains("--offline forbids fetching"), "{err}");
+    assert_ok(&w.run(&["info", &w.module(3)[7..]]));
+    assert_ne!(fs::read(&stored).unwrap(), b"tampered", "fetched again");
+}
+
+#[test]
+fn a_missing_shard_is_an_error_that_says_what_to_do() {
+    let w = world();
+    assert_ok(&w.sync_sparse());
+    fs::remove_file(w.site.join(w.shard_of_module(3))).unwrap();
+    let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
+    assert!(err.contains("fetching shard"), "{err}");
+    assert!(err.contains("404"), "{err}");
+    assert!(err.contains("mlld-registry sync"), "{err}");
+    assert!(!w.client.project.join(".mlld/mlld.lock.json").exists());
+}
+
+#[test]
+fn a_root_that_rolls_back_is_refused() {
+    let w = world();
+    let old_site = w.dir.path().join("old-site");
+    mlld_e2e::copy_dir(&w.site, &old_site);
+    w.synth.write(&w.data, &BTreeMap::from([(3, 1)])).unwrap();
+    build(&w.site, &w.data);
+    assert_ok(&w.sync_sparse());
+    let state = w.state();
+
+    // A mirror serving the older build, validly signed: below the floor.
+    let mirror = HttpServer::start(static_files(old_site.clone()));
+    let out = w.run(&["sync", "--sparse", "--from", &mirror.url()]);
+    let err = assert_fails(&out, 2);
+    assert!(err.contains("rollback refused"), "{err}");
+    assert_eq!(w.state(), state);
+
+    // The new pointer with the old root served at its path: not its digest.
+    let new_root = latest(&w.site).sparse.unwrap();
+    let old_root = latest(&old_site).sparse.unwrap();
+    fs::copy(old_site.join(&old_root.path), w.site.join(&new_root.path)).unwrap();
+    let err = assert_fails(&w.sync_sparse(), 2);
+    assert!(err.contains("altered or foreign"), "{err}");
+    assert_eq!(w.state(), state);
+
+    // A pointer re-signed to name the old root by its own digest: the root
+    // is another build's (its serial and snapshot differ).
+    fs::copy(old_site.join(&old_root.path), w.site.join(&old_root.path)).unwrap();
+    resign_latest(&w.site, |l| {
+        l.serial += 1;
+        l.sparse = Some(old_root.clone());
+    });
+    let err = assert_fails(&w.sync_sparse(), 2);
+    assert!(err.contains("mixes two builds"), "{err}");
+    assert_eq!(w.state(), state);
+}
+
+#[test]
+fn a_mirror_serving_another_registrys_shard_is_refused() {
+    let w = world();
+    // Another registry, same layout, other modules.
+    let other = Synth::new(SynthConfig {
+        users: 8,
+        modules: 300,
+        seed: 99,
+    });
+    let other_data = w.dir.path().join("other-data");
+    other.write(&other_data, &BTreeMap::new()).unwrap();
+    let other_site = w.dir.path().join("other-site");
+    build(&other_site, &other_data);
+    let theirs = root(&other_site);
+    assert_ok(&w.sync_sparse());
+
+    // Its shard of the same number, at our shard's path.
+    let ours = w.shard_of_module(3);
+    let n = root(&w.site)
+        .shards
+        .iter()
+        .position(|s| ours.contains(s.as_str()))
+        .unwrap();
+    fs::copy(
+        other_site.join(shard_path(&theirs.shards[n])),
+        w.site.join(&ours),
+    )
+    .unwrap();
+    let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
+    assert!(err.contains("altered or foreign"), "{err}");
+    assert!(w.stored_shards().is_empty());
+
+    // Its whole root, named by a pointer signed with our key: another build.
+    let their_root = latest(&other_site).sparse.unwrap();
+    fs::copy(
+        other_site.join(&their_root.path),
+        w.site.join(&their_root.path),
+    )
+    .unwrap();
+    let state = w.state();
+    resign_latest(&w.site, |l| {
+        l.serial += 1;
+        l.sparse = Some(their_root);
+    });
+    let err = assert_fails(&w.sync_sparse(), 2);
+    assert!(err.contains("mixes two builds"), "{err}");
+    assert_eq!(w.state(), state);
+}

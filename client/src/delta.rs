@@ -131,14 +131,10 @@ fn fetch_index(
     index: &SiteFile,
     env: &delta_patch::Env<'_>,
 ) -> Result<(String, ManifestHead)> {
-    let expected = format!("snapshots/{}.index.tar.zst", index.sha256);
     mlld_schemas::names::check_sha256_hex(&index.sha256).map_err(anyhow::Error::msg)?;
-    if index.path != expected {
-        bail!(
-            "latest.json names index snapshot `{}`; only `{expected}` is accepted",
-            index.path
-        );
-    }
+    let expected = mlld_site_contract::paths::index_snapshot_path(&index.sha256);
+    mlld_site_contract::paths::expect_path("index snapshot", &index.path, &expected)
+        .map_err(anyhow::Error::msg)?;
     if index.size > env.limits.compressed {
         bail!(
             "the site announces a {}-byte index snapshot, over the {}-byte limit; refused",

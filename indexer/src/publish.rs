@@ -18,16 +18,6 @@ use crate::blobs::BlobDir;
 use crate::previous::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
 use crate::signing::SigningKey;
 
-/// The site-relative path of an index-only snapshot (no blobs) with this digest.
-pub fn index_snapshot_site_path(sha256: &str) -> String {
-    format!("snapshots/{sha256}.index.tar.zst")
-}
-
-/// The site-relative path of a snapshot with this digest.
-pub fn snapshot_site_path(sha256: &str) -> String {
-    format!("snapshots/{sha256}.tar.zst")
-}
-
 /// Everything one build publishes.
 pub struct Publication<'a> {
     pub staged_snapshot: &'a Path,

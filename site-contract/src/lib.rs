@@ -3,4 +3,5 @@
 //! them on its own. The formats themselves (types, paths) are in
 //! `mlld_schemas`, which stays free of I/O and codecs.
 
+pub mod paths;
 pub mod sparse;

@@ -434,14 +434,10 @@ fn read_latest(
 
 /// `snapshots/<sha256>.tar.zst`, exactly: no other path is fetched.
 fn checked_snapshot_path(latest: &Latest) -> Result<String> {
-    let expected = format!("snapshots/{}.tar.zst", latest.sha256);
     mlld_schemas::names::check_sha256_hex(&latest.sha256).map_err(anyhow::Error::msg)?;
-    if latest.snapshot != expected {
-        bail!(
-            "latest.json names snapshot `{}`; only `{expected}` is accepted",
-            latest.snapshot
-        );
-    }
+    let expected = mlld_site_contract::paths::snapshot_path(&latest.sha256);
+    mlld_site_contract::paths::expect_path("snapshot", &latest.snapshot, &expected)
+        .map_err(anyhow::Error::msg)?;
     Ok(expected)
 }
 

@@ -19,8 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::shard::Shard;
-use mlld_schemas::snapshot::blob_path;
-use mlld_schemas::sparse::{self, MAX_ROOT_BYTES, SparseRoot};
+use mlld_schemas::sparse::{MAX_ROOT_BYTES, SparseRoot};
 
 use crate::site::{Source, Timeouts};
 use crate::snapshot_import::Limits;
@@ -96,7 +95,7 @@ impl SparseSource {
                 self.root.shards.len()
             );
         };
-        let rel = sparse::shard_path(sha);
+        let rel = mlld_site_contract::paths::sparse_shard_path(sha);
         let bytes = match self.stored(&rel, sha, self.root.max_shard_size)? {
             Some(bytes) => bytes,
             None => self.fetch(&rel, sha, self.root.max_shard_size, &format!("shard {n}"))?,
@@ -108,7 +107,7 @@ impl SparseSource {
     /// The blob `hex`, from the store or the site; always hashed.
     pub fn blob(&self, hex: &str) -> Result<Vec<u8>> {
         mlld_schemas::names::check_sha256_hex(hex).map_err(anyhow::Error::msg)?;
-        let rel = blob_path(hex);
+        let rel = mlld_site_contract::paths::blob_path(hex);
         let cap = Limits::default().member;
         match self.stored(&rel, hex, cap)? {
             Some(bytes) => Ok(bytes),

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::Latest;
-use mlld_schemas::sparse::{self, MAX_ROOT_BYTES, SparseRoot};
+use mlld_schemas::sparse::{MAX_ROOT_BYTES, SparseRoot};
 
 use super::{SparseSource, root_file};
 use crate::context::Context;
@@ -28,13 +28,9 @@ pub fn fetch_root(store: &Store, source: &Source, latest: &Latest) -> Result<Fet
         );
     };
     mlld_schemas::names::check_sha256_hex(&file.sha256).map_err(anyhow::Error::msg)?;
-    let expected = sparse::root_path(&file.sha256);
-    if file.path != expected {
-        bail!(
-            "latest.json names sparse root `{}`; only `{expected}` is accepted",
-            file.path
-        );
-    }
+    let expected = mlld_site_contract::paths::sparse_root_path(&file.sha256);
+    mlld_site_contract::paths::expect_path("sparse root", &file.path, &expected)
+        .map_err(anyhow::Error::msg)?;
     if file.size > MAX_ROOT_BYTES {
         bail!(
             "the site announces a {}-byte sparse root, over the {MAX_ROOT_BYTES}-byte limit; refused",

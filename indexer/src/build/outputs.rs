@@ -105,14 +105,14 @@ pub(super) fn delta_and_site_data(
 pub(super) fn latest(packed: &Packed, manifest: &Manifest, site: &SiteData) -> Latest {
     Latest {
         format_version: SNAPSHOT_FORMAT,
-        snapshot: publish::snapshot_site_path(&packed.written.sha256),
+        snapshot: mlld_site_contract::paths::snapshot_path(&packed.written.sha256),
         sha256: packed.written.sha256.clone(),
         size: packed.written.size,
         serial: manifest.serial,
         created: manifest.created.clone(),
         expires: manifest.expires.clone(),
         index: Some(SiteFile {
-            path: publish::index_snapshot_site_path(&packed.index_written.sha256),
+            path: mlld_site_contract::paths::index_snapshot_path(&packed.index_written.sha256),
             sha256: packed.index_written.sha256.clone(),
             size: packed.index_written.size,
         }),

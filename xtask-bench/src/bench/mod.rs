@@ -16,6 +16,7 @@ mod page;
 mod scan;
 mod search;
 mod search_queries;
+mod sparse;
 mod sync;
 
 #[derive(Subcommand)]
@@ -54,6 +55,12 @@ pub enum Bench {
         after_help = "Example:\n  cargo xtask bench scan\n  cargo xtask bench scan --megabytes 10 --runs 3"
     )]
     Scan(scan::ScanArgs),
+    /// Bytes a fresh client downloads to install a 20-module lock with
+    /// `sync --sparse`, vs `sync --full`, from a 100,000-module site.
+    #[command(
+        after_help = "Example:\n  cargo xtask bench sparse\n  cargo xtask bench sparse --modules 1000000 --users 100000"
+    )]
+    Sparse(sparse::SparseArgs),
     /// Bytes a delta sync downloads after 1% of a 100,000-module registry changed, vs a full sync.
     #[command(after_help = "Example:\n  cargo xtask bench sync --users 10000 --modules 100000")]
     Sync(sync::SyncArgs),
@@ -77,6 +84,10 @@ pub fn run(bench: Bench) -> Result<ExitCode> {
         Bench::Search(args) => search::run(args),
         Bench::Scan(args) => {
             scan::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Sparse(args) => {
+            sparse::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Bench::Sync(args) => {

@@ -1,0 +1,185 @@
+//! `cargo xtask bench sparse`: what a fresh client downloads to install a
+//! project's 20-module lock with `sync --sparse`, against the full sync a
+//! client without sparse sync needs (the baseline, measured in the same run
+//! from the same loopback server, counting the bytes it serves).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use mlld_e2e::http::{HttpServer, Request, static_files};
+use mlld_indexer::PreviousSite;
+use mlld_synth::{Synth, SynthConfig};
+
+#[derive(clap::Args)]
+pub struct SparseArgs {
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    modules: usize,
+    /// Modules in the project's lock (imports without dependencies).
+    #[arg(long, default_value_t = 20)]
+    lock: usize,
+    /// Reuse the site a previous run built in --dir (same sizes).
+    #[arg(long)]
+    reuse_site: bool,
+    #[arg(long, default_value = "target/bench/sparse")]
+    dir: PathBuf,
+}
+
+/// A client run against the counting server: its own store, one project.
+struct Run<'a> {
+    bin: &'a Path,
+    home: PathBuf,
+    project: &'a Path,
+    url: String,
+    key: PathBuf,
+}
+
+impl Run<'_> {
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.bin)
+            .arg("--project")
+            .arg(self.project)
+            .args(args)
+            .arg("--trusted-key")
+            .arg(&self.key)
+            .env("MLLD_REGISTRY_HOME", &self.home)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "mlld-registry {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// `sync` (with `how`), then `install`: bytes served and seconds taken.
+    fn sync_and_install(&self, how: &str, served: &AtomicU64) -> Result<(u64, f64)> {
+        served.store(0, Ordering::SeqCst);
+        let started = Instant::now();
+        self.ok(&["sync", how, "--from", &self.url])?;
+        self.ok(&["install"])?;
+        Ok((
+            served.load(Ordering::SeqCst),
+            started.elapsed().as_secs_f64(),
+        ))
+    }
+}
+
+pub fn run(args: SparseArgs) -> Result<()> {
+    ensure!(args.lock > 0, "--lock must be at least 1");
+    let root = crate::workspace_root();
+    let dir = std::path::absolute(&args.dir)?;
+    let (data, site) = (dir.join("data"), dir.join("site"));
+    let bin = super::release_binary(&root, "mlld-registry", "mlld-registry")?;
+    let synth = Synth::new(SynthConfig {
+        users: args.users,
+        modules: args.modules,
+        seed: 11,
+    });
+    if !(args.reuse_site && site.join("latest.json").is_file()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("generating and indexing {} modules…", args.modules);
+        synth.write(&data, &BTreeMap::new())?;
+        super::build_site(&root, &data, &site, PreviousSite::None)?;
+    }
+    for scratch in ["project", "author", "fresh", "full"] {
+        let _ = std::fs::remove_dir_all(dir.join(scratch));
+    }
+    let served = Arc::new(AtomicU64::new(0));
+    let server = counting_server(&site, served.clone());
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project)?;
+    std::fs::write(project.join("main.mld"), imports(&synth, args.lock))?;
+    let run = |home: &str| Run {
+        bin: &bin,
+        home: dir.join(home),
+        project: &project,
+        url: server.url(),
+        key: site.join("mlld-registry.pub"),
+    };
+
+    // The author locks the imports (sparse, fetching on demand).
+    let author = run("author");
+    author.ok(&["sync", "--sparse", "--from", &author.url])?;
+    author.ok(&["install", "--yes"])?;
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.join(".mlld/mlld.lock.json"))?)?;
+    let locked = lock["imports"].as_object().map_or(0, |m| m.len());
+    std::fs::remove_dir_all(project.join(".mlld/cache"))?;
+
+    // A fresh client with that lock: sparse, then full (the baseline).
+    let (sparse_bytes, sparse_secs) = run("fresh").sync_and_install("--sparse", &served)?;
+    std::fs::remove_dir_all(project.join(".mlld/cache"))?;
+    let (full_bytes, full_secs) = run("full").sync_and_install("--full", &served)?;
+    let snapshot = std::fs::metadata(snapshot_file(&site)?)?.len();
+
+    println!(
+        "bench sparse: a fresh client installs a {locked}-module lock from a {}-module site (loopback)",
+        args.modules
+    );
+    println!("| path | downloaded | wall time |");
+    println!("|---|---|---|");
+    println!(
+        "| `sync --sparse` + `install` | {:.2} MB | {sparse_secs:.2} s |",
+        mb(sparse_bytes)
+    );
+    println!(
+        "| `sync --full` + `install` (baseline) | {:.2} MB | {full_secs:.2} s |",
+        mb(full_bytes)
+    );
+    println!(
+        "ratio: {:.4} of the bytes, {:.3} of the time (snapshot file {:.1} MB)",
+        sparse_bytes as f64 / full_bytes as f64,
+        sparse_secs / full_secs,
+        mb(snapshot)
+    );
+    Ok(())
+}
+
+/// `lock` imports of modules that import nothing, spread over the registry.
+fn imports(synth: &Synth, lock: usize) -> String {
+    let step = (synth.modules.len() / (lock * 8)).max(1);
+    let leaves = (0..synth.modules.len())
+        .step_by(step)
+        .filter(|&i| !synth.content(i, 0).contains("/import"))
+        .take(lock);
+    leaves
+        .map(|i| {
+            let m = &synth.modules[i];
+            format!("/import {{ @x }} from @{}/{}\n", m.user, m.name)
+        })
+        .collect()
+}
+
+/// The site on loopback, adding every response body's size to `served`.
+fn counting_server(site: &Path, served: Arc<AtomicU64>) -> HttpServer {
+    let files = static_files(site.to_path_buf());
+    HttpServer::start(Arc::new(move |r: &Request| {
+        let resp = files(r);
+        served.fetch_add(resp.body.len() as u64, Ordering::SeqCst);
+        resp
+    }))
+}
+
+fn snapshot_file(site: &Path) -> Result<PathBuf> {
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.join("latest.json"))?)?;
+    let rel = latest["snapshot"]
+        .as_str()
+        .context("latest.json names a snapshot")?;
+    Ok(site.join(rel))
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}

@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use crate::config::{ProjectConfig, UserConfig, user_config_path};
 use crate::project::Project;
 use crate::registry::Registry;
-use crate::snapshot_import::{self, Limits};
 use crate::store::{Store, SyncState};
+use crate::sync::snapshot_import::{self, Limits};
 use crate::trust::TrustedKeys;
 
 /// The global flags every command shares.
@@ -201,7 +201,7 @@ impl Context {
             );
         };
         if let Some(sparse) = &current.sparse {
-            let timeouts = crate::site::Timeouts::configured(None, None, &self.config)?;
+            let timeouts = crate::sync::site::Timeouts::configured(None, None, &self.config)?;
             return Registry::open_sparse(
                 &self.store,
                 &current,

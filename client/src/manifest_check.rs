@@ -15,7 +15,7 @@ use mlld_schemas::version_spec::parse_version;
 use mlld_schemas::versioned::check_relative_path;
 use mlld_schemas::{AdvisoryRecord, names};
 
-use crate::snapshot_import::{ManifestHead, ModuleHead, RevisionHead};
+use crate::sync::verify::{ManifestHead, ModuleHead, RevisionHead};
 
 /// Checks every record of the manifest; the error names the first bad field.
 pub(crate) fn check_fields(manifest: &ManifestHead) -> Result<()> {

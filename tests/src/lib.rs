@@ -409,12 +409,12 @@ pub fn verify_site(site: &Path) -> mlld_schemas::Manifest {
     )
     .expect("latest.json is signed");
     let store = tempfile::tempdir().unwrap();
-    let verified = mlld_registry::snapshot_import::import(
+    let verified = mlld_registry::sync::snapshot_import::import(
         &mlld_registry::store::Store::at(store.path()),
         &site.join(&latest.snapshot),
         &keys,
         time::OffsetDateTime::now_utc(),
-        mlld_registry::snapshot_import::Limits::default(),
+        mlld_registry::sync::snapshot_import::Limits::default(),
     )
     .expect("the published snapshot verifies");
     assert_eq!(verified.manifest.serial, latest.serial);

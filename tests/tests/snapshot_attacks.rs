@@ -250,31 +250,31 @@ fn oversized_input_is_refused_by_its_caps() {
     let a = site(dir.path());
     let keys = mlld_registry::trust::TrustedKeys::load(Some(&a.public_key()), &[]).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let defaults = mlld_registry::snapshot_import::Limits::default();
+    let defaults = mlld_registry::sync::snapshot_import::Limits::default();
     let cases = [
         (
-            mlld_registry::snapshot_import::Limits {
+            mlld_registry::sync::snapshot_import::Limits {
                 compressed: 100,
                 ..defaults
             },
             "over the 100-byte limit",
         ),
         (
-            mlld_registry::snapshot_import::Limits {
+            mlld_registry::sync::snapshot_import::Limits {
                 unpacked: 4096,
                 ..defaults
             },
             "unpacked size is over the limit",
         ),
         (
-            mlld_registry::snapshot_import::Limits {
+            mlld_registry::sync::snapshot_import::Limits {
                 manifest: 1000,
                 ..defaults
             },
             "`manifest.json` is over its 1000-byte limit",
         ),
         (
-            mlld_registry::snapshot_import::Limits {
+            mlld_registry::sync::snapshot_import::Limits {
                 member: 100,
                 ..defaults
             },
@@ -284,12 +284,16 @@ fn oversized_input_is_refused_by_its_caps() {
     for (limits, expect) in cases {
         let store_dir = tempfile::tempdir().unwrap();
         let store = mlld_registry::store::Store::at(store_dir.path());
-        let err =
-            match mlld_registry::snapshot_import::import(&store, &a.snapshot(), &keys, now, limits)
-            {
-                Ok(_) => panic!("{limits:?} accepted an over-limit snapshot"),
-                Err(e) => format!("{e:#}"),
-            };
+        let err = match mlld_registry::sync::snapshot_import::import(
+            &store,
+            &a.snapshot(),
+            &keys,
+            now,
+            limits,
+        ) {
+            Ok(_) => panic!("{limits:?} accepted an over-limit snapshot"),
+            Err(e) => format!("{e:#}"),
+        };
         assert!(err.contains(expect), "expected `{expect}` in {err}");
         let stored: Vec<_> = tree(store_dir.path())
             .into_iter()

@@ -121,7 +121,7 @@ impl Registry {
         sparse: &crate::store::SparseCurrent,
         keys: &TrustedKeys,
         offline: bool,
-        timeouts: crate::site::Timeouts,
+        timeouts: crate::sync::site::Timeouts,
     ) -> Result<Self> {
         if !keys.trusts(&current.key_id) {
             bail!(
@@ -405,7 +405,7 @@ pub fn read_stored_blob(
             pack.get_or_init(|| f)
         }
     };
-    if place.size > crate::snapshot_import::Limits::default().member {
+    if place.size > crate::sync::snapshot_import::Limits::default().member {
         return Err(damaged(dir, "its blob index lists an oversized blob"));
     }
     let mut bytes = vec![0; place.size as usize];

@@ -21,9 +21,9 @@ use anyhow::{Context as _, Result, bail};
 use mlld_schemas::shard::Shard;
 use mlld_schemas::sparse::{MAX_ROOT_BYTES, SparseRoot};
 
-use crate::site::{Source, Timeouts};
-use crate::snapshot_import::Limits;
 use crate::store::{SparseCurrent, Store};
+use crate::sync::site::{Source, Timeouts};
+use crate::sync::snapshot_import::Limits;
 
 pub const SPARSE_DIR: &str = "sparse";
 

@@ -7,8 +7,8 @@ use mlld_schemas::sparse::{MAX_ROOT_BYTES, SparseRoot};
 
 use super::{SparseSource, root_file};
 use crate::context::Context;
-use crate::site::Source;
 use crate::store::{SparseCurrent, Store};
+use crate::sync::site::Source;
 
 /// A root fetched for a verified `latest.json` and checked to belong to it.
 pub struct FetchedRoot {
@@ -107,7 +107,7 @@ pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
         Ok(lock) => lock,
         Err(_) => return Ok(Prefetched::default()),
     };
-    let timeouts = crate::site::Timeouts::configured(None, None, &ctx.config)?;
+    let timeouts = crate::sync::site::Timeouts::configured(None, None, &ctx.config)?;
     let source = SparseSource::open(&ctx.store, sparse, ctx.offline, timeouts)?;
     let bits = source.root.shard_bits;
     let mut out = Prefetched::default();
@@ -164,7 +164,7 @@ pub fn sync(
     latest: &Latest,
     key_id: &str,
     check_floor: FloorCheck,
-) -> Result<crate::commands::sync::SyncReport> {
+) -> Result<crate::sync::run::SyncReport> {
     let fetched = fetch_root(&ctx.store, source, latest)?;
     let site = site_of(source)?;
     let current = SparseCurrent {
@@ -200,7 +200,7 @@ pub fn sync(
         .and_then(|c| c.sparse.as_ref())
         .is_some_and(|s| s.root == fetched.sha256);
     let prefetched = prefetch(ctx, &current)?;
-    Ok(crate::commands::sync::SyncReport {
+    Ok(crate::sync::run::SyncReport {
         source: source.describe(),
         snapshot: latest.sha256.clone(),
         serial: latest.serial,

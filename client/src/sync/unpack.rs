@@ -16,11 +16,11 @@ use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT};
 use sha2::Digest as _;
 
-use crate::snapshot_import::{
+use crate::store::{PACK_INDEX_NAME, PACK_NAME};
+use crate::sync::verify::{
     Accept, Capped, Limits, ManifestHead, TailHash, check_consistent, check_expiry,
     safe_member_path, write_synced,
 };
-use crate::store::{PACK_INDEX_NAME, PACK_NAME};
 use crate::trust::TrustedKeys;
 
 /// Verifies the snapshot at `path` into `staging` (pack, index, manifest and

@@ -207,7 +207,7 @@ impl Source {
                 }
                 std::fs::copy(&path, dest)
                     .with_context(|| format!("copying {}", path.display()))?;
-                crate::snapshot_import::file_sha256(dest).map(Some)
+                crate::sync::snapshot_import::file_sha256(dest).map(Some)
             }
             Source::File(_) => Ok(None),
         }

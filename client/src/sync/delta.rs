@@ -21,50 +21,22 @@ use std::io::Write as _;
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::Latest;
 use mlld_schemas::snapshot::{SiteFile, blob_digest};
-use serde::Serialize;
 
-use crate::delta_patch::{self, Outcome};
-use crate::site::Source;
-use crate::snapshot_import::{self, Accept, Imported, Limits, ManifestHead};
 use crate::store::{PACK_INDEX_NAME, PACK_NAME, Store, VerifiedManifest};
-use crate::trust::TrustedKeys;
-
-/// What a delta sync downloaded.
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeltaStats {
-    /// `patch` (from the stored snapshot) or `index` (the index-only snapshot).
-    pub route: &'static str,
-    /// Why a patch the site offers was not used, if one was offered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch_unusable: Option<String>,
-    pub patch_bytes: u64,
-    pub blob_pack_bytes: u64,
-    pub blobs_from_pack: usize,
-    pub index_bytes: u64,
-    pub blobs_fetched: usize,
-    pub blob_bytes_fetched: u64,
-    pub blobs_reused: usize,
-}
-
-impl DeltaStats {
-    pub fn downloaded(&self) -> u64 {
-        self.patch_bytes + self.blob_pack_bytes + self.index_bytes + self.blob_bytes_fetched
-    }
-}
+use crate::sync::delta_patch::{self, Outcome};
+pub use crate::sync::delta_stats::DeltaStats;
+use crate::sync::site::Source;
+use crate::sync::snapshot_import::{self, Imported};
+use crate::sync::verify::{ManifestHead, Verifier, write_synced};
 
 /// The snapshot `latest` names, from what the store holds plus what
 /// changed; stored under `latest.sha256`.
-#[allow(clippy::too_many_arguments)] // one step of `sync`, with its policy checks
 pub fn sync(
     store: &Store,
     source: &Source,
     latest: &Latest,
     current: &VerifiedManifest,
-    keys: &TrustedKeys,
-    now: time::OffsetDateTime,
-    limits: Limits,
-    accept: Accept<'_>,
+    verifier: &Verifier<'_>,
     progress: bool,
 ) -> Result<(Imported, DeltaStats)> {
     let staging = store.staging("delta-")?;
@@ -73,10 +45,7 @@ pub fn sync(
     let mut stats = DeltaStats::default();
     let env = delta_patch::Env {
         source,
-        keys,
-        now,
-        limits,
-        accept,
+        verifier,
         progress,
     };
     let usable = latest.deltas.iter().find(|d| {
@@ -135,11 +104,11 @@ fn fetch_index(
     let expected = mlld_site_contract::paths::index_snapshot_path(&index.sha256);
     mlld_site_contract::paths::expect_path("index snapshot", &index.path, &expected)
         .map_err(anyhow::Error::msg)?;
-    if index.size > env.limits.compressed {
+    if index.size > env.verifier.limits.compressed {
         bail!(
             "the site announces a {}-byte index snapshot, over the {}-byte limit; refused",
             index.size,
-            env.limits.compressed
+            env.verifier.limits.compressed
         );
     }
     let file = staging.join("index.tar.zst");
@@ -153,13 +122,13 @@ fn fetch_index(
             index.sha256
         );
     }
-    crate::unpack::unpack_verified_mode(
+    crate::sync::unpack::unpack_verified_mode(
         &file,
         snap,
-        env.keys,
-        Some(env.now),
-        env.limits,
-        env.accept,
+        env.verifier.keys,
+        Some(env.verifier.now),
+        env.verifier.limits,
+        env.verifier.accept,
         true,
     )
     .with_context(|| format!("index snapshot {expected} was refused"))
@@ -176,7 +145,7 @@ fn fill_blobs(
     env: &delta_patch::Env<'_>,
     stats: &mut DeltaStats,
 ) -> Result<()> {
-    let (source, limits) = (env.source, env.limits);
+    let (source, limits) = (env.source, env.verifier.limits);
     let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
     let present: BTreeSet<String> = idx
         .lines()
@@ -230,6 +199,6 @@ fn fill_blobs(
         offset += member.size;
     }
     pack.sync_all()?;
-    snapshot_import::write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
+    write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
         .context("writing the staged pack index")
 }

@@ -22,11 +22,10 @@ use mlld_schemas::snapshot::{
 };
 use sha2::Digest as _;
 
-use crate::delta::DeltaStats;
-use crate::site::Source;
-use crate::snapshot_import::{Accept, Capped, Limits, ManifestHead};
 use crate::store::VerifiedManifest;
-use crate::trust::TrustedKeys;
+use crate::sync::delta_stats::DeltaStats;
+use crate::sync::site::Source;
+use crate::sync::verify::{Capped, ManifestHead, Verifier};
 
 /// zstd's largest window on 64-bit targets; the signed target size bounds the real one.
 const MAX_WINDOW_LOG: u32 = 31;
@@ -47,10 +46,7 @@ pub(crate) enum Outcome {
 /// What the checks after patching need besides the delta itself.
 pub(crate) struct Env<'a> {
     pub source: &'a Source,
-    pub keys: &'a TrustedKeys,
-    pub now: time::OffsetDateTime,
-    pub limits: Limits,
-    pub accept: Accept<'a>,
+    pub verifier: &'a Verifier<'a>,
     pub progress: bool,
 }
 
@@ -64,7 +60,7 @@ pub(crate) fn apply(
     stats: &mut DeltaStats,
 ) -> Result<Outcome> {
     check_paths(delta)?;
-    let limits = env.limits;
+    let limits = env.verifier.limits;
     for (what, size, cap) in [
         ("patch", delta.patch.size, limits.compressed),
         ("blob pack", delta.blobs.size, limits.compressed),
@@ -116,13 +112,13 @@ pub(crate) fn apply(
         hasher: sha2::Sha256::new(),
         len: 0,
     };
-    let (key_id, head) = crate::unpack::unpack_verified_tar(
+    let (key_id, head) = crate::sync::unpack::unpack_verified_tar(
         &mut target,
         snap,
-        env.keys,
-        Some(env.now),
+        env.verifier.keys,
+        Some(env.verifier.now),
         limits,
-        env.accept,
+        env.verifier.accept,
         true,
     )
     .with_context(|| format!("the snapshot patched by {} was refused", delta.patch.path))?;
@@ -210,7 +206,7 @@ fn read_blob_pack(
     let decoder = zstd::Decoder::new(std::fs::File::open(&file)?)?;
     let mut archive = tar::Archive::new(Capped {
         inner: decoder,
-        left: env.limits.unpacked,
+        left: env.verifier.limits.unpacked,
         what: "blob pack",
     });
     let mut blobs = HashMap::new();
@@ -223,7 +219,7 @@ fn read_blob_pack(
                 "the delta blob pack holds `{path}`, which is no blob of the signed manifest; refused, nothing was written"
             );
         }
-        if entry.size() > env.limits.member {
+        if entry.size() > env.verifier.limits.member {
             bail!("blob `{path}` in the delta pack is over the per-member limit");
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);

@@ -41,7 +41,8 @@ pub struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Never touch the network (only `sync` from a URL would).
+    /// Never touch the network (only `sync` from a URL, and commands reading
+    /// a sparse store that lacks a record, would).
     #[arg(long, global = true)]
     pub offline: bool,
     /// Read a --snapshot FILE older than a snapshot this store already

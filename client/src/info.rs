@@ -8,10 +8,10 @@ use mlld_schemas::import_ref::ModuleRef;
 use mlld_schemas::{AdvisoryRecord, ModuleRecord, RevisionRecord};
 use serde::Serialize;
 
+use crate::commands::safe;
 use crate::context::Context;
 use crate::project::CacheState;
 use crate::registry::Registry;
-use crate::search::clean;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,19 +164,19 @@ pub fn render(info: &ModuleInfo) -> String {
         if items.is_empty() {
             none()
         } else {
-            clean(&items.join(", "))
+            safe(&items.join(", ")).into_owned()
         }
     };
-    let _ = writeln!(out, "{}", clean(&info.name));
-    let _ = writeln!(out, "  {}", clean(&info.description));
+    let _ = writeln!(out, "{}", safe(&info.name));
+    let _ = writeln!(out, "  {}", safe(&info.description));
     let _ = writeln!(out);
     for (label, value) in [
-        ("author", clean(&info.author)),
+        ("author", safe(&info.author).into_owned()),
         ("tags", list(&info.tags)),
         ("gist", info.gist.clone()),
         ("created", info.created.clone().unwrap_or_else(none)),
         ("updated", info.updated.clone().unwrap_or_else(none)),
-        ("file", clean(&info.current.file)),
+        ("file", safe(&info.current.file).into_owned()),
         (
             "size",
             crate::output::count(info.current.size, "byte", "bytes"),
@@ -186,7 +186,7 @@ pub fn render(info: &ModuleInfo) -> String {
         ("dependents", list(&info.dependents)),
     ] {
         // Every value is registry text (dates and digests too, until checked).
-        let _ = writeln!(out, "{label:<13}{}", clean(&value));
+        let _ = writeln!(out, "{label:<13}{}", safe(&value));
     }
     let _ = writeln!(out, "revisions    (current first)");
     for r in &info.revisions {
@@ -196,7 +196,7 @@ pub fn render(info: &ModuleInfo) -> String {
         } else {
             ""
         };
-        let (revision, when) = (clean(&r.revision), clean(when));
+        let (revision, when) = (safe(&r.revision), safe(when));
         let _ = writeln!(out, "  {revision}  {when}{current}");
     }
     if info.advisories.is_empty() {
@@ -206,13 +206,13 @@ pub fn render(info: &ModuleInfo) -> String {
         let _ = writeln!(
             out,
             "ADVISORY     {} {} {} (filed by {} on {})\n  {}\n  recommendation: {}",
-            clean(&a.id),
+            safe(&a.id),
             a.severity.to_uppercase(),
-            clean(&a.kind),
-            clean(&a.filed_by),
-            clean(&a.created),
-            clean(&a.description),
-            clean(&a.recommendation)
+            safe(&a.kind),
+            safe(&a.filed_by),
+            safe(&a.created),
+            safe(&a.description),
+            safe(&a.recommendation)
         );
     }
     let project = match (&info.project.locked_revision, info.project.cached) {
@@ -222,7 +222,7 @@ pub fn render(info: &ModuleInfo) -> String {
         }
         (None, _) => "not locked in this project".to_string(),
     };
-    let _ = writeln!(out, "project      {}", clean(&project));
+    let _ = writeln!(out, "project      {}", safe(&project));
     out
 }
 

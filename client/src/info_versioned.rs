@@ -8,9 +8,9 @@ use anyhow::{Result, bail};
 use mlld_schemas::{ModuleRef, VersionRecord, VersionedModule};
 use serde::Serialize;
 
+use crate::commands::safe;
 use crate::context::Context;
 use crate::project::CacheState;
-use crate::search::clean;
 use crate::versioned::VersionedIndex;
 
 #[derive(Debug, Serialize)]
@@ -78,7 +78,7 @@ pub fn find<'m>(
     if let Some(pin) = &r.pin {
         bail!(
             "info shows every version the snapshot holds; give the module without `@{}` ({})",
-            clean(pin),
+            safe(pin),
             m.full_name()
         );
     }
@@ -139,23 +139,23 @@ fn version(v: &VersionRecord) -> VersionInfo {
 /// The readable form; registry text is cleaned of control characters.
 pub fn render(info: &VersionedInfo) -> String {
     let mut out = String::new();
-    let dash = |s: &Option<String>| s.as_deref().map_or("-".into(), clean);
+    let dash = |s: &Option<String>| s.as_deref().map_or("-".into(), |t| safe(t).into_owned());
     let list = |items: &[String]| {
         if items.is_empty() {
             "-".to_string()
         } else {
-            clean(&items.join(", "))
+            safe(&items.join(", ")).into_owned()
         }
     };
-    let _ = writeln!(out, "{}", clean(&info.name));
-    let _ = writeln!(out, "  {}\n", clean(&info.about));
+    let _ = writeln!(out, "{}", safe(&info.name));
+    let _ = writeln!(out, "  {}\n", safe(&info.about));
     let tags: Vec<String> = info
         .tags
         .iter()
         .map(|(t, v)| format!("{t} → {v}"))
         .collect();
     for (label, value) in [
-        ("author", clean(&info.author)),
+        ("author", safe(&info.author).into_owned()),
         ("owners", list(&info.owners)),
         ("created", dash(&info.created)),
         ("latest", dash(&info.latest)),
@@ -168,7 +168,7 @@ pub fn render(info: &VersionedInfo) -> String {
         let _ = writeln!(
             out,
             "  {:<14} {}  needs {}  mlld {}  license {}  {} file(s), {} bytes",
-            clean(&v.version),
+            safe(&v.version),
             dash(&v.published_at),
             list(&v.needs),
             dash(&v.mlld_version),
@@ -187,11 +187,11 @@ pub fn render(info: &VersionedInfo) -> String {
         let _ = writeln!(
             out,
             "ADVISORY     {}/{} [{}] {}: {}",
-            clean(&a.filed_by),
-            clean(&a.id),
+            safe(&a.filed_by),
+            safe(&a.id),
             a.severity,
-            clean(&a.kind),
-            clean(&a.description)
+            safe(&a.kind),
+            safe(&a.description)
         );
     }
     let p = &info.project;
@@ -199,7 +199,7 @@ pub fn render(info: &VersionedInfo) -> String {
         (Some(v), Some(r)) => writeln!(
             out,
             "project      locked at {v} (asked: {}), {}",
-            clean(r),
+            safe(r),
             if p.cached {
                 "cached"
             } else {

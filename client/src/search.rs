@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use mlld_schemas::search::SearchHit;
 
+use crate::commands::safe;
 use crate::context::Context;
 use crate::search_query::{SearchIndex, SearchQuery};
 
@@ -45,7 +46,7 @@ pub fn print(outcome: &Outcome, query_text: &str, json: bool) -> Result<bool> {
         Outcome::Found(hits) if json => crate::json_output::print(hits)?,
         Outcome::Found(hits) => write_table(&mut out, hits, use_color())?,
         Outcome::NoMatch { suggestions } => {
-            let mut message = format!("no module matches `{}`", clean(query_text));
+            let mut message = format!("no module matches `{}`", safe(query_text));
             if !suggestions.is_empty() {
                 message.push_str(&format!("; did you mean {}?", suggestions.join(", ")));
             }
@@ -70,13 +71,13 @@ fn write_table(out: &mut impl Write, hits: &[SearchHit], color: bool) -> std::io
         .iter()
         .map(|h| {
             let name = match &h.version {
-                Some(version) => format!("{}  {}", clean(&h.name), clean(version)),
-                None => clean(&h.name),
+                Some(version) => format!("{}  {}", safe(&h.name), safe(version)),
+                None => safe(&h.name).into_owned(),
             };
             [
                 name,
-                shorten(&clean(&h.description), DESCRIPTION_WIDTH),
-                clean(&h.tags.join(", ")),
+                shorten(&safe(&h.description), DESCRIPTION_WIDTH),
+                safe(&h.tags.join(", ")).into_owned(),
                 h.advisory.map_or_else(
                     || "-".to_string(),
                     |a| format!("{} ({})", a.highest.as_str().to_uppercase(), a.count),
@@ -124,10 +125,6 @@ fn use_color() -> bool {
 
 /// Registry text is untrusted: control characters must not drive the
 /// terminal (see [`mlld_schemas::terminal`]).
-pub fn clean(text: &str) -> String {
-    mlld_schemas::terminal::terminal_safe(text).into_owned()
-}
-
 fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();

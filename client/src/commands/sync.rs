@@ -22,7 +22,7 @@ use crate::sync::snapshot_import::Limits;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  mlld-registry sync --from https://registry.example.org --trusted-key mlld-registry.pub\n  MLLD_REGISTRY_URL=https://registry.example.org mlld-registry sync\n  mlld-registry sync --from ./site          # a site directory\n  mlld-registry sync --from snapshot.tar.zst --offline"
+    after_help = "Examples:\n  mlld-registry sync --from https://registry.example.org --trusted-key mlld-registry.pub\n  MLLD_REGISTRY_URL=https://registry.example.org mlld-registry sync\n  mlld-registry sync --from ./site          # a site directory\n  mlld-registry sync --from snapshot.tar.zst --offline\n  mlld-registry sync --sparse               # only the signed root and what the lock needs"
 )]
 pub struct Args {
     /// The registry site (https:// URL or directory), or one snapshot file.

@@ -245,23 +245,7 @@ fn describe(
             let bytes = std::fs::read(dir.join("content.mld")).ok()?;
             (mlld_schemas::integrity_of(&bytes) == entry.integrity).then_some(bytes)
         });
-    let approved = parse_timestamp(&entry.approved_at).ok();
-    let new_advisories = verified
-        .advisories_for(module)?
-        .into_iter()
-        .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
-            (Ok(created), Some(approved)) => created > approved,
-            _ => true,
-        })
-        .map(|a| {
-            format!(
-                "{}/{} ({})",
-                a.user,
-                a.advisory.id,
-                a.advisory.severity.as_str()
-            )
-        })
-        .collect();
+    let new_advisories = advisories_since(verified.advisories_for(module)?, &entry.approved_at);
     let diff = match &old_content {
         Some(old) => short_diff(old, content, 40),
         None => "(the old content is in neither the snapshot nor the cache)\n".into(),
@@ -351,4 +335,28 @@ pub(crate) fn short_diff(old: &[u8], new: &[u8], max_lines: usize) -> String {
         out.push_str(&format!("… {} more diff lines\n", total - max_lines));
     }
     out
+}
+
+/// `user/id (severity)` of the advisories created after `approved_at` (all
+/// of them when either date does not parse: better shown twice than missed).
+pub(crate) fn advisories_since<'a>(
+    advisories: impl IntoIterator<Item = &'a mlld_schemas::AdvisoryRecord>,
+    approved_at: &str,
+) -> Vec<String> {
+    let approved = parse_timestamp(approved_at).ok();
+    advisories
+        .into_iter()
+        .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
+            (Ok(created), Some(approved)) => created > approved,
+            _ => true,
+        })
+        .map(|a| {
+            format!(
+                "{}/{} ({})",
+                a.user,
+                a.advisory.id,
+                a.advisory.severity.as_str()
+            )
+        })
+        .collect()
 }

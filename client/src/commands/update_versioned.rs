@@ -2,7 +2,6 @@
 //! requested range or tag selects now; changed content needs approval.
 
 use anyhow::Result;
-use mlld_schemas::names::parse_timestamp;
 use mlld_schemas::{LockFile, ModuleRef};
 
 use crate::approve_change::approve_change;
@@ -70,7 +69,6 @@ pub fn update(
         let content_changed = entry.content_hash
             != mlld_schemas::content_hash::parse_content_hash(&new.content_hash)
                 .unwrap_or(&new.content_hash);
-        let approved = parse_timestamp(&entry.approved_at).ok();
         let advisories = verified.versioned_advisories(module)?;
         let change = Change {
             import: key.clone(),
@@ -83,21 +81,10 @@ pub fn update(
                 .or(old_bytes.as_ref().map(|b| b.len() as u64)),
             to_size: new.size,
             content_changed,
-            new_advisories: advisories
-                .iter()
-                .filter(|a| match (parse_timestamp(&a.advisory.created), approved) {
-                    (Ok(created), Some(approved)) => created > approved,
-                    _ => true,
-                })
-                .map(|a| {
-                    format!(
-                        "{}/{} ({})",
-                        a.user,
-                        a.advisory.id,
-                        a.advisory.severity.as_str()
-                    )
-                })
-                .collect(),
+            new_advisories: super::update::advisories_since(
+                advisories.iter().copied(),
+                &entry.approved_at,
+            ),
             diff: match &old_bytes {
                 Some(old) => short_diff(old, &new_entry_bytes, 40),
                 None => "(the old entry file is in neither the snapshot nor the cache)\n".into(),

@@ -155,6 +155,9 @@ fn snapshot_check(store: &Store, keys: &TrustedKeys) -> Check {
             "none synced yet: run `mlld-registry sync`",
         );
     };
+    if let Some(sparse) = &current.sparse {
+        return sparse_check(store, &current, sparse);
+    }
     let verified = match store.load_manifest(&current.snapshot, keys) {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -188,6 +191,44 @@ fn snapshot_check(store: &Store, keys: &TrustedKeys) -> Check {
             format!(
                 "serial {}, synced {age}, expires {}",
                 verified.manifest.serial, verified.manifest.expires
+            ),
+        ),
+    }
+}
+
+/// A sparse store: its root opens (and still hashes to its name); how much
+/// of the registry is held locally.
+fn sparse_check(
+    store: &Store,
+    current: &crate::store::Current,
+    sparse: &crate::store::SparseCurrent,
+) -> Check {
+    let opened = crate::sparse::SparseSource::open(store, sparse, true, Default::default());
+    let source = match opened {
+        Ok(s) => s,
+        Err(e) => return check("snapshot", Status::Error, format!("{e:#}")),
+    };
+    let root = &source.root;
+    let held = std::fs::read_dir(store.root().join("sparse/shards"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    let expired = Expired::at(root.serial, &root.expires, time::OffsetDateTime::now_utc());
+    match expired {
+        Some(expired) => check(
+            "snapshot",
+            Status::Error,
+            format!("{expired}: run `mlld-registry sync`"),
+        ),
+        None => check(
+            "snapshot",
+            Status::Ok,
+            format!(
+                "sparse, serial {}, synced {}, expires {}; {held} of {} shards held, the rest fetched from {} when read",
+                root.serial,
+                current.synced_at,
+                root.expires,
+                root.shards.len(),
+                crate::commands::safe(&sparse.site)
             ),
         ),
     }

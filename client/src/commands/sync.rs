@@ -88,10 +88,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
         );
         if let Some(s) = &report.sparse {
             crate::outln!(
-                "  sparse root ({}, {} shards); {} for the {} locked: {}",
+                "  signed root: {}, {}; records and content of the {} in the lock: {}; the rest is fetched when read",
                 count(s.root_bytes, "byte", "bytes"),
-                s.shards,
-                count(s.prefetched.modules, "record", "records"),
+                count(s.shards, "shard", "shards"),
                 count(s.prefetched.modules, "module", "modules"),
                 count(s.prefetched.bytes, "byte", "bytes")
             );

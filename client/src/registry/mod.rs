@@ -299,7 +299,7 @@ impl Registry {
     fn not_found(&self, full_name: &str) -> anyhow::Error {
         let near = self.near_names(full_name, 3);
         let hint = if near.is_empty() {
-            String::new()
+            ".".to_string()
         } else {
             format!("; did you mean {}?", near.join(", "))
         };

@@ -1,18 +1,19 @@
 //! What commands read the registry through: a snapshot's records, loaded a
-//! shard at a time.
+//! name at a time.
 //!
 //! `sync` verifies a snapshot whole (signature, every member's hash) and
 //! then writes its *query store*, `snapshots/<sha256>/query/` (see
-//! [`tables`]): the module records split into shards by a hash of the name
-//! (`mlld_schemas::shard`), and a sorted index of the pack's blobs. Later
-//! commands open that and read only the shards of the names they look up,
-//! each checked against its own digest, and the blobs they install, each
-//! hashed against the digest asked for. Nothing in it is trusted that `sync`
+//! [`tables`] and [`records`]): the records of each name, bucketed by a hash
+//! of the name (`mlld_schemas::shard`), and a sorted index of the pack's
+//! blobs. Later commands open that and read only the records of the names
+//! they look up, each checked against its own digest, and the blobs they
+//! install, each hashed against the digest asked for. Nothing in it is trusted that `sync`
 //! did not write from verified bytes; the key that signed the snapshot must
 //! still be trusted. A store without a query store (synced by an older
 //! client), and `--snapshot FILE`, are read from the verified manifest in
 //! memory instead, through the same interface.
 
+pub mod records;
 pub mod tables;
 pub mod write;
 
@@ -27,12 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
-use tables::ShardFile;
+use records::Records;
 
 pub const QUERY_DIR: &str = "query";
 /// Bump when the query store's files change shape: older stores are then
 /// read from their manifest until the next `sync --repair` or sync.
-pub const QUERY_FORMAT: u32 = 1;
+pub const QUERY_FORMAT: u32 = 2;
 const MAX_HEAD_BYTES: u64 = 1 << 20;
 
 /// `query/head.json`: what the snapshot is, without its records.
@@ -58,16 +59,24 @@ pub struct Registry {
     head: Head,
     dir: PathBuf,
     source: Source,
-    shards: Vec<OnceCell<Box<Shard>>>,
     pack: OnceCell<std::fs::File>,
 }
 
 enum Source {
-    /// The query store: shards read on demand.
-    Stored(ShardFile),
-    /// The whole verified manifest, already split (every cell filled).
-    Manifest(Box<VerifiedManifest>),
+    /// The query store: each name's records read on demand.
+    Stored(Records),
+    /// The whole verified manifest, already split into shards.
+    Manifest(Box<VerifiedManifest>, Vec<Shard>),
 }
+
+/// The records of a name the snapshot knows nothing about.
+static NOTHING: Shard = Shard {
+    modules: Vec::new(),
+    versioned: Vec::new(),
+    advisories: Vec::new(),
+    rejected: Vec::new(),
+    dependents: std::collections::BTreeMap::new(),
+};
 
 impl Registry {
     /// The query store of the stored snapshot `sha256`; `None` when it has
@@ -95,18 +104,17 @@ impl Registry {
                 head.key_id
             );
         }
-        let file =
-            ShardFile::open(&query.join(tables::SHARDS_NAME)).map_err(|e| damaged(&dir, e))?;
-        if file.bits() != head.shard_bits {
-            return Err(damaged(&dir, "its shard table does not match its head"));
+        let records =
+            Records::open(&query.join(records::RECORDS_NAME)).map_err(|e| damaged(&dir, e))?;
+        if records.bits() != head.shard_bits {
+            return Err(damaged(&dir, "its record table does not match its head"));
         }
         Ok(Some(Self {
             snapshot_sha256: sha256.to_string(),
             key_id: head.key_id.clone(),
-            shards: empty_cells(head.shard_bits),
             head,
             dir,
-            source: Source::Stored(file),
+            source: Source::Stored(records),
             pack: OnceCell::new(),
         }))
     }
@@ -115,17 +123,13 @@ impl Registry {
     pub fn from_verified(verified: VerifiedManifest) -> Self {
         let m = &verified.manifest;
         let bits = shard::bits_for(m.modules.len() + m.versioned.len());
-        let shards = empty_cells(bits);
-        let split = shard::split(
+        let shards = shard::split(
             m.modules.iter().cloned(),
             m.versioned.iter().cloned(),
             &m.advisories,
             m.rejected.iter().cloned(),
             bits,
         );
-        for (cell, s) in shards.iter().zip(split) {
-            let _ = cell.set(Box::new(s));
-        }
         let head = Head {
             format: QUERY_FORMAT,
             snapshot: verified.snapshot_sha256.clone(),
@@ -143,8 +147,7 @@ impl Registry {
             key_id: verified.key_id.clone(),
             head,
             dir: verified.dir().to_path_buf(),
-            source: Source::Manifest(Box::new(verified)),
-            shards,
+            source: Source::Manifest(Box::new(verified), shards),
             pack: OnceCell::new(),
         }
     }
@@ -182,18 +185,20 @@ impl Registry {
         &self.dir
     }
 
-    /// The shard holding `user/name` (either layout).
+    /// Everything about `user/name` (either layout): from the query store
+    /// the records of that name alone, from a manifest the whole shard
+    /// holding it. Filter by name, as [`Shard::module`] does.
     pub fn shard(&self, user: &str, name: &str) -> Result<&Shard> {
-        let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
-        let cell = &self.shards[n as usize];
-        if let Some(s) = cell.get() {
-            return Ok(s);
+        match &self.source {
+            Source::Stored(records) => Ok(records
+                .get(user, name)
+                .map_err(|e| damaged(&self.dir, e))?
+                .unwrap_or(&NOTHING)),
+            Source::Manifest(_, shards) => {
+                let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
+                Ok(&shards[n as usize])
+            }
         }
-        let Source::Stored(file) = &self.source else {
-            bail!("shard {n} is missing from the verified manifest's split");
-        };
-        let s = file.read(n).map_err(|e| damaged(&self.dir, e))?;
-        Ok(cell.get_or_init(|| Box::new(s)))
     }
 
     /// The gist module `user/name` (users case-insensitively).
@@ -229,7 +234,8 @@ impl Registry {
         }
     }
 
-    /// What the indexer rejected among names sharing a shard with `user/name`.
+    /// What the indexer rejected of `user/name` (and perhaps of names
+    /// sharing its shard).
     pub fn rejected_near(&self, user: &str, name: &str) -> Result<&[mlld_schemas::RejectedRecord]> {
         Ok(&self.shard(user, name)?.rejected)
     }
@@ -252,7 +258,7 @@ impl Registry {
     /// Up to `limit` names close to `wanted`, from the snapshot's search
     /// index (or the whole manifest when it is in memory).
     pub fn near_names(&self, wanted: &str, limit: usize) -> Vec<String> {
-        if let Source::Manifest(v) = &self.source {
+        if let Source::Manifest(v, _) = &self.source {
             return crate::resolve::closest_names(
                 wanted,
                 v.manifest.modules.iter().map(ModuleRecord::full_name),
@@ -301,7 +307,7 @@ impl Registry {
 
     /// The blob with this SHA-256 (hex, or `sha256:<hex>`), hashed on read.
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
-        if let Source::Manifest(v) = &self.source {
+        if let Source::Manifest(v, _) = &self.source {
             return v.read_blob(sha256);
         }
         read_stored_blob(&self.dir, &self.pack, sha256)?.with_context(|| {
@@ -350,10 +356,6 @@ pub fn read_stored_blob(
         ));
     }
     Ok(Some(bytes))
-}
-
-fn empty_cells(bits: u32) -> Vec<OnceCell<Box<Shard>>> {
-    (0..1usize << bits).map(|_| OnceCell::new()).collect()
 }
 
 /// A damaged query store: refused, with the way out.

@@ -7,11 +7,12 @@
 //! of the name (`mlld_schemas::shard`), and a sorted index of the pack's
 //! blobs. Later commands open that and read only the records of the names
 //! they look up, each checked against its own digest, and the blobs they
-//! install, each hashed against the digest asked for. Nothing in it is trusted that `sync`
-//! did not write from verified bytes; the key that signed the snapshot must
-//! still be trusted. A store without a query store (synced by an older
-//! client), and `--snapshot FILE`, are read from the verified manifest in
-//! memory instead, through the same interface.
+//! install, each hashed against the digest asked for. Nothing in it is
+//! trusted that `sync` did not write from verified bytes; the key that
+//! signed the snapshot must still be trusted. A store without a query store
+//! in this format (synced by an older client), and `--snapshot FILE`, are
+//! read from the verified manifest in memory instead, through the same
+//! interface.
 
 pub mod records;
 pub mod tables;
@@ -36,7 +37,7 @@ pub const QUERY_DIR: &str = "query";
 pub const QUERY_FORMAT: u32 = 2;
 const MAX_HEAD_BYTES: u64 = 1 << 20;
 
-/// `query/head.json`: what the snapshot is, without its records.
+/// `query/head2.json`: what the snapshot is, without its records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Head {

@@ -60,14 +60,17 @@ pub struct Registry {
     head: Head,
     dir: PathBuf,
     source: Source,
+    /// The shards of the manifest path, split once (every cell filled);
+    /// the query store caches its records itself.
+    shards: Vec<OnceCell<Box<Shard>>>,
     pack: OnceCell<std::fs::File>,
 }
 
 enum Source {
     /// The query store: each name's records read on demand.
     Stored(Records),
-    /// The whole verified manifest, already split into shards.
-    Manifest(Box<VerifiedManifest>, Vec<Shard>),
+    /// The whole verified manifest, already split (every cell filled).
+    Manifest(Box<VerifiedManifest>),
 }
 
 /// The records of a name the snapshot knows nothing about.
@@ -113,6 +116,7 @@ impl Registry {
         Ok(Some(Self {
             snapshot_sha256: sha256.to_string(),
             key_id: head.key_id.clone(),
+            shards: Vec::new(),
             head,
             dir,
             source: Source::Stored(records),
@@ -124,13 +128,17 @@ impl Registry {
     pub fn from_verified(verified: VerifiedManifest) -> Self {
         let m = &verified.manifest;
         let bits = shard::bits_for(m.modules.len() + m.versioned.len());
-        let shards = shard::split(
+        let shards = empty_cells(bits);
+        let split = shard::split(
             m.modules.iter().cloned(),
             m.versioned.iter().cloned(),
             &m.advisories,
             m.rejected.iter().cloned(),
             bits,
         );
+        for (cell, s) in shards.iter().zip(split) {
+            let _ = cell.set(Box::new(s));
+        }
         let head = Head {
             format: QUERY_FORMAT,
             snapshot: verified.snapshot_sha256.clone(),
@@ -148,7 +156,8 @@ impl Registry {
             key_id: verified.key_id.clone(),
             head,
             dir: verified.dir().to_path_buf(),
-            source: Source::Manifest(Box::new(verified), shards),
+            source: Source::Manifest(Box::new(verified)),
+            shards,
             pack: OnceCell::new(),
         }
     }
@@ -190,16 +199,16 @@ impl Registry {
     /// the records of that name alone, from a manifest the whole shard
     /// holding it. Filter by name, as [`Shard::module`] does.
     pub fn shard(&self, user: &str, name: &str) -> Result<&Shard> {
-        match &self.source {
-            Source::Stored(records) => Ok(records
-                .get(user, name)
-                .map_err(|e| damaged(&self.dir, e))?
-                .unwrap_or(&NOTHING)),
-            Source::Manifest(_, shards) => {
-                let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
-                Ok(&shards[n as usize])
-            }
+        if let Source::Stored(records) = &self.source {
+            let found = records.get(user, name).map_err(|e| damaged(&self.dir, e))?;
+            return Ok(found.unwrap_or(&NOTHING));
         }
+        let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
+        let cell = &self.shards[n as usize];
+        if let Some(s) = cell.get() {
+            return Ok(s);
+        }
+        bail!("shard {n} is missing from the verified manifest's split");
     }
 
     /// The gist module `user/name` (users case-insensitively).
@@ -259,7 +268,7 @@ impl Registry {
     /// Up to `limit` names close to `wanted`, from the snapshot's search
     /// index (or the whole manifest when it is in memory).
     pub fn near_names(&self, wanted: &str, limit: usize) -> Vec<String> {
-        if let Source::Manifest(v, _) = &self.source {
+        if let Source::Manifest(v) = &self.source {
             return crate::resolve::closest_names(
                 wanted,
                 v.manifest.modules.iter().map(ModuleRecord::full_name),
@@ -308,7 +317,7 @@ impl Registry {
 
     /// The blob with this SHA-256 (hex, or `sha256:<hex>`), hashed on read.
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>> {
-        if let Source::Manifest(v, _) = &self.source {
+        if let Source::Manifest(v) = &self.source {
             return v.read_blob(sha256);
         }
         read_stored_blob(&self.dir, &self.pack, sha256)?.with_context(|| {
@@ -357,6 +366,10 @@ pub fn read_stored_blob(
         ));
     }
     Ok(Some(bytes))
+}
+
+fn empty_cells(bits: u32) -> Vec<OnceCell<Box<Shard>>> {
+    (0..1usize << bits).map(|_| OnceCell::new()).collect()
 }
 
 /// A damaged query store: refused, with the way out.

@@ -1,5 +1,5 @@
 //! After `sync`, commands read the query store `sync` wrote from verified
-//! bytes (a shard of records per name, a blob index), not the whole signed
+//! bytes (each name's records, a blob index), not the whole signed
 //! manifest; a damaged query store is refused with a way out, and
 //! `sync --repair` rebuilds it.
 
@@ -16,15 +16,26 @@ fn current_dir(client: &Client) -> PathBuf {
     client.home.join("snapshots").join(sha)
 }
 
-/// Where shard `n`'s body lies in `shards.bin`.
-fn shard_span(shards: &Path, user: &str, name: &str) -> (usize, usize) {
-    let bytes = std::fs::read(shards).unwrap();
+/// Where the record of `user/name` lies in `records.bin`, and where its
+/// entry in its bucket's directory lies (see `mlld_registry::registry::records`).
+fn record_span(records: &Path, user: &str, name: &str) -> (usize, usize, usize) {
+    let bytes = std::fs::read(records).unwrap();
     let bits = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     let n = shard_of(&shard_key(user, name), bits) as usize;
-    let entry = &bytes[16 + 16 * n..32 + 16 * n];
-    let offset = u64::from_le_bytes(entry[..8].try_into().unwrap()) as usize;
-    let length = u64::from_le_bytes(entry[8..].try_into().unwrap()) as usize;
-    (offset, length)
+    let at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap()) as usize;
+    let (dir, count) = (at(16 + 16 * n), at(24 + 16 * n));
+    let key = mlld_schemas::sha256_bytes(shard_key(user, name).as_bytes());
+    let entry = (0..count)
+        .map(|i| dir + 32 + 80 * i)
+        .find(|&e| bytes[e..e + 32] == key)
+        .expect("the name is listed in its bucket");
+    (at(entry + 32), at(entry + 40), entry)
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(path, &bytes).unwrap();
 }
 
 #[test]
@@ -32,7 +43,7 @@ fn sync_writes_a_query_store_and_commands_never_read_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let (_site, client) = synced(dir.path());
     let snap = current_dir(&client);
-    for file in ["head.json", "shards.bin", "blobs.idx"] {
+    for file in ["head2.json", "records.bin", "blobs.idx"] {
         assert!(snap.join("query").join(file).is_file(), "query/{file}");
     }
     // The signed manifest is what sync verified; commands do not read it
@@ -53,18 +64,17 @@ fn sync_writes_a_query_store_and_commands_never_read_the_manifest() {
 }
 
 #[test]
-fn a_damaged_shard_is_refused_and_sync_repair_rebuilds_it() {
+fn an_altered_record_is_refused_and_sync_repair_rebuilds_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_site, client) = synced(dir.path());
-    let shards = current_dir(&client).join("query/shards.bin");
-    let (offset, length) = shard_span(&shards, "jdoe", "date-fmt");
-    let mut bytes = std::fs::read(&shards).unwrap();
-    // A byte of the record's JSON, not of its digest.
-    bytes[offset + 32 + length / 2] ^= 0x20;
-    std::fs::write(&shards, &bytes).unwrap();
+    let records = current_dir(&client).join("query/records.bin");
+    let (offset, length, _) = record_span(&records, "jdoe", "date-fmt");
+    // A byte of the record's JSON.
+    flip(&records, offset + length / 2);
 
     let err = assert_fails(&client.run(&["info", "jdoe/date-fmt"]), 2);
     assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("does not match its digest"), "{err}");
     assert!(err.contains("sync --repair"), "{err}");
     let err = assert_fails(
         &client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]),
@@ -75,6 +85,8 @@ fn a_damaged_shard_is_refused_and_sync_repair_rebuilds_it() {
         !client.project.join(".mlld/mlld.lock.json").exists(),
         "nothing was locked from a damaged record"
     );
+    // Other names are read as before: only what was damaged is refused.
+    assert_ok(&client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]));
 
     let out = assert_ok(&client.run(&["sync", "--repair"]));
     assert!(out.contains("repaired"), "{out}");
@@ -83,11 +95,28 @@ fn a_damaged_shard_is_refused_and_sync_repair_rebuilds_it() {
 }
 
 #[test]
+fn an_altered_directory_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let records = current_dir(&client).join("query/records.bin");
+    let (_, _, entry) = record_span(&records, "jdoe", "date-fmt");
+    // The first byte of the name's key: the directory would no longer list
+    // it, and the name would read as absent if the directory were believed.
+    flip(&records, entry);
+    let err = assert_fails(&client.run(&["info", "jdoe/date-fmt"]), 2);
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("sync --repair"), "{err}");
+    assert!(!err.contains("not in the registry snapshot"), "{err}");
+    assert_ok(&client.run(&["sync", "--repair"]));
+    assert_ok(&client.run(&["info", "jdoe/date-fmt"]));
+}
+
+#[test]
 fn a_damaged_head_or_blob_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_site, client) = synced(dir.path());
     let snap = current_dir(&client);
-    let head = snap.join("query/head.json");
+    let head = snap.join("query/head2.json");
     let text = std::fs::read_to_string(&head).unwrap();
     std::fs::write(&head, text.replace("\"serial\":1", "\"serial\":9")).unwrap();
     let err = assert_fails(&client.run(&["info", "jdoe/date-fmt"]), 2);
@@ -150,6 +179,35 @@ fn a_store_synced_before_the_query_store_still_works_and_the_next_sync_adds_it()
     assert!(!query.exists(), "read-only commands do not write the store");
     let out = assert_ok(&client.run(&["sync", "--offline"]));
     assert!(out.contains("up to date"), "{out}");
-    assert!(query.join("head.json").is_file());
+    assert!(query.join("head2.json").is_file());
     assert_ok(&client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]));
+}
+
+#[test]
+fn a_query_store_of_an_older_format_is_read_through_the_manifest_until_sync_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let query = current_dir(&client).join("query");
+    // What format 1 left: `head.json` beside `shards.bin`, which this
+    // client does not read (garbage here, to prove it).
+    std::fs::remove_file(query.join("head2.json")).unwrap();
+    std::fs::remove_file(query.join("records.bin")).unwrap();
+    std::fs::write(query.join("head.json"), b"0\n{\"format\":1}").unwrap();
+    std::fs::write(query.join("shards.bin"), b"MLLDSHD1 garbage").unwrap();
+    let info = json(&client.run(&["info", "jdoe/date-fmt", "--json"]));
+    assert_eq!(info["name"], "jdoe/date-fmt");
+    assert_ok(&client.run(&["resolve", "mlld://adamavenir/json-utils", "--yes"]));
+    assert!(
+        !query.join("head2.json").exists(),
+        "read-only commands do not write the store"
+    );
+    let out = assert_ok(&client.run(&["sync", "--offline"]));
+    assert!(out.contains("up to date"), "{out}");
+    assert!(query.join("head2.json").is_file());
+    assert!(query.join("records.bin").is_file());
+    assert!(
+        !query.join("shards.bin").exists(),
+        "the old format is swapped out whole"
+    );
+    assert_ok(&client.run(&["info", "jdoe/date-fmt"]));
 }

@@ -1,18 +1,20 @@
 //! What commands read the registry through: a snapshot's records, loaded a
-//! shard at a time.
+//! name at a time.
 //!
 //! `sync` verifies a snapshot whole (signature, every member's hash) and
 //! then writes its *query store*, `snapshots/<sha256>/query/` (see
-//! [`tables`]): the module records split into shards by a hash of the name
-//! (`mlld_schemas::shard`), and a sorted index of the pack's blobs. Later
-//! commands open that and read only the shards of the names they look up,
-//! each checked against its own digest, and the blobs they install, each
-//! hashed against the digest asked for. Nothing in it is trusted that `sync`
-//! did not write from verified bytes; the key that signed the snapshot must
-//! still be trusted. A store without a query store (synced by an older
-//! client), and `--snapshot FILE`, are read from the verified manifest in
-//! memory instead, through the same interface.
+//! [`tables`] and [`records`]): the records of each name, bucketed by a hash
+//! of the name (`mlld_schemas::shard`), and a sorted index of the pack's
+//! blobs. Later commands open that and read only the records of the names
+//! they look up, each checked against its own digest, and the blobs they
+//! install, each hashed against the digest asked for. Nothing in it is
+//! trusted that `sync` did not write from verified bytes; the key that
+//! signed the snapshot must still be trusted. A store without a query store
+//! in this format (synced by an older client), and `--snapshot FILE`, are
+//! read from the verified manifest in memory instead, through the same
+//! interface.
 
+pub mod records;
 pub mod tables;
 pub mod write;
 
@@ -28,15 +30,15 @@ use serde::{Deserialize, Serialize};
 use crate::sparse::SparseSource;
 use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
-use tables::ShardFile;
+use records::Records;
 
 pub const QUERY_DIR: &str = "query";
 /// Bump when the query store's files change shape: older stores are then
 /// read from their manifest until the next `sync --repair` or sync.
-pub const QUERY_FORMAT: u32 = 1;
+pub const QUERY_FORMAT: u32 = 2;
 const MAX_HEAD_BYTES: u64 = 1 << 20;
 
-/// `query/head.json`: what the snapshot is, without its records.
+/// `query/head2.json`: what the snapshot is, without its records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Head {
@@ -59,18 +61,29 @@ pub struct Registry {
     head: Head,
     dir: PathBuf,
     source: Source,
+    /// The shards of the manifest path, split once (every cell filled);
+    /// the query store caches its records itself.
     shards: Vec<OnceCell<Box<Shard>>>,
     pack: OnceCell<std::fs::File>,
 }
 
 enum Source {
-    /// The query store: shards read on demand.
-    Stored(ShardFile),
+    /// The query store: each name's records read on demand.
+    Stored(Records),
     /// The whole verified manifest, already split (every cell filled).
     Manifest(Box<VerifiedManifest>),
     /// A sparse store: shards and blobs fetched from the site on demand.
     Sparse(Box<SparseSource>),
 }
+
+/// The records of a name the snapshot knows nothing about.
+static NOTHING: Shard = Shard {
+    modules: Vec::new(),
+    versioned: Vec::new(),
+    advisories: Vec::new(),
+    rejected: Vec::new(),
+    dependents: std::collections::BTreeMap::new(),
+};
 
 impl Registry {
     /// The query store of the stored snapshot `sha256`; `None` when it has
@@ -98,18 +111,18 @@ impl Registry {
                 head.key_id
             );
         }
-        let file =
-            ShardFile::open(&query.join(tables::SHARDS_NAME)).map_err(|e| damaged(&dir, e))?;
-        if file.bits() != head.shard_bits {
-            return Err(damaged(&dir, "its shard table does not match its head"));
+        let records =
+            Records::open(&query.join(records::RECORDS_NAME)).map_err(|e| damaged(&dir, e))?;
+        if records.bits() != head.shard_bits {
+            return Err(damaged(&dir, "its record table does not match its head"));
         }
         Ok(Some(Self {
             snapshot_sha256: sha256.to_string(),
             key_id: head.key_id.clone(),
-            shards: empty_cells(head.shard_bits),
+            shards: Vec::new(),
             head,
             dir,
-            source: Source::Stored(file),
+            source: Source::Stored(records),
             pack: OnceCell::new(),
         }))
     }
@@ -240,21 +253,26 @@ impl Registry {
         &self.dir
     }
 
-    /// The shard holding `user/name` (either layout).
+    /// Everything about `user/name` (either layout): from the query store
+    /// the records of that name alone, from a manifest or a sparse store
+    /// the whole shard holding it. Filter by name, as [`Shard::module`] does.
     pub fn shard(&self, user: &str, name: &str) -> Result<&Shard> {
+        if let Source::Stored(records) = &self.source {
+            let found = records.get(user, name).map_err(|e| damaged(&self.dir, e))?;
+            return Ok(found.unwrap_or(&NOTHING));
+        }
         let n = shard::shard_of(&shard::shard_key(user, name), self.head.shard_bits);
         let cell = &self.shards[n as usize];
         if let Some(s) = cell.get() {
             return Ok(s);
         }
-        let s = match &self.source {
-            Source::Stored(file) => file.read(n).map_err(|e| damaged(&self.dir, e))?,
-            Source::Sparse(sparse) => sparse.shard(n)?,
-            Source::Manifest(_) => {
-                bail!("shard {n} is missing from the verified manifest's split")
+        match &self.source {
+            Source::Sparse(sparse) => {
+                let s = sparse.shard(n)?;
+                Ok(cell.get_or_init(|| Box::new(s)))
             }
-        };
-        Ok(cell.get_or_init(|| Box::new(s)))
+            _ => bail!("shard {n} is missing from the verified manifest's split"),
+        }
     }
 
     /// The gist module `user/name` (users case-insensitively).
@@ -290,7 +308,8 @@ impl Registry {
         }
     }
 
-    /// What the indexer rejected among names sharing a shard with `user/name`.
+    /// What the indexer rejected of `user/name` (and perhaps of names
+    /// sharing its shard).
     pub fn rejected_near(&self, user: &str, name: &str) -> Result<&[mlld_schemas::RejectedRecord]> {
         Ok(&self.shard(user, name)?.rejected)
     }

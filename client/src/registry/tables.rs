@@ -2,9 +2,8 @@
 //! command reads the records it needs and nothing else.
 //!
 //! ```text
-//! head.json    <sha256 hex of the rest>\n{"format":1,"snapshot":…,"serial":…,…}
-//! shards.bin   "MLLDSHD1" | bits: u32 | 0: u32 | (offset: u64, length: u64) × 2^bits | bodies
-//!              each body: SHA-256 (32 bytes) of its JSON, then the JSON of one `Shard`
+//! head2.json   <sha256 hex of the rest>\n{"format":2,"snapshot":…,"serial":…,…}
+//! records.bin  one record per name, see [`super::records`]
 //! blobs.idx    "MLLDBLB1" | count: u64 | (sha256: [u8; 32], offset: u64, size: u64) × count, sorted
 //! ```
 //!
@@ -18,17 +17,15 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use mlld_schemas::shard::Shard;
+use anyhow::{Context, Result};
 
-pub const HEAD_NAME: &str = "head.json";
-pub const SHARDS_NAME: &str = "shards.bin";
+/// The head's name carries the format: a store of another format has none,
+/// so commands read its manifest and the next `sync` rebuilds it (format 1
+/// was `head.json` beside `shards.bin`).
+pub const HEAD_NAME: &str = "head2.json";
 pub const BLOBS_NAME: &str = "blobs.idx";
-const SHARDS_MAGIC: &[u8; 8] = b"MLLDSHD1";
 const BLOBS_MAGIC: &[u8; 8] = b"MLLDBLB1";
 const BLOB_ENTRY: u64 = 48;
-/// No shard body is larger than this (a guard against a damaged table).
-const MAX_SHARD_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Why a table cannot be used: the caller names the store and the remedy.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +35,7 @@ pub struct Damaged {
     pub why: String,
 }
 
-fn damaged(path: &Path, why: impl Into<String>) -> anyhow::Error {
+pub(super) fn damaged(path: &Path, why: impl Into<String>) -> anyhow::Error {
     Damaged {
         path: path.display().to_string(),
         why: why.into(),
@@ -66,101 +63,6 @@ pub fn read_checked(path: &Path, cap: u64) -> Result<Vec<u8>> {
         return Err(damaged(path, "its content does not match its digest"));
     }
     Ok(body.to_vec())
-}
-
-/// Writes every shard into one file: one file and one fsync however many
-/// shards a registry has.
-pub fn write_shards(path: &Path, bits: u32, shards: &[Shard]) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = BufWriter::new(file);
-    out.write_all(SHARDS_MAGIC)?;
-    out.write_all(&bits.to_le_bytes())?;
-    out.write_all(&0u32.to_le_bytes())?;
-    let bodies: Vec<Vec<u8>> = shards
-        .iter()
-        .map(serde_json::to_vec)
-        .collect::<Result<_, _>>()?;
-    let mut offset = 16 + 16 * bodies.len() as u64;
-    for body in &bodies {
-        let length = 32 + body.len() as u64;
-        out.write_all(&offset.to_le_bytes())?;
-        out.write_all(&length.to_le_bytes())?;
-        offset += length;
-    }
-    for body in &bodies {
-        out.write_all(&mlld_schemas::sha256_bytes(body))?;
-        out.write_all(body)?;
-    }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(())
-}
-
-/// Reads one shard of a `shards.bin` whose header says `bits`.
-pub struct ShardFile {
-    file: File,
-    path: std::path::PathBuf,
-    bits: u32,
-    len: u64,
-}
-
-impl ShardFile {
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let len = file.metadata()?.len();
-        let mut header = [0u8; 16];
-        file.read_exact_at(&mut header, 0)
-            .map_err(|_| damaged(path, "truncated header"))?;
-        if &header[..8] != SHARDS_MAGIC {
-            return Err(damaged(path, "not a shard table"));
-        }
-        let bits = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-        if bits > mlld_schemas::shard::MAX_BITS || 16 + (16u64 << bits) > len {
-            return Err(damaged(path, "bad shard count"));
-        }
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            bits,
-            len,
-        })
-    }
-
-    pub fn bits(&self) -> u32 {
-        self.bits
-    }
-
-    /// Shard `n`, checked against its digest.
-    pub fn read(&self, n: u32) -> Result<Shard> {
-        if u64::from(n) >= 1u64 << self.bits {
-            bail!("shard {n} is out of range");
-        }
-        let mut entry = [0u8; 16];
-        self.file
-            .read_exact_at(&mut entry, 16 + 16 * u64::from(n))
-            .map_err(|_| damaged(&self.path, "truncated table"))?;
-        let offset = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-        let length = u64::from_le_bytes(entry[8..].try_into().expect("8 bytes"));
-        if !(32..=MAX_SHARD_BYTES).contains(&length) || offset.saturating_add(length) > self.len {
-            return Err(damaged(
-                &self.path,
-                format!("shard {n} lies outside the file"),
-            ));
-        }
-        let mut bytes = vec![0u8; length as usize];
-        self.file
-            .read_exact_at(&mut bytes, offset)
-            .map_err(|_| damaged(&self.path, format!("shard {n} is truncated")))?;
-        let (digest, body) = bytes.split_at(32);
-        if mlld_schemas::sha256_bytes(body) != digest {
-            return Err(damaged(
-                &self.path,
-                format!("shard {n} does not match its digest"),
-            ));
-        }
-        serde_json::from_slice(body)
-            .map_err(|e| damaged(&self.path, format!("shard {n} does not parse: {e}")))
-    }
 }
 
 /// A blob's place in the snapshot's pack.
@@ -260,27 +162,6 @@ mod tests {
             assert_eq!(find_blob(&path, d).unwrap(), Some(*place));
         }
         assert_eq!(find_blob(&path, &[0xab; 32]).unwrap(), None);
-    }
-
-    #[test]
-    fn a_damaged_shard_is_refused_not_misread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(SHARDS_NAME);
-        let mut shard = Shard::default();
-        shard.dependents.insert("a/b".into(), vec!["c/d".into()]);
-        write_shards(&path, 1, &[Shard::default(), shard.clone()]).unwrap();
-        let file = ShardFile::open(&path).unwrap();
-        assert_eq!(file.read(1).unwrap(), shard);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 1;
-        std::fs::write(&path, bytes).unwrap();
-        let err = ShardFile::open(&path).unwrap().read(1).unwrap_err();
-        assert!(
-            err.to_string().contains("does not match its digest"),
-            "{err}"
-        );
-        assert!(ShardFile::open(&path).unwrap().read(0).is_ok());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, manifest: Manifes
         manifest.rejected,
         bits,
     );
-    tables::write_shards(&dir.join(tables::SHARDS_NAME), bits, &shards)?;
+    super::records::write(&dir.join(super::records::RECORDS_NAME), bits, &shards)?;
     drop(shards);
     tables::write_blobs(&dir.join(tables::BLOBS_NAME), blob_places(snap)?)?;
     // The head goes last: a directory with a head is complete.

@@ -23,7 +23,8 @@ pub struct ClientArgs {
     users: usize,
     #[arg(long, default_value_t = 100_000)]
     modules: usize,
-    /// Modules the benchmark project imports (their dependencies come too).
+    /// Modules the benchmark project locks: it imports this many modules
+    /// without dependencies, so the lock holds exactly this many.
     #[arg(long, default_value_t = 20)]
     lock: usize,
     /// Timed runs of each command (the median is reported).
@@ -135,10 +136,18 @@ pub fn run(args: ClientArgs) -> Result<()> {
     bench.ok(&["sync", "--from", &server.url(), "--trusted-key", key])?;
     let sync_secs = started.elapsed().as_secs_f64();
 
-    // The project imports `lock` modules spread over the registry.
+    // The project imports `lock` modules spread over the registry, each
+    // without dependencies, so that the lock holds exactly `lock` modules.
     let step = (args.modules / args.lock).max(1);
-    let roots: Vec<&mlld_synth::SynthModule> =
-        synth.modules.iter().step_by(step).take(args.lock).collect();
+    let roots: Vec<&mlld_synth::SynthModule> = (0..args.lock)
+        .filter_map(|k| (k * step..args.modules).find(|&i| is_leaf(&synth, i)))
+        .map(|i| &synth.modules[i])
+        .collect();
+    ensure!(
+        roots.len() == args.lock,
+        "the registry has too few modules without dependencies for a {}-module lock",
+        args.lock
+    );
     let mut source = String::new();
     for m in &roots {
         source.push_str(&format!("/import {{ @x }} from @{}/{}\n", m.user, m.name));
@@ -152,10 +161,16 @@ pub fn run(args: ClientArgs) -> Result<()> {
     let lock: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bench.project.join(".mlld/mlld.lock.json"))?)?;
     let locked = lock["imports"].as_object().map_or(0, |m| m.len());
+    ensure!(
+        locked == args.lock,
+        "the project's lock holds {locked} modules, not {}",
+        args.lock
+    );
     let probe = roots[0];
     let info_name = format!("{}/{}", probe.user, probe.name);
-    let fresh = synth.modules[step / 2].clone();
-    let fresh_name = format!("@{}/{}", fresh.user, fresh.name);
+    // Resolving a module the lock already holds keeps the lock as it is.
+    let again = roots[roots.len() / 2];
+    let again_name = format!("@{}/{}", again.user, again.name);
     let word = probe.name.split('-').next().unwrap_or("json").to_string();
 
     let commands: Vec<(&str, Vec<String>)> = vec![
@@ -175,7 +190,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
             "resolve (locked)",
             vec![
                 "resolve".into(),
-                fresh_name.clone(),
+                again_name.clone(),
                 "--yes".into(),
                 k[0].into(),
                 k[1].into(),
@@ -195,6 +210,11 @@ pub fn run(args: ClientArgs) -> Result<()> {
     }
     print_report(&args, locked, sync_secs, &rows);
     Ok(())
+}
+
+/// Whether module `index` imports no other module.
+fn is_leaf(synth: &Synth, index: usize) -> bool {
+    !synth.content(index, 0).contains("\n/import ")
 }
 
 fn current_snapshot(home: &Path) -> Result<PathBuf> {

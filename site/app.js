@@ -23,6 +23,9 @@ const mlldRegistry = (() => {
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
+  // A module's text: a loose blob, shown up to MAX_CONTENT characters.
+  const BLOB = /^blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{62}$/;
+  const MAX_CONTENT = 64 * 1024;
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs = {}, ...children) => {
@@ -327,9 +330,35 @@ const mlldRegistry = (() => {
   function contentParts(d, file) {
     const parts = [];
     if (d.doc) parts.push(docSection(d.docFile === file ? "Documentation (" + file + ")" : d.docFile, d.doc));
-    if (d.content !== undefined) parts.push(el("h3", { text: "Content of " + file }), el("pre", { id: "content", tabindex: "0" }, el("code", { text: d.content })));
-    if (d.contentTruncated) parts.push(el("p", { class: "muted", text: "Shortened for display; the full file is in the snapshot." }));
+    if (d.contentBlob && BLOB.test(d.contentBlob)) {
+      const box = el("div", { id: "content-box" }, el("p", { class: "muted", text: "Loading " + file + "…" }));
+      parts.push(el("h3", { text: "Content of " + file }), box);
+      showContent(d.contentBlob, file, box);
+    }
     return parts;
+  }
+
+  // The module's text is the site's loose blob, not a copy in the page
+  // data. Over HTTP it is read and shown as text; a page opened from a
+  // file may not read other files, so there it shows in a sandboxed frame
+  // (no scripts, its own origin) with a link to the file.
+  function showContent(path, file, box) {
+    // Until it is shown the box is not in the page; once another page
+    // replaced it, a late answer is dropped.
+    let placed = false;
+    const shown = (parts) => { if (!placed || box.isConnected) box.replaceChildren(...parts); };
+    const framed = () => shown([
+      el("iframe", { id: "content-frame", sandbox: "", src: path, title: "Content of " + file }),
+      el("p", { class: "muted" }, el("a", { href: path, text: "Open " + file })),
+    ]);
+    if (location.protocol === "file:") { framed(); return; }
+    fetch(path).then((r) => (r.ok ? r.text() : Promise.reject(new Error(r.status)))).then((text) => {
+      const chars = Array.from(text);
+      const parts = [el("pre", { id: "content", tabindex: "0" }, el("code", { text: chars.length > MAX_CONTENT ? chars.slice(0, MAX_CONTENT).join("") : text }))];
+      if (chars.length > MAX_CONTENT) parts.push(el("p", { class: "muted", text: "Shortened for display; the full file is in the snapshot." }));
+      shown(parts);
+    }, framed);
+    placed = true;
   }
 
   function renderModule(d) {

@@ -8,7 +8,9 @@
 //! - `modules/<user>/<module>.js`: one module's page data (what `info`
 //!   shows, its rendered documentation and import line), written once, as
 //!   a script so that the page also works from `file://`; versioned modules
-//!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`).
+//!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`). The
+//!   module's text is not copied into it: the page reads the loose blob
+//!   (`contentBlob`), which the site holds anyway.
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -40,8 +42,8 @@ const STATIC: [(&str, &str); 4] = [
 /// Modules per listing shard: small enough to load progressively.
 const SHARD: usize = 4000;
 /// Bump when a page changes shape.
-const PAGE_FORMAT: u32 = 2;
-/// Content shown on a module page is cut here; the snapshot has the rest.
+const PAGE_FORMAT: u32 = 3;
+/// Documentation rendered on a module page is cut here; the snapshot has the rest.
 const MAX_PAGE_CONTENT: usize = 64 * 1024;
 
 /// One module in the listing: user (`@author` for a versioned module),

@@ -75,10 +75,15 @@ fn module_pages_show_what_info_shows() {
         &fs::read(examples().join("gists/27eea315972f5c49098c7b5b05f531dc.json")).unwrap(),
     )
     .unwrap();
+    // The text is not copied into the page: it names the loose blob.
+    let blob = page["contentBlob"].as_str().unwrap();
     assert_eq!(
-        page["content"],
+        fs::read_to_string(dir.path().join(blob)).unwrap(),
         recorded["files"]["llm-cache.mld"]["content"]
+            .as_str()
+            .unwrap()
     );
+    assert!(page.get("content").is_none(), "written once, as the blob");
     // The import line names what the module exports, in today's syntax.
     let exports: Vec<&str> = page["exports"]
         .as_array()
@@ -142,11 +147,12 @@ fn documentation_is_rendered_at_build_time() {
         ),
         "{doc}"
     );
-    assert!(kit["content"].as_str().unwrap().contains("/export {"));
+    let kit_text = fs::read_to_string(dir.path().join(kit["contentBlob"].as_str().unwrap()));
+    assert!(kit_text.unwrap().contains("/export {"));
     // A `.mld.md` module is its own documentation, its code shown as code.
     let toc = script_json(&dir.path().join("modules/textkit/md-toc.js"), "module");
     assert_eq!(toc["docFile"], "md-toc.mld.md");
-    assert!(toc.get("content").is_none(), "shown once, rendered");
+    assert!(toc.get("contentBlob").is_none(), "shown once, rendered");
     let doc = toc["doc"].as_str().unwrap();
     assert!(doc.contains("<h1>md-toc</h1>"), "{doc}");
     assert!(

@@ -9,17 +9,30 @@
 //   #/recent          recently updated modules
 //   #/advisories      modules with open advisories
 //   #/USER/NAME       one module (@AUTHOR/NAME for a versioned one)
-// A module page loads only its own data; the listing shards are loaded
-// for searching and listing, or to suggest names for an unknown module.
+// A module page loads only its own data (and reads the module's text from
+// its blob). A search first loads the few search parts its words name and
+// the listing rows it shows (the first stage, see search.js), then the
+// whole listing for the final ranking; listings and the suggestions for an
+// unknown module load the whole listing.
 "use strict";
 
 const mlldRegistry = (() => {
-  // Listing rows: [user, name, description, tags[], advisory (0/1), stale (0/1),
-  // latest version ("" for a gist module), updated (Unix seconds, 0 unknown)].
+  // Listing rows by position: [user, name, description, tags[], advisory (0/1),
+  // stale (0/1), latest version ("" for a gist module), updated (Unix
+  // seconds, 0 unknown)]. Holes until every shard is in.
   const rows = [];
+  let rowCount = 0;
   let site = null;
-  let shardsRequested = false;
+  let started = false;
+  // Per listing shard and per search part: "requested", "loaded" or "failed".
+  const shardState = [];
+  const partState = [];
   let shardsLoaded = 0;
+  // Callbacks waiting for shards or parts: each returns true once done.
+  let waiters = [];
+  // Whether a search part failed to load (then searches wait for the
+  // whole listing).
+  let stageBroken = false;
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
@@ -58,10 +71,27 @@ const mlldRegistry = (() => {
     return el("time", { datetime: t.toISOString(), title: t.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"), text: dateFormat.format(t) });
   }
 
+  function loadShard(i) {
+    if (shardState[i] || !site) return;
+    shardState[i] = "requested";
+    load(site.shards[i], () => { shardState[i] = "failed"; $("status").textContent = "Could not load " + site.shards[i] + "."; notify(); });
+  }
   function loadShards() {
-    if (shardsRequested || !site) return;
-    shardsRequested = true;
-    site.shards.forEach((s) => load(s));
+    if (site) site.shards.forEach((_, i) => loadShard(i));
+  }
+  function loadPart(i) {
+    if (partState[i]) return;
+    partState[i] = "requested";
+    load(site.search[i], () => { partState[i] = "failed"; stageBroken = true; notify(); });
+  }
+  const settled = (state) => state === "loaded" || state === "failed";
+  function whenReady(ready, then) {
+    if (ready()) then(); else waiters.push(() => ready() && (then(), true));
+  }
+  function notify() {
+    const waiting = waiters;
+    waiters = [];
+    for (const w of waiting) if (!w()) waiters.push(w);
   }
 
   // ---- search and listings ----
@@ -74,10 +104,10 @@ const mlldRegistry = (() => {
     const versioned = rows.filter((r) => r[6]).length;
     const of = site ? " of " + site.count : "";
     const more = site && site.versioned ? ", " + versioned + " of " + site.versioned + " versioned modules" : "";
-    return (rows.length - versioned) + of + " modules" + more;
+    return (rowCount - versioned) + of + " modules" + more;
   }
 
-  function renderList(title, list, note) {
+  function renderList(title, list, note, total = list.length) {
     $("list-title").textContent = title;
     $("list-title").hidden = !title;
     const results = $("results");
@@ -85,25 +115,54 @@ const mlldRegistry = (() => {
     // For `cargo xtask bench page`: when results were last shown.
     if (list.length) performance.mark("mlld:results");
     const loading = allLoaded() ? "" : " (loading the listing…)";
-    $("summary").textContent = note + (list.length > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
+    $("summary").textContent = note + (total > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
+  }
+
+  function titleOf(parsed) {
+    if (!parsed.text && parsed.authors.length === 1 && !parsed.tags.length) return "Modules by " + parsed.authors[0];
+    if (!parsed.text && parsed.tags.length === 1 && !parsed.authors.length) return "Modules tagged " + parsed.tags[0];
+    return "";
   }
 
   function search(q) {
     const query = q.trim();
     // The home page: what changed lately.
-    if (!query) { renderList("Recently updated", recentRows(), summaryText()); return; }
+    if (!query) { loadShards(); renderList("Recently updated", recentRows(), summaryText()); return; }
     const parsed = mlldSearch.parse(query);
-    if (parsed.error !== undefined) { renderList("", [], parsed.error || summaryText()); return; }
+    if (parsed.error !== undefined) { loadShards(); renderList("", [], parsed.error || summaryText()); return; }
+    if (!allLoaded() && site && site.search && !stageBroken) { firstStage(query, parsed); return; }
+    loadShards();
     const hits = mlldSearch.run(parsed);
     let note = plural(hits.length, "module matches", "modules match");
     if (!hits.length && allLoaded()) {
       const near = mlldSearch.near(parsed.text || query, 5);
       if (near.length) note += ". Did you mean " + near.join(", ") + "?";
     }
-    let title = "";
-    if (!parsed.text && parsed.authors.length === 1 && !parsed.tags.length) title = "Modules by " + parsed.authors[0];
-    else if (!parsed.text && parsed.tags.length === 1 && !parsed.authors.length) title = "Modules tagged " + parsed.tags[0];
-    renderList(title, hits, note);
+    renderList(titleOf(parsed), hits, note);
+  }
+
+  // The first stage: the search parts the query names rank every match;
+  // only the rows shown are loaded. Then the whole listing.
+  function firstStage(query, parsed) {
+    const current = () => { const r = parseHash(); return !allLoaded() && r.view === "search" && r.q.trim() === query; };
+    const parts = mlldSearch.partsFor(parsed, site.search.length);
+    parts.forEach(loadPart);
+    whenReady(() => parts.every((i) => settled(partState[i])), () => {
+      if (!current()) return;
+      if (stageBroken) { search(query); return; }
+      const stage = mlldSearch.firstStage(parsed);
+      const need = mlldSearch.stageNeeds(stage, LIMIT);
+      const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
+      shards.forEach(loadShard);
+      whenReady(() => shards.every((i) => settled(shardState[i])), () => {
+        if (!current()) return;
+        if (need.some((p) => !rows[p])) { loadShards(); return; }
+        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p]).slice(0, LIMIT).map((p) => rows[p]);
+        const total = stage.scores.size;
+        renderList(titleOf(parsed), top, plural(total, "module matches", "modules match"), total);
+        loadShards();
+      });
+    });
   }
 
   const recentRows = () => rows.filter((r) => r[7]).sort((a, b) => b[7] - a[7]);
@@ -150,7 +209,6 @@ const mlldRegistry = (() => {
     show("search-view");
     $("back").setAttribute("href", location.hash || "#/");
     document.title = "mlld module registry";
-    loadShards();
     for (const a of document.querySelectorAll("#nav a")) a.removeAttribute("aria-current");
     if (r.view === "search") {
       if ($("q").value !== r.q) $("q").value = r.q;
@@ -159,6 +217,7 @@ const mlldRegistry = (() => {
     } else {
       const link = document.querySelector('#nav a[href="#/' + r.view + '"]');
       if (link) link.setAttribute("aria-current", "page");
+      loadShards();
       if (r.view === "recent") recent(); else advisoryList();
     }
   }
@@ -447,6 +506,9 @@ const mlldRegistry = (() => {
 
   let refreshTimer = null;
   function refresh() {
+    // A search shows its first stage until the whole listing is in.
+    const r = parseHash();
+    if (!allLoaded() && r.view === "search" && r.q.trim() && site.search && !stageBroken) return;
     if (!$("search-view").hidden) route();
     else if (unknownModule && allLoaded()) unknown(unknownModule);
   }
@@ -455,22 +517,33 @@ const mlldRegistry = (() => {
     site(s) {
       site = s;
       $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
-      const r = parseHash();
-      if (r.view !== "module") loadShards();
+      if (started) route();
       else if (unknownModule) loadShards();
     },
-    shard(list) {
-      for (const r of list) rows.push(r);
-      mlldSearch.add(list);
+    shard(i, list) {
+      if (shardState[i] === "loaded" || !site) return;
+      const at = i * site.rowsPerShard;
+      list.forEach((r, j) => { rows[at + j] = r; });
+      rowCount += list.length;
+      mlldSearch.add(list, at);
+      shardState[i] = "loaded";
       shardsLoaded += 1;
+      notify();
       // Results show as soon as the first shard is in; the rest refresh
       // them every so often, and once more when the listing is complete.
       clearTimeout(refreshTimer);
       if (shardsLoaded === 1 || allLoaded()) refresh();
       else refreshTimer = setTimeout(refresh, 150);
     },
+    searchPart(i, fields) {
+      if (partState[i] === "loaded") return;
+      mlldSearch.addPart(fields);
+      partState[i] = "loaded";
+      notify();
+    },
     module: renderModule,
     start() {
+      started = true;
       let timer = null;
       $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(queryChanged, 60); });
       document.addEventListener("keydown", onKey);

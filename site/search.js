@@ -35,11 +35,12 @@ const mlldSearch = (() => {
   // Every term of each field across the listing: a typo is forgiven only
   // for a word the field does not hold anywhere.
   const vocabulary = { name: new Set(), tagWords: new Set(), authorWords: new Set(), text: new Set() };
-  const docs = [];
+  const docs = []; // by listing position; holes until every shard is in
+  let count = 0;
 
-  /** Adds listing rows: [user, name, description, tags, …]. */
-  function add(rows) {
-    for (const row of rows) {
+  /** Adds listing rows ([user, name, description, tags, …]) found at `offset` of the listing. */
+  function add(rows, offset) {
+    for (const [i, row] of rows.entries()) {
       const [user, name, desc, tags] = row;
       const login = user.replace(/^@/, "").toLowerCase();
       const lowerTags = tags.map((t) => t.toLowerCase());
@@ -54,7 +55,8 @@ const mlldSearch = (() => {
         text: words(desc),
       };
       for (const field of Object.keys(vocabulary)) for (const t of doc[field]) vocabulary[field].add(t);
-      docs.push(doc);
+      docs[offset + i] = doc;
+      count += 1;
     }
   }
 
@@ -158,7 +160,7 @@ const mlldSearch = (() => {
     const want = wanted.toLowerCase();
     const wantName = want.split("/").pop();
     const scored = [];
-    for (const { row } of docs) {
+    for (const { row } of docs.filter(Boolean)) {
       const full = (row[0] + "/" + row[1]).toLowerCase();
       const name = row[1].toLowerCase();
       const d = Math.min(distance(want, full), distance(wantName, name) + (want.includes("/") ? 1 : 0));
@@ -169,5 +171,132 @@ const mlldSearch = (() => {
     return scored.slice(0, limit).map((s) => s[1]);
   }
 
-  return { add, parse, run, near, size: () => docs.length };
+  // ---- the first stage: the site's search parts ----
+  // A part (indexer/src/site_data/search_parts.rs) maps each field to
+  // {term: gaps of listing positions}; a term lies in the part its first
+  // two characters name. The parts a query's words name hold every term
+  // such a word matches exactly or as a prefix, and those one typo away
+  // unless the typo changes a first letter; the whole listing, loaded next,
+  // gives the final answer.
+  const PART_FIELD = { name: "n", tagWords: "g", authorWords: "a", text: "t" };
+  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map() };
+
+  /** The part, of `parts`, that holds the terms starting as `term` does. */
+  function partOf(term, parts) {
+    let h = 0x811c9dc5;
+    for (const c of Array.from(term).slice(0, 2)) h = Math.imul(h ^ c.codePointAt(0), 0x01000193) >>> 0;
+    return h % parts;
+  }
+
+  /** Adds one part's terms. */
+  function addPart(fields) {
+    for (const [field, terms] of Object.entries(fields)) {
+      const into = postings[field];
+      if (!into) continue;
+      for (const [term, gaps] of Object.entries(terms)) {
+        let at = 0;
+        into.set(term, gaps.map((g) => (at += g)));
+      }
+    }
+  }
+
+  /** Which parts, of `parts`, the first stage of query `q` needs. */
+  function partsFor(q, parts) {
+    const keys = [];
+    for (const w of words(q.text)) {
+      const c = Array.from(w);
+      keys.push(w);
+      // Swapped or dropped first letters: a typo's other possible starts.
+      if (c.length >= MIN_TYPO_LEN) keys.push(c[1] + c[0], c[0] + c[2], c[1] + c[2]);
+    }
+    const form = joined(q.text);
+    if (form) keys.push(form);
+    const slash = q.text.indexOf("/");
+    if (slash > 0 && !/\s/.test(q.text)) keys.push(q.text.slice(0, slash).replace(/^@/, "").toLowerCase());
+    keys.push(...q.authors, ...q.tags);
+    return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
+  }
+
+  // One query word's score per listing position, from the loaded parts.
+  function wordScores(word) {
+    const len = chars(word);
+    const hits = new Map();
+    const hit = (positions, weight) => {
+      for (const p of positions) {
+        const h = hits.get(p);
+        if (h) h.push(weight); else hits.set(p, [weight]);
+      }
+    };
+    for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
+      const terms = postings[PART_FIELD[field]];
+      const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
+      const byTypo = len >= MIN_TYPO_LEN && !terms.has(word);
+      hit(terms.get(word) || [], exact);
+      if (!byPrefix && !byTypo) continue;
+      const byPre = new Set(), byOne = new Set();
+      for (const [t, positions] of terms) {
+        if (byPrefix && t.startsWith(word)) for (const p of positions) byPre.add(p);
+        if (byTypo && withinOne(t, word)) for (const p of positions) byOne.add(p);
+      }
+      hit(byPre, prefix);
+      hit(byOne, typo);
+    }
+    const scores = new Map();
+    for (const [p, h] of hits) {
+      const best = Math.max(...h);
+      scores.set(p, best + TIE_BREAKER * (h.reduce((a, b) => a + b, 0) - best));
+    }
+    return scores;
+  }
+
+  /**
+   * The first stage of `q` (from `parse`), once `partsFor` are in: the
+   * matching listing positions with their scores before the exact-name
+   * bonus, and the positions that may earn it (`bonus` decides, from rows).
+   */
+  function firstStage(q) {
+    let scores = null;
+    for (const w of words(q.text)) {
+      const s = wordScores(w);
+      if (scores === null) { scores = s; continue; }
+      const both = new Map();
+      for (const [p, v] of scores) if (s.has(p)) both.set(p, v + s.get(p));
+      scores = both;
+    }
+    const filters = [...q.authors.map((a) => postings.u.get(a) || []), ...q.tags.map((t) => postings.k.get(t) || [])].map((l) => new Set(l));
+    if (scores === null) scores = new Map([...(filters[0] || [])].map((p) => [p, 0]));
+    for (const f of filters) for (const p of scores.keys()) if (!f.has(p)) scores.delete(p);
+    const maybe = new Set(postings.n.get(joined(q.text)) || []);
+    const slash = q.text.indexOf("/");
+    if (slash > 0 && !/\s/.test(q.text)) for (const p of postings.u.get(q.text.slice(0, slash).replace(/^@/, "").toLowerCase()) || []) maybe.add(p);
+    return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
+  }
+
+  const byScore = (a, b) => b[1] - a[1] || a[0] - b[0];
+
+  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
+  function stageNeeds({ scores, maybe }, limit) {
+    return [...new Set([...maybe, ...[...scores].sort(byScore).slice(0, limit).map((h) => h[0])])];
+  }
+
+  /** The first stage's matches, best first, as `run` ranks them; `rowAt` gives the rows `stageNeeds` named. */
+  function stageRank(q, { scores, maybe }, rowAt) {
+    const ranked = new Map(scores);
+    for (const p of maybe) ranked.set(p, ranked.get(p) + bonus(q, rowAt(p)));
+    return [...ranked].sort(byScore).map((h) => h[0]);
+  }
+
+  /** The exact-name bonus `run` gives listing row `row` for query `q`. */
+  function bonus(q, row) {
+    const [user, name] = row;
+    const exact = [name.toLowerCase(), (user + "/" + name).toLowerCase(), joined(name)].filter(Boolean);
+    const forms = [joined(q.text)];
+    if (!/\s/.test(q.text)) forms.push(q.text.toLowerCase());
+    return [...new Set(forms.filter(Boolean))].filter((f) => exact.includes(f)).length * EXACT_NAME;
+  }
+
+  return {
+    add, parse, run, near, size: () => count, rowAt: (p) => docs[p] && docs[p].row,
+    partOf, addPart, partsFor, firstStage, stageNeeds, stageRank,
+  };
 })();

@@ -264,6 +264,11 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
         .filter(|f| f.starts_with("data/listing-"))
         .count();
     assert_eq!(listings, 1, "old listing shards are gone");
+    let parts = files
+        .iter()
+        .filter(|f| f.starts_with("data/search-"))
+        .count();
+    assert_eq!(parts, 1, "old search parts are gone");
 }
 
 /// The `mlldRegistry.…(…)` argument of a site script, as JSON.
@@ -274,7 +279,12 @@ fn script_json(path: &std::path::Path, call: &str) -> Value {
         .strip_prefix(&format!("mlldRegistry.{call}("))
         .and_then(|t| t.strip_suffix(");"))
         .unwrap_or_else(|| panic!("{} is not a {call} script", path.display()));
-    serde_json::from_str(inner).unwrap()
+    // `shard(index, rows)` and `searchPart(index, fields)`: both, as an array.
+    let inner = match inner.split_once(',') {
+        Some((index, rest)) if index.parse::<u32>().is_ok() => format!("[{index},{rest}]"),
+        _ => inner.to_string(),
+    };
+    serde_json::from_str(&inner).unwrap()
 }
 
 #[test]
@@ -288,11 +298,11 @@ fn versioned_modules_are_listed_and_have_pages() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|s| {
-            script_json(&dir.path().join(s.as_str().unwrap()), "shard")
-                .as_array()
-                .unwrap()
-                .clone()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let rows = script_json(&dir.path().join(s.as_str().unwrap()), "shard");
+            assert_eq!(rows[0], i, "a shard says where it lies");
+            rows[1].as_array().unwrap().clone()
         })
         .collect();
     assert_eq!(rows.len(), 29);

@@ -1,6 +1,7 @@
 //! The static site's web page and its data, generated at build time.
 //!
-//! - `index.html`, `app.js`, `search.js`, `style.css`: the page (from `site/`).
+//! - `index.html`, `page.js`, `search.js`, `module.js`, `app.js`,
+//!   `style.css`: the page (from `site/`).
 //! - `data/site.js`: the page's entry point (serial, counts, shard list). Mutable.
 //! - `data/listing-<sha256>.js`: the module listing in compact shards
 //!   (rows, see [`Row`]). Immutable. The page loads them only to search or
@@ -36,8 +37,10 @@ mod gist_page;
 mod search_parts;
 mod versioned;
 
-const STATIC: [(&str, &str); 4] = [
+const STATIC: [(&str, &str); 6] = [
     ("index.html", include_str!("../../site/index.html")),
+    ("page.js", include_str!("../../site/page.js")),
+    ("module.js", include_str!("../../site/module.js")),
     ("app.js", include_str!("../../site/app.js")),
     ("search.js", include_str!("../../site/search.js")),
     ("style.css", include_str!("../../site/style.css")),

@@ -13,6 +13,8 @@ fn the_site_has_every_published_file() {
     for f in [
         "index.html",
         "app.js",
+        "page.js",
+        "module.js",
         "search.js",
         "style.css",
         "data/site.js",

@@ -179,7 +179,7 @@ const mlldSearch = (() => {
   // unless the typo changes a first letter; the whole listing, loaded next,
   // gives the final answer.
   const PART_FIELD = { name: "n", tagWords: "g", authorWords: "a", text: "t" };
-  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map() };
+  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
 
   /** The part, of `parts`, that holds the terms starting as `term` does. */
   function partOf(term, parts) {
@@ -209,11 +209,7 @@ const mlldSearch = (() => {
       // Swapped or dropped first letters: a typo's other possible starts.
       if (c.length >= MIN_TYPO_LEN) keys.push(c[1] + c[0], c[0] + c[2], c[1] + c[2]);
     }
-    const form = joined(q.text);
-    if (form) keys.push(form);
-    const slash = q.text.indexOf("/");
-    if (slash > 0 && !/\s/.test(q.text)) keys.push(q.text.slice(0, slash).replace(/^@/, "").toLowerCase());
-    keys.push(...q.authors, ...q.tags);
+    keys.push(...spelledNames(q).flat(), ...q.authors, ...q.tags);
     return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
   }
 
@@ -266,10 +262,22 @@ const mlldSearch = (() => {
     const filters = [...q.authors.map((a) => postings.u.get(a) || []), ...q.tags.map((t) => postings.k.get(t) || [])].map((l) => new Set(l));
     if (scores === null) scores = new Map([...(filters[0] || [])].map((p) => [p, 0]));
     for (const f of filters) for (const p of scores.keys()) if (!f.has(p)) scores.delete(p);
-    const maybe = new Set(postings.n.get(joined(q.text)) || []);
-    const slash = q.text.indexOf("/");
-    if (slash > 0 && !/\s/.test(q.text)) for (const p of postings.u.get(q.text.slice(0, slash).replace(/^@/, "").toLowerCase()) || []) maybe.add(p);
+    // The bonus needs the name (or user and name) the query spells.
+    const maybe = new Set();
+    for (const [form, login] of spelledNames(q)) {
+      const byLogin = login === undefined ? null : new Set(postings.u.get(login) || []);
+      for (const p of postings.x.get(form) || []) if (!byLogin || byLogin.has(p)) maybe.add(p);
+    }
     return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
+  }
+
+  // The joined names a query may spell whole: [joined name] or, for
+  // `user/name`, [joined name, user].
+  function spelledNames(q) {
+    const forms = [[joined(q.text)]];
+    const slash = q.text.indexOf("/");
+    if (slash > 0 && !/\s/.test(q.text)) forms.push([joined(q.text.slice(slash + 1)), q.text.slice(0, slash).replace(/^@/, "").toLowerCase()]);
+    return forms.filter(([form]) => form);
   }
 
   const byScore = (a, b) => b[1] - a[1] || a[0] - b[0];

@@ -7,7 +7,8 @@
 //!
 //! A part is a script calling `mlldRegistry.searchPart(index, fields)`,
 //! where `fields` maps a field (`n` name terms, `g` tag words, `a` author
-//! words, `t` description words, `u` author, `k` tags) to `{term: gaps}`:
+//! words, `t` description words, `u` author, `k` tags, `x` the name's
+//! words joined, which decides the exact-name bonus) to `{term: gaps}`:
 //! the term's row positions as gaps, ascending (first position, then each
 //! difference). Which part holds a term: FNV-1a (32 bits) over the code
 //! points of its first two characters (the term itself when shorter),
@@ -15,10 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use mlld_schemas::search::{name_terms, words};
+use mlld_schemas::search::{joined, name_terms, words};
 
 /// The fields of a part, in the page's names.
-const FIELDS: [&str; 6] = ["n", "g", "a", "t", "u", "k"];
+const FIELDS: [&str; 7] = ["n", "g", "a", "t", "u", "k", "x"];
 
 /// Rows per part, roughly: parts stay a few tens of kilobytes.
 const ROWS_PER_PART: usize = 400;
@@ -42,7 +43,7 @@ pub fn part_of(term: &str, parts: usize) -> usize {
 }
 
 /// The terms of one listing row, by field (see `FIELDS`).
-fn row_terms(user: &str, name: &str, description: &str, tags: &[String]) -> [Vec<String>; 6] {
+fn row_terms(user: &str, name: &str, description: &str, tags: &[String]) -> [Vec<String>; 7] {
     let login = user.trim_start_matches('@').to_lowercase();
     let lower_tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
     let mut author_words = name_terms(&login);
@@ -54,6 +55,7 @@ fn row_terms(user: &str, name: &str, description: &str, tags: &[String]) -> [Vec
         words(description),
         vec![login],
         lower_tags,
+        vec![joined(name)],
     ]
 }
 
@@ -64,7 +66,7 @@ pub fn parts<'a>(
 ) -> Vec<String> {
     let count = part_count(rows.len());
     // part → field → term → positions (ascending, as rows come in order).
-    let mut index: Vec<[BTreeMap<String, Vec<u32>>; 6]> =
+    let mut index: Vec<[BTreeMap<String, Vec<u32>>; 7]> =
         (0..count).map(|_| Default::default()).collect();
     for (position, (user, name, description, tags)) in rows.enumerate() {
         let position = u32::try_from(position).expect("fewer than 2^32 rows");
@@ -166,5 +168,7 @@ mod tests {
         assert_eq!(v["u"]["bob"], serde_json::json!([1]));
         assert_eq!(v["a"]["bob"], serde_json::json!([1]));
         assert_eq!(v["k"]["data-tools"], serde_json::json!([0]));
+        assert_eq!(v["x"]["jsonutils"], serde_json::json!([0]));
+        assert_eq!(v["x"]["json"], serde_json::json!([2]));
     }
 }

@@ -286,7 +286,8 @@ const mlldRegistry = (() => {
     site(s) {
       site = s;
       $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
-      if (started) route();
+      // The page's scripts come before this one: start now, not at DOMContentLoaded.
+      if (!started) mlldRegistry.start();
       else if (unknownModule) loadShards();
     },
     shard(i, list) {
@@ -312,6 +313,7 @@ const mlldRegistry = (() => {
     },
     module: renderModule,
     start() {
+      if (started) return;
       started = true;
       let timer = null;
       $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(queryChanged, 60); });

@@ -125,7 +125,7 @@ const mlldRegistry = (() => {
     whenReady(() => parts.every((i) => settled(partState[i])), () => {
       if (!current()) return;
       if (stageBroken) { search(query); return; }
-      const stage = mlldSearch.firstStage(parsed);
+      const stage = mlldSearch.firstStage(parsed, site.count + site.versioned);
       const need = mlldSearch.stageNeeds(stage, LIMIT);
       const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
       shards.forEach(loadShard);

@@ -188,16 +188,23 @@ const mlldSearch = (() => {
     return h % parts;
   }
 
-  /** Adds one part's terms. */
+  /** Adds one part's terms; their positions are decoded when first used. */
   function addPart(fields) {
     for (const [field, terms] of Object.entries(fields)) {
       const into = postings[field];
-      if (!into) continue;
-      for (const [term, gaps] of Object.entries(terms)) {
-        let at = 0;
-        into.set(term, gaps.map((g) => (at += g)));
-      }
+      if (into) for (const term in terms) into.set(term, terms[term]);
     }
+  }
+
+  // The listing positions of `term` in `terms` (a field of `postings`).
+  function positionsOf(terms, term) {
+    let v = terms.get(term);
+    if (typeof v === "string") {
+      let at = 0;
+      v = v.split(",").map((g) => (at += parseInt(g, 36)));
+      terms.set(term, v);
+    }
+    return v || [];
   }
 
   /** Which parts, of `parts`, the first stage of query `q` needs. */
@@ -213,60 +220,61 @@ const mlldSearch = (() => {
     return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
   }
 
-  // One query word's score per listing position, from the loaded parts.
-  function wordScores(word) {
+  // One query word's score at each of the listing's `size` positions (0:
+  // no match), from the loaded parts: per position, as `wordScore` adds
+  // them, the best hit plus a hundredth of the others, in tier order.
+  function wordScores(word, size) {
     const len = chars(word);
-    const hits = new Map();
-    const hit = (positions, weight) => {
-      for (const p of positions) {
-        const h = hits.get(p);
-        if (h) h.push(weight); else hits.set(p, [weight]);
-      }
-    };
+    const best = new Float64Array(size), sum = new Float64Array(size), seen = new Int32Array(size);
+    let stamp = 0;
+    const add = (p, w) => { sum[p] += w; if (w > best[p]) best[p] = w; };
     for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
       const terms = postings[PART_FIELD[field]];
       const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
       const byTypo = len >= MIN_TYPO_LEN && !terms.has(word);
-      hit(terms.get(word) || [], exact);
-      if (!byPrefix && !byTypo) continue;
-      const byPre = new Set(), byOne = new Set();
-      for (const [t, positions] of terms) {
-        if (byPrefix && t.startsWith(word)) for (const p of positions) byPre.add(p);
-        if (byTypo && withinOne(t, word)) for (const p of positions) byOne.add(p);
+      for (const p of positionsOf(terms, word)) add(p, exact);
+      // A position counts once per kind of hit, however many terms hit.
+      for (const [on, weight, test] of [[byPrefix, prefix, (t) => t.startsWith(word)], [byTypo, typo, (t) => withinOne(t, word)]]) {
+        if (!on) continue;
+        stamp += 1;
+        for (const t of terms.keys()) {
+          if (!test(t)) continue;
+          for (const p of positionsOf(terms, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+        }
       }
-      hit(byPre, prefix);
-      hit(byOne, typo);
     }
-    const scores = new Map();
-    for (const [p, h] of hits) {
-      const best = Math.max(...h);
-      scores.set(p, best + TIE_BREAKER * (h.reduce((a, b) => a + b, 0) - best));
-    }
-    return scores;
+    for (let p = 0; p < size; p++) if (best[p]) best[p] += TIE_BREAKER * (sum[p] - best[p]);
+    return best;
   }
 
   /**
-   * The first stage of `q` (from `parse`), once `partsFor` are in: the
-   * matching listing positions with their scores before the exact-name
-   * bonus, and the positions that may earn it (`bonus` decides, from rows).
+   * The first stage of `q` (from `parse`) over a listing of `size` rows,
+   * once `partsFor` are in: the matching positions with their scores
+   * before the exact-name bonus, and the positions that may earn it
+   * (`stageRank` decides, from their rows).
    */
-  function firstStage(q) {
-    let scores = null;
-    for (const w of words(q.text)) {
-      const s = wordScores(w);
-      if (scores === null) { scores = s; continue; }
-      const both = new Map();
-      for (const [p, v] of scores) if (s.has(p)) both.set(p, v + s.get(p));
-      scores = both;
+  function firstStage(q, size) {
+    const qwords = words(q.text);
+    const score = new Float64Array(size);
+    const alive = new Uint8Array(size).fill(qwords.length ? 1 : 0);
+    for (const w of qwords) {
+      const s = wordScores(w, size);
+      for (let p = 0; p < size; p++) if (s[p]) score[p] += s[p]; else alive[p] = 0;
     }
-    const filters = [...q.authors.map((a) => postings.u.get(a) || []), ...q.tags.map((t) => postings.k.get(t) || [])].map((l) => new Set(l));
-    if (scores === null) scores = new Map([...(filters[0] || [])].map((p) => [p, 0]));
-    for (const f of filters) for (const p of scores.keys()) if (!f.has(p)) scores.delete(p);
+    const filters = [...q.authors.map((a) => positionsOf(postings.u, a)), ...q.tags.map((t) => positionsOf(postings.k, t))];
+    if (!qwords.length) for (const p of filters[0] || []) alive[p] = 1;
+    for (const f of filters) {
+      const keep = new Uint8Array(size);
+      for (const p of f) keep[p] = 1;
+      for (let p = 0; p < size; p++) alive[p] &= keep[p];
+    }
+    const scores = new Map();
+    for (let p = 0; p < size; p++) if (alive[p]) scores.set(p, score[p]);
     // The bonus needs the name (or user and name) the query spells.
     const maybe = new Set();
     for (const [form, login] of spelledNames(q)) {
-      const byLogin = login === undefined ? null : new Set(postings.u.get(login) || []);
-      for (const p of postings.x.get(form) || []) if (!byLogin || byLogin.has(p)) maybe.add(p);
+      const byLogin = login === undefined ? null : new Set(positionsOf(postings.u, login));
+      for (const p of positionsOf(postings.x, form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
     }
     return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
   }
@@ -290,17 +298,18 @@ const mlldSearch = (() => {
   /** The first stage's matches, best first, as `run` ranks them; `rowAt` gives the rows `stageNeeds` named. */
   function stageRank(q, { scores, maybe }, rowAt) {
     const ranked = new Map(scores);
-    for (const p of maybe) ranked.set(p, ranked.get(p) + bonus(q, rowAt(p)));
+    // Added one at a time, as `run` adds it.
+    for (const p of maybe) for (let n = bonuses(q, rowAt(p)); n > 0; n--) ranked.set(p, ranked.get(p) + EXACT_NAME);
     return [...ranked].sort(byScore).map((h) => h[0]);
   }
 
-  /** The exact-name bonus `run` gives listing row `row` for query `q`. */
-  function bonus(q, row) {
+  /** How many exact-name bonuses `run` gives listing row `row` for query `q`. */
+  function bonuses(q, row) {
     const [user, name] = row;
     const exact = [name.toLowerCase(), (user + "/" + name).toLowerCase(), joined(name)].filter(Boolean);
     const forms = [joined(q.text)];
     if (!/\s/.test(q.text)) forms.push(q.text.toLowerCase());
-    return [...new Set(forms.filter(Boolean))].filter((f) => exact.includes(f)).length * EXACT_NAME;
+    return [...new Set(forms.filter(Boolean))].filter((f) => exact.includes(f)).length;
   }
 
   return {

@@ -79,7 +79,7 @@ fn the_first_stage_ranks_the_shared_queries_as_the_whole_listing_does() {
         results_for(&b, &base, &query);
         let ranked = b
             .eval(&format!(
-                "const q = mlldSearch.parse({}); const name = (r) => r[0] + '/' + r[1]; const stage = mlldSearch.firstStage(q); return [mlldSearch.stageRank(q, stage, mlldSearch.rowAt).map((p) => name(mlldSearch.rowAt(p))), mlldSearch.run(q).map(name)]",
+                "const q = mlldSearch.parse({}); const name = (r) => r[0] + '/' + r[1]; const stage = mlldSearch.firstStage(q, mlldSearch.size()); return [mlldSearch.stageRank(q, stage, mlldSearch.rowAt).map((p) => name(mlldSearch.rowAt(p))), mlldSearch.run(q).map(name)]",
                 json!(query)
             ))
             .unwrap();

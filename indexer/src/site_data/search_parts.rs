@@ -10,7 +10,8 @@
 //! words, `t` description words, `u` author, `k` tags, `x` the name's
 //! words joined, which decides the exact-name bonus) to `{term: gaps}`:
 //! the term's row positions as gaps, ascending (first position, then each
-//! difference). Which part holds a term: FNV-1a (32 bits) over the code
+//! difference), in base 36, joined by commas: a string the page decodes
+//! only for the terms a query uses. Which part holds a term: FNV-1a (32 bits) over the code
 //! points of its first two characters (the term itself when shorter),
 //! modulo the number of parts; the page computes the same.
 
@@ -105,16 +106,30 @@ pub fn parts<'a>(
         .collect()
 }
 
-fn gaps(positions: &[u32]) -> Vec<u32> {
+/// Ascending positions as their gaps in base 36, comma-separated.
+fn gaps(positions: &[u32]) -> String {
+    let mut out = String::new();
     let mut last = 0;
-    positions
-        .iter()
-        .map(|&p| {
-            let gap = p - last;
-            last = p;
-            gap
-        })
-        .collect()
+    for &p in positions {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        base36(p - last, &mut out);
+        last = p;
+    }
+    out
+}
+
+fn base36(mut n: u32, out: &mut String) {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).expect("below 36"));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().rev());
 }
 
 #[cfg(test)]
@@ -160,15 +175,21 @@ mod tests {
             .and_then(|s| s.strip_suffix(");\n"))
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["n"]["json"], serde_json::json!([0, 2]));
-        assert_eq!(v["n"]["jsonutils"], serde_json::json!([0]));
-        assert_eq!(v["g"]["data"], serde_json::json!([0]));
-        assert_eq!(v["g"]["json"], serde_json::json!([0, 1, 1]));
-        assert_eq!(v["t"]["json"], serde_json::json!([0, 1]));
-        assert_eq!(v["u"]["bob"], serde_json::json!([1]));
-        assert_eq!(v["a"]["bob"], serde_json::json!([1]));
-        assert_eq!(v["k"]["data-tools"], serde_json::json!([0]));
-        assert_eq!(v["x"]["jsonutils"], serde_json::json!([0]));
-        assert_eq!(v["x"]["json"], serde_json::json!([2]));
+        assert_eq!(v["n"]["json"], "0,2");
+        assert_eq!(v["n"]["jsonutils"], "0");
+        assert_eq!(v["g"]["data"], "0");
+        assert_eq!(v["g"]["json"], "0,1,1");
+        assert_eq!(v["t"]["json"], "0,1");
+        assert_eq!(v["u"]["bob"], "1");
+        assert_eq!(v["a"]["bob"], "1");
+        assert_eq!(v["k"]["data-tools"], "0");
+        assert_eq!(v["x"]["jsonutils"], "0");
+        assert_eq!(v["x"]["json"], "2");
+    }
+
+    #[test]
+    fn gaps_are_base_36() {
+        assert_eq!(gaps(&[0, 35, 36, 36 + 1296]), "0,z,1,100");
+        assert_eq!(gaps(&[u32::MAX]), "1z141z3");
     }
 }

@@ -9,32 +9,34 @@
 //   #/recent          recently updated modules
 //   #/advisories      modules with open advisories
 //   #/USER/NAME       one module (@AUTHOR/NAME for a versioned one)
-// A module page loads only its own data; the listing shards are loaded
-// for searching and listing, or to suggest names for an unknown module.
+// A module page loads only its own data (and reads the module's text from
+// its blob). A search first loads the few search parts its words name and
+// the listing rows it shows (the first stage, see search.js), then the
+// whole listing for the final ranking; listings and the suggestions for an
+// unknown module load the whole listing.
 "use strict";
 
 const mlldRegistry = (() => {
-  // Listing rows: [user, name, description, tags[], advisory (0/1), stale (0/1),
-  // latest version ("" for a gist module), updated (Unix seconds, 0 unknown)].
+  // Listing rows by position: [user, name, description, tags[], advisory (0/1),
+  // stale (0/1), latest version ("" for a gist module), updated (Unix
+  // seconds, 0 unknown)]. Holes until every shard is in.
   const rows = [];
+  let rowCount = 0;
   let site = null;
-  let shardsRequested = false;
+  let started = false;
+  // Per listing shard and per search part: "requested", "loaded" or "failed".
+  const shardState = [];
+  const partState = [];
   let shardsLoaded = 0;
+  // Callbacks waiting for shards or parts: each returns true once done.
+  let waiters = [];
+  // Whether a search part failed to load (then searches wait for the
+  // whole listing).
+  let stageBroken = false;
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
-
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, attrs = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v);
-    }
-    for (const c of children) node.append(c); // strings become text nodes
-    return node;
-  };
+  const { $, el, plural, searchLink, tagLinks, dateFormat, when } = mlldPage;
   const load = (src, onerror) => {
     const s = document.createElement("script");
     s.src = src;
@@ -42,23 +44,29 @@ const mlldRegistry = (() => {
     document.body.append(s);
   };
   const safePath = (s) => /^[A-Za-z0-9._-]+$/.test(s);
-  const plural = (n, one, many) => n + " " + (n === 1 ? one : many);
-  const searchLink = (q, text) => el("a", { href: "#/?q=" + encodeURIComponent(q), text });
-  const tagLinks = (tags) => el("div", { class: "tags" }, ...tags.map((t) => el("a", { class: "tag", href: "#/?q=" + encodeURIComponent("tag:" + t), text: t })));
   const allLoaded = () => site && shardsLoaded === site.shards.length;
 
-  // Dates: readable in the text, exact in the tooltip.
-  const dateFormat = new Intl.DateTimeFormat("en", { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
-  function when(iso) {
-    const t = new Date(iso);
-    if (!iso || isNaN(t)) return document.createTextNode(iso || "");
-    return el("time", { datetime: t.toISOString(), title: t.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"), text: dateFormat.format(t) });
+  function loadShard(i) {
+    if (shardState[i] || !site) return;
+    shardState[i] = "requested";
+    load(site.shards[i], () => { shardState[i] = "failed"; $("status").textContent = "Could not load " + site.shards[i] + "."; notify(); });
   }
-
   function loadShards() {
-    if (shardsRequested || !site) return;
-    shardsRequested = true;
-    site.shards.forEach((s) => load(s));
+    if (site) site.shards.forEach((_, i) => loadShard(i));
+  }
+  function loadPart(i) {
+    if (partState[i]) return;
+    partState[i] = "requested";
+    load(site.search[i], () => { partState[i] = "failed"; stageBroken = true; notify(); });
+  }
+  const settled = (state) => state === "loaded" || state === "failed";
+  function whenReady(ready, then) {
+    if (ready()) then(); else waiters.push(() => ready() && (then(), true));
+  }
+  function notify() {
+    const waiting = waiters;
+    waiters = [];
+    for (const w of waiting) if (!w()) waiters.push(w);
   }
 
   // ---- search and listings ----
@@ -71,10 +79,10 @@ const mlldRegistry = (() => {
     const versioned = rows.filter((r) => r[6]).length;
     const of = site ? " of " + site.count : "";
     const more = site && site.versioned ? ", " + versioned + " of " + site.versioned + " versioned modules" : "";
-    return (rows.length - versioned) + of + " modules" + more;
+    return (rowCount - versioned) + of + " modules" + more;
   }
 
-  function renderList(title, list, note) {
+  function renderList(title, list, note, total = list.length) {
     $("list-title").textContent = title;
     $("list-title").hidden = !title;
     const results = $("results");
@@ -82,25 +90,54 @@ const mlldRegistry = (() => {
     // For `cargo xtask bench page`: when results were last shown.
     if (list.length) performance.mark("mlld:results");
     const loading = allLoaded() ? "" : " (loading the listing…)";
-    $("summary").textContent = note + (list.length > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
+    $("summary").textContent = note + (total > LIMIT ? " (showing " + LIMIT + ")" : "") + loading;
+  }
+
+  function titleOf(parsed) {
+    if (!parsed.text && parsed.authors.length === 1 && !parsed.tags.length) return "Modules by " + parsed.authors[0];
+    if (!parsed.text && parsed.tags.length === 1 && !parsed.authors.length) return "Modules tagged " + parsed.tags[0];
+    return "";
   }
 
   function search(q) {
     const query = q.trim();
     // The home page: what changed lately.
-    if (!query) { renderList("Recently updated", recentRows(), summaryText()); return; }
+    if (!query) { loadShards(); renderList("Recently updated", recentRows(), summaryText()); return; }
     const parsed = mlldSearch.parse(query);
-    if (parsed.error !== undefined) { renderList("", [], parsed.error || summaryText()); return; }
+    if (parsed.error !== undefined) { loadShards(); renderList("", [], parsed.error || summaryText()); return; }
+    if (!allLoaded() && site && site.search && !stageBroken) { firstStage(query, parsed); return; }
+    loadShards();
     const hits = mlldSearch.run(parsed);
     let note = plural(hits.length, "module matches", "modules match");
     if (!hits.length && allLoaded()) {
       const near = mlldSearch.near(parsed.text || query, 5);
       if (near.length) note += ". Did you mean " + near.join(", ") + "?";
     }
-    let title = "";
-    if (!parsed.text && parsed.authors.length === 1 && !parsed.tags.length) title = "Modules by " + parsed.authors[0];
-    else if (!parsed.text && parsed.tags.length === 1 && !parsed.authors.length) title = "Modules tagged " + parsed.tags[0];
-    renderList(title, hits, note);
+    renderList(titleOf(parsed), hits, note);
+  }
+
+  // The first stage: the search parts the query names rank every match;
+  // only the rows shown are loaded. Then the whole listing.
+  function firstStage(query, parsed) {
+    const current = () => { const r = parseHash(); return !allLoaded() && r.view === "search" && r.q.trim() === query; };
+    const parts = mlldSearch.partsFor(parsed, site.search.length);
+    parts.forEach(loadPart);
+    whenReady(() => parts.every((i) => settled(partState[i])), () => {
+      if (!current()) return;
+      if (stageBroken) { search(query); return; }
+      const stage = mlldSearch.firstStage(parsed, site.count + site.versioned);
+      const need = mlldSearch.stageNeeds(stage, LIMIT);
+      const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
+      shards.forEach(loadShard);
+      whenReady(() => shards.every((i) => settled(shardState[i])), () => {
+        if (!current()) return;
+        if (need.some((p) => !rows[p])) { loadShards(); return; }
+        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p]).slice(0, LIMIT).map((p) => rows[p]);
+        const total = stage.scores.size;
+        renderList(titleOf(parsed), top, plural(total, "module matches", "modules match"), total);
+        loadShards();
+      });
+    });
   }
 
   const recentRows = () => rows.filter((r) => r[7]).sort((a, b) => b[7] - a[7]);
@@ -147,7 +184,6 @@ const mlldRegistry = (() => {
     show("search-view");
     $("back").setAttribute("href", location.hash || "#/");
     document.title = "mlld module registry";
-    loadShards();
     for (const a of document.querySelectorAll("#nav a")) a.removeAttribute("aria-current");
     if (r.view === "search") {
       if ($("q").value !== r.q) $("q").value = r.q;
@@ -156,6 +192,7 @@ const mlldRegistry = (() => {
     } else {
       const link = document.querySelector('#nav a[href="#/' + r.view + '"]');
       if (link) link.setAttribute("aria-current", "page");
+      loadShards();
       if (r.view === "recent") recent(); else advisoryList();
     }
   }
@@ -228,196 +265,19 @@ const mlldRegistry = (() => {
     document.title = "No module named " + full + " · mlld module registry";
   }
 
-  function copy(text, button) {
-    const done = () => { button.textContent = "Copied"; setTimeout(() => { button.textContent = "Copy"; }, 1500); };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, () => fallbackCopy(text) && done());
-    } else if (fallbackCopy(text)) done();
-  }
-  function fallbackCopy(text) {
-    const area = el("textarea", { "aria-hidden": "true" });
-    area.value = text;
-    document.body.append(area);
-    area.select();
-    const ok = document.execCommand("copy");
-    area.remove();
-    return ok;
-  }
-
-  // The build sanitised `html`; this strips anything active again in case
-  // a page file was tampered with on the way.
-  function docSection(title, html) {
-    const tpl = document.createElement("template");
-    tpl.innerHTML = html;
-    for (const n of tpl.content.querySelectorAll("script, style, iframe, object, embed, img, form, link, meta")) n.remove();
-    for (const n of tpl.content.querySelectorAll("*")) {
-      for (const a of [...n.attributes]) {
-        const bad = a.name.startsWith("on") || a.name === "style" || ((a.name === "href" || a.name === "src") && !/^(https?:|mailto:)/i.test(a.value));
-        if (bad) n.removeAttribute(a.name);
-      }
-      if (n.tagName === "A") n.setAttribute("rel", "nofollow noopener");
-    }
-    const body = el("div", { class: "doc", id: "doc" });
-    body.append(tpl.content);
-    return el("section", { "aria-label": title }, el("h3", { text: title }), body);
-  }
-
-  function header(d, full, version) {
-    const title = el("h2", {}, el("span", { class: "name", text: full }));
-    if (version) title.append(el("span", { class: "version", text: version }));
-    if (d.advisories.length) {
-      const badge = el("button", { type: "button", class: "badge advisory", text: plural(d.advisories.length, "advisory", "advisories") });
-      badge.addEventListener("click", () => $("advisories").scrollIntoView());
-      title.append(badge);
-    }
-    if (d.stale) title.append(el("span", { class: "badge stale", title: d.stale, text: "stale" }));
-    return title;
-  }
-
-  function importBox(d) {
-    const button = el("button", { type: "button", id: "copy-import", text: "Copy", "aria-label": "Copy the import line" });
-    button.addEventListener("click", () => copy(d.importLine, button));
-    return el("div", { class: "import" }, el("code", { id: "import-line", text: d.importLine }), button);
-  }
-
-  function advisoryBox(advisories) {
-    const box = el("section", { class: "advisories", id: "advisories" }, el("h3", { text: "Security advisories" }));
-    for (const a of advisories) {
-      const p = el("p", { id: "advisory-" + a.user + "-" + a.id }, el("strong", { text: a.id + " [" + a.severity + "] " + a.type + ": " }), a.description);
-      box.append(p);
-      const meta = el("p", { class: "muted" }, "Published ", when(a.created));
-      if (a.patched) meta.append(", patched in " + a.patched);
-      box.append(meta);
-      if (a.recommendation) box.append(el("p", { class: "muted", text: "Recommendation: " + a.recommendation }));
-    }
-    return box;
-  }
-
-  // Badges linking each affected version or revision to its advisories.
-  function advisoryCell(advisories) {
-    const cell = el("td", { class: "adv" });
-    for (const a of advisories) cell.append(el("span", { class: "badge advisory", title: a.severity + " " + a.type + ": " + a.description, text: a.id }));
-    return cell;
-  }
-
-  function table(id, head, body) {
-    const t = el("table", { id }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...body));
-    return el("div", { class: "table-wrap" }, t);
-  }
-
-  function meta(items) {
-    const dl = el("dl", { class: "meta" });
-    for (const [k, v] of items) {
-      if (v === undefined || v === null || v === "") continue;
-      dl.append(el("dt", { text: k }), el("dd", {}, v));
-    }
-    return dl;
-  }
-
-  function moduleLinks(title, names) {
-    return [
-      el("h3", { text: title + " (" + names.length + ")" }),
-      names.length ? el("ul", {}, ...names.map((n) => {
-        const m = /^(@?[^/@]+\/[^/@]+)/.exec(n);
-        return el("li", {}, m ? el("a", { href: "#/" + m[1], text: n }) : n);
-      })) : el("p", { class: "muted", text: "none" }),
-    ];
-  }
-
-  function contentParts(d, file) {
-    const parts = [];
-    if (d.doc) parts.push(docSection(d.docFile === file ? "Documentation (" + file + ")" : d.docFile, d.doc));
-    if (d.content !== undefined) parts.push(el("h3", { text: "Content of " + file }), el("pre", { id: "content", tabindex: "0" }, el("code", { text: d.content })));
-    if (d.contentTruncated) parts.push(el("p", { class: "muted", text: "Shortened for display; the full file is in the snapshot." }));
-    return parts;
-  }
-
   function renderModule(d) {
     if (d.user + "/" + d.name !== pendingModule) return;
     pendingModule = null;
-    const parts = d.versioned ? versionedParts(d) : gistParts(d);
+    const parts = mlldModulePage.parts(d);
     $("module").replaceChildren(...parts);
     document.title = d.user + "/" + d.name + " · mlld module registry";
   }
 
-  function gistParts(d) {
-    const full = d.user + "/" + d.name;
-    const parts = [header(d, full), el("p", { class: "desc", text: d.description })];
-    if (d.tags.length) parts.push(tagLinks(d.tags));
-    parts.push(importBox(d));
-    parts.push(el("p", { class: "source" }, el("a", { href: d.sourceUrl, rel: "nofollow noopener", text: "Source: gist " + d.gist + " at " + d.revision.slice(0, 12) })));
-    if (d.advisories.length) parts.push(advisoryBox(d.advisories));
-    parts.push(meta([
-      ["author", searchLink("author:" + d.user, d.user)],
-      ["registered", d.created && when(d.created)],
-      ["updated", d.updated && when(d.updated)],
-      ["revision", el("code", { text: d.revision })],
-      ["file", d.file],
-      ["size", d.size + " bytes"],
-      ["integrity", el("code", { text: d.integrity })],
-      ["exports", d.exports.join(", ")],
-    ]));
-    parts.push(...contentParts(d, d.file));
-    parts.push(...moduleLinks("Dependencies", d.dependencies));
-    parts.push(...moduleLinks("Dependents", d.dependents));
-    parts.push(el("h3", { text: "Revisions (" + d.revisions.length + ")" }));
-    // Advisories name the module or its gist: every captured revision is affected.
-    parts.push(table("revisions", ["revision", "committed", "size", "advisories"], d.revisions.map((r) => el("tr", {},
-      el("td", {}, el("code", { title: r.revision, text: r.revision.slice(0, 12) })),
-      el("td", {}, r.committedAt ? when(r.committedAt) : ""),
-      el("td", { text: String(r.size) }),
-      advisoryCell(d.advisories)))));
-    return parts;
-  }
-
-  // A versioned module (`@author/name`): dist-tags, versions, source, files.
-  function versionedParts(d) {
-    const full = d.user + "/" + d.name;
-    const author = d.user.slice(1);
-    const parts = [header(d, full, d.latest), el("p", { class: "desc", text: d.about })];
-    if (d.keywords.length) parts.push(tagLinks(d.keywords));
-    parts.push(importBox(d));
-    const s = d.source;
-    if (d.sourceUrl) parts.push(el("p", { class: "source" }, el("a", { href: d.sourceUrl, rel: "nofollow noopener", text: "Source of " + d.latest + " at commit " + s.commit.slice(0, 12) })));
-    if (d.advisories.length) parts.push(advisoryBox(d.advisories));
-    parts.push(meta([
-      ["author", searchLink("author:" + author, author)],
-      ["owners", d.owners.join(", ")],
-      ["maintainers", d.maintainers.join(", ")],
-      ["registered", d.created && when(d.created)],
-      ["license", (d.versions.find((v) => v.version === d.latest) || {}).license],
-      ["entry", d.entry],
-      ["exports", d.exports.join(", ")],
-      ["source", s.type + " " + (s.repository || s.url)],
-      ["commit", el("code", { text: s.commit })],
-      ["path", s.path],
-      ["integrity", el("code", { text: d.integrity })],
-      ["contentHash", el("code", { text: d.contentHash })],
-    ]));
-    parts.push(...contentParts(d, d.entry));
-    parts.push(el("h3", { text: "Dist-tags" }));
-    const tags = Object.entries(d.distTags);
-    parts.push(tags.length ? el("ul", { id: "dist-tags" }, ...tags.map(([t, v]) => el("li", {}, el("code", { text: t }), " → " + v))) : el("p", { class: "muted", id: "dist-tags", text: "none (latest is the highest version)" }));
-    parts.push(el("h3", { text: "Versions (" + d.versions.length + ")" }));
-    const tagsOf = (v) => tags.filter(([, tv]) => tv === v).map(([t]) => t).join(", ");
-    // Advisories name the module: like `info`, every version is affected.
-    parts.push(table("versions", ["version", "published", "tags", "needs", "mlld", "license", "advisories"], d.versions.map((v) => el("tr", {},
-      el("td", {}, el("code", { text: v.version })),
-      el("td", {}, v.publishedAt ? when(v.publishedAt) : ""),
-      el("td", { text: tagsOf(v.version) }),
-      el("td", { text: v.needs.join(", ") }),
-      el("td", { text: v.mlldVersion || "" }),
-      el("td", { text: v.license || "" }),
-      advisoryCell(d.advisories)))));
-    parts.push(...moduleLinks("Dependencies", d.dependencies));
-    parts.push(el("h3", { text: "Files of " + d.latest + " (" + d.files.length + ")" }));
-    parts.push(table("files", ["path", "size", "sha256"], d.files.map((f) => el("tr", {},
-      el("td", {}, el("code", { text: f.path })), el("td", { text: String(f.size) }), el("td", {}, el("code", { class: "hash", title: f.sha256, text: f.sha256.slice(0, 16) + "…" }))))));
-    return parts;
-  }
-
   let refreshTimer = null;
   function refresh() {
+    // A search shows its first stage until the whole listing is in.
+    const r = parseHash();
+    if (!allLoaded() && r.view === "search" && r.q.trim() && site.search && !stageBroken) return;
     if (!$("search-view").hidden) route();
     else if (unknownModule && allLoaded()) unknown(unknownModule);
   }
@@ -426,22 +286,35 @@ const mlldRegistry = (() => {
     site(s) {
       site = s;
       $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
-      const r = parseHash();
-      if (r.view !== "module") loadShards();
+      // The page's scripts come before this one: start now, not at DOMContentLoaded.
+      if (!started) mlldRegistry.start();
       else if (unknownModule) loadShards();
     },
-    shard(list) {
-      for (const r of list) rows.push(r);
-      mlldSearch.add(list);
+    shard(i, list) {
+      if (shardState[i] === "loaded" || !site) return;
+      const at = i * site.rowsPerShard;
+      list.forEach((r, j) => { rows[at + j] = r; });
+      rowCount += list.length;
+      mlldSearch.add(list, at);
+      shardState[i] = "loaded";
       shardsLoaded += 1;
+      notify();
       // Results show as soon as the first shard is in; the rest refresh
       // them every so often, and once more when the listing is complete.
       clearTimeout(refreshTimer);
       if (shardsLoaded === 1 || allLoaded()) refresh();
       else refreshTimer = setTimeout(refresh, 150);
     },
+    searchPart(i, fields) {
+      if (partState[i] === "loaded") return;
+      mlldSearch.addPart(fields);
+      partState[i] = "loaded";
+      notify();
+    },
     module: renderModule,
     start() {
+      if (started) return;
+      started = true;
       let timer = null;
       $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(queryChanged, 60); });
       document.addEventListener("keydown", onKey);

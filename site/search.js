@@ -35,11 +35,12 @@ const mlldSearch = (() => {
   // Every term of each field across the listing: a typo is forgiven only
   // for a word the field does not hold anywhere.
   const vocabulary = { name: new Set(), tagWords: new Set(), authorWords: new Set(), text: new Set() };
-  const docs = [];
+  const docs = []; // by listing position; holes until every shard is in
+  let count = 0;
 
-  /** Adds listing rows: [user, name, description, tags, …]. */
-  function add(rows) {
-    for (const row of rows) {
+  /** Adds listing rows ([user, name, description, tags, …]) found at `offset` of the listing. */
+  function add(rows, offset) {
+    for (const [i, row] of rows.entries()) {
       const [user, name, desc, tags] = row;
       const login = user.replace(/^@/, "").toLowerCase();
       const lowerTags = tags.map((t) => t.toLowerCase());
@@ -54,7 +55,8 @@ const mlldSearch = (() => {
         text: words(desc),
       };
       for (const field of Object.keys(vocabulary)) for (const t of doc[field]) vocabulary[field].add(t);
-      docs.push(doc);
+      docs[offset + i] = doc;
+      count += 1;
     }
   }
 
@@ -158,7 +160,7 @@ const mlldSearch = (() => {
     const want = wanted.toLowerCase();
     const wantName = want.split("/").pop();
     const scored = [];
-    for (const { row } of docs) {
+    for (const { row } of docs.filter(Boolean)) {
       const full = (row[0] + "/" + row[1]).toLowerCase();
       const name = row[1].toLowerCase();
       const d = Math.min(distance(want, full), distance(wantName, name) + (want.includes("/") ? 1 : 0));
@@ -169,5 +171,149 @@ const mlldSearch = (() => {
     return scored.slice(0, limit).map((s) => s[1]);
   }
 
-  return { add, parse, run, near, size: () => docs.length };
+  // ---- the first stage: the site's search parts ----
+  // A part (indexer/src/site_data/search_parts.rs) maps each field to
+  // {term: gaps of listing positions}; a term lies in the part its first
+  // two characters name. The parts a query's words name hold every term
+  // such a word matches exactly or as a prefix, and those one typo away
+  // unless the typo changes a first letter; the whole listing, loaded next,
+  // gives the final answer.
+  const PART_FIELD = { name: "n", tagWords: "g", authorWords: "a", text: "t" };
+  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
+
+  /** The part, of `parts`, that holds the terms starting as `term` does. */
+  function partOf(term, parts) {
+    let h = 0x811c9dc5;
+    for (const c of Array.from(term).slice(0, 2)) h = Math.imul(h ^ c.codePointAt(0), 0x01000193) >>> 0;
+    return h % parts;
+  }
+
+  /** Adds one part's terms; their positions are decoded when first used. */
+  function addPart(fields) {
+    for (const [field, terms] of Object.entries(fields)) {
+      const into = postings[field];
+      if (into) for (const term in terms) into.set(term, terms[term]);
+    }
+  }
+
+  // The listing positions of `term` in `terms` (a field of `postings`).
+  function positionsOf(terms, term) {
+    let v = terms.get(term);
+    if (typeof v === "string") {
+      let at = 0;
+      v = v.split(",").map((g) => (at += parseInt(g, 36)));
+      terms.set(term, v);
+    }
+    return v || [];
+  }
+
+  /** Which parts, of `parts`, the first stage of query `q` needs. */
+  function partsFor(q, parts) {
+    const keys = [];
+    for (const w of words(q.text)) {
+      const c = Array.from(w);
+      keys.push(w);
+      // Swapped or dropped first letters: a typo's other possible starts.
+      if (c.length >= MIN_TYPO_LEN) keys.push(c[1] + c[0], c[0] + c[2], c[1] + c[2]);
+    }
+    keys.push(...spelledNames(q).flat(), ...q.authors, ...q.tags);
+    return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
+  }
+
+  // One query word's score at each of the listing's `size` positions (0:
+  // no match), from the loaded parts: per position, as `wordScore` adds
+  // them, the best hit plus a hundredth of the others, in tier order.
+  function wordScores(word, size) {
+    const len = chars(word);
+    const best = new Float64Array(size), sum = new Float64Array(size), seen = new Int32Array(size);
+    let stamp = 0;
+    const add = (p, w) => { sum[p] += w; if (w > best[p]) best[p] = w; };
+    for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
+      const terms = postings[PART_FIELD[field]];
+      const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
+      const byTypo = len >= MIN_TYPO_LEN && !terms.has(word);
+      for (const p of positionsOf(terms, word)) add(p, exact);
+      // A position counts once per kind of hit, however many terms hit.
+      for (const [on, weight, test] of [[byPrefix, prefix, (t) => t.startsWith(word)], [byTypo, typo, (t) => withinOne(t, word)]]) {
+        if (!on) continue;
+        stamp += 1;
+        for (const t of terms.keys()) {
+          if (!test(t)) continue;
+          for (const p of positionsOf(terms, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+        }
+      }
+    }
+    for (let p = 0; p < size; p++) if (best[p]) best[p] += TIE_BREAKER * (sum[p] - best[p]);
+    return best;
+  }
+
+  /**
+   * The first stage of `q` (from `parse`) over a listing of `size` rows,
+   * once `partsFor` are in: the matching positions with their scores
+   * before the exact-name bonus, and the positions that may earn it
+   * (`stageRank` decides, from their rows).
+   */
+  function firstStage(q, size) {
+    const qwords = words(q.text);
+    const score = new Float64Array(size);
+    const alive = new Uint8Array(size).fill(qwords.length ? 1 : 0);
+    for (const w of qwords) {
+      const s = wordScores(w, size);
+      for (let p = 0; p < size; p++) if (s[p]) score[p] += s[p]; else alive[p] = 0;
+    }
+    const filters = [...q.authors.map((a) => positionsOf(postings.u, a)), ...q.tags.map((t) => positionsOf(postings.k, t))];
+    if (!qwords.length) for (const p of filters[0] || []) alive[p] = 1;
+    for (const f of filters) {
+      const keep = new Uint8Array(size);
+      for (const p of f) keep[p] = 1;
+      for (let p = 0; p < size; p++) alive[p] &= keep[p];
+    }
+    const scores = new Map();
+    for (let p = 0; p < size; p++) if (alive[p]) scores.set(p, score[p]);
+    // The bonus needs the name (or user and name) the query spells.
+    const maybe = new Set();
+    for (const [form, login] of spelledNames(q)) {
+      const byLogin = login === undefined ? null : new Set(positionsOf(postings.u, login));
+      for (const p of positionsOf(postings.x, form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
+    }
+    return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
+  }
+
+  // The joined names a query may spell whole: [joined name] or, for
+  // `user/name`, [joined name, user].
+  function spelledNames(q) {
+    const forms = [[joined(q.text)]];
+    const slash = q.text.indexOf("/");
+    if (slash > 0 && !/\s/.test(q.text)) forms.push([joined(q.text.slice(slash + 1)), q.text.slice(0, slash).replace(/^@/, "").toLowerCase()]);
+    return forms.filter(([form]) => form);
+  }
+
+  const byScore = (a, b) => b[1] - a[1] || a[0] - b[0];
+
+  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
+  function stageNeeds({ scores, maybe }, limit) {
+    return [...new Set([...maybe, ...[...scores].sort(byScore).slice(0, limit).map((h) => h[0])])];
+  }
+
+  /** The first stage's matches, best first, as `run` ranks them; `rowAt` gives the rows `stageNeeds` named. */
+  function stageRank(q, { scores, maybe }, rowAt) {
+    const ranked = new Map(scores);
+    // Added one at a time, as `run` adds it.
+    for (const p of maybe) for (let n = bonuses(q, rowAt(p)); n > 0; n--) ranked.set(p, ranked.get(p) + EXACT_NAME);
+    return [...ranked].sort(byScore).map((h) => h[0]);
+  }
+
+  /** How many exact-name bonuses `run` gives listing row `row` for query `q`. */
+  function bonuses(q, row) {
+    const [user, name] = row;
+    const exact = [name.toLowerCase(), (user + "/" + name).toLowerCase(), joined(name)].filter(Boolean);
+    const forms = [joined(q.text)];
+    if (!/\s/.test(q.text)) forms.push(q.text.toLowerCase());
+    return [...new Set(forms.filter(Boolean))].filter((f) => exact.includes(f)).length;
+  }
+
+  return {
+    add, parse, run, near, size: () => count, rowAt: (p) => docs[p] && docs[p].row,
+    partOf, addPart, partsFor, firstStage, stageNeeds, stageRank,
+  };
 })();

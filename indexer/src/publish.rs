@@ -151,7 +151,8 @@ pub fn clean_up(
     {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy();
-        if name.starts_with("listing-") && !entry_point.contains(name.as_ref()) {
+        let page_data = name.starts_with("listing-") || name.starts_with("search-");
+        if page_data && !entry_point.contains(name.as_ref()) {
             remove_if_present(entry.path())?;
         }
     }

@@ -1,14 +1,19 @@
 //! The static site's web page and its data, generated at build time.
 //!
-//! - `index.html`, `app.js`, `search.js`, `style.css`: the page (from `site/`).
+//! - `index.html`, `page.js`, `search.js`, `module.js`, `app.js`,
+//!   `style.css`: the page (from `site/`).
 //! - `data/site.js`: the page's entry point (serial, counts, shard list). Mutable.
 //! - `data/listing-<sha256>.js`: the module listing in compact shards
 //!   (rows, see [`Row`]). Immutable. The page loads them only to search or
 //!   list, never to show one module.
+//! - `data/search-<sha256>.js`: the first-stage search data, the listing's
+//!   terms partitioned by their first characters (`site_data/search_parts.rs`).
 //! - `modules/<user>/<module>.js`: one module's page data (what `info`
 //!   shows, its rendered documentation and import line), written once, as
 //!   a script so that the page also works from `file://`; versioned modules
-//!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`).
+//!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`). The
+//!   module's text is not copied into it: the page reads the loose blob
+//!   (`contentBlob`), which the site holds anyway.
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -29,19 +34,23 @@ use crate::blobs::BlobDir;
 
 mod doc;
 mod gist_page;
+mod search_parts;
 mod versioned;
 
-const STATIC: [(&str, &str); 4] = [
+const STATIC: [(&str, &str); 6] = [
     ("index.html", include_str!("../../site/index.html")),
+    ("page.js", include_str!("../../site/page.js")),
+    ("module.js", include_str!("../../site/module.js")),
     ("app.js", include_str!("../../site/app.js")),
     ("search.js", include_str!("../../site/search.js")),
     ("style.css", include_str!("../../site/style.css")),
 ];
-/// Modules per listing shard: small enough to load progressively.
-const SHARD: usize = 4000;
+/// Modules per listing shard: small enough that the rows a search shows
+/// first come from a few shards.
+const SHARD: usize = 1000;
 /// Bump when a page changes shape.
-const PAGE_FORMAT: u32 = 2;
-/// Content shown on a module page is cut here; the snapshot has the rest.
+const PAGE_FORMAT: u32 = 3;
+/// Documentation rendered on a module page is cut here; the snapshot has the rest.
 const MAX_PAGE_CONTENT: usize = 64 * 1024;
 
 /// One module in the listing: user (`@author` for a versioned module),
@@ -102,16 +111,18 @@ pub fn write(
         versioned::row(v, advisory)
     }));
     let mut shards = Vec::new();
-    for chunk in rows.chunks(SHARD) {
-        let body = format!("mlldRegistry.shard({});\n", serde_json::to_string(chunk)?);
-        let name = format!(
-            "data/listing-{}.js",
-            &mlld_schemas::sha256_hex(body.as_bytes())[..32]
+    for (i, chunk) in rows.chunks(SHARD).enumerate() {
+        let body = format!(
+            "mlldRegistry.shard({i},{});\n",
+            serde_json::to_string(chunk)?
         );
-        write_file(dest, &name, body.as_bytes())?;
-        shards.push(name);
+        shards.push(write_addressed(dest, "listing", &body)?);
     }
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "shards": shards });
+    let search = search_parts::parts(rows.iter().map(|r| (r.0.as_str(), r.1, r.2, r.3)))
+        .iter()
+        .map(|body| write_addressed(dest, "search", body))
+        .collect::<Result<Vec<_>>>()?;
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search });
     write_file(
         dest,
         "data/site.js",
@@ -217,6 +228,17 @@ fn write_page(dest: &Path, full: &str, page: &impl Serialize) -> Result<()> {
         &format!("modules/{full}.js"),
         format!("mlldRegistry.module({json});\n").as_bytes(),
     )
+}
+
+/// Writes `body` as `data/<kind>-<digest>.js`, named by its content so
+/// that a page never mixes two builds' files; returns the site path.
+fn write_addressed(dest: &Path, kind: &str, body: &str) -> Result<String> {
+    let name = format!(
+        "data/{kind}-{}.js",
+        &mlld_schemas::sha256_hex(body.as_bytes())[..32]
+    );
+    write_file(dest, &name, body.as_bytes())?;
+    Ok(name)
 }
 
 fn write_file(dest: &Path, rel: &str, bytes: &[u8]) -> Result<()> {

@@ -89,6 +89,15 @@ fn a_module_page_worth_reading() {
     b.wait_for("return document.getElementById('copy-import').textContent === 'Copied'")
         .unwrap();
     assert_eq!(b.eval("return window.copied").unwrap(), json!(line));
+    // The module's text, read from its loose blob, shown as text.
+    let recorded: Value = serde_json::from_slice(
+        &std::fs::read(gists.join("27eea315972f5c49098c7b5b05f531dc.json")).unwrap(),
+    )
+    .unwrap();
+    let text = b
+        .wait_for("const c = document.getElementById('content'); return c && c.textContent")
+        .unwrap();
+    assert_eq!(text, recorded["files"]["llm-cache.mld"]["content"]);
     // Source, tags and author as links; dates readable, exact on hover.
     let source = b
         .eval("const a = document.querySelector('.source a'); return [a.href, a.rel]")
@@ -258,12 +267,20 @@ fn the_page_works_from_file_urls() {
         .wait_for("const n = document.querySelector('#module .name'); return n && n.textContent")
         .unwrap();
     assert_eq!(title, json!("textkit/string-case"));
-    let content = b
-        .eval("return document.getElementById('content').textContent")
+    // A page opened from a file may not read the blob: it shows it in a
+    // sandboxed frame, with a link.
+    let frame = b
+        .wait_for("const f = document.getElementById('content-frame'); return f && [f.getAttribute('src'), f.getAttribute('sandbox'), f.nextElementSibling.querySelector('a').getAttribute('href')]")
         .unwrap();
+    let src = frame[0].as_str().unwrap();
+    assert!(src.starts_with("blobs/sha256/"), "{frame}");
+    assert_eq!(frame[1], json!(""), "no scripts in the frame");
+    assert_eq!(frame[2], frame[0]);
     assert!(
-        content.as_str().unwrap().contains("@camelCase"),
-        "the module's content is shown"
+        std::fs::read_to_string(dir.path().join(src))
+            .unwrap()
+            .contains("@camelCase"),
+        "the frame shows the module's text"
     );
     b.eval("location.hash = '#/'; return 1").unwrap();
     b.wait_for("return document.getElementById('summary').textContent.includes('24 of 24')")

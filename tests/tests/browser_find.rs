@@ -1,6 +1,7 @@
 //! Finding things on the web page in headless Chromium: search ranks the
 //! shared query list (tests/search_parity.json) as `mlld-registry search`
-//! does (search_parity.rs checks the CLI), the query lives in the URL,
+//! does (search_parity.rs checks the CLI), and so does the first stage
+//! (the search parts, before the whole listing), the query lives in the URL,
 //! the keyboard works, and the listing pages list what they say.
 
 use mlld_e2e::http::{HttpServer, static_files};
@@ -60,6 +61,34 @@ fn page_search_agrees_with_the_cli_on_the_shared_queries() {
         let names = results_for(&b, &base, &query);
         if names.get(..top.len()) != Some(&top[..]) {
             wrong.push(format!("{query:?}: expected {top:?} first, got {names:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_first_stage_ranks_the_shared_queries_as_the_whole_listing_does() {
+    let Some(b) = browser_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let server = HttpServer::start(static_files(dir.path().to_path_buf()));
+    let base = format!("{}/", server.url());
+    let mut wrong = Vec::new();
+    for (query, top) in cases() {
+        // The parts this query loads, and then the whole listing.
+        results_for(&b, &base, &query);
+        let ranked = b
+            .eval(&format!(
+                "const q = mlldSearch.parse({}); const name = (r) => r[0] + '/' + r[1]; const stage = mlldSearch.firstStage(q, mlldSearch.size()); return [mlldSearch.stageRank(q, stage, mlldSearch.rowAt).map((p) => name(mlldSearch.rowAt(p))), mlldSearch.run(q).map(name)]",
+                json!(query)
+            ))
+            .unwrap();
+        let (staged, full) = (&ranked[0], &ranked[1]);
+        let staged: Vec<String> = serde_json::from_value(staged.clone()).unwrap();
+        if json!(staged) != *full || staged.get(..top.len()) != Some(&top[..]) {
+            wrong.push(format!(
+                "{query:?}: first stage {staged:?}, whole listing {full}, expected {top:?} first"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

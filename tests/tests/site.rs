@@ -13,6 +13,8 @@ fn the_site_has_every_published_file() {
     for f in [
         "index.html",
         "app.js",
+        "page.js",
+        "module.js",
         "search.js",
         "style.css",
         "data/site.js",
@@ -75,10 +77,15 @@ fn module_pages_show_what_info_shows() {
         &fs::read(examples().join("gists/27eea315972f5c49098c7b5b05f531dc.json")).unwrap(),
     )
     .unwrap();
+    // The text is not copied into the page: it names the loose blob.
+    let blob = page["contentBlob"].as_str().unwrap();
     assert_eq!(
-        page["content"],
+        fs::read_to_string(dir.path().join(blob)).unwrap(),
         recorded["files"]["llm-cache.mld"]["content"]
+            .as_str()
+            .unwrap()
     );
+    assert!(page.get("content").is_none(), "written once, as the blob");
     // The import line names what the module exports, in today's syntax.
     let exports: Vec<&str> = page["exports"]
         .as_array()
@@ -142,11 +149,12 @@ fn documentation_is_rendered_at_build_time() {
         ),
         "{doc}"
     );
-    assert!(kit["content"].as_str().unwrap().contains("/export {"));
+    let kit_text = fs::read_to_string(dir.path().join(kit["contentBlob"].as_str().unwrap()));
+    assert!(kit_text.unwrap().contains("/export {"));
     // A `.mld.md` module is its own documentation, its code shown as code.
     let toc = script_json(&dir.path().join("modules/textkit/md-toc.js"), "module");
     assert_eq!(toc["docFile"], "md-toc.mld.md");
-    assert!(toc.get("content").is_none(), "shown once, rendered");
+    assert!(toc.get("contentBlob").is_none(), "shown once, rendered");
     let doc = toc["doc"].as_str().unwrap();
     assert!(doc.contains("<h1>md-toc</h1>"), "{doc}");
     assert!(
@@ -258,6 +266,11 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
         .filter(|f| f.starts_with("data/listing-"))
         .count();
     assert_eq!(listings, 1, "old listing shards are gone");
+    let parts = files
+        .iter()
+        .filter(|f| f.starts_with("data/search-"))
+        .count();
+    assert_eq!(parts, 1, "old search parts are gone");
 }
 
 /// The `mlldRegistry.…(…)` argument of a site script, as JSON.
@@ -268,7 +281,12 @@ fn script_json(path: &std::path::Path, call: &str) -> Value {
         .strip_prefix(&format!("mlldRegistry.{call}("))
         .and_then(|t| t.strip_suffix(");"))
         .unwrap_or_else(|| panic!("{} is not a {call} script", path.display()));
-    serde_json::from_str(inner).unwrap()
+    // `shard(index, rows)` and `searchPart(index, fields)`: both, as an array.
+    let inner = match inner.split_once(',') {
+        Some((index, rest)) if index.parse::<u32>().is_ok() => format!("[{index},{rest}]"),
+        _ => inner.to_string(),
+    };
+    serde_json::from_str(&inner).unwrap()
 }
 
 #[test]
@@ -282,11 +300,11 @@ fn versioned_modules_are_listed_and_have_pages() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|s| {
-            script_json(&dir.path().join(s.as_str().unwrap()), "shard")
-                .as_array()
-                .unwrap()
-                .clone()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let rows = script_json(&dir.path().join(s.as_str().unwrap()), "shard");
+            assert_eq!(rows[0], i, "a shard says where it lies");
+            rows[1].as_array().unwrap().clone()
         })
         .collect();
     assert_eq!(rows.len(), 29);

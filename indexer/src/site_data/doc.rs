@@ -188,6 +188,13 @@ pub fn cut(text: &str, max: usize) -> (String, bool) {
     (text[..end].to_string(), end < text.len())
 }
 
+/// The site path of the loose blob with `digest` (`sha256:<hex>` or
+/// `<hex>`): module pages read a module's text from there rather than
+/// holding a second copy of it.
+pub fn blob_url(digest: &str) -> String {
+    mlld_schemas::snapshot::blob_path(digest.trim_start_matches("sha256:"))
+}
+
 /// A gist revision on GitHub.
 pub fn gist_url(user: &str, gist: &str, revision: &str) -> String {
     format!("https://gist.github.com/{user}/{gist}/{revision}")

@@ -38,11 +38,10 @@ pub struct GistPage<'a> {
     /// Sanitised HTML (see `doc::render_markdown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     doc: Option<String>,
-    /// The module as text, unless it is the rendered `doc`.
+    /// Where the page reads the module's text (its loose blob, written
+    /// once for the site), unless the module is the rendered `doc`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    content_truncated: bool,
+    content_blob: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -63,11 +62,10 @@ pub fn page<'a>(
     let text = blob_text(blobs, &m.current.integrity)
         .with_context(|| format!("reading the content of {}", m.full_name()))?;
     let exports = doc::exports(&text);
-    let (shown, content_truncated) = doc::cut(&text, max_content);
-    let (doc_file, doc, content) = if doc::is_markdown(&m.current.file) {
+    let (doc_file, doc, content_blob) = if doc::is_markdown(&m.current.file) {
         (
             Some(m.current.file.as_str()),
-            Some(doc::render_markdown(&shown)),
+            Some(doc::render_markdown(&doc::cut(&text, max_content).0)),
             None,
         )
     } else {
@@ -80,7 +78,7 @@ pub fn page<'a>(
             }
             None => None,
         };
-        (readme, rendered, Some(shown))
+        (readme, rendered, Some(doc::blob_url(&m.current.integrity)))
     };
     Ok(GistPage {
         user: &m.user,
@@ -111,8 +109,7 @@ pub fn page<'a>(
         source_url: doc::gist_url(&m.user, &m.gist, &m.current.revision),
         doc_file,
         doc,
-        content,
-        content_truncated,
+        content_blob,
     })
 }
 

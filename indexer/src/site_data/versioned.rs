@@ -49,11 +49,10 @@ pub struct VersionedPage<'a> {
     /// Sanitised HTML (see `doc::render_markdown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     doc: Option<String>,
-    /// The entry file as text, unless it is the rendered `doc`.
+    /// Where the page reads the entry file's text (its loose blob),
+    /// unless it is the rendered `doc`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    content_truncated: bool,
+    content_blob: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -117,9 +116,8 @@ pub fn page<'a>(
         )
     })?;
     let exports = doc::exports(&text);
-    let (shown, content_truncated) = doc::cut(&text, max_content);
-    let (doc_file, doc, content) = if doc::is_markdown(&latest.entry) {
-        let html = doc::render_markdown(&shown);
+    let (doc_file, doc, content_blob) = if doc::is_markdown(&latest.entry) {
+        let html = doc::render_markdown(&doc::cut(&text, max_content).0);
         (Some(latest.entry.as_str()), Some(html), None)
     } else {
         let readme = doc::readme(latest.files.iter().map(|f| f.path.as_str()));
@@ -132,7 +130,7 @@ pub fn page<'a>(
             }
             None => None,
         };
-        (readme, html, Some(shown))
+        (readme, html, Some(doc::blob_url(&latest.integrity)))
     };
     Ok(Some(VersionedPage {
         versioned: true,
@@ -172,8 +170,7 @@ pub fn page<'a>(
         source_url: doc::source_url(&latest.source, &module.author),
         doc_file,
         doc,
-        content,
-        content_truncated,
+        content_blob,
     }))
 }
 

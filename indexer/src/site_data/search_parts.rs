@@ -1,0 +1,195 @@
+//! The page's first-stage search data, `data/search-<sha256>.js`: the
+//! listing's terms, field by field as `site/search.js` analyses them, with
+//! the listing positions of the rows that hold each, partitioned by the
+//! term's first two characters. A query loads the few parts its words'
+//! first characters name and ranks by them alone, then reads only the rows
+//! it shows; the whole listing follows for the final ranking.
+//!
+//! A part is a script calling `mlldRegistry.searchPart(index, fields)`,
+//! where `fields` maps a field (`n` name terms, `g` tag words, `a` author
+//! words, `t` description words, `u` author, `k` tags, `x` the name's
+//! words joined, which decides the exact-name bonus) to `{term: gaps}`:
+//! the term's row positions as gaps, ascending (first position, then each
+//! difference), in base 36, joined by commas: a string the page decodes
+//! only for the terms a query uses. Which part holds a term: FNV-1a (32 bits) over the code
+//! points of its first two characters (the term itself when shorter),
+//! modulo the number of parts; the page computes the same.
+
+use std::collections::BTreeMap;
+
+use mlld_schemas::search::{joined, name_terms, words};
+
+/// The fields of a part, in the page's names.
+const FIELDS: [&str; 7] = ["n", "g", "a", "t", "u", "k", "x"];
+
+/// Rows per part, roughly: parts stay a few tens of kilobytes.
+const ROWS_PER_PART: usize = 400;
+const MAX_PARTS: usize = 256;
+
+/// How many parts a listing of `rows` rows is cut into.
+pub fn part_count(rows: usize) -> usize {
+    (rows / ROWS_PER_PART)
+        .next_power_of_two()
+        .clamp(1, MAX_PARTS)
+}
+
+/// The part that holds `term`, of `parts`.
+pub fn part_of(term: &str, parts: usize) -> usize {
+    let mut hash: u32 = 0x811c_9dc5;
+    for c in term.chars().take(2) {
+        hash ^= c as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as usize % parts
+}
+
+/// The terms of one listing row, by field (see `FIELDS`).
+fn row_terms(user: &str, name: &str, description: &str, tags: &[String]) -> [Vec<String>; 7] {
+    let login = user.trim_start_matches('@').to_lowercase();
+    let lower_tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
+    let mut author_words = name_terms(&login);
+    author_words.push(login.clone());
+    [
+        name_terms(name),
+        lower_tags.iter().flat_map(|t| name_terms(t)).collect(),
+        author_words,
+        words(description),
+        vec![login],
+        lower_tags,
+        vec![joined(name)],
+    ]
+}
+
+/// The parts' bodies, in part order, for rows given as (user, name,
+/// description, tags) in listing order.
+pub fn parts<'a>(
+    rows: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str, &'a [String])>,
+) -> Vec<String> {
+    let count = part_count(rows.len());
+    // part → field → term → positions (ascending, as rows come in order).
+    let mut index: Vec<[BTreeMap<String, Vec<u32>>; 7]> =
+        (0..count).map(|_| Default::default()).collect();
+    for (position, (user, name, description, tags)) in rows.enumerate() {
+        let position = u32::try_from(position).expect("fewer than 2^32 rows");
+        for (field, terms) in row_terms(user, name, description, tags)
+            .into_iter()
+            .enumerate()
+        {
+            for term in terms.into_iter().filter(|t| !t.is_empty()) {
+                let list = index[part_of(&term, count)][field].entry(term).or_default();
+                if list.last() != Some(&position) {
+                    list.push(position);
+                }
+            }
+        }
+    }
+    index
+        .into_iter()
+        .enumerate()
+        .map(|(i, fields)| {
+            let fields: serde_json::Map<String, serde_json::Value> = FIELDS
+                .iter()
+                .zip(fields)
+                .map(|(name, terms)| {
+                    let terms: serde_json::Map<String, serde_json::Value> = terms
+                        .into_iter()
+                        .map(|(term, positions)| (term, gaps(&positions).into()))
+                        .collect();
+                    (name.to_string(), terms.into())
+                })
+                .collect();
+            format!(
+                "mlldRegistry.searchPart({i},{});\n",
+                serde_json::Value::Object(fields)
+            )
+        })
+        .collect()
+}
+
+/// Ascending positions as their gaps in base 36, comma-separated.
+fn gaps(positions: &[u32]) -> String {
+    let mut out = String::new();
+    let mut last = 0;
+    for &p in positions {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        base36(p - last, &mut out);
+        last = p;
+    }
+    out
+}
+
+fn base36(mut n: u32, out: &mut String) {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).expect("below 36"));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().rev());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_page_and_the_indexer_place_terms_alike() {
+        // What `mlldSearch.partOf` in site/search.js gives (run under node).
+        let page = [
+            ("json", 10),
+            ("js", 10),
+            ("j", 125),
+            ("ünï", 79),
+            ("😀x", 37),
+            ("ab", 202),
+        ];
+        for (term, part) in page {
+            assert_eq!(part_of(term, 256), part, "{term}");
+        }
+        assert_eq!(part_of("json", 1_000_003), 207_939);
+        assert_eq!(part_count(24), 1);
+        assert_eq!(part_count(100_000), 256);
+    }
+
+    #[test]
+    fn terms_are_indexed_by_field_with_ascending_gaps() {
+        let a = tags(&["JSON", "data-tools"]);
+        let b = tags(&["json"]);
+        let rows = vec![
+            ("alice", "json-utils", "Parse JSON fast", &a[..]),
+            ("@Bob", "yaml", "to json", &b[..]),
+            ("carol", "json", "", &b[..]),
+        ];
+        let parts = parts(rows.into_iter());
+        assert_eq!(parts.len(), 1);
+        let body = parts[0]
+            .strip_prefix("mlldRegistry.searchPart(0,")
+            .and_then(|s| s.strip_suffix(");\n"))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["n"]["json"], "0,2");
+        assert_eq!(v["n"]["jsonutils"], "0");
+        assert_eq!(v["g"]["data"], "0");
+        assert_eq!(v["g"]["json"], "0,1,1");
+        assert_eq!(v["t"]["json"], "0,1");
+        assert_eq!(v["u"]["bob"], "1");
+        assert_eq!(v["a"]["bob"], "1");
+        assert_eq!(v["k"]["data-tools"], "0");
+        assert_eq!(v["x"]["jsonutils"], "0");
+        assert_eq!(v["x"]["json"], "2");
+    }
+
+    #[test]
+    fn gaps_are_base_36() {
+        assert_eq!(gaps(&[0, 35, 36, 36 + 1296]), "0,z,1,100");
+        assert_eq!(gaps(&[u32::MAX]), "1z141z3");
+    }
+}

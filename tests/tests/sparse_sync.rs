@@ -153,7 +153,10 @@ fn sparse_sync_fetches_the_root_then_only_what_commands_read() {
     assert_ok(&w.run(&["ls"]));
     assert_ok(&w.run(&["audit"]));
     let doctor = String::from_utf8_lossy(&w.run(&["doctor"]).stdout).to_string();
-    assert!(doctor.contains("ok    snapshot          sparse, serial"), "{doctor}");
+    assert!(
+        doctor.contains("ok    snapshot          sparse, serial"),
+        "{doctor}"
+    );
     let held = w.stored_shards();
     assert!(
         !held.is_empty() && held.len() < root.shards.len(),

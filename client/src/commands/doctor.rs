@@ -172,27 +172,36 @@ fn snapshot_check(store: &Store, keys: &TrustedKeys) -> Check {
         }
         Err(e) => return check("snapshot", Status::Error, format!("{e:#}")),
     };
+    let m = &verified.manifest;
+    let summary = format!(
+        "serial {}, synced {}, expires {}",
+        m.serial,
+        synced_ago(&current.synced_at),
+        m.expires
+    );
+    fresh_or_expired(m.serial, &m.expires, summary)
+}
+
+/// How long ago a store was synced, in days.
+fn synced_ago(synced_at: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
-    let age = mlld_schemas::names::parse_timestamp(&current.synced_at)
+    mlld_schemas::names::parse_timestamp(synced_at)
         .map(|at| match (now - at).whole_days() {
             ..=0 => "today".to_string(),
             days => format!("{} ago", count(days, "day", "days")),
         })
-        .unwrap_or_else(|_| "at an unknown time".into());
-    match Expired::of(&verified.manifest, now) {
+        .unwrap_or_else(|_| "at an unknown time".into())
+}
+
+/// The snapshot check: an error once expired, else `summary`.
+fn fresh_or_expired(serial: u64, expires: &str, summary: String) -> Check {
+    match Expired::at(serial, expires, time::OffsetDateTime::now_utc()) {
         Some(expired) => check(
             "snapshot",
             Status::Error,
             format!("{expired}: run `mlld-registry sync`"),
         ),
-        None => check(
-            "snapshot",
-            Status::Ok,
-            format!(
-                "serial {}, synced {age}, expires {}",
-                verified.manifest.serial, verified.manifest.expires
-            ),
-        ),
+        None => check("snapshot", Status::Ok, summary),
     }
 }
 
@@ -212,26 +221,15 @@ fn sparse_check(
     let held = std::fs::read_dir(store.root().join("sparse/shards"))
         .map(|d| d.flatten().count())
         .unwrap_or(0);
-    let expired = Expired::at(root.serial, &root.expires, time::OffsetDateTime::now_utc());
-    match expired {
-        Some(expired) => check(
-            "snapshot",
-            Status::Error,
-            format!("{expired}: run `mlld-registry sync`"),
-        ),
-        None => check(
-            "snapshot",
-            Status::Ok,
-            format!(
-                "sparse, serial {}, synced {}, expires {}; {held} of {} shards held, the rest fetched from {} when read",
-                root.serial,
-                current.synced_at,
-                root.expires,
-                root.shards.len(),
-                crate::commands::safe(&sparse.site)
-            ),
-        ),
-    }
+    let summary = format!(
+        "sparse, serial {}, synced {}, expires {}; {held} of {} shards held, the rest fetched from {} when read",
+        root.serial,
+        synced_ago(&current.synced_at),
+        root.expires,
+        root.shards.len(),
+        crate::commands::safe(&sparse.site)
+    );
+    fresh_or_expired(root.serial, &root.expires, summary)
 }
 
 fn cache_check(ctx: &Context) -> Check {

@@ -87,12 +87,19 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
             count(report.downloaded_bytes, "byte", "bytes")
         );
         if let Some(s) = &report.sparse {
+            let prefetched = if s.prefetched.modules == 0 {
+                "records and content are fetched when a command reads them".to_string()
+            } else {
+                format!(
+                    "records and content of the {} in the lock: {}; the rest is fetched when read",
+                    count(s.prefetched.modules, "module", "modules"),
+                    count(s.prefetched.bytes, "byte", "bytes")
+                )
+            };
             crate::outln!(
-                "  signed root: {}, {}; records and content of the {} in the lock: {}; the rest is fetched when read",
+                "  signed root: {}, {}; {prefetched}",
                 count(s.root_bytes, "byte", "bytes"),
                 count(s.shards, "shard", "shards"),
-                count(s.prefetched.modules, "module", "modules"),
-                count(s.prefetched.bytes, "byte", "bytes")
             );
         }
         if let Some(d) = &report.delta {

@@ -368,3 +368,29 @@ fn a_mirror_serving_another_registrys_shard_is_refused() {
     assert!(err.contains("mixes two builds"), "{err}");
     assert_eq!(w.state(), state);
 }
+
+#[test]
+fn sparse_sync_prefetches_every_file_of_a_locked_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = mlld_e2e::build_examples(&dir.path().join("site"), Some(1), build_time());
+    let client = Client::new(dir.path());
+    let key_file = dir.path().join("mlld-registry.pub");
+    fs::copy(site.public_key(), &key_file).unwrap();
+    let key = key_file.display().to_string();
+    let from = site.dir.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--trusted-key", &key]);
+        client.run(&all)
+    };
+    assert_ok(&run(&["sync", "--sparse", "--from", &from]));
+    assert_ok(&run(&["resolve", "@adamavenir/json-utils@^1", "--yes"]));
+    fs::remove_dir_all(client.home.join("sparse/blobs")).unwrap();
+    fs::remove_dir_all(client.project.join(".mlld/cache")).unwrap();
+    let report = data(&run(&["sync", "--sparse", "--from", &from, "--json"]));
+    assert_eq!(report["sparse"]["prefetched"]["modules"], 1, "{report}");
+    // The site is gone: install needs only what the sparse sync stored.
+    fs::rename(&site.dir, dir.path().join("site-gone")).unwrap();
+    let out = assert_ok(&run(&["install", "--offline"]));
+    assert!(out.contains("1 installed"), "{out}");
+}

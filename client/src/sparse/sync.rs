@@ -100,8 +100,9 @@ pub struct Prefetched {
 }
 
 /// Reads, through the now-current sparse store, the records of every
-/// module the project's lock names and the content of its gist entries:
-/// what a following `install` needs is then in the store.
+/// module the project's lock names and its locked content (a gist entry's
+/// file, every file of a locked version): what a following `install`
+/// needs is then in the store.
 pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
     let lock = match ctx.project.read_lock() {
         Ok(lock) => lock,
@@ -128,13 +129,19 @@ pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
         }
         out.modules += 1;
     }
-    for key in lock.modules.keys() {
+    for (key, entry) in &lock.modules {
         let Some((author, name)) = key.strip_prefix('@').and_then(|k| k.split_once('/')) else {
             continue;
         };
         let n = mlld_schemas::shard::shard_of(&mlld_schemas::shard::shard_key(author, name), bits);
-        if seen.insert(n) {
-            source.shard(n)?;
+        let shard = source.shard(n)?;
+        let files = shard
+            .versioned(author, name)
+            .and_then(|m| m.version(&entry.version))
+            .map(|v| v.files.clone())
+            .unwrap_or_default();
+        for file in files {
+            source.blob(&file.sha256)?;
         }
         out.modules += 1;
     }

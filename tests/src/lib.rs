@@ -9,6 +9,7 @@ pub mod project;
 pub mod raw_host;
 pub mod s3;
 pub mod served;
+pub mod synth_site;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

@@ -9,44 +9,33 @@ use std::fs;
 use std::process::Output;
 
 use mlld_e2e::http::{HttpServer, static_files};
-use mlld_e2e::{Client, assert_fails, assert_ok, build_from, build_time, demo_key, tree};
-use mlld_synth::{Synth, SynthConfig};
+use mlld_e2e::synth_site::SynthSite;
+use mlld_e2e::{Client, assert_fails, assert_ok, demo_key, tree};
+use mlld_synth::SynthConfig;
 use serde_json::Value;
 
 struct World {
     _dir: tempfile::TempDir,
-    synth: Synth,
-    data: std::path::PathBuf,
-    site: std::path::PathBuf,
+    s: SynthSite,
     server: HttpServer,
     client: Client,
 }
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let synth = Synth::new(SynthConfig {
-        users: 6,
-        modules: 60,
-        seed: 11,
-    });
-    let data = dir.path().join("data");
-    synth.write(&data, &BTreeMap::new()).unwrap();
-    let site = dir.path().join("site");
-    build_from(
-        &site,
-        None,
-        build_time(),
-        demo_key(),
-        &data.join("registry"),
-        &data.join("gists"),
+    let s = SynthSite::new(
+        dir.path(),
+        SynthConfig {
+            users: 6,
+            modules: 60,
+            seed: 11,
+        },
     );
-    let server = HttpServer::start(static_files(site.clone()));
+    let server = HttpServer::start(static_files(s.site.clone()));
     let client = Client::new(dir.path());
     World {
         _dir: dir,
-        synth,
-        data,
-        site,
+        s,
         server,
         client,
     }
@@ -54,7 +43,7 @@ fn world() -> World {
 
 impl World {
     fn sync(&self, extra: &[&str]) -> Output {
-        let key = self.site.join("mlld-registry.pub");
+        let key = self.s.site.join("mlld-registry.pub");
         let url = self.server.url();
         let mut args = vec![
             "sync",
@@ -76,24 +65,16 @@ impl World {
     /// Moves these modules to a new generation and rebuilds the site.
     fn change(&self, modules: &[usize]) {
         let changed: BTreeMap<usize, u32> = modules.iter().map(|&i| (i, 1)).collect();
-        self.synth.write(&self.data, &changed).unwrap();
-        build_from(
-            &self.site,
-            None,
-            build_time(),
-            demo_key(),
-            &self.data.join("registry"),
-            &self.data.join("gists"),
-        );
+        self.s.change(&changed);
     }
 
     fn latest(&self) -> mlld_schemas::Latest {
-        serde_json::from_slice(&fs::read(self.site.join("latest.json")).unwrap()).unwrap()
+        serde_json::from_slice(&fs::read(self.s.site.join("latest.json")).unwrap()).unwrap()
     }
 
     /// Takes the delta patch off the site, so a sync must use the index-only snapshot.
     fn remove_patch(&self) {
-        fs::remove_file(self.site.join(&self.latest().deltas[0].patch.path)).unwrap();
+        fs::remove_file(self.s.site.join(&self.latest().deltas[0].patch.path)).unwrap();
     }
 
     /// Rewrites `latest.json` and signs it with the site's key, as a
@@ -104,8 +85,8 @@ impl World {
         let mut bytes = serde_json::to_vec_pretty(&latest).unwrap();
         bytes.push(b'\n');
         let sig = demo_key().sign(&bytes, "mlld-registry latest (re-signed by a test)");
-        fs::write(self.site.join("latest.json.minisig"), sig).unwrap();
-        fs::write(self.site.join("latest.json"), bytes).unwrap();
+        fs::write(self.s.site.join("latest.json.minisig"), sig).unwrap();
+        fs::write(self.s.site.join("latest.json"), bytes).unwrap();
     }
 
     /// Publishes `pack` (a tar of `(path, bytes)`, zstd-compressed) as the
@@ -125,7 +106,7 @@ impl World {
         let pack = zstd::bulk::compress(&tar.into_inner().unwrap(), 3).unwrap();
         let sha = mlld_schemas::sha256_hex(&pack);
         let path = mlld_schemas::snapshot::delta_blobs_path(&sha);
-        fs::write(self.site.join(&path), &pack).unwrap();
+        fs::write(self.s.site.join(&path), &pack).unwrap();
         self.resign_latest(|l| {
             l.deltas[0].blobs = mlld_schemas::SiteFile {
                 path,
@@ -144,8 +125,8 @@ impl World {
 
     /// A loose blob of the newest build that the previous one did not have.
     fn new_blob(&self, module: usize) -> std::path::PathBuf {
-        let content = self.synth.content(module, 1);
-        self.site.join(mlld_schemas::snapshot::blob_path(
+        let content = self.s.synth.content(module, 1);
+        self.s.site.join(mlld_schemas::snapshot::blob_path(
             &mlld_schemas::sha256_hex(content.as_bytes()),
         ))
     }
@@ -169,8 +150,8 @@ fn a_delta_sync_patches_the_stored_snapshot_and_installs_like_a_full_one() {
         panic!("one delta, from serial 1: {:?}", latest.deltas)
     };
     assert_eq!(delta.from_serial, 1);
-    assert!(w.site.join(&delta.patch.path).is_file());
-    assert!(w.site.join(&delta.blobs.path).is_file());
+    assert!(w.s.site.join(&delta.patch.path).is_file());
+    assert!(w.s.site.join(&delta.blobs.path).is_file());
     let second = report(&w.sync(&[]));
     assert_eq!(second["mode"], "delta");
     assert_eq!(second["serial"], 2);
@@ -189,8 +170,8 @@ fn a_delta_sync_patches_the_stored_snapshot_and_installs_like_a_full_one() {
     );
 
     // The stored snapshot is the full one: resolve a changed module, search, install offline.
-    let m = &w.synth.modules[17];
-    let key = w.site.join("mlld-registry.pub");
+    let m = &w.s.synth.modules[17];
+    let key = w.s.site.join("mlld-registry.pub");
     let key = key.to_str().unwrap();
     assert_ok(&w.client.run(&[
         "resolve",
@@ -203,9 +184,12 @@ fn a_delta_sync_patches_the_stored_snapshot_and_installs_like_a_full_one() {
         ".mlld/cache/gist/{}/{}/{}/content.mld",
         m.user,
         m.gist,
-        w.synth.revision(17, 1)
+        w.s.synth.revision(17, 1)
     ));
-    assert_eq!(fs::read_to_string(cached).unwrap(), w.synth.content(17, 1));
+    assert_eq!(
+        fs::read_to_string(cached).unwrap(),
+        w.s.synth.content(17, 1)
+    );
     let found = assert_ok(
         &w.client
             .run(&["search", &m.name, "--json", "--trusted-key", key]),
@@ -241,7 +225,7 @@ fn the_patched_store_equals_a_full_sync() {
     w.change(&[2, 50]);
     report(&w.sync(&[]));
     let full = Client::new(&w._dir.path().join("full"));
-    let key = w.site.join("mlld-registry.pub");
+    let key = w.s.site.join("mlld-registry.pub");
     let url = w.server.url();
     assert_ok(
         &full
@@ -323,7 +307,7 @@ fn without_the_blob_pack_new_blobs_come_one_by_one() {
     let w = world();
     report(&w.sync(&[]));
     w.change(&[6, 7]);
-    fs::remove_file(w.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
+    fs::remove_file(w.s.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
     let second = report(&w.sync(&[]));
     assert_eq!(second["delta"]["route"], "patch", "{second}");
     assert_eq!(second["delta"]["blobsFetched"], 2, "{second}");
@@ -386,13 +370,13 @@ fn a_blob_pack_blob_that_does_not_match_the_manifest_is_refused() {
     w.change(&[8, 9]);
     let path = |m| {
         mlld_schemas::snapshot::blob_path(&mlld_schemas::sha256_hex(
-            w.synth.content(m, 1).as_bytes(),
+            w.s.synth.content(m, 1).as_bytes(),
         ))
     };
-    let mut wrong = w.synth.content(9, 1).into_bytes();
+    let mut wrong = w.s.synth.content(9, 1).into_bytes();
     wrong[10] ^= 0x20;
     w.replace_blob_pack(&[
-        (path(8), w.synth.content(8, 1).into_bytes()),
+        (path(8), w.s.synth.content(8, 1).into_bytes()),
         (path(9), wrong),
     ]);
     assert_sync_refused(&w, "but the signed manifest says");
@@ -416,7 +400,7 @@ fn a_host_that_lacks_a_blob_is_a_clear_error() {
     let w = world();
     report(&w.sync(&[]));
     w.change(&[30]);
-    fs::remove_file(w.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
+    fs::remove_file(w.s.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
     fs::remove_file(w.new_blob(30)).unwrap();
     assert_sync_refused(&w, "the site lacks blob");
     let stderr = String::from_utf8_lossy(&w.sync(&[]).stderr).into_owned();
@@ -432,7 +416,7 @@ fn a_tampered_index_snapshot_is_refused() {
     report(&w.sync(&[]));
     w.change(&[1]);
     w.remove_patch();
-    let index = w.site.join(w.latest().index.unwrap().path);
+    let index = w.s.site.join(w.latest().index.unwrap().path);
     let mut bytes = fs::read(&index).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
@@ -447,7 +431,7 @@ fn a_tampered_patch_or_blob_pack_is_refused() {
     w.change(&[1]);
     let delta = w.latest().deltas[0].clone();
     for file in [&delta.patch, &delta.blobs] {
-        let path = w.site.join(&file.path);
+        let path = w.s.site.join(&file.path);
         let good = fs::read(&path).unwrap();
         let mut bad = good.clone();
         let mid = bad.len() / 2;

@@ -6,22 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use mlld_e2e::http::{HttpServer, static_files};
-use mlld_e2e::{Client, assert_fails, assert_ok, build_from, build_time, demo_key, tree};
+use mlld_e2e::synth_site::SynthSite;
+use mlld_e2e::{Client, assert_fails, assert_ok, build_time, demo_key, tree};
 use mlld_schemas::Latest;
 use mlld_schemas::shard::{shard_key, shard_of};
 use mlld_schemas::sparse::{SparseRoot, shard_path};
-use mlld_synth::{Synth, SynthConfig};
+use mlld_synth::SynthConfig;
 use serde_json::Value;
 
 struct World {
     dir: tempfile::TempDir,
-    synth: Synth,
-    data: PathBuf,
-    site: PathBuf,
+    s: SynthSite,
     server: HttpServer,
     client: Client,
 }
@@ -29,36 +28,23 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     // Enough modules for several shards, so "only what it needs" shows.
-    let synth = Synth::new(SynthConfig {
-        users: 8,
-        modules: 300,
-        seed: 5,
-    });
-    let data = dir.path().join("data");
-    synth.write(&data, &BTreeMap::new()).unwrap();
-    let site = dir.path().join("site");
-    build(&site, &data);
-    let server = HttpServer::start(static_files(site.clone()));
+    let s = SynthSite::new(dir.path(), config(5));
+    let server = HttpServer::start(static_files(s.site.clone()));
     let client = Client::new(dir.path());
     World {
         dir,
-        synth,
-        data,
-        site,
+        s,
         server,
         client,
     }
 }
 
-fn build(site: &Path, data: &Path) {
-    build_from(
-        site,
-        None,
-        build_time(),
-        demo_key(),
-        &data.join("registry"),
-        &data.join("gists"),
-    );
+fn config(seed: u64) -> SynthConfig {
+    SynthConfig {
+        users: 8,
+        modules: 300,
+        seed,
+    }
 }
 
 fn latest(site: &Path) -> Latest {
@@ -86,7 +72,7 @@ fn resign_latest(site: &Path, edit: impl FnOnce(&mut Latest)) {
 
 impl World {
     fn key(&self) -> String {
-        self.site.join("mlld-registry.pub").display().to_string()
+        self.s.site.join("mlld-registry.pub").display().to_string()
     }
 
     /// Runs the client with loopback reachable and the site's key trusted.
@@ -107,14 +93,14 @@ impl World {
     }
 
     fn module(&self, i: usize) -> String {
-        let m = &self.synth.modules[i];
+        let m = &self.s.synth.modules[i];
         format!("mlld://{}/{}", m.user, m.name)
     }
 
     /// The site path of the shard holding module `i`.
     fn shard_of_module(&self, i: usize) -> String {
-        let m = &self.synth.modules[i];
-        let root = root(&self.site);
+        let m = &self.s.synth.modules[i];
+        let root = root(&self.s.site);
         let n = shard_of(&shard_key(&m.user, &m.name), root.shard_bits);
         shard_path(&root.shards[n as usize])
     }
@@ -136,11 +122,11 @@ fn data(out: &Output) -> Value {
 #[test]
 fn sparse_sync_fetches_the_root_then_only_what_commands_read() {
     let w = world();
-    let root = root(&w.site);
+    let root = root(&w.s.site);
     assert!(root.shards.len() >= 2, "{} shards", root.shards.len());
     let report = data(&w.sync_sparse());
     assert_eq!(report["mode"], "sparse");
-    let full = latest(&w.site).size;
+    let full = latest(&w.s.site).size;
     let fetched = report["downloadedBytes"].as_u64().unwrap();
     assert!(fetched < full / 10, "root {fetched} bytes, snapshot {full}");
     assert!(w.stored_shards().is_empty(), "no lock yet, no shard");
@@ -167,7 +153,7 @@ fn sparse_sync_fetches_the_root_then_only_what_commands_read() {
     // Offline, what was fetched still works, and nothing else is reached.
     let info = w.run(&["info", &w.module(3)[7..], "--offline", "--json"]);
     assert_ok(&info);
-    let other = (0..w.synth.modules.len())
+    let other = (0..w.s.synth.modules.len())
         .find(|&i| {
             !held
                 .iter()
@@ -205,10 +191,7 @@ fn a_later_sparse_sync_fetches_only_changed_shards_it_holds() {
     assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
     let before = w.stored_shards();
     // Another module changes; the shard of module 3 may or may not change.
-    w.synth
-        .write(&w.data, &BTreeMap::from([(3, 1), (40, 1)]))
-        .unwrap();
-    build(&w.site, &w.data);
+    w.s.change(&BTreeMap::from([(3, 1), (40, 1)]));
     let report = data(&w.sync_sparse());
     assert_eq!(report["mode"], "sparse");
     assert!(report["serial"].as_u64().unwrap() > report["previousSerial"].as_u64().unwrap());
@@ -239,7 +222,7 @@ fn a_later_sparse_sync_fetches_only_changed_shards_it_holds() {
 fn a_shard_that_does_not_match_the_root_is_refused() {
     let w = world();
     assert_ok(&w.sync_sparse());
-    let shard = w.site.join(w.shard_of_module(3));
+    let shard = w.s.site.join(w.shard_of_module(3));
     let mut bytes = fs::read(&shard).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
@@ -275,7 +258,7 @@ fn a_stored_shard_that_was_damaged_is_fetched_again_or_refused_offline() {
 fn a_missing_shard_is_an_error_that_says_what_to_do() {
     let w = world();
     assert_ok(&w.sync_sparse());
-    fs::remove_file(w.site.join(w.shard_of_module(3))).unwrap();
+    fs::remove_file(w.s.site.join(w.shard_of_module(3))).unwrap();
     let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
     assert!(err.contains("fetching shard"), "{err}");
     assert!(err.contains("404"), "{err}");
@@ -287,9 +270,8 @@ fn a_missing_shard_is_an_error_that_says_what_to_do() {
 fn a_root_that_rolls_back_is_refused() {
     let w = world();
     let old_site = w.dir.path().join("old-site");
-    mlld_e2e::copy_dir(&w.site, &old_site);
-    w.synth.write(&w.data, &BTreeMap::from([(3, 1)])).unwrap();
-    build(&w.site, &w.data);
+    mlld_e2e::copy_dir(&w.s.site, &old_site);
+    w.s.change(&BTreeMap::from([(3, 1)]));
     assert_ok(&w.sync_sparse());
     let state = w.state();
 
@@ -301,17 +283,17 @@ fn a_root_that_rolls_back_is_refused() {
     assert_eq!(w.state(), state);
 
     // The new pointer with the old root served at its path: not its digest.
-    let new_root = latest(&w.site).sparse.unwrap();
+    let new_root = latest(&w.s.site).sparse.unwrap();
     let old_root = latest(&old_site).sparse.unwrap();
-    fs::copy(old_site.join(&old_root.path), w.site.join(&new_root.path)).unwrap();
+    fs::copy(old_site.join(&old_root.path), w.s.site.join(&new_root.path)).unwrap();
     let err = assert_fails(&w.sync_sparse(), 2);
     assert!(err.contains("altered or foreign"), "{err}");
     assert_eq!(w.state(), state);
 
     // A pointer re-signed to name the old root by its own digest: the root
     // is another build's (its serial and snapshot differ).
-    fs::copy(old_site.join(&old_root.path), w.site.join(&old_root.path)).unwrap();
-    resign_latest(&w.site, |l| {
+    fs::copy(old_site.join(&old_root.path), w.s.site.join(&old_root.path)).unwrap();
+    resign_latest(&w.s.site, |l| {
         l.serial += 1;
         l.sparse = Some(old_root.clone());
     });
@@ -324,28 +306,21 @@ fn a_root_that_rolls_back_is_refused() {
 fn a_mirror_serving_another_registrys_shard_is_refused() {
     let w = world();
     // Another registry, same layout, other modules.
-    let other = Synth::new(SynthConfig {
-        users: 8,
-        modules: 300,
-        seed: 99,
-    });
-    let other_data = w.dir.path().join("other-data");
-    other.write(&other_data, &BTreeMap::new()).unwrap();
-    let other_site = w.dir.path().join("other-site");
-    build(&other_site, &other_data);
+    let other = SynthSite::new(&w.dir.path().join("other"), config(99));
+    let other_site = other.site.clone();
     let theirs = root(&other_site);
     assert_ok(&w.sync_sparse());
 
     // Its shard of the same number, at our shard's path.
     let ours = w.shard_of_module(3);
-    let n = root(&w.site)
+    let n = root(&w.s.site)
         .shards
         .iter()
         .position(|s| ours.contains(s.as_str()))
         .unwrap();
     fs::copy(
         other_site.join(shard_path(&theirs.shards[n])),
-        w.site.join(&ours),
+        w.s.site.join(&ours),
     )
     .unwrap();
     let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
@@ -356,11 +331,11 @@ fn a_mirror_serving_another_registrys_shard_is_refused() {
     let their_root = latest(&other_site).sparse.unwrap();
     fs::copy(
         other_site.join(&their_root.path),
-        w.site.join(&their_root.path),
+        w.s.site.join(&their_root.path),
     )
     .unwrap();
     let state = w.state();
-    resign_latest(&w.site, |l| {
+    resign_latest(&w.s.site, |l| {
         l.serial += 1;
         l.sparse = Some(their_root);
     });

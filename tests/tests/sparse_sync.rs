@@ -369,3 +369,19 @@ fn sparse_sync_prefetches_every_file_of_a_locked_version() {
     let out = assert_ok(&run(&["install", "--offline"]));
     assert!(out.contains("1 installed"), "{out}");
 }
+
+#[test]
+fn sparse_sync_from_one_snapshot_file_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = mlld_e2e::build_examples(&dir.path().join("site"), Some(1), build_time());
+    let client = Client::new(dir.path());
+    let key = site.public_key().display().to_string();
+    let file = site.snapshot().display().to_string();
+    let out = client.run(&["sync", "--sparse", "--from", &file, "--trusted-key", &key]);
+    let err = assert_fails(&out, 2);
+    assert!(err.contains("drop --sparse"), "{err}");
+    assert!(
+        !client.home.join("state.json").exists(),
+        "nothing was made current"
+    );
+}

@@ -104,9 +104,17 @@ pub struct Prefetched {
 /// file, every file of a locked version): what a following `install`
 /// needs is then in the store.
 pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
+    // The sync itself succeeded; a broken lock only means nothing to prefetch.
     let lock = match ctx.project.read_lock() {
         Ok(lock) => lock,
-        Err(_) => return Ok(Prefetched::default()),
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!(
+                "warning: nothing prefetched for the project: {}",
+                mlld_schemas::terminal::terminal_safe_block(&message)
+            );
+            return Ok(Prefetched::default());
+        }
     };
     let timeouts = crate::sync::site::Timeouts::configured(None, None, &ctx.config)?;
     let source = SparseSource::open(&ctx.store, sparse, ctx.offline, timeouts)?;

@@ -65,6 +65,12 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
     let mut downloaded_bytes = 0;
     let mut delta_stats = None;
 
+    if args.sparse && matches!(source, Source::File(_)) {
+        bail!(
+            "--sparse reads a site (URL or directory), and {} is one snapshot file: drop --sparse to import it whole",
+            args.spec
+        );
+    }
     let sparse = !matches!(source, Source::File(_))
         && (args.sparse
             || (!args.full && state.current.as_ref().is_some_and(|c| c.sparse.is_some())));

@@ -156,66 +156,17 @@ const FLAGS_USED: &[(&str, &[&str])] = &[
             "json",
             "allow_older",
             "allow_expired",
+            "offline",
             "color",
         ],
     ),
     ("verify", &["project", "json", "color"]),
-    (
-        "ls",
-        &[
-            "project",
-            "snapshot",
-            "trusted_key",
-            "json",
-            "allow_older",
-            "color",
-        ],
-    ),
+    ("ls", SNAPSHOT_READERS),
     ("stats", &["project", "json", "color"]),
-    (
-        "remove",
-        &[
-            "project",
-            "snapshot",
-            "trusted_key",
-            "json",
-            "allow_older",
-            "color",
-        ],
-    ),
-    (
-        "outdated",
-        &[
-            "project",
-            "snapshot",
-            "trusted_key",
-            "json",
-            "allow_older",
-            "color",
-        ],
-    ),
-    (
-        "search",
-        &[
-            "project",
-            "snapshot",
-            "trusted_key",
-            "json",
-            "allow_older",
-            "color",
-        ],
-    ),
-    (
-        "info",
-        &[
-            "project",
-            "snapshot",
-            "trusted_key",
-            "json",
-            "allow_older",
-            "color",
-        ],
-    ),
+    ("remove", SNAPSHOT_READERS),
+    ("outdated", SNAPSHOT_READERS),
+    ("search", SNAPSHOT_READERS),
+    ("info", SNAPSHOT_READERS),
     (
         "config",
         &["project", "snapshot", "trusted_key", "json", "color"],
@@ -228,6 +179,7 @@ const FLAGS_USED: &[(&str, &[&str])] = &[
 ];
 
 /// What `resolve`, `install` and `update` use: they lock and approve.
+/// `offline`: a sparse store fetches what it lacks unless told not to.
 const SNAPSHOT_WRITERS: &[&str] = &[
     "project",
     "snapshot",
@@ -236,6 +188,18 @@ const SNAPSHOT_WRITERS: &[&str] = &[
     "json",
     "allow_older",
     "allow_expired",
+    "offline",
+    "color",
+];
+
+/// What the commands that only read the registry use.
+const SNAPSHOT_READERS: &[&str] = &[
+    "project",
+    "snapshot",
+    "trusted_key",
+    "json",
+    "allow_older",
+    "offline",
     "color",
 ];
 

@@ -16,6 +16,7 @@ pub mod build;
 mod capture;
 pub mod check;
 mod content_summary;
+mod crawl_state;
 mod delta_writer;
 pub mod gist;
 pub mod github;

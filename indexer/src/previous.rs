@@ -13,61 +13,12 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, MANIFEST_NAME, blob_digest};
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
-use serde::{Deserialize, Serialize};
 
+use crate::crawl_state::{self, CachedRejection, CrawlState, StateFile};
 pub use crate::previous_http::Timeouts;
 use crate::previous_http::{MAX_PREVIOUS_BYTES, Remote};
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
-
-pub const CRAWL_STATE_NAME: &str = "crawl-state.json";
-pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
-
-/// ETags from the crawl that produced `snapshot`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct CrawlState {
-    pub snapshot: String,
-    /// Gist id → ETag of the response its accepted record came from.
-    pub etags: BTreeMap<String, String>,
-    /// `user/module` → a rejection decided on a gist's content (owner, no
-    /// module file), so an unchanged gist is rejected again without a counted request.
-    #[serde(default)]
-    pub rejected: BTreeMap<String, CachedRejection>,
-    /// Where the snapshot's compressed frames lie, for the next build to copy.
-    #[serde(default)]
-    pub frames: FrameTable,
-    /// Module content digest → the registry references it makes, so an
-    /// unchanged module is not read and scanned again.
-    #[serde(default)]
-    pub imports: BTreeMap<String, Vec<String>>,
-    /// `user/module` → the key of its generated page (see `site_data`).
-    #[serde(default)]
-    pub pages: BTreeMap<String, String>,
-    /// Snapshots this site has published, newest first (for retention);
-    /// index-only snapshots likewise.
-    #[serde(default)]
-    pub published: Vec<String>,
-    #[serde(default)]
-    pub published_index: Vec<String>,
-    /// The search index's base segment, for an incremental index.
-    #[serde(default)]
-    pub search: Option<crate::search_incremental::SearchState>,
-    /// Delta files (patch and blob pack) each build published, newest first.
-    #[serde(default)]
-    pub published_deltas: Vec<Vec<String>>,
-    /// `@author/name@version` → a rejection decided on content pinned by
-    /// commit (hash mismatch, file absent from the commit, too large): the
-    /// same source is rejected again without a request.
-    #[serde(default)]
-    pub versions_rejected: BTreeMap<String, crate::versioned_assemble::CachedVersionRejection>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CachedRejection {
-    pub gist: String,
-    pub etag: String,
-    pub reason: String,
-}
 
 /// The previous build, unpacked.
 pub struct Previous {
@@ -298,34 +249,50 @@ fn read_state(
     pk: &minisign_verify::PublicKey,
     latest: &Latest,
 ) -> Result<CrawlState> {
-    let (Some(bytes), Some(sig)) = (
-        read_small(source, remote, CRAWL_STATE_NAME)?,
-        read_small(source, remote, CRAWL_STATE_SIG_NAME)?,
-    ) else {
-        return Ok(CrawlState::default());
-    };
-    let verified = minisign_verify::Signature::decode(&String::from_utf8_lossy(&sig))
-        .is_ok_and(|sig| pk.verify(&bytes, &sig, false).is_ok());
-    if !verified {
-        eprintln!(
-            "warning: {CRAWL_STATE_NAME} does not verify with this build's key; ignoring it (a full crawl follows)"
-        );
-        return Ok(CrawlState::default());
+    for file in StateFile::ALL {
+        let Some(bytes) = read_capped(source, remote, file.name(), crawl_state::MAX_STORED_BYTES)?
+        else {
+            continue;
+        };
+        let Some(sig) = read_small(source, remote, file.signature_name())? else {
+            return Ok(CrawlState::default());
+        };
+        let verified = minisign_verify::Signature::decode(&String::from_utf8_lossy(&sig))
+            .is_ok_and(|sig| pk.verify(&bytes, &sig, false).is_ok());
+        if !verified {
+            eprintln!(
+                "warning: {} does not verify with this build's key; ignoring it (a full crawl follows)",
+                file.name()
+            );
+            return Ok(CrawlState::default());
+        }
+        return Ok(file
+            .decode(&bytes)
+            .ok()
+            .filter(|s| s.snapshot == latest.sha256)
+            .unwrap_or_default());
     }
-    Ok(serde_json::from_slice::<CrawlState>(&bytes)
-        .ok()
-        .filter(|s| s.snapshot == latest.sha256)
-        .unwrap_or_default())
+    Ok(CrawlState::default())
 }
 
 /// A small file of the site; `None` when it does not exist.
 fn read_small(source: &str, remote: Option<&Remote>, name: &str) -> Result<Option<Vec<u8>>> {
+    read_capped(source, remote, name, 256 << 20)
+}
+
+/// A file of the site of at most `cap` bytes; `None` when it does not exist.
+fn read_capped(
+    source: &str,
+    remote: Option<&Remote>,
+    name: &str,
+    cap: u64,
+) -> Result<Option<Vec<u8>>> {
     if let Some(remote) = remote {
         let url = format!("{}/{name}", source.trim_end_matches('/'));
-        return remote.read(&url, 256 << 20);
+        return remote.read(&url, cap);
     }
     // A regular file only: a FIFO in the previous site would hang the build.
-    match mlld_fsutil::read_regular(&Path::new(source).join(name), 256 << 20) {
+    match mlld_fsutil::read_regular(&Path::new(source).join(name), cap) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),

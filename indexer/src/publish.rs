@@ -15,7 +15,7 @@ use mlld_schemas::snapshot::{
 };
 
 use crate::blobs::BlobDir;
-use crate::previous::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
+use crate::crawl_state::{self, CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
 use crate::signing::SigningKey;
 
 /// Everything one build publishes.
@@ -98,7 +98,7 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
         }
     }
     // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
-    let state_bytes = serde_json::to_vec(state)?;
+    let state_bytes = crawl_state::encode(state)?;
     mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &state_bytes)?;
     let state_sig = key.sign(
         &state_bytes,
@@ -118,13 +118,16 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
 
 /// Removes what the new `latest.json` no longer needs: snapshots past the
 /// retention count, pages of modules that left the registry, loose blobs no
-/// longer in the manifest, and listing shards the entry point no longer names.
+/// longer in the manifest, listing shards the entry point no longer names,
+/// and the uncompressed crawl state of a site built before it was compressed.
 pub fn clean_up(
     out: &Path,
     retired: &[String],
     removed_pages: &[String],
     members: &BTreeMap<String, Member>,
 ) -> Result<()> {
+    remove_if_present(&out.join(crawl_state::LEGACY_STATE_SIG_NAME))?;
+    remove_if_present(&out.join(crawl_state::LEGACY_STATE_NAME))?;
     for snapshot in retired {
         remove_if_present(&out.join(snapshot))?;
     }

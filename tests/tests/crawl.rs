@@ -210,17 +210,19 @@ fn a_tampered_crawl_state_is_ignored_not_trusted() {
     let github = FakeGithub::with_examples();
     let registry = examples().join("registry");
     rebuild(&registry, dir.path(), &github);
-    let state = dir.path().join("crawl-state.json");
-    let text = std::fs::read_to_string(&state).unwrap();
-    std::fs::write(
-        &state,
-        text.replacen(
-            "\"etags\":{",
-            "\"etags\":{\"0000000000000000000000\":\"x\",",
-            1,
-        ),
-    )
-    .unwrap();
+    // The state is signed in its stored (compressed) form: a state altered
+    // and stored again, as an attacker with write access to the site would,
+    // no longer verifies.
+    let state = dir.path().join("crawl-state.json.zst");
+    let text =
+        String::from_utf8(zstd::decode_all(&std::fs::read(&state).unwrap()[..]).unwrap()).unwrap();
+    let tampered = text.replacen(
+        "\"etags\":{",
+        "\"etags\":{\"0000000000000000000000\":\"x\",",
+        1,
+    );
+    assert_ne!(tampered, text);
+    std::fs::write(&state, zstd::encode_all(tampered.as_bytes(), 3).unwrap()).unwrap();
     let report = rebuild(&registry, dir.path(), &github);
     let stats = report.requests.as_ref().unwrap();
     assert_eq!(
@@ -296,4 +298,46 @@ fn the_previous_site_can_come_from_a_url() {
         "every frame is copied from the downloaded snapshot"
     );
     assert_eq!(verify_site(&fresh).modules, verify_site(&published).modules);
+}
+
+#[test]
+fn the_state_is_stored_compressed_and_a_legacy_uncompressed_state_is_still_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let registry = examples().join("registry");
+    rebuild(&registry, dir.path(), &github);
+    let stored = std::fs::read(dir.path().join("crawl-state.json.zst")).unwrap();
+    let json = zstd::decode_all(&stored[..]).unwrap();
+    assert!(
+        stored.len() * 2 < json.len(),
+        "compressed {} vs JSON {}",
+        stored.len(),
+        json.len()
+    );
+    assert!(!dir.path().join("crawl-state.json").exists());
+
+    // A site published before the state was compressed: its signed
+    // `crawl-state.json` still spares the next build its requests.
+    std::fs::remove_file(dir.path().join("crawl-state.json.zst")).unwrap();
+    std::fs::remove_file(dir.path().join("crawl-state.json.zst.minisig")).unwrap();
+    let key = mlld_e2e::demo_key();
+    std::fs::write(dir.path().join("crawl-state.json"), &json).unwrap();
+    std::fs::write(
+        dir.path().join("crawl-state.json.minisig"),
+        key.sign(&json, "legacy crawl state"),
+    )
+    .unwrap();
+    let report = rebuild(&registry, dir.path(), &github);
+    let stats = report.requests.as_ref().unwrap();
+    assert_eq!(
+        (stats.primary, stats.not_modified),
+        (0, 26),
+        "the legacy state's ETags were used"
+    );
+    assert!(report.frames_reused > 0, "its frame table too");
+    for gone in ["crawl-state.json", "crawl-state.json.minisig"] {
+        assert!(!dir.path().join(gone).exists(), "{gone} was cleaned up");
+    }
+    assert!(dir.path().join("crawl-state.json.zst").exists());
+    verify_site(dir.path());
 }

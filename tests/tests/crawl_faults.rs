@@ -352,7 +352,7 @@ fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
     let mut evil = good.clone();
     evil[0] ^= 1;
     std::fs::write(&path, &evil).unwrap();
-    std::fs::remove_file(dir.path().join("crawl-state.json")).unwrap();
+    std::fs::remove_file(dir.path().join("crawl-state.json.zst")).unwrap();
     let latest = std::fs::read(dir.path().join("latest.json")).unwrap();
     let err = try_build(dir.path(), &github, PreviousSite::Output, |_| {}).unwrap_err();
     assert!(

@@ -79,8 +79,8 @@ fn build_reports_bad_input_and_goes_on() {
     let files = tree(dir.path());
     let (blobs, others): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.starts_with("blobs/"));
     for f in [
-        "crawl-state.json",
-        "crawl-state.json.minisig",
+        "crawl-state.json.zst",
+        "crawl-state.json.zst.minisig",
         "index.html",
         "latest.json",
         "latest.json.minisig",

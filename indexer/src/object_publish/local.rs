@@ -12,9 +12,8 @@ use rayon::prelude::*;
 use sha2::Digest;
 
 use super::plan::LocalFile;
-use crate::previous::{CRAWL_STATE_NAME, CrawlState};
 
-/// The cap on `latest.json` and `crawl-state.json` read here.
+/// The cap on `latest.json` read here.
 const MAX_STATE_BYTES: u64 = 1 << 30;
 
 /// A built site directory, ready to upload.
@@ -152,14 +151,9 @@ fn hash_file(root: &Path, rel: &str) -> Result<LocalFile> {
 /// The files the crawl state keeps published from earlier builds. A site
 /// without a crawl state keeps nothing beyond its own files.
 fn kept_files(root: &Path) -> Result<BTreeSet<String>> {
-    let path = root.join(CRAWL_STATE_NAME);
-    if !path.exists() {
+    let Some(state) = crate::crawl_state::read_local(root)? else {
         return Ok(BTreeSet::new());
-    }
-    let bytes = mlld_fsutil::read_regular(&path, MAX_STATE_BYTES)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let state: CrawlState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a valid crawl state", path.display()))?;
+    };
     Ok(state
         .published
         .into_iter()

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, blob_digest};
 
-use crate::previous::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME};
+use crate::crawl_state::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME};
 
 /// `Cache-Control` of content-addressed files: their bytes never change
 /// under their name, so every cache may keep them for a year.
@@ -26,7 +26,7 @@ pub enum PathClass {
     /// Replaced in place by a build (pages, the page's entry points,
     /// schemas, the public key).
     Mutable,
-    /// `crawl-state.json.minisig` and `crawl-state.json`: the next build's
+    /// `crawl-state.json.zst.minisig` and `crawl-state.json.zst`: the next build's
     /// state names the snapshot it belongs to, so it changes with the
     /// pointer (and is put back with it should the flip fail).
     StateSignature,
@@ -250,11 +250,11 @@ mod tests {
     fn phases_put_content_first_and_the_pointer_after_its_signature() {
         let files = [
             file("latest.json", 1, ""),
-            file("crawl-state.json", 1, ""),
+            file("crawl-state.json.zst", 1, ""),
             file("index.html", 1, ""),
             file(&format!("snapshots/{HEX}.tar.zst"), 1, ""),
             file("latest.json.minisig", 1, ""),
-            file("crawl-state.json.minisig", 1, ""),
+            file("crawl-state.json.zst.minisig", 1, ""),
         ];
         let phases = Phases::of(&files);
         let names = |v: &[&LocalFile]| v.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
@@ -264,8 +264,8 @@ mod tests {
         );
         assert_eq!(names(&phases.mutable), ["index.html"]);
         let flip = [
-            "crawl-state.json.minisig",
-            "crawl-state.json",
+            "crawl-state.json.zst.minisig",
+            "crawl-state.json.zst",
             "latest.json.minisig",
             "latest.json",
         ];

@@ -1,0 +1,216 @@
+//! The indexer's own state for the next build, published beside the site
+//! and signed with the build's key: ETags, cached rejections, the
+//! snapshot's frame table, what earlier builds published.
+//!
+//! It is written zstd-compressed (`crawl-state.json.zst`): it is read only
+//! by the indexer, and at 100,000 modules the JSON is 39 MB of the site
+//! against about a sixth of that compressed. A site published before the
+//! change has `crawl-state.json`, which is still read, then removed by the
+//! next build's clean-up.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot_writer::FrameTable;
+
+pub const CRAWL_STATE_NAME: &str = "crawl-state.json.zst";
+pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.zst.minisig";
+/// The uncompressed state of sites built before `crawl-state.json.zst`.
+pub const LEGACY_STATE_NAME: &str = "crawl-state.json";
+pub const LEGACY_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
+
+/// The most compressed bytes read, and the most JSON they may expand to:
+/// a state beyond these is refused (the build then crawls afresh) rather
+/// than exhausting memory.
+pub const MAX_STORED_BYTES: u64 = 1 << 30;
+pub const MAX_JSON_BYTES: u64 = 4 << 30;
+
+/// zstd's default level: the state compresses about sixfold at it, and a
+/// higher level costs the nightly build seconds for a few megabytes.
+const LEVEL: i32 = 3;
+
+/// ETags from the crawl that produced `snapshot`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CrawlState {
+    pub snapshot: String,
+    /// Gist id → ETag of the response its accepted record came from.
+    pub etags: BTreeMap<String, String>,
+    /// `user/module` → a rejection decided on a gist's content (owner, no
+    /// module file), so an unchanged gist is rejected again without a counted request.
+    #[serde(default)]
+    pub rejected: BTreeMap<String, CachedRejection>,
+    /// Where the snapshot's compressed frames lie, for the next build to copy.
+    #[serde(default)]
+    pub frames: FrameTable,
+    /// Module content digest → the registry references it makes, so an
+    /// unchanged module is not read and scanned again.
+    #[serde(default)]
+    pub imports: BTreeMap<String, Vec<String>>,
+    /// `user/module` → the key of its generated page (see `site_data`).
+    #[serde(default)]
+    pub pages: BTreeMap<String, String>,
+    /// Snapshots this site has published, newest first (for retention);
+    /// index-only snapshots likewise.
+    #[serde(default)]
+    pub published: Vec<String>,
+    #[serde(default)]
+    pub published_index: Vec<String>,
+    /// The search index's base segment, for an incremental index.
+    #[serde(default)]
+    pub search: Option<crate::search_incremental::SearchState>,
+    /// Delta files (patch and blob pack) each build published, newest first.
+    #[serde(default)]
+    pub published_deltas: Vec<Vec<String>>,
+    /// `@author/name@version` → a rejection decided on content pinned by
+    /// commit (hash mismatch, file absent from the commit, too large): the
+    /// same source is rejected again without a request.
+    #[serde(default)]
+    pub versions_rejected: BTreeMap<String, crate::versioned_assemble::CachedVersionRejection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CachedRejection {
+    pub gist: String,
+    pub etag: String,
+    pub reason: String,
+}
+
+/// How a state is stored: which file, and whether it is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFile {
+    Compressed,
+    Legacy,
+}
+
+impl StateFile {
+    /// The names to look for, newest first.
+    pub const ALL: [StateFile; 2] = [StateFile::Compressed, StateFile::Legacy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Compressed => CRAWL_STATE_NAME,
+            Self::Legacy => LEGACY_STATE_NAME,
+        }
+    }
+
+    pub fn signature_name(self) -> &'static str {
+        match self {
+            Self::Compressed => CRAWL_STATE_SIG_NAME,
+            Self::Legacy => LEGACY_STATE_SIG_NAME,
+        }
+    }
+
+    /// Parses stored bytes, expanding them under [`MAX_JSON_BYTES`].
+    pub fn decode(self, bytes: &[u8]) -> Result<CrawlState> {
+        match self {
+            Self::Legacy => Ok(serde_json::from_slice(bytes)?),
+            Self::Compressed => {
+                let expanded = zstd::Decoder::new(bytes)?.take(MAX_JSON_BYTES);
+                Ok(serde_json::from_reader(std::io::BufReader::new(expanded))?)
+            }
+        }
+    }
+}
+
+/// The state's stored form (compressed JSON), streamed through the encoder.
+pub fn encode(state: &CrawlState) -> Result<Vec<u8>> {
+    let mut encoder = zstd::Encoder::new(Vec::new(), LEVEL)?;
+    serde_json::to_writer(std::io::BufWriter::new(&mut encoder), state)?;
+    Ok(encoder.finish()?)
+}
+
+/// The state in the site directory `root` (without checking its
+/// signature: for the local publishing step, which built it), or `None`.
+pub fn read_local(root: &Path) -> Result<Option<CrawlState>> {
+    for file in StateFile::ALL {
+        let path = root.join(file.name());
+        match mlld_fsutil::read_regular(&path, MAX_STORED_BYTES) {
+            Ok(bytes) => {
+                return file
+                    .decode(&bytes)
+                    .map(Some)
+                    .with_context(|| format!("{} is not a valid crawl state", path.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CrawlState {
+        let mut state = CrawlState {
+            snapshot: "ab".repeat(32),
+            ..CrawlState::default()
+        };
+        for i in 0..1000 {
+            state
+                .etags
+                .insert(format!("gist{i}"), format!("\"etag-{i}\""));
+        }
+        state
+    }
+
+    #[test]
+    fn the_stored_state_is_compressed_and_reads_back() {
+        let state = sample();
+        let stored = encode(&state).unwrap();
+        let json = serde_json::to_vec(&state).unwrap();
+        assert!(
+            stored.len() * 3 < json.len(),
+            "{} vs {}",
+            stored.len(),
+            json.len()
+        );
+        let back = StateFile::Compressed.decode(&stored).unwrap();
+        assert_eq!(serde_json::to_vec(&back).unwrap(), json);
+        assert_eq!(StateFile::Legacy.decode(&json).unwrap().etags.len(), 1000);
+    }
+
+    #[test]
+    fn damaged_or_mislabelled_state_is_an_error_not_a_panic() {
+        let stored = encode(&sample()).unwrap();
+        assert!(
+            StateFile::Compressed
+                .decode(&stored[..stored.len() / 2])
+                .is_err()
+        );
+        assert!(
+            StateFile::Compressed
+                .decode(b"{\"snapshot\":\"x\"}")
+                .is_err()
+        );
+        assert!(StateFile::Legacy.decode(&stored).is_err());
+    }
+
+    #[test]
+    fn the_local_state_prefers_the_compressed_file_and_falls_back_to_the_legacy_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_local(dir.path()).unwrap().is_none());
+        let mut legacy = sample();
+        legacy.snapshot = "legacy".into();
+        std::fs::write(
+            dir.path().join(LEGACY_STATE_NAME),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_local(dir.path()).unwrap().unwrap().snapshot, "legacy");
+        std::fs::write(
+            dir.path().join(CRAWL_STATE_NAME),
+            encode(&sample()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            read_local(dir.path()).unwrap().unwrap().snapshot,
+            "ab".repeat(32)
+        );
+    }
+}

@@ -201,7 +201,7 @@ impl Context {
             );
         };
         if let Some(sparse) = &current.sparse {
-            let timeouts = crate::sync::site::Timeouts::configured(None, None, &self.config)?;
+            let timeouts = crate::sync::site::configured_timeouts(None, None, &self.config)?;
             return Registry::open_sparse(
                 &self.store,
                 &current,

@@ -135,10 +135,11 @@ fn base_bytes(from: &Origin<'_>) -> Result<Vec<u8>> {
         .sum();
     let mut base = Vec::new();
     let file = std::fs::File::open(from.index_snapshot)?;
-    let mut archive = tar::Archive::new(zstd::Decoder::new(file)?);
+    let mut archive = mlld_site_contract::archive::open_zstd(file)?;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = mlld_site_contract::archive::member_path(&entry)
+            .context("the previous index-only snapshot has an unsafe member")?;
         if wanted.peek() != Some(&path.as_str()) {
             continue;
         }

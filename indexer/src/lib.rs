@@ -24,7 +24,6 @@ mod http;
 mod module_file;
 pub mod object_publish;
 mod previous;
-mod previous_http;
 mod progress;
 mod publish;
 pub mod raw;

@@ -8,17 +8,18 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, MANIFEST_NAME, blob_digest};
+use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest};
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
+use mlld_site_contract::paths;
 
 use crate::crawl_state::{self, CachedRejection, CrawlState, StateFile};
-pub use crate::previous_http::Timeouts;
-use crate::previous_http::{MAX_PREVIOUS_BYTES, Remote};
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
+pub use mlld_site_contract::reader::Timeouts;
+use mlld_site_contract::reader::{Advice, Site};
 
 /// The previous build, unpacked.
 pub struct Previous {
@@ -80,6 +81,16 @@ impl Previous {
     }
 }
 
+/// A previous snapshot larger than this is refused.
+const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
+
+/// What a timeout reading the previous site tells the indexer's user.
+const ADVICE: Advice = Advice {
+    idle_setting: "--idle-timeout sets it",
+    rate_setting: "--min-rate sets it",
+    next_step: "Nothing was published; try again, or pass --previous none for a full build",
+};
+
 /// Loads the site at `source` (a directory or an http(s) URL); `None` when it has no `latest.json`.
 pub fn load(
     source: &str,
@@ -87,37 +98,47 @@ pub fn load(
     scratch: &Path,
     timeouts: Timeouts,
 ) -> Result<Option<Previous>> {
-    let remote = if source.starts_with("http://") || source.starts_with("https://") {
-        Some(Remote::new(timeouts)?)
+    let site = if source.starts_with("http://") || source.starts_with("https://") {
+        let agent = concat!("mlld-indexer/", env!("CARGO_PKG_VERSION"));
+        Site::http(source, timeouts, ADVICE, agent)?
     } else {
-        None
+        Site::Dir(PathBuf::from(source))
     };
-    let remote = remote.as_ref();
-    let Some(latest_bytes) = read_small(source, remote, LATEST_NAME)? else {
-        return Ok(None);
-    };
-    let sig = read_small(source, remote, LATEST_SIG_NAME)?
-        .with_context(|| format!("{source} has latest.json but no {LATEST_SIG_NAME}"))?;
     let pk = minisign_verify::PublicKey::decode(&key.public_key_file())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sig = minisign_verify::Signature::decode(&String::from_utf8_lossy(&sig))
-        .map_err(|e| anyhow::anyhow!("the previous latest.json signature is malformed: {e}"))?;
-    pk.verify(&latest_bytes, &sig, false).map_err(|e| {
-        anyhow::anyhow!("the previous site's latest.json does not verify with this build's key ({e}); refusing to build on it (pass --previous none to start afresh)")
-    })?;
-    let latest: Latest =
-        serde_json::from_slice(&latest_bytes).context("the previous latest.json is malformed")?;
+    let verified = mlld_site_contract::latest::read_signed(&site, |bytes, sig| {
+        let sig = minisign_verify::Signature::decode(sig)
+            .map_err(|e| anyhow::anyhow!("the previous latest.json signature is malformed: {e}"))?;
+        pk.verify(bytes, &sig, false).map_err(|e| {
+            anyhow::anyhow!("the previous site's latest.json does not verify with this build's key ({e}); refusing to build on it (pass --previous none to start afresh)")
+        })
+    })
+    .context("reading the previous site")?;
+    let Some(verified) = verified else {
+        return Ok(None);
+    };
+    let latest = verified.latest;
+    paths::expect_path(
+        "snapshot",
+        &latest.snapshot,
+        &paths::snapshot_path(&latest.sha256),
+    )
+    .map_err(|e| anyhow::anyhow!("the previous {e}"))?;
     std::fs::create_dir_all(scratch)?;
-    let snapshot = if let Some(remote) = remote {
-        let dest = scratch.join("previous.tar.zst");
-        remote.download(
-            &format!("{}/{}", source.trim_end_matches('/'), latest.snapshot),
-            &dest,
-            latest.size,
-        )?;
-        dest
-    } else {
-        Path::new(source).join(&latest.snapshot)
+    let snapshot = match site.dir() {
+        Some(dir) => dir.join(&latest.snapshot),
+        None => {
+            if latest.size > MAX_PREVIOUS_BYTES {
+                bail!(
+                    "the previous snapshot is {} bytes, over the {MAX_PREVIOUS_BYTES}-byte limit",
+                    latest.size
+                );
+            }
+            let dest = scratch.join("previous.tar.zst");
+            site.download(&latest.snapshot, latest.size, &dest, &|_| {})?
+                .with_context(|| format!("the previous site lacks {}", latest.snapshot))?;
+            dest
+        }
     };
     // Hashing the snapshot, parsing its manifest and reading the crawl state
     // run side by side; nothing parsed is used unless the hashes match.
@@ -130,19 +151,12 @@ pub fn load(
                 )
             })?;
             let index_snapshot = match &latest.index {
-                Some(index) => fetch_verified(
-                    source,
-                    remote,
-                    &index.path,
-                    &index.sha256,
-                    scratch,
-                    "previous.index.tar.zst",
-                )?,
+                Some(index) => fetch_verified(&site, index, scratch, "previous.index.tar.zst")?,
                 None => None,
             };
             Ok((actual, index_snapshot))
         });
-        let state = s.spawn(|| read_state(source, remote, &pk, &latest));
+        let state = s.spawn(|| read_state(&site, &pk, &latest));
         let manifest = read_manifest(&snapshot);
         let (actual, index_snapshot) = hashed.join().expect("hashing does not panic")?;
         let state = state.join().expect("reading the state does not panic")?;
@@ -158,7 +172,7 @@ pub fn load(
     let manifest = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete = remote.is_none() && {
+    let site_blobs_complete = site.dir().is_some() && {
         use rayon::prelude::*;
         let blobs: Vec<_> = manifest
             .members
@@ -203,39 +217,41 @@ pub fn load(
     }))
 }
 
-/// The site file `rel`, checked against the signed digest `sha256`; `None`
-/// when the site lacks it (the build then publishes no delta).
+/// The site file `file`, checked against its signed digest; `None` when
+/// the site lacks it (the build then publishes no delta).
 fn fetch_verified(
-    source: &str,
-    remote: Option<&Remote>,
-    rel: &str,
-    sha256: &str,
+    site: &Site,
+    file: &mlld_schemas::snapshot::SiteFile,
     scratch: &Path,
     name: &str,
 ) -> Result<Option<PathBuf>> {
-    if !rel
-        .split('/')
-        .all(|c| !c.is_empty() && c != "." && c != "..")
-    {
-        bail!("the previous latest.json names an unsafe path `{rel}`");
-    }
-    let path = if let Some(remote) = remote {
-        let dest = scratch.join(name);
-        let url = format!("{}/{rel}", source.trim_end_matches('/'));
-        if remote.download(&url, &dest, MAX_PREVIOUS_BYTES).is_err() {
-            return Ok(None);
+    let expected = paths::index_snapshot_path(&file.sha256);
+    paths::expect_path("index-only snapshot", &file.path, &expected)
+        .map_err(|e| anyhow::anyhow!("the previous {e}"))?;
+    let path = match site.dir() {
+        Some(dir) => dir.join(&file.path),
+        None => {
+            let dest = scratch.join(name);
+            match site.download(
+                &file.path,
+                file.size.min(MAX_PREVIOUS_BYTES),
+                &dest,
+                &|_| {},
+            ) {
+                Ok(Some(_)) => dest,
+                _ => return Ok(None),
+            }
         }
-        dest
-    } else {
-        Path::new(source).join(rel)
     };
     let actual = match file_sha256(&path) {
         Ok(actual) => actual,
         Err(_) => return Ok(None),
     };
-    if actual != sha256 {
+    if actual != file.sha256 {
         bail!(
-            "the previous site's {rel} hashes to {actual}, not the signed {sha256}; refusing to build on it"
+            "the previous site's {} hashes to {actual}, not the signed {}; refusing to build on it",
+            file.path,
+            file.sha256
         );
     }
     Ok(Some(path))
@@ -243,18 +259,12 @@ fn fetch_verified(
 
 /// The crawl state, if it is signed by this build's key and belongs to the
 /// previous snapshot; otherwise none (the build then fetches and packs afresh).
-fn read_state(
-    source: &str,
-    remote: Option<&Remote>,
-    pk: &minisign_verify::PublicKey,
-    latest: &Latest,
-) -> Result<CrawlState> {
+fn read_state(site: &Site, pk: &minisign_verify::PublicKey, latest: &Latest) -> Result<CrawlState> {
     for file in StateFile::ALL {
-        let Some(bytes) = read_capped(source, remote, file.name(), crawl_state::MAX_STORED_BYTES)?
-        else {
+        let Some(bytes) = site.read(file.name(), crawl_state::MAX_STORED_BYTES)? else {
             continue;
         };
-        let Some(sig) = read_small(source, remote, file.signature_name())? else {
+        let Some(sig) = site.read(file.signature_name(), 4 << 10)? else {
             return Ok(CrawlState::default());
         };
         let verified = minisign_verify::Signature::decode(&String::from_utf8_lossy(&sig))
@@ -275,30 +285,6 @@ fn read_state(
     Ok(CrawlState::default())
 }
 
-/// A small file of the site; `None` when it does not exist.
-fn read_small(source: &str, remote: Option<&Remote>, name: &str) -> Result<Option<Vec<u8>>> {
-    read_capped(source, remote, name, 256 << 20)
-}
-
-/// A file of the site of at most `cap` bytes; `None` when it does not exist.
-fn read_capped(
-    source: &str,
-    remote: Option<&Remote>,
-    name: &str,
-    cap: u64,
-) -> Result<Option<Vec<u8>>> {
-    if let Some(remote) = remote {
-        let url = format!("{}/{name}", source.trim_end_matches('/'));
-        return remote.read(&url, cap);
-    }
-    // A regular file only: a FIFO in the previous site would hang the build.
-    match mlld_fsutil::read_regular(&Path::new(source).join(name), cap) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {source}/{name}")),
-    }
-}
-
 fn file_sha256(path: &Path) -> Result<String> {
     use sha2::Digest as _;
     let mut file = std::fs::File::open(path)?;
@@ -314,12 +300,8 @@ fn file_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn entries(
-    snapshot: &Path,
-) -> Result<tar::Archive<zstd::Decoder<'static, std::io::BufReader<std::fs::File>>>> {
-    Ok(tar::Archive::new(zstd::Decoder::new(std::fs::File::open(
-        snapshot,
-    )?)?))
+fn entries(snapshot: &Path) -> Result<mlld_site_contract::archive::ZstdTar<std::fs::File>> {
+    mlld_site_contract::archive::open_zstd(std::fs::File::open(snapshot)?)
 }
 
 /// The manifest, which is the snapshot's first member: nothing else is read.
@@ -343,16 +325,9 @@ fn unpack_blobs(snapshot: &Path, dest: &Path) -> Result<()> {
     let mut archive = entries(snapshot)?;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        if entry.header().entry_type() != tar::EntryType::Regular
-            || !path.components().all(|c| matches!(c, Component::Normal(_)))
-        {
-            bail!(
-                "the previous snapshot has an unsafe member `{}`",
-                path.display()
-            );
-        }
-        if blob_digest(&path.to_string_lossy()).is_some() {
+        let path = mlld_site_contract::archive::member_path(&entry)
+            .context("the previous snapshot has an unsafe member")?;
+        if blob_digest(&path).is_some() {
             let out = dest.join(&path);
             std::fs::create_dir_all(out.parent().expect("blob paths have a parent"))?;
             entry.unpack(&out)?;

@@ -167,10 +167,11 @@ fn plan(state: &SearchState, prints: &[(String, String)]) -> Option<Plan> {
 fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     let file = std::fs::File::open(previous_index)?;
-    let mut archive = tar::Archive::new(zstd::Decoder::new(file)?);
+    let mut archive = mlld_site_contract::archive::open_zstd(file)?;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = mlld_site_contract::archive::member_path(&entry)
+            .context("the previous index-only snapshot has an unsafe member")?;
         let Some(name) = path
             .strip_prefix(INDEX_DIR)
             .and_then(|p| p.strip_prefix('/'))

@@ -1,7 +1,13 @@
 //! The published site is the contract between indexer and client: both
-//! depend on this crate for how its files are encoded, so neither spells
-//! them on its own. The formats themselves (types, paths) are in
-//! `mlld_schemas`, which stays free of I/O and codecs.
+//! depend on this crate for where its files live ([`paths`]), how they are
+//! read ([`reader`]: a directory or HTTP, capped, timed, hashed while they
+//! stream), how `latest.json` is verified ([`latest`]), how its archives
+//! are read ([`archive`]) and how the sparse shards are encoded
+//! ([`sparse`]), so neither side spells them on its own. The formats
+//! themselves (types) are in `mlld_schemas`, which stays free of I/O.
 
+pub mod archive;
+pub mod latest;
 pub mod paths;
+pub mod reader;
 pub mod sparse;

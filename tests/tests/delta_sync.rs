@@ -360,7 +360,7 @@ fn a_blob_whose_bytes_do_not_match_the_manifest_is_refused() {
     let mut bytes = fs::read(&blob).unwrap();
     bytes[10] ^= 0x20;
     fs::write(&blob, &bytes).unwrap();
-    assert_sync_refused(&w, "but the signed manifest says");
+    assert_sync_refused(&w, "but the signed metadata names");
 }
 
 #[test]
@@ -402,7 +402,7 @@ fn a_host_that_lacks_a_blob_is_a_clear_error() {
     w.change(&[30]);
     fs::remove_file(w.s.site.join(&w.latest().deltas[0].blobs.path)).unwrap();
     fs::remove_file(w.new_blob(30)).unwrap();
-    assert_sync_refused(&w, "the site lacks blob");
+    assert_sync_refused(&w, "is missing, though the signed metadata names it");
     let stderr = String::from_utf8_lossy(&w.sync(&[]).stderr).into_owned();
     assert!(
         stderr.contains("--full"),

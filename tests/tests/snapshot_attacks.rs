@@ -209,7 +209,7 @@ fn paths_that_escape_and_links_are_refused() {
     let client = Client::new(dir.path());
     let path = dir.path().join("evil.tar.zst");
     let cases: [(&str, tar::EntryType, &str); 4] = [
-        ("../../evil", tar::EntryType::Regular, "leaves the snapshot"),
+        ("../../evil", tar::EntryType::Regular, "leaves the archive"),
         ("/etc/evil", tar::EntryType::Regular, "absolute"),
         (
             "blobs/sha256/aa/link",

@@ -17,7 +17,6 @@ use crate::config::user_config_path;
 use crate::context::Context;
 use crate::output::count;
 use crate::sync::run::{Request, sync};
-use crate::sync::site::Timeouts;
 use crate::sync::snapshot_import::Limits;
 
 #[derive(clap::Args)]
@@ -62,7 +61,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
     }
     let request = Request {
         spec: source_spec(ctx, args)?,
-        timeouts: Timeouts::configured(args.idle_timeout, args.min_rate, &ctx.config)?,
+        timeouts: crate::sync::site::configured_timeouts(
+            args.idle_timeout,
+            args.min_rate,
+            &ctx.config,
+        )?,
         full: args.full,
         sparse: args.sparse,
     };

@@ -42,7 +42,7 @@ pub fn fetch_root(store: &Store, source: &Source, latest: &Latest) -> Result<Fet
         .map_err(anyhow::Error::from)
         .and_then(|r: SparseRoot| r.check().map(|()| r).map_err(anyhow::Error::msg))
         .context("the signed sparse root is malformed; refused")?;
-    check_binding(&root, latest)?;
+    mlld_site_contract::latest::check_root_binding(&root, latest)?;
     let path = root_file(store, &file.sha256);
     store
         .fs()
@@ -58,36 +58,15 @@ pub fn fetch_root(store: &Store, source: &Source, latest: &Latest) -> Result<Fet
     })
 }
 
-/// The root must be the pointer's build: same serial, expiry and snapshot.
-fn check_binding(root: &SparseRoot, latest: &Latest) -> Result<()> {
-    if root.serial != latest.serial || root.snapshot != latest.sha256 {
-        bail!(
-            "the sparse root is serial {} of snapshot {}, but the signed latest.json is serial {} of snapshot {}: the site mixes two builds or registries; refused, nothing was written",
-            root.serial,
-            root.snapshot,
-            latest.serial,
-            latest.sha256
-        );
-    }
-    if root.expires != latest.expires {
-        bail!(
-            "the sparse root expires at {}, but the signed latest.json at {}; refused, nothing was written",
-            root.expires,
-            latest.expires
-        );
-    }
-    Ok(())
-}
-
 /// The site a sparse store fetches from later: a directory made absolute,
 /// so commands run elsewhere still find it.
 pub fn site_of(source: &Source) -> Result<String> {
-    Ok(match source {
-        Source::Dir(dir) => std::fs::canonicalize(dir)
+    Ok(match source.dir() {
+        Some(dir) => std::fs::canonicalize(dir)
             .with_context(|| format!("resolving {}", dir.display()))?
             .display()
             .to_string(),
-        other => other.describe(),
+        None => source.describe(),
     })
 }
 
@@ -116,7 +95,7 @@ pub fn prefetch(ctx: &Context, sparse: &SparseCurrent) -> Result<Prefetched> {
             return Ok(Prefetched::default());
         }
     };
-    let timeouts = crate::sync::site::Timeouts::configured(None, None, &ctx.config)?;
+    let timeouts = crate::sync::site::configured_timeouts(None, None, &ctx.config)?;
     let source = SparseSource::open(&ctx.store, sparse, ctx.offline, timeouts)?;
     let bits = source.root.shard_bits;
     let mut out = Prefetched::default();

@@ -177,9 +177,11 @@ fn fill_blobs(
                     limits.member
                 );
             }
-            let bytes = source.read_small(path, member.size).with_context(|| {
-                format!("the site lacks blob `{path}` that the signed manifest lists; nothing was written and the current snapshot stays. Try `sync --full`")
-            })?;
+            let bytes = source
+                .fetch_signed(path, &member.sha256, member.size)
+                .with_context(|| {
+                    format!("fetching blob `{path}`, which the signed manifest lists (nothing was written and the current snapshot stays; `sync --full` takes the whole snapshot instead)")
+                })?;
             stats.blobs_fetched += 1;
             stats.blob_bytes_fetched += bytes.len() as u64;
             bytes

@@ -212,9 +212,10 @@ fn read_blob_pack(
     let mut blobs = HashMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = mlld_site_contract::archive::member_path(&entry)
+            .context("the delta blob pack; refused, nothing was written")?;
         let listed = blob_digest(&path).is_some() && head.members.contains_key(&path);
-        if entry.header().entry_type() != tar::EntryType::Regular || !listed {
+        if !listed {
             bail!(
                 "the delta blob pack holds `{path}`, which is no blob of the signed manifest; refused, nothing was written"
             );

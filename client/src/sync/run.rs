@@ -7,12 +7,12 @@
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::Latest;
 use mlld_schemas::names::{format_timestamp, parse_timestamp};
-use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, SNAPSHOT_FORMAT};
+use mlld_schemas::snapshot::LATEST_NAME;
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::store::{Current, Rollback, SyncState};
-use crate::sync::site::{self, Source, Timeouts};
+use crate::sync::site::{Source, Timeouts};
 use crate::sync::snapshot_import::{self, Limits, Verifier};
 use crate::trust::TrustedKeys;
 
@@ -91,7 +91,7 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
             let v = snapshot_import::import_checked(&ctx.store, path, Some(&sha), &verifier)?;
             (v, sha)
         }
-        Source::Dir(_) | Source::Http { .. } => {
+        Source::Site(_) => {
             let (latest, _) = read_latest(ctx, &source, &keys, &rollback)?;
             let rel = checked_snapshot_path(&latest)?;
             let check = |key: &str, serial: u64| {
@@ -137,8 +137,8 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                     delta_stats = Some(stats);
                     imported
                 }
-                Source::Dir(dir) => {
-                    let path = dir.join(&rel);
+                _ if source.dir().is_some() => {
+                    let path = source.dir().expect("checked").join(&rel);
                     let size = std::fs::metadata(&path)
                         .with_context(|| format!("the site lacks {}", path.display()))?
                         .len();
@@ -158,11 +158,7 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                         &verifier,
                     )?
                 }
-                Source::Http {
-                    base,
-                    client,
-                    timeouts,
-                } => {
+                Source::Site(site) => {
                     if latest.size > limits.compressed {
                         bail!(
                             "the site announces a {}-byte snapshot, over the {}-byte limit; refused",
@@ -172,14 +168,15 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                     }
                     let staging = ctx.store.staging("download-")?;
                     let dest = staging.path().join("snapshot.tar.zst");
-                    let url = format!("{base}/{rel}");
-                    let sha =
-                        site::download(client, &url, &dest, latest.size, *timeouts, !ctx.json)?;
+                    let sha = source
+                        .fetch_to(&rel, latest.size, &dest, !ctx.json)?
+                        .with_context(|| format!("{}/{rel} is missing, though the signed latest.json names it; try again later or another mirror", site.describe()))?;
                     mode = "full";
                     downloaded_bytes = latest.size;
                     if sha != latest.sha256 {
                         bail!(
-                            "{url} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
+                            "{}/{rel} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
+                            site.describe(),
                             latest.sha256
                         );
                     }
@@ -273,18 +270,17 @@ fn read_latest(
     keys: &TrustedKeys,
     accept: &RollbackCheck<'_>,
 ) -> Result<(Latest, String)> {
-    let bytes = source.read_small(LATEST_NAME, 64 << 10)?;
-    let sig = source.read_small(LATEST_SIG_NAME, 4 << 10)?;
-    let sig = String::from_utf8(sig).context("latest.json.minisig is not text")?;
-    let verified = keys.verify_with_key("latest.json", &bytes, &sig)?;
-    let latest: Latest =
-        serde_json::from_slice(&bytes).context("the signed latest.json is malformed")?;
-    if latest.format_version != SNAPSHOT_FORMAT {
-        bail!(
-            "the site publishes snapshot format {} (this client reads {SNAPSHOT_FORMAT}); upgrade mlld-registry",
-            latest.format_version
-        );
-    }
+    let site = source.site()?;
+    let verified = mlld_site_contract::latest::read_signed(site, |bytes, sig| {
+        keys.verify_with_key("latest.json", bytes, sig)
+    })?
+    .with_context(|| {
+        format!(
+            "{} has no {LATEST_NAME}: is it a registry site? Check --from, MLLD_REGISTRY_URL or \"registry\" in the config file",
+            site.describe()
+        )
+    })?;
+    let latest = verified.latest;
     let expires = parse_timestamp(&latest.expires).map_err(anyhow::Error::msg)?;
     if expires <= ctx.now {
         bail!(
@@ -293,8 +289,8 @@ fn read_latest(
             latest.expires
         );
     }
-    accept(&verified.key_id, latest.serial, &latest.sha256)?;
-    Ok((latest, verified.key_id))
+    accept(&verified.signer.key_id, latest.serial, &latest.sha256)?;
+    Ok((latest, verified.signer.key_id))
 }
 
 /// `snapshots/<sha256>.tar.zst`, exactly: no other path is fetched.

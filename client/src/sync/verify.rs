@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::search::is_index_member;
@@ -238,29 +238,8 @@ fn is_blob_path_of(path: &str, hex: &str) -> bool {
         && rest[3..] == hex[2..]
 }
 
-/// The member's path, refusing anything but a plain relative file path.
-pub(crate) fn safe_member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
-    let kind = entry.header().entry_type();
-    let path = entry
-        .path()
-        .context("a member's path is not valid")?
-        .into_owned();
-    if kind != tar::EntryType::Regular {
-        bail!(
-            "member `{}` is a {kind:?}, not a regular file: links and devices are refused",
-            path.display()
-        );
-    }
-    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!(
-            "member path `{}` is absolute or leaves the snapshot (`..`); refused",
-            path.display()
-        );
-    }
-    path.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("member path `{}` is not UTF-8", path.display()))
-}
+/// The member's path under the site contract's one set of member rules.
+pub(crate) use mlld_site_contract::archive::member_path as safe_member_path;
 
 #[cfg(test)]
 mod tests {

@@ -261,7 +261,10 @@ fn a_missing_shard_is_an_error_that_says_what_to_do() {
     fs::remove_file(w.s.site.join(w.shard_of_module(3))).unwrap();
     let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
     assert!(err.contains("fetching shard"), "{err}");
-    assert!(err.contains("404"), "{err}");
+    assert!(
+        err.contains("is missing, though the signed metadata names it"),
+        "{err}"
+    );
     assert!(err.contains("mlld-registry sync"), "{err}");
     assert!(!w.client.project.join(".mlld/mlld.lock.json").exists());
 }
@@ -384,4 +387,34 @@ fn sparse_sync_from_one_snapshot_file_is_refused_with_the_way_out() {
         !client.home.join("state.json").exists(),
         "nothing was made current"
     );
+}
+
+#[test]
+fn sync_alone_returns_to_the_stores_site_and_a_full_store_drops_its_sparse_files() {
+    let w = world();
+    assert_ok(&w.sync_sparse());
+    assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
+    w.s.change(&BTreeMap::from([(40, 1)]));
+    // No --from, no MLLD_REGISTRY_URL, no config: the site the store records.
+    let report = data(&w.run(&["sync", "--json"]));
+    assert_eq!(report["mode"], "sparse", "{report}");
+    assert_eq!(
+        report["source"],
+        w.server.url().trim_end_matches('/'),
+        "{report}"
+    );
+
+    // The first full sync keeps the sparse files for readers of the store
+    // it replaced; the next one removes them.
+    let full = data(&w.run(&["sync", "--full", "--json"]));
+    assert_eq!(full["mode"], "full", "{full}");
+    assert!(w.client.home.join("sparse").exists());
+    w.s.change(&BTreeMap::from([(41, 1)]));
+    let again = data(&w.run(&["sync", "--json"]));
+    assert_ne!(again["mode"], "sparse", "{again}");
+    assert!(
+        !w.client.home.join("sparse").exists(),
+        "the sparse files of an earlier store are gone"
+    );
+    assert_ok(&w.run(&["verify"]));
 }

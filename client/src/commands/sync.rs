@@ -25,7 +25,8 @@ use crate::sync::snapshot_import::Limits;
 )]
 pub struct Args {
     /// The registry site (https:// URL or directory), or one snapshot file.
-    /// Default: MLLD_REGISTRY_URL, then "registry" in the config file.
+    /// Default: MLLD_REGISTRY_URL, then "registry" in the config file, then
+    /// the site the current snapshot was synced from.
     #[arg(long, value_name = "URL|DIR|FILE")]
     pub from: Option<String>,
     /// Download the whole snapshot file even when a delta would do (by
@@ -154,6 +155,23 @@ fn repair(ctx: &Context) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The site the current snapshot came from, when nothing else names one: a
+/// sparse store keeps fetching from its site, and `sync` alone syncs again
+/// from where the last sync read. A snapshot file is not a site to return to.
+fn last_site(ctx: &Context) -> Result<Option<String>> {
+    let Some(current) = ctx.store.state()?.current else {
+        return Ok(None);
+    };
+    let site = match &current.sparse {
+        Some(sparse) => sparse.site.clone(),
+        None => current.source,
+    };
+    let is_site = site.starts_with("https://")
+        || site.starts_with("http://")
+        || std::path::Path::new(&site).is_dir();
+    Ok(is_site.then_some(site))
+}
+
 fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
     if let Some(from) = &args.from {
         return Ok(from.clone());
@@ -165,6 +183,9 @@ fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
     }
     if let Some(url) = &ctx.config.registry {
         return Ok(url.clone());
+    }
+    if let Some(site) = last_site(ctx)? {
+        return Ok(site);
     }
     bail!(
         "no registry site is configured: pass --from URL (or a site directory or snapshot file), set MLLD_REGISTRY_URL, or set \"registry\" in {}",

@@ -205,3 +205,12 @@ pub fn prune(store: &Store, keep: &[&SparseRoot], keep_names: &[&str]) {
         }
     }
 }
+
+/// Removes a sparse store's files once no process can be reading them: the
+/// store is full, and so was the snapshot it replaced (best effort).
+pub fn remove(store: &Store) {
+    let dir = store.root().join(SPARSE_DIR);
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -235,6 +235,11 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
     let mut keep = vec![latest_sha.as_str()];
     keep.extend(kept_previous.as_deref());
     ctx.store.prune(&keep);
+    // A sparse store's shards and blobs outlive a switch to `--full` by one
+    // sync, as a replaced snapshot does, for processes still reading them.
+    if previous.as_ref().is_none_or(|p| p.sparse.is_none()) {
+        crate::sparse::remove(&ctx.store);
+    }
     Ok(SyncReport {
         source: source.describe(),
         snapshot: latest_sha,

@@ -128,7 +128,10 @@ pub fn run(args: SparseArgs) -> Result<()> {
         Ok((bytes, secs)) => (bytes, format!("{secs:.2} s")),
         Err(e) => {
             eprintln!("the full sync was refused: {e:#}");
-            (snapshot, "refused (baseline: the snapshot file's size)".to_string())
+            (
+                snapshot,
+                "refused (baseline: the snapshot file's size)".to_string(),
+            )
         }
     };
 

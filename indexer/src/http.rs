@@ -15,10 +15,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-/// One crypto provider for rustls, chosen once per process (ring: no OpenSSL).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// The process's one crypto provider for rustls, chosen by the site contract.
+pub use mlld_site_contract::reader::install_crypto_provider;
 
 /// A response read in full (up to a cap).
 pub struct Response {

@@ -62,6 +62,13 @@ impl Advice {
     };
 }
 
+/// The process's one crypto provider for rustls (ring: no OpenSSL), for
+/// every HTTP client of the client and the indexer; installing it again is
+/// harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A published site.
 pub enum Site {
     Http(Box<HttpSite>),
@@ -80,8 +87,7 @@ impl Site {
     /// The site at the `http(s)://` URL `base`, read through one HTTP client
     /// configured with `timeouts`.
     pub fn http(base: &str, timeouts: Timeouts, advice: Advice, user_agent: &str) -> Result<Self> {
-        // One crypto provider for rustls, chosen here (ring; no OpenSSL).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         // The blocking client's timeout bounds the wait for the response head
         // and for each read of the body: an idle timeout. The whole
         // download's deadline is kept by [`Timed`].

@@ -141,13 +141,13 @@ pub fn split(
 
 /// Which advisories affect a module: those naming it in their user's
 /// `affects`, and those listing its gist (as [`AdvisoryRecord::affects`]).
-struct Affected<'a> {
+pub struct Affected<'a> {
     by_name: HashMap<(String, String), Vec<usize>>,
     by_gist: HashMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> Affected<'a> {
-    fn new(advisories: &'a [AdvisoryRecord]) -> Self {
+    pub fn new(advisories: &'a [AdvisoryRecord]) -> Self {
         let mut out = Self {
             by_name: HashMap::new(),
             by_gist: HashMap::new(),
@@ -164,7 +164,8 @@ impl<'a> Affected<'a> {
         out
     }
 
-    fn by_name(&self, user: &str, name: &str) -> impl Iterator<Item = usize> + '_ {
+    /// The advisories (indices) naming `user/name` in their user's `affects`.
+    pub fn by_name(&self, user: &str, name: &str) -> impl Iterator<Item = usize> + '_ {
         self.by_name
             .get(&(user.to_ascii_lowercase(), name.to_string()))
             .into_iter()
@@ -172,7 +173,8 @@ impl<'a> Affected<'a> {
             .copied()
     }
 
-    fn module(&self, m: &ModuleRecord) -> Vec<usize> {
+    /// The advisories (indices) affecting the gist module `m`.
+    pub fn module(&self, m: &ModuleRecord) -> Vec<usize> {
         let mut out: Vec<usize> = self.by_name(&m.user, &m.name).collect();
         out.extend(self.by_gist.get(m.gist.as_str()).into_iter().flatten());
         out

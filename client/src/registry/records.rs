@@ -54,25 +54,56 @@ pub fn key_digest(user: &str, name: &str) -> [u8; 32] {
 /// Writes every shard's records, one per name, into one file: one file and
 /// one fsync however large the registry. Buckets are written as they are
 /// encoded and the table last, so only one bucket's bytes are held at once.
+#[cfg(test)]
 pub fn write(path: &Path, bits: u32, shards: &[Shard]) -> Result<()> {
     if shards.len() != 1usize << bits {
         bail!("{} shards for {bits} bits", shards.len());
     }
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = BufWriter::new(file);
-    out.write_all(MAGIC)?;
-    out.write_all(&bits.to_le_bytes())?;
-    out.write_all(&0u32.to_le_bytes())?;
-    out.write_all(&vec![0u8; shards.len() * TABLE_ENTRY as usize])?;
-    let mut offset = HEADER + TABLE_ENTRY * shards.len() as u64;
-    let mut table = Vec::with_capacity(shards.len() * TABLE_ENTRY as usize);
-    for (n, s) in shards.iter().enumerate() {
+    let mut writer = RecordsWriter::create(path, bits)?;
+    for s in shards {
         let records = split_by_name(s)
             .into_iter()
             .map(|(key, r)| Ok((key, serde_json::to_vec(&r)?)))
             .collect::<Result<Vec<_>>>()?;
-        let mut at = offset + 32 + (records.len() * DIR_ENTRY) as u64;
-        let mut entries = (n as u32).to_le_bytes().to_vec();
+        writer.push_bucket(records)?;
+    }
+    writer.finish()
+}
+
+/// Writes `records.bin` one bucket at a time, in bucket order.
+pub struct RecordsWriter {
+    out: BufWriter<File>,
+    buckets: u64,
+    table: Vec<u8>,
+    offset: u64,
+}
+
+impl RecordsWriter {
+    pub fn create(path: &Path, bits: u32) -> Result<Self> {
+        let buckets = 1u64 << bits;
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(MAGIC)?;
+        out.write_all(&bits.to_le_bytes())?;
+        out.write_all(&0u32.to_le_bytes())?;
+        out.write_all(&vec![0u8; (buckets * TABLE_ENTRY) as usize])?;
+        Ok(Self {
+            out,
+            buckets,
+            table: Vec::with_capacity((buckets * TABLE_ENTRY) as usize),
+            offset: HEADER + TABLE_ENTRY * buckets,
+        })
+    }
+
+    /// The next bucket's records: (key digest, the JSON of that name's
+    /// `Shard`), sorted by key digest.
+    pub fn push_bucket(&mut self, records: Vec<([u8; 32], Vec<u8>)>) -> Result<()> {
+        let n = (self.table.len() as u64 / TABLE_ENTRY) as u32;
+        if u64::from(n) >= self.buckets {
+            bail!("more buckets than the {} the table has", self.buckets);
+        }
+        let mut at = self.offset + 32 + (records.len() * DIR_ENTRY) as u64;
+        let mut entries = n.to_le_bytes().to_vec();
         for (key, body) in &records {
             entries.extend_from_slice(key);
             entries.extend_from_slice(&at.to_le_bytes());
@@ -80,25 +111,40 @@ pub fn write(path: &Path, bits: u32, shards: &[Shard]) -> Result<()> {
             entries.extend_from_slice(&mlld_schemas::sha256_bytes(body));
             at += body.len() as u64;
         }
-        out.write_all(&mlld_schemas::sha256_bytes(&entries))?;
-        out.write_all(&entries[4..])?;
+        self.out.write_all(&mlld_schemas::sha256_bytes(&entries))?;
+        self.out.write_all(&entries[4..])?;
         for (_, body) in &records {
-            out.write_all(body)?;
+            self.out.write_all(body)?;
         }
-        table.extend_from_slice(&offset.to_le_bytes());
-        table.extend_from_slice(&(records.len() as u64).to_le_bytes());
-        offset = at;
+        self.table.extend_from_slice(&self.offset.to_le_bytes());
+        self.table
+            .extend_from_slice(&(records.len() as u64).to_le_bytes());
+        self.offset = at;
+        Ok(())
     }
-    out.seek(SeekFrom::Start(HEADER))?;
-    out.write_all(&table)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(())
+
+    /// Writes the table and makes the file durable; every bucket must have
+    /// been pushed.
+    pub fn finish(mut self) -> Result<()> {
+        if self.table.len() as u64 != self.buckets * TABLE_ENTRY {
+            bail!(
+                "{} of {} buckets written",
+                self.table.len() as u64 / TABLE_ENTRY,
+                self.buckets
+            );
+        }
+        self.out.seek(SeekFrom::Start(HEADER))?;
+        self.out.write_all(&self.table)?;
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    }
 }
 
 /// A shard's content as one `Shard` per name, sorted by key digest: each
 /// holds the records of that name (both layouts), the advisories affecting
 /// them, what the indexer rejected of it, and its dependents.
+#[cfg(test)]
 fn split_by_name(s: &Shard) -> Vec<([u8; 32], Shard)> {
     let mut by_key: std::collections::BTreeMap<String, Shard> = Default::default();
     for m in &s.modules {

@@ -209,3 +209,69 @@ fn a_truncated_or_foreign_file_is_refused() {
     let err = Records::open(&path).err().unwrap().to_string();
     assert!(err.contains("not a record table"), "{err}");
 }
+
+/// The streamed writer (what `sync` runs) writes exactly the bytes of
+/// splitting the whole manifest in memory, below and above the 256 spill
+/// groups' bit count.
+#[test]
+fn the_streamed_records_are_the_bytes_of_the_in_memory_split() {
+    for extra in [0usize, 20_000] {
+        let (mut modules, versioned, advisories) = registry();
+        modules.extend((0..extra).map(|i| {
+            module(
+                &format!("x{}", i % 97),
+                &format!("n{i}"),
+                &format!("h{i}"),
+                &[format!("u{}/m{}", i % 7, i % 300)],
+            )
+        }));
+        let rejected: Vec<mlld_schemas::RejectedRecord> =
+            serde_json::from_value(serde_json::json!([
+                { "module": "u6/bad", "reason": "no module file" },
+                { "module": "@u3/m3", "version": "9.9.9", "reason": "hash mismatch" }
+            ]))
+            .unwrap();
+        let manifest = serde_json::json!({
+            "formatVersion": 1, "serial": 7, "created": "2026-01-01T00:00:00Z",
+            "expires": "2026-02-01T00:00:00Z", "members": {"blobs/x": {"sha256": "00", "size": 1}},
+            "modules": modules, "advisories": advisories, "versioned": versioned,
+            "rejected": rejected, "somethingNewer": [1, 2, 3]
+        });
+        let bits = shard::bits_for(modules.len() + versioned.len());
+        assert_eq!(bits >= 8, extra > 0, "both sides of the spill groups' bits");
+        let dir = tempfile::tempdir().unwrap();
+        let expected = dir.path().join("expected.bin");
+        let shards = shard::split(modules.clone(), versioned, &advisories, rejected, bits);
+        write(&expected, bits, &shards).unwrap();
+
+        let streamed = dir.path().join("streamed.bin");
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let head =
+            super::super::stream::write_records(&bytes[..], &streamed, &dir.path().join("spill"))
+                .unwrap();
+        assert_eq!(
+            (head.serial, head.modules, head.versioned, head.advisories),
+            (7, modules.len(), 1, 4)
+        );
+        assert!(
+            std::fs::read(&streamed).unwrap() == std::fs::read(&expected).unwrap(),
+            "records.bin differs with {extra} extra modules"
+        );
+        assert!(!dir.path().join("spill").exists(), "the spill is removed");
+    }
+}
+
+#[test]
+fn a_manifest_that_breaks_off_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (modules, _, _) = registry();
+    let bytes = serde_json::to_vec(&serde_json::json!({ "modules": modules })).unwrap();
+    for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+        let out = dir.path().join("r.bin");
+        assert!(
+            super::super::stream::write_records(&bytes[..cut], &out, &dir.path().join("s"))
+                .is_err(),
+            "cut at {cut}"
+        );
+    }
+}

@@ -3,44 +3,40 @@
 //! the store (so the store never holds a snapshot without it), and by
 //! `sync --repair` from a stored snapshot whose signature is checked again.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::Manifest;
 use mlld_schemas::shard;
 
 use super::tables::{self, BlobPlace};
 use super::{Head, QUERY_DIR, QUERY_FORMAT};
 use crate::store::PACK_INDEX_NAME;
 
-/// Writes `snap/query/` for the verified `manifest` whose pack and pack
-/// index are already in `snap`.
-pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, manifest: Manifest) -> Result<()> {
+/// Writes `snap/query/` from the verified manifest `reader` (streamed: the
+/// registry is never held whole), for a snapshot whose pack and pack index
+/// are already in `snap`.
+pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, reader: impl Read) -> Result<()> {
     let dir = snap.join(QUERY_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (modules, versioned) = (manifest.modules.len(), manifest.versioned.len());
-    let bits = shard::bits_for(modules + versioned);
+    let streamed = super::stream::write_records(
+        reader,
+        &dir.join(super::records::RECORDS_NAME),
+        &snap.join("query-spill"),
+    )?;
     let head = Head {
         format: QUERY_FORMAT,
         snapshot: snapshot_sha256.to_string(),
         key_id: key_id.to_string(),
-        serial: manifest.serial,
-        created: manifest.created,
-        expires: manifest.expires,
-        shard_bits: bits,
-        modules,
-        versioned,
-        advisories: manifest.advisories.len(),
+        serial: streamed.serial,
+        created: streamed.created,
+        expires: streamed.expires,
+        shard_bits: shard::bits_for(streamed.modules + streamed.versioned),
+        modules: streamed.modules,
+        versioned: streamed.versioned,
+        advisories: streamed.advisories,
     };
-    let shards = shard::split(
-        manifest.modules,
-        manifest.versioned,
-        &manifest.advisories,
-        manifest.rejected,
-        bits,
-    );
-    super::records::write(&dir.join(super::records::RECORDS_NAME), bits, &shards)?;
-    drop(shards);
     tables::write_blobs(&dir.join(tables::BLOBS_NAME), blob_places(snap)?)?;
     // The head goes last: a directory with a head is complete.
     tables::write_checked(&dir.join(tables::HEAD_NAME), &serde_json::to_vec(&head)?)?;
@@ -52,10 +48,9 @@ pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, manifest: Manifes
 /// `snap` (the bytes there are the ones whose signature was checked).
 pub fn write_staged(snap: &Path, snapshot_sha256: &str, key_id: &str) -> Result<()> {
     let path = snap.join(mlld_schemas::snapshot::MANIFEST_NAME);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("the verified manifest {} does not parse", path.display()))?;
-    write(snap, snapshot_sha256, key_id, manifest)
+    let file = File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+    write(snap, snapshot_sha256, key_id, file)
+        .with_context(|| format!("writing the query store of {}", path.display()))
 }
 
 /// Every blob member of the pack index, with its place.
@@ -120,7 +115,8 @@ pub fn rebuild(
     let staged = staging.path().join("snap");
     std::fs::create_dir_all(&staged)?;
     std::fs::copy(dir.join(PACK_INDEX_NAME), staged.join(PACK_INDEX_NAME))?;
-    write(&staged, sha256, &verified.key_id, verified.manifest.clone())?;
+    let bytes = serde_json::to_vec(&verified.manifest)?;
+    write(&staged, sha256, &verified.key_id, &bytes[..])?;
     let old = staging.path().join("old");
     let live = dir.join(QUERY_DIR);
     if live.exists() {

@@ -78,6 +78,15 @@ impl Shard {
             .find(|m| crate::names::same_user(&m.author, author) && m.name == name)
     }
 
+    /// Whether the advisory `a` affects a record held here: a gist module it
+    /// names or whose gist it lists, or a versioned module it names.
+    pub fn affected_by(&self, a: &AdvisoryRecord) -> bool {
+        self.modules.iter().any(|m| a.affects(m))
+            || self.versioned.iter().any(|v| {
+                crate::names::same_user(&a.user, &v.author) && a.advisory.affects.contains(&v.name)
+            })
+    }
+
     pub fn dependents(&self, user: &str, name: &str) -> &[String] {
         self.dependents
             .get(&shard_key(user, name))

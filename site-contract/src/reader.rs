@@ -124,26 +124,10 @@ impl Site {
     /// The site file `rel` of at most `cap` bytes; `None` when the site has
     /// no such file.
     pub fn read(&self, rel: &str, cap: u64) -> Result<Option<Vec<u8>>> {
-        check_rel(rel)?;
-        match self {
-            Site::Http(h) => {
-                let Some(resp) = h.get(rel)? else {
-                    return Ok(None);
-                };
-                let url = h.url(rel);
-                read_capped(h.timed(resp, &url, cap), cap, &url, h.advice).map(Some)
-            }
-            Site::Dir(dir) => {
-                // Only a regular file inside the site: a FIFO would hang, a
-                // link out of the site would read something else.
-                let path = dir.join(rel);
-                match mlld_fsutil::read_regular_within(dir, &path, cap) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-                }
-            }
-        }
+        let Some(opened) = self.open(rel, cap)? else {
+            return Ok(None);
+        };
+        read_capped(opened.reader, cap, &opened.what, opened.advice).map(Some)
     }
 
     /// The site file `rel`, which signed metadata names by `sha256`, at most
@@ -197,6 +181,23 @@ impl Site {
         sink: &mut dyn Write,
         progress: &dyn Fn(u64),
     ) -> Result<Option<String>> {
+        let Some(opened) = self.open(rel, cap)? else {
+            return Ok(None);
+        };
+        copy_hashed(
+            opened.reader,
+            sink,
+            cap,
+            &opened.what,
+            opened.advice,
+            progress,
+        )
+        .map(Some)
+    }
+
+    /// Opens `rel` for reading: `None` when the site has no such file. Over
+    /// HTTP, a body announced larger than `cap` is refused before it is read.
+    fn open(&self, rel: &str, cap: u64) -> Result<Option<Opened>> {
         check_rel(rel)?;
         match self {
             Site::Http(h) => {
@@ -208,26 +209,40 @@ impl Site {
                     && len > cap
                 {
                     bail!(
-                        "{url} is {len} bytes, over the {cap} the signed metadata allows; refused before downloading"
+                        "{url} is {len} bytes, over its {cap}-byte limit; refused before downloading"
                     );
                 }
-                let reader = h.timed(resp, &url, cap);
-                copy_hashed(reader, sink, cap, &url, h.advice, progress).map(Some)
+                Ok(Some(Opened {
+                    reader: Box::new(h.timed(resp, &url, cap)),
+                    what: url,
+                    advice: h.advice,
+                }))
             }
             Site::Dir(dir) => {
+                // Only a regular file inside the site: a FIFO would hang, a
+                // link out of the site would read something else.
                 let path = dir.join(rel);
                 let opened = mlld_fsutil::check_within(dir, &path)
                     .and_then(|()| mlld_fsutil::open_regular(&path));
-                let file = match opened {
-                    Ok(file) => file,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-                };
-                let what = path.display().to_string();
-                copy_hashed(file, sink, cap, &what, Advice::LOCAL, progress).map(Some)
+                match opened {
+                    Ok(file) => Ok(Some(Opened {
+                        reader: Box::new(file),
+                        what: path.display().to_string(),
+                        advice: Advice::LOCAL,
+                    })),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+                }
             }
         }
     }
+}
+
+/// A site file opened for reading, with what to call it in messages.
+struct Opened {
+    reader: Box<dyn Read>,
+    what: String,
+    advice: Advice,
 }
 
 impl HttpSite {
@@ -325,7 +340,7 @@ fn copy_hashed(
         }
         total += n as u64;
         if total > cap {
-            bail!("{what} is more than the {cap} bytes the signed metadata announces; refused");
+            bail!("{what} is over its {cap}-byte limit; refused");
         }
         hasher.update(&buf[..n]);
         sink.write_all(&buf[..n])?;
@@ -425,7 +440,7 @@ mod tests {
         assert!(format!("{err:#}").contains("altered or foreign"), "{err:#}");
         let err = site.fetch_signed("a/file", &sha, 4).unwrap_err();
         assert!(
-            format!("{err:#}").contains("more than the 4 bytes"),
+            format!("{err:#}").contains("over its 4-byte limit"),
             "{err:#}"
         );
         let err = site.fetch_signed("a/missing", &sha, 5).unwrap_err();

@@ -177,13 +177,7 @@ fn split_by_name(s: &Shard) -> Vec<([u8; 32], Shard)> {
             r.advisories = s
                 .advisories
                 .iter()
-                .filter(|a| {
-                    r.modules.iter().any(|m| a.affects(m))
-                        || r.versioned.iter().any(|v| {
-                            mlld_schemas::names::same_user(&a.user, &v.author)
-                                && a.advisory.affects.contains(&v.name)
-                        })
-                })
+                .filter(|a| r.affected_by(a))
                 .cloned()
                 .collect();
             (mlld_schemas::sha256_bytes(key.as_bytes()), r)

@@ -205,13 +205,7 @@ fn advisories_of(
     picked
         .into_iter()
         .map(|i| &all[i])
-        .filter(|a| {
-            r.modules.iter().any(|m| a.affects(m))
-                || r.versioned.iter().any(|v| {
-                    mlld_schemas::names::same_user(&a.user, &v.author)
-                        && a.advisory.affects.contains(&v.name)
-                })
-        })
+        .filter(|a| r.affected_by(a))
         .cloned()
         .collect()
 }

@@ -34,11 +34,7 @@ pub struct ClientArgs {
     dir: PathBuf,
 }
 
-/// One measured command: median wall time and peak resident memory.
-struct Measure {
-    median_ms: f64,
-    peak_mb: f64,
-}
+use super::Measure;
 
 struct Bench {
     bin: PathBuf,
@@ -78,28 +74,11 @@ impl Bench {
 
     /// Median of `runs` timed runs, then one run under GNU time for the peak RSS.
     fn measure(&self, args: &[&str]) -> Result<Measure> {
-        self.ok(args)?;
-        let mut times = Vec::with_capacity(self.runs);
-        for _ in 0..self.runs {
-            let started = Instant::now();
-            let out = self.command(args).output()?;
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-            ensure!(out.status.code().is_some_and(|c| c <= 1), "{args:?} failed");
-        }
-        times.sort_by(f64::total_cmp);
-        let mut timed = Command::new("/usr/bin/time");
-        timed.args(["-f", "%M"]).arg(&self.bin);
-        self.setup(&mut timed, args);
-        let out = timed.output().context("running /usr/bin/time")?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let kb: f64 = stderr
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .context("no peak RSS from /usr/bin/time")?;
-        Ok(Measure {
-            median_ms: times[times.len() / 2],
-            peak_mb: kb / 1024.0,
+        super::measure(self.runs, &|| self.command(args), &|| {
+            let mut timed = Command::new("/usr/bin/time");
+            timed.args(["-f", "%M"]).arg(&self.bin);
+            self.setup(&mut timed, args);
+            timed
         })
     }
 }

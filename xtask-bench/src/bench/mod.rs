@@ -153,3 +153,46 @@ fn rerun_in_release() -> Result<Option<ExitCode>> {
         status.code().unwrap_or(2).clamp(0, 255) as u8,
     )))
 }
+
+/// One measured command: median wall time over some runs (process start to
+/// exit) and the peak resident memory of one more run under GNU time.
+pub struct Measure {
+    pub median_ms: f64,
+    pub peak_mb: f64,
+}
+
+/// Times `runs` runs of the command `make` builds (after one warm-up run),
+/// then one under `/usr/bin/time` (which `make_timed` builds around the
+/// same arguments). Exit codes 0 and 1 count as success (1: findings).
+pub fn measure(
+    runs: usize,
+    make: &dyn Fn() -> std::process::Command,
+    make_timed: &dyn Fn() -> std::process::Command,
+) -> Result<Measure> {
+    use anyhow::Context as _;
+    let succeeded = |out: &std::process::Output| out.status.code().is_some_and(|c| c <= 1);
+    let warm = make().output()?;
+    ensure!(
+        succeeded(&warm),
+        "the command failed: {}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let started = std::time::Instant::now();
+        let out = make().output()?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        ensure!(succeeded(&out), "the command failed on a timed run");
+    }
+    times.sort_by(f64::total_cmp);
+    let out = make_timed().output().context("running /usr/bin/time")?;
+    let kb: f64 = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no peak RSS from /usr/bin/time")?;
+    Ok(Measure {
+        median_ms: times[times.len() / 2],
+        peak_mb: kb / 1024.0,
+    })
+}

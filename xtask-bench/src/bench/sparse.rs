@@ -29,6 +29,9 @@ pub struct SparseArgs {
     reuse_site: bool,
     #[arg(long, default_value = "target/bench/sparse")]
     dir: PathBuf,
+    /// Timed runs of each command on the sparse store (the median is reported).
+    #[arg(long, default_value_t = 11)]
+    runs: usize,
 }
 
 /// A client run against the counting server: its own store, one project.
@@ -42,17 +45,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(self.bin)
-            .arg("--project")
-            .arg(self.project)
-            .args(args)
-            .arg("--trusted-key")
-            .arg(&self.key)
-            .env("MLLD_REGISTRY_HOME", &self.home)
-            .env("NO_PROXY", "127.0.0.1")
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .output()?;
+        let out = self.command(args).output()?;
         ensure!(
             out.status.success(),
             "mlld-registry {} failed: {}",
@@ -60,6 +53,52 @@ impl Run<'_> {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.bin);
+        self.setup(&mut cmd, args);
+        cmd
+    }
+
+    fn setup(&self, cmd: &mut Command, args: &[&str]) {
+        cmd.arg("--project")
+            .arg(self.project)
+            .args(args)
+            .arg("--trusted-key")
+            .arg(&self.key)
+            .env("MLLD_REGISTRY_HOME", &self.home)
+            .env("HOME", self.home.join("user-home"))
+            .env("NO_PROXY", "127.0.0.1")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+    }
+
+    /// The everyday commands on this (sparse) store, offline: everything
+    /// they read was fetched by `sync --sparse` and the install.
+    fn time_commands(&self, module: &str, runs: usize) -> Result<Vec<(String, super::Measure)>> {
+        let reference = format!("@{module}");
+        let commands: [&[&str]; 6] = [
+            &["install", "--offline"],
+            &["info", module, "--offline"],
+            &["ls", "--offline"],
+            &["audit", "--offline"],
+            &["verify", "--offline"],
+            &["resolve", &reference, "--yes", "--offline"],
+        ];
+        commands
+            .iter()
+            .map(|args| {
+                let m = super::measure(runs, &|| self.command(args), &|| {
+                    let mut timed = Command::new("/usr/bin/time");
+                    timed.args(["-f", "%M"]).arg(self.bin);
+                    self.setup(&mut timed, args);
+                    timed
+                })
+                .with_context(|| format!("timing {}", args.join(" ")))?;
+                Ok((args[0].to_string(), m))
+            })
+            .collect()
     }
 
     /// `sync` (with `how`), then `install`: bytes served and seconds taken.
@@ -118,7 +157,10 @@ pub fn run(args: SparseArgs) -> Result<()> {
     std::fs::remove_dir_all(project.join(".mlld/cache"))?;
 
     // A fresh client with that lock: sparse, then full (the baseline).
-    let (sparse_bytes, sparse_secs) = run("fresh").sync_and_install("--sparse", &served)?;
+    let fresh = run("fresh");
+    let (sparse_bytes, sparse_secs) = fresh.sync_and_install("--sparse", &served)?;
+    let module = first_import(&project)?;
+    let timed = fresh.time_commands(&module, args.runs)?;
     std::fs::remove_dir_all(project.join(".mlld/cache"))?;
     let snapshot = std::fs::metadata(snapshot_file(&site)?)?.len();
     // A full sync may be refused at this size (the whole manifest over the
@@ -154,6 +196,16 @@ pub fn run(args: SparseArgs) -> Result<()> {
         sparse_bytes as f64 / full_bytes as f64,
         mb(snapshot)
     );
+    println!();
+    println!(
+        "commands on the sparse store after that install, offline (median of {} runs; peak RSS):",
+        args.runs
+    );
+    println!("| command | median | peak RSS |");
+    println!("|---|---|---|");
+    for (name, m) in &timed {
+        println!("| `{name}` | {:.1} ms | {:.1} MB |", m.median_ms, m.peak_mb);
+    }
     Ok(())
 }
 
@@ -180,6 +232,16 @@ fn counting_server(site: &Path, served: Arc<AtomicU64>) -> HttpServer {
         served.fetch_add(resp.body.len() as u64, Ordering::SeqCst);
         resp
     }))
+}
+
+/// `user/name` of the project's first import.
+fn first_import(project: &Path) -> Result<String> {
+    let source = std::fs::read_to_string(project.join("main.mld"))?;
+    source
+        .lines()
+        .find_map(|l| l.split(" from @").nth(1))
+        .map(|m| m.trim().to_string())
+        .context("the project imports a module")
 }
 
 fn snapshot_file(site: &Path) -> Result<PathBuf> {

@@ -125,12 +125,16 @@ const mlldRegistry = (() => {
     whenReady(() => parts.every((i) => settled(partState[i])), () => {
       if (!current()) return;
       if (stageBroken) { search(query); return; }
+      // For `cargo xtask bench page --trace`: where a first stage's time goes.
+      performance.mark("mlld:parts");
       const stage = mlldSearch.firstStage(parsed, site.count + site.versioned);
       const need = mlldSearch.stageNeeds(stage, LIMIT);
       const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
+      performance.mark("mlld:stage");
       shards.forEach(loadShard);
       whenReady(() => shards.every((i) => settled(shardState[i])), () => {
         if (!current()) return;
+        performance.mark("mlld:rows");
         if (need.some((p) => !rows[p])) { loadShards(); return; }
         const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p]).slice(0, LIMIT).map((p) => rows[p]);
         const total = stage.scores.size;
@@ -285,6 +289,7 @@ const mlldRegistry = (() => {
   return {
     site(s) {
       site = s;
+      performance.mark("mlld:site");
       $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
       // The page's scripts come before this one: start now, not at DOMContentLoaded.
       if (!started) mlldRegistry.start();
@@ -307,7 +312,7 @@ const mlldRegistry = (() => {
     },
     searchPart(i, fields) {
       if (partState[i] === "loaded") return;
-      mlldSearch.addPart(fields);
+      mlldSearch.addPart(i, fields, site.search.length);
       partState[i] = "loaded";
       notify();
     },

@@ -177,9 +177,15 @@ const mlldSearch = (() => {
   // two characters name. The parts a query's words name hold every term
   // such a word matches exactly or as a prefix, and those one typo away
   // unless the typo changes a first letter; the whole listing, loaded next,
-  // gives the final answer.
+  // gives the final answer. A term of `x`, `k` or `u` whose rows are those
+  // of the same term in `n`, `g` or `a` is marked there (`=` first) instead.
   const PART_FIELD = { name: "n", tagWords: "g", authorWords: "a", text: "t" };
-  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
+  const SAME_AS = { x: "n", k: "g", u: "a" };
+  const loadedParts = []; // by part number, as the site cut them
+  let partCount = 1;
+  // field → term → decoded positions, filled as queries use them.
+  const decoded = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
+  const own = Object.prototype.hasOwnProperty;
 
   /** The part, of `parts`, that holds the terms starting as `term` does. */
   function partOf(term, parts) {
@@ -188,23 +194,40 @@ const mlldSearch = (() => {
     return h % parts;
   }
 
-  /** Adds one part's terms; their positions are decoded when first used. */
-  function addPart(fields) {
-    for (const [field, terms] of Object.entries(fields)) {
-      const into = postings[field];
-      if (into) for (const term in terms) into.set(term, terms[term]);
-    }
+  /** Adds part `i` of `parts`; its positions are decoded when first used. */
+  function addPart(i, fields, parts) {
+    partCount = parts;
+    loadedParts[i] = fields;
   }
 
-  // The listing positions of `term` in `terms` (a field of `postings`).
-  function positionsOf(terms, term) {
-    let v = terms.get(term);
-    if (typeof v === "string") {
-      let at = 0;
-      v = v.split(",").map((g) => (at += parseInt(g, 36)));
-      terms.set(term, v);
+  // The raw value of `term` in `field` (a string of gaps), if a loaded part has it.
+  function rawOf(field, term) {
+    const part = loadedParts[partOf(term, partCount)];
+    const terms = part && part[field];
+    return terms && own.call(terms, term) ? terms[term] : undefined;
+  }
+  const hasTerm = (field, term) => rawOf(field, term) !== undefined;
+
+  // The listing positions of `term` in `field`.
+  function positionsOf(field, term) {
+    const cache = decoded[field];
+    let v = cache.get(term);
+    if (v) return v;
+    let raw = rawOf(field, term);
+    if (raw === undefined && SAME_AS[field]) {
+      const same = rawOf(SAME_AS[field], term);
+      if (same !== undefined && same[0] === "=") raw = same;
     }
-    return v || [];
+    if (raw === undefined) return [];
+    let at = 0;
+    v = raw.replace(/^=/, "").split(",").map((g) => (at += parseInt(g, 36)));
+    cache.set(term, v);
+    return v;
+  }
+
+  // Every term of `field` in the loaded parts.
+  function* loadedTerms(field) {
+    for (const part of loadedParts) if (part && part[field]) for (const t in part[field]) yield t;
   }
 
   /** Which parts, of `parts`, the first stage of query `q` needs. */
@@ -228,18 +251,18 @@ const mlldSearch = (() => {
     const best = new Float64Array(size), sum = new Float64Array(size), seen = new Int32Array(size);
     let stamp = 0;
     const add = (p, w) => { sum[p] += w; if (w > best[p]) best[p] = w; };
-    for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
-      const terms = postings[PART_FIELD[field]];
+    for (const [name, exact, prefix, typo, indexedPrefix] of TIERS) {
+      const field = PART_FIELD[name];
       const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
-      const byTypo = len >= MIN_TYPO_LEN && !terms.has(word);
-      for (const p of positionsOf(terms, word)) add(p, exact);
+      const byTypo = len >= MIN_TYPO_LEN && !hasTerm(field, word);
+      for (const p of positionsOf(field, word)) add(p, exact);
       // A position counts once per kind of hit, however many terms hit.
       for (const [on, weight, test] of [[byPrefix, prefix, (t) => t.startsWith(word)], [byTypo, typo, (t) => withinOne(t, word)]]) {
         if (!on) continue;
         stamp += 1;
-        for (const t of terms.keys()) {
+        for (const t of loadedTerms(field)) {
           if (!test(t)) continue;
-          for (const p of positionsOf(terms, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+          for (const p of positionsOf(field, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
         }
       }
     }
@@ -261,7 +284,7 @@ const mlldSearch = (() => {
       const s = wordScores(w, size);
       for (let p = 0; p < size; p++) if (s[p]) score[p] += s[p]; else alive[p] = 0;
     }
-    const filters = [...q.authors.map((a) => positionsOf(postings.u, a)), ...q.tags.map((t) => positionsOf(postings.k, t))];
+    const filters = [...q.authors.map((a) => positionsOf("u", a)), ...q.tags.map((t) => positionsOf("k", t))];
     if (!qwords.length) for (const p of filters[0] || []) alive[p] = 1;
     for (const f of filters) {
       const keep = new Uint8Array(size);
@@ -273,8 +296,8 @@ const mlldSearch = (() => {
     // The bonus needs the name (or user and name) the query spells.
     const maybe = new Set();
     for (const [form, login] of spelledNames(q)) {
-      const byLogin = login === undefined ? null : new Set(positionsOf(postings.u, login));
-      for (const p of positionsOf(postings.x, form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
+      const byLogin = login === undefined ? null : new Set(positionsOf("u", login));
+      for (const p of positionsOf("x", form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
     }
     return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
   }

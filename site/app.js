@@ -33,6 +33,8 @@ const mlldRegistry = (() => {
   // Whether a search part failed to load (then searches wait for the
   // whole listing).
   let stageBroken = false;
+  // The query whose results from the whole listing are on screen.
+  let finalQuery = null;
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
@@ -108,6 +110,7 @@ const mlldRegistry = (() => {
     if (!allLoaded() && site && site.search && !stageBroken) { firstStage(query, parsed); return; }
     loadShards();
     const hits = mlldSearch.run(parsed);
+    if (allLoaded()) finalQuery = query;
     let note = plural(hits.length, "module matches", "modules match");
     if (!hits.length && allLoaded()) {
       const near = mlldSearch.near(parsed.text || query, 5);
@@ -119,7 +122,8 @@ const mlldRegistry = (() => {
   // The first stage: the search parts the query names rank every match;
   // only the rows shown are loaded. Then the whole listing.
   function firstStage(query, parsed) {
-    const current = () => { const r = parseHash(); return !allLoaded() && r.view === "search" && r.q.trim() === query; };
+    // Until the whole listing's results for this query are shown.
+    const current = () => { const r = parseHash(); return finalQuery !== query && r.view === "search" && r.q.trim() === query; };
     const parts = mlldSearch.partsFor(parsed, site.search.length);
     parts.forEach(loadPart);
     whenReady(() => parts.every((i) => settled(partState[i])), () => {
@@ -136,7 +140,7 @@ const mlldRegistry = (() => {
         if (!current()) return;
         performance.mark("mlld:rows");
         if (need.some((p) => !rows[p])) { loadShards(); return; }
-        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p]).slice(0, LIMIT).map((p) => rows[p]);
+        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p], LIMIT).map((p) => rows[p]);
         const total = stage.scores.size;
         renderList(titleOf(parsed), top, plural(total, "module matches", "modules match"), total);
         loadShards();
@@ -300,10 +304,12 @@ const mlldRegistry = (() => {
       const at = i * site.rowsPerShard;
       list.forEach((r, j) => { rows[at + j] = r; });
       rowCount += list.length;
-      mlldSearch.add(list, at);
       shardState[i] = "loaded";
       shardsLoaded += 1;
+      // A first stage waiting for these rows shows them before the rows
+      // are analysed for the final ranking (which takes longer).
       notify();
+      mlldSearch.add(list, at);
       // Results show as soon as the first shard is in; the rest refresh
       // them every so often, and once more when the listing is complete.
       clearTimeout(refreshTimer);

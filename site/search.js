@@ -210,25 +210,38 @@ const mlldSearch = (() => {
 
   // The listing positions of `term` in `field`.
   function positionsOf(field, term) {
-    const cache = decoded[field];
-    let v = cache.get(term);
-    if (v) return v;
     let raw = rawOf(field, term);
     if (raw === undefined && SAME_AS[field]) {
       const same = rawOf(SAME_AS[field], term);
       if (same !== undefined && same[0] === "=") raw = same;
     }
-    if (raw === undefined) return [];
-    let at = 0;
-    v = raw.replace(/^=/, "").split(",").map((g) => (at += parseInt(g, 36)));
-    cache.set(term, v);
+    return raw === undefined ? [] : decode(field, term, raw);
+  }
+
+  // `raw`, the gaps of `term` in `field`, as positions (decoded once).
+  function decode(field, term, raw) {
+    const cache = decoded[field];
+    let v = cache.get(term);
+    if (!v) {
+      let at = 0;
+      v = (raw[0] === "=" ? raw.slice(1) : raw).split(",").map((g) => (at += parseInt(g, 36)));
+      cache.set(term, v);
+    }
     return v;
   }
 
-  // Every term of `field` in the loaded parts.
-  function* loadedTerms(field) {
-    for (const part of loadedParts) if (part && part[field]) for (const t in part[field]) yield t;
+  // The terms of `field` in loaded part `i`, listed once.
+  const keyLists = new Map();
+  function termsIn(i, field) {
+    const part = loadedParts[i];
+    if (!part || !part[field]) return [];
+    let keys = keyLists.get(i + field);
+    if (!keys) keyLists.set(i + field, (keys = Object.keys(part[field])));
+    return keys;
   }
+
+  // Where a word's typo may start instead, swapped or with a first letter dropped.
+  const typoStarts = (c) => [c[1] + c[0], c[0] + c[2], c[1] + c[2]];
 
   /** Which parts, of `parts`, the first stage of query `q` needs. */
   function partsFor(q, parts) {
@@ -237,7 +250,7 @@ const mlldSearch = (() => {
       const c = Array.from(w);
       keys.push(w);
       // Swapped or dropped first letters: a typo's other possible starts.
-      if (c.length >= MIN_TYPO_LEN) keys.push(c[1] + c[0], c[0] + c[2], c[1] + c[2]);
+      if (c.length >= MIN_TYPO_LEN) keys.push(...typoStarts(c));
     }
     keys.push(...spelledNames(q).flat(), ...q.authors, ...q.tags);
     return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
@@ -245,29 +258,42 @@ const mlldSearch = (() => {
 
   // One query word's score at each of the listing's `size` positions (0:
   // no match), from the loaded parts: per position, as `wordScore` adds
-  // them, the best hit plus a hundredth of the others, in tier order.
+  // them, the best hit plus a hundredth of the others, in tier order. A
+  // prefix lies in the word's own part; a typo is looked for in the parts
+  // `partsFor` loaded for the word.
   function wordScores(word, size) {
     const len = chars(word);
     const best = new Float64Array(size), sum = new Float64Array(size), seen = new Int32Array(size);
+    const touched = [];
     let stamp = 0;
-    const add = (p, w) => { sum[p] += w; if (w > best[p]) best[p] = w; };
+    const add = (p, w) => {
+      if (!sum[p]) touched.push(p);
+      sum[p] += w;
+      if (w > best[p]) best[p] = w;
+    };
+    const own = partOf(word, partCount);
+    const typoParts = len < MIN_TYPO_LEN ? [] : [...new Set([own, ...typoStarts(Array.from(word)).map((k) => partOf(k, partCount))])];
     for (const [name, exact, prefix, typo, indexedPrefix] of TIERS) {
       const field = PART_FIELD[name];
       const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
       const byTypo = len >= MIN_TYPO_LEN && !hasTerm(field, word);
       for (const p of positionsOf(field, word)) add(p, exact);
       // A position counts once per kind of hit, however many terms hit.
-      for (const [on, weight, test] of [[byPrefix, prefix, (t) => t.startsWith(word)], [byTypo, typo, (t) => withinOne(t, word)]]) {
+      for (const [on, weight, test, parts] of [[byPrefix, prefix, (t) => t.startsWith(word), [own]], [byTypo, typo, (t) => withinOne(t, word), typoParts]]) {
         if (!on) continue;
         stamp += 1;
-        for (const t of loadedTerms(field)) {
-          if (!test(t)) continue;
-          for (const p of positionsOf(field, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+        for (const i of parts) {
+          const terms = loadedParts[i] && loadedParts[i][field];
+          for (const t of termsIn(i, field)) {
+            if (!test(t)) continue;
+            for (const p of decode(field, t, terms[t])) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+          }
         }
       }
     }
-    for (let p = 0; p < size; p++) if (best[p]) best[p] += TIE_BREAKER * (sum[p] - best[p]);
-    return best;
+    // The positions hit, listed: a loop over the whole listing costs more
+    // than the search, in code that runs once per page.
+    return { touched, has: (p) => sum[p] > 0, score: (p) => best[p] + TIE_BREAKER * (sum[p] - best[p]) };
   }
 
   /**
@@ -278,21 +304,27 @@ const mlldSearch = (() => {
    */
   function firstStage(q, size) {
     const qwords = words(q.text);
-    const score = new Float64Array(size);
-    const alive = new Uint8Array(size).fill(qwords.length ? 1 : 0);
-    for (const w of qwords) {
-      const s = wordScores(w, size);
-      for (let p = 0; p < size; p++) if (s[p]) score[p] += s[p]; else alive[p] = 0;
+    // Position → score, of the positions every word matched: the fewest
+    // hits of a word are the candidates; the scores add in word order, as
+    // `run` adds them.
+    const hits = qwords.map((w) => wordScores(w, size));
+    let scores = null;
+    if (hits.length) {
+      scores = new Map();
+      const fewest = hits.reduce((a, b) => (b.touched.length < a.touched.length ? b : a));
+      for (const p of fewest.touched) {
+        if (!hits.every((h) => h.has(p))) continue;
+        let total = 0;
+        for (const h of hits) total += h.score(p);
+        scores.set(p, total);
+      }
     }
     const filters = [...q.authors.map((a) => positionsOf("u", a)), ...q.tags.map((t) => positionsOf("k", t))];
-    if (!qwords.length) for (const p of filters[0] || []) alive[p] = 1;
+    if (!scores) scores = new Map((filters[0] || []).map((p) => [p, 0]));
     for (const f of filters) {
-      const keep = new Uint8Array(size);
-      for (const p of f) keep[p] = 1;
-      for (let p = 0; p < size; p++) alive[p] &= keep[p];
+      const keep = new Set(f);
+      for (const p of scores.keys()) if (!keep.has(p)) scores.delete(p);
     }
-    const scores = new Map();
-    for (let p = 0; p < size; p++) if (alive[p]) scores.set(p, score[p]);
     // The bonus needs the name (or user and name) the query spells.
     const maybe = new Set();
     for (const [form, login] of spelledNames(q)) {
@@ -313,17 +345,39 @@ const mlldSearch = (() => {
 
   const byScore = (a, b) => b[1] - a[1] || a[0] - b[0];
 
-  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
-  function stageNeeds({ scores, maybe }, limit) {
-    return [...new Set([...maybe, ...[...scores].sort(byScore).slice(0, limit).map((h) => h[0])])];
+  // The best `limit` of `scores` (position → score) as [position, score],
+  // best first, without sorting them all.
+  function best(scores, limit) {
+    const top = [];
+    let worst = -Infinity, worstAt = -1;
+    // forEach: no [key, value] array per entry.
+    scores.forEach((v, p) => {
+      if (top.length === limit && (v < worst || (v === worst && p > worstAt))) return;
+      let i = top.length;
+      top.push([p, v]);
+      while (i > 0 && byScore(top[i - 1], top[i]) > 0) { [top[i - 1], top[i]] = [top[i], top[i - 1]]; i--; }
+      if (top.length > limit) top.pop();
+      if (top.length === limit) [worstAt, worst] = top[limit - 1];
+    });
+    return top;
   }
 
-  /** The first stage's matches, best first, as `run` ranks them; `rowAt` gives the rows `stageNeeds` named. */
-  function stageRank(q, { scores, maybe }, rowAt) {
-    const ranked = new Map(scores);
+  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
+  function stageNeeds({ scores, maybe }, limit) {
+    return [...new Set([...maybe, ...best(scores, limit).map((h) => h[0])])];
+  }
+
+  /**
+   * The first stage's matches, best first, as `run` ranks them (the best
+   * `limit` of them when given); `rowAt` gives the rows `stageNeeds` named.
+   */
+  function stageRank(q, { scores, maybe }, rowAt, limit = Infinity) {
+    // The bonus only raises a score: the best `limit` lie among the
+    // positions that may earn it and the best `limit` without it.
+    const ranked = new Map(limit < scores.size ? [...maybe, ...best(scores, limit).map((h) => h[0])].map((p) => [p, scores.get(p)]) : scores);
     // Added one at a time, as `run` adds it.
     for (const p of maybe) for (let n = bonuses(q, rowAt(p)); n > 0; n--) ranked.set(p, ranked.get(p) + EXACT_NAME);
-    return [...ranked].sort(byScore).map((h) => h[0]);
+    return [...ranked].sort(byScore).slice(0, limit).map((h) => h[0]);
   }
 
   /** How many exact-name bonuses `run` gives listing row `row` for query `q`. */

@@ -150,6 +150,7 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
     // the results from the whole listing.
     let queries = queries(&synth, args.runs);
     let (mut first, mut whole) = (Vec::new(), Vec::new());
+    let mut agreed = 0;
     for q in &queries {
         blank(&browser)?;
         browser.goto(&format!("{base}/#/?q={}", escape(q)))?;
@@ -165,6 +166,13 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
             "const m = performance.getEntriesByName('mlld:results'); return m.length && m[m.length - 1].startTime",
         )?;
         whole.push(Duration::from_secs_f64(at.as_f64().unwrap_or(0.0) / 1000.0));
+        // The first stage's best 50 against the whole listing's, now that
+        // every row is in.
+        let same = browser.eval(&format!(
+            "const q = mlldSearch.parse({}); const stage = mlldSearch.firstStage(q, mlldSearch.size()); return JSON.stringify(mlldSearch.stageRank(q, stage, mlldSearch.rowAt, 50).map(mlldSearch.rowAt)) === JSON.stringify(mlldSearch.run(q).slice(0, 50))",
+            json!(q)
+        ))?;
+        agreed += usize::from(same == json!(true));
     }
     first.sort_unstable();
     whole.sort_unstable();
@@ -211,6 +219,10 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
         ms(median(&whole)),
         ms(*whole.last().expect("runs > 0")),
         median(&first).as_secs_f64() / median(&whole).as_secs_f64(),
+    );
+    println!(
+        "first stage          the same best 50 as the whole listing for {agreed} of {} queries",
+        queries.len()
     );
     println!(
         "search as you type   results median {}, max {} (60 ms of it the typing pause)",

@@ -35,6 +35,11 @@ const mlldRegistry = (() => {
   let stageBroken = false;
   // The query whose results from the whole listing are on screen.
   let finalQuery = null;
+  // Listing shards in but not yet analysed for the final ranking
+  // (`mlldSearch.add`, the costly part of a shard): while a first stage
+  // waits for rows, that work waits until its results are shown.
+  let unanalysed = [];
+  let stagesWaiting = 0;
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
@@ -47,6 +52,11 @@ const mlldRegistry = (() => {
   };
   const safePath = (s) => /^[A-Za-z0-9._-]+$/.test(s);
   const allLoaded = () => site && shardsLoaded === site.shards.length;
+  function analyse() {
+    const todo = unanalysed;
+    unanalysed = [];
+    for (const [list, at] of todo) mlldSearch.add(list, at);
+  }
 
   function loadShard(i) {
     if (shardState[i] || !site) return;
@@ -109,6 +119,7 @@ const mlldRegistry = (() => {
     if (parsed.error !== undefined) { loadShards(); renderList("", [], parsed.error || summaryText()); return; }
     if (!allLoaded() && site && site.search && !stageBroken) { firstStage(query, parsed); return; }
     loadShards();
+    analyse();
     const hits = mlldSearch.run(parsed);
     if (allLoaded()) finalQuery = query;
     let note = plural(hits.length, "module matches", "modules match");
@@ -136,7 +147,11 @@ const mlldRegistry = (() => {
       const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
       performance.mark("mlld:stage");
       shards.forEach(loadShard);
+      stagesWaiting += 1;
       whenReady(() => shards.every((i) => settled(shardState[i])), () => {
+        stagesWaiting -= 1;
+        // After this task, so that the results are painted first.
+        setTimeout(analyse, 0);
         if (!current()) return;
         performance.mark("mlld:rows");
         if (need.some((p) => !rows[p])) { loadShards(); return; }
@@ -263,6 +278,7 @@ const mlldRegistry = (() => {
       loadShards();
       parts.push(el("p", { class: "muted", id: "near", text: site ? "Looking for similar names…" : "" }));
     } else {
+      analyse();
       const near = mlldSearch.near(full, 5);
       parts.push(near.length
         ? el("div", { id: "near" }, el("p", { text: "Similar names:" }), el("ul", {}, ...near.map((n) => el("li", {}, el("a", { href: "#/" + n, text: n })))))
@@ -309,7 +325,8 @@ const mlldRegistry = (() => {
       // A first stage waiting for these rows shows them before the rows
       // are analysed for the final ranking (which takes longer).
       notify();
-      mlldSearch.add(list, at);
+      unanalysed.push([list, at]);
+      if (!stagesWaiting) analyse();
       // Results show as soon as the first shard is in; the rest refresh
       // them every so often, and once more when the listing is complete.
       clearTimeout(refreshTimer);

@@ -223,8 +223,14 @@ const mlldSearch = (() => {
     const cache = decoded[field];
     let v = cache.get(term);
     if (!v) {
-      let at = 0;
-      v = (raw[0] === "=" ? raw.slice(1) : raw).split(",").map((g) => (at += parseInt(g, 36)));
+      // By hand: no array of strings to collect afterwards.
+      v = [];
+      let at = 0, gap = 0;
+      for (let i = raw[0] === "=" ? 1 : 0; i <= raw.length; i++) {
+        const c = i < raw.length ? raw.charCodeAt(i) : 44;
+        if (c === 44) { at += gap; v.push(at); gap = 0; } // ","
+        else gap = gap * 36 + (c <= 57 ? c - 48 : c - 87); // 0-9, a-z
+      }
       cache.set(term, v);
     }
     return v;
@@ -293,7 +299,7 @@ const mlldSearch = (() => {
     }
     // The positions hit, listed: a loop over the whole listing costs more
     // than the search, in code that runs once per page.
-    return { touched, has: (p) => sum[p] > 0, score: (p) => best[p] + TIE_BREAKER * (sum[p] - best[p]) };
+    return { touched, best, sum };
   }
 
   /**
@@ -312,10 +318,12 @@ const mlldSearch = (() => {
     if (hits.length) {
       scores = new Map();
       const fewest = hits.reduce((a, b) => (b.touched.length < a.touched.length ? b : a));
-      for (const p of fewest.touched) {
-        if (!hits.every((h) => h.has(p))) continue;
+      next: for (const p of fewest.touched) {
         let total = 0;
-        for (const h of hits) total += h.score(p);
+        for (const { best, sum } of hits) {
+          if (!sum[p]) continue next;
+          total += best[p] + TIE_BREAKER * (sum[p] - best[p]);
+        }
         scores.set(p, total);
       }
     }

@@ -33,6 +33,13 @@ const mlldRegistry = (() => {
   // Whether a search part failed to load (then searches wait for the
   // whole listing).
   let stageBroken = false;
+  // The query whose results from the whole listing are on screen.
+  let finalQuery = null;
+  // Listing shards in but not yet analysed for the final ranking
+  // (`mlldSearch.add`, the costly part of a shard): while a first stage
+  // waits for rows, that work waits until its results are shown.
+  let unanalysed = [];
+  let stagesWaiting = 0;
   let pendingModule = null;
   let unknownModule = null;
   const LIMIT = 50;
@@ -45,6 +52,11 @@ const mlldRegistry = (() => {
   };
   const safePath = (s) => /^[A-Za-z0-9._-]+$/.test(s);
   const allLoaded = () => site && shardsLoaded === site.shards.length;
+  function analyse() {
+    const todo = unanalysed;
+    unanalysed = [];
+    for (const [list, at] of todo) mlldSearch.add(list, at);
+  }
 
   function loadShard(i) {
     if (shardState[i] || !site) return;
@@ -107,7 +119,9 @@ const mlldRegistry = (() => {
     if (parsed.error !== undefined) { loadShards(); renderList("", [], parsed.error || summaryText()); return; }
     if (!allLoaded() && site && site.search && !stageBroken) { firstStage(query, parsed); return; }
     loadShards();
+    analyse();
     const hits = mlldSearch.run(parsed);
+    if (allLoaded()) finalQuery = query;
     let note = plural(hits.length, "module matches", "modules match");
     if (!hits.length && allLoaded()) {
       const near = mlldSearch.near(parsed.text || query, 5);
@@ -119,20 +133,29 @@ const mlldRegistry = (() => {
   // The first stage: the search parts the query names rank every match;
   // only the rows shown are loaded. Then the whole listing.
   function firstStage(query, parsed) {
-    const current = () => { const r = parseHash(); return !allLoaded() && r.view === "search" && r.q.trim() === query; };
+    // Until the whole listing's results for this query are shown.
+    const current = () => { const r = parseHash(); return finalQuery !== query && r.view === "search" && r.q.trim() === query; };
     const parts = mlldSearch.partsFor(parsed, site.search.length);
     parts.forEach(loadPart);
     whenReady(() => parts.every((i) => settled(partState[i])), () => {
       if (!current()) return;
       if (stageBroken) { search(query); return; }
+      // For `cargo xtask bench page --trace`: where a first stage's time goes.
+      performance.mark("mlld:parts");
       const stage = mlldSearch.firstStage(parsed, site.count + site.versioned);
       const need = mlldSearch.stageNeeds(stage, LIMIT);
       const shards = [...new Set(need.map((p) => Math.floor(p / site.rowsPerShard)))];
+      performance.mark("mlld:stage");
       shards.forEach(loadShard);
+      stagesWaiting += 1;
       whenReady(() => shards.every((i) => settled(shardState[i])), () => {
+        stagesWaiting -= 1;
+        // After this task, so that the results are painted first.
+        setTimeout(analyse, 0);
         if (!current()) return;
+        performance.mark("mlld:rows");
         if (need.some((p) => !rows[p])) { loadShards(); return; }
-        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p]).slice(0, LIMIT).map((p) => rows[p]);
+        const top = mlldSearch.stageRank(parsed, stage, (p) => rows[p], LIMIT).map((p) => rows[p]);
         const total = stage.scores.size;
         renderList(titleOf(parsed), top, plural(total, "module matches", "modules match"), total);
         loadShards();
@@ -255,6 +278,7 @@ const mlldRegistry = (() => {
       loadShards();
       parts.push(el("p", { class: "muted", id: "near", text: site ? "Looking for similar names…" : "" }));
     } else {
+      analyse();
       const near = mlldSearch.near(full, 5);
       parts.push(near.length
         ? el("div", { id: "near" }, el("p", { text: "Similar names:" }), el("ul", {}, ...near.map((n) => el("li", {}, el("a", { href: "#/" + n, text: n })))))
@@ -285,6 +309,7 @@ const mlldRegistry = (() => {
   return {
     site(s) {
       site = s;
+      performance.mark("mlld:site");
       $("status").textContent = "Snapshot " + s.serial + ", built " + dateFormat.format(new Date(s.created)) + ": " + s.count + " modules" + (s.versioned ? ", " + s.versioned + " versioned modules." : ".");
       // The page's scripts come before this one: start now, not at DOMContentLoaded.
       if (!started) mlldRegistry.start();
@@ -295,10 +320,13 @@ const mlldRegistry = (() => {
       const at = i * site.rowsPerShard;
       list.forEach((r, j) => { rows[at + j] = r; });
       rowCount += list.length;
-      mlldSearch.add(list, at);
       shardState[i] = "loaded";
       shardsLoaded += 1;
+      // A first stage waiting for these rows shows them before the rows
+      // are analysed for the final ranking (which takes longer).
       notify();
+      unanalysed.push([list, at]);
+      if (!stagesWaiting) analyse();
       // Results show as soon as the first shard is in; the rest refresh
       // them every so often, and once more when the listing is complete.
       clearTimeout(refreshTimer);
@@ -307,7 +335,7 @@ const mlldRegistry = (() => {
     },
     searchPart(i, fields) {
       if (partState[i] === "loaded") return;
-      mlldSearch.addPart(fields);
+      mlldSearch.addPart(i, fields, site.search.length);
       partState[i] = "loaded";
       notify();
     },

@@ -1,7 +1,8 @@
 // One module's page (`#/USER/NAME`, `#/@AUTHOR/NAME`), from the data the
-// indexer wrote to `modules/…js`: header, import line, source, advisories,
-// what `info` shows, documentation (rendered and sanitised at build time,
-// stripped again here) and the module's text, read from its loose blob.
+// indexer wrote to `modules/…js` and what follows from it (`derive`):
+// header, import line, source, advisories, what `info` shows, documentation
+// (rendered and sanitised at build time, stripped again here) and the
+// module's text, read from its loose blob.
 "use strict";
 
 const mlldModulePage = (() => {
@@ -9,6 +10,74 @@ const mlldModulePage = (() => {
   // A module's text: a loose blob, shown up to MAX_CONTENT characters.
   const BLOB = /^blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{62}$/;
   const MAX_CONTENT = 64 * 1024;
+
+  // ---- what the page works out from the page data ----
+  // The indexer does not store what follows from other fields: the import
+  // line, the source link, where the module's text is, the current
+  // revision's row. This is the one place that derives them.
+
+  /** `json-utils` → `jsonUtils`: a module name as an mlld variable name. */
+  function namespace(name) {
+    const words = name.split(/[^A-Za-z0-9]/).filter(Boolean);
+    let out = words.map((w, i) => (i ? w[0].toUpperCase() : w[0].toLowerCase()) + w.slice(1)).join("");
+    if (!out || /^[0-9]/.test(out)) out = "m" + out;
+    return out;
+  }
+
+  /** The range an import pins for `version`: `^version`, or a pre-release exactly. */
+  const pinRange = (version) => (version.includes("-") ? version : "^" + version);
+
+  /**
+   * The import line that runs in today's mlld for `full` (`user/name` or
+   * `@author/name`): its exported names, or the module under a namespace
+   * when it names none; pinned with `@range` when given.
+   */
+  function importLine(full, exports, range) {
+    const bare = full.replace(/^@+/, "");
+    const pin = range ? "@" + range : "";
+    if (!exports.length) return "/import @" + bare + pin + " as @" + namespace(bare.split("/").pop());
+    return "/import { " + exports.join(", ") + " } from @" + bare + pin;
+  }
+
+  const gistUrl = (user, gist, revision) => "https://gist.github.com/" + user + "/" + gist + "/" + revision;
+
+  /**
+   * A versioned module's source at its pinned commit as an `https` URL (the
+   * repository's tree or blob, or the gist revision), or null.
+   */
+  function sourceUrl(s, author) {
+    let url;
+    if (s.type === "gist") url = gistUrl(author, s.url, s.commit);
+    else {
+      if (!s.repository) return null;
+      const repo = s.repository.replace(/(?:\.git)+$/, "").replace(/\/+$/, "");
+      const path = s.path.replace(/^\/+|\/+$/g, "");
+      url = path ? repo + "/" + (s.type === "directory" ? "tree" : "blob") + "/" + s.commit + "/" + path : repo + "/tree/" + s.commit;
+    }
+    return url.startsWith("https://") && !/[\s\p{Cc}"]/u.test(url) ? url : null;
+  }
+
+  const isMarkdown = (file) => /\.(md|markdown)$/i.test(file);
+
+  /** The loose blob holding `file` with `integrity`, unless the page shows it rendered. */
+  function contentBlob(file, integrity) {
+    const hex = String(integrity).replace(/^sha256:/, "");
+    return isMarkdown(file) ? null : "blobs/sha256/" + hex.slice(0, 2) + "/" + hex.slice(2);
+  }
+
+  /** Module data `d` with what the page derives from it. */
+  function derive(d) {
+    if (d.versioned) {
+      return { ...d, importLine: importLine(d.user + "/" + d.name, d.exports, pinRange(d.latest)), sourceUrl: sourceUrl(d.source, d.user.slice(1)), contentBlob: contentBlob(d.entry, d.integrity) };
+    }
+    return {
+      ...d,
+      importLine: importLine(d.user + "/" + d.name, d.exports),
+      sourceUrl: gistUrl(d.user, d.gist, d.revision),
+      contentBlob: contentBlob(d.file, d.integrity),
+      revisions: [{ revision: d.revision, committedAt: d.committedAt, size: d.size }, ...(d.history || [])],
+    };
+  }
 
   function copy(text, button) {
     const done = () => { button.textContent = "Copied"; setTimeout(() => { button.textContent = "Copy"; }, 1500); };
@@ -218,5 +287,11 @@ const mlldModulePage = (() => {
   }
 
   /** The page's parts for module data `d`. */
-  return { parts: (d) => (d.versioned ? versionedParts(d) : gistParts(d)) };
+  return {
+    parts(data) {
+      const d = derive(data);
+      return d.versioned ? versionedParts(d) : gistParts(d);
+    },
+    importLine, pinRange, sourceUrl, derive,
+  };
 })();

@@ -177,9 +177,15 @@ const mlldSearch = (() => {
   // two characters name. The parts a query's words name hold every term
   // such a word matches exactly or as a prefix, and those one typo away
   // unless the typo changes a first letter; the whole listing, loaded next,
-  // gives the final answer.
+  // gives the final answer. A term of `x`, `k` or `u` whose rows are those
+  // of the same term in `n`, `g` or `a` is marked there (`=` first) instead.
   const PART_FIELD = { name: "n", tagWords: "g", authorWords: "a", text: "t" };
-  const postings = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
+  const SAME_AS = { x: "n", k: "g", u: "a" };
+  const loadedParts = []; // by part number, as the site cut them
+  let partCount = 1;
+  // field → term → decoded positions, filled as queries use them.
+  const decoded = { n: new Map(), g: new Map(), a: new Map(), t: new Map(), u: new Map(), k: new Map(), x: new Map() };
+  const own = Object.prototype.hasOwnProperty;
 
   /** The part, of `parts`, that holds the terms starting as `term` does. */
   function partOf(term, parts) {
@@ -188,24 +194,60 @@ const mlldSearch = (() => {
     return h % parts;
   }
 
-  /** Adds one part's terms; their positions are decoded when first used. */
-  function addPart(fields) {
-    for (const [field, terms] of Object.entries(fields)) {
-      const into = postings[field];
-      if (into) for (const term in terms) into.set(term, terms[term]);
-    }
+  /** Adds part `i` of `parts`; its positions are decoded when first used. */
+  function addPart(i, fields, parts) {
+    partCount = parts;
+    loadedParts[i] = fields;
   }
 
-  // The listing positions of `term` in `terms` (a field of `postings`).
-  function positionsOf(terms, term) {
-    let v = terms.get(term);
-    if (typeof v === "string") {
-      let at = 0;
-      v = v.split(",").map((g) => (at += parseInt(g, 36)));
-      terms.set(term, v);
-    }
-    return v || [];
+  // The raw value of `term` in `field` (a string of gaps), if a loaded part has it.
+  function rawOf(field, term) {
+    const part = loadedParts[partOf(term, partCount)];
+    const terms = part && part[field];
+    return terms && own.call(terms, term) ? terms[term] : undefined;
   }
+  const hasTerm = (field, term) => rawOf(field, term) !== undefined;
+
+  // The listing positions of `term` in `field`.
+  function positionsOf(field, term) {
+    let raw = rawOf(field, term);
+    if (raw === undefined && SAME_AS[field]) {
+      const same = rawOf(SAME_AS[field], term);
+      if (same !== undefined && same[0] === "=") raw = same;
+    }
+    return raw === undefined ? [] : decode(field, term, raw);
+  }
+
+  // `raw`, the gaps of `term` in `field`, as positions (decoded once).
+  function decode(field, term, raw) {
+    const cache = decoded[field];
+    let v = cache.get(term);
+    if (!v) {
+      // By hand: no array of strings to collect afterwards.
+      v = [];
+      let at = 0, gap = 0;
+      for (let i = raw[0] === "=" ? 1 : 0; i <= raw.length; i++) {
+        const c = i < raw.length ? raw.charCodeAt(i) : 44;
+        if (c === 44) { at += gap; v.push(at); gap = 0; } // ","
+        else gap = gap * 36 + (c <= 57 ? c - 48 : c - 87); // 0-9, a-z
+      }
+      cache.set(term, v);
+    }
+    return v;
+  }
+
+  // The terms of `field` in loaded part `i`, listed once.
+  const keyLists = new Map();
+  function termsIn(i, field) {
+    const part = loadedParts[i];
+    if (!part || !part[field]) return [];
+    let keys = keyLists.get(i + field);
+    if (!keys) keyLists.set(i + field, (keys = Object.keys(part[field])));
+    return keys;
+  }
+
+  // Where a word's typo may start instead, swapped or with a first letter dropped.
+  const typoStarts = (c) => [c[1] + c[0], c[0] + c[2], c[1] + c[2]];
 
   /** Which parts, of `parts`, the first stage of query `q` needs. */
   function partsFor(q, parts) {
@@ -214,7 +256,7 @@ const mlldSearch = (() => {
       const c = Array.from(w);
       keys.push(w);
       // Swapped or dropped first letters: a typo's other possible starts.
-      if (c.length >= MIN_TYPO_LEN) keys.push(c[1] + c[0], c[0] + c[2], c[1] + c[2]);
+      if (c.length >= MIN_TYPO_LEN) keys.push(...typoStarts(c));
     }
     keys.push(...spelledNames(q).flat(), ...q.authors, ...q.tags);
     return [...new Set(keys.filter(Boolean).map((k) => partOf(k, parts)))];
@@ -222,29 +264,42 @@ const mlldSearch = (() => {
 
   // One query word's score at each of the listing's `size` positions (0:
   // no match), from the loaded parts: per position, as `wordScore` adds
-  // them, the best hit plus a hundredth of the others, in tier order.
+  // them, the best hit plus a hundredth of the others, in tier order. A
+  // prefix lies in the word's own part; a typo is looked for in the parts
+  // `partsFor` loaded for the word.
   function wordScores(word, size) {
     const len = chars(word);
     const best = new Float64Array(size), sum = new Float64Array(size), seen = new Int32Array(size);
+    const touched = [];
     let stamp = 0;
-    const add = (p, w) => { sum[p] += w; if (w > best[p]) best[p] = w; };
-    for (const [field, exact, prefix, typo, indexedPrefix] of TIERS) {
-      const terms = postings[PART_FIELD[field]];
+    const add = (p, w) => {
+      if (!sum[p]) touched.push(p);
+      sum[p] += w;
+      if (w > best[p]) best[p] = w;
+    };
+    const own = partOf(word, partCount);
+    const typoParts = len < MIN_TYPO_LEN ? [] : [...new Set([own, ...typoStarts(Array.from(word)).map((k) => partOf(k, partCount))])];
+    for (const [name, exact, prefix, typo, indexedPrefix] of TIERS) {
+      const field = PART_FIELD[name];
       const byPrefix = prefix !== null && len >= MIN_PREFIX && (!indexedPrefix || len <= MAX_PREFIX);
-      const byTypo = len >= MIN_TYPO_LEN && !terms.has(word);
-      for (const p of positionsOf(terms, word)) add(p, exact);
+      const byTypo = len >= MIN_TYPO_LEN && !hasTerm(field, word);
+      for (const p of positionsOf(field, word)) add(p, exact);
       // A position counts once per kind of hit, however many terms hit.
-      for (const [on, weight, test] of [[byPrefix, prefix, (t) => t.startsWith(word)], [byTypo, typo, (t) => withinOne(t, word)]]) {
+      for (const [on, weight, test, parts] of [[byPrefix, prefix, (t) => t.startsWith(word), [own]], [byTypo, typo, (t) => withinOne(t, word), typoParts]]) {
         if (!on) continue;
         stamp += 1;
-        for (const t of terms.keys()) {
-          if (!test(t)) continue;
-          for (const p of positionsOf(terms, t)) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+        for (const i of parts) {
+          const terms = loadedParts[i] && loadedParts[i][field];
+          for (const t of termsIn(i, field)) {
+            if (!test(t)) continue;
+            for (const p of decode(field, t, terms[t])) if (seen[p] !== stamp) { seen[p] = stamp; add(p, weight); }
+          }
         }
       }
     }
-    for (let p = 0; p < size; p++) if (best[p]) best[p] += TIE_BREAKER * (sum[p] - best[p]);
-    return best;
+    // The positions hit, listed: a loop over the whole listing costs more
+    // than the search, in code that runs once per page.
+    return { touched, best, sum };
   }
 
   /**
@@ -255,26 +310,34 @@ const mlldSearch = (() => {
    */
   function firstStage(q, size) {
     const qwords = words(q.text);
-    const score = new Float64Array(size);
-    const alive = new Uint8Array(size).fill(qwords.length ? 1 : 0);
-    for (const w of qwords) {
-      const s = wordScores(w, size);
-      for (let p = 0; p < size; p++) if (s[p]) score[p] += s[p]; else alive[p] = 0;
+    // Position → score, of the positions every word matched: the fewest
+    // hits of a word are the candidates; the scores add in word order, as
+    // `run` adds them.
+    const hits = qwords.map((w) => wordScores(w, size));
+    let scores = null;
+    if (hits.length) {
+      scores = new Map();
+      const fewest = hits.reduce((a, b) => (b.touched.length < a.touched.length ? b : a));
+      next: for (const p of fewest.touched) {
+        let total = 0;
+        for (const { best, sum } of hits) {
+          if (!sum[p]) continue next;
+          total += best[p] + TIE_BREAKER * (sum[p] - best[p]);
+        }
+        scores.set(p, total);
+      }
     }
-    const filters = [...q.authors.map((a) => positionsOf(postings.u, a)), ...q.tags.map((t) => positionsOf(postings.k, t))];
-    if (!qwords.length) for (const p of filters[0] || []) alive[p] = 1;
+    const filters = [...q.authors.map((a) => positionsOf("u", a)), ...q.tags.map((t) => positionsOf("k", t))];
+    if (!scores) scores = new Map((filters[0] || []).map((p) => [p, 0]));
     for (const f of filters) {
-      const keep = new Uint8Array(size);
-      for (const p of f) keep[p] = 1;
-      for (let p = 0; p < size; p++) alive[p] &= keep[p];
+      const keep = new Set(f);
+      for (const p of scores.keys()) if (!keep.has(p)) scores.delete(p);
     }
-    const scores = new Map();
-    for (let p = 0; p < size; p++) if (alive[p]) scores.set(p, score[p]);
     // The bonus needs the name (or user and name) the query spells.
     const maybe = new Set();
     for (const [form, login] of spelledNames(q)) {
-      const byLogin = login === undefined ? null : new Set(positionsOf(postings.u, login));
-      for (const p of positionsOf(postings.x, form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
+      const byLogin = login === undefined ? null : new Set(positionsOf("u", login));
+      for (const p of positionsOf("x", form)) if (!byLogin || byLogin.has(p)) maybe.add(p);
     }
     return { scores, maybe: [...maybe].filter((p) => scores.has(p)) };
   }
@@ -290,17 +353,39 @@ const mlldSearch = (() => {
 
   const byScore = (a, b) => b[1] - a[1] || a[0] - b[0];
 
-  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
-  function stageNeeds({ scores, maybe }, limit) {
-    return [...new Set([...maybe, ...[...scores].sort(byScore).slice(0, limit).map((h) => h[0])])];
+  // The best `limit` of `scores` (position → score) as [position, score],
+  // best first, without sorting them all.
+  function best(scores, limit) {
+    const top = [];
+    let worst = -Infinity, worstAt = -1;
+    // forEach: no [key, value] array per entry.
+    scores.forEach((v, p) => {
+      if (top.length === limit && (v < worst || (v === worst && p > worstAt))) return;
+      let i = top.length;
+      top.push([p, v]);
+      while (i > 0 && byScore(top[i - 1], top[i]) > 0) { [top[i - 1], top[i]] = [top[i], top[i - 1]]; i--; }
+      if (top.length > limit) top.pop();
+      if (top.length === limit) [worstAt, worst] = top[limit - 1];
+    });
+    return top;
   }
 
-  /** The first stage's matches, best first, as `run` ranks them; `rowAt` gives the rows `stageNeeds` named. */
-  function stageRank(q, { scores, maybe }, rowAt) {
-    const ranked = new Map(scores);
+  /** The positions whose rows ranking `stage` (from `firstStage`) needs, to show the best `limit`. */
+  function stageNeeds({ scores, maybe }, limit) {
+    return [...new Set([...maybe, ...best(scores, limit).map((h) => h[0])])];
+  }
+
+  /**
+   * The first stage's matches, best first, as `run` ranks them (the best
+   * `limit` of them when given); `rowAt` gives the rows `stageNeeds` named.
+   */
+  function stageRank(q, { scores, maybe }, rowAt, limit = Infinity) {
+    // The bonus only raises a score: the best `limit` lie among the
+    // positions that may earn it and the best `limit` without it.
+    const ranked = new Map(limit < scores.size ? [...maybe, ...best(scores, limit).map((h) => h[0])].map((p) => [p, scores.get(p)]) : scores);
     // Added one at a time, as `run` adds it.
     for (const p of maybe) for (let n = bonuses(q, rowAt(p)); n > 0; n--) ranked.set(p, ranked.get(p) + EXACT_NAME);
-    return [...ranked].sort(byScore).map((h) => h[0]);
+    return [...ranked].sort(byScore).slice(0, limit).map((h) => h[0]);
   }
 
   /** How many exact-name bonuses `run` gives listing row `row` for query `q`. */

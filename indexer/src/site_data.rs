@@ -1,10 +1,13 @@
 //! The static site's web page and its data, generated at build time.
 //!
-//! - `index.html`, `page.js`, `search.js`, `module.js`, `app.js`,
-//!   `style.css`: the page (from `site/`).
-//! - `data/site.js`: the page's entry point (serial, counts, shard list). Mutable.
+//! - `index.html`: the page, from `site/`, with its style, scripts and
+//!   the entry point inlined, so that it is one request.
+//! - `data/site.js`: the page's entry point (serial, counts, the data
+//!   files' names), also inlined in `index.html`; publishing's clean-up
+//!   keeps the data files it names. Mutable.
 //! - `data/listing-<sha256>.js`: the module listing in compact shards
-//!   (rows, see [`Row`]). Immutable. The page loads them only to search or
+//!   (rows, see [`Row`]; like the search parts, a `JSON.parse` of a string,
+//!   see [`json_call`]). Immutable. The page loads them only to search or
 //!   list, never to show one module.
 //! - `data/search-<sha256>.js`: the first-stage search data, the listing's
 //!   terms partitioned by their first characters (`site_data/search_parts.rs`).
@@ -37,19 +40,21 @@ mod gist_page;
 mod search_parts;
 mod versioned;
 
-const STATIC: [(&str, &str); 6] = [
-    ("index.html", include_str!("../../site/index.html")),
+/// The page: `site/index.html` names these files; the build writes it with
+/// each inlined (see [`page_html`]).
+const PAGE_HTML: &str = include_str!("../../site/index.html");
+const PAGE_FILES: [(&str, &str); 5] = [
+    ("style.css", include_str!("../../site/style.css")),
     ("page.js", include_str!("../../site/page.js")),
+    ("search.js", include_str!("../../site/search.js")),
     ("module.js", include_str!("../../site/module.js")),
     ("app.js", include_str!("../../site/app.js")),
-    ("search.js", include_str!("../../site/search.js")),
-    ("style.css", include_str!("../../site/style.css")),
 ];
 /// Modules per listing shard: small enough that the rows a search shows
 /// first come from a few shards.
 const SHARD: usize = 1000;
 /// Bump when a page changes shape.
-const PAGE_FORMAT: u32 = 3;
+const PAGE_FORMAT: u32 = 4;
 /// Documentation rendered on a module page is cut here; the snapshot has the rest.
 const MAX_PAGE_CONTENT: usize = 64 * 1024;
 
@@ -74,9 +79,6 @@ pub fn write(
     blobs: &BlobDir,
     previous_keys: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>> {
-    for (name, text) in STATIC {
-        write_file(dest, name, text.as_bytes())?;
-    }
     for (name, text) in mlld_schemas::json_schemas() {
         write_file(dest, &format!("schemas/{name}"), text.as_bytes())?;
     }
@@ -112,10 +114,7 @@ pub fn write(
     }));
     let mut shards = Vec::new();
     for (i, chunk) in rows.chunks(SHARD).enumerate() {
-        let body = format!(
-            "mlldRegistry.shard({i},{});\n",
-            serde_json::to_string(chunk)?
-        );
+        let body = json_call("shard", i, &serde_json::to_value(chunk)?);
         shards.push(write_addressed(dest, "listing", &body)?);
     }
     let search = search_parts::parts(rows.iter().map(|r| (r.0.as_str(), r.1, r.2, r.3)))
@@ -123,11 +122,9 @@ pub fn write(
         .map(|body| write_addressed(dest, "search", body))
         .collect::<Result<Vec<_>>>()?;
     let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search });
-    write_file(
-        dest,
-        "data/site.js",
-        format!("mlldRegistry.site({entry});\n").as_bytes(),
-    )?;
+    let entry = format!("mlldRegistry.site({entry});\n");
+    write_file(dest, "data/site.js", entry.as_bytes())?;
+    write_file(dest, "index.html", page_html(&entry)?.as_bytes())?;
 
     manifest
         .modules
@@ -230,6 +227,59 @@ fn write_page(dest: &Path, full: &str, page: &impl Serialize) -> Result<()> {
     )
 }
 
+/// `index.html` with its style, scripts and `data/site.js` (`entry`)
+/// inlined: a reader's first request brings everything the page needs to
+/// ask for a search's parts or a module's page, one round trip sooner than
+/// six more files would (the bench of the page at scale waits for them).
+fn page_html(entry: &str) -> Result<String> {
+    let mut html = PAGE_HTML.to_string();
+    for (name, text) in PAGE_FILES.iter().copied().chain([("data/site.js", entry)]) {
+        let (tag, end, pattern) = if name.ends_with(".css") {
+            (
+                "style",
+                "</style",
+                format!(r#"<link rel="stylesheet" href="{name}">"#),
+            )
+        } else {
+            (
+                "script",
+                "</script",
+                format!(r#"<script src="{name}"></script>"#),
+            )
+        };
+        // Our own files and the entry's names and numbers: none may end the element early.
+        anyhow::ensure!(
+            !text.to_ascii_lowercase().contains(end) && !text.contains("<!--"),
+            "{name} cannot be inlined: it holds `{end}` or `<!--`"
+        );
+        anyhow::ensure!(
+            html.contains(&pattern),
+            "site/index.html does not name {name}"
+        );
+        html = html.replacen(&pattern, &format!("<{tag}>\n{text}</{tag}>"), 1);
+    }
+    Ok(html)
+}
+
+/// `mlldRegistry.<call>(<index>,JSON.parse('<value as JSON>'));`: data as a
+/// string the page's `JSON.parse` reads, several times faster than a
+/// browser parses the same object written as code.
+fn json_call(call: &str, index: usize, value: &serde_json::Value) -> String {
+    let json = value.to_string();
+    let mut literal = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("\\'"),
+            // Line terminators may not stand raw in a string literal.
+            '\u{2028}' => literal.push_str("\\u2028"),
+            '\u{2029}' => literal.push_str("\\u2029"),
+            c => literal.push(c),
+        }
+    }
+    format!("mlldRegistry.{call}({index},JSON.parse('{literal}'));\n")
+}
+
 /// Writes `body` as `data/<kind>-<digest>.js`, named by its content so
 /// that a page never mixes two builds' files; returns the site path.
 fn write_addressed(dest: &Path, kind: &str, body: &str) -> Result<String> {
@@ -245,4 +295,44 @@ fn write_file(dest: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
     let path = dest.join(rel);
     std::fs::create_dir_all(path.parent().expect("site files have a parent"))?;
     std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a JavaScript single-quoted string literal holds, for the
+    /// escapes `json_call` writes.
+    fn js_string(literal: &str) -> String {
+        let mut out = String::new();
+        let mut chars = literal.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                assert_ne!(c, '\'', "an unescaped quote ends the literal");
+                out.push(c);
+                continue;
+            }
+            match chars.next().unwrap() {
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn data_calls_hold_their_json_as_a_string_literal() {
+        let value = serde_json::json!({"it's": ["back\\slash", "quote\"d", "line\nbreak", "sep\u{2028}\u{2029}", "</script>"]});
+        let call = json_call("shard", 7, &value);
+        let literal = call
+            .strip_prefix("mlldRegistry.shard(7,JSON.parse('")
+            .and_then(|c| c.strip_suffix("'));\n"))
+            .unwrap();
+        assert!(!literal.contains(['\u{2028}', '\u{2029}', '\n']));
+        let back: serde_json::Value = serde_json::from_str(&js_string(literal)).unwrap();
+        assert_eq!(back, value);
+    }
 }

@@ -12,11 +12,6 @@ fn the_site_has_every_published_file() {
     let files = tree(dir.path());
     for f in [
         "index.html",
-        "app.js",
-        "page.js",
-        "module.js",
-        "search.js",
-        "style.css",
         "data/site.js",
         "advisories.json",
         "mlld-registry.pub",
@@ -60,6 +55,36 @@ fn the_site_has_every_published_file() {
 }
 
 #[test]
+fn the_page_is_one_request_with_its_style_scripts_and_entry_point_inlined() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let html = fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        !html.contains("<script src") && !html.contains("<link rel=\"stylesheet\""),
+        "nothing to fetch before the page runs: {html}"
+    );
+    let entry = fs::read_to_string(dir.path().join("data/site.js")).unwrap();
+    assert!(html.contains(entry.trim()), "the entry point is inlined");
+    for (file, marker) in [
+        ("page.js", "const mlldPage"),
+        ("search.js", "const mlldSearch"),
+        ("module.js", "const mlldModulePage"),
+        ("app.js", "const mlldRegistry"),
+    ] {
+        assert!(html.contains(marker), "{file} is inlined");
+        assert!(
+            !dir.path().join(file).exists(),
+            "{file} is not published apart"
+        );
+    }
+    // In the order each needs the one before, the entry point last.
+    let at = |s: &str| html.find(s).unwrap();
+    assert!(at("const mlldPage") < at("const mlldSearch"));
+    assert!(at("const mlldModulePage") < at("const mlldRegistry"));
+    assert!(at("const mlldRegistry") < at("mlldRegistry.site({"));
+}
+
+#[test]
 fn module_pages_show_what_info_shows() {
     let dir = tempfile::tempdir().unwrap();
     build_examples(dir.path(), None, build_time());
@@ -77,36 +102,39 @@ fn module_pages_show_what_info_shows() {
         &fs::read(examples().join("gists/27eea315972f5c49098c7b5b05f531dc.json")).unwrap(),
     )
     .unwrap();
-    // The text is not copied into the page: it names the loose blob.
-    let blob = page["contentBlob"].as_str().unwrap();
+    // Nothing the page derives is stored (site/module.js `derive`): not the
+    // import line, the gist's URL, the text's blob (nor the text), the
+    // current revision's row.
+    for derived in [
+        "importLine",
+        "sourceUrl",
+        "contentBlob",
+        "content",
+        "revisions",
+    ] {
+        assert!(page.get(derived).is_none(), "{derived} is stored: {page}");
+    }
+    let exports = page["exports"].as_array().unwrap();
+    assert!(!exports.is_empty());
+    // What it derives them from: the revision, its commit time, the gist,
+    // the integrity that names the loose blob with the module's text.
+    assert_eq!(page["gist"], "27eea315972f5c49098c7b5b05f531dc");
+    assert!(page["committedAt"].is_string(), "{page}");
+    let integrity = page["integrity"].as_str().unwrap();
+    let hex = integrity.strip_prefix("sha256:").unwrap();
     assert_eq!(
-        fs::read_to_string(dir.path().join(blob)).unwrap(),
+        fs::read_to_string(
+            dir.path()
+                .join(format!("blobs/sha256/{}/{}", &hex[..2], &hex[2..]))
+        )
+        .unwrap(),
         recorded["files"]["llm-cache.mld"]["content"]
             .as_str()
             .unwrap()
     );
-    assert!(page.get("content").is_none(), "written once, as the blob");
-    // The import line names what the module exports, in today's syntax.
-    let exports: Vec<&str> = page["exports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .collect();
-    assert!(!exports.is_empty());
-    assert_eq!(
-        page["importLine"],
-        format!(
-            "/import {{ {} }} from @sarah-k/llm-cache",
-            exports.join(", ")
-        )
-    );
-    assert_eq!(
-        page["sourceUrl"],
-        format!(
-            "https://gist.github.com/sarah-k/27eea315972f5c49098c7b5b05f531dc/{}",
-            page["revision"].as_str().unwrap()
-        )
+    assert!(
+        page.get("stale").is_none(),
+        "a fresh module has no stale key"
     );
     // Markup in registry data stays data: JSON strings, rendered by the page as text.
     let html = fs::read_to_string(dir.path().join("modules/nora-ml/llm-summarize.js")).unwrap();
@@ -149,12 +177,10 @@ fn documentation_is_rendered_at_build_time() {
         ),
         "{doc}"
     );
-    let kit_text = fs::read_to_string(dir.path().join(kit["contentBlob"].as_str().unwrap()));
-    assert!(kit_text.unwrap().contains("/export {"));
+    assert!(kit.get("contentBlob").is_none(), "derived by the page");
     // A `.mld.md` module is its own documentation, its code shown as code.
     let toc = script_json(&dir.path().join("modules/textkit/md-toc.js"), "module");
     assert_eq!(toc["docFile"], "md-toc.mld.md");
-    assert!(toc.get("contentBlob").is_none(), "shown once, rendered");
     let doc = toc["doc"].as_str().unwrap();
     assert!(doc.contains("<h1>md-toc</h1>"), "{doc}");
     assert!(
@@ -166,8 +192,8 @@ fn documentation_is_rendered_at_build_time() {
         "front matter is not prose: {doc}"
     );
     assert_eq!(
-        toc["importLine"],
-        "/import { @headings, @toc, @wrappedToc } from @textkit/md-toc"
+        toc["exports"],
+        serde_json::json!(["@headings", "@toc", "@wrappedToc"])
     );
     // A versioned module: its README, and an import pinned to the latest release.
     let lib = script_json(
@@ -176,20 +202,11 @@ fn documentation_is_rendered_at_build_time() {
     );
     assert_eq!(lib["docFile"], "README.md");
     assert!(lib["doc"].as_str().unwrap().contains("<h1>prompt-lib"));
-    assert!(
-        lib["importLine"]
-            .as_str()
-            .unwrap()
-            .ends_with(" } from @alice-dev/prompt-lib@^1.2.0"),
-        "{}",
-        lib["importLine"]
-    );
-    let source = lib["sourceUrl"].as_str().unwrap();
-    assert!(
-        source.starts_with("https://")
-            && source.contains(lib["source"]["commit"].as_str().unwrap()),
-        "{source}"
-    );
+    for derived in ["importLine", "sourceUrl", "contentBlob"] {
+        assert!(lib.get(derived).is_none(), "{derived} is stored");
+    }
+    assert_eq!(lib["latest"], "1.2.0");
+    assert!(lib["source"]["commit"].is_string(), "{lib}");
 }
 
 #[test]
@@ -281,12 +298,40 @@ fn script_json(path: &std::path::Path, call: &str) -> Value {
         .strip_prefix(&format!("mlldRegistry.{call}("))
         .and_then(|t| t.strip_suffix(");"))
         .unwrap_or_else(|| panic!("{} is not a {call} script", path.display()));
-    // `shard(index, rows)` and `searchPart(index, fields)`: both, as an array.
+    // `shard(index, JSON.parse('rows'))` and `searchPart(index,
+    // JSON.parse('fields'))`: both, as an array.
     let inner = match inner.split_once(',') {
-        Some((index, rest)) if index.parse::<u32>().is_ok() => format!("[{index},{rest}]"),
+        Some((index, rest)) if index.parse::<u32>().is_ok() => {
+            let literal = rest
+                .strip_prefix("JSON.parse('")
+                .and_then(|r| r.strip_suffix("')"))
+                .unwrap_or_else(|| panic!("{} holds its data as a string", path.display()));
+            format!("[{index},{}]", unescape_js(literal))
+        }
         _ => inner.to_string(),
     };
     serde_json::from_str(&inner).unwrap()
+}
+
+/// A single-quoted JavaScript string literal's text, for the escapes the
+/// site's data files use (`\\`, `\'`, `\uXXXX`).
+fn unescape_js(literal: &str) -> String {
+    let mut out = String::new();
+    let mut chars = literal.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next().unwrap() {
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[test]

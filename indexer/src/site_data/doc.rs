@@ -1,7 +1,7 @@
 //! What a module page shows beyond its records, worked out at build time:
-//! its documentation rendered from Markdown and sanitised, the names it
-//! exports, the import line that runs in today's mlld, and where its
-//! source lives.
+//! its documentation rendered from Markdown and sanitised, and the names it
+//! exports. What follows from the page's own fields (the import line, the
+//! source link) the page derives (`site/module.js`).
 //!
 //! The page inserts `doc` as HTML, so everything here that becomes markup
 //! goes through [`render_markdown`]: pulldown-cmark, then ammonia. No
@@ -134,95 +134,10 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The import line for `@{full_name}` (`user/module` or `author/name`),
-/// pinned with `@{range}` when given: the exported names, or the module
-/// under a namespace when it names none.
-pub fn import_line(full_name: &str, exports: &[String], range: Option<&str>) -> String {
-    let full = full_name.trim_start_matches('@');
-    let pin = range.map(|r| format!("@{r}")).unwrap_or_default();
-    if exports.is_empty() {
-        let name = full.rsplit('/').next().unwrap_or(full);
-        format!("/import @{full}{pin} as @{}", namespace(name))
-    } else {
-        format!("/import {{ {} }} from @{full}{pin}", exports.join(", "))
-    }
-}
-
-/// `json-utils` → `jsonUtils`: a module name as an mlld variable name.
-fn namespace(name: &str) -> String {
-    let mut out = String::new();
-    for (i, word) in name
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .enumerate()
-    {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            if i == 0 {
-                out.push(first.to_ascii_lowercase());
-            } else {
-                out.push(first.to_ascii_uppercase());
-            }
-            out.extend(chars);
-        }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
-        out.insert(0, 'm');
-    }
-    out
-}
-
-/// The version range an import pins to for `version`: `^version` for a
-/// release, the exact version for a pre-release.
-pub fn pin_range(version: &str) -> String {
-    if version.contains('-') {
-        version.to_string()
-    } else {
-        format!("^{version}")
-    }
-}
-
 /// `text` cut at `max` characters; whether it was cut.
 pub fn cut(text: &str, max: usize) -> (String, bool) {
     let end = text.char_indices().nth(max).map_or(text.len(), |(i, _)| i);
     (text[..end].to_string(), end < text.len())
-}
-
-/// The site path of the loose blob with `digest` (`sha256:<hex>` or
-/// `<hex>`): module pages read a module's text from there rather than
-/// holding a second copy of it.
-pub fn blob_url(digest: &str) -> String {
-    mlld_schemas::snapshot::blob_path(digest.trim_start_matches("sha256:"))
-}
-
-/// A gist revision on GitHub.
-pub fn gist_url(user: &str, gist: &str, revision: &str) -> String {
-    format!("https://gist.github.com/{user}/{gist}/{revision}")
-}
-
-/// A versioned module's source at its pinned commit, when it can be said
-/// as an `https` URL: the repository's tree (a directory) or blob (a file)
-/// at the commit, or the gist revision.
-pub fn source_url(source: &mlld_schemas::SourceRecord, author: &str) -> Option<String> {
-    let url = match source.kind.as_str() {
-        "gist" => gist_url(author, &source.url, &source.commit),
-        kind => {
-            let repo = source.repository.as_deref()?.trim_end_matches(".git");
-            let repo = repo.trim_end_matches('/');
-            let view = if kind == "directory" { "tree" } else { "blob" };
-            let path = source.path.trim_matches('/');
-            if path.is_empty() {
-                format!("{repo}/tree/{}", source.commit)
-            } else {
-                format!("{repo}/{view}/{}/{path}", source.commit)
-            }
-        }
-    };
-    let safe = url.starts_with("https://")
-        && !url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"');
-    safe.then_some(url)
 }
 
 #[cfg(test)]

@@ -67,35 +67,6 @@ fn exports_are_read_from_every_export_block() {
 }
 
 #[test]
-fn import_lines_name_the_exports_and_pin_versions() {
-    let names = ["@a".to_string(), "@b".to_string()];
-    assert_eq!(
-        import_line("sarah-k/llm-cache", &names, None),
-        "/import { @a, @b } from @sarah-k/llm-cache"
-    );
-    assert_eq!(
-        import_line(
-            "@alice-dev/prompt-lib",
-            &names,
-            Some(pin_range("1.2.0").as_str())
-        ),
-        "/import { @a, @b } from @alice-dev/prompt-lib@^1.2.0"
-    );
-    assert_eq!(
-        import_line(
-            "jdoe/2fa-codes",
-            &[],
-            Some(pin_range("1.0.0-beta.1").as_str())
-        ),
-        "/import @jdoe/2fa-codes@1.0.0-beta.1 as @m2faCodes"
-    );
-    assert_eq!(
-        import_line("jdoe/json-utils", &[], None),
-        "/import @jdoe/json-utils as @jsonUtils"
-    );
-}
-
-#[test]
 fn readme_is_the_top_level_one() {
     assert_eq!(
         readme(["a/README.md", "readme.md", "x.mld"]),
@@ -103,40 +74,4 @@ fn readme_is_the_top_level_one() {
     );
     assert_eq!(readme(["docs/Readme.md", "x.mld"]), Some("docs/Readme.md"));
     assert_eq!(readme(["x.mld", "README.txt"]), None);
-}
-
-#[test]
-fn source_urls_point_at_the_pinned_commit() {
-    let source = |kind: &str, repository: Option<&str>, path: &str| mlld_schemas::SourceRecord {
-        kind: kind.into(),
-        url: "u".into(),
-        repository: repository.map(str::to_string),
-        commit: "c0ffee".into(),
-        path: path.into(),
-    };
-    assert_eq!(
-        source_url(
-            &source("directory", Some("https://github.com/a/r.git"), "mods/x/"),
-            "a"
-        )
-        .as_deref(),
-        Some("https://github.com/a/r/tree/c0ffee/mods/x")
-    );
-    assert_eq!(
-        source_url(
-            &source("github", Some("https://github.com/a/r"), "x.mld"),
-            "a"
-        )
-        .as_deref(),
-        Some("https://github.com/a/r/blob/c0ffee/x.mld")
-    );
-    assert_eq!(
-        source_url(&source("gist", None, ""), "a").as_deref(),
-        Some("https://gist.github.com/a/u/c0ffee")
-    );
-    assert_eq!(
-        source_url(&source("github", Some("javascript:alert(1)"), "x"), "a"),
-        None
-    );
-    assert_eq!(source_url(&source("github", None, "x"), "a"), None);
 }

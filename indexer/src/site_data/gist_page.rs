@@ -1,4 +1,9 @@
 //! The page of a Phase-1 (gist) module, `modules/<user>/<module>.js`.
+//!
+//! It holds only what the page cannot work out: the import line, the
+//! gist's URL, the loose blob of the module's text and the current
+//! revision's row follow from the fields here and are derived in the
+//! page (`derive` in `site/module.js`).
 
 use anyhow::{Context, Result};
 use mlld_schemas::{AdvisoryRecord, ModuleRecord};
@@ -19,18 +24,22 @@ pub struct GistPage<'a> {
     created: Option<&'a str>,
     updated: Option<&'a str>,
     revision: &'a str,
+    /// When the current revision was committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    committed_at: Option<&'a str>,
     file: &'a str,
     size: u64,
     integrity: &'a str,
-    revisions: Vec<PageRevision<'a>>,
+    /// The revisions before the current one, newest first (the page adds
+    /// the current one from the fields above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    history: Vec<PageRevision<'a>>,
     dependencies: &'a [String],
     dependents: &'a [String],
     advisories: Vec<&'a AdvisoryRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<&'a str>,
     exports: Vec<String>,
-    import_line: String,
-    /// The gist at this revision on GitHub.
-    source_url: String,
     /// The file `doc` was rendered from: the module itself when it is
     /// Markdown (`.mld.md`), else the gist's README.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,10 +47,6 @@ pub struct GistPage<'a> {
     /// Sanitised HTML (see `doc::render_markdown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     doc: Option<String>,
-    /// Where the page reads the module's text (its loose blob, written
-    /// once for the site), unless the module is the rendered `doc`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_blob: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -62,11 +67,10 @@ pub fn page<'a>(
     let text = blob_text(blobs, &m.current.integrity)
         .with_context(|| format!("reading the content of {}", m.full_name()))?;
     let exports = doc::exports(&text);
-    let (doc_file, doc, content_blob) = if doc::is_markdown(&m.current.file) {
+    let (doc_file, doc) = if doc::is_markdown(&m.current.file) {
         (
             Some(m.current.file.as_str()),
             Some(doc::render_markdown(&doc::cut(&text, max_content).0)),
-            None,
         )
     } else {
         let readme = doc::readme(m.current.files.iter().map(|f| f.name.as_str()));
@@ -78,7 +82,7 @@ pub fn page<'a>(
             }
             None => None,
         };
-        (readme, rendered, Some(doc::blob_url(&m.current.integrity)))
+        (readme, rendered)
     };
     Ok(GistPage {
         user: &m.user,
@@ -89,11 +93,13 @@ pub fn page<'a>(
         created: m.created.as_deref(),
         updated: m.updated.as_deref(),
         revision: &m.current.revision,
+        committed_at: m.current.committed_at.as_deref(),
         file: &m.current.file,
         size: m.current.size,
         integrity: &m.current.integrity,
-        revisions: m
-            .revisions()
+        history: m
+            .history
+            .iter()
             .map(|r| PageRevision {
                 revision: &r.revision,
                 committed_at: r.committed_at.as_deref(),
@@ -104,12 +110,9 @@ pub fn page<'a>(
         dependents,
         advisories,
         stale: m.stale.as_deref(),
-        import_line: doc::import_line(&m.full_name(), &exports, None),
         exports,
-        source_url: doc::gist_url(&m.user, &m.gist, &m.current.revision),
         doc_file,
         doc,
-        content_blob,
     })
 }
 

@@ -5,13 +5,18 @@
 //! first characters name and ranks by them alone, then reads only the rows
 //! it shows; the whole listing follows for the final ranking.
 //!
-//! A part is a script calling `mlldRegistry.searchPart(index, fields)`,
+//! A part is a script calling `mlldRegistry.searchPart(index, fields)`
+//! (the fields as a `JSON.parse` of a string literal, which browsers read
+//! several times faster than the same object written as code),
 //! where `fields` maps a field (`n` name terms, `g` tag words, `a` author
 //! words, `t` description words, `u` author, `k` tags, `x` the name's
 //! words joined, which decides the exact-name bonus) to `{term: gaps}`:
 //! the term's row positions as gaps, ascending (first position, then each
 //! difference), in base 36, joined by commas: a string the page decodes
-//! only for the terms a query uses. Which part holds a term: FNV-1a (32 bits) over the code
+//! only for the terms a query uses. A term of `x`, `k` or `u` whose rows
+//! are exactly those of the same term in `n`, `g` or `a` (almost every
+//! joined name, whole tag and author) is not listed again: its value there
+//! starts with `=` instead. Which part holds a term: FNV-1a (32 bits) over the code
 //! points of its first two characters (the term itself when shorter),
 //! modulo the number of parts; the page computes the same.
 
@@ -86,24 +91,56 @@ pub fn parts<'a>(
     index
         .into_iter()
         .enumerate()
-        .map(|(i, fields)| {
+        .map(|(i, mut fields)| {
+            let same = SUBSETS.map(|(sub, of)| take_same(&mut fields, sub, of));
             let fields: serde_json::Map<String, serde_json::Value> = FIELDS
                 .iter()
+                .enumerate()
                 .zip(fields)
-                .map(|(name, terms)| {
+                .map(|((f, name), terms)| {
+                    let marked = SUBSETS
+                        .iter()
+                        .zip(&same)
+                        .find(|((_, of), _)| *of == f)
+                        .map(|(_, same)| same);
                     let terms: serde_json::Map<String, serde_json::Value> = terms
                         .into_iter()
-                        .map(|(term, positions)| (term, gaps(&positions).into()))
+                        .map(|(term, positions)| {
+                            let mark = marked.is_some_and(|m| m.contains(&term));
+                            let value =
+                                format!("{}{}", if mark { "=" } else { "" }, gaps(&positions));
+                            (term, value.into())
+                        })
                         .collect();
                     (name.to_string(), terms.into())
                 })
                 .collect();
-            format!(
-                "mlldRegistry.searchPart({i},{});\n",
-                serde_json::Value::Object(fields)
-            )
+            super::json_call("searchPart", i, &serde_json::Value::Object(fields))
         })
         .collect()
+}
+
+/// Fields whose every term also lies in another field, mostly with the
+/// same rows: the whole joined name (`x`) is a name term, a whole tag
+/// (`k`) a tag word, the author (`u`) an author word. (index of the
+/// subset field, index of the field it repeats)
+const SUBSETS: [(usize, usize); 3] = [(6, 0), (5, 1), (4, 2)];
+
+/// Drops from field `sub` every term whose rows are exactly those of the
+/// same term in field `of`, and returns them: the part marks them in `of`
+/// (a value starting with `=`) instead of listing the rows twice.
+fn take_same(
+    fields: &mut [BTreeMap<String, Vec<u32>>; 7],
+    sub: usize,
+    of: usize,
+) -> std::collections::BTreeSet<String> {
+    let same: std::collections::BTreeSet<String> = fields[sub]
+        .iter()
+        .filter(|(term, rows)| fields[of].get(*term) == Some(rows))
+        .map(|(term, _)| term.clone())
+        .collect();
+    fields[sub].retain(|term, _| !same.contains(term));
+    same
 }
 
 /// Ascending positions as their gaps in base 36, comma-separated.
@@ -171,20 +208,23 @@ mod tests {
         let parts = parts(rows.into_iter());
         assert_eq!(parts.len(), 1);
         let body = parts[0]
-            .strip_prefix("mlldRegistry.searchPart(0,")
-            .and_then(|s| s.strip_suffix(");\n"))
+            .strip_prefix("mlldRegistry.searchPart(0,JSON.parse('")
+            .and_then(|s| s.strip_suffix("'));\n"))
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["n"]["json"], "0,2");
-        assert_eq!(v["n"]["jsonutils"], "0");
         assert_eq!(v["g"]["data"], "0");
-        assert_eq!(v["g"]["json"], "0,1,1");
         assert_eq!(v["t"]["json"], "0,1");
-        assert_eq!(v["u"]["bob"], "1");
-        assert_eq!(v["a"]["bob"], "1");
-        assert_eq!(v["k"]["data-tools"], "0");
-        assert_eq!(v["x"]["jsonutils"], "0");
-        assert_eq!(v["x"]["json"], "2");
+        // The whole joined name, tag and author, when their rows are those
+        // of the same name term, tag word or author word: marked there.
+        assert_eq!(v["n"]["jsonutils"], "=0");
+        assert_eq!(v["n"]["yaml"], "=1");
+        assert_eq!(v["g"]["json"], "=0,1,1");
+        assert_eq!(v["a"]["bob"], "=1");
+        assert_eq!(v["u"], serde_json::json!({}));
+        // … else listed on their own.
+        assert_eq!(v["x"], serde_json::json!({"json": "2"}));
+        assert_eq!(v["k"], serde_json::json!({"data-tools": "0"}));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! rows and one page each, written beside the Phase-1 ones by `site_data`.
 //!
 //! Pages live at `modules/@author/name.js`: a Phase-1 user name never
-//! starts with `@`, so the two kinds never share a path.
+//! starts with `@`, so the two kinds never share a path. The import line
+//! (pinned to the latest version's range), the source link and the entry
+//! file's loose blob follow from the page's fields; the page derives them
+//! (`derive` in `site/module.js`).
 
 use anyhow::{Context, Result};
 use mlld_schemas::names::same_user;
@@ -38,10 +41,6 @@ pub struct VersionedPage<'a> {
     dependencies: &'a [String],
     advisories: Vec<&'a AdvisoryRecord>,
     exports: Vec<String>,
-    import_line: String,
-    /// The source at the latest version's pinned commit, when it has a URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_url: Option<String>,
     /// The file `doc` was rendered from: the entry file when it is Markdown
     /// (`.mld.md`), else the version's README.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,10 +48,6 @@ pub struct VersionedPage<'a> {
     /// Sanitised HTML (see `doc::render_markdown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     doc: Option<String>,
-    /// Where the page reads the entry file's text (its loose blob),
-    /// unless it is the rendered `doc`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_blob: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -116,9 +111,9 @@ pub fn page<'a>(
         )
     })?;
     let exports = doc::exports(&text);
-    let (doc_file, doc, content_blob) = if doc::is_markdown(&latest.entry) {
+    let (doc_file, doc) = if doc::is_markdown(&latest.entry) {
         let html = doc::render_markdown(&doc::cut(&text, max_content).0);
-        (Some(latest.entry.as_str()), Some(html), None)
+        (Some(latest.entry.as_str()), Some(html))
     } else {
         let readme = doc::readme(latest.files.iter().map(|f| f.path.as_str()));
         let file = readme.and_then(|r| latest.files.iter().find(|f| f.path == r));
@@ -130,7 +125,7 @@ pub fn page<'a>(
             }
             None => None,
         };
-        (readme, html, Some(doc::blob_url(&latest.integrity)))
+        (readme, html)
     };
     Ok(Some(VersionedPage {
         versioned: true,
@@ -161,16 +156,9 @@ pub fn page<'a>(
         keywords: &latest.keywords,
         dependencies: &latest.dependencies,
         advisories,
-        import_line: doc::import_line(
-            &module.full_name(),
-            &exports,
-            Some(doc::pin_range(&latest.version).as_str()),
-        ),
         exports,
-        source_url: doc::source_url(&latest.source, &module.author),
         doc_file,
         doc,
-        content_blob,
     }))
 }
 

@@ -44,6 +44,10 @@ pub struct PageArgs {
     /// Scratch directory, emptied first. Default: target/bench-page.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Print where each search link's time went: every request's start
+    /// and end and the page's marks, in milliseconds from navigation.
+    #[arg(long)]
+    trace: bool,
 }
 
 const MODULE_BYTES_TARGET: u64 = 100_000;
@@ -51,6 +55,9 @@ const FIRST_RESULTS_TARGET: Duration = Duration::from_millis(300);
 const SITE_BYTES_TARGET: u64 = 700_000_000;
 /// The page's summary once the whole listing is in.
 const LISTING_IN: &str = "const s = document.getElementById('summary').textContent; return /\\d/.test(s) && !/loading/.test(s)";
+
+/// The page's requests and marks so far: `[name, start, end]`, by start.
+const TRACE: &str = "const short = (n) => n.replace(/^.*\\//, '').slice(0, 14); return [...performance.getEntriesByType('resource').map((e) => [short(e.name), Math.round(e.startTime), Math.round(e.responseEnd)]), ...performance.getEntriesByType('mark').map((m) => [m.name, Math.round(m.startTime)]), ['dom', Math.round(performance.getEntriesByType('navigation')[0].domInteractive)]].sort((a, b) => a[1] - b[1]).map((e) => e.join(' ')).join(' | ')";
 
 /// Bytes served and paths asked for since the last `take`.
 #[derive(Default)]
@@ -143,6 +150,7 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
     // the results from the whole listing.
     let queries = queries(&synth, args.runs);
     let (mut first, mut whole) = (Vec::new(), Vec::new());
+    let mut agreed = 0;
     for q in &queries {
         blank(&browser)?;
         browser.goto(&format!("{base}/#/?q={}", escape(q)))?;
@@ -150,11 +158,21 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
             "const m = performance.getEntriesByName('mlld:results'); return m.length && m[0].startTime",
         )?;
         first.push(Duration::from_secs_f64(at.as_f64().unwrap_or(0.0) / 1000.0));
+        if args.trace {
+            println!("trace {q:?}: {}", browser.eval(TRACE)?);
+        }
         browser.wait_for(LISTING_IN)?;
         let at = browser.wait_for(
             "const m = performance.getEntriesByName('mlld:results'); return m.length && m[m.length - 1].startTime",
         )?;
         whole.push(Duration::from_secs_f64(at.as_f64().unwrap_or(0.0) / 1000.0));
+        // The first stage's best 50 against the whole listing's, now that
+        // every row is in.
+        let same = browser.eval(&format!(
+            "const q = mlldSearch.parse({}); const stage = mlldSearch.firstStage(q, mlldSearch.size()); return JSON.stringify(mlldSearch.stageRank(q, stage, mlldSearch.rowAt, 50).map(mlldSearch.rowAt)) === JSON.stringify(mlldSearch.run(q).slice(0, 50))",
+            json!(q)
+        ))?;
+        agreed += usize::from(same == json!(true));
     }
     first.sort_unstable();
     whole.sort_unstable();
@@ -201,6 +219,10 @@ pub fn run(args: PageArgs) -> Result<ExitCode> {
         ms(median(&whole)),
         ms(*whole.last().expect("runs > 0")),
         median(&first).as_secs_f64() / median(&whole).as_secs_f64(),
+    );
+    println!(
+        "first stage          the same best 50 as the whole listing for {agreed} of {} queries",
+        queries.len()
     );
     println!(
         "search as you type   results median {}, max {} (60 ms of it the typing pause)",

@@ -191,6 +191,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             r,
         )
     })?;
+    crate::memory::reset_peak();
     let t = Instant::now();
     // After the flip nothing refers to these any more.
     let members = &signed.manifest.members;
@@ -236,6 +237,7 @@ fn timed<T>(
     run: impl FnOnce(&mut BuildReport) -> Result<T>,
 ) -> Result<T> {
     progress.stage(name);
+    crate::memory::reset_peak();
     let started = Instant::now();
     let out = run(report)?;
     report.stage(name, started);

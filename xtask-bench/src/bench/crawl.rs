@@ -154,8 +154,11 @@ pub fn run(args: CrawlArgs) -> Result<()> {
             .map(|a| {
                 a.iter()
                     .map(|s| {
+                        let peak = s["peakMemoryBytes"].as_u64().map_or(String::new(), |b| {
+                            format!(" peak {} MiB", b >> 20)
+                        });
                         format!(
-                            "{} {:.1}s",
+                            "{} {:.1}s{peak}",
                             s["stage"].as_str().unwrap_or("?"),
                             s["seconds"].as_f64().unwrap_or(0.0)
                         )

@@ -150,7 +150,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     let manifest::Signed {
         signed,
-        bytes,
+        manifest_file,
         search,
     } = timed(progress, &mut report, "search index and manifest", |r| {
         let records = manifest::Records {
@@ -163,7 +163,8 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     })?;
     let packed = timed(progress, &mut report, "pack snapshot", |r| {
         let (created, previous) = (config.created, previous.as_ref());
-        pack::pack_snapshots(bytes, &signed, created, &blobs, previous, staging_dir, r)
+        let manifest_file = manifest_file.as_path();
+        pack::pack_snapshots(manifest_file, &signed, created, &blobs, previous, staging_dir, r)
     })?;
     let site = timed(progress, &mut report, "delta and site data", |r| {
         let (manifest, previous) = (&signed.manifest, previous.as_ref());

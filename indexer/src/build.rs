@@ -162,9 +162,9 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         manifest::sign_manifest(config, serial, records, &blobs, previous, staging_dir, r)
     })?;
     let packed = timed(progress, &mut report, "pack snapshot", |r| {
-        let (created, previous) = (config.created, previous.as_ref());
-        let manifest_file = manifest_file.as_path();
-        pack::pack_snapshots(manifest_file, &signed, created, &blobs, previous, staging_dir, r)
+        let (file, created) = (manifest_file.as_path(), config.created);
+        let previous = previous.as_ref();
+        pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir, r)
     })?;
     let site = timed(progress, &mut report, "delta and site data", |r| {
         let (manifest, previous) = (&signed.manifest, previous.as_ref());

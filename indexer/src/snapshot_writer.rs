@@ -341,8 +341,15 @@ mod tests {
         entry(&mut tar, MANIFEST_SIG_NAME, signature, 1_700_000_000).unwrap();
         assert!(zstd::decode_all(&first[..]).unwrap() == tar);
         let size = zstd::zstd_safe::get_frame_content_size(&first).unwrap();
-        assert_eq!(size, Some(tar.len() as u64), "one frame, its size in the header");
-        assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&first), Ok(first.len()));
+        assert_eq!(
+            size,
+            Some(tar.len() as u64),
+            "one frame, its size in the header"
+        );
+        assert_eq!(
+            zstd::zstd_safe::find_frame_compressed_size(&first),
+            Ok(first.len())
+        );
     }
 
     #[test]

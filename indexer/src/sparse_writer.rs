@@ -210,7 +210,10 @@ mod tests {
         // Every module depends on two others, most of them in other shards.
         manifest.modules = (0..300)
             .map(|i| {
-                let deps = [format!("u{}/m{}", (i * 7) % 300, (i * 7) % 300), format!("U{}/m{}", (i + 1) % 300, (i + 1) % 300)];
+                let deps = [
+                    format!("u{}/m{}", (i * 7) % 300, (i * 7) % 300),
+                    format!("U{}/m{}", (i + 1) % 300, (i + 1) % 300),
+                ];
                 module(&format!("u{i}"), &format!("m{i}"), &deps)
             })
             .collect();
@@ -239,8 +242,15 @@ mod tests {
                     shards
                 })
                 .collect();
-            assert!(batched == whole, "batches of {batch} differ from the whole split");
+            assert!(
+                batched == whole,
+                "batches of {batch} differ from the whole split"
+            );
         }
-        assert!(whole.iter().any(|s| !s.dependents.is_empty() && !s.advisories.is_empty()));
+        assert!(
+            whole
+                .iter()
+                .any(|s| !s.dependents.is_empty() && !s.advisories.is_empty())
+        );
     }
 }

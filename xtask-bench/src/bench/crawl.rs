@@ -161,9 +161,9 @@ pub fn run(args: CrawlArgs) -> Result<()> {
             .map(|a| {
                 a.iter()
                     .map(|s| {
-                        let peak = s["peakMemoryBytes"].as_u64().map_or(String::new(), |b| {
-                            format!(" peak {} MiB", b >> 20)
-                        });
+                        let peak = s["peakMemoryBytes"]
+                            .as_u64()
+                            .map_or(String::new(), |b| format!(" peak {} MiB", b >> 20));
                         format!(
                             "{} {:.1}s{peak}",
                             s["stage"].as_str().unwrap_or("?"),

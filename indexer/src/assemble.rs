@@ -88,7 +88,9 @@ fn index_one(
         reason,
         etag: None,
     };
-    let prev = previous.and_then(|p| p.module(job.user, job.name, &job.entry.gist));
+    // Taken, not copied: the previous record is freed when this job ends.
+    let prev = previous.and_then(|p| p.take_module(job.user, job.name, &job.entry.gist));
+    let prev = prev.as_ref();
     let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
     let etag = match (prev, cached_rejection) {
         (Some(_), _) => previous.and_then(|p| p.etag(&job.entry.gist)),

@@ -150,7 +150,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     let manifest::Signed {
         signed,
-        bytes,
+        manifest_file,
         search,
     } = timed(progress, &mut report, "search index and manifest", |r| {
         let records = manifest::Records {
@@ -162,8 +162,9 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         manifest::sign_manifest(config, serial, records, &blobs, previous, staging_dir, r)
     })?;
     let packed = timed(progress, &mut report, "pack snapshot", |r| {
-        let (created, previous) = (config.created, previous.as_ref());
-        pack::pack_snapshots(bytes, &signed, created, &blobs, previous, staging_dir, r)
+        let (file, created) = (manifest_file.as_path(), config.created);
+        let previous = previous.as_ref();
+        pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir, r)
     })?;
     let site = timed(progress, &mut report, "delta and site data", |r| {
         let (manifest, previous) = (&signed.manifest, previous.as_ref());
@@ -191,6 +192,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             r,
         )
     })?;
+    crate::memory::reset_peak();
     let t = Instant::now();
     // After the flip nothing refers to these any more.
     let members = &signed.manifest.members;
@@ -236,6 +238,7 @@ fn timed<T>(
     run: impl FnOnce(&mut BuildReport) -> Result<T>,
 ) -> Result<T> {
     progress.stage(name);
+    crate::memory::reset_peak();
     let started = Instant::now();
     let out = run(report)?;
     report.stage(name, started);

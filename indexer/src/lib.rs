@@ -21,6 +21,7 @@ mod delta_writer;
 pub mod gist;
 pub mod github;
 mod http;
+pub mod memory;
 mod module_file;
 pub mod object_publish;
 mod previous;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest};
@@ -43,16 +44,21 @@ pub struct Previous {
     /// Holds `blobs/…` of the previous snapshot.
     pub blob_root: PathBuf,
     by_name: BTreeMap<(String, String), usize>,
+    /// The previous module records (moved out of `manifest.modules`), each
+    /// handed to the crawl once: the new record replaces it as the crawl
+    /// goes, instead of both registries' records being held until its end.
+    modules: Vec<Mutex<Option<ModuleRecord>>>,
 }
 
 impl Previous {
-    /// The previous record of `user/name` if it was built from the same gist.
-    pub fn module(&self, user: &str, name: &str, gist: &str) -> Option<&ModuleRecord> {
+    /// The previous record of `user/name` if it was built from the same
+    /// gist, taken: a second call for the same module gets `None`.
+    pub fn take_module(&self, user: &str, name: &str, gist: &str) -> Option<ModuleRecord> {
         let i = *self
             .by_name
             .get(&(user.to_ascii_lowercase(), name.to_string()))?;
-        let m = &self.manifest.modules[i];
-        (m.gist == gist).then_some(m)
+        let mut slot = self.modules[i].lock().unwrap_or_else(|e| e.into_inner());
+        slot.take_if(|m| m.gist == gist)
     }
 
     /// Frees the previous module records and advisories once the crawl no
@@ -62,6 +68,7 @@ impl Previous {
         self.manifest.modules = Vec::new();
         self.manifest.advisories = Vec::new();
         self.by_name = BTreeMap::new();
+        self.modules = Vec::new();
     }
 
     /// Frees the previous versioned records once versions are indexed.
@@ -169,7 +176,7 @@ pub fn load(
             latest.sha256
         );
     }
-    let manifest = manifest?;
+    let mut manifest = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
     let site_blobs_complete = site.dir().is_some() && {
@@ -197,6 +204,10 @@ pub fn load(
         .enumerate()
         .map(|(i, m)| ((m.user.to_ascii_lowercase(), m.name.clone()), i))
         .collect();
+    let modules = std::mem::take(&mut manifest.modules)
+        .into_iter()
+        .map(|m| Mutex::new(Some(m)))
+        .collect();
     Ok(Some(Previous {
         latest,
         manifest,
@@ -214,6 +225,7 @@ pub fn load(
         index_snapshot,
         blob_root,
         by_name,
+        modules,
     }))
 }
 

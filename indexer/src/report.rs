@@ -17,9 +17,16 @@ pub struct Stale {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StageTime {
     pub stage: &'static str,
     pub seconds: f64,
+    /// The highest resident memory during the stage (Linux), and what
+    /// stayed resident when it ended: which stage holds the build's peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident_after_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -85,11 +92,17 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl BuildReport {
+    /// Records a stage that began at `started` (and, where the platform
+    /// allows, with [`crate::memory::reset_peak`]): its time and memory.
     pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
+        let peak = crate::memory::peak_bytes();
         self.stages.push(StageTime {
             stage,
             seconds: started.elapsed().as_secs_f64(),
+            peak_memory_bytes: peak,
+            resident_after_bytes: crate::memory::resident_bytes(),
         });
+        self.peak_memory_bytes = self.peak_memory_bytes.max(peak);
     }
 }
 
@@ -221,7 +234,10 @@ impl fmt::Display for BuildReport {
         let stages: Vec<String> = self
             .stages
             .iter()
-            .map(|s| format!("{} {:.2}s", s.stage, s.seconds))
+            .map(|s| match s.peak_memory_bytes {
+                Some(peak) => format!("{} {:.2}s {} MiB", s.stage, s.seconds, peak >> 20),
+                None => format!("{} {:.2}s", s.stage, s.seconds),
+            })
             .collect();
         writeln!(
             f,

@@ -87,12 +87,18 @@ impl SigningKey {
 
     /// A minisign signature file for `data`.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> String {
+        self.sign_prehashed(&blake2::Blake2b512::digest(data).into(), trusted_comment)
+    }
+
+    /// A minisign signature file for data whose BLAKE2b-512 digest is
+    /// `prehash` (see [`Prehashing`]): a manifest streamed to a file is
+    /// signed without being held in memory.
+    pub fn sign_prehashed(&self, prehash: &[u8; 64], trusted_comment: &str) -> String {
         assert!(
             !trusted_comment.contains('\n'),
             "trusted comments are one line"
         );
-        let prehash = blake2::Blake2b512::digest(data);
-        let sig = self.key.sign(&prehash);
+        let sig = self.key.sign(prehash);
         let mut sig_line = Vec::with_capacity(74);
         sig_line.extend_from_slice(b"ED");
         sig_line.extend_from_slice(&self.keynum);
@@ -106,6 +112,41 @@ impl SigningKey {
             B64.encode(sig_line),
             B64.encode(global_sig.to_bytes()),
         )
+    }
+}
+
+/// A writer that passes everything to `inner` and keeps the BLAKE2b-512
+/// prehash a minisign signature covers, and the length.
+pub struct Prehashing<W> {
+    inner: W,
+    hasher: blake2::Blake2b512,
+    len: u64,
+}
+
+impl<W: std::io::Write> Prehashing<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: blake2::Blake2b512::new(),
+            len: 0,
+        }
+    }
+
+    /// The prehash of everything written, its length, and the inner writer.
+    pub fn finish(self) -> ([u8; 64], u64, W) {
+        (self.hasher.finalize().into(), self.len, self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Prehashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -166,7 +166,8 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     };
     let mut report = mlld_indexer::build(&config, source.as_ref())
         .context("index build failed; the published site is unchanged")?;
-    report.peak_memory_bytes = peak_memory_bytes();
+    // The build resets the kernel's peak at each stage and keeps the highest.
+    report.peak_memory_bytes = report.peak_memory_bytes.max(peak_memory_bytes());
     print!("{report}");
     println!("site        {}", out.display());
     if let Some(path) = args.report_json {

@@ -2,7 +2,8 @@
 //! names every member of the snapshot, and its signature.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mlld_schemas::ModuleRecord;
@@ -31,8 +32,9 @@ pub(super) struct SignedManifest {
 /// What the stage produces.
 pub(super) struct Signed {
     pub(super) signed: SignedManifest,
-    /// The manifest's JSON and a newline: the bytes the signature covers.
-    pub(super) bytes: Vec<u8>,
+    /// The file holding the manifest's JSON and a newline, the bytes the
+    /// signature covers (streamed there, never held whole in memory).
+    pub(super) manifest_file: PathBuf,
     /// The search index's state, for the next build's incremental index.
     pub(super) search: SearchState,
 }
@@ -90,10 +92,11 @@ pub(super) fn sign_manifest(
         members,
         rejected: rejected(report, &config.raw),
     };
-    let mut bytes = serde_json::to_vec(&manifest)?;
-    bytes.push(b'\n');
-    let signature = config.key.sign(
-        &bytes,
+    let manifest_file = staging.join(STAGED_MANIFEST);
+    let prehash = write_manifest(&manifest, &manifest_file)
+        .with_context(|| format!("writing {}", manifest_file.display()))?;
+    let signature = config.key.sign_prehashed(
+        &prehash,
         &format!("mlld-registry manifest serial:{serial} created:{created}"),
     );
     Ok(Signed {
@@ -102,9 +105,25 @@ pub(super) fn sign_manifest(
             signature,
             blob_count,
         },
-        bytes,
+        manifest_file,
         search,
     })
+}
+
+/// The staged manifest's file name, beside the search index in staging.
+const STAGED_MANIFEST: &str = "manifest.staged.json";
+
+/// Writes the manifest's JSON and a newline to `dest` (the bytes
+/// `serde_json::to_vec` gives, without holding them) and returns their
+/// BLAKE2b-512 prehash, which the signature covers.
+fn write_manifest(manifest: &Manifest, dest: &Path) -> Result<[u8; 64]> {
+    let file = std::fs::File::create(dest)?;
+    let mut out = crate::signing::Prehashing::new(BufWriter::with_capacity(1 << 20, file));
+    serde_json::to_writer(&mut out, manifest)?;
+    out.write_all(b"\n")?;
+    let (prehash, _, file) = out.finish();
+    file.into_inner().map_err(|e| e.into_error())?;
+    Ok(prehash)
 }
 
 /// The modules and versions this build left out, with the report's

@@ -37,8 +37,10 @@ pub(super) struct SiteData {
 /// Stage "delta and site data": takes the packed snapshots, the manifest,
 /// the blobs and the previous build; produces the delta from the previous
 /// snapshot and the web page's files under `staging/site`. The two need
-/// nothing from each other: the delta is built on a second thread while the
-/// pages are written. The delta's size goes into `report`.
+/// nothing from each other but run one after the other: the delta holds
+/// both index-only tars in memory (at 100,000 modules 200 MB, growing with
+/// the registry), and side by side with the pages their peaks would add up.
+/// The delta's size goes into `report`.
 pub(super) fn delta_and_site_data(
     packed: &Packed,
     manifest: &Manifest,
@@ -83,12 +85,8 @@ pub(super) fn delta_and_site_data(
             .context("writing the sparse shards")?;
         Ok::<_, anyhow::Error>((pages, sparse))
     };
-    let (delta, pages) = std::thread::scope(|s| {
-        let delta = s.spawn(delta_job);
-        let pages = pages_job();
-        (delta.join().expect("the delta does not panic"), pages)
-    });
-    let (delta, (pages, sparse)) = (delta?, pages?);
+    let (pages, sparse) = pages_job()?;
+    let delta = delta_job()?;
     report.delta_bytes = delta
         .as_ref()
         .map(|d| d.delta.patch.size + d.delta.blobs.size);

@@ -26,14 +26,14 @@ pub(super) struct Packed {
     pub(super) manifest_len: usize,
 }
 
-/// Takes the signed manifest (whose bytes it drops once the head frame
-/// holds them: at 100,000 modules they are tens of megabytes), the blobs,
+/// Takes the signed manifest and the file holding its bytes (removed once
+/// the head frame holds them), the blobs,
 /// the staged search index under `staging`, and the previous snapshot
 /// (whose compressed frames are copied when unchanged); writes both
 /// snapshots under `staging` with every entry's mtime at `created`. Frame
 /// reuse counts go into `report`.
 pub(super) fn pack_snapshots(
-    manifest_bytes: Vec<u8>,
+    manifest_file: &Path,
     signed: &SignedManifest,
     created: OffsetDateTime,
     blobs: &BlobDir,
@@ -48,9 +48,12 @@ pub(super) fn pack_snapshots(
         snapshot: &p.snapshot,
         table: &p.frames,
     });
-    let head = snapshot_writer::head_frame(&manifest_bytes, signed.signature.as_bytes(), mtime)?;
-    let manifest_len = manifest_bytes.len();
-    drop(manifest_bytes);
+    let head = staging.join("head.tar.zst");
+    let signature = signed.signature.as_bytes();
+    snapshot_writer::head_frame(manifest_file, signature, mtime, &head)
+        .context("compressing the manifest")?;
+    let manifest_len = std::fs::metadata(manifest_file)?.len() as usize;
+    std::fs::remove_file(manifest_file)?;
     let written = snapshot_writer::write(
         &snapshot,
         &head,
@@ -84,6 +87,7 @@ pub(super) fn pack_snapshots(
         }),
     )
     .context("writing the index-only snapshot")?;
+    std::fs::remove_file(&head)?;
     Ok(Packed {
         snapshot,
         written,

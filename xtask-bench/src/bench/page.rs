@@ -294,7 +294,7 @@ fn site_size(site: &Path) -> Result<BTreeMap<String, u64>> {
             "snapshots/ (full)".to_string()
         } else if rel.components().count() > 1 {
             format!("{top}/")
-        } else if name == "crawl-state.json" {
+        } else if name.starts_with("crawl-state.json") && !name.ends_with(".minisig") {
             name.into_owned()
         } else {
             "other files".to_string()

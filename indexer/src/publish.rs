@@ -116,10 +116,15 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     Ok(())
 }
 
+/// The page's files that sites published separately before `index.html`
+/// carried the style and scripts inline: nothing loads them any more.
+const RETIRED_PAGE_FILES: [&str; 5] = ["app.js", "page.js", "module.js", "search.js", "style.css"];
+
 /// Removes what the new `latest.json` no longer needs: snapshots past the
 /// retention count, pages of modules that left the registry, loose blobs no
 /// longer in the manifest, listing shards the entry point no longer names,
-/// and the uncompressed crawl state of a site built before it was compressed.
+/// the uncompressed crawl state of a site built before it was compressed,
+/// and the page files a one-request `index.html` no longer loads.
 pub fn clean_up(
     out: &Path,
     retired: &[String],
@@ -128,6 +133,9 @@ pub fn clean_up(
 ) -> Result<()> {
     remove_if_present(&out.join(crawl_state::LEGACY_STATE_SIG_NAME))?;
     remove_if_present(&out.join(crawl_state::LEGACY_STATE_NAME))?;
+    for retired in RETIRED_PAGE_FILES {
+        remove_if_present(&out.join(retired))?;
+    }
     for snapshot in retired {
         remove_if_present(&out.join(snapshot))?;
     }

@@ -341,3 +341,25 @@ fn the_state_is_stored_compressed_and_a_legacy_uncompressed_state_is_still_used(
     assert!(dir.path().join("crawl-state.json.zst").exists());
     verify_site(dir.path());
 }
+
+#[test]
+fn page_files_of_an_older_site_are_cleaned_up_after_the_flip() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let registry = examples().join("registry");
+    rebuild(&registry, dir.path(), &github);
+    // A site published when the page's scripts and style were separate files.
+    for old in ["app.js", "page.js", "module.js", "search.js", "style.css"] {
+        std::fs::write(dir.path().join(old), "/* an older page */").unwrap();
+    }
+    rebuild(&registry, dir.path(), &github);
+    for old in ["app.js", "page.js", "module.js", "search.js", "style.css"] {
+        assert!(!dir.path().join(old).exists(), "{old} is left behind");
+    }
+    let index = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        !index.contains("src=\"app.js\""),
+        "the page loads no separate script"
+    );
+    verify_site(dir.path());
+}

@@ -72,6 +72,56 @@ impl TrustedKeys {
         )
     }
 
+    /// Like [`TrustedKeys::verify_with_key`] for a file too large to hold:
+    /// `open` gives its bytes as a stream, hashed as they are read (minisign's
+    /// prehashed form, the only one accepted).
+    pub fn verify_stream_with_key(
+        &self,
+        what: &str,
+        open: &dyn Fn() -> std::io::Result<Box<dyn std::io::Read>>,
+        sig_text: &str,
+    ) -> Result<Verified> {
+        let sig = Signature::decode(sig_text)
+            .map_err(|e| anyhow::anyhow!("{what}: the signature is malformed ({e})"))?;
+        let mut last_err = None;
+        for k in &self.keys {
+            // Only the key the signature names gets this far: others fail here.
+            let mut verifier = match k.key.verify_stream(&sig) {
+                Ok(v) => v,
+                Err(e) => {
+                    last_err = Some(e.to_string());
+                    continue;
+                }
+            };
+            let mut reader = open().with_context(|| format!("{what}: reading it back"))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .with_context(|| format!("{what}: reading it back"))?;
+                if n == 0 {
+                    break;
+                }
+                verifier.update(&buf[..n]);
+            }
+            match verifier.finalize() {
+                Ok(()) => {
+                    return Ok(Verified {
+                        trusted_comment: sig.trusted_comment().to_string(),
+                        key_id: k.id.clone(),
+                    });
+                }
+                Err(e) => last_err = Some(e.to_string()),
+            }
+        }
+        let sources: Vec<_> = self.keys.iter().map(|k| k.source.as_str()).collect();
+        bail!(
+            "{what}: the signature does not verify with the trusted key ({}): {}; the file was tampered with or signed by another key. Nothing was used or written",
+            sources.join(", "),
+            last_err.unwrap_or_default()
+        )
+    }
+
     /// A digest of every trusted key (order-independent): whatever remembers
     /// a verification must be forgotten when this changes.
     pub fn fingerprint(&self) -> String {

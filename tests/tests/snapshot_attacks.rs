@@ -280,6 +280,15 @@ fn oversized_input_is_refused_by_its_caps() {
             },
             "limit 100",
         ),
+        // The search index's files have their own cap (they grow with the
+        // registry); a blob-sized cap does not apply to them, nor theirs to blobs.
+        (
+            mlld_registry::sync::snapshot_import::Limits {
+                index_member: 100,
+                ..defaults
+            },
+            "index/",
+        ),
     ];
     for (limits, expect) in cases {
         let store_dir = tempfile::tempdir().unwrap();

@@ -82,7 +82,9 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     });
     let mut entries = archive.entries().context("not a tar.zst snapshot")?;
 
-    let mut next_named = |expected: &str, cap: u64| -> Result<Vec<u8>> {
+    // The manifest streams to the staging file (it may be hundreds of
+    // megabytes); only its small signature is held.
+    let mut next_named = |expected: &str, cap: u64, sink: &mut dyn Write| -> Result<()> {
         let mut entry = entries
             .next()
             .ok_or_else(|| anyhow::anyhow!("the snapshot ends before `{expected}`"))??;
@@ -90,16 +92,28 @@ pub(crate) fn unpack_verified_tar<R: Read>(
         if name != expected {
             bail!("the snapshot's members are out of order: `{name}` where `{expected}` must be");
         }
-        // Reserve what the header announces (capped) instead of growing a huge manifest.
-        let mut bytes = Vec::with_capacity(entry.size().min(cap) as usize);
-        (&mut entry).take(cap + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > cap {
+        if entry.size() > cap {
             bail!("`{expected}` is over its {cap}-byte limit");
         }
-        Ok(bytes)
+        let copied = std::io::copy(&mut (&mut entry).take(cap + 1), sink)?;
+        if copied > cap {
+            bail!("`{expected}` is over its {cap}-byte limit");
+        }
+        Ok(())
     };
-    let manifest_bytes = next_named(MANIFEST_NAME, limits.manifest)?;
-    let sig_bytes = next_named(MANIFEST_SIG_NAME, 4096)?;
+    let manifest_path = staging.join(MANIFEST_NAME);
+    let mut manifest_file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(&manifest_path)
+            .with_context(|| format!("creating {}", manifest_path.display()))?,
+    );
+    next_named(MANIFEST_NAME, limits.manifest, &mut manifest_file)?;
+    manifest_file
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    let mut sig_bytes = Vec::new();
+    next_named(MANIFEST_SIG_NAME, 4096, &mut sig_bytes)?;
     let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
 
     // Members stream into staging while the manifest's signature is checked:
@@ -114,8 +128,7 @@ pub(crate) fn unpack_verified_tar<R: Read>(
             // Owned here, so the hasher sees the channel close if the manifest is refused.
             let manifest_tx = manifest_tx;
             let checked =
-                check_manifest(&manifest_bytes, &sig, keys, fresh_at, accept).and_then(|m| {
-                    write_synced(&staging.join(MANIFEST_NAME), &manifest_bytes)?;
+                check_manifest(&manifest_path, &sig, keys, fresh_at, accept).and_then(|m| {
                     write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
                     Ok(m)
                 });
@@ -155,17 +168,24 @@ pub(crate) fn unpack_verified_tar<R: Read>(
 /// Checks the manifest's signature, parses it and applies every policy
 /// check; returns the signing key's id and the manifest's head.
 fn check_manifest(
-    bytes: &[u8],
+    path: &Path,
     sig: &str,
     keys: &TrustedKeys,
     fresh_at: Option<time::OffsetDateTime>,
     accept: Accept<'_>,
 ) -> Result<(String, ManifestHead)> {
+    let open = || -> std::io::Result<Box<dyn Read>> {
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            File::open(path)?,
+        )))
+    };
     let key_id = keys
-        .verify_with_key("snapshot manifest", bytes, sig)?
+        .verify_stream_with_key("snapshot manifest", &open, sig)?
         .key_id;
+    // Parsed only after the signature verified, from the same staged file.
     let manifest: ManifestHead =
-        serde_json::from_slice(bytes).context("the signed manifest is malformed")?;
+        serde_json::from_reader(open()?).context("the signed manifest is malformed")?;
     if manifest.format_version != SNAPSHOT_FORMAT {
         bail!(
             "snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry",
@@ -221,15 +241,22 @@ fn stream_members<R: Read>(
         let mut entry = entry?;
         let name = safe_member_path(&entry)?;
         let size = entry.size();
-        if size > limits.member {
-            bail!(
-                "member `{name}` is {size} bytes, over the per-member limit {}",
-                limits.member
-            );
+        let cap = if mlld_schemas::search::is_index_member(&name) {
+            limits.index_member
+        } else {
+            limits.member
+        };
+        if size > cap {
+            bail!("member `{name}` is {size} bytes, over the per-member limit {cap}");
         }
         let size = size as usize;
         if batch.used + size > batch.data.len() && !batch.items.is_empty() {
-            let next = recycled.try_recv().unwrap_or_else(|_| Batch::new());
+            // A batch grown for one large member is not kept at that size.
+            let next = recycled
+                .try_recv()
+                .ok()
+                .filter(|b| b.data.len() <= BATCH_BYTES)
+                .unwrap_or_else(Batch::new);
             if to_hasher.send(std::mem::replace(&mut batch, next)).is_err() {
                 return Ok(()); // the hasher failed; its error is reported
             }

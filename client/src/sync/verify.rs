@@ -18,7 +18,11 @@ pub struct Limits {
     pub compressed: u64,
     pub unpacked: u64,
     pub manifest: u64,
+    /// A blob (module content).
     pub member: u64,
+    /// A file of the search index, which grows with the registry (80 MB
+    /// for one of them at 1,000,000 modules).
+    pub index_member: u64,
 }
 
 impl Default for Limits {
@@ -26,8 +30,9 @@ impl Default for Limits {
         Self {
             compressed: 4 << 30,
             unpacked: 16 << 30,
-            manifest: 512 << 20,
+            manifest: 2 << 30,
             member: 16 << 20,
+            index_member: 1 << 30,
         }
     }
 }

@@ -50,35 +50,16 @@ impl TrustedKeys {
 
     /// Like [`TrustedKeys::verify`], also naming the key that verified.
     pub fn verify_with_key(&self, what: &str, data: &[u8], sig_text: &str) -> Result<Verified> {
-        let sig = Signature::decode(sig_text)
-            .map_err(|e| anyhow::anyhow!("{what}: the signature is malformed ({e})"))?;
-        let mut last_err = None;
-        for k in &self.keys {
-            match k.key.verify(data, &sig, false) {
-                Ok(()) => {
-                    return Ok(Verified {
-                        trusted_comment: sig.trusted_comment().to_string(),
-                        key_id: k.id.clone(),
-                    });
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let sources: Vec<_> = self.keys.iter().map(|k| k.source.as_str()).collect();
-        bail!(
-            "{what}: the signature does not verify with the trusted key ({}): {}; the file was tampered with or signed by another key. Nothing was used or written",
-            sources.join(", "),
-            last_err.map(|e| e.to_string()).unwrap_or_default()
-        )
+        self.verify_stream_with_key(what, &|| Ok(Box::new(data)), sig_text)
     }
 
-    /// Like [`TrustedKeys::verify_with_key`] for a file too large to hold:
-    /// `open` gives its bytes as a stream, hashed as they are read (minisign's
-    /// prehashed form, the only one accepted).
-    pub fn verify_stream_with_key(
+    /// Checks `sig_text` against the bytes `open` streams, hashed as they
+    /// are read (minisign's prehashed form, the only one accepted), so a
+    /// file too large to hold is never held; names the key that verified.
+    pub fn verify_stream_with_key<'a>(
         &self,
         what: &str,
-        open: &dyn Fn() -> std::io::Result<Box<dyn std::io::Read>>,
+        open: &dyn Fn() -> std::io::Result<Box<dyn std::io::Read + 'a>>,
         sig_text: &str,
     ) -> Result<Verified> {
         let sig = Signature::decode(sig_text)

@@ -240,24 +240,23 @@ fn fetch_verified(
     let expected = paths::index_snapshot_path(&file.sha256);
     paths::expect_path("index-only snapshot", &file.path, &expected)
         .map_err(|e| anyhow::anyhow!("the previous {e}"))?;
-    let path = match site.dir() {
-        Some(dir) => dir.join(&file.path),
+    // A directory's file is hashed in place; a download is hashed as it streams.
+    let (path, actual) = match site.dir() {
+        Some(dir) => {
+            let path = dir.join(&file.path);
+            match file_sha256(&path) {
+                Ok(actual) => (path, actual),
+                Err(_) => return Ok(None),
+            }
+        }
         None => {
             let dest = scratch.join(name);
-            match site.download(
-                &file.path,
-                file.size.min(MAX_PREVIOUS_BYTES),
-                &dest,
-                &|_| {},
-            ) {
-                Ok(Some(_)) => dest,
+            let cap = file.size.min(MAX_PREVIOUS_BYTES);
+            match site.download(&file.path, cap, &dest, &|_| {}) {
+                Ok(Some(actual)) => (dest, actual),
                 _ => return Ok(None),
             }
         }
-    };
-    let actual = match file_sha256(&path) {
-        Ok(actual) => actual,
-        Err(_) => return Ok(None),
     };
     if actual != file.sha256 {
         bail!(

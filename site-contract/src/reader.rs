@@ -298,7 +298,7 @@ fn check_rel(rel: &str) -> Result<()> {
 }
 
 /// Refuses bytes whose digest is not the signed one.
-pub fn check_digest(site: &str, rel: &str, got: &str, sha256: &str) -> Result<()> {
+fn check_digest(site: &str, rel: &str, got: &str, sha256: &str) -> Result<()> {
     if got != sha256 {
         bail!(
             "{site}/{rel} has SHA-256 {got}, but the signed metadata names {sha256}: the site or a mirror serves altered or foreign content; refused, nothing was written"

@@ -114,25 +114,16 @@ fn assemble(
 ) -> Result<()> {
     let affected = Affected::new(advisories);
     let mut writer = RecordsWriter::create(out, bits)?;
-    let per_group = 1u32 << bits.saturating_sub(GROUP_BITS);
-    let chunks: Vec<&[PathBuf]> = if bits >= GROUP_BITS {
-        groups.chunks(1).collect()
+    // Each chunk of spill files holds the buckets `[g × per_chunk, (g + 1) × per_chunk)`.
+    let (chunks, per_chunk): (Vec<&[PathBuf]>, u32) = if bits >= GROUP_BITS {
+        (groups.chunks(1).collect(), 1 << (bits - GROUP_BITS))
     } else {
-        vec![groups]
+        (vec![groups], 1 << bits)
     };
     for (g, chunk) in chunks.into_iter().enumerate() {
         let mut buckets = read_names(chunk, bits)?;
-        let first = if bits >= GROUP_BITS {
-            g as u32 * per_group
-        } else {
-            0
-        };
-        let count = if bits >= GROUP_BITS {
-            per_group
-        } else {
-            1 << bits
-        };
-        for b in first..first + count {
+        let first = g as u32 * per_chunk;
+        for b in first..first + per_chunk {
             let names = buckets.remove(&b).unwrap_or_default();
             let mut records = names
                 .into_iter()

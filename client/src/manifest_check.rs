@@ -10,44 +10,36 @@
 //! failure refuses the snapshot with its JSON path.
 
 use anyhow::{Result, bail};
+use mlld_schemas::snapshot::RevisionRecord;
 use mlld_schemas::snapshot_versioned::VersionedModule;
 use mlld_schemas::version_spec::parse_version;
 use mlld_schemas::versioned::check_relative_path;
-use mlld_schemas::{AdvisoryRecord, names};
+use mlld_schemas::{AdvisoryRecord, ModuleRecord, RejectedRecord, names};
 
-use crate::sync::verify::{ManifestHead, ModuleHead, RevisionHead};
+/// `modules[index]`: every field checked; the error names the first bad one.
+pub(crate) fn module(index: usize, m: &ModuleRecord) -> Result<()> {
+    refuse("modules", index, check_module(m))
+}
 
-/// Checks every record of the manifest; the error names the first bad field.
-pub(crate) fn check_fields(manifest: &ManifestHead) -> Result<()> {
-    let found = manifest
-        .modules
-        .iter()
-        .enumerate()
-        .find_map(|(i, m)| check_module(m).err().map(|e| (format!("modules[{i}]"), e)))
-        .or_else(|| {
-            manifest.advisories.iter().enumerate().find_map(|(i, a)| {
-                check_advisory(a)
-                    .err()
-                    .map(|e| (format!("advisories[{i}]"), e))
-            })
-        })
-        .or_else(|| {
-            manifest.versioned.iter().enumerate().find_map(|(i, v)| {
-                check_versioned(v)
-                    .err()
-                    .map(|e| (format!("versioned[{i}]"), e))
-            })
-        })
-        .or_else(|| {
-            manifest.rejected.iter().enumerate().find_map(|(i, r)| {
-                check_rejected(r)
-                    .err()
-                    .map(|e| (format!("rejected[{i}]"), e))
-            })
-        });
-    if let Some((at, (field, why))) = found {
+/// `advisories[index]`.
+pub(crate) fn advisory(index: usize, a: &AdvisoryRecord) -> Result<()> {
+    refuse("advisories", index, check_advisory(a))
+}
+
+/// `versioned[index]`.
+pub(crate) fn versioned(index: usize, v: &VersionedModule) -> Result<()> {
+    refuse("versioned", index, check_versioned(v))
+}
+
+/// `rejected[index]`.
+pub(crate) fn rejected(index: usize, r: &RejectedRecord) -> Result<()> {
+    refuse("rejected", index, check_rejected(r))
+}
+
+fn refuse(list: &str, index: usize, checked: Result<(), FieldError>) -> Result<()> {
+    if let Err((field, why)) = checked {
         bail!(
-            "the signed manifest's {at}.{field} is invalid: {why}; the snapshot was refused and nothing was written (the registry's publisher must fix the record)"
+            "the signed manifest's {list}[{index}].{field} is invalid: {why}; the snapshot was refused and nothing was written (the registry's publisher must fix the record)"
         );
     }
     Ok(())
@@ -60,7 +52,7 @@ fn field(name: impl Into<String>, r: Result<(), String>) -> Result<(), FieldErro
     r.map_err(|e| (name.into(), e))
 }
 
-fn check_module(m: &ModuleHead) -> Result<(), FieldError> {
+fn check_module(m: &ModuleRecord) -> Result<(), FieldError> {
     field("user", names::check_user(&m.user))?;
     field("name", names::check_module(&m.name))?;
     field("gist", names::check_gist_id(&m.gist))?;
@@ -76,7 +68,7 @@ fn check_module(m: &ModuleHead) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_revision(r: &RevisionHead) -> Result<(), FieldError> {
+fn check_revision(r: &RevisionRecord) -> Result<(), FieldError> {
     field("revision", names::check_revision(&r.revision))?;
     field("integrity", names::check_integrity(&r.integrity))?;
     if let Some(ts) = &r.committed_at {
@@ -116,7 +108,7 @@ fn check_full_name(name: &str) -> Result<(), String> {
 
 /// A rejection names a module in either layout (and a version), and gives
 /// a reason short enough for one message.
-fn check_rejected(r: &mlld_schemas::RejectedRecord) -> Result<(), FieldError> {
+fn check_rejected(r: &RejectedRecord) -> Result<(), FieldError> {
     let name = r.module.strip_prefix('@').unwrap_or(&r.module);
     field("module", check_full_name(name))?;
     if let Some(v) = &r.version {
@@ -189,17 +181,14 @@ fn check_versioned(v: &VersionedModule) -> Result<(), FieldError> {
 mod tests {
     use super::*;
 
-    fn manifest(module: serde_json::Value) -> ManifestHead {
-        serde_json::from_value(serde_json::json!({
-            "formatVersion": 1, "serial": 1, "expires": "2099-01-01T00:00:00Z",
-            "modules": [module], "members": {}
-        }))
-        .unwrap()
+    fn record(module: serde_json::Value) -> ModuleRecord {
+        serde_json::from_value(module).unwrap()
     }
 
     fn module() -> serde_json::Value {
         serde_json::json!({
             "user": "sarah-k", "name": "llm-cache", "gist": "a1f3e09a42db6c680b454f6f93efa9d8",
+            "description": "", "tags": [], "size": 1,
             "revision": "b".repeat(40), "integrity": format!("sha256:{}", "e".repeat(64)),
             "file": "llm-cache.mld", "files": [{"name": "llm-cache.mld", "sha256": "e".repeat(64), "size": 1}],
             "dependencies": ["jdoe/date-fmt"]
@@ -208,34 +197,33 @@ mod tests {
 
     #[test]
     fn a_valid_record_passes_and_each_bad_field_is_named() {
-        check_fields(&manifest(module())).unwrap();
+        super::module(0, &record(module())).unwrap();
         for (key, bad, path) in [
-            ("gist", "../..", "modules[0].gist"),
-            ("revision", "../..", "modules[0].revision"),
-            ("revision", "abc", "modules[0].revision"),
-            ("user", "../x", "modules[0].user"),
-            ("name", "..", "modules[0].name"),
-            ("integrity", "sha256:zz", "modules[0].integrity"),
-            ("file", "../x.mld", "modules[0].file"),
+            ("gist", "../..", "modules[3].gist"),
+            ("revision", "../..", "modules[3].revision"),
+            ("revision", "abc", "modules[3].revision"),
+            ("user", "../x", "modules[3].user"),
+            ("name", "..", "modules[3].name"),
+            ("integrity", "sha256:zz", "modules[3].integrity"),
+            ("file", "../x.mld", "modules[3].file"),
         ] {
             let mut m = module();
             m[key] = serde_json::json!(bad);
-            let err = check_fields(&manifest(m)).unwrap_err().to_string();
+            let err = super::module(3, &record(m)).unwrap_err().to_string();
             assert!(err.contains(path), "{key}: {err}");
         }
         let mut m = module();
         m["dependencies"] = serde_json::json!(["../etc"]);
-        let err = check_fields(&manifest(m)).unwrap_err().to_string();
+        let err = super::module(0, &record(m)).unwrap_err().to_string();
         assert!(err.contains("modules[0].dependencies[0]"), "{err}");
         let mut m = module();
-        m["history"] = serde_json::json!([{"revision": "../..", "integrity": format!("sha256:{}", "e".repeat(64)), "file": "a.mld"}]);
-        let err = check_fields(&manifest(m)).unwrap_err().to_string();
+        m["history"] = serde_json::json!([{"revision": "../..", "integrity": format!("sha256:{}", "e".repeat(64)), "file": "a.mld", "size": 1, "files": [], "dependencies": []}]);
+        let err = super::module(0, &record(m)).unwrap_err().to_string();
         assert!(err.contains("modules[0].history[0].revision"), "{err}");
     }
 
     #[test]
     fn versioned_records_are_checked() {
-        let mut head = manifest(module());
         let record: VersionedModule = serde_json::from_value(serde_json::json!({
             "author": "alice", "name": "tool", "tags": {"latest": "1.0.0"},
             "versions": [{
@@ -248,20 +236,17 @@ mod tests {
             }]
         }))
         .unwrap();
-        head.versioned = vec![record.clone()];
-        check_fields(&head).unwrap();
+        versioned(0, &record).unwrap();
         let mut bad = record.clone();
         bad.versions[0].files[0].path = "../../etc/passwd".into();
-        head.versioned = vec![bad];
-        let err = check_fields(&head).unwrap_err().to_string();
+        let err = versioned(0, &bad).unwrap_err().to_string();
         assert!(
             err.contains("versioned[0].versions[0].files[0].path"),
             "{err}"
         );
         let mut bad = record;
         bad.versions[0].version = "v1".into();
-        head.versioned = vec![bad];
-        let err = check_fields(&head).unwrap_err().to_string();
-        assert!(err.contains("versioned[0].versions[0].version"), "{err}");
+        let err = versioned(2, &bad).unwrap_err().to_string();
+        assert!(err.contains("versioned[2].versions[0].version"), "{err}");
     }
 }

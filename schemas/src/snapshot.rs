@@ -33,6 +33,24 @@ pub fn blob_digest(path: &str) -> Option<String> {
     (dir.len() == 2 && crate::names::check_sha256_hex(&hex).is_ok()).then_some(hex)
 }
 
+/// [`blob_digest`] as bytes, without allocating (it runs once for every
+/// member of a snapshot a client verifies).
+pub fn blob_digest_bytes(path: &str) -> Option<[u8; 32]> {
+    let rest = path.strip_prefix("blobs/sha256/")?.as_bytes();
+    if rest.len() != 65 || rest[2] != b'/' {
+        return None;
+    }
+    let mut hex = [0u8; 64];
+    hex[..2].copy_from_slice(&rest[..2]);
+    hex[2..].copy_from_slice(&rest[3..]);
+    if !hex.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex, &mut digest).ok()?;
+    Some(digest)
+}
+
 /// The signed table of contents of a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

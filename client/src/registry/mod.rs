@@ -19,6 +19,8 @@ mod stream;
 pub mod tables;
 pub mod write;
 
+pub use stream::{ManifestCheck, RecordSpill, Streamed, parse as parse_manifest};
+
 use std::cell::OnceCell;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

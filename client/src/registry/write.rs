@@ -20,18 +20,33 @@ use crate::store::PACK_INDEX_NAME;
 pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, reader: impl Read) -> Result<()> {
     let dir = snap.join(QUERY_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let streamed = super::stream::write_records(
-        reader,
-        &dir.join(super::records::RECORDS_NAME),
-        &snap.join("query-spill"),
-    )?;
+    let streamed =
+        super::stream::write_records(reader, &records_path(snap), &snap.join("query-spill"))?;
+    finish(snap, snapshot_sha256, key_id, &streamed)
+}
+
+/// Where `sync` assembles a staged snapshot's records (see [`finish`]).
+pub fn records_path(snap: &Path) -> std::path::PathBuf {
+    snap.join(QUERY_DIR).join(super::records::RECORDS_NAME)
+}
+
+/// Completes `snap/query/` once its records are written (at
+/// [`records_path`]) and the pack and its index are whole: the blob table,
+/// then the head, which marks the directory complete.
+pub fn finish(
+    snap: &Path,
+    snapshot_sha256: &str,
+    key_id: &str,
+    streamed: &super::Streamed,
+) -> Result<()> {
+    let dir = snap.join(QUERY_DIR);
     let head = Head {
         format: QUERY_FORMAT,
         snapshot: snapshot_sha256.to_string(),
         key_id: key_id.to_string(),
         serial: streamed.serial,
-        created: streamed.created,
-        expires: streamed.expires,
+        created: streamed.created.clone(),
+        expires: streamed.expires.clone(),
         shard_bits: shard::bits_for(streamed.modules + streamed.versioned),
         modules: streamed.modules,
         versioned: streamed.versioned,
@@ -44,32 +59,21 @@ pub fn write(snap: &Path, snapshot_sha256: &str, key_id: &str, reader: impl Read
     Ok(())
 }
 
-/// [`write`] for a staged snapshot whose manifest was just verified in
-/// `snap` (the bytes there are the ones whose signature was checked).
-pub fn write_staged(snap: &Path, snapshot_sha256: &str, key_id: &str) -> Result<()> {
-    let path = snap.join(mlld_schemas::snapshot::MANIFEST_NAME);
-    let file = File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-    write(snap, snapshot_sha256, key_id, file)
-        .with_context(|| format!("writing the query store of {}", path.display()))
-}
-
 /// Every blob member of the pack index, with its place.
 fn blob_places(snap: &Path) -> Result<Vec<([u8; 32], BlobPlace)>> {
     let path = snap.join(PACK_INDEX_NAME);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file = File::open(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
-    for line in text.lines() {
+    for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
         let mut parts = line.splitn(3, ' ');
         let (Some(offset), Some(size), Some(member)) = (parts.next(), parts.next(), parts.next())
         else {
             bail!("{} is malformed", path.display());
         };
-        let Some(hex) = mlld_schemas::snapshot::blob_digest(member) else {
+        let Some(digest) = mlld_schemas::snapshot::blob_digest_bytes(member) else {
             continue;
         };
-        let mut digest = [0u8; 32];
-        hex::decode_to_slice(&hex, &mut digest)?;
         out.push((
             digest,
             BlobPlace {

@@ -20,14 +20,15 @@ use std::io::Write as _;
 
 use anyhow::{Context as _, Result, bail};
 use mlld_schemas::Latest;
-use mlld_schemas::snapshot::{SiteFile, blob_digest};
+use mlld_schemas::snapshot::SiteFile;
 
 use crate::store::{PACK_INDEX_NAME, PACK_NAME, Store, VerifiedManifest};
 use crate::sync::delta_patch::{self, Outcome};
 pub use crate::sync::delta_stats::DeltaStats;
 use crate::sync::site::Source;
 use crate::sync::snapshot_import::{self, Imported};
-use crate::sync::verify::{ManifestHead, Verifier, write_synced};
+use crate::sync::unpack::VerifiedHead;
+use crate::sync::verify::{Verifier, write_synced};
 
 /// The snapshot `latest` names, from what the store holds plus what
 /// changed; stored under `latest.sha256`.
@@ -75,7 +76,7 @@ pub fn sync(
     };
     fill_blobs(&snap, &head, current, &mut from_pack, &env, &mut stats)?;
     snapshot_import::extract_index(&snap, &head)?;
-    crate::registry::write::write_staged(&snap, &latest.sha256, &key_id)?;
+    crate::registry::write::finish(&snap, &latest.sha256, &key_id, &head.head)?;
     let dir = store.snapshot_dir(&latest.sha256);
     if !dir.exists() {
         store
@@ -86,9 +87,9 @@ pub fn sync(
     let imported = Imported {
         snapshot_sha256: latest.sha256.clone(),
         key_id,
-        serial: head.serial,
-        expires: head.expires,
-        modules: head.modules.len(),
+        serial: head.head.serial,
+        expires: head.head.expires,
+        modules: head.head.modules,
     };
     Ok((imported, stats))
 }
@@ -99,7 +100,7 @@ fn fetch_index(
     snap: &std::path::Path,
     index: &SiteFile,
     env: &delta_patch::Env<'_>,
-) -> Result<(String, ManifestHead)> {
+) -> Result<(String, VerifiedHead)> {
     mlld_schemas::names::check_sha256_hex(&index.sha256).map_err(anyhow::Error::msg)?;
     let expected = mlld_site_contract::paths::index_snapshot_path(&index.sha256);
     mlld_site_contract::paths::expect_path("index snapshot", &index.path, &expected)
@@ -139,7 +140,7 @@ fn fetch_index(
 /// delta's blob pack, or the site's loose blobs.
 fn fill_blobs(
     snap: &std::path::Path,
-    head: &ManifestHead,
+    head: &VerifiedHead,
     current: &VerifiedManifest,
     from_pack: &mut std::collections::HashMap<String, Vec<u8>>,
     env: &delta_patch::Env<'_>,
@@ -156,16 +157,12 @@ fn fill_blobs(
         .append(true)
         .open(snap.join(PACK_NAME))?;
     let mut offset = pack.metadata()?.len();
-    let mut wanted: Vec<_> = head
-        .members
-        .iter()
-        .filter(|(p, _)| blob_digest(p).is_some() && !present.contains(*p))
-        .collect();
-    wanted.sort_by(|a, b| a.0.cmp(b.0));
+    // In path order, which is digest order.
+    let wanted = head.members.blobs().filter(|(p, _)| !present.contains(p));
     for (path, member) in wanted {
-        let bytes = if current.manifest.members.contains_key(path) {
+        let bytes = if current.manifest.members.contains_key(&path) {
             stats.blobs_reused += 1;
-            current.read_member(path)?
+            current.read_member(&path)?
         } else if let Some(bytes) = from_pack.remove(path.as_str()) {
             stats.blobs_from_pack += 1;
             bytes
@@ -178,7 +175,7 @@ fn fill_blobs(
                 );
             }
             let bytes = source
-                .fetch_signed(path, &member.sha256, member.size)
+                .fetch_signed(&path, &member.sha256, member.size)
                 .with_context(|| {
                     format!("fetching blob `{path}`, which the signed manifest lists (nothing was written and the current snapshot stays; `sync --full` takes the whole snapshot instead)")
                 })?;

@@ -25,7 +25,8 @@ use sha2::Digest as _;
 use crate::store::VerifiedManifest;
 use crate::sync::delta_stats::DeltaStats;
 use crate::sync::site::Source;
-use crate::sync::verify::{Capped, ManifestHead, Verifier};
+use crate::sync::unpack::VerifiedHead;
+use crate::sync::verify::{Capped, Verifier};
 
 /// zstd's largest window on 64-bit targets; the signed target size bounds the real one.
 const MAX_WINDOW_LOG: u32 = 31;
@@ -33,7 +34,7 @@ const MAX_WINDOW_LOG: u32 = 31;
 /// A verified index-only snapshot in staging, and the new blobs the delta's pack held.
 pub(crate) struct Patched {
     pub key_id: String,
-    pub head: ManifestHead,
+    pub head: VerifiedHead,
     pub blobs: HashMap<String, Vec<u8>>,
 }
 
@@ -189,7 +190,7 @@ fn assemble_base(current: &VerifiedManifest, expected: u64) -> Result<Vec<u8>> {
 /// the caller fetches them one by one.
 fn read_blob_pack(
     delta: &Delta,
-    head: &ManifestHead,
+    head: &VerifiedHead,
     staging: &Path,
     env: &Env<'_>,
     stats: &mut DeltaStats,
@@ -214,7 +215,7 @@ fn read_blob_pack(
         let mut entry = entry?;
         let path = mlld_site_contract::archive::member_path(&entry)
             .context("the delta blob pack; refused, nothing was written")?;
-        let listed = blob_digest(&path).is_some() && head.members.contains_key(&path);
+        let listed = blob_digest(&path).is_some() && head.members.contains(&path);
         if !listed {
             bail!(
                 "the delta blob pack holds `{path}`, which is no blob of the signed manifest; refused, nothing was written"

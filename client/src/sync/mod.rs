@@ -8,6 +8,8 @@
 pub mod delta;
 mod delta_patch;
 mod delta_stats;
+mod manifest_stream;
+mod members;
 pub mod run;
 pub mod site;
 pub mod snapshot_import;

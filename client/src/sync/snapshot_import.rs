@@ -17,8 +17,9 @@ use mlld_schemas::search::{INDEX_DIR, is_index_member};
 use crate::store::{Store, VerifiedManifest};
 use crate::trust::TrustedKeys;
 
+use super::unpack::VerifiedHead;
+use super::verify::write_synced;
 pub use super::verify::{Accept, Limits, Verifier, check_fresh, file_sha256};
-use super::verify::{ManifestHead, write_synced};
 
 /// Verifies `path` and imports it into `store`, unless it is there already.
 pub fn import(
@@ -189,11 +190,11 @@ fn import_new(
     if let Some(actual) = hashed.transpose()? {
         check_sha(path, &actual, sha256)?;
     }
-    let (key_id, head) =
+    let (key_id, verified) =
         unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
     // `search` memory-maps the index: its files live beside the pack, verified with it.
-    extract_index(&snap, &head)?;
-    crate::registry::write::write_staged(&snap, sha256, &key_id)?;
+    extract_index(&snap, &verified)?;
+    crate::registry::write::finish(&snap, sha256, &key_id, &verified.head)?;
     let dir = store.snapshot_dir(sha256);
     if !dir.exists() {
         store
@@ -204,22 +205,23 @@ fn import_new(
     Ok(Imported {
         snapshot_sha256: sha256.to_string(),
         key_id,
-        serial: head.serial,
-        expires: head.expires,
-        modules: head.modules.len(),
+        serial: verified.head.serial,
+        expires: verified.head.expires,
+        modules: verified.head.modules,
     })
 }
 
 /// Copies the search index members out of the verified staged pack into
 /// `snap/index/`, where `search` opens them memory-mapped.
-pub(crate) fn extract_index(snap: &Path, head: &ManifestHead) -> Result<()> {
-    if !head.members.keys().any(|p| is_index_member(p)) {
+pub(crate) fn extract_index(snap: &Path, verified: &VerifiedHead) -> Result<()> {
+    if !verified.members.has_index() {
         return Ok(());
     }
-    let idx = std::fs::read_to_string(snap.join(crate::store::PACK_INDEX_NAME))?;
+    let idx = io::BufReader::new(File::open(snap.join(crate::store::PACK_INDEX_NAME))?);
     let mut pack = File::open(snap.join(crate::store::PACK_NAME))?;
     std::fs::create_dir_all(snap.join(INDEX_DIR))?;
-    for line in idx.lines() {
+    for line in io::BufRead::lines(idx) {
+        let line = line?;
         let mut parts = line.splitn(3, ' ');
         let (Some(offset), Some(size), Some(member)) = (parts.next(), parts.next(), parts.next())
         else {

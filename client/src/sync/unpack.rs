@@ -1,27 +1,37 @@
 //! The streaming half of snapshot verification, spread over the machine's
-//! cores: the calling thread decompresses and writes the staging pack, one
-//! helper hashes every member, another parses and checks the signed
-//! manifest. Nothing is trusted until all three agree: every member must be
-//! listed in the signed manifest with its digest and size, and every listed
-//! member present, before the caller moves the staged snapshot into the store.
+//! cores: the calling thread decompresses the tar, one helper hashes every
+//! member and writes the staging pack, another verifies the signed
+//! manifest and reads it once (`manifest_stream`: every record checked and
+//! spilled for the query store). Nothing is trusted until all three agree:
+//! every member must be listed in the signed manifest with its digest and
+//! size, and every listed member present, before the caller moves the
+//! staged snapshot into the store. Memory does not grow with the registry
+//! beyond the compact member table.
 
-use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, SNAPSHOT_FORMAT};
+use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME};
 use sha2::Digest as _;
 
+use crate::registry::Streamed;
 use crate::store::{PACK_INDEX_NAME, PACK_NAME};
-use crate::sync::verify::{
-    Accept, Capped, Limits, ManifestHead, TailHash, check_consistent, check_expiry,
-    safe_member_path, write_synced,
-};
+use crate::sync::manifest_stream::{CheckedManifest, verify_and_spill};
+use crate::sync::members::{Members, Seen, digest_of_blob_path};
+use crate::sync::verify::{Accept, Capped, Limits, safe_member_path, write_synced};
 use crate::trust::TrustedKeys;
+
+/// What a verified snapshot's manifest says, kept past verification: its
+/// head fields and counts, and its members. Its records are in the staged
+/// query store's `records.bin` already (see `registry::write::finish`).
+pub(crate) struct VerifiedHead {
+    pub head: Streamed,
+    pub members: Members,
+}
 
 /// Verifies the snapshot at `path` into `staging` (pack, index, manifest and
 /// signature); returns the id of the key that signed it and the manifest.
@@ -32,7 +42,7 @@ pub(crate) fn unpack_verified(
     fresh_at: Option<time::OffsetDateTime>,
     limits: Limits,
     accept: Accept<'_>,
-) -> Result<(String, ManifestHead)> {
+) -> Result<(String, VerifiedHead)> {
     unpack_verified_mode(path, staging, keys, fresh_at, limits, accept, false)
 }
 
@@ -47,7 +57,7 @@ pub(crate) fn unpack_verified_mode(
     limits: Limits,
     accept: Accept<'_>,
     blobs_may_be_missing: bool,
-) -> Result<(String, ManifestHead)> {
+) -> Result<(String, VerifiedHead)> {
     let file = File::open(path)?;
     let decoder = zstd::Decoder::new(Capped {
         inner: file,
@@ -74,7 +84,7 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     limits: Limits,
     accept: Accept<'_>,
     blobs_may_be_missing: bool,
-) -> Result<(String, ManifestHead)> {
+) -> Result<(String, VerifiedHead)> {
     let mut archive = tar::Archive::new(Capped {
         inner: tar,
         left: limits.unpacked,
@@ -122,30 +132,31 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     let abort = AtomicBool::new(false);
     let (to_hasher, batches) = mpsc::sync_channel::<Batch>(4);
     let (recycle, recycled) = mpsc::channel::<Batch>();
-    let (manifest_tx, manifest_rx) = mpsc::channel::<Arc<ManifestHead>>();
+    let (members_tx, members_rx) = mpsc::channel::<Arc<Members>>();
     std::thread::scope(|s| {
         let parser = s.spawn(|| {
             // Owned here, so the hasher sees the channel close if the manifest is refused.
-            let manifest_tx = manifest_tx;
-            let checked =
-                check_manifest(&manifest_path, &sig, keys, fresh_at, accept).and_then(|m| {
-                    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-                    Ok(m)
+            let members_tx = members_tx;
+            let checked = read_manifest(&manifest_path, &sig, keys, fresh_at, accept, staging)
+                .and_then(|checked| {
+                    let members = Arc::new(checked.members);
+                    let _ = members_tx.send(members.clone());
+                    // The query store's records are assembled while the
+                    // hasher finishes; they stay staged like everything else.
+                    let records = crate::registry::write::records_path(staging);
+                    std::fs::create_dir_all(
+                        records.parent().expect("records.bin has a directory"),
+                    )?;
+                    let streamed = checked.spill.finish(&records)?;
+                    Ok((checked.key_id, streamed, members))
                 });
-            match checked {
-                Ok((key_id, m)) => {
-                    let m = Arc::new(m);
-                    let _ = manifest_tx.send(m.clone());
-                    Ok((key_id, m))
-                }
-                Err(e) => {
-                    abort.store(true, Ordering::Relaxed);
-                    Err(e)
-                }
+            if checked.is_err() {
+                abort.store(true, Ordering::Relaxed);
             }
+            checked
         });
         let hasher = s.spawn(|| {
-            let r = hash_match_pack(staging, batches, recycle, manifest_rx, blobs_may_be_missing);
+            let r = hash_match_pack(staging, batches, recycle, members_rx, blobs_may_be_missing);
             if r.is_err() {
                 abort.store(true, Ordering::Relaxed);
             }
@@ -156,49 +167,35 @@ pub(crate) fn unpack_verified_tar<R: Read>(
         let matched = hasher.join().expect("the member hasher does not panic");
         // A refused manifest is the most fundamental error, then a refused
         // member stream, then a member that does not match the manifest.
-        let (key_id, manifest) = manifest?;
+        let (key_id, head, members) = manifest?;
         streamed?;
         matched?;
-        let manifest = Arc::try_unwrap(manifest)
-            .map_err(|_| anyhow::anyhow!("the manifest is still shared"))?;
-        Ok((key_id, manifest))
+        let members = Arc::try_unwrap(members)
+            .map_err(|_| anyhow::anyhow!("the member table is still shared"))?;
+        Ok((key_id, VerifiedHead { head, members }))
     })
 }
 
-/// Checks the manifest's signature, parses it and applies every policy
-/// check; returns the signing key's id and the manifest's head.
-fn check_manifest(
+/// Verifies and reads the staged manifest, then writes its signature
+/// beside it.
+fn read_manifest(
     path: &Path,
     sig: &str,
     keys: &TrustedKeys,
     fresh_at: Option<time::OffsetDateTime>,
     accept: Accept<'_>,
-) -> Result<(String, ManifestHead)> {
-    let open = || -> std::io::Result<Box<dyn Read>> {
-        Ok(Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            File::open(path)?,
-        )))
-    };
-    let key_id = keys
-        .verify_stream_with_key("snapshot manifest", &open, sig)?
-        .key_id;
-    // Parsed only after the signature verified, from the same staged file.
-    let manifest: ManifestHead =
-        serde_json::from_reader(open()?).context("the signed manifest is malformed")?;
-    if manifest.format_version != SNAPSHOT_FORMAT {
-        bail!(
-            "snapshot format {} is not supported (this client reads format {SNAPSHOT_FORMAT}); upgrade mlld-registry",
-            manifest.format_version
-        );
-    }
-    if let Some(now) = fresh_at {
-        check_expiry(manifest.serial, &manifest.expires, now)?;
-    }
-    check_consistent(&manifest)?;
-    crate::manifest_check::check_fields(&manifest)?;
-    accept(&key_id, manifest.serial)?;
-    Ok((key_id, manifest))
+    staging: &Path,
+) -> Result<CheckedManifest> {
+    let checked = verify_and_spill(
+        path,
+        sig,
+        keys,
+        fresh_at,
+        accept,
+        &staging.join("query-spill"),
+    )?;
+    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
+    Ok(checked)
 }
 
 /// Members read from the tar stream, packed in one buffer: each is
@@ -277,96 +274,144 @@ fn stream_members<R: Read>(
     Ok(())
 }
 
-/// Hashes every member, appends it to the staging pack, and matches it
-/// against the signed manifest as soon as the parser has it; then checks
-/// that no listed member is missing and writes the pack index.
+/// A hashed member waiting for the member table: a blob by the digest its
+/// path names (and, only if its content differs, the content's digest), or
+/// a search-index file. Kept small: at 1,000,000 modules a million of them
+/// may wait while the manifest is still being read.
+enum Pending {
+    Blob {
+        named: [u8; 32],
+        size: u64,
+        differs: Option<Box<[u8; 32]>>,
+    },
+    Index {
+        name: String,
+        size: u64,
+        digest: [u8; 32],
+    },
+}
+
+/// Hashes every member, appends it to the staging pack and its index, and
+/// matches it against the signed member table as soon as the parser has
+/// it; then checks that no listed member is missing.
 fn hash_match_pack(
     staging: &Path,
     batches: mpsc::Receiver<Batch>,
     recycle: mpsc::Sender<Batch>,
-    manifest_rx: mpsc::Receiver<Arc<ManifestHead>>,
+    members_rx: mpsc::Receiver<Arc<Members>>,
     blobs_may_be_missing: bool,
 ) -> Result<()> {
     let mut pack = File::create(staging.join(PACK_NAME))?;
-    let mut manifest: Option<Arc<ManifestHead>> = None;
-    let mut pending: Vec<(String, u64, u64, [u8; 32])> = Vec::new();
-    let mut matcher = Matcher::default();
+    let index_path = staging.join(PACK_INDEX_NAME);
+    let mut index = BufWriter::with_capacity(1 << 20, File::create(&index_path)?);
+    let mut members: Option<(Arc<Members>, Seen)> = None;
+    let mut pending: Vec<Pending> = Vec::new();
     for mut batch in batches {
         for (name, offset, start, len) in batch.items.drain(..) {
             let digest: [u8; 32] = sha2::Sha256::digest(&batch.data[start..start + len]).into();
-            pending.push((name, offset, len as u64, digest));
+            writeln!(index, "{offset} {len} {name}")?;
+            pending.push(hashed(name, len as u64, digest)?);
         }
         pack.write_all(&batch.data[..batch.used])?;
         batch.used = 0;
         let _ = recycle.send(batch);
-        if manifest.is_none() {
-            manifest = manifest_rx.try_recv().ok();
+        if members.is_none() {
+            members = members_rx.try_recv().ok().map(|m| {
+                let seen = m.slots();
+                (m, seen)
+            });
         }
-        if let Some(m) = &manifest {
+        if let Some((m, seen)) = &mut members {
             for p in pending.drain(..) {
-                matcher.check(m, p)?;
+                match_listed(m, seen, p)?;
             }
         }
     }
     pack.sync_all()?;
-    let Some(m) = manifest.or_else(|| manifest_rx.recv().ok()) else {
+    let Some((m, mut seen)) = members.or_else(|| {
+        let m = members_rx.recv().ok()?;
+        let seen = m.slots();
+        Some((m, seen))
+    }) else {
         return Ok(()); // the manifest was refused; the parser reports why
     };
     for p in pending.drain(..) {
-        matcher.check(&m, p)?;
+        match_listed(&m, &mut seen, p)?;
     }
-    let may_lack =
-        |k: &str| blobs_may_be_missing && mlld_schemas::snapshot::blob_digest(k).is_some();
-    if matcher.seen.len() != m.members.len()
-        && let Some(missing) = m
-            .members
-            .keys()
-            .find(|k| !matcher.seen.contains(*k) && !may_lack(k))
-    {
-        bail!("member `{missing}` is listed in the signed manifest but missing from the snapshot");
+    // An index-only snapshot (delta sync) may lack blobs, never index files.
+    let from = if blobs_may_be_missing {
+        m.blob_count()
+    } else {
+        0
+    };
+    if let Some(missing) = seen.first_unmarked(from, m.len()) {
+        bail!(
+            "member `{}` is listed in the signed manifest but missing from the snapshot",
+            m.path(missing)
+        );
     }
-    write_synced(&staging.join(PACK_INDEX_NAME), matcher.index.as_bytes())?;
+    index
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
+        .context("writing the staged pack index")?;
     Ok(())
 }
 
-/// Matches members against the manifest: listed, once, with its size and digest.
-#[derive(Default)]
-struct Matcher {
-    seen: HashSet<String, TailHash>,
-    /// `pack.idx`: `<offset> <size> <path>` per member.
-    index: String,
+/// A hashed member, named by the digest its path gives where it is a blob.
+fn hashed(name: String, size: u64, digest: [u8; 32]) -> Result<Pending> {
+    if let Some(named) = digest_of_blob_path(&name) {
+        let differs = (named != digest).then(|| Box::new(digest));
+        return Ok(Pending::Blob {
+            named,
+            size,
+            differs,
+        });
+    }
+    if !mlld_schemas::search::is_index_member(&name) {
+        bail!("member `{name}` is not listed in the signed manifest");
+    }
+    Ok(Pending::Index { name, size, digest })
 }
 
-impl Matcher {
-    fn check(
-        &mut self,
-        m: &ManifestHead,
-        (name, offset, size, digest): (String, u64, u64, [u8; 32]),
-    ) -> Result<()> {
-        let member = m.members.get(&name).ok_or_else(|| {
-            anyhow::anyhow!("member `{name}` is not listed in the signed manifest")
-        })?;
-        if size != member.size {
-            bail!(
-                "member `{name}` is {size} bytes; the signed manifest says {}",
-                member.size
-            );
-        }
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
-        if hex[..] != *member.sha256.as_bytes() {
-            bail!(
-                "member `{name}` has SHA-256 {}, but the signed manifest says {}",
-                String::from_utf8_lossy(&hex),
-                member.sha256
-            );
-        }
-        if self.seen.contains(&name) {
-            bail!("member `{name}` appears twice");
-        }
-        use std::fmt::Write as _;
-        let _ = writeln!(self.index, "{offset} {size} {name}");
-        self.seen.insert(name);
-        Ok(())
+/// Matches a hashed member against the signed table: listed, once, with
+/// its size and digest.
+fn match_listed(m: &Members, seen: &mut Seen, p: Pending) -> Result<()> {
+    let (listed, size, digest) = match &p {
+        Pending::Blob {
+            named,
+            size,
+            differs,
+        } => (
+            m.get_blob(named),
+            *size,
+            *differs.as_deref().unwrap_or(named),
+        ),
+        Pending::Index { name, size, digest } => (m.get(name), *size, *digest),
+    };
+    let name = || match &p {
+        Pending::Blob { named, .. } => mlld_schemas::snapshot::blob_path(&hex::encode(named)),
+        Pending::Index { name, .. } => name.clone(),
+    };
+    let Some((slot, signed_size, signed)) = listed else {
+        bail!("member `{}` is not listed in the signed manifest", name());
+    };
+    if size != signed_size {
+        bail!(
+            "member `{}` is {size} bytes; the signed manifest says {signed_size}",
+            name()
+        );
     }
+    if digest != signed {
+        bail!(
+            "member `{}` has SHA-256 {}, but the signed manifest says {}",
+            name(),
+            hex::encode(digest),
+            hex::encode(signed)
+        );
+    }
+    if !seen.mark(slot) {
+        bail!("member `{}` appears twice", name());
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The checks every way into the store shares: caps on what a hostile
-//! snapshot can make us read, the streamed hash, the manifest head and its
-//! consistency rules, member paths, expiry. `snapshot_import` and its
+//! snapshot can make us read, the streamed hash, member paths, expiry (the
+//! manifest's own checks are `manifest_stream`'s). `snapshot_import` and its
 //! streaming part `unpack` both build on these, and neither on the other's internals.
 
 use std::fs::File;
@@ -8,7 +8,6 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::search::is_index_member;
 use mlld_schemas::{Manifest, names};
 use sha2::Digest as _;
 
@@ -107,89 +106,6 @@ pub(crate) fn check_expiry(serial: u64, expires: &str, now: time::OffsetDateTime
     Ok(())
 }
 
-/// The parts of a manifest that verification needs, parsed without
-/// building every module record (a manifest may be tens of megabytes).
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ManifestHead {
-    pub format_version: u32,
-    pub serial: u64,
-    pub expires: String,
-    pub modules: Vec<ModuleHead>,
-    #[serde(default)]
-    pub advisories: Vec<mlld_schemas::AdvisoryRecord>,
-    #[serde(default)]
-    pub versioned: Vec<mlld_schemas::snapshot_versioned::VersionedModule>,
-    pub members: std::collections::HashMap<String, mlld_schemas::Member, TailHash>,
-    #[serde(default)]
-    pub rejected: Vec<mlld_schemas::RejectedRecord>,
-}
-
-/// A fast hash for member paths, which end in 62 hex digits of a digest:
-/// the last 16 bytes are already uniformly distributed. Only used on names
-/// from the signed manifest (or already matched against it), so there is no
-/// one to aim collisions at.
-pub(crate) type TailHash = std::hash::BuildHasherDefault<TailHasher>;
-
-#[derive(Default)]
-pub(crate) struct TailHasher(u64);
-
-impl std::hash::Hasher for TailHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let tail = &bytes[bytes.len().saturating_sub(16)..];
-        for chunk in tail.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            self.0 ^= self.0 >> 29;
-        }
-        self.0 ^= bytes.len() as u64;
-    }
-}
-
-/// A module record: every field that names something the client turns
-/// into a path, a lock entry or a lookup, checked by `manifest_check`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ModuleHead {
-    pub user: String,
-    pub name: String,
-    pub gist: String,
-    #[serde(default)]
-    pub created: Option<String>,
-    #[serde(default)]
-    pub updated: Option<String>,
-    /// The current revision (flattened into the module record).
-    #[serde(flatten)]
-    pub current: RevisionHead,
-    #[serde(default)]
-    pub history: Vec<RevisionHead>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RevisionHead {
-    pub revision: String,
-    pub integrity: String,
-    #[serde(default)]
-    pub committed_at: Option<String>,
-    pub file: String,
-    #[serde(default)]
-    pub files: Vec<mlld_schemas::GistFile>,
-    #[serde(default)]
-    pub dependencies: Vec<String>,
-}
-
-impl ModuleHead {
-    /// Current revision first, then history.
-    pub fn revisions(&self) -> impl Iterator<Item = &RevisionHead> {
-        std::iter::once(&self.current).chain(&self.history)
-    }
-}
-
 /// Staged files are synced before the snapshot directory is renamed into the
 /// store, so a crash never leaves a pack that promises bytes it does not hold.
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -198,70 +114,5 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Every blob a module record names must be a member, and every member path
-/// a blob or a file of the search index (`index/<plain file name>`).
-pub(crate) fn check_consistent(manifest: &ManifestHead) -> Result<()> {
-    // Allocation-free: snapshots list hundreds of thousands of members.
-    let mut digests = std::collections::HashSet::with_capacity_and_hasher(
-        manifest.members.len(),
-        TailHash::default(),
-    );
-    for (path, member) in &manifest.members {
-        if !is_blob_path_of(path, &member.sha256) && !is_index_member(path) {
-            bail!(
-                "manifest member `{path}` is neither a blob path matching its digest nor a search index file"
-            );
-        }
-        digests.insert(member.sha256.as_str());
-    }
-    for m in &manifest.modules {
-        for r in m.revisions() {
-            let hex = r.integrity.strip_prefix("sha256:").unwrap_or_default();
-            if !digests.contains(hex) {
-                bail!(
-                    "module {}/{} revision {} names content that is not in the snapshot",
-                    m.user,
-                    m.name,
-                    r.revision
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether `path` is `blobs/sha256/<2 hex>/<62 hex>` of the digest `hex`
-/// (the rule of `mlld_schemas::snapshot::blob_digest`, without allocating).
-fn is_blob_path_of(path: &str, hex: &str) -> bool {
-    let Some(rest) = path.strip_prefix("blobs/sha256/") else {
-        return false;
-    };
-    names::check_sha256_hex(hex).is_ok()
-        && rest.len() == 65
-        && rest.as_bytes()[2] == b'/'
-        && rest[..2] == hex[..2]
-        && rest[3..] == hex[2..]
-}
-
 /// The member's path under the site contract's one set of member rules.
 pub(crate) use mlld_site_contract::archive::member_path as safe_member_path;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blob_paths_must_name_their_own_digest() {
-        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let path = mlld_schemas::snapshot::blob_path(hex);
-        assert!(is_blob_path_of(&path, hex));
-        let other = "f3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert!(!is_blob_path_of(&path, other));
-        assert!(!is_blob_path_of(
-            &format!("blobs/sha256/e3/../{}", &hex[2..]),
-            hex
-        ));
-        assert!(!is_blob_path_of(&format!("index/{hex}"), hex));
-        assert!(!is_blob_path_of(&path, "E3B0"));
-    }
-}

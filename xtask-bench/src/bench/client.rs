@@ -304,7 +304,11 @@ fn print_report(
         sync.sync.median_ms / 1e3,
         sync.sync.peak_mb,
         sync.baseline_ms / 1e3,
-        if sync.sync.peak_mb < 512.0 && ratio <= 1.5 { "ok" } else { "MISSED" }
+        if sync.sync.peak_mb < 512.0 && ratio <= 1.5 {
+            "ok"
+        } else {
+            "MISSED"
+        }
     );
     println!(
         "{:<24} {:>10} {:>9}   {:>12} {:>10}   {:>7}  target (< 20 ms, < 50 MB)",

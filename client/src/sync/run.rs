@@ -180,10 +180,10 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                             latest.sha256
                         );
                     }
-                    snapshot_import::import_checked(
+                    snapshot_import::import_downloaded(
                         &ctx.store,
                         &dest,
-                        Some(&latest.sha256),
+                        &latest.sha256,
                         &verifier,
                     )?
                 }

@@ -91,6 +91,34 @@ pub fn import_checked(
     expected_sha256: Option<&str>,
     verifier: &Verifier<'_>,
 ) -> Result<Imported> {
+    import_expecting(
+        store,
+        path,
+        expected_sha256,
+        expected_sha256.is_some(),
+        verifier,
+    )
+}
+
+/// Like [`import_checked`] for a download whose SHA-256 was computed as it
+/// streamed in and already compared with `sha256` (the file is in the
+/// caller's own staging directory): it is not hashed a second time.
+pub fn import_downloaded(
+    store: &Store,
+    path: &Path,
+    sha256: &str,
+    verifier: &Verifier<'_>,
+) -> Result<Imported> {
+    import_expecting(store, path, Some(sha256), false, verifier)
+}
+
+fn import_expecting(
+    store: &Store,
+    path: &Path,
+    expected_sha256: Option<&str>,
+    hash_file: bool,
+    verifier: &Verifier<'_>,
+) -> Result<Imported> {
     let Verifier {
         keys,
         now,
@@ -103,7 +131,7 @@ pub fn import_checked(
         None => file_sha256(path)?,
     };
     if let Some(v) = load_stored(store, &sha256, keys, Some(now), accept)? {
-        if expected_sha256.is_some() {
+        if hash_file {
             let actual = file_sha256(path)?;
             check_sha(path, &actual, &sha256)?;
         }
@@ -116,7 +144,7 @@ pub fn import_checked(
         keys,
         Some(now),
         limits,
-        expected_sha256.is_some(),
+        hash_file,
         accept,
     )
 }

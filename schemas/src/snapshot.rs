@@ -99,7 +99,7 @@ pub struct Member {
 
 /// One module at its current revision, with the older revisions the
 /// indexer has captured.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModuleRecord {
     pub user: String,
@@ -122,6 +122,62 @@ pub struct ModuleRecord {
     /// last good record: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<String>,
+}
+
+/// [`ModuleRecord`] as it is read: the same fields, the current revision's
+/// inline. Reading through it avoids serde's `flatten`, which buffers every
+/// field of every record before it is decoded (a manifest holds up to a
+/// million records, parsed on every full sync).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModuleRecordFields {
+    user: String,
+    name: String,
+    gist: String,
+    description: String,
+    tags: Vec<String>,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    updated: Option<String>,
+    revision: String,
+    #[serde(default)]
+    committed_at: Option<String>,
+    file: String,
+    integrity: String,
+    size: u64,
+    files: Vec<GistFile>,
+    dependencies: Vec<String>,
+    #[serde(default)]
+    history: Vec<RevisionRecord>,
+    #[serde(default)]
+    stale: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ModuleRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = ModuleRecordFields::deserialize(d)?;
+        Ok(Self {
+            user: f.user,
+            name: f.name,
+            gist: f.gist,
+            description: f.description,
+            tags: f.tags,
+            created: f.created,
+            updated: f.updated,
+            current: RevisionRecord {
+                revision: f.revision,
+                committed_at: f.committed_at,
+                file: f.file,
+                integrity: f.integrity,
+                size: f.size,
+                files: f.files,
+                dependencies: f.dependencies,
+            },
+            history: f.history,
+            stale: f.stale,
+        })
+    }
 }
 
 /// What one revision of a module's gist holds.
@@ -390,6 +446,61 @@ mod tests {
                 .collect();
             let fast: Vec<_> = index.for_module(&m).map(|a| &a.advisory.id).collect();
             assert_eq!(fast, naive, "{user}/{name} ({gist})");
+        }
+    }
+
+    #[test]
+    fn module_records_read_back_what_was_written_and_ignore_unknown_fields() {
+        let revision = |r: &str| RevisionRecord {
+            revision: r.repeat(40),
+            committed_at: Some("2026-01-01T00:00:00Z".into()),
+            file: "x.mld".into(),
+            integrity: format!("sha256:{}", "e".repeat(64)),
+            size: 3,
+            files: vec![GistFile {
+                name: "x.mld".into(),
+                sha256: "e".repeat(64),
+                size: 3,
+            }],
+            dependencies: vec!["a/b".into()],
+        };
+        let full = ModuleRecord {
+            user: "u".into(),
+            name: "m".into(),
+            gist: "g".into(),
+            description: "d".into(),
+            tags: vec!["t".into()],
+            created: Some("2025-01-01T00:00:00Z".into()),
+            updated: Some("2026-01-01T00:00:00Z".into()),
+            current: revision("b"),
+            history: vec![revision("c")],
+            stale: Some("why".into()),
+        };
+        let bare = ModuleRecord {
+            created: None,
+            updated: None,
+            history: vec![],
+            stale: None,
+            current: RevisionRecord {
+                committed_at: None,
+                ..revision("b")
+            },
+            ..full.clone()
+        };
+        for record in [full, bare] {
+            let mut json = serde_json::to_value(&record).unwrap();
+            assert_eq!(json["revision"], record.current.revision, "flattened");
+            assert_eq!(
+                serde_json::from_value::<ModuleRecord>(json.clone()).unwrap(),
+                record
+            );
+            json["futureField"] = serde_json::json!({"nested": [1, 2]});
+            assert_eq!(
+                serde_json::from_value::<ModuleRecord>(json.clone()).unwrap(),
+                record
+            );
+            json.as_object_mut().unwrap().remove("integrity");
+            assert!(serde_json::from_value::<ModuleRecord>(json).is_err());
         }
     }
 

@@ -24,6 +24,14 @@ pub struct SyncArgs {
     changed_percent: f64,
     #[arg(long, default_value = "target/bench/sync")]
     dir: PathBuf,
+    /// Seed of the synthetic registry (`bench client` uses 11).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Start from the site and data another run built in --dir with the
+    /// same sizes and seed (e.g. `bench client`'s 1,000,000-module site),
+    /// instead of building the first site; the rebuild replaces it.
+    #[arg(long)]
+    reuse_site: bool,
 }
 
 fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(Value, f64)> {
@@ -54,8 +62,11 @@ pub fn run(args: SyncArgs) -> Result<()> {
     let root = crate::workspace_root();
     // Relative to the current directory, like every xtask output.
     let dir = std::path::absolute(&args.dir)?;
-    let _ = std::fs::remove_dir_all(&dir);
     let (data, site) = (dir.join("data"), dir.join("site"));
+    let reuse = args.reuse_site && site.join("latest.json").is_file();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--release", "-p", "mlld-registry"])
         .current_dir(&root)
@@ -66,17 +77,22 @@ pub fn run(args: SyncArgs) -> Result<()> {
     );
     let bin = root.join("target/release/mlld-registry");
 
-    eprintln!("generating and indexing {} modules…", args.modules);
     let synth = Synth::new(SynthConfig {
         users: args.users,
         modules: args.modules,
-        seed: 7,
+        seed: args.seed,
     });
-    synth.write(&data, &BTreeMap::new())?;
-    super::build_site(&root, &data, &site, PreviousSite::Output)?;
+    if !reuse {
+        eprintln!("generating and indexing {} modules…", args.modules);
+        synth.write(&data, &BTreeMap::new())?;
+        super::build_site(&root, &data, &site, PreviousSite::Output)?;
+    }
     let server = HttpServer::start(static_files(site.clone()));
     let key = site.join("mlld-registry.pub");
     let (home_delta, home_full) = (dir.join("home-delta"), dir.join("home-full"));
+    for home in [&home_delta, &home_full] {
+        let _ = std::fs::remove_dir_all(home);
+    }
     sync(&bin, &home_delta, &server.url(), &key, false)?;
     sync(&bin, &home_full, &server.url(), &key, false)?;
 

@@ -20,7 +20,7 @@ use sha2::Digest as _;
 
 use crate::registry::Streamed;
 use crate::store::{PACK_INDEX_NAME, PACK_NAME};
-use crate::sync::manifest_stream::{CheckedManifest, verify_and_spill};
+use crate::sync::manifest_stream::verify_and_spill;
 use crate::sync::members::{Members, Seen, digest_of_blob_path};
 use crate::sync::verify::{Accept, Capped, Limits, safe_member_path, write_synced};
 use crate::trust::TrustedKeys;
@@ -137,8 +137,10 @@ pub(crate) fn unpack_verified_tar<R: Read>(
         let parser = s.spawn(|| {
             // Owned here, so the hasher sees the channel close if the manifest is refused.
             let members_tx = members_tx;
-            let checked = read_manifest(&manifest_path, &sig, keys, fresh_at, accept, staging)
+            let spill = staging.join("query-spill");
+            let checked = verify_and_spill(&manifest_path, &sig, keys, fresh_at, accept, &spill)
                 .and_then(|checked| {
+                    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
                     let members = Arc::new(checked.members);
                     let _ = members_tx.send(members.clone());
                     // The query store's records are assembled while the
@@ -174,28 +176,6 @@ pub(crate) fn unpack_verified_tar<R: Read>(
             .map_err(|_| anyhow::anyhow!("the member table is still shared"))?;
         Ok((key_id, VerifiedHead { head, members }))
     })
-}
-
-/// Verifies and reads the staged manifest, then writes its signature
-/// beside it.
-fn read_manifest(
-    path: &Path,
-    sig: &str,
-    keys: &TrustedKeys,
-    fresh_at: Option<time::OffsetDateTime>,
-    accept: Accept<'_>,
-    staging: &Path,
-) -> Result<CheckedManifest> {
-    let checked = verify_and_spill(
-        path,
-        sig,
-        keys,
-        fresh_at,
-        accept,
-        &staging.join("query-spill"),
-    )?;
-    write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
-    Ok(checked)
 }
 
 /// Members read from the tar stream, packed in one buffer: each is

@@ -244,20 +244,28 @@ fn the_streamed_records_are_the_bytes_of_the_in_memory_split() {
         let shards = shard::split(modules.clone(), versioned, &advisories, rejected, bits);
         write(&expected, bits, &shards).unwrap();
 
-        let streamed = dir.path().join("streamed.bin");
-        let bytes = serde_json::to_vec(&manifest).unwrap();
-        let head =
-            super::super::stream::write_records(&bytes[..], &streamed, &dir.path().join("spill"))
-                .unwrap();
-        assert_eq!(
-            (head.serial, head.modules, head.versioned, head.advisories),
-            (7, modules.len(), 1, 4)
-        );
-        assert!(
-            std::fs::read(&streamed).unwrap() == std::fs::read(&expected).unwrap(),
-            "records.bin differs with {extra} extra modules"
-        );
-        assert!(!dir.path().join("spill").exists(), "the spill is removed");
+        // Records are spilled as the manifest spells them: compact, or
+        // pretty-printed with line breaks inside every record.
+        let compact = serde_json::to_vec(&manifest).unwrap();
+        let pretty = serde_json::to_vec_pretty(&manifest).unwrap();
+        for bytes in [compact, pretty] {
+            let streamed = dir.path().join("streamed.bin");
+            let head = super::super::stream::write_records(
+                &bytes[..],
+                &streamed,
+                &dir.path().join("spill"),
+            )
+            .unwrap();
+            assert_eq!(
+                (head.serial, head.modules, head.versioned, head.advisories),
+                (7, modules.len(), 1, 4)
+            );
+            assert!(
+                std::fs::read(&streamed).unwrap() == std::fs::read(&expected).unwrap(),
+                "records.bin differs with {extra} extra modules"
+            );
+            assert!(!dir.path().join("spill").exists(), "the spill is removed");
+        }
     }
 }
 

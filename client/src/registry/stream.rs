@@ -15,6 +15,7 @@ use mlld_schemas::shard::{self, Affected, Shard};
 use mlld_schemas::{AdvisoryRecord, Member, ModuleRecord, RejectedRecord, VersionedModule};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::records::RecordsWriter;
 
@@ -177,6 +178,23 @@ impl Groups {
         let out = &mut self.files[shard::shard_of(key, GROUP_BITS) as usize];
         serde_json::to_writer(&mut *out, item)?;
         out.write_all(b"\n")
+    }
+
+    /// Spills a record as the manifest spelled it, as the [`Spilled`]
+    /// variant `tag`, without serialising it again. A line ending inside
+    /// the record can only be whitespace between tokens (JSON strings
+    /// escape theirs), so it becomes a space and the record stays one line.
+    fn push_raw(&mut self, key: &str, tag: &str, raw: &str) -> std::io::Result<()> {
+        let out = &mut self.files[shard::shard_of(key, GROUP_BITS) as usize];
+        write!(out, "{{\"{tag}\":")?;
+        let mut rest = raw.as_bytes();
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            out.write_all(&rest[..at])?;
+            out.write_all(b" ")?;
+            rest = &rest[at + 1..];
+        }
+        out.write_all(rest)?;
+        out.write_all(b"}\n")
     }
 
     fn finish(self) -> Result<Vec<PathBuf>> {
@@ -363,16 +381,16 @@ impl<'de> Visitor<'de> for ManifestSeed<'_> {
                 "modules" => {
                     self.head_known()?;
                     self.sink.head.modules =
-                        map.next_value_seed(Records::<ModuleRecord>::new(&mut self))?;
+                        map.next_value_seed(Records::<ModuleRecord>::new(&mut self, "modules"))?;
                 }
                 "versioned" => {
                     self.head_known()?;
-                    self.sink.head.versioned =
-                        map.next_value_seed(Records::<VersionedModule>::new(&mut self))?;
+                    self.sink.head.versioned = map
+                        .next_value_seed(Records::<VersionedModule>::new(&mut self, "versioned"))?;
                 }
                 "rejected" => {
                     self.head_known()?;
-                    map.next_value_seed(Records::<RejectedRecord>::new(&mut self))?;
+                    map.next_value_seed(Records::<RejectedRecord>::new(&mut self, "rejected"))?;
                 }
                 "members" if self.check.wants_members() => {
                     self.head_known()?;
@@ -389,16 +407,29 @@ impl<'de> Visitor<'de> for ManifestSeed<'_> {
 
 /// A record the spill takes: its check, its shard key and what is spilled of it.
 trait Spill: for<'de> Deserialize<'de> {
+    /// Its [`Spilled`] variant's tag.
+    const TAG: &'static str;
     fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()>;
-    fn spill(self, groups: &mut Groups) -> std::io::Result<()>;
+    /// Its shard key; `None` for a record no name holds.
+    fn key(&self) -> Option<String>;
+    /// Spills what the record adds to other names (dependency edges).
+    fn spill_edges(&self, _groups: &mut Groups) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Spill for ModuleRecord {
+    const TAG: &'static str = "m";
+
     fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
         check.module(index, self)
     }
 
-    fn spill(self, groups: &mut Groups) -> std::io::Result<()> {
+    fn key(&self) -> Option<String> {
+        Some(shard::shard_key(&self.user, &self.name))
+    }
+
+    fn spill_edges(&self, groups: &mut Groups) -> std::io::Result<()> {
         let name = self.full_name();
         for dep in &self.current.dependencies {
             if let Some((user, module)) = dep.split_once('/') {
@@ -406,49 +437,47 @@ impl Spill for ModuleRecord {
                 groups.push(&key, &Spilled::Dependent(key.clone(), name.clone()))?;
             }
         }
-        groups.push(
-            &shard::shard_key(&self.user, &self.name),
-            &Spilled::Module(self),
-        )
+        Ok(())
     }
 }
 
 impl Spill for VersionedModule {
+    const TAG: &'static str = "v";
+
     fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
         check.versioned(index, self)
     }
 
-    fn spill(self, groups: &mut Groups) -> std::io::Result<()> {
-        groups.push(
-            &shard::shard_key(&self.author, &self.name),
-            &Spilled::Versioned(self),
-        )
+    fn key(&self) -> Option<String> {
+        Some(shard::shard_key(&self.author, &self.name))
     }
 }
 
 impl Spill for RejectedRecord {
+    const TAG: &'static str = "r";
+
     fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
         check.rejected(index, self)
     }
 
-    fn spill(self, groups: &mut Groups) -> std::io::Result<()> {
-        let Some(key) = self.user_and_name().map(|(u, n)| shard::shard_key(u, n)) else {
-            return Ok(());
-        };
-        groups.push(&key, &Spilled::Rejected(self))
+    fn key(&self) -> Option<String> {
+        self.user_and_name().map(|(u, n)| shard::shard_key(u, n))
     }
 }
 
 /// An array of records, each checked and spilled as it parses; yields the count.
 struct Records<'s, 'a, T> {
     seed: &'s mut ManifestSeed<'a>,
+    /// The list's name in the manifest, for errors.
+    list: &'static str,
     _t: std::marker::PhantomData<T>,
 }
 
 impl<'s, 'a, T> Records<'s, 'a, T> {
-    fn new(seed: &'s mut ManifestSeed<'a>) -> Self {
+    fn new(seed: &'s mut ManifestSeed<'a>, list: &'static str) -> Self {
         Self {
             seed,
+            list,
             _t: std::marker::PhantomData,
         }
     }
@@ -467,15 +496,24 @@ impl<'de, T: Spill> Visitor<'de> for Records<'_, '_, T> {
         f.write_str("an array of records")
     }
 
+    /// Each record is taken as the manifest spells it, parsed from that
+    /// text, checked, and spilled as it was spelled (not serialised again).
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        use serde::de::Error as _;
         let mut n = 0;
-        while let Some(record) = seq.next_element::<T>()? {
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            let record: T = serde_json::from_str(raw.get())
+                .map_err(|e| A::Error::custom(format_args!("{}[{n}]: {e}", self.list)))?;
             if let Err(e) = record.check(n, &mut *self.seed.check) {
                 return Err(self.seed.refuse(e));
             }
-            record
-                .spill(&mut self.seed.sink.groups)
-                .map_err(serde::de::Error::custom)?;
+            let groups = &mut self.seed.sink.groups;
+            if let Some(key) = record.key() {
+                groups
+                    .push_raw(&key, T::TAG, raw.get())
+                    .map_err(A::Error::custom)?;
+                record.spill_edges(groups).map_err(A::Error::custom)?;
+            }
             n += 1;
         }
         Ok(n)

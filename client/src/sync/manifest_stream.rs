@@ -257,6 +257,11 @@ mod tests {
         let m = manifest(vec![module("one", &a), bad], &[&a]);
         let err = check(&m, None).unwrap_err().to_string();
         assert!(err.contains("modules[1].gist"), "{err}");
+        let mut bad = module("two", &a);
+        bad["size"] = json!("large");
+        let m = manifest(vec![module("one", &a), bad], &[&a]);
+        let err = format!("{:#}", check(&m, None).unwrap_err());
+        assert!(err.contains("modules[1]: invalid type"), "{err}");
         let mut m = manifest(vec![module("one", &a)], &[&a]);
         m["members"]["etc/passwd"] = json!({"sha256": a, "size": 1});
         let err = check(&m, None).unwrap_err().to_string();

@@ -48,8 +48,14 @@ fn refuse(list: &str, index: usize, checked: Result<(), FieldError>) -> Result<(
 /// A field's path below its record, and why it is invalid.
 type FieldError = (String, String);
 
-fn field(name: impl Into<String>, r: Result<(), String>) -> Result<(), FieldError> {
-    r.map_err(|e| (name.into(), e))
+fn field(name: &str, r: Result<(), String>) -> Result<(), FieldError> {
+    r.map_err(|e| (name.to_string(), e))
+}
+
+/// [`field`] for a path built only if the field is invalid (a manifest has
+/// millions of fields, checked on every full sync).
+fn field_at(name: impl FnOnce() -> String, r: Result<(), String>) -> Result<(), FieldError> {
+    r.map_err(|e| (name(), e))
 }
 
 fn check_module(m: &ModuleRecord) -> Result<(), FieldError> {
@@ -76,14 +82,14 @@ fn check_revision(r: &RevisionRecord) -> Result<(), FieldError> {
     }
     field("file", check_file_name(&r.file))?;
     for (i, f) in r.files.iter().enumerate() {
-        field(format!("files[{i}].name"), check_file_name(&f.name))?;
-        field(
-            format!("files[{i}].sha256"),
+        field_at(|| format!("files[{i}].name"), check_file_name(&f.name))?;
+        field_at(
+            || format!("files[{i}].sha256"),
             names::check_sha256_hex(&f.sha256),
         )?;
     }
     for (i, d) in r.dependencies.iter().enumerate() {
-        field(format!("dependencies[{i}]"), check_full_name(d))?;
+        field_at(|| format!("dependencies[{i}]"), check_full_name(d))?;
     }
     Ok(())
 }
@@ -128,10 +134,10 @@ fn check_rejected(r: &RejectedRecord) -> Result<(), FieldError> {
 fn check_advisory(a: &AdvisoryRecord) -> Result<(), FieldError> {
     field("user", names::check_user(&a.user))?;
     for (i, m) in a.advisory.affects.iter().enumerate() {
-        field(format!("affects[{i}]"), names::check_module(m))?;
+        field_at(|| format!("affects[{i}]"), names::check_module(m))?;
     }
     for (i, g) in a.advisory.gists.iter().enumerate() {
-        field(format!("gists[{i}]"), names::check_gist_id(g))?;
+        field_at(|| format!("gists[{i}]"), names::check_gist_id(g))?;
     }
     use mlld_schemas::advisory_scope::{check_revision_prefix, parse_range};
     for (key, range) in [
@@ -143,7 +149,10 @@ fn check_advisory(a: &AdvisoryRecord) -> Result<(), FieldError> {
         }
     }
     for (i, r) in a.advisory.affected_revisions.iter().enumerate() {
-        field(format!("affectedRevisions[{i}]"), check_revision_prefix(r))?;
+        field_at(
+            || format!("affectedRevisions[{i}]"),
+            check_revision_prefix(r),
+        )?;
     }
     if let Some(before) = &a.advisory.before {
         field("before", names::check_timestamp(before))?;
@@ -155,21 +164,24 @@ fn check_versioned(v: &VersionedModule) -> Result<(), FieldError> {
     field("author", names::check_user(&v.author))?;
     field("name", names::check_module(&v.name))?;
     for (tag, version) in &v.tags {
-        field(format!("tags.{tag}"), parse_version(version).map(|_| ()))?;
+        field_at(|| format!("tags.{tag}"), parse_version(version).map(|_| ()))?;
     }
     for (i, r) in v.versions.iter().enumerate() {
         let at = |f: &str| format!("versions[{i}].{f}");
-        field(at("version"), parse_version(&r.version).map(|_| ()))?;
-        field(at("entry"), check_relative_path(&r.entry))?;
-        field(at("integrity"), names::check_integrity(&r.integrity))?;
-        field(at("contentHash"), names::check_sha256_hex(&r.content_hash))?;
+        field_at(|| at("version"), parse_version(&r.version).map(|_| ()))?;
+        field_at(|| at("entry"), check_relative_path(&r.entry))?;
+        field_at(|| at("integrity"), names::check_integrity(&r.integrity))?;
+        field_at(
+            || at("contentHash"),
+            names::check_sha256_hex(&r.content_hash),
+        )?;
         for (j, f) in r.files.iter().enumerate() {
-            field(
-                at(&format!("files[{j}].path")),
+            field_at(
+                || at(&format!("files[{j}].path")),
                 check_relative_path(&f.path),
             )?;
-            field(
-                at(&format!("files[{j}].sha256")),
+            field_at(
+                || at(&format!("files[{j}].sha256")),
                 names::check_sha256_hex(&f.sha256),
             )?;
         }

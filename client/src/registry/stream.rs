@@ -207,7 +207,9 @@ impl Groups {
 
 /// Writes every bucket in order. With at least [`GROUP_BITS`] bits each
 /// group holds whole buckets; with fewer the registry is small (under
-/// 16,384 names) and is assembled in one go.
+/// 16,384 names) and is assembled in one go. Groups are built on every
+/// core, a window at a time, and written in order: memory is one group's
+/// records per core.
 fn assemble(
     groups: &[PathBuf],
     advisories: &[AdvisoryRecord],
@@ -222,35 +224,77 @@ fn assemble(
     } else {
         (vec![groups], 1 << bits)
     };
-    for (g, chunk) in chunks.into_iter().enumerate() {
-        let mut buckets = read_names(chunk, bits)?;
-        let first = g as u32 * per_chunk;
-        for b in first..first + per_chunk {
-            let names = buckets.remove(&b).unwrap_or_default();
-            let mut records = names
-                .into_iter()
-                .map(|(key, mut r)| {
-                    r.advisories = advisories_of(&r, &affected, advisories);
-                    Ok((
-                        mlld_schemas::sha256_bytes(key.as_bytes()),
-                        serde_json::to_vec(&r)?,
-                    ))
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let numbered: Vec<(u32, &[PathBuf])> = (0..).zip(chunks).collect();
+    for window in numbered.chunks(workers) {
+        let built: Vec<Result<Vec<Bucket>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = window
+                .iter()
+                .map(|&(g, chunk)| {
+                    let first = g * per_chunk;
+                    let affected = &affected;
+                    s.spawn(move || {
+                        build_buckets(chunk, first..first + per_chunk, bits, affected, advisories)
+                    })
                 })
-                .collect::<Result<Vec<_>>>()?;
-            records.sort_unstable_by_key(|(k, _)| *k);
-            writer.push_bucket(records)?;
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("building buckets does not panic"))
+                .collect()
+        });
+        for buckets in built {
+            for bucket in buckets? {
+                writer.push_bucket(bucket)?;
+            }
         }
     }
     writer.finish()
 }
 
+/// One bucket's records: the digest of each name's key, and its record.
+type Bucket = Vec<([u8; 32], Vec<u8>)>;
+
+/// The buckets `range`, all held by the spill files `chunk`, in order.
+fn build_buckets(
+    chunk: &[PathBuf],
+    range: std::ops::Range<u32>,
+    bits: u32,
+    affected: &Affected<'_>,
+    advisories: &[AdvisoryRecord],
+) -> Result<Vec<Bucket>> {
+    let mut buckets = read_names(chunk, bits)?;
+    range
+        .map(|b| {
+            let names = buckets.remove(&b).unwrap_or_default();
+            let mut records = names
+                .into_iter()
+                .map(|(key, mut r)| {
+                    r.advisories = advisories_of(&r, affected, advisories);
+                    Ok((
+                        mlld_schemas::sha256_bytes(key.as_bytes()),
+                        serde_json::to_vec(&r)?,
+                    ))
+                })
+                .collect::<Result<Bucket>>()?;
+            records.sort_unstable_by_key(|(k, _)| *k);
+            Ok(records)
+        })
+        .collect()
+}
+
 /// The names of the spill files `paths`: bucket → shard key → its records.
 fn read_names(paths: &[PathBuf], bits: u32) -> Result<BTreeMap<u32, BTreeMap<String, Shard>>> {
     let mut out: BTreeMap<u32, BTreeMap<String, Shard>> = BTreeMap::new();
+    let mut line = Vec::new();
     for path in paths {
-        let file = BufReader::new(File::open(path)?);
-        for line in file.lines() {
-            let item: Spilled = serde_json::from_str(&line?)
+        let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
+        loop {
+            line.clear();
+            if file.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let item: Spilled = serde_json::from_slice(&line)
                 .with_context(|| format!("reading back {}", path.display()))?;
             let (key, dependent) = match &item {
                 Spilled::Module(m) => (shard::shard_key(&m.user, &m.name), None),

@@ -32,6 +32,10 @@ pub struct SyncArgs {
     /// instead of building the first site; the rebuild replaces it.
     #[arg(long)]
     reuse_site: bool,
+    /// The revision the changed modules move to: a second run on a reused
+    /// site needs a new one (2, 3, …) for anything to change.
+    #[arg(long, default_value_t = 1)]
+    change_revision: u32,
 }
 
 fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(Value, f64)> {
@@ -97,7 +101,10 @@ pub fn run(args: SyncArgs) -> Result<()> {
     sync(&bin, &home_full, &server.url(), &key, false)?;
 
     let step = (100.0 / args.changed_percent).round().max(1.0) as usize;
-    let changed: BTreeMap<usize, u32> = (0..args.modules).step_by(step).map(|i| (i, 1)).collect();
+    let changed: BTreeMap<usize, u32> = (0..args.modules)
+        .step_by(step)
+        .map(|i| (i, args.change_revision))
+        .collect();
     eprintln!("changing {} modules and rebuilding…", changed.len());
     synth.write(&data, &changed)?;
     super::build_site(&root, &data, &site, PreviousSite::Output)?;

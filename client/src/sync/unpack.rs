@@ -130,7 +130,7 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     // they are only staged, and nothing is moved or trusted unless the
     // signature, the manifest's policy checks and every member's digest pass.
     let abort = AtomicBool::new(false);
-    let (to_hasher, batches) = mpsc::sync_channel::<Batch>(4);
+    let (to_hasher, batches) = mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
     let (recycle, recycled) = mpsc::channel::<Batch>();
     let (members_tx, members_rx) = mpsc::channel::<Arc<Members>>();
     std::thread::scope(|s| {
@@ -178,24 +178,42 @@ pub(crate) fn unpack_verified_tar<R: Read>(
     })
 }
 
-/// Members read from the tar stream, packed in one buffer: each is
-/// `(name, offset in the pack, start in data, length)`. Buffers go back and
-/// forth between the reader and the hasher, so member bytes are neither
-/// allocated nor zeroed one by one.
+/// Members read from the tar stream, packed in one buffer of a fixed
+/// size. Buffers go back and forth between the reader and the hasher, so
+/// member bytes are neither allocated nor zeroed one by one, and a large
+/// member (a search index file may be hundreds of megabytes) is carried in
+/// pieces over several batches: memory stays a few batches at any size.
 struct Batch {
     data: Vec<u8>,
     used: usize,
-    items: Vec<(String, u64, usize, usize)>,
+    pieces: Vec<Piece>,
+}
+
+/// A piece of one member: its bytes are `data[start..start + len]`. The
+/// member's last piece carries what the member is.
+struct Piece {
+    start: usize,
+    len: usize,
+    last: Option<StagedMember>,
+}
+
+/// A member read whole: its path, its offset in the pack and its size.
+struct StagedMember {
+    name: String,
+    offset: u64,
+    size: u64,
 }
 
 const BATCH_BYTES: usize = 4 << 20;
+/// Batches the reader may be ahead of the hasher by.
+const BATCHES_AHEAD: usize = 4;
 
 impl Batch {
     fn new() -> Self {
         Self {
             data: vec![0; BATCH_BYTES],
             used: 0,
-            items: Vec::with_capacity(1024),
+            pieces: Vec::with_capacity(1024),
         }
     }
 }
@@ -226,29 +244,42 @@ fn stream_members<R: Read>(
         if size > cap {
             bail!("member `{name}` is {size} bytes, over the per-member limit {cap}");
         }
-        let size = size as usize;
-        if batch.used + size > batch.data.len() && !batch.items.is_empty() {
-            // A batch grown for one large member is not kept at that size.
-            let next = recycled
-                .try_recv()
-                .ok()
-                .filter(|b| b.data.len() <= BATCH_BYTES)
-                .unwrap_or_else(Batch::new);
-            if to_hasher.send(std::mem::replace(&mut batch, next)).is_err() {
-                return Ok(()); // the hasher failed; its error is reported
+        let mut member = Some(StagedMember { name, offset, size });
+        let mut left = size;
+        loop {
+            if batch.used == batch.data.len() {
+                let next = recycled.try_recv().unwrap_or_else(|_| Batch::new());
+                if to_hasher.send(std::mem::replace(&mut batch, next)).is_err() {
+                    return Ok(()); // the hasher failed; its error is reported
+                }
+            }
+            let n =
+                (batch.data.len() - batch.used).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let start = batch.used;
+            entry
+                .read_exact(&mut batch.data[start..start + n])
+                .with_context(|| {
+                    format!(
+                        "member `{}` is cut short",
+                        member.as_ref().map_or("", |m| &m.name)
+                    )
+                })?;
+            batch.used += n;
+            left -= n as u64;
+            let last = if left == 0 { member.take() } else { None };
+            let done = last.is_some();
+            batch.pieces.push(Piece {
+                start,
+                len: n,
+                last,
+            });
+            if done {
+                break;
             }
         }
-        if size > batch.data.len() {
-            batch.data.resize(size, 0);
-        }
-        entry
-            .read_exact(&mut batch.data[batch.used..batch.used + size])
-            .with_context(|| format!("member `{name}` is cut short"))?;
-        batch.items.push((name, offset, batch.used, size));
-        batch.used += size;
-        offset += size as u64;
+        offset += size;
     }
-    if !batch.items.is_empty() {
+    if !batch.pieces.is_empty() {
         let _ = to_hasher.send(batch);
     }
     Ok(())
@@ -286,11 +317,15 @@ fn hash_match_pack(
     let mut index = BufWriter::with_capacity(1 << 20, File::create(&index_path)?);
     let mut members: Option<(Arc<Members>, Seen)> = None;
     let mut pending: Vec<Pending> = Vec::new();
+    let mut hasher = sha2::Sha256::new();
     for mut batch in batches {
-        for (name, offset, start, len) in batch.items.drain(..) {
-            let digest: [u8; 32] = sha2::Sha256::digest(&batch.data[start..start + len]).into();
-            writeln!(index, "{offset} {len} {name}")?;
-            pending.push(hashed(name, len as u64, digest)?);
+        for piece in batch.pieces.drain(..) {
+            hasher.update(&batch.data[piece.start..piece.start + piece.len]);
+            if let Some(StagedMember { name, offset, size }) = piece.last {
+                let digest: [u8; 32] = hasher.finalize_reset().into();
+                writeln!(index, "{offset} {size} {name}")?;
+                pending.push(hashed(name, size, digest)?);
+            }
         }
         pack.write_all(&batch.data[..batch.used])?;
         batch.used = 0;
@@ -394,4 +429,96 @@ fn match_listed(m: &Members, seen: &mut Seen, p: Pending) -> Result<()> {
         bail!("member `{}` appears twice", name());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlld_schemas::snapshot::blob_path;
+
+    /// Streams `members` as a tar through the reader and the hasher, against
+    /// a member table listing `listed`.
+    fn stage(
+        members: &[(String, Vec<u8>)],
+        listed: &[(String, Vec<u8>)],
+    ) -> Result<tempfile::TempDir> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, bytes) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, name, &bytes[..])?;
+        }
+        let tar = tar.into_inner()?;
+        let mut table = Members::default();
+        for (name, bytes) in listed {
+            let member = mlld_schemas::Member {
+                sha256: mlld_schemas::sha256_hex(bytes),
+                size: bytes.len() as u64,
+            };
+            table.insert(name.clone(), member)?;
+        }
+        table.finish()?;
+        let staging = tempfile::tempdir()?;
+        let abort = AtomicBool::new(false);
+        let (to_hasher, batches) = mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
+        let (recycle, recycled) = mpsc::channel::<Batch>();
+        let (members_tx, members_rx) = mpsc::channel();
+        members_tx.send(Arc::new(table)).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        std::thread::scope(|s| {
+            let hasher =
+                s.spawn(|| hash_match_pack(staging.path(), batches, recycle, members_rx, false));
+            let read = stream_members(
+                archive.entries()?,
+                Limits::default(),
+                &abort,
+                to_hasher,
+                recycled,
+            );
+            let hashed = hasher.join().unwrap();
+            read.and(hashed)
+        })?;
+        Ok(staging)
+    }
+
+    fn blob(bytes: Vec<u8>) -> (String, Vec<u8>) {
+        (blob_path(&mlld_schemas::sha256_hex(&bytes)), bytes)
+    }
+
+    #[test]
+    fn members_larger_than_a_batch_are_hashed_across_batches() {
+        let members = vec![
+            blob(b"small".to_vec()),
+            blob((0..BATCH_BYTES * 2 + 123).map(|i| i as u8).collect()),
+            blob(Vec::new()),
+            blob(vec![7; BATCH_BYTES - 5]),
+        ];
+        let staging = stage(&members, &members).unwrap();
+        let pack = std::fs::read(staging.path().join(PACK_NAME)).unwrap();
+        assert_eq!(
+            pack,
+            members
+                .iter()
+                .flat_map(|(_, b)| b.clone())
+                .collect::<Vec<u8>>()
+        );
+        let index = std::fs::read_to_string(staging.path().join(PACK_INDEX_NAME)).unwrap();
+        let mut offset = 0;
+        for ((name, bytes), line) in members.iter().zip(index.lines()) {
+            assert_eq!(line, format!("{offset} {} {name}", bytes.len()));
+            offset += bytes.len();
+        }
+    }
+
+    #[test]
+    fn a_large_member_with_one_byte_changed_is_refused() {
+        let listed = vec![blob(vec![1; BATCH_BYTES + 10])];
+        let mut served = listed.clone();
+        served[0].1[BATCH_BYTES + 3] ^= 1;
+        let err = stage(&served, &listed).unwrap_err().to_string();
+        assert!(err.contains("but the signed manifest says"), "{err}");
+        let err = stage(&listed[..0], &listed).unwrap_err().to_string();
+        assert!(err.contains("missing from the snapshot"), "{err}");
+    }
 }

@@ -182,10 +182,15 @@ impl<'a> Affected<'a> {
             .copied()
     }
 
+    /// The advisories (indices) naming the gist `gist`.
+    pub fn by_gist(&self, gist: &str) -> impl Iterator<Item = usize> + '_ {
+        self.by_gist.get(gist).into_iter().flatten().copied()
+    }
+
     /// The advisories (indices) affecting the gist module `m`.
     pub fn module(&self, m: &ModuleRecord) -> Vec<usize> {
         let mut out: Vec<usize> = self.by_name(&m.user, &m.name).collect();
-        out.extend(self.by_gist.get(m.gist.as_str()).into_iter().flatten());
+        out.extend(self.by_gist(&m.gist));
         out
     }
 }

@@ -15,6 +15,7 @@
 //! interface.
 
 pub mod records;
+mod spill;
 mod stream;
 pub mod tables;
 pub mod write;

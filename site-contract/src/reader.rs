@@ -147,7 +147,9 @@ impl Site {
 
     /// Downloads or copies the site file `rel` to `dest`, refusing anything
     /// but exactly `size` bytes; returns the SHA-256 of what arrived, or
-    /// `None` when the site has no such file. `progress` hears the bytes so far.
+    /// `None` when the site has no such file. `progress` hears the bytes so
+    /// far. `dest` is a staging file, checked and then read or discarded:
+    /// it is not synced to disk.
     pub fn download(
         &self,
         rel: &str,
@@ -158,18 +160,36 @@ impl Site {
         let mut out = io::BufWriter::new(
             File::create(dest).with_context(|| format!("creating {}", dest.display()))?,
         );
-        let Some(sha) = self.stream(rel, size, &mut out, progress)? else {
+        let got = self.download_into(rel, size, &mut out, progress)?;
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(got)
+    }
+
+    /// Streams the site file `rel` into `sink`, refusing anything but
+    /// exactly `size` bytes; returns the SHA-256 of what arrived, or `None`
+    /// when the site has no such file. What reaches `sink` is not yet
+    /// checked: the caller compares the digest before trusting any of it.
+    pub fn download_into(
+        &self,
+        rel: &str,
+        size: u64,
+        sink: &mut dyn Write,
+        progress: &dyn Fn(u64),
+    ) -> Result<Option<String>> {
+        let mut counted = Counted {
+            inner: sink,
+            len: 0,
+        };
+        let Some(sha) = self.stream(rel, size, &mut counted, progress)? else {
             return Ok(None);
         };
-        let written = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        let len = written.metadata()?.len();
-        if len != size {
+        if counted.len != size {
             bail!(
-                "{}/{rel} ended after {len} bytes; the signed latest.json says {size}. Try again",
-                self.describe()
+                "{}/{rel} ended after {} bytes; the signed latest.json says {size}. Try again",
+                self.describe(),
+                counted.len
             );
         }
-        written.sync_all()?;
         Ok(Some(sha))
     }
 
@@ -235,6 +255,23 @@ impl Site {
                 }
             }
         }
+    }
+}
+
+/// A writer that counts what passes through it.
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    len: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -158,7 +158,7 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                         &verifier,
                     )?
                 }
-                Source::Site(site) => {
+                Source::Site(_) => {
                     if latest.size > limits.compressed {
                         bail!(
                             "the site announces a {}-byte snapshot, over the {}-byte limit; refused",
@@ -166,25 +166,15 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                             limits.compressed
                         );
                     }
-                    let staging = ctx.store.staging("download-")?;
-                    let dest = staging.path().join("snapshot.tar.zst");
-                    let sha = source
-                        .fetch_to(&rel, latest.size, &dest, !ctx.json)?
-                        .with_context(|| format!("{}/{rel} is missing, though the signed latest.json names it; try again later or another mirror", site.describe()))?;
                     mode = "full";
                     downloaded_bytes = latest.size;
-                    if sha != latest.sha256 {
-                        bail!(
-                            "{}/{rel} has SHA-256 {sha}, but the signed latest.json names {}; the download was altered. Nothing was written",
-                            site.describe(),
-                            latest.sha256
-                        );
-                    }
-                    snapshot_import::import_downloaded(
+                    snapshot_import::import_streamed(
                         &ctx.store,
-                        &dest,
-                        &latest.sha256,
+                        &source,
+                        &rel,
+                        (&latest.sha256, latest.size),
                         &verifier,
+                        !ctx.json,
                     )?
                 }
                 Source::File(_) => unreachable!(),

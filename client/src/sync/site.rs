@@ -143,6 +143,34 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Streams the site file `rel` (exactly `size` bytes) into `sink`, with
+    /// a progress bar on a terminal; returns its SHA-256, or `None` when the
+    /// site lacks it or this is no site. Nothing is checked but the size.
+    pub(crate) fn stream_into(
+        &self,
+        rel: &str,
+        size: u64,
+        sink: &mut dyn std::io::Write,
+        show_progress: bool,
+    ) -> Result<Option<String>> {
+        let Source::Site(site) = self else {
+            return Ok(None);
+        };
+        let bar = (show_progress && site.dir().is_none() && std::io::stderr().is_terminal())
+            .then(|| progress_bar(size));
+        let got = site.download_into(rel, size, sink, &|n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        });
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        got
+    }
+}
+
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(len),

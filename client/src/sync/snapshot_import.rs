@@ -91,34 +91,7 @@ pub fn import_checked(
     expected_sha256: Option<&str>,
     verifier: &Verifier<'_>,
 ) -> Result<Imported> {
-    import_expecting(
-        store,
-        path,
-        expected_sha256,
-        expected_sha256.is_some(),
-        verifier,
-    )
-}
-
-/// Like [`import_checked`] for a download whose SHA-256 was computed as it
-/// streamed in and already compared with `sha256` (the file is in the
-/// caller's own staging directory): it is not hashed a second time.
-pub fn import_downloaded(
-    store: &Store,
-    path: &Path,
-    sha256: &str,
-    verifier: &Verifier<'_>,
-) -> Result<Imported> {
-    import_expecting(store, path, Some(sha256), false, verifier)
-}
-
-fn import_expecting(
-    store: &Store,
-    path: &Path,
-    expected_sha256: Option<&str>,
-    hash_file: bool,
-    verifier: &Verifier<'_>,
-) -> Result<Imported> {
+    let hash_file = expected_sha256.is_some();
     let Verifier {
         keys,
         now,
@@ -220,14 +193,80 @@ fn import_new(
     }
     let (key_id, verified) =
         unpacked.with_context(|| format!("snapshot {} was refused", path.display()))?;
+    install_staged(store, &snap, sha256, key_id, verified)
+}
+
+/// Downloads the snapshot `rel` of the site `source` (exactly `size` bytes,
+/// named by `sha256` in the signed latest.json) and verifies it into the
+/// store as it arrives, without a copy on disk: the download streams
+/// through a pipe into the same verification as a file. Nothing staged is
+/// used unless the download's digest matches and every check passes.
+pub fn import_streamed(
+    store: &Store,
+    source: &super::site::Source,
+    rel: &str,
+    (sha256, size): (&str, u64),
+    verifier: &Verifier<'_>,
+    progress: bool,
+) -> Result<Imported> {
+    let staging = store.staging("import-")?;
+    let snap = staging.path().join("snapshot");
+    std::fs::create_dir_all(&snap)?;
+    let (reader, mut writer) = io::pipe()?;
+    let (downloaded, unpacked) = std::thread::scope(|s| {
+        let download = s.spawn(move || source.stream_into(rel, size, &mut writer, progress));
+        // The reader is dropped when unpacking ends, so a refused snapshot
+        // also stops the download.
+        let unpacked = crate::sync::unpack::unpack_verified_stream(reader, &snap, verifier);
+        (
+            download.join().expect("downloading does not panic"),
+            unpacked,
+        )
+    });
+    let describe = || format!("{}/{rel}", source.describe());
+    // An altered download is reported as such, whatever unpacking made of
+    // it; a download cut off because unpacking stopped reading is not.
+    let stopped_reading = |e: &anyhow::Error| {
+        e.chain().any(|c| {
+            c.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        })
+    };
+    match downloaded {
+        Err(e) if unpacked.is_err() && stopped_reading(&e) => {}
+        Ok(Some(actual)) if actual == sha256 => {}
+        Ok(Some(actual)) => bail!(
+            "{} has SHA-256 {actual}, but the signed latest.json names {sha256}; the download was altered. Nothing was written",
+            describe()
+        ),
+        Ok(None) => bail!(
+            "{} is missing, though the signed latest.json names it; try again later or another mirror",
+            describe()
+        ),
+        Err(e) => return Err(e),
+    }
+    let (key_id, verified) =
+        unpacked.with_context(|| format!("snapshot {} was refused", describe()))?;
+    install_staged(store, &snap, sha256, key_id, verified)
+}
+
+/// Moves a verified staged snapshot into the store: its search index
+/// beside the pack, its query store completed, one rename.
+fn install_staged(
+    store: &Store,
+    snap: &Path,
+    sha256: &str,
+    key_id: String,
+    verified: VerifiedHead,
+) -> Result<Imported> {
     // `search` memory-maps the index: its files live beside the pack, verified with it.
-    extract_index(&snap, &verified)?;
-    crate::registry::write::finish(&snap, sha256, &key_id, &verified.head)?;
+    extract_index(snap, &verified)?;
+    crate::registry::write::finish(snap, sha256, &key_id, &verified.head)?;
     let dir = store.snapshot_dir(sha256);
     if !dir.exists() {
         store
             .fs()
-            .rename_durable(&snap, &dir)
+            .rename_durable(snap, &dir)
             .with_context(|| format!("moving the verified snapshot into {}", dir.display()))?;
     }
     Ok(Imported {

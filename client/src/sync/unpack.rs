@@ -75,6 +75,29 @@ pub(crate) fn unpack_verified_mode(
     )
 }
 
+/// Like [`unpack_verified`], from the compressed snapshot arriving on
+/// `stream` (a download), fresh at the verifier's clock.
+pub(crate) fn unpack_verified_stream(
+    stream: impl Read,
+    staging: &Path,
+    verifier: &crate::sync::verify::Verifier<'_>,
+) -> Result<(String, VerifiedHead)> {
+    let decoder = zstd::Decoder::new(Capped {
+        inner: stream,
+        left: verifier.limits.compressed,
+        what: "compressed",
+    })?;
+    unpack_verified_tar(
+        decoder,
+        staging,
+        verifier.keys,
+        Some(verifier.now),
+        verifier.limits,
+        verifier.accept,
+        false,
+    )
+}
+
 /// Like [`unpack_verified_mode`], from the uncompressed tar stream `tar`.
 pub(crate) fn unpack_verified_tar<R: Read>(
     tar: R,

@@ -141,10 +141,9 @@ pub(crate) fn unpack_verified_tar<R: Read>(
             .with_context(|| format!("creating {}", manifest_path.display()))?,
     );
     next_named(MANIFEST_NAME, limits.manifest, &mut manifest_file)?;
-    manifest_file
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    // Synced once it has been read: the snapshot must be durable before it
+    // moves into the store, not before it is checked.
+    let manifest_file = manifest_file.into_inner().map_err(|e| e.into_error())?;
     let mut sig_bytes = Vec::new();
     next_named(MANIFEST_SIG_NAME, 4096, &mut sig_bytes)?;
     let sig = String::from_utf8(sig_bytes).context("the manifest signature is not text")?;
@@ -163,6 +162,7 @@ pub(crate) fn unpack_verified_tar<R: Read>(
             let spill = staging.join("query-spill");
             let checked = verify_and_spill(&manifest_path, &sig, keys, fresh_at, accept, &spill)
                 .and_then(|checked| {
+                    manifest_file.sync_all()?;
                     write_synced(&staging.join(MANIFEST_SIG_NAME), sig.as_bytes())?;
                     let members = Arc::new(checked.members);
                     let _ = members_tx.send(members.clone());

@@ -48,7 +48,7 @@ pub fn sync(
         verifier,
         progress,
     };
-    let usable = latest.deltas.iter().find(|d| {
+    let usable = latest.chunk_deltas.iter().find(|d| {
         d.from_snapshot == current.snapshot_sha256 && d.from_serial == current.manifest.serial
     });
     let mut patched = None;

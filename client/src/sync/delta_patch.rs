@@ -1,15 +1,18 @@
-//! The cheapest delta: a patch from the snapshot the store holds.
+//! The cheapest delta: a chunk delta from the snapshot the store holds.
 //!
-//! `latest.json` signs, for a recent serial, the digest of a zstd patch, of
-//! the base it applies to (that snapshot's manifest and search index,
-//! concatenated as `delta_base_parts` says), of what it yields (the new
-//! index-only tar) and of a pack of the new blobs. The client assembles the
-//! base from its store (every part checked against the stored manifest),
-//! checks its digest, downloads the patch (checked against the signed
-//! digest before a byte is decompressed) and streams the patched tar through
-//! the same verification as any snapshot. Where the store's base does not
-//! match or the site lacks the patch, the caller falls back to the
-//! index-only snapshot; anything that fails a signed digest is refused.
+//! `latest.json` signs, for a recent serial, the digest of a chunk delta
+//! (`mlld_site_contract::chunk_delta`: copies of the base's ranges and
+//! literal bytes), of the base it applies to (that snapshot's manifest and
+//! search index, concatenated as `delta_base_parts` says), of what it yields
+//! (the new index-only tar) and of a pack of the new blobs. The client reads
+//! the base in place from its store (`delta_base`) and checks its digest,
+//! downloads the delta (checked against the signed digest before a byte is
+//! decompressed) and streams the rebuilt tar through the same verification
+//! as any snapshot, every operation checked against the signed base and
+//! target sizes as it comes: memory does not grow with the snapshot. Where
+//! the store's base does not match or the site lacks the delta, the caller
+//! falls back to the index-only snapshot; anything that fails a signed
+//! digest or a check of the operations is refused.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
@@ -17,18 +20,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::check_sha256_hex;
-use mlld_schemas::snapshot::{
-    Delta, MANIFEST_NAME, blob_digest, delta_base_parts, delta_blobs_path, delta_patch_path,
-};
+use mlld_schemas::snapshot::{ChunkDelta, blob_digest, delta_blobs_path};
+use mlld_site_contract::chunk_delta;
+use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
 use crate::store::VerifiedManifest;
+use crate::sync::delta_base::StoredBase;
 use crate::sync::delta_stats::DeltaStats;
 use crate::sync::site::Source;
 use crate::sync::verify::{Capped, ManifestHead, Verifier};
-
-/// zstd's largest window on 64-bit targets; the signed target size bounds the real one.
-const MAX_WINDOW_LOG: u32 = 31;
 
 /// A verified index-only snapshot in staging, and the new blobs the delta's pack held.
 pub(crate) struct Patched {
@@ -52,7 +53,7 @@ pub(crate) struct Env<'a> {
 
 /// Applies `delta` to `current` into `snap` (a staging directory, inside `staging`).
 pub(crate) fn apply(
-    delta: &Delta,
+    delta: &ChunkDelta,
     current: &VerifiedManifest,
     staging: &Path,
     snap: &Path,
@@ -73,18 +74,16 @@ pub(crate) fn apply(
             );
         }
     }
-    let base = match assemble_base(current, delta.base.size) {
-        Ok(base) if mlld_schemas::sha256_hex(&base) == delta.base.sha256 => base,
-        Ok(_) => {
-            return Ok(Outcome::Unusable(format!(
-                "the stored serial {} differs from the patch's base",
-                current.manifest.serial
-            )));
-        }
+    let base = match StoredBase::open(current) {
+        Ok(base) if base.len() == delta.base.size => base,
+        Ok(_) => return Ok(Outcome::Unusable(base_differs(current))),
         Err(e) => return Ok(Outcome::Unusable(format!("{e:#}"))),
     };
+    if base.sha256()? != delta.base.sha256 {
+        return Ok(Outcome::Unusable(base_differs(current)));
+    }
 
-    let patch_file = staging.join("delta.patch.zst");
+    let patch_file = staging.join("delta.chunks.zst");
     let Some(sha) = env.source.fetch_to(
         &delta.patch.path,
         delta.patch.size,
@@ -100,37 +99,7 @@ pub(crate) fn apply(
     refuse_unless_signed(&delta.patch.path, &sha, &delta.patch.sha256)?;
     stats.patch_bytes = delta.patch.size;
 
-    let file = BufReader::new(std::fs::File::open(&patch_file)?);
-    let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(file, &base)?;
-    decoder.window_log_max(MAX_WINDOW_LOG)?;
-    let mut target = Hashing {
-        inner: Capped {
-            inner: decoder,
-            left: delta.target.size,
-            what: "patched",
-        },
-        hasher: sha2::Sha256::new(),
-        len: 0,
-    };
-    let (key_id, head) = crate::sync::unpack::unpack_verified_tar(
-        &mut target,
-        snap,
-        env.verifier.keys,
-        Some(env.verifier.now),
-        limits,
-        env.verifier.accept,
-        true,
-    )
-    .with_context(|| format!("the snapshot patched by {} was refused", delta.patch.path))?;
-    io::copy(&mut target, &mut io::sink())?;
-    let actual = hex::encode(target.hasher.finalize());
-    if actual != delta.target.sha256 || target.len != delta.target.size {
-        bail!(
-            "{} patches to a tar with SHA-256 {actual}, but the signed latest.json says {}; refused, nothing was written",
-            delta.patch.path,
-            delta.target.sha256
-        );
-    }
+    let (key_id, head) = rebuild(delta, &base, &patch_file, snap, env)?;
     let blobs = read_blob_pack(delta, &head, staging, env, stats)?;
     Ok(Outcome::Applied(Box::new(Patched {
         key_id,
@@ -139,10 +108,65 @@ pub(crate) fn apply(
     })))
 }
 
+/// Streams the tar `patch_file` rebuilds from `base` through the snapshot
+/// verification into `snap`, and checks it against the signed target digest.
+fn rebuild(
+    delta: &ChunkDelta,
+    base: &StoredBase,
+    patch_file: &Path,
+    snap: &Path,
+    env: &Env<'_>,
+) -> Result<(String, ManifestHead)> {
+    let file = BufReader::new(std::fs::File::open(patch_file)?);
+    let mut target = Hashing {
+        inner: chunk_delta::Reader::new(file, base, base.len(), delta.target.size)?,
+        hasher: sha2::Sha256::new(),
+        len: 0,
+    };
+    let verifier = env.verifier;
+    let unpacked = crate::sync::unpack::unpack_verified_tar(
+        &mut target,
+        snap,
+        verifier.keys,
+        Some(verifier.now),
+        verifier.limits,
+        verifier.accept,
+        true,
+    );
+    let drained = unpacked
+        .as_ref()
+        .map_or(Ok(0), |_| io::copy(&mut target, &mut io::sink()));
+    if let Some(why) = target.inner.failure() {
+        bail!(
+            "the chunk delta {} {why}; refused, nothing was written",
+            delta.patch.path
+        );
+    }
+    let (key_id, head) = unpacked
+        .with_context(|| format!("the snapshot rebuilt by {} was refused", delta.patch.path))?;
+    drained?;
+    let actual = hex::encode(target.hasher.finalize());
+    if actual != delta.target.sha256 || target.len != delta.target.size {
+        bail!(
+            "{} patches to a tar with SHA-256 {actual}, but the signed latest.json says {}; refused, nothing was written",
+            delta.patch.path,
+            delta.target.sha256
+        );
+    }
+    Ok((key_id, head))
+}
+
+fn base_differs(current: &VerifiedManifest) -> String {
+    format!(
+        "the stored serial {} differs from the delta's base",
+        current.manifest.serial
+    )
+}
+
 /// Signed paths must be the content-addressed names of their digests.
-fn check_paths(delta: &Delta) -> Result<()> {
+fn check_paths(delta: &ChunkDelta) -> Result<()> {
     for (file, expected) in [
-        (&delta.patch, delta_patch_path(&delta.patch.sha256)),
+        (&delta.patch, chunk_delta_path(&delta.patch.sha256)),
         (&delta.blobs, delta_blobs_path(&delta.blobs.sha256)),
     ] {
         check_sha256_hex(&file.sha256).map_err(anyhow::Error::msg)?;
@@ -165,30 +189,11 @@ fn refuse_unless_signed(path: &str, actual: &str, signed: &str) -> Result<()> {
     Ok(())
 }
 
-/// The base `current` gives: its manifest bytes, then its search index members.
-fn assemble_base(current: &VerifiedManifest, expected: u64) -> Result<Vec<u8>> {
-    let mut base = Vec::with_capacity(expected as usize);
-    for part in delta_base_parts(&current.manifest) {
-        if part == MANIFEST_NAME {
-            let path = current.dir().join(MANIFEST_NAME);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            base.extend_from_slice(&bytes);
-        } else {
-            base.extend_from_slice(&current.read_member(part)?);
-        }
-        if base.len() as u64 > expected {
-            bail!("the stored snapshot is larger than the patch's base");
-        }
-    }
-    Ok(base)
-}
-
 /// The new blobs from the delta's pack: only blobs the signed manifest lists
 /// (the caller checks each digest). A site without the pack gives none, and
 /// the caller fetches them one by one.
 fn read_blob_pack(
-    delta: &Delta,
+    delta: &ChunkDelta,
     head: &ManifestHead,
     staging: &Path,
     env: &Env<'_>,

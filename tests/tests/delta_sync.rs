@@ -423,6 +423,12 @@ fn a_blob_pack_with_a_member_the_manifest_does_not_list_is_refused() {
     assert_sync_refused(&w, "which is no blob of the signed manifest");
     w.replace_blob_pack(&[("../escape".to_string(), b"x".to_vec())]);
     assert_sync_refused(&w, "refused");
+    // A blob twice: the client appends pack blobs as they come, so a repeat
+    // would list one member twice in the staged pack.
+    let content = w.s.synth.content(8, 1).into_bytes();
+    let path = mlld_schemas::snapshot::blob_path(&mlld_schemas::sha256_hex(&content));
+    w.replace_blob_pack(&[(path.clone(), content.clone()), (path, content)]);
+    assert_sync_refused(&w, "twice");
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //! falls back to the index-only snapshot; anything that fails a signed
 //! digest or a check of the operations is refused.
 
-use std::collections::HashMap;
-use std::io::{self, BufReader, Read};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{self, BufReader, Read, Write as _};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -25,17 +26,17 @@ use mlld_site_contract::chunk_delta;
 use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
-use crate::store::VerifiedManifest;
+use crate::store::{PACK_INDEX_NAME, PACK_NAME, VerifiedManifest};
 use crate::sync::delta_base::StoredBase;
 use crate::sync::delta_stats::DeltaStats;
 use crate::sync::site::Source;
-use crate::sync::verify::{Capped, ManifestHead, Verifier};
+use crate::sync::verify::{Capped, ManifestHead, Verifier, write_synced};
 
-/// A verified index-only snapshot in staging, and the new blobs the delta's pack held.
+/// A verified index-only snapshot in staging, with the new blobs the
+/// delta's pack held appended to its pack.
 pub(crate) struct Patched {
     pub key_id: String,
     pub head: ManifestHead,
-    pub blobs: HashMap<String, Vec<u8>>,
 }
 
 pub(crate) enum Outcome {
@@ -79,8 +80,15 @@ pub(crate) fn apply(
         Ok(_) => return Ok(Outcome::Unusable(base_differs(current))),
         Err(e) => return Ok(Outcome::Unusable(format!("{e:#}"))),
     };
-    if base.sha256()? != delta.base.sha256 {
-        return Ok(Outcome::Unusable(base_differs(current)));
+    match base.sha256() {
+        Ok(sha) if sha == delta.base.sha256 => {}
+        Ok(_) => return Ok(Outcome::Unusable(base_differs(current))),
+        Err(e) => {
+            return Ok(Outcome::Unusable(format!(
+                "reading the stored snapshot in {}: {e}",
+                current.dir().display()
+            )));
+        }
     }
 
     let patch_file = staging.join("delta.chunks.zst");
@@ -100,12 +108,8 @@ pub(crate) fn apply(
     stats.patch_bytes = delta.patch.size;
 
     let (key_id, head) = rebuild(delta, &base, &patch_file, snap, env)?;
-    let blobs = read_blob_pack(delta, &head, staging, env, stats)?;
-    Ok(Outcome::Applied(Box::new(Patched {
-        key_id,
-        head,
-        blobs,
-    })))
+    read_blob_pack(delta, &head, (staging, snap), env, stats)?;
+    Ok(Outcome::Applied(Box::new(Patched { key_id, head })))
 }
 
 /// Streams the tar `patch_file` rebuilds from `base` through the snapshot
@@ -189,22 +193,23 @@ fn refuse_unless_signed(path: &str, actual: &str, signed: &str) -> Result<()> {
     Ok(())
 }
 
-/// The new blobs from the delta's pack: only blobs the signed manifest lists
-/// (the caller checks each digest). A site without the pack gives none, and
-/// the caller fetches them one by one.
+/// Appends the blobs of the delta's pack to the pack staged in `snap`,
+/// one at a time, each a blob the signed manifest lists, with its size and
+/// digest. A site without the pack adds none, and the caller fetches them
+/// one by one.
 fn read_blob_pack(
     delta: &ChunkDelta,
     head: &ManifestHead,
-    staging: &Path,
+    (staging, snap): (&Path, &Path),
     env: &Env<'_>,
     stats: &mut DeltaStats,
-) -> Result<HashMap<String, Vec<u8>>> {
+) -> Result<()> {
     let file = staging.join("delta.blobs.tar.zst");
     let Some(sha) =
         env.source
             .fetch_to(&delta.blobs.path, delta.blobs.size, &file, env.progress)?
     else {
-        return Ok(HashMap::new());
+        return Ok(());
     };
     refuse_unless_signed(&delta.blobs.path, &sha, &delta.blobs.sha256)?;
     stats.blob_pack_bytes = delta.blobs.size;
@@ -214,25 +219,55 @@ fn read_blob_pack(
         left: env.verifier.limits.unpacked,
         what: "blob pack",
     });
-    let mut blobs = HashMap::new();
+    let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
+    let mut present: HashSet<String> = idx
+        .lines()
+        .filter_map(|l| l.splitn(3, ' ').nth(2))
+        .map(str::to_string)
+        .collect();
+    let mut pack = std::fs::OpenOptions::new()
+        .append(true)
+        .open(snap.join(PACK_NAME))?;
+    let mut offset = pack.metadata()?.len();
+    let mut bytes = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = mlld_site_contract::archive::member_path(&entry)
             .context("the delta blob pack; refused, nothing was written")?;
-        let listed = blob_digest(&path).is_some() && head.members.contains_key(&path);
-        if !listed {
+        let member = head
+            .members
+            .get(&path)
+            .filter(|_| blob_digest(&path).is_some());
+        let Some(member) = member else {
             bail!(
                 "the delta blob pack holds `{path}`, which is no blob of the signed manifest; refused, nothing was written"
             );
-        }
+        };
         if entry.size() > env.verifier.limits.member {
             bail!("blob `{path}` in the delta pack is over the per-member limit");
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        if !present.insert(path.clone()) {
+            bail!("the delta blob pack holds `{path}` twice; refused, nothing was written");
+        }
+        bytes.clear();
         entry.read_to_end(&mut bytes)?;
-        blobs.insert(path, bytes);
+        let actual = mlld_schemas::sha256_hex(&bytes);
+        if bytes.len() as u64 != member.size || actual != member.sha256 {
+            bail!(
+                "blob `{path}` from the delta blob pack has SHA-256 {actual} ({} bytes), but the signed manifest says {} ({} bytes); refused, nothing was written",
+                bytes.len(),
+                member.sha256,
+                member.size
+            );
+        }
+        pack.write_all(&bytes)?;
+        let _ = writeln!(idx, "{offset} {} {path}", member.size);
+        offset += member.size;
+        stats.blobs_from_pack += 1;
     }
-    Ok(blobs)
+    pack.sync_all()?;
+    write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
+        .context("writing the staged pack index")
 }
 
 /// A reader that hashes and counts what passes through it.

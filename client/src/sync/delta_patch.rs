@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{self, BufReader, Read, Write as _};
+use std::io::{self, Read, Write as _};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -121,7 +121,8 @@ fn rebuild(
     snap: &Path,
     env: &Env<'_>,
 ) -> Result<(String, ManifestHead)> {
-    let file = BufReader::new(std::fs::File::open(patch_file)?);
+    // The reader buffers it (zstd's decoder does).
+    let file = std::fs::File::open(patch_file)?;
     let mut target = Hashing {
         inner: chunk_delta::Reader::new(file, base, base.len(), delta.target.size)?,
         hasher: sha2::Sha256::new(),

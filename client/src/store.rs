@@ -402,6 +402,27 @@ impl VerifiedManifest {
         Ok(self.index.get_or_init(|| map))
     }
 
+    /// Where a member lies in the pack (offset, size), for reading in
+    /// place; the caller checks the bytes (a delta base is hashed whole).
+    pub(crate) fn member_location(&self, path: &str) -> Result<(u64, u64)> {
+        let member = self
+            .manifest
+            .members
+            .get(path)
+            .with_context(|| format!("`{path}` is not a member of this snapshot"))?;
+        let &(offset, size) = self.index()?.get(path).with_context(|| {
+            format!("`{path}` is missing from the store's pack; run `mlld-registry sync` again")
+        })?;
+        if size != member.size {
+            bail!(
+                "the store's pack index gives `{path}` {size} bytes, the manifest {}; delete {} and sync again",
+                member.size,
+                self.dir.display()
+            );
+        }
+        Ok((offset, size))
+    }
+
     /// A member's bytes, checked against the signed manifest's digest: a store
     /// file changed on disk is refused.
     pub fn read_member(&self, path: &str) -> Result<Vec<u8>> {

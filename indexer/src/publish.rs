@@ -22,7 +22,7 @@ use crate::signing::SigningKey;
 pub struct Publication<'a> {
     pub staged_snapshot: &'a Path,
     pub staged_index: &'a Path,
-    /// The delta's patch and blob pack, published under the paths `latest.deltas` names.
+    /// The delta's patch and blob pack, published under the paths `latest.chunkDeltas` names.
     pub staged_delta: Option<(&'a Path, &'a Path)>,
     pub latest: &'a Latest,
     /// Staged site files (page, data, module pages): moved into the site as they are.
@@ -71,7 +71,7 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
         mlld_fsutil::rename_durable(staged_index, &dest)
             .with_context(|| format!("moving the index snapshot to {}", dest.display()))?;
     }
-    if let (Some((patch, blobs)), Some(delta)) = (staged_delta, latest.deltas.first()) {
+    if let (Some((patch, blobs)), Some(delta)) = (staged_delta, latest.chunk_deltas.first()) {
         for (src, rel) in [(patch, &delta.patch.path), (blobs, &delta.blobs.path)] {
             let dest = out.join(rel);
             std::fs::create_dir_all(dest.parent().expect("delta paths have a parent"))?;

@@ -50,7 +50,7 @@ pub fn decide(
     // still named by a kept build is never retired.
     let mut published_deltas: Vec<Vec<String>> = vec![
         latest
-            .deltas
+            .chunk_deltas
             .iter()
             .flat_map(|d| [d.patch.path.clone(), d.blobs.path.clone()])
             .collect(),

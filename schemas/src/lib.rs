@@ -36,8 +36,8 @@ pub use lock::{CacheMetadata, LockEntry, LockFile, check_lock};
 pub use registry::{ModuleEntry, UserRegistry, check_registry};
 pub use snapshot::RejectedRecord;
 pub use snapshot::{
-    AdvisoryIndex, AdvisoryRecord, Delta, Digest, GistFile, Latest, Manifest, Member, ModuleRecord,
-    RevisionRecord, SiteFile,
+    AdvisoryIndex, AdvisoryRecord, ChunkDelta, Digest, GistFile, Latest, Manifest, Member,
+    ModuleRecord, RevisionRecord, SiteFile,
 };
 pub use snapshot_versioned::{SourceRecord, VersionFileRecord, VersionRecord, VersionedModule};
 pub use version_spec::VersionSpec;

@@ -332,9 +332,11 @@ pub struct Latest {
     /// for clients that fetch only the blobs they lack (`blobs/sha256/…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<SiteFile>,
-    /// Patches from recent snapshots to this one, for delta sync.
+    /// Chunk deltas from recent snapshots to this one, for delta sync.
+    /// (Named apart from the retired `deltas`, zstd patches, so a client
+    /// that knows only those finds none and takes the index-only snapshot.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deltas: Vec<Delta>,
+    pub chunk_deltas: Vec<ChunkDelta>,
     /// The sparse root of the same build (`sparse/<sha256>.root.json`):
     /// the records split into shards a client fetches one at a time
     /// (`mlld_schemas::sparse`).
@@ -358,19 +360,20 @@ pub struct Digest {
 }
 
 /// How a client holding an older snapshot reaches this one by downloading
-/// only what changed: a patch that turns what it holds into the new
+/// only what changed: a chunk delta that turns what it holds into the new
 /// index-only snapshot, and a pack of the blobs it lacks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Delta {
+pub struct ChunkDelta {
     pub from_serial: u64,
     /// The full snapshot's digest the client must hold (`latest.json`'s `sha256` then).
     pub from_snapshot: String,
-    /// The patch base the client assembles from that snapshot (see [`delta_base_parts`]).
+    /// The base the client assembles from that snapshot (see [`delta_base_parts`]).
     pub base: Digest,
-    /// zstd data compressed with the base as its reference prefix (zstd's
-    /// patch-from); it decompresses to the uncompressed tar of the new
-    /// index-only snapshot.
+    /// A zstd-compressed stream of copy/insert operations
+    /// (`mlld_site_contract::chunk_delta`): ranges of the base and literal
+    /// bytes that, in order, make the uncompressed tar of the new index-only
+    /// snapshot.
     pub patch: SiteFile,
     /// That uncompressed tar.
     pub target: Digest,
@@ -380,7 +383,7 @@ pub struct Delta {
 }
 
 /// The parts of a snapshot whose concatenation, in this order, is the base a
-/// [`Delta`] patch is made against: the manifest, then every member that is
+/// [`ChunkDelta`] is made against: the manifest, then every member that is
 /// not a blob (the search index), in path order.
 pub fn delta_base_parts(manifest: &Manifest) -> impl Iterator<Item = &str> {
     std::iter::once(MANIFEST_NAME).chain(
@@ -390,11 +393,6 @@ pub fn delta_base_parts(manifest: &Manifest) -> impl Iterator<Item = &str> {
             .map(String::as_str)
             .filter(|p| blob_digest(p).is_none()),
     )
-}
-
-/// The site-relative path of a delta patch with this digest.
-pub fn delta_patch_path(sha256: &str) -> String {
-    format!("deltas/{sha256}.patch.zst")
 }
 
 /// The site-relative path of a delta blob pack with this digest.

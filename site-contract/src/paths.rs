@@ -3,7 +3,7 @@
 //! `latest.json` names; [`expect_path`] refuses anything else.
 
 pub use mlld_schemas::snapshot::{
-    LATEST_NAME, LATEST_SIG_NAME, PUBLIC_KEY_NAME, blob_path, delta_blobs_path, delta_patch_path,
+    LATEST_NAME, LATEST_SIG_NAME, PUBLIC_KEY_NAME, blob_path, delta_blobs_path,
 };
 pub use mlld_schemas::sparse::{root_path as sparse_root_path, shard_path as sparse_shard_path};
 
@@ -15,6 +15,12 @@ pub fn snapshot_path(sha256: &str) -> String {
 /// `snapshots/<sha256>.index.tar.zst`: the snapshot without blobs.
 pub fn index_snapshot_path(sha256: &str) -> String {
     format!("snapshots/{sha256}.index.tar.zst")
+}
+
+/// `deltas/<sha256>.chunks.zst`: a chunk delta (`chunk_delta`). The name
+/// differs from the retired zstd patches' `deltas/<sha256>.patch.zst`.
+pub fn chunk_delta_path(sha256: &str) -> String {
+    format!("deltas/{sha256}.chunks.zst")
 }
 
 /// Refuses a path in signed metadata that is not exactly the one its

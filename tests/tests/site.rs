@@ -236,17 +236,17 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
     for s in &snapshots[2..] {
         assert!(kept.contains(s), "{s} should be kept");
     }
-    // Deltas (a patch and a blob pack per build) retire likewise, and
+    // Deltas (a chunk delta and a blob pack per build) retire likewise, and
     // every one the current latest.json names is there.
     let deltas: Vec<_> = tree(dir.path())
         .into_iter()
         .filter(|f| f.starts_with("deltas/"))
         .collect();
-    let patches = deltas.iter().filter(|f| f.ends_with(".patch.zst")).count();
+    let patches = deltas.iter().filter(|f| f.ends_with(".chunks.zst")).count();
     assert_eq!(patches, 3, "{deltas:?}");
     let latest: mlld_schemas::Latest =
         serde_json::from_slice(&fs::read(dir.path().join("latest.json")).unwrap()).unwrap();
-    for d in &latest.deltas {
+    for d in &latest.chunk_deltas {
         assert!(deltas.contains(&d.patch.path), "{deltas:?}");
         assert!(deltas.contains(&d.blobs.path), "{deltas:?}");
     }

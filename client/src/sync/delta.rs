@@ -1,14 +1,14 @@
 //! Delta sync: the new snapshot without downloading what the store has.
 //!
-//! Cheapest first: when the signed `latest.json` offers a patch from the
-//! snapshot the store holds, the client patches its own manifest and search
-//! index into the new index-only snapshot and takes the new blobs from the
-//! delta's blob pack (see `delta_patch`). Otherwise it downloads the
-//! index-only snapshot (manifest, its signature, the search index; no blobs)
-//! that the site publishes beside the full one. Either is verified exactly
-//! like a full snapshot, except that blobs may be absent; each absent blob
-//! is then taken from the current snapshot's pack when it holds it, from the
-//! delta's blob pack, or fetched from the site's `blobs/sha256/…`, and must
+//! Cheapest first: when the signed `latest.json` offers a chunk delta from
+//! the snapshot the store holds, the client rebuilds the new index-only
+//! snapshot from its own manifest and search index and appends the new
+//! blobs of the delta's blob pack, one at a time (see `delta_patch`).
+//! Otherwise it downloads the index-only snapshot (manifest, its signature,
+//! the search index; no blobs) that the site publishes beside the full one.
+//! Either is verified exactly like a full snapshot, except that blobs may be
+//! absent; each absent blob is then taken from the current snapshot's pack
+//! when it holds it, or fetched from the site's `blobs/sha256/…`, and must
 //! have the size and digest the signed manifest gives. Only when every
 //! member is in place does the snapshot move into the store, under the full
 //! snapshot's digest: the store cannot tell the ways apart, and a refused
@@ -49,7 +49,7 @@ pub fn sync(
         verifier,
         progress,
     };
-    let usable = latest.deltas.iter().find(|d| {
+    let usable = latest.chunk_deltas.iter().find(|d| {
         d.from_snapshot == current.snapshot_sha256 && d.from_serial == current.manifest.serial
     });
     let mut patched = None;
@@ -59,10 +59,10 @@ pub fn sync(
             Outcome::Unusable(why) => stats.patch_unusable = Some(why),
         }
     }
-    let (key_id, head, mut from_pack) = match patched {
+    let (key_id, head) = match patched {
         Some(p) => {
             stats.route = "patch";
-            (p.key_id, p.head, p.blobs)
+            (p.key_id, p.head)
         }
         None => {
             stats.route = "index";
@@ -71,10 +71,10 @@ pub fn sync(
             )?;
             let (key_id, head) = fetch_index(staging.path(), &snap, index, &env)?;
             stats.index_bytes = index.size;
-            (key_id, head, Default::default())
+            (key_id, head)
         }
     };
-    fill_blobs(&snap, &head, current, &mut from_pack, &env, &mut stats)?;
+    fill_blobs(&snap, &head, current, &env, &mut stats)?;
     snapshot_import::extract_index(&snap, &head)?;
     crate::registry::write::finish(&snap, &latest.sha256, &key_id, &head.head)?;
     let dir = store.snapshot_dir(&latest.sha256);
@@ -135,14 +135,13 @@ fn fetch_index(
     .with_context(|| format!("index snapshot {expected} was refused"))
 }
 
-/// Puts every blob the manifest lists and `snap` lacks into its pack,
-/// checked against the signed digest: from the current snapshot, the
-/// delta's blob pack, or the site's loose blobs.
+/// Puts every blob the manifest lists and `snap` lacks (the delta's blob
+/// pack, if used, is in already) into its pack, checked against the signed
+/// digest: from the current snapshot, or the site's loose blobs.
 fn fill_blobs(
     snap: &std::path::Path,
     head: &VerifiedHead,
     current: &VerifiedManifest,
-    from_pack: &mut std::collections::HashMap<String, Vec<u8>>,
     env: &delta_patch::Env<'_>,
     stats: &mut DeltaStats,
 ) -> Result<()> {
@@ -163,9 +162,6 @@ fn fill_blobs(
         let bytes = if current.manifest.members.contains_key(&path) {
             stats.blobs_reused += 1;
             current.read_member(&path)?
-        } else if let Some(bytes) = from_pack.remove(path.as_str()) {
-            stats.blobs_from_pack += 1;
-            bytes
         } else {
             if member.size > limits.member {
                 bail!(

@@ -1,41 +1,43 @@
-//! The cheapest delta: a patch from the snapshot the store holds.
+//! The cheapest delta: a chunk delta from the snapshot the store holds.
 //!
-//! `latest.json` signs, for a recent serial, the digest of a zstd patch, of
-//! the base it applies to (that snapshot's manifest and search index,
-//! concatenated as `delta_base_parts` says), of what it yields (the new
-//! index-only tar) and of a pack of the new blobs. The client assembles the
-//! base from its store (every part checked against the stored manifest),
-//! checks its digest, downloads the patch (checked against the signed
-//! digest before a byte is decompressed) and streams the patched tar through
-//! the same verification as any snapshot. Where the store's base does not
-//! match or the site lacks the patch, the caller falls back to the
-//! index-only snapshot; anything that fails a signed digest is refused.
+//! `latest.json` signs, for a recent serial, the digest of a chunk delta
+//! (`mlld_site_contract::chunk_delta`: copies of the base's ranges and
+//! literal bytes), of the base it applies to (that snapshot's manifest and
+//! search index, concatenated as `delta_base_parts` says), of what it yields
+//! (the new index-only tar) and of a pack of the new blobs. The client reads
+//! the base in place from its store (`delta_base`) and checks its digest,
+//! downloads the delta (checked against the signed digest before a byte is
+//! decompressed) and streams the rebuilt tar through the same verification
+//! as any snapshot, every operation checked against the signed base and
+//! target sizes as it comes: memory does not grow with the snapshot. Where
+//! the store's base does not match or the site lacks the delta, the caller
+//! falls back to the index-only snapshot; anything that fails a signed
+//! digest or a check of the operations is refused.
 
-use std::collections::HashMap;
-use std::io::{self, BufReader, Read};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write as _};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::names::check_sha256_hex;
-use mlld_schemas::snapshot::{
-    Delta, MANIFEST_NAME, blob_digest, delta_base_parts, delta_blobs_path, delta_patch_path,
-};
+use mlld_schemas::snapshot::{ChunkDelta, blob_digest, delta_blobs_path};
+use mlld_site_contract::chunk_delta;
+use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
-use crate::store::VerifiedManifest;
+use crate::store::{PACK_INDEX_NAME, PACK_NAME, VerifiedManifest};
+use crate::sync::delta_base::StoredBase;
 use crate::sync::delta_stats::DeltaStats;
 use crate::sync::site::Source;
 use crate::sync::unpack::VerifiedHead;
-use crate::sync::verify::{Capped, Verifier};
+use crate::sync::verify::{Capped, Verifier, write_synced};
 
-/// zstd's largest window on 64-bit targets; the signed target size bounds the real one.
-const MAX_WINDOW_LOG: u32 = 31;
-
-/// A verified index-only snapshot in staging, and the new blobs the delta's pack held.
+/// A verified index-only snapshot in staging, with the new blobs the
+/// delta's pack held appended to its pack.
 pub(crate) struct Patched {
     pub key_id: String,
     pub head: VerifiedHead,
-    pub blobs: HashMap<String, Vec<u8>>,
 }
 
 pub(crate) enum Outcome {
@@ -53,7 +55,7 @@ pub(crate) struct Env<'a> {
 
 /// Applies `delta` to `current` into `snap` (a staging directory, inside `staging`).
 pub(crate) fn apply(
-    delta: &Delta,
+    delta: &ChunkDelta,
     current: &VerifiedManifest,
     staging: &Path,
     snap: &Path,
@@ -74,18 +76,23 @@ pub(crate) fn apply(
             );
         }
     }
-    let base = match assemble_base(current, delta.base.size) {
-        Ok(base) if mlld_schemas::sha256_hex(&base) == delta.base.sha256 => base,
-        Ok(_) => {
-            return Ok(Outcome::Unusable(format!(
-                "the stored serial {} differs from the patch's base",
-                current.manifest.serial
-            )));
-        }
+    let base = match StoredBase::open(current) {
+        Ok(base) if base.len() == delta.base.size => base,
+        Ok(_) => return Ok(Outcome::Unusable(base_differs(current))),
         Err(e) => return Ok(Outcome::Unusable(format!("{e:#}"))),
     };
+    match base.sha256() {
+        Ok(sha) if sha == delta.base.sha256 => {}
+        Ok(_) => return Ok(Outcome::Unusable(base_differs(current))),
+        Err(e) => {
+            return Ok(Outcome::Unusable(format!(
+                "reading the stored snapshot in {}: {e}",
+                current.dir().display()
+            )));
+        }
+    }
 
-    let patch_file = staging.join("delta.patch.zst");
+    let patch_file = staging.join("delta.chunks.zst");
     let Some(sha) = env.source.fetch_to(
         &delta.patch.path,
         delta.patch.size,
@@ -101,29 +108,49 @@ pub(crate) fn apply(
     refuse_unless_signed(&delta.patch.path, &sha, &delta.patch.sha256)?;
     stats.patch_bytes = delta.patch.size;
 
-    let file = BufReader::new(std::fs::File::open(&patch_file)?);
-    let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(file, &base)?;
-    decoder.window_log_max(MAX_WINDOW_LOG)?;
+    let (key_id, head) = rebuild(delta, &base, &patch_file, snap, env)?;
+    read_blob_pack(delta, &head, (staging, snap), env, stats)?;
+    Ok(Outcome::Applied(Box::new(Patched { key_id, head })))
+}
+
+/// Streams the tar `patch_file` rebuilds from `base` through the snapshot
+/// verification into `snap`, and checks it against the signed target digest.
+fn rebuild(
+    delta: &ChunkDelta,
+    base: &StoredBase,
+    patch_file: &Path,
+    snap: &Path,
+    env: &Env<'_>,
+) -> Result<(String, VerifiedHead)> {
+    // The reader buffers it (zstd's decoder does).
+    let file = std::fs::File::open(patch_file)?;
     let mut target = Hashing {
-        inner: Capped {
-            inner: decoder,
-            left: delta.target.size,
-            what: "patched",
-        },
+        inner: chunk_delta::Reader::new(file, base, base.len(), delta.target.size)?,
         hasher: sha2::Sha256::new(),
         len: 0,
     };
-    let (key_id, head) = crate::sync::unpack::unpack_verified_tar(
+    let verifier = env.verifier;
+    let unpacked = crate::sync::unpack::unpack_verified_tar(
         &mut target,
         snap,
-        env.verifier.keys,
-        Some(env.verifier.now),
-        limits,
-        env.verifier.accept,
+        verifier.keys,
+        Some(verifier.now),
+        verifier.limits,
+        verifier.accept,
         true,
-    )
-    .with_context(|| format!("the snapshot patched by {} was refused", delta.patch.path))?;
-    io::copy(&mut target, &mut io::sink())?;
+    );
+    let drained = unpacked
+        .as_ref()
+        .map_or(Ok(0), |_| io::copy(&mut target, &mut io::sink()));
+    if let Some(why) = target.inner.failure() {
+        bail!(
+            "the chunk delta {} {why}; refused, nothing was written",
+            delta.patch.path
+        );
+    }
+    let (key_id, head) = unpacked
+        .with_context(|| format!("the snapshot rebuilt by {} was refused", delta.patch.path))?;
+    drained?;
     let actual = hex::encode(target.hasher.finalize());
     if actual != delta.target.sha256 || target.len != delta.target.size {
         bail!(
@@ -132,18 +159,20 @@ pub(crate) fn apply(
             delta.target.sha256
         );
     }
-    let blobs = read_blob_pack(delta, &head, staging, env, stats)?;
-    Ok(Outcome::Applied(Box::new(Patched {
-        key_id,
-        head,
-        blobs,
-    })))
+    Ok((key_id, head))
+}
+
+fn base_differs(current: &VerifiedManifest) -> String {
+    format!(
+        "the stored serial {} differs from the delta's base",
+        current.manifest.serial
+    )
 }
 
 /// Signed paths must be the content-addressed names of their digests.
-fn check_paths(delta: &Delta) -> Result<()> {
+fn check_paths(delta: &ChunkDelta) -> Result<()> {
     for (file, expected) in [
-        (&delta.patch, delta_patch_path(&delta.patch.sha256)),
+        (&delta.patch, chunk_delta_path(&delta.patch.sha256)),
         (&delta.blobs, delta_blobs_path(&delta.blobs.sha256)),
     ] {
         check_sha256_hex(&file.sha256).map_err(anyhow::Error::msg)?;
@@ -166,41 +195,23 @@ fn refuse_unless_signed(path: &str, actual: &str, signed: &str) -> Result<()> {
     Ok(())
 }
 
-/// The base `current` gives: its manifest bytes, then its search index members.
-fn assemble_base(current: &VerifiedManifest, expected: u64) -> Result<Vec<u8>> {
-    let mut base = Vec::with_capacity(expected as usize);
-    for part in delta_base_parts(&current.manifest) {
-        if part == MANIFEST_NAME {
-            let path = current.dir().join(MANIFEST_NAME);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            base.extend_from_slice(&bytes);
-        } else {
-            base.extend_from_slice(&current.read_member(part)?);
-        }
-        if base.len() as u64 > expected {
-            bail!("the stored snapshot is larger than the patch's base");
-        }
-    }
-    Ok(base)
-}
-
-/// The new blobs from the delta's pack: only blobs the signed manifest lists
-/// (the caller checks each digest). A site without the pack gives none, and
-/// the caller fetches them one by one.
+/// Appends the blobs of the delta's pack to the pack staged in `snap`,
+/// one at a time, each a blob the signed manifest lists, with its size and
+/// digest. A site without the pack adds none, and the caller fetches them
+/// one by one.
 fn read_blob_pack(
-    delta: &Delta,
+    delta: &ChunkDelta,
     head: &VerifiedHead,
-    staging: &Path,
+    (staging, snap): (&Path, &Path),
     env: &Env<'_>,
     stats: &mut DeltaStats,
-) -> Result<HashMap<String, Vec<u8>>> {
+) -> Result<()> {
     let file = staging.join("delta.blobs.tar.zst");
     let Some(sha) =
         env.source
             .fetch_to(&delta.blobs.path, delta.blobs.size, &file, env.progress)?
     else {
-        return Ok(HashMap::new());
+        return Ok(());
     };
     refuse_unless_signed(&delta.blobs.path, &sha, &delta.blobs.sha256)?;
     stats.blob_pack_bytes = delta.blobs.size;
@@ -210,25 +221,55 @@ fn read_blob_pack(
         left: env.verifier.limits.unpacked,
         what: "blob pack",
     });
-    let mut blobs = HashMap::new();
+    let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
+    let mut present: HashSet<String> = idx
+        .lines()
+        .filter_map(|l| l.splitn(3, ' ').nth(2))
+        .map(str::to_string)
+        .collect();
+    let mut pack = std::fs::OpenOptions::new()
+        .append(true)
+        .open(snap.join(PACK_NAME))?;
+    let mut offset = pack.metadata()?.len();
+    let mut bytes = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = mlld_site_contract::archive::member_path(&entry)
             .context("the delta blob pack; refused, nothing was written")?;
-        let listed = blob_digest(&path).is_some() && head.members.contains(&path);
-        if !listed {
+        let member = head
+            .members
+            .get(&path)
+            .filter(|_| blob_digest(&path).is_some());
+        let Some((_, size, digest)) = member else {
             bail!(
                 "the delta blob pack holds `{path}`, which is no blob of the signed manifest; refused, nothing was written"
             );
-        }
+        };
         if entry.size() > env.verifier.limits.member {
             bail!("blob `{path}` in the delta pack is over the per-member limit");
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        if !present.insert(path.clone()) {
+            bail!("the delta blob pack holds `{path}` twice; refused, nothing was written");
+        }
+        bytes.clear();
         entry.read_to_end(&mut bytes)?;
-        blobs.insert(path, bytes);
+        let actual: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if bytes.len() as u64 != size || actual != digest {
+            bail!(
+                "blob `{path}` from the delta blob pack has SHA-256 {} ({} bytes), but the signed manifest says {} ({size} bytes); refused, nothing was written",
+                hex::encode(actual),
+                bytes.len(),
+                hex::encode(digest),
+            );
+        }
+        pack.write_all(&bytes)?;
+        let _ = writeln!(idx, "{offset} {size} {path}");
+        offset += size;
+        stats.blobs_from_pack += 1;
     }
-    Ok(blobs)
+    pack.sync_all()?;
+    write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
+        .context("writing the staged pack index")
 }
 
 /// A reader that hashes and counts what passes through it.

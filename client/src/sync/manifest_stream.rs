@@ -202,7 +202,7 @@ mod tests {
         let m = manifest(vec![module("one", &a), module("two", &b)], &[&a, &b]);
         let (members, accepted) = check(&m, None).unwrap();
         assert_eq!(members.len(), 2);
-        assert!(members.contains(&blob_path(&a)));
+        assert!(members.get(&blob_path(&a)).is_some());
         assert_eq!(accepted, [7], "the serial is offered once");
     }
 

@@ -114,10 +114,6 @@ impl Members {
         Some((Slot(self.blobs.len() + pos), m.size, digest))
     }
 
-    pub fn contains(&self, path: &str) -> bool {
-        self.get(path).is_some()
-    }
-
     /// Every blob, in digest order: its path and member entry.
     pub fn blobs(&self) -> impl Iterator<Item = (String, Member)> + '_ {
         self.blobs.iter().map(|b| {

@@ -1,11 +1,12 @@
 //! Everything `sync` does below its command line: where it reads
 //! (`site`), verifying a snapshot and bringing it into the store
 //! (`snapshot_import`, streaming in `unpack`), delta sync (`delta`, with
-//! the patch route in `delta_patch`). `commands/sync.rs` keeps the
+//! the chunk delta route in `delta_patch`, its base in `delta_base`). `commands/sync.rs` keeps the
 //! arguments, the order of the steps and the printing; the sparse route is
 //! in `crate::sparse`.
 
 pub mod delta;
+mod delta_base;
 mod delta_patch;
 mod delta_stats;
 mod manifest_stream;

@@ -116,7 +116,7 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
                 Some(ctx.now),
                 &check,
             )?;
-            let delta_offered = latest.index.is_some() || !latest.deltas.is_empty();
+            let delta_offered = latest.index.is_some() || !latest.chunk_deltas.is_empty();
             let current = match (&state.current, delta_offered, args.full, &stored) {
                 (Some(c), true, false, None) => ctx.store.load_manifest(&c.snapshot, &keys)?,
                 _ => None,

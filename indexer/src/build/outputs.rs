@@ -37,10 +37,9 @@ pub(super) struct SiteData {
 /// Stage "delta and site data": takes the packed snapshots, the manifest,
 /// the blobs and the previous build; produces the delta from the previous
 /// snapshot and the web page's files under `staging/site`. The two need
-/// nothing from each other but run one after the other: the delta holds
-/// both index-only tars in memory (at 100,000 modules 200 MB, growing with
-/// the registry), and side by side with the pages their peaks would add up.
-/// The delta's size goes into `report`.
+/// nothing from each other but run one after the other, so their peaks do
+/// not add up (the delta streams both index-only tars and holds only the
+/// base's chunk table). The delta's size goes into `report`.
 pub(super) fn delta_and_site_data(
     packed: &Packed,
     manifest: &Manifest,
@@ -61,15 +60,8 @@ pub(super) fn delta_and_site_data(
             manifest: &p.manifest,
             index_snapshot,
         };
-        let staged = delta_writer::write(
-            staging,
-            &origin,
-            &packed.index,
-            packed.manifest_len,
-            &manifest.members,
-            blobs,
-        )
-        .context("writing the delta from the previous snapshot")?;
+        let staged = delta_writer::write(staging, &origin, &packed.index, &manifest.members, blobs)
+            .context("writing the delta from the previous snapshot")?;
         Ok(Some(staged))
     };
     let dir = staging.join("site");
@@ -115,7 +107,7 @@ pub(super) fn latest(packed: &Packed, manifest: &Manifest, site: &SiteData) -> L
             sha256: packed.index_written.sha256.clone(),
             size: packed.index_written.size,
         }),
-        deltas: site.delta.iter().map(|d| d.delta.clone()).collect(),
+        chunk_deltas: site.delta.iter().map(|d| d.delta.clone()).collect(),
         sparse: Some(site.sparse.0.clone()),
     }
 }

@@ -22,8 +22,6 @@ pub(super) struct Packed {
     /// The same without blobs; its frames are the full snapshot's, copied.
     pub(super) index: PathBuf,
     pub(super) index_written: Written,
-    /// The signed manifest's length, which the delta's header names.
-    pub(super) manifest_len: usize,
 }
 
 /// Takes the signed manifest and the file holding its bytes (removed once
@@ -52,7 +50,6 @@ pub(super) fn pack_snapshots(
     let signature = signed.signature.as_bytes();
     snapshot_writer::head_frame(manifest_file, signature, mtime, &head)
         .context("compressing the manifest")?;
-    let manifest_len = std::fs::metadata(manifest_file)?.len() as usize;
     std::fs::remove_file(manifest_file)?;
     let written = snapshot_writer::write(
         &snapshot,
@@ -93,6 +90,5 @@ pub(super) fn pack_snapshots(
         written,
         index,
         index_written,
-        manifest_len,
     })
 }

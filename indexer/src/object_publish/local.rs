@@ -84,7 +84,7 @@ impl LocalSite {
 pub fn named_by(latest: &Latest) -> Vec<String> {
     let mut named = vec![latest.snapshot.clone()];
     named.extend(latest.index.iter().map(|i| i.path.clone()));
-    for d in &latest.deltas {
+    for d in &latest.chunk_deltas {
         named.push(d.patch.path.clone());
         named.push(d.blobs.path.clone());
     }

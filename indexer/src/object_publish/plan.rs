@@ -64,7 +64,7 @@ impl PathClass {
 
 /// Whether `path` is named by a digest: a loose blob (`blobs/sha256/<2>/<62>`),
 /// or a file whose name holds a digest of at least 128 bits in lowercase
-/// hex (`snapshots/<sha256>.tar.zst`, `deltas/<sha256>.patch.zst`,
+/// hex (`snapshots/<sha256>.tar.zst`, `deltas/<sha256>.chunks.zst`,
 /// `data/listing-<sha256 prefix>.js`). The site's writers give such names
 /// only to bytes that never change under them. Module pages are named by
 /// the module, which a registrant chooses (and could spell in hex), so
@@ -212,7 +212,7 @@ mod tests {
         for path in [
             format!("snapshots/{HEX}.tar.zst"),
             format!("snapshots/{HEX}.index.tar.zst"),
-            format!("deltas/{HEX}.patch.zst"),
+            format!("deltas/{HEX}.chunks.zst"),
             format!("deltas/{HEX}.blobs.tar.zst"),
             format!("data/listing-{HEX}.js"),
             format!("data/listing-{}.js", &HEX[..32]),

@@ -56,10 +56,9 @@ fn sync(bin: &Path, home: &Path, url: &str, key: &Path, full: bool) -> Result<(V
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout)?;
-    Ok((
-        serde_json::from_str(text.lines().last().context("no report")?)?,
-        secs,
-    ))
+    // The `--json` envelope: the report is its `data`.
+    let envelope: Value = serde_json::from_str(text.lines().last().context("no report")?)?;
+    Ok((envelope["data"].clone(), secs))
 }
 
 pub fn run(args: SyncArgs) -> Result<()> {

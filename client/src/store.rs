@@ -402,9 +402,9 @@ impl VerifiedManifest {
         Ok(self.index.get_or_init(|| map))
     }
 
-    /// Where a member lies in the pack (offset, size), for reading in
-    /// place; the caller checks the bytes (a delta base is hashed whole).
-    pub(crate) fn member_location(&self, path: &str) -> Result<(u64, u64)> {
+    /// The signed entry of the member `path` and where the pack index puts
+    /// it (offset, size), unchecked.
+    fn locate(&self, path: &str) -> Result<(&mlld_schemas::Member, u64, u64)> {
         let member = self
             .manifest
             .members
@@ -413,6 +413,13 @@ impl VerifiedManifest {
         let &(offset, size) = self.index()?.get(path).with_context(|| {
             format!("`{path}` is missing from the store's pack; run `mlld-registry sync` again")
         })?;
+        Ok((member, offset, size))
+    }
+
+    /// Where a member lies in the pack (offset, size), for reading in
+    /// place; the caller checks the bytes (a delta base is hashed whole).
+    pub(crate) fn member_location(&self, path: &str) -> Result<(u64, u64)> {
+        let (member, offset, size) = self.locate(path)?;
         if size != member.size {
             bail!(
                 "the store's pack index gives `{path}` {size} bytes, the manifest {}; delete {} and sync again",
@@ -427,14 +434,7 @@ impl VerifiedManifest {
     /// file changed on disk is refused.
     pub fn read_member(&self, path: &str) -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
-        let member = self
-            .manifest
-            .members
-            .get(path)
-            .with_context(|| format!("`{path}` is not a member of this snapshot"))?;
-        let &(offset, size) = self.index()?.get(path).with_context(|| {
-            format!("`{path}` is missing from the store's pack; run `mlld-registry sync` again")
-        })?;
+        let (member, offset, size) = self.locate(path)?;
         let pack = self.dir.join(PACK_NAME);
         let file = match self.pack.get() {
             Some(f) => f,

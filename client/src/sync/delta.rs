@@ -14,7 +14,6 @@
 //! snapshot's digest: the store cannot tell the ways apart, and a refused
 //! delta writes nothing.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -146,12 +145,7 @@ fn fill_blobs(
     stats: &mut DeltaStats,
 ) -> Result<()> {
     let (source, limits) = (env.source, env.verifier.limits);
-    let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
-    let present: BTreeSet<String> = idx
-        .lines()
-        .filter_map(|l| l.splitn(3, ' ').nth(2))
-        .map(str::to_string)
-        .collect();
+    let (mut idx, present) = delta_patch::staged_pack_index(snap)?;
     let mut pack = std::fs::OpenOptions::new()
         .append(true)
         .open(snap.join(PACK_NAME))?;

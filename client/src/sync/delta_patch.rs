@@ -221,12 +221,7 @@ fn read_blob_pack(
         left: env.verifier.limits.unpacked,
         what: "blob pack",
     });
-    let mut idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
-    let mut present: HashSet<String> = idx
-        .lines()
-        .filter_map(|l| l.splitn(3, ' ').nth(2))
-        .map(str::to_string)
-        .collect();
+    let (mut idx, mut present) = staged_pack_index(snap)?;
     let mut pack = std::fs::OpenOptions::new()
         .append(true)
         .open(snap.join(PACK_NAME))?;
@@ -270,6 +265,18 @@ fn read_blob_pack(
     pack.sync_all()?;
     write_synced(&snap.join(PACK_INDEX_NAME), idx.as_bytes())
         .context("writing the staged pack index")
+}
+
+/// The staged pack index of `snap` (`<offset> <size> <path>` lines), and
+/// the paths it lists.
+pub(crate) fn staged_pack_index(snap: &Path) -> Result<(String, HashSet<String>)> {
+    let idx = std::fs::read_to_string(snap.join(PACK_INDEX_NAME))?;
+    let present = idx
+        .lines()
+        .filter_map(|l| l.splitn(3, ' ').nth(2))
+        .map(str::to_string)
+        .collect();
+    Ok((idx, present))
 }
 
 /// A reader that hashes and counts what passes through it.

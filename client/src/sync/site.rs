@@ -126,12 +126,25 @@ impl Source {
         dest: &Path,
         show_progress: bool,
     ) -> Result<Option<String>> {
+        self.with_progress(size, show_progress, &|site, progress| {
+            site.download(rel, size, dest, progress)
+        })
+    }
+
+    /// Runs `transfer` on the site with a progress bar on a terminal (over
+    /// HTTP, when `show_progress`); `None` when this is no site.
+    fn with_progress(
+        &self,
+        size: u64,
+        show_progress: bool,
+        transfer: &Transfer<'_>,
+    ) -> Result<Option<String>> {
         let Source::Site(site) = self else {
             return Ok(None);
         };
         let bar = (show_progress && site.dir().is_none() && std::io::stderr().is_terminal())
             .then(|| progress_bar(size));
-        let got = site.download(rel, size, dest, &|n| {
+        let got = transfer(site, &|n| {
             if let Some(b) = &bar {
                 b.set_position(n);
             }
@@ -154,22 +167,16 @@ impl Source {
         sink: &mut dyn std::io::Write,
         show_progress: bool,
     ) -> Result<Option<String>> {
-        let Source::Site(site) = self else {
-            return Ok(None);
-        };
-        let bar = (show_progress && site.dir().is_none() && std::io::stderr().is_terminal())
-            .then(|| progress_bar(size));
-        let got = site.download_into(rel, size, sink, &|n| {
-            if let Some(b) = &bar {
-                b.set_position(n);
-            }
-        });
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        got
+        let sink = std::cell::RefCell::new(sink);
+        self.with_progress(size, show_progress, &|site, progress| {
+            site.download_into(rel, size, &mut **sink.borrow_mut(), progress)
+        })
     }
 }
+
+/// A download from the site that reports its progress; its SHA-256, or
+/// `None` when the site lacks the file.
+type Transfer<'a> = dyn Fn(&Site, &dyn Fn(u64)) -> Result<Option<String>> + 'a;
 
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(

@@ -27,8 +27,8 @@ use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
 use crate::delta_chunks::{self, ChunkTable};
-use crate::hashing::Hashing;
 use crate::snapshot_writer;
+use mlld_site_contract::hashing::Hashing;
 
 /// zstd level of the blob pack: written once per build, a few megabytes.
 const BLOBS_LEVEL: i32 = 12;

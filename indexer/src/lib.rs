@@ -21,7 +21,6 @@ mod delta_chunks;
 mod delta_writer;
 pub mod gist;
 pub mod github;
-mod hashing;
 mod http;
 pub mod memory;
 mod module_file;

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::hashing::Hashing;
+use mlld_site_contract::hashing::Hashing;
 
 /// zstd level of blob frames. 4 compresses module text about 7 times
 /// faster than 9 for about 11% more bytes: the nightly build recompresses

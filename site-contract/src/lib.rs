@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod chunk_delta;
+pub mod hashing;
 pub mod latest;
 pub mod paths;
 pub mod reader;

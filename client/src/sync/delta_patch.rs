@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use mlld_schemas::names::check_sha256_hex;
 use mlld_schemas::snapshot::{ChunkDelta, blob_digest, delta_blobs_path};
 use mlld_site_contract::chunk_delta;
+use mlld_site_contract::hashing::Hashing;
 use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
@@ -124,11 +125,12 @@ fn rebuild(
 ) -> Result<(String, VerifiedHead)> {
     // The reader buffers it (zstd's decoder does).
     let file = std::fs::File::open(patch_file)?;
-    let mut target = Hashing {
-        inner: chunk_delta::Reader::new(file, base, base.len(), delta.target.size)?,
-        hasher: sha2::Sha256::new(),
-        len: 0,
-    };
+    let mut target = Hashing::new(chunk_delta::Reader::new(
+        file,
+        base,
+        base.len(),
+        delta.target.size,
+    )?);
     let verifier = env.verifier;
     let unpacked = crate::sync::unpack::unpack_verified_tar(
         &mut target,
@@ -277,20 +279,4 @@ pub(crate) fn staged_pack_index(snap: &Path) -> Result<(String, HashSet<String>)
         .map(str::to_string)
         .collect();
     Ok((idx, present))
-}
-
-/// A reader that hashes and counts what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    len: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
 }

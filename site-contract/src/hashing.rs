@@ -1,19 +1,20 @@
 //! SHA-256 and length of what streams through a reader or writer, so a
-//! file is named by its digest as it is written or read, never re-read.
+//! file is named by its digest as it is written or read, never re-read:
+//! the indexer's writers and the client's delta both use it.
 
 use std::io::{self, Read, Write};
 
 use sha2::Digest as _;
 
 /// Hashes and counts what passes through `inner`, either way.
-pub(crate) struct Hashing<T> {
-    pub(crate) inner: T,
-    pub(crate) hasher: sha2::Sha256,
-    pub(crate) len: u64,
+pub struct Hashing<T> {
+    pub inner: T,
+    pub hasher: sha2::Sha256,
+    pub len: u64,
 }
 
 impl<T> Hashing<T> {
-    pub(crate) fn new(inner: T) -> Self {
+    pub fn new(inner: T) -> Self {
         Self {
             inner,
             hasher: sha2::Sha256::new(),
@@ -22,7 +23,7 @@ impl<T> Hashing<T> {
     }
 
     /// The digest (hex) and length of everything so far, and `inner`.
-    pub(crate) fn finish(self) -> (mlld_schemas::snapshot::Digest, T) {
+    pub fn finish(self) -> (mlld_schemas::snapshot::Digest, T) {
         let digest = mlld_schemas::snapshot::Digest {
             sha256: hex::encode(self.hasher.finalize()),
             size: self.len,

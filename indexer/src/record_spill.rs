@@ -1,0 +1,246 @@
+//! The accepted gist modules' records, written once to a staged file and
+//! read back one at a time.
+//!
+//! A million records take gigabytes as Rust values but under a gigabyte as
+//! JSON, and every stage after the crawl (search index, manifest, page
+//! data, sparse shards) only ever walks them in order. So the crawl writes
+//! each record once, as the manifest spells it (one line of JSON each, in
+//! manifest order), and the stages stream over the file: what stays in
+//! memory is one offset a record. The file lives in the build's staging
+//! directory and goes with it.
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use mlld_schemas::ModuleRecord;
+use rayon::prelude::*;
+
+/// Records decoded at once by [`RecordSpill::par_map`]: enough to keep the
+/// cores busy, few enough that memory does not follow the registry.
+const PAR_CHUNK: usize = 4096;
+
+/// Module records in manifest order (user, then name), one JSON line each.
+#[derive(Debug)]
+pub struct RecordSpill {
+    path: PathBuf,
+    /// Where each record's line starts, then the file's length.
+    offsets: Vec<u64>,
+}
+
+/// Writes a spill record by record; [`SpillWriter::finish`] makes it readable.
+pub struct SpillWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    offsets: Vec<u64>,
+    at: u64,
+    line: Vec<u8>,
+}
+
+impl SpillWriter {
+    /// Appends `record`; records must come in manifest order.
+    pub fn push(&mut self, record: &ModuleRecord) -> Result<()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        serde_json::to_writer(&mut line, record)?;
+        let pushed = self.push_raw(&line);
+        self.line = line;
+        pushed
+    }
+
+    /// Appends one record as JSON (no newline inside).
+    fn push_raw(&mut self, json: &[u8]) -> Result<()> {
+        self.offsets.push(self.at);
+        self.out.write_all(json)?;
+        self.out.write_all(b"\n")?;
+        self.at += json.len() as u64 + 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<RecordSpill> {
+        self.out.flush()?;
+        self.offsets.push(self.at);
+        Ok(RecordSpill {
+            path: self.path,
+            offsets: self.offsets,
+        })
+    }
+}
+
+impl RecordSpill {
+    /// Starts a spill at `path` (replacing any file there).
+    pub fn create(path: &Path) -> Result<SpillWriter> {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(SpillWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            offsets: Vec::new(),
+            at: 0,
+            line: Vec::new(),
+        })
+    }
+
+    /// A spill of `records` at `path` (tests, and small registries).
+    pub fn from_records<'a>(
+        path: &Path,
+        records: impl IntoIterator<Item = &'a ModuleRecord>,
+    ) -> Result<Self> {
+        let mut w = Self::create(path)?;
+        for r in records {
+            w.push(r)?;
+        }
+        w.finish()
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The spill's file (removed with the staging directory).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every record's JSON, as the manifest spells it, in order.
+    pub fn lines(&self) -> Result<impl Iterator<Item = Result<Vec<u8>>> + '_> {
+        self.lines_in(0..self.len())
+    }
+
+    /// Every record, decoded one at a time, in order.
+    pub fn iter(&self) -> Result<impl Iterator<Item = Result<ModuleRecord>> + '_> {
+        Ok(self.lines()?.map(|line| self.decode(&line?)))
+    }
+
+    /// Record `i`.
+    pub fn get(&self, i: usize) -> Result<ModuleRecord> {
+        self.select(&[i as u32])?.next().context("no record")?
+    }
+
+    /// The records at `positions`, in that order (ascending reads best),
+    /// through one file handle.
+    pub fn select<'a>(
+        &'a self,
+        positions: &'a [u32],
+    ) -> Result<impl Iterator<Item = Result<ModuleRecord>> + 'a> {
+        let mut file = File::open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        let mut line = Vec::new();
+        Ok(positions.iter().map(move |&i| {
+            let i = i as usize;
+            ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
+            let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+            file.seek(SeekFrom::Start(start))?;
+            line.resize((end - start) as usize, 0);
+            file.read_exact(&mut line)?;
+            self.decode(&line[..line.len() - 1])
+        }))
+    }
+
+    /// `f(position, record)` for every record on all cores, a few thousand
+    /// records at a time; the results in order.
+    pub fn par_map<T: Send>(
+        &self,
+        f: impl Fn(usize, ModuleRecord) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(self.len());
+        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
+        for first in (0..self.len()).step_by(step) {
+            let last = (first + step).min(self.len());
+            let records: Vec<ModuleRecord> = self
+                .lines_in(first..last)?
+                .map(|l| self.decode(&l?))
+                .collect::<Result<_>>()?;
+            let mapped: Vec<T> = records
+                .into_par_iter()
+                .enumerate()
+                .map(|(k, r)| f(first + k, r))
+                .collect::<Result<_>>()?;
+            out.extend(mapped);
+        }
+        Ok(out)
+    }
+
+    fn lines_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> Result<impl Iterator<Item = Result<Vec<u8>>> + '_> {
+        let mut file =
+            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let start = self.offsets.get(range.start).copied().unwrap_or(0);
+        file.seek(SeekFrom::Start(start))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        Ok(range.map(move |i| {
+            let mut line = Vec::with_capacity((self.offsets[i + 1] - self.offsets[i]) as usize);
+            reader.read_until(b'\n', &mut line)?;
+            ensure!(
+                line.pop() == Some(b'\n'),
+                "{}: record {i} is cut short",
+                self.path.display()
+            );
+            Ok(line)
+        }))
+    }
+
+    fn decode(&self, line: &[u8]) -> Result<ModuleRecord> {
+        serde_json::from_slice(line)
+            .with_context(|| format!("reading a record back from {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(user: &str, name: &str) -> ModuleRecord {
+        serde_json::from_value(serde_json::json!({
+            "user": user, "name": name, "gist": format!("g{name}"), "description": "d",
+            "tags": [], "revision": "r", "file": "m.mld", "size": 1, "integrity": "sha256:00", "files": [],
+            "dependencies": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_come_back_in_order_whole_and_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<_> = (0..10_000)
+            .map(|i| record("u", &format!("m{i:05}")))
+            .collect();
+        let spill = RecordSpill::from_records(&dir.path().join("s"), &records).unwrap();
+        assert_eq!(spill.len(), records.len());
+        let back: Vec<_> = spill.iter().unwrap().collect::<Result<_>>().unwrap();
+        assert_eq!(back, records);
+        assert_eq!(spill.get(7777).unwrap(), records[7777]);
+        let some: Vec<_> = spill.select(&[3, 9_999, 4]).unwrap().collect::<Result<_>>().unwrap();
+        assert_eq!(some, [records[3].clone(), records[9_999].clone(), records[4].clone()]);
+        assert!(spill.get(10_000).is_err());
+        let names = spill.par_map(|i, r| Ok((i, r.name))).unwrap();
+        assert!(names.iter().all(|(i, n)| *n == records[*i].name));
+        assert_eq!(names.len(), records.len());
+        // The lines are what the manifest spells.
+        let first = spill.lines().unwrap().next().unwrap().unwrap();
+        assert_eq!(first, serde_json::to_vec(&records[0]).unwrap());
+    }
+
+    #[test]
+    fn an_empty_spill_is_empty_and_a_cut_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = RecordSpill::from_records(&dir.path().join("e"), []).unwrap();
+        assert!(spill.is_empty());
+        assert_eq!(spill.iter().unwrap().count(), 0);
+        let records = [record("u", "a"), record("u", "b")];
+        let spill = RecordSpill::from_records(&dir.path().join("c"), &records).unwrap();
+        let len = std::fs::metadata(spill.path()).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(spill.path())
+            .unwrap();
+        f.set_len(len - 5).unwrap();
+        assert!(spill.iter().unwrap().collect::<Result<Vec<_>>>().is_err());
+    }
+}

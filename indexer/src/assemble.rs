@@ -1,8 +1,6 @@
 //! Turns registry entries plus their gists into module records and blobs,
 //! reusing the previous build where GitHub says nothing changed.
 
-use std::collections::BTreeMap;
-
 use mlld_schemas::ModuleEntry;
 use mlld_schemas::import_ref::ModuleRef;
 use mlld_schemas::snapshot::ModuleRecord;
@@ -12,6 +10,7 @@ use serde::Serialize;
 use crate::blobs::BlobDir;
 use crate::capture::{CaptureError, capture_newest, check_owner, scan_module};
 use crate::gist::{FetchError, Fetched, GistSource};
+use crate::module_names::ModuleNames;
 use crate::previous::Previous;
 
 /// One registered module to index.
@@ -53,7 +52,12 @@ pub struct Indexed {
     pub freshness: Freshness,
 }
 
-/// Fetches and content-addresses every job, `concurrency` at a time.
+/// Jobs fetched between two hand-overs to the sink: the results in flight
+/// are all the crawl holds, whatever the registry's size.
+const BATCH: usize = 8192;
+
+/// Fetches and content-addresses every job, `concurrency` at a time, and
+/// hands each result to `sink` in the jobs' order.
 pub fn index_all(
     jobs: &[Job<'_>],
     source: &dyn GistSource,
@@ -61,19 +65,25 @@ pub fn index_all(
     previous: Option<&Previous>,
     concurrency: usize,
     tick: &(dyn Fn() + Sync),
-) -> anyhow::Result<Vec<Result<Indexed, Rejection>>> {
+    sink: &mut dyn FnMut(Result<Indexed, Rejection>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(concurrency.max(1))
         .build()?;
-    Ok(pool.install(|| {
-        jobs.par_iter()
-            .map(|job| {
-                let out = index_one(job, source, blobs, previous);
-                tick();
-                out
-            })
-            .collect()
-    }))
+    for batch in jobs.chunks(BATCH) {
+        let results: Vec<_> = pool.install(|| {
+            batch
+                .par_iter()
+                .map(|job| {
+                    let out = index_one(job, source, blobs, previous);
+                    tick();
+                    out
+                })
+                .collect()
+        });
+        results.into_iter().try_for_each(&mut *sink)?;
+    }
+    Ok(())
 }
 
 fn index_one(
@@ -252,33 +262,26 @@ fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(
     Ok(())
 }
 
-/// Matches each module's imports against the accepted modules: known ones
-/// become the current revision's `dependencies` (canonical `user/module`),
-/// the rest are returned as `(module, reference)` pairs for the report.
-pub fn link_dependencies(indexed: &mut [Indexed]) -> Vec<(String, String)> {
-    let known: BTreeMap<(String, String), String> = indexed
-        .iter()
-        .map(|i| {
-            (
-                (i.record.user.to_ascii_lowercase(), i.record.name.clone()),
-                i.record.full_name(),
-            )
-        })
-        .collect();
-    let mut unresolved = Vec::new();
-    for item in indexed.iter_mut() {
-        let own = item.record.full_name();
-        let mut deps = Vec::new();
-        for r in &item.imports {
-            match known.get(&(r.user.to_ascii_lowercase(), r.module.clone())) {
-                Some(name) if *name != own => deps.push(name.clone()),
-                Some(_) => {}
-                None => unresolved.push((own.clone(), r.to_string())),
-            }
+/// Matches a module's imports against the accepted modules' names: known
+/// ones become the current revision's `dependencies` (canonical
+/// `user/module`), the rest are added to `unresolved` as `(module,
+/// reference)` pairs for the report.
+pub fn link_dependencies(
+    record: &mut ModuleRecord,
+    imports: &[ModuleRef],
+    names: &ModuleNames,
+    unresolved: &mut Vec<(String, String)>,
+) {
+    let own = record.full_name();
+    let mut deps = Vec::new();
+    for r in imports {
+        match names.find(&r.user, &r.module).map(|i| names.full_name(i)) {
+            Some(name) if name != own => deps.push(name.to_string()),
+            Some(_) => {}
+            None => unresolved.push((own.clone(), r.to_string())),
         }
-        deps.sort();
-        deps.dedup();
-        item.record.current.dependencies = deps;
     }
-    unresolved
+    deps.sort();
+    deps.dedup();
+    record.current.dependencies = deps;
 }

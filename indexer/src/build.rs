@@ -116,6 +116,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
 
     let crawl::Crawled {
         modules,
+        names,
         etags,
         imports,
     } = timed(progress, &mut report, "crawl gists", |r| {
@@ -126,21 +127,20 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             &blobs,
             previous.as_ref(),
             concurrency,
+            staging_dir,
             progress,
             r,
         )
     })?;
     let versions = timed(progress, &mut report, "fetch versions", |r| {
-        crawl::fetch_versions(
-            config,
-            &registry,
-            &modules,
-            source,
-            &blobs,
-            previous.as_ref(),
-            r,
-        )
+        let phase1 = crate::versioned_build::Phase1 {
+            records: &modules,
+            names: &names,
+        };
+        let previous = previous.as_ref();
+        crawl::fetch_versions(config, &registry, phase1, source, &blobs, previous, r)
     })?;
+    drop(names);
     let mut diagnostics = registry.take_diagnostics();
     diagnostics.extend(versions.diagnostics);
     if let Some(p) = previous.as_mut() {

@@ -24,6 +24,7 @@ pub mod github;
 mod http;
 pub mod memory;
 mod module_file;
+mod module_names;
 pub mod object_publish;
 mod previous;
 mod progress;

@@ -127,8 +127,8 @@ impl RecordSpill {
         &'a self,
         positions: &'a [u32],
     ) -> Result<impl Iterator<Item = Result<ModuleRecord>> + 'a> {
-        let mut file = File::open(&self.path)
-            .with_context(|| format!("opening {}", self.path.display()))?;
+        let mut file =
+            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
         let mut line = Vec::new();
         Ok(positions.iter().map(move |&i| {
             let i = i as usize;
@@ -142,19 +142,14 @@ impl RecordSpill {
     }
 
     /// `f(position, record)` for every record on all cores, a few thousand
-    /// records at a time; the results in order.
+    /// records at a time; the results in order (keep them small).
     pub fn par_map<T: Send>(
         &self,
         f: impl Fn(usize, ModuleRecord) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let mut out = Vec::with_capacity(self.len());
-        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
-        for first in (0..self.len()).step_by(step) {
-            let last = (first + step).min(self.len());
-            let records: Vec<ModuleRecord> = self
-                .lines_in(first..last)?
-                .map(|l| self.decode(&l?))
-                .collect::<Result<_>>()?;
+        for chunk in self.chunks()? {
+            let (first, records) = chunk?;
             let mapped: Vec<T> = records
                 .into_par_iter()
                 .enumerate()
@@ -163,6 +158,20 @@ impl RecordSpill {
             out.extend(mapped);
         }
         Ok(out)
+    }
+
+    /// The records in order, a few thousand at a time (enough for every
+    /// core), each chunk with the position of its first record.
+    pub fn chunks(&self) -> Result<impl Iterator<Item = Result<(usize, Vec<ModuleRecord>)>> + '_> {
+        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
+        let mut lines = self.lines()?;
+        Ok((0..self.len()).step_by(step).map(move |first| {
+            let last = (first + step).min(self.len());
+            let records: Vec<ModuleRecord> = (first..last)
+                .map(|_| self.decode(&lines.next().context("the spill ended early")??))
+                .collect::<Result<_>>()?;
+            Ok((first, records))
+        }))
     }
 
     fn lines_in(
@@ -216,8 +225,19 @@ mod tests {
         let back: Vec<_> = spill.iter().unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(back, records);
         assert_eq!(spill.get(7777).unwrap(), records[7777]);
-        let some: Vec<_> = spill.select(&[3, 9_999, 4]).unwrap().collect::<Result<_>>().unwrap();
-        assert_eq!(some, [records[3].clone(), records[9_999].clone(), records[4].clone()]);
+        let some: Vec<_> = spill
+            .select(&[3, 9_999, 4])
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(
+            some,
+            [
+                records[3].clone(),
+                records[9_999].clone(),
+                records[4].clone()
+            ]
+        );
         assert!(spill.get(10_000).is_err());
         let names = spill.par_map(|i, r| Ok((i, r.name))).unwrap();
         assert!(names.iter().all(|(i, n)| *n == records[*i].name));

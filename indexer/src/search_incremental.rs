@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use mlld_schemas::search::tantivy;
 use mlld_schemas::search::{INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
-use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
+use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 use serde::{Deserialize, Serialize};
 use tantivy::directory::RamDirectory;
@@ -25,6 +25,7 @@ use tantivy::indexer::NoMergePolicy;
 use tantivy::{Directory, Index, TantivyDocument, Term};
 
 use crate::blobs::BlobDir;
+use crate::record_spill::RecordSpill;
 use crate::search_index::{self, Doc, MEMORY_BUDGET, advisory_flag};
 
 /// A delta larger than this share of the registry triggers a full rebuild.
@@ -60,29 +61,33 @@ pub enum IndexBuild {
 pub fn write(
     root: &Path,
     blobs: &BlobDir,
-    modules: &[ModuleRecord],
+    modules: &RecordSpill,
     versioned: &[VersionedModule],
     advisories: &[AdvisoryRecord],
     base: Option<(&SearchState, &Path)>,
 ) -> Result<(BTreeMap<String, Member>, SearchState, IndexBuild)> {
     let index = AdvisoryIndex::new(advisories);
-    let docs = Doc::all(modules, versioned);
-    let prints: Vec<(String, String)> = docs
-        .iter()
-        .map(|d| (d.key(), fingerprint(d, &index)))
-        .collect();
+    let mut prints: Vec<(String, String)> = modules.par_map(|_, m| {
+        let doc = Doc::Gist(&m);
+        Ok((doc.key(), fingerprint(&doc, &index)))
+    })?;
+    prints.extend(versioned.iter().map(|v| {
+        let doc = Doc::Versioned(v);
+        (doc.key(), fingerprint(&doc, &index))
+    }));
     if let Some((state, previous_index)) = base
         && let Some(plan) = plan(state, &prints)
         && let Ok(files) = base_files(state, previous_index)
     {
-        let members = incremental(root, blobs, &docs, &index, state, &files, &plan)?;
+        let docs = (modules, versioned);
+        let members = incremental(root, blobs, docs, &index, state, &files, &plan)?;
         let build = IndexBuild::Incremental {
             changed: plan.changed.len(),
             removed: plan.deleted.len() - plan.changed_in_base,
         };
         return Ok((members, state.clone(), build));
     }
-    let members = search_index::write(root, blobs, &docs, advisories)?;
+    let members = search_index::write(root, blobs, modules, versioned, advisories)?;
     let state = SearchState {
         base_meta: std::fs::read_to_string(root.join(INDEX_DIR).join(META_FILE))?,
         base_files: members
@@ -123,7 +128,8 @@ fn fingerprint(doc: &Doc<'_>, advisories: &AdvisoryIndex<'_>) -> String {
 }
 
 struct Plan {
-    /// Positions (in `modules`) of documents to add.
+    /// Positions (in manifest order: gist modules, then versioned ones) of
+    /// documents to add, ascending.
     changed: Vec<usize>,
     /// Keys of base documents to delete (changed or gone).
     deleted: Vec<String>,
@@ -198,7 +204,7 @@ fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<Str
 fn incremental(
     root: &Path,
     blobs: &BlobDir,
-    docs: &[Doc<'_>],
+    (modules, versioned): (&RecordSpill, &[VersionedModule]),
     advisories: &AdvisoryIndex<'_>,
     state: &SearchState,
     files: &BTreeMap<String, Vec<u8>>,
@@ -216,18 +222,32 @@ fn incremental(
     for key in &plan.deleted {
         writer.delete_term(Term::from_field_text(fields.exact, key));
     }
-    for &i in &plan.changed {
-        let doc = &docs[i];
-        let content = search_index::read_module_file(blobs, doc)?;
-        let summary = crate::content_summary::extract(&content);
-        writer.add_document(doc.document(&fields, &summary, advisories))?;
-    }
+    let split = plan.changed.partition_point(|&i| i < modules.len());
+    let (in_modules, in_versioned) = plan.changed.split_at(split);
+    let in_modules: Vec<u32> = in_modules.iter().map(|&i| i as u32).collect();
+    let chunks = in_modules.chunks(4096).map(|positions| {
+        let records = modules.select(positions)?.collect::<Result<Vec<_>>>()?;
+        Ok((0, records))
+    });
+    let changed_versioned: Vec<VersionedModule> = in_versioned
+        .iter()
+        .map(|&i| versioned[i - modules.len()].clone())
+        .collect();
+    let documents = search_index::Documents {
+        blobs,
+        fields: &fields,
+        advisories,
+    };
+    documents.add(chunks, &changed_versioned, &mut |d| {
+        writer.add_document(d)?;
+        Ok(())
+    })?;
     writer
         .commit()
         .context("committing the search index delta")?;
     writer.wait_merging_threads()?;
     let members = search_index::export(&index, &root.join(INDEX_DIR))?;
-    search_index::check_opens(&root.join(INDEX_DIR), docs.len())?;
+    search_index::check_opens(&root.join(INDEX_DIR), modules.len() + versioned.len())?;
     if !members.contains_key(&format!("{INDEX_DIR}/{SEGMENT_ID}.store")) {
         bail!("the incremental search index lost its base segment");
     }
@@ -242,12 +262,17 @@ mod tests {
     use tantivy::schema::IndexRecordOption;
 
     use super::*;
+    use mlld_schemas::ModuleRecord;
 
     fn module(blobs: &BlobDir, name: &str, description: &str) -> ModuleRecord {
         let content = format!(">> {name} does things\n/var @x = 1\n");
         let mut m = crate::search_index::tests::module(blobs.root(), "ann", name, &content);
         m.description = description.into();
         m
+    }
+
+    fn spill(dir: &Path, modules: &[ModuleRecord]) -> RecordSpill {
+        RecordSpill::from_records(&dir.join("records.jsonl"), modules).unwrap()
     }
 
     /// The index-only snapshot a build would publish: just the index files, as a tar.zst.
@@ -293,7 +318,8 @@ mod tests {
             .map(|n| module(&blobs, n, "parses apples"))
             .collect();
         let first = dir.path().join("first");
-        let (members, state, build) = write(&first, &blobs, &modules, &[], &[], None).unwrap();
+        let (members, state, build) =
+            write(&first, &blobs, &spill(dir.path(), &modules), &[], &[], None).unwrap();
         assert_eq!(build, IndexBuild::Full);
         let previous = pack(&first, &members);
 
@@ -305,7 +331,7 @@ mod tests {
         let (inc, state2, build) = write(
             &second,
             &blobs,
-            &modules,
+            &spill(dir.path(), &modules),
             &[],
             &[],
             Some((&state, &previous)),
@@ -330,7 +356,7 @@ mod tests {
         assert_eq!(state2.base_docs, state.base_docs, "the base stays the base");
 
         let full = dir.path().join("full");
-        write(&full, &blobs, &modules, &[], &[], None).unwrap();
+        write(&full, &blobs, &spill(dir.path(), &modules), &[], &[], None).unwrap();
         for word in ["apples", "oranges", "parses"] {
             assert_eq!(find(&second, word), find(&full, word), "{word}");
         }
@@ -343,7 +369,7 @@ mod tests {
         let (inc2, _, _) = write(
             &again,
             &blobs,
-            &modules,
+            &spill(dir.path(), &modules),
             &[],
             &[],
             Some((&state, &previous)),
@@ -360,7 +386,8 @@ mod tests {
             .map(|i| module(&blobs, &format!("m{i}"), "one"))
             .collect();
         let first = dir.path().join("first");
-        let (members, state, _) = write(&first, &blobs, &modules, &[], &[], None).unwrap();
+        let (members, state, _) =
+            write(&first, &blobs, &spill(dir.path(), &modules), &[], &[], None).unwrap();
         let previous = pack(&first, &members);
         for m in modules.iter_mut().take(5) {
             m.description = "two".into();
@@ -368,7 +395,7 @@ mod tests {
         let (_, _, build) = write(
             &dir.path().join("second"),
             &blobs,
-            &modules,
+            &spill(dir.path(), &modules),
             &[],
             &[],
             Some((&state, &previous)),

@@ -22,6 +22,8 @@ use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use crate::blobs::BlobDir;
+use crate::record_spill::RecordSpill;
+use rayon::prelude::*;
 use tantivy::directory::{MmapDirectory, RamDirectory};
 use tantivy::index::{IndexSettings, SegmentId};
 use tantivy::store::Compressor;
@@ -40,15 +42,6 @@ pub enum Doc<'a> {
 }
 
 impl Doc<'_> {
-    /// Every document in manifest order: gist modules, then versioned ones.
-    pub fn all<'a>(modules: &'a [ModuleRecord], versioned: &'a [VersionedModule]) -> Vec<Doc<'a>> {
-        modules
-            .iter()
-            .map(Doc::Gist)
-            .chain(versioned.iter().map(Doc::Versioned))
-            .collect()
-    }
-
     /// The term only this document holds (how an incremental build deletes it).
     pub fn key(&self) -> String {
         match self {
@@ -86,13 +79,14 @@ impl Doc<'_> {
     }
 }
 
-/// Builds the index of `docs` (in manifest order) into `root/index/` and
-/// returns its members, keyed by their path in the snapshot. Each module's
-/// content is read from `blobs`.
+/// Builds the index of every module of `modules`, then of `versioned`
+/// (manifest order), into `root/index/` and returns its members, keyed by
+/// their path in the snapshot. Each module's content is read from `blobs`.
 pub fn write(
     root: &Path,
     blobs: &BlobDir,
-    docs: &[Doc<'_>],
+    modules: &RecordSpill,
+    versioned: &[VersionedModule],
     advisories: &[AdvisoryRecord],
 ) -> Result<BTreeMap<String, Member>> {
     let (schema, fields) = SearchFields::build();
@@ -107,15 +101,62 @@ pub fn write(
         .settings(settings)
         .single_segment_index_writer::<TantivyDocument>(RamDirectory::create(), MEMORY_BUDGET)?;
     let advisories = AdvisoryIndex::new(advisories);
-    for doc in docs {
-        let content = read_module_file(blobs, doc)?;
-        let summary = content_summary::extract(&content);
-        writer.add_document(doc.document(&fields, &summary, &advisories))?;
-    }
+    let documents = Documents {
+        blobs,
+        fields: &fields,
+        advisories: &advisories,
+    };
+    let added = documents.add(modules.chunks()?, versioned, &mut |d| {
+        writer.add_document(d)?;
+        Ok(())
+    })?;
     let index = writer.finalize().context("finishing the search index")?;
     let members = export(&index, &root.join(INDEX_DIR))?;
-    check_opens(&root.join(INDEX_DIR), docs.len())?;
+    check_opens(&root.join(INDEX_DIR), added)?;
     Ok(members)
+}
+
+/// What a document is built from besides its module.
+pub(crate) struct Documents<'a> {
+    pub blobs: &'a BlobDir,
+    pub fields: &'a SearchFields,
+    pub advisories: &'a AdvisoryIndex<'a>,
+}
+
+impl Documents<'_> {
+    /// The documents of `modules` (chunks of records in manifest order),
+    /// then of `versioned`, each chunk built on all cores and handed to
+    /// `add` in order; returns how many.
+    pub(crate) fn add(
+        &self,
+        modules: impl Iterator<Item = Result<(usize, Vec<ModuleRecord>)>>,
+        versioned: &[VersionedModule],
+        add: &mut dyn FnMut(TantivyDocument) -> Result<()>,
+    ) -> Result<usize> {
+        let mut added = 0;
+        for chunk in modules {
+            let (_, records) = chunk?;
+            let docs: Vec<TantivyDocument> = records
+                .par_iter()
+                .map(|m| self.document(Doc::Gist(m)))
+                .collect::<Result<_>>()?;
+            added += docs.len();
+            docs.into_iter().try_for_each(&mut *add)?;
+        }
+        let docs: Vec<TantivyDocument> = versioned
+            .par_iter()
+            .map(|v| self.document(Doc::Versioned(v)))
+            .collect::<Result<_>>()?;
+        added += docs.len();
+        docs.into_iter().try_for_each(&mut *add)?;
+        Ok(added)
+    }
+
+    fn document(&self, doc: Doc<'_>) -> Result<TantivyDocument> {
+        let content = read_module_file(self.blobs, &doc)?;
+        let summary = content_summary::extract(&content);
+        Ok(doc.document(self.fields, &summary, self.advisories))
+    }
 }
 
 pub(crate) fn read_module_file(blobs: &BlobDir, doc: &Doc<'_>) -> Result<String> {
@@ -304,8 +345,8 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        let docs: Vec<Doc<'_>> = modules.iter().map(Doc::Gist).collect();
-        write(root, &BlobDir::new(root, None), &docs, &[]).unwrap()
+        let spill = RecordSpill::from_records(&root.join("records.jsonl"), &modules).unwrap();
+        write(root, &BlobDir::new(root, None), &spill, &[], &[]).unwrap()
     }
 
     fn files(root: &Path, members: &BTreeMap<String, Member>) -> Vec<(String, Vec<u8>)> {

@@ -2,15 +2,18 @@
 //! verified, grouped into the manifest's `versioned` modules, with the
 //! report's counts and the rejections the next build remembers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 use mlld_schemas::snapshot_versioned::VersionedModule;
-use mlld_schemas::{Diagnostic, ModuleRecord, RevisionRecord};
+use mlld_schemas::versioned::Source;
+use mlld_schemas::{Diagnostic, RevisionRecord};
 
 use crate::blobs::BlobDir;
 use crate::gist::GistSource;
+use crate::module_names::ModuleNames;
 use crate::raw::RawSource;
+use crate::record_spill::RecordSpill;
 use crate::report::BuildReport;
 use crate::versioned_assemble::{
     self, CachedVersionRejection, Failure, PreviousVersions, Sources, VersionJob,
@@ -35,12 +38,19 @@ pub struct IndexedVersions {
     pub rejections: BTreeMap<String, CachedVersionRejection>,
 }
 
-/// Indexes every loaded version; `phase1` are the accepted gist modules
-/// (their captured revisions serve `gist` sources, and their names are
-/// checked for overlaps). Fills the report's version counts.
+/// The accepted gist modules, as the versioned stage sees them.
+pub struct Phase1<'a> {
+    /// Their captured revisions serve `gist` sources.
+    pub records: &'a RecordSpill,
+    /// Their names resolve dependencies and are checked for overlaps.
+    pub names: &'a ModuleNames,
+}
+
+/// Indexes every loaded version against the accepted gist modules.
+/// Fills the report's version counts.
 pub fn index(
     loaded: &LoadedVersioned,
-    phase1: &[ModuleRecord],
+    phase1: Phase1<'_>,
     inputs: &Inputs<'_>,
     report: &mut BuildReport,
 ) -> Result<IndexedVersions> {
@@ -54,10 +64,7 @@ pub fn index(
                 .map(move |version| VersionJob { module, version })
         })
         .collect();
-    let captured: BTreeMap<String, (String, RevisionRecord)> = phase1
-        .iter()
-        .map(|m| (m.gist.clone(), (m.user.clone(), m.current.clone())))
-        .collect();
+    let captured = captured_gists(&jobs, phase1.records)?;
     let sources = Sources {
         raw: inputs.raw,
         gists: inputs.gists,
@@ -99,7 +106,7 @@ pub fn index(
     report
         .versions_rejected
         .sort_by(|a, b| (&a.module, &a.version, &a.file).cmp(&(&b.module, &b.version, &b.file)));
-    let grouped = versioned_records::group(&loaded.modules, accepted, phase1);
+    let grouped = versioned_records::group(&loaded.modules, accepted, phase1.names);
     if grouped.modules.is_empty() && !jobs.is_empty() {
         bail!(
             "no versioned module could be indexed ({} versions listed); refusing to publish a registry without them",
@@ -114,4 +121,31 @@ pub fn index(
         diagnostics: grouped.diagnostics,
         rejections,
     })
+}
+
+/// The captured revisions of the gists that `gist` sources name: gist id →
+/// (user, current revision). One pass over the records, only when a
+/// version has such a source.
+fn captured_gists(
+    jobs: &[VersionJob<'_>],
+    records: &RecordSpill,
+) -> Result<BTreeMap<String, (String, RevisionRecord)>> {
+    let wanted: BTreeSet<&str> = jobs
+        .iter()
+        .filter_map(|j| match &j.version.source {
+            Source::Gist { gist_id, .. } => Some(gist_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut captured = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(captured);
+    }
+    for m in records.iter()? {
+        let m = m?;
+        if wanted.contains(m.gist.as_str()) {
+            captured.insert(m.gist, (m.user, m.current));
+        }
+    }
+    Ok(captured)
 }

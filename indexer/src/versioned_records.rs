@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mlld_schemas::Diagnostic;
 use mlld_schemas::import_ref::ModuleRef;
 use mlld_schemas::snapshot_versioned::VersionedModule;
 use mlld_schemas::version_spec::parse_version;
 use mlld_schemas::versioned::check_tags;
-use mlld_schemas::{Diagnostic, ModuleRecord};
 
+use crate::module_names::ModuleNames;
 use crate::versioned_assemble::IndexedVersion;
 use crate::versioned_load::LoadedModule;
 
@@ -31,7 +32,7 @@ pub struct Grouped {
 pub fn group(
     loaded: &[LoadedModule],
     accepted: Vec<IndexedVersion>,
-    phase1: &[ModuleRecord],
+    phase1: &ModuleNames,
 ) -> Grouped {
     let mut out = Grouped::default();
     let mut by_module: BTreeMap<(String, String), Vec<IndexedVersion>> = BTreeMap::new();
@@ -41,19 +42,13 @@ pub fn group(
             .or_default()
             .push(v);
     }
-    let known: BTreeSet<(String, String)> = by_module
+    let versioned: BTreeSet<(String, String)> = by_module
         .keys()
         .map(|(a, n)| (a.to_ascii_lowercase(), n.clone()))
-        .chain(
-            phase1
-                .iter()
-                .map(|m| (m.user.to_ascii_lowercase(), m.name.clone())),
-        )
         .collect();
-    let phase1_names: BTreeSet<(String, String)> = phase1
-        .iter()
-        .map(|m| (m.user.to_ascii_lowercase(), m.name.clone()))
-        .collect();
+    let known = |(user, name): &(String, String)| {
+        versioned.contains(&(user.clone(), name.clone())) || phase1.find(user, name).is_some()
+    };
     for module in loaded {
         let Some(mut versions) = by_module.remove(&(module.author.clone(), module.name.clone()))
         else {
@@ -70,7 +65,7 @@ pub fn group(
             }
         });
         let own = (module.author.to_ascii_lowercase(), module.name.clone());
-        if phase1_names.contains(&own) {
+        if phase1.find(&own.0, &own.1).is_some() {
             out.overlaps
                 .push(format!("{}/{}", module.author, module.name));
         }
@@ -133,7 +128,7 @@ pub fn group(
 }
 
 fn link(
-    known: &BTreeSet<(String, String)>,
+    known: &impl Fn(&(String, String)) -> bool,
     own: &(String, String),
     reference: &ModuleRef,
     dep: String,
@@ -147,7 +142,7 @@ fn link(
     if key == *own {
         return;
     }
-    if known.contains(&key) {
+    if known(&key) {
         deps.insert(dep);
     } else {
         note(dep);
@@ -234,7 +229,7 @@ mod tests {
             version("2.0.0-rc.1", serde_json::json!({}), &[]),
             y,
         ];
-        let grouped = group(&loaded, accepted, &[]);
+        let grouped = group(&loaded, accepted, &ModuleNames::default());
         let x = &grouped.modules[0];
         assert_eq!(x.version_names(), ["2.0.0-rc.1", "1.10.0", "1.9.0"]);
         assert_eq!(x.tags.keys().collect::<Vec<_>>(), ["beta", "latest"]);

@@ -1,17 +1,20 @@
 //! The crawl stages: every registered gist, then every pinned version.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Result, bail};
-use mlld_schemas::ModuleRecord;
+use mlld_schemas::import_ref::ModuleRef;
 
 use super::BuildConfig;
 use super::inputs::Registry;
-use crate::assemble::{self, Freshness, Job};
+use crate::assemble::{self, Freshness, Indexed, Job};
 use crate::blobs::BlobDir;
 use crate::gist::GistSource;
+use crate::module_names::ModuleNames;
 use crate::previous::Previous;
 use crate::progress::Progress;
+use crate::record_spill::RecordSpill;
 use crate::report::{BuildReport, Stale};
 use crate::versioned_assemble::PreviousVersions;
 use crate::versioned_build::{self, IndexedVersions};
@@ -19,7 +22,9 @@ use crate::versioned_build::{self, IndexedVersions};
 /// The accepted gist modules and what the next build remembers of their crawl.
 pub(super) struct Crawled {
     /// Sorted by user, then name; dependencies linked.
-    pub(super) modules: Vec<ModuleRecord>,
+    pub(super) modules: RecordSpill,
+    /// Their names, in the same order.
+    pub(super) names: ModuleNames,
     /// Gist id → the ETag of its last response.
     pub(super) etags: BTreeMap<String, String>,
     /// Module file digest (hex) → the registry references its content makes.
@@ -29,19 +34,22 @@ pub(super) struct Crawled {
 /// Stage "crawl gists": takes the registry's user folders, the gist source,
 /// the blob directory and the previous build; fetches (or revalidates)
 /// every registered gist, `concurrency` at a time, and produces the
-/// accepted module records with their dependencies linked. Counts, stale
-/// modules, rejections and unresolved imports go into `report`. Refuses to
-/// go on when modules are registered but none could be indexed.
+/// accepted module records, spilled under `staging` with their
+/// dependencies linked. Counts, stale modules, rejections and unresolved
+/// imports go into `report`. Refuses to go on when modules are registered
+/// but none could be indexed.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn crawl_gists(
     registry: &Registry,
     source: &dyn GistSource,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     concurrency: usize,
+    staging: &Path,
     progress: &Progress,
     report: &mut BuildReport,
 ) -> Result<Crawled> {
-    let jobs: Vec<Job<'_>> = registry
+    let mut jobs: Vec<Job<'_>> = registry
         .folders
         .users
         .iter()
@@ -54,42 +62,47 @@ pub(super) fn crawl_gists(
             })
         })
         .collect();
+    // Results come in the jobs' order, which is the manifest's.
+    jobs.sort_by(|a, b| (a.user, a.name).cmp(&(b.user, b.name)));
     let bar = progress.bar(jobs.len() as u64);
-    let results = assemble::index_all(&jobs, source, blobs, previous, concurrency, &|| bar.inc(1))?;
-    bar.finish_and_clear();
-    let mut indexed = Vec::new();
+    let mut unlinked = RecordSpill::create(&staging.join(UNLINKED_RECORDS))?;
+    let mut full_names = Vec::new();
     let mut etags = BTreeMap::new();
     let mut imports = BTreeMap::new();
-    for result in results {
-        match result {
-            Ok(i) => {
-                match i.freshness {
-                    Freshness::Fetched => report.modules_fetched += 1,
-                    Freshness::Unchanged => report.modules_unchanged += 1,
-                    Freshness::Stale => report.modules_stale.push(Stale {
-                        module: i.record.full_name(),
-                        reason: i.record.stale.clone().unwrap_or_default(),
-                    }),
+    assemble::index_all(
+        &jobs,
+        source,
+        blobs,
+        previous,
+        concurrency,
+        &|| bar.inc(1),
+        &mut |result| {
+            let mut i = match result {
+                Ok(i) => i,
+                Err(r) => {
+                    report.modules_rejected.push(r);
+                    return Ok(());
                 }
-                imports.insert(
-                    i.record
-                        .current
-                        .integrity
-                        .trim_start_matches("sha256:")
-                        .to_string(),
-                    i.imports.iter().map(ToString::to_string).collect(),
-                );
-                if let Some(etag) = &i.etag {
-                    etags.insert(i.record.gist.clone(), etag.clone());
-                }
-                indexed.push(i);
+            };
+            count(report, &i);
+            let refs: Vec<String> = i.imports.iter().map(ToString::to_string).collect();
+            let digest = i.record.current.integrity.trim_start_matches("sha256:");
+            imports.insert(digest.to_string(), refs.clone());
+            if let Some(etag) = i.etag.take() {
+                etags.insert(i.record.gist.clone(), etag);
             }
-            Err(r) => report.modules_rejected.push(r),
-        }
-    }
-    report.unresolved_imports = assemble::link_dependencies(&mut indexed);
-    let mut modules: Vec<_> = indexed.into_iter().map(|i| i.record).collect();
-    modules.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+            full_names.push(i.record.full_name().into_boxed_str());
+            // Until every name is known, the dependencies hold the raw
+            // references (linked below).
+            i.record.current.dependencies = refs;
+            unlinked.push(&i.record)
+        },
+    )?;
+    bar.finish_and_clear();
+    let unlinked = unlinked.finish()?;
+    let names = ModuleNames::new(full_names);
+    let modules = link_all(&unlinked, &names, staging, report)?;
+    std::fs::remove_file(unlinked.path())?;
     report
         .modules_rejected
         .sort_by(|a, b| a.module.cmp(&b.module));
@@ -102,9 +115,48 @@ pub(super) fn crawl_gists(
     }
     Ok(Crawled {
         modules,
+        names,
         etags,
         imports,
     })
+}
+
+/// The staged spills of the crawl: records as fetched, then linked.
+const UNLINKED_RECORDS: &str = "records.unlinked.jsonl";
+const RECORDS: &str = "records.jsonl";
+
+fn count(report: &mut BuildReport, i: &Indexed) {
+    match i.freshness {
+        Freshness::Fetched => report.modules_fetched += 1,
+        Freshness::Unchanged => report.modules_unchanged += 1,
+        Freshness::Stale => report.modules_stale.push(Stale {
+            module: i.record.full_name(),
+            reason: i.record.stale.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+/// Rewrites every record with its imports matched against `names`.
+fn link_all(
+    unlinked: &RecordSpill,
+    names: &ModuleNames,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<RecordSpill> {
+    let mut linked = RecordSpill::create(&staging.join(RECORDS))?;
+    let mut unresolved = Vec::new();
+    for record in unlinked.iter()? {
+        let mut record = record?;
+        let refs = std::mem::take(&mut record.current.dependencies);
+        let refs: Vec<ModuleRef> = refs
+            .iter()
+            .filter_map(|r| ModuleRef::parse(r).ok())
+            .collect();
+        assemble::link_dependencies(&mut record, &refs, names, &mut unresolved);
+        linked.push(&record)?;
+    }
+    report.unresolved_imports = unresolved;
+    linked.finish()
 }
 
 /// Stage "fetch versions": takes the registry's `modules/` layout, the
@@ -115,7 +167,7 @@ pub(super) fn crawl_gists(
 pub(super) fn fetch_versions(
     config: &BuildConfig,
     registry: &Registry,
-    modules: &[ModuleRecord],
+    phase1: versioned_build::Phase1<'_>,
     gists: &dyn GistSource,
     blobs: &BlobDir,
     previous: Option<&Previous>,
@@ -124,7 +176,7 @@ pub(super) fn fetch_versions(
     let raw = config.raw.source();
     versioned_build::index(
         &registry.versioned,
-        modules,
+        phase1,
         &versioned_build::Inputs {
             raw: raw.as_ref(),
             gists,

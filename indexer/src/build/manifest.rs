@@ -6,23 +6,22 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mlld_schemas::ModuleRecord;
 use mlld_schemas::names::format_timestamp;
-use mlld_schemas::snapshot::{
-    AdvisoryRecord, Manifest, Member, RejectedRecord, SNAPSHOT_FORMAT, blob_path,
-};
+use mlld_schemas::snapshot::{AdvisoryRecord, Member, RejectedRecord, SNAPSHOT_FORMAT, blob_path};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use super::BuildConfig;
 use super::inputs::Registry;
 use crate::blobs::BlobDir;
 use crate::previous::Previous;
+use crate::record_spill::RecordSpill;
 use crate::report::BuildReport;
 use crate::search_incremental::{self, SearchState};
+use crate::staged_manifest::StagedManifest;
 
 /// A signed manifest.
 pub(super) struct SignedManifest {
-    pub(super) manifest: Manifest,
+    pub(super) manifest: StagedManifest,
     /// The minisign signature of the manifest's bytes.
     pub(super) signature: String,
     /// Distinct content blobs among the members.
@@ -41,7 +40,7 @@ pub(super) struct Signed {
 
 /// The accepted records the manifest is made of.
 pub(super) struct Records {
-    pub(super) modules: Vec<ModuleRecord>,
+    pub(super) modules: RecordSpill,
     pub(super) versioned: Vec<VersionedModule>,
     pub(super) advisories: Vec<AdvisoryRecord>,
 }
@@ -65,7 +64,7 @@ pub(super) fn sign_manifest(
         versioned,
         advisories,
     } = records;
-    let mut members = blob_members(&modules, &versioned);
+    let mut members = blob_members(&modules, &versioned)?;
     let blob_count = members.len();
     let index_base =
         previous.and_then(|p| Some((p.search.as_ref()?, p.index_snapshot.as_deref()?)));
@@ -81,7 +80,7 @@ pub(super) fn sign_manifest(
     members.extend(index_members);
     report.search_index = Some(index_build);
     let created = format_timestamp(config.created);
-    let manifest = Manifest {
+    let manifest = StagedManifest {
         format_version: SNAPSHOT_FORMAT,
         serial,
         created: created.clone(),
@@ -116,10 +115,10 @@ const STAGED_MANIFEST: &str = "manifest.staged.json";
 /// Writes the manifest's JSON and a newline to `dest` (the bytes
 /// `serde_json::to_vec` gives, without holding them) and returns their
 /// BLAKE2b-512 prehash, which the signature covers.
-fn write_manifest(manifest: &Manifest, dest: &Path) -> Result<[u8; 64]> {
+fn write_manifest(manifest: &StagedManifest, dest: &Path) -> Result<[u8; 64]> {
     let file = std::fs::File::create(dest)?;
     let mut out = crate::signing::Prehashing::new(BufWriter::with_capacity(1 << 20, file));
-    serde_json::to_writer(&mut out, manifest)?;
+    manifest.write_json(&mut out)?;
     out.write_all(b"\n")?;
     let (prehash, _, file) = out.finish();
     file.into_inner().map_err(|e| e.into_error())?;
@@ -177,27 +176,24 @@ pub(super) fn advisories(registry: &Registry) -> Vec<AdvisoryRecord> {
 
 /// The blob members: every file of every revision and version, once.
 fn blob_members(
-    modules: &[ModuleRecord],
+    modules: &RecordSpill,
     versioned: &[VersionedModule],
-) -> BTreeMap<String, Member> {
-    let gist_files = modules
-        .iter()
-        .flat_map(|m| m.revisions())
-        .flat_map(|r| r.files.iter().map(|f| (&f.sha256, f.size)));
-    let version_files = versioned
-        .iter()
-        .flat_map(|m| &m.versions)
-        .flat_map(|v| v.files.iter().map(|f| (&f.sha256, f.size)));
-    gist_files
-        .chain(version_files)
-        .map(|(sha256, size)| {
-            (
-                blob_path(sha256),
-                Member {
-                    sha256: sha256.clone(),
-                    size,
-                },
-            )
-        })
-        .collect()
+) -> Result<BTreeMap<String, Member>> {
+    let mut members = BTreeMap::new();
+    let mut add = |sha256: &String, size: u64| {
+        (members.entry(blob_path(sha256))).or_insert_with(|| Member {
+            sha256: sha256.clone(),
+            size,
+        });
+    };
+    for m in modules.iter()? {
+        for r in m?.revisions() {
+            r.files.iter().for_each(|f| add(&f.sha256, f.size));
+        }
+    }
+    let version_files = versioned.iter().flat_map(|m| &m.versions);
+    for v in version_files {
+        v.files.iter().for_each(|f| add(&f.sha256, f.size));
+    }
+    Ok(members)
 }

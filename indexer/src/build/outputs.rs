@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mlld_schemas::Diagnostic;
-use mlld_schemas::snapshot::{Latest, Manifest, SNAPSHOT_FORMAT, SiteFile};
+use mlld_schemas::snapshot::{Latest, SNAPSHOT_FORMAT, SiteFile};
 use mlld_schemas::sparse::SparseRoot;
 
 use super::BuildConfig;
@@ -19,6 +19,7 @@ use crate::delta_writer::{self, StagedDelta};
 use crate::previous::Previous;
 use crate::report::BuildReport;
 use crate::search_incremental::SearchState;
+use crate::staged_manifest::StagedManifest;
 use crate::versioned_assemble::CachedVersionRejection;
 use crate::{publish, retention, sparse_writer};
 
@@ -42,7 +43,7 @@ pub(super) struct SiteData {
 /// base's chunk table). The delta's size goes into `report`.
 pub(super) fn delta_and_site_data(
     packed: &Packed,
-    manifest: &Manifest,
+    manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     (staging, site): (&Path, &Path),
@@ -67,6 +68,8 @@ pub(super) fn delta_and_site_data(
     let dir = staging.join("site");
     let no_pages = BTreeMap::new();
     let pages_job = || {
+        // Interim: these two stages still read the whole manifest.
+        let manifest = &manifest.to_manifest()?;
         let pages = crate::site_data::write(
             &dir,
             manifest,
@@ -93,7 +96,7 @@ pub(super) fn delta_and_site_data(
 /// The new `latest.json`: the full and index-only snapshots, the serial,
 /// the manifest's times, the delta from the previous snapshot and the
 /// sparse root.
-pub(super) fn latest(packed: &Packed, manifest: &Manifest, site: &SiteData) -> Latest {
+pub(super) fn latest(packed: &Packed, manifest: &StagedManifest, site: &SiteData) -> Latest {
     Latest {
         format_version: SNAPSHOT_FORMAT,
         snapshot: mlld_site_contract::paths::snapshot_path(&packed.written.sha256),

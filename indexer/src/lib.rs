@@ -27,6 +27,7 @@ mod module_file;
 mod module_names;
 pub mod object_publish;
 mod previous;
+mod previous_manifest;
 mod progress;
 mod publish;
 pub mod raw;

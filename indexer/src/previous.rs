@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest};
@@ -17,6 +17,8 @@ use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use mlld_site_contract::paths;
 
 use crate::crawl_state::{self, CachedRejection, CrawlState, StateFile};
+use crate::module_names::ModuleNames;
+use crate::record_spill::RecordSpill;
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
 pub use mlld_site_contract::reader::Timeouts;
@@ -43,32 +45,32 @@ pub struct Previous {
     pub index_snapshot: Option<PathBuf>,
     /// Holds `blobs/…` of the previous snapshot.
     pub blob_root: PathBuf,
-    by_name: BTreeMap<(String, String), usize>,
-    /// The previous module records (moved out of `manifest.modules`), each
-    /// handed to the crawl once: the new record replaces it as the crawl
-    /// goes, instead of both registries' records being held until its end.
-    modules: Vec<Mutex<Option<ModuleRecord>>>,
+    /// The previous module records (`manifest.modules` stays empty),
+    /// spilled as the manifest was parsed, with their names; each is handed
+    /// to the crawl once.
+    records: RecordSpill,
+    names: ModuleNames,
+    taken: Vec<AtomicBool>,
 }
 
 impl Previous {
     /// The previous record of `user/name` if it was built from the same
     /// gist, taken: a second call for the same module gets `None`.
+    /// A spilled record that cannot be read back (the staging directory
+    /// damaged under the build) is treated as absent: the module is fetched.
     pub fn take_module(&self, user: &str, name: &str, gist: &str) -> Option<ModuleRecord> {
-        let i = *self
-            .by_name
-            .get(&(user.to_ascii_lowercase(), name.to_string()))?;
-        let mut slot = self.modules[i].lock().unwrap_or_else(|e| e.into_inner());
-        slot.take_if(|m| m.gist == gist)
+        let i = self.names.find(user, name)?;
+        let record = self.records.read_at(i).ok().filter(|m| m.gist == gist)?;
+        let first = !self.taken[i].swap(true, Ordering::Relaxed);
+        first.then_some(record)
     }
 
-    /// Frees the previous module records and advisories once the crawl no
-    /// longer needs them (at 100,000 modules they take hundreds of
-    /// megabytes); the manifest's members stay, for the delta.
+    /// Frees what the crawl alone needed (the names, the advisories); the
+    /// manifest's members stay, for the delta.
     pub fn release_records(&mut self) {
-        self.manifest.modules = Vec::new();
         self.manifest.advisories = Vec::new();
-        self.by_name = BTreeMap::new();
-        self.modules = Vec::new();
+        self.names = ModuleNames::default();
+        self.taken = Vec::new();
     }
 
     /// Frees the previous versioned records once versions are indexed.
@@ -164,7 +166,7 @@ pub fn load(
             Ok((actual, index_snapshot))
         });
         let state = s.spawn(|| read_state(&site, &pk, &latest));
-        let manifest = read_manifest(&snapshot);
+        let manifest = read_manifest(&snapshot, &scratch.join("previous-records.jsonl"));
         let (actual, index_snapshot) = hashed.join().expect("hashing does not panic")?;
         let state = state.join().expect("reading the state does not panic")?;
         anyhow::Ok((actual, index_snapshot, manifest, state))
@@ -176,7 +178,7 @@ pub fn load(
             latest.sha256
         );
     }
-    let mut manifest = manifest?;
+    let (manifest, records) = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
     let site_blobs_complete = site.dir().is_some() && {
@@ -198,16 +200,12 @@ pub fn load(
         unpack_blobs(&snapshot, &dest)?;
         dest
     };
-    let by_name = manifest
-        .modules
-        .iter()
-        .enumerate()
-        .map(|(i, m)| ((m.user.to_ascii_lowercase(), m.name.clone()), i))
-        .collect();
-    let modules = std::mem::take(&mut manifest.modules)
-        .into_iter()
-        .map(|m| Mutex::new(Some(m)))
-        .collect();
+    let names = ModuleNames::new(
+        records
+            .par_map(|_, m| Ok(m.full_name().into_boxed_str()))
+            .context("reading back the previous records")?,
+    );
+    let taken = (0..records.len()).map(|_| AtomicBool::new(false)).collect();
     Ok(Some(Previous {
         latest,
         manifest,
@@ -224,8 +222,9 @@ pub fn load(
         snapshot,
         index_snapshot,
         blob_root,
-        by_name,
-        modules,
+        records,
+        names,
+        taken,
     }))
 }
 
@@ -315,19 +314,18 @@ fn entries(snapshot: &Path) -> Result<mlld_site_contract::archive::ZstdTar<std::
     mlld_site_contract::archive::open_zstd(std::fs::File::open(snapshot)?)
 }
 
-/// The manifest, which is the snapshot's first member: nothing else is read.
-fn read_manifest(snapshot: &Path) -> Result<Manifest> {
+/// The manifest, which is the snapshot's first member: nothing else is
+/// read. Its records are spilled to `spill`.
+fn read_manifest(snapshot: &Path, spill: &Path) -> Result<(Manifest, RecordSpill)> {
     let mut archive = entries(snapshot)?;
-    let mut first = archive
+    let first = archive
         .entries()?
         .next()
         .context("the previous snapshot is empty")??;
     if first.path()?.to_string_lossy() != MANIFEST_NAME {
         bail!("the previous snapshot does not start with {MANIFEST_NAME}");
     }
-    let mut bytes = Vec::new();
-    first.read_to_end(&mut bytes)?;
-    serde_json::from_slice(&bytes).context("the previous manifest is malformed")
+    crate::previous_manifest::read(first, spill)
 }
 
 /// Unpacks the blobs of a snapshot whose whole-file digest is verified.

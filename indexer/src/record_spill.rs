@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, ensure};
 use mlld_schemas::ModuleRecord;
@@ -27,6 +28,8 @@ pub struct RecordSpill {
     path: PathBuf,
     /// Where each record's line starts, then the file's length.
     offsets: Vec<u64>,
+    /// One handle for [`RecordSpill::read_at`] from any thread.
+    shared: OnceLock<File>,
 }
 
 /// Writes a spill record by record; [`SpillWriter::finish`] makes it readable.
@@ -64,6 +67,7 @@ impl SpillWriter {
         Ok(RecordSpill {
             path: self.path,
             offsets: self.offsets,
+            shared: OnceLock::new(),
         })
     }
 }
@@ -119,6 +123,27 @@ impl RecordSpill {
     /// Record `i`.
     pub fn get(&self, i: usize) -> Result<ModuleRecord> {
         self.select(&[i as u32])?.next().context("no record")?
+    }
+
+    /// Record `i`, read through one handle that every thread shares.
+    pub fn read_at(&self, i: usize) -> Result<ModuleRecord> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt as _;
+            ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
+            if self.shared.get().is_none() {
+                let file = File::open(&self.path)
+                    .with_context(|| format!("opening {}", self.path.display()))?;
+                let _ = self.shared.set(file);
+            }
+            let file = self.shared.get().context("the spill's handle")?;
+            let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+            let mut line = vec![0; (end - start) as usize];
+            file.read_exact_at(&mut line, start)?;
+            self.decode(&line[..line.len() - 1])
+        }
+        #[cfg(not(unix))]
+        self.get(i)
     }
 
     /// The records at `positions`, in that order (ascending reads best),
@@ -225,6 +250,9 @@ mod tests {
         let back: Vec<_> = spill.iter().unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(back, records);
         assert_eq!(spill.get(7777).unwrap(), records[7777]);
+        assert_eq!(spill.read_at(7777).unwrap(), records[7777]);
+        assert_eq!(spill.read_at(0).unwrap(), records[0]);
+        assert!(spill.read_at(10_000).is_err());
         let some: Vec<_> = spill
             .select(&[3, 9_999, 4])
             .unwrap()

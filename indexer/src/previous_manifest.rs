@@ -1,0 +1,150 @@
+//! The previous snapshot's manifest, read as a stream: its module records
+//! go to a [`RecordSpill`] as they are parsed, everything else into a
+//! [`Manifest`] whose `modules` stay empty. At a million modules the records
+//! are gigabytes as Rust values; the build takes each one once, by name.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use mlld_schemas::snapshot::{Manifest, ModuleRecord};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::record_spill::{RecordSpill, SpillWriter};
+
+/// Parses the manifest JSON from `reader`; its records are spilled to `spill`.
+pub fn read(reader: impl Read, spill: &Path) -> Result<(Manifest, RecordSpill)> {
+    let writer = RecordSpill::create(spill)?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let (manifest, writer) = ManifestSeed(writer)
+        .deserialize(&mut de)
+        .context("the previous manifest is malformed")?;
+    de.end().context("the previous manifest is malformed")?;
+    Ok((manifest, writer.finish()?))
+}
+
+struct ManifestSeed(SpillWriter);
+
+impl<'de> DeserializeSeed<'de> for ManifestSeed {
+    type Value = (Manifest, SpillWriter);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ManifestSeed {
+    type Value = (Manifest, SpillWriter);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a snapshot manifest")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut writer = self.0;
+        let mut m = Manifest {
+            format_version: 0,
+            serial: 0,
+            created: String::new(),
+            expires: String::new(),
+            modules: Vec::new(),
+            advisories: Vec::new(),
+            versioned: Vec::new(),
+            members: Default::default(),
+            rejected: Vec::new(),
+        };
+        let mut seen_modules = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "formatVersion" => m.format_version = map.next_value()?,
+                "serial" => m.serial = map.next_value()?,
+                "created" => m.created = map.next_value()?,
+                "expires" => m.expires = map.next_value()?,
+                "modules" => {
+                    writer = map.next_value_seed(RecordsSeed(writer))?;
+                    seen_modules = true;
+                }
+                "advisories" => m.advisories = map.next_value()?,
+                "versioned" => m.versioned = map.next_value()?,
+                "members" => m.members = map.next_value()?,
+                "rejected" => m.rejected = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !seen_modules || m.created.is_empty() {
+            return Err(A::Error::custom("missing field `modules` or `created`"));
+        }
+        Ok((m, writer))
+    }
+}
+
+/// The `modules` array, each record pushed to the spill as it is parsed.
+struct RecordsSeed(SpillWriter);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = SpillWriter;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = SpillWriter;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of module records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut writer = self.0;
+        while let Some(record) = seq.next_element::<ModuleRecord>()? {
+            writer.push(&record).map_err(A::Error::custom)?;
+        }
+        Ok(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_go_to_the_spill_and_the_rest_is_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |name: &str| {
+            serde_json::json!({
+                "user": "u", "name": name, "gist": "g", "description": "d", "tags": [],
+                "revision": "r", "file": "m.mld", "size": 1, "integrity": "sha256:00",
+                "files": [], "dependencies": []
+            })
+        };
+        let json = serde_json::json!({
+            "formatVersion": 1, "serial": 4, "created": "c", "expires": "e",
+            "modules": [record("a"), record("b")], "advisories": [],
+            "members": {"blobs/00/00": {"sha256": "00", "size": 1}},
+            "somethingNewer": {"ignored": true}
+        });
+        let whole: Manifest = serde_json::from_value(json.clone()).unwrap();
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let (m, spill) = read(&bytes[..], &dir.path().join("s")).unwrap();
+        assert_eq!(
+            spill.iter().unwrap().collect::<Result<Vec<_>>>().unwrap(),
+            whole.modules
+        );
+        assert_eq!(m.modules, []);
+        assert_eq!((m.serial, m.members.clone()), (4, whole.members));
+        // Truncated or trailing garbage: an error, not a partial manifest.
+        assert!(read(&bytes[..bytes.len() - 3], &dir.path().join("t")).is_err());
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"{}");
+        assert!(read(&extra[..], &dir.path().join("x")).is_err());
+        assert!(read(&b"{\"serial\":1}"[..], &dir.path().join("y")).is_err());
+    }
+}

@@ -31,7 +31,7 @@ mod previous_manifest;
 mod progress;
 mod publish;
 pub mod raw;
-mod record_spill;
+pub mod record_spill;
 mod registry_load;
 pub mod report;
 mod retention;

@@ -120,9 +120,12 @@ pub fn run(args: SearchArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&rebuild)?;
     // The site publishes every blob loose: the rebuild reads content from there.
     let site_blobs = mlld_indexer::blobs::BlobDir::new(&site, None);
+    let spill = work.join("records.jsonl");
+    let records =
+        mlld_indexer::record_spill::RecordSpill::from_records(&spill, &verified.manifest.modules)?;
     let started = Instant::now();
-    let docs = search_index::Doc::all(&verified.manifest.modules, &verified.manifest.versioned);
-    let members = search_index::write(&rebuild, &site_blobs, &docs, &verified.manifest.advisories)?;
+    let (versioned, advisories) = (&verified.manifest.versioned, &verified.manifest.advisories);
+    let members = search_index::write(&rebuild, &site_blobs, &records, versioned, advisories)?;
     let index_build = started.elapsed();
     let index_bytes: u64 = members.values().map(|m| m.size).sum();
     let identical = members.keys().all(|path| {

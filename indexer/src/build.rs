@@ -141,6 +141,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         crawl::fetch_versions(config, &registry, phase1, source, &blobs, previous, r)
     })?;
     drop(names);
+    registry.release_modules();
     let mut diagnostics = registry.take_diagnostics();
     diagnostics.extend(versions.diagnostics);
     if let Some(p) = previous.as_mut() {

@@ -24,12 +24,15 @@ use mlld_schemas::snapshot_versioned::VersionedModule;
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordSpill;
 use rayon::prelude::*;
-use tantivy::directory::{MmapDirectory, RamDirectory};
+use tantivy::directory::MmapDirectory;
 use tantivy::index::{IndexSettings, SegmentId};
 use tantivy::store::Compressor;
 use tantivy::{Directory, Index, ReloadPolicy, TantivyDocument};
 
 use crate::content_summary;
+
+/// Where the index is built before its files are copied out.
+const WORK_DIR: &str = "index.work";
 
 /// The writer's arena; a 100,000-module registry needs well under this.
 pub(crate) const MEMORY_BUDGET: usize = 256 << 20;
@@ -96,10 +99,15 @@ pub fn write(
         docstore_compress_dedicated_thread: false,
         ..IndexSettings::default()
     };
+    // On disk, not in memory: at a million modules the segment is hundreds
+    // of megabytes. Its files are copied out under fixed names below.
+    let work = root.join(WORK_DIR);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let directory = MmapDirectory::open(&work)?;
     let mut writer = Index::builder()
         .schema(schema)
         .settings(settings)
-        .single_segment_index_writer::<TantivyDocument>(RamDirectory::create(), MEMORY_BUDGET)?;
+        .single_segment_index_writer::<TantivyDocument>(directory, MEMORY_BUDGET)?;
     let advisories = AdvisoryIndex::new(advisories);
     let documents = Documents {
         blobs,
@@ -112,6 +120,8 @@ pub fn write(
     })?;
     let index = writer.finalize().context("finishing the search index")?;
     let members = export(&index, &root.join(INDEX_DIR))?;
+    drop(index);
+    std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     check_opens(&root.join(INDEX_DIR), added)?;
     Ok(members)
 }

@@ -24,6 +24,14 @@ pub(super) struct Registry {
 }
 
 impl Registry {
+    /// Frees the module entries once the crawls have turned them into
+    /// records (a million entries hold several hundred megabytes); the
+    /// folders, their advisories and which users were rejected stay.
+    pub(super) fn release_modules(&mut self) {
+        let registries = self.folders.users.iter_mut().filter_map(|u| u.registry.as_mut());
+        registries.for_each(|r| r.modules = Default::default());
+    }
+
     /// Every diagnostic the registry's files produced, user folders first.
     pub(super) fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
         let mut diagnostics = std::mem::take(&mut self.folders.diagnostics);

@@ -11,7 +11,6 @@
 //! finding the changed modules reads no content.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -19,14 +18,15 @@ use mlld_schemas::search::tantivy;
 use mlld_schemas::search::{INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields};
 use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member};
 use mlld_schemas::snapshot_versioned::VersionedModule;
+use mlld_site_contract::hashing::Hashing;
 use serde::{Deserialize, Serialize};
-use tantivy::directory::RamDirectory;
+use tantivy::directory::MmapDirectory;
 use tantivy::indexer::NoMergePolicy;
-use tantivy::{Directory, Index, TantivyDocument, Term};
+use tantivy::{Index, TantivyDocument, Term};
 
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordSpill;
-use crate::search_index::{self, Doc, MEMORY_BUDGET, advisory_flag};
+use crate::search_index::{self, Doc, MEMORY_BUDGET, WORK_DIR, advisory_flag};
 
 /// A delta larger than this share of the registry triggers a full rebuild.
 const MAX_DELTA_SHARE: usize = 10;
@@ -75,12 +75,14 @@ pub fn write(
         let doc = Doc::Versioned(v);
         (doc.key(), fingerprint(&doc, &index))
     }));
+    let work = root.join(WORK_DIR);
     if let Some((state, previous_index)) = base
         && let Some(plan) = plan(state, &prints)
-        && let Ok(files) = base_files(state, previous_index)
+        && unpack_base(state, previous_index, &work).is_ok()
     {
         let docs = (modules, versioned);
-        let members = incremental(root, blobs, docs, &index, state, &files, &plan)?;
+        let members = incremental(root, blobs, docs, &index, &work, &plan)?;
+        std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
         let build = IndexBuild::Incremental {
             changed: plan.changed.len(),
             removed: plan.deleted.len() - plan.changed_in_base,
@@ -168,10 +170,12 @@ fn plan(state: &SearchState, prints: &[(String, String)]) -> Option<Plan> {
     })
 }
 
-/// The base segment's files from the previous index-only snapshot, each
-/// checked against the digest the (signed) crawl state remembers.
-fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut files = BTreeMap::new();
+/// Unpacks the base segment's files from the previous index-only snapshot
+/// into `work`, each checked against the digest the (signed) crawl state
+/// remembers as it streams.
+fn unpack_base(state: &SearchState, previous_index: &Path, work: &Path) -> Result<()> {
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let mut found = 0;
     let file = std::fs::File::open(previous_index)?;
     let mut archive = mlld_site_contract::archive::open_zstd(file)?;
     for entry in archive.entries()? {
@@ -184,19 +188,24 @@ fn base_files(state: &SearchState, previous_index: &Path) -> Result<BTreeMap<Str
         else {
             continue;
         };
-        if let Some(digest) = state.base_files.get(name) {
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes)?;
-            if &mlld_schemas::sha256_hex(&bytes) != digest {
-                bail!("the previous snapshot's {path} is not the base segment's");
-            }
-            files.insert(name.to_string(), bytes);
+        let Some(digest) = state.base_files.get(name) else {
+            continue;
+        };
+        let out = std::fs::File::create(work.join(name))?;
+        let mut out = Hashing::new(std::io::BufWriter::new(out));
+        std::io::copy(&mut entry, &mut out)?;
+        let (actual, out) = out.finish();
+        out.into_inner().map_err(|e| e.into_error())?;
+        if &actual.sha256 != digest {
+            bail!("the previous snapshot's {path} is not the base segment's");
         }
+        found += 1;
     }
-    if files.len() != state.base_files.len() {
+    if found != state.base_files.len() {
         bail!("the previous snapshot lacks files of the base segment");
     }
-    Ok(files)
+    std::fs::write(work.join(META_FILE), state.base_meta.as_bytes())?;
+    Ok(())
 }
 
 /// The base as it was, its changed documents deleted, and one segment of
@@ -206,16 +215,10 @@ fn incremental(
     blobs: &BlobDir,
     (modules, versioned): (&RecordSpill, &[VersionedModule]),
     advisories: &AdvisoryIndex<'_>,
-    state: &SearchState,
-    files: &BTreeMap<String, Vec<u8>>,
+    work: &Path,
     plan: &Plan,
 ) -> Result<BTreeMap<String, Member>> {
-    let directory = RamDirectory::create();
-    for (name, bytes) in files {
-        directory.atomic_write(Path::new(name), bytes)?;
-    }
-    directory.atomic_write(Path::new(META_FILE), state.base_meta.as_bytes())?;
-    let index = Index::open(directory).context("opening the base segment")?;
+    let index = Index::open(MmapDirectory::open(work)?).context("opening the base segment")?;
     let (_, fields) = SearchFields::build();
     let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, MEMORY_BUDGET)?;
     writer.set_merge_policy(Box::new(NoMergePolicy));

@@ -32,7 +32,7 @@ use tantivy::{Directory, Index, ReloadPolicy, TantivyDocument};
 use crate::content_summary;
 
 /// Where the index is built before its files are copied out.
-const WORK_DIR: &str = "index.work";
+pub(crate) const WORK_DIR: &str = "index.work";
 
 /// The writer's arena; a 100,000-module registry needs well under this.
 pub(crate) const MEMORY_BUDGET: usize = 256 << 20;
@@ -102,6 +102,8 @@ pub fn write(
     // On disk, not in memory: at a million modules the segment is hundreds
     // of megabytes. Its files are copied out under fixed names below.
     let work = root.join(WORK_DIR);
+    // Whatever an incremental attempt left there is not this index's.
+    let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let directory = MmapDirectory::open(&work)?;
     let mut writer = Index::builder()

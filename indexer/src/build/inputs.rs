@@ -28,7 +28,11 @@ impl Registry {
     /// records (a million entries hold several hundred megabytes); the
     /// folders, their advisories and which users were rejected stay.
     pub(super) fn release_modules(&mut self) {
-        let registries = self.folders.users.iter_mut().filter_map(|u| u.registry.as_mut());
+        let registries = self
+            .folders
+            .users
+            .iter_mut()
+            .filter_map(|u| u.registry.as_mut());
         registries.for_each(|r| r.modules = Default::default());
     }
 

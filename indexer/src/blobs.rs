@@ -18,8 +18,9 @@ pub struct BlobDir {
     /// Digests known to be under `previous` (checked when it was loaded),
     /// and those this build put under `root`: with both known, finding a
     /// blob costs no file-system lookup (hundreds of thousands per build).
-    previous_digests: Option<HashSet<String>>,
-    fresh: Mutex<HashSet<String>>,
+    /// Digests as bytes: a million blobs' hex strings would take 120 MB.
+    previous_digests: Option<HashSet<[u8; 32]>>,
+    fresh: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl BlobDir {
@@ -34,7 +35,7 @@ impl BlobDir {
 
     /// Declares which blobs `previous` holds (all of them verified present),
     /// so lookups need not touch the file system.
-    pub fn with_previous_digests(mut self, digests: HashSet<String>) -> Self {
+    pub fn with_previous_digests(mut self, digests: HashSet<[u8; 32]>) -> Self {
         self.previous_digests = Some(digests);
         self
     }
@@ -54,10 +55,12 @@ impl BlobDir {
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             std::io::Write::write_all(&mut tmp, bytes)?;
             tmp.persist(&path).map_err(|e| e.error)?;
-            self.fresh
-                .lock()
-                .expect("no panics while holding the lock")
-                .insert(hex.clone());
+            if let Some(digest) = digest_bytes(&hex) {
+                self.fresh
+                    .lock()
+                    .expect("no panics while holding the lock")
+                    .insert(digest);
+            }
         }
         Ok(hex)
     }
@@ -66,16 +69,17 @@ impl BlobDir {
     pub fn locate(&self, hex: &str) -> Option<PathBuf> {
         let rel = blob_path(hex);
         if let Some(known) = &self.previous_digests {
+            let digest = digest_bytes(hex)?;
             if self
                 .fresh
                 .lock()
                 .expect("no panics while holding the lock")
-                .contains(hex)
+                .contains(&digest)
             {
                 return Some(self.root.join(rel));
             }
             return match &self.previous {
-                Some(previous) if known.contains(hex) => Some(previous.join(rel)),
+                Some(previous) if known.contains(&digest) => Some(previous.join(rel)),
                 _ => None,
             };
         }
@@ -94,4 +98,11 @@ impl BlobDir {
             )
         })
     }
+}
+
+/// A SHA-256 digest from its hex form; `None` for anything else.
+fn digest_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut digest = [0; 32];
+    hex::decode_to_slice(hex, &mut digest).ok()?;
+    Some(digest)
 }

@@ -13,20 +13,21 @@
 //! Both are named by digest, and `latest.json` signs the digests of the
 //! patch, its base, its output and the pack.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{
-    ChunkDelta, Manifest, Member, SiteFile, blob_digest, delta_base_parts, delta_blobs_path,
+    ChunkDelta, Member, SiteFile, blob_digest, delta_base_parts_of, delta_blobs_path,
 };
 use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
 use crate::delta_chunks::{self, ChunkTable};
+use crate::members::Members;
 use crate::snapshot_writer;
 use mlld_site_contract::hashing::Hashing;
 
@@ -37,7 +38,8 @@ const BLOBS_LEVEL: i32 = 12;
 pub struct Origin<'a> {
     pub serial: u64,
     pub snapshot_sha256: &'a str,
-    pub manifest: &'a Manifest,
+    /// Its members (the manifest is the base's first part).
+    pub members: &'a Members,
     /// Its index-only snapshot, verified against the signed latest.json.
     pub index_snapshot: &'a Path,
 }
@@ -56,7 +58,7 @@ pub fn write(
     staging: &Path,
     from: &Origin<'_>,
     staged_index: &Path,
-    members: &BTreeMap<String, Member>,
+    members: &Members,
     blobs: &BlobDir,
 ) -> Result<StagedDelta> {
     let (table, base) = chunk_base(from)?;
@@ -73,9 +75,9 @@ pub fn write(
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let (target, _) = target.finish();
 
-    let new_blobs: Vec<(&String, &Member)> = members
+    let new_blobs: Vec<(String, Member)> = members
         .iter()
-        .filter(|(p, _)| blob_digest(p).is_some() && !from.manifest.members.contains_key(*p))
+        .filter(|(p, _)| blob_digest(p).is_some() && !from.members.contains_key(p))
         .collect();
     let blobs_file = staging.join("delta.blobs.tar.zst");
     let pack = blob_pack(&new_blobs, blobs, &blobs_file)?;
@@ -111,10 +113,10 @@ fn chunk_base(from: &Origin<'_>) -> Result<(ChunkTable, mlld_schemas::snapshot::
     let mut archive = mlld_site_contract::archive::open_zstd(file)?;
     let parts = BaseParts {
         entries: archive.entries()?,
-        wanted: delta_base_parts(from.manifest)
+        wanted: delta_base_parts_of(from.members.other_paths())
             .map(str::to_string)
             .collect(),
-        manifest: from.manifest,
+        members: from.members,
         current: None,
     };
     let mut base = Hashing::new(parts);
@@ -139,7 +141,7 @@ fn chunk_base(from: &Origin<'_>) -> Result<(ChunkTable, mlld_schemas::snapshot::
 struct BaseParts<'a, R: Read> {
     entries: tar::Entries<'a, R>,
     wanted: VecDeque<String>,
-    manifest: &'a Manifest,
+    members: &'a Members,
     current: Option<(String, tar::Entry<'a, R>, sha2::Sha256)>,
 }
 
@@ -169,7 +171,7 @@ impl<R: Read> BaseParts<'_, R> {
         let Some((path, _, hasher)) = self.current.take() else {
             return Ok(());
         };
-        if let Some(member) = self.manifest.members.get(&path)
+        if let Some(member) = self.members.get(&path)
             && hex::encode(hasher.finalize()) != member.sha256
         {
             return Err(io::Error::other(format!(
@@ -201,7 +203,7 @@ impl<R: Read> Read for BaseParts<'_, R> {
 /// Streams a reproducible `tar.zst` of `blobs` (sorted) into `dest`, every
 /// one re-hashed; its digest and size.
 fn blob_pack(
-    members: &[(&String, &Member)],
+    members: &[(String, Member)],
     blobs: &BlobDir,
     dest: &Path,
 ) -> Result<mlld_schemas::snapshot::Digest> {

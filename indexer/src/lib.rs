@@ -22,6 +22,7 @@ mod delta_writer;
 pub mod gist;
 pub mod github;
 mod http;
+mod members;
 pub mod memory;
 mod module_file;
 mod module_names;

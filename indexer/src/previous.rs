@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest};
+use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest, blob_path};
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use mlld_site_contract::paths;
 
 use crate::crawl_state::{self, CachedRejection, CrawlState, StateFile};
+use crate::members::Members;
 use crate::module_names::ModuleNames;
+use crate::previous_manifest::PreviousManifest;
 use crate::record_spill::RecordSpill;
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
@@ -27,7 +29,9 @@ use mlld_site_contract::reader::{Advice, Site};
 /// The previous build, unpacked.
 pub struct Previous {
     pub latest: Latest,
+    /// Without its `modules` (in `records`) and `members`.
     pub manifest: Manifest,
+    pub members: Members,
     pub etags: BTreeMap<String, String>,
     pub rejected: BTreeMap<String, CachedRejection>,
     pub frames: FrameTable,
@@ -178,19 +182,19 @@ pub fn load(
             latest.sha256
         );
     }
-    let (manifest, records) = manifest?;
+    let PreviousManifest {
+        manifest,
+        members,
+        records,
+    } = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
     let site_blobs_complete = site.dir().is_some() && {
         use rayon::prelude::*;
-        let blobs: Vec<_> = manifest
-            .members
-            .iter()
-            .filter(|(path, _)| blob_digest(path).is_some())
-            .collect();
-        blobs.par_iter().all(|(path, m)| {
+        members.blobs().par_iter().all(|(digest, size)| {
+            let path = blob_path(&hex::encode(digest));
             std::fs::metadata(Path::new(source).join(path))
-                .is_ok_and(|md| md.is_file() && md.len() == m.size)
+                .is_ok_and(|md| md.is_file() && md.len() == *size)
         })
     };
     let blob_root = if site_blobs_complete {
@@ -209,6 +213,7 @@ pub fn load(
     Ok(Some(Previous {
         latest,
         manifest,
+        members,
         etags: state.etags,
         rejected: state.rejected,
         frames: state.frames,
@@ -316,7 +321,7 @@ fn entries(snapshot: &Path) -> Result<mlld_site_contract::archive::ZstdTar<std::
 
 /// The manifest, which is the snapshot's first member: nothing else is
 /// read. Its records are spilled to `spill`.
-fn read_manifest(snapshot: &Path, spill: &Path) -> Result<(Manifest, RecordSpill)> {
+fn read_manifest(snapshot: &Path, spill: &Path) -> Result<PreviousManifest> {
     let mut archive = entries(snapshot)?;
     let first = archive
         .entries()?

@@ -1,6 +1,7 @@
 //! The previous snapshot's manifest, read as a stream: its module records
-//! go to a [`RecordSpill`] as they are parsed, everything else into a
-//! [`Manifest`] whose `modules` stay empty. At a million modules the records
+//! go to a [`RecordSpill`] as they are parsed, its members into compact
+//! [`Members`], everything else into a [`Manifest`] whose `modules` and
+//! `members` stay empty. At a million modules the records
 //! are gigabytes as Rust values; the build takes each one once, by name.
 
 use std::fmt;
@@ -11,24 +12,38 @@ use anyhow::{Context, Result};
 use mlld_schemas::snapshot::{Manifest, ModuleRecord};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::members::Members;
 use crate::record_spill::{RecordSpill, SpillWriter};
 
+/// The previous manifest, in three parts.
+pub struct PreviousManifest {
+    /// Without `modules` and `members`.
+    pub manifest: Manifest,
+    pub members: Members,
+    pub records: RecordSpill,
+}
+
 /// Parses the manifest JSON from `reader`; its records are spilled to `spill`.
-pub fn read(reader: impl Read, spill: &Path) -> Result<(Manifest, RecordSpill)> {
+pub fn read(reader: impl Read, spill: &Path) -> Result<PreviousManifest> {
     let writer = RecordSpill::create(spill)?;
     let reader = std::io::BufReader::with_capacity(1 << 20, reader);
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let (manifest, writer) = ManifestSeed(writer)
+    let (manifest, members, writer) = ManifestSeed(writer)
         .deserialize(&mut de)
         .context("the previous manifest is malformed")?;
     de.end().context("the previous manifest is malformed")?;
-    Ok((manifest, writer.finish()?))
+    let records = writer.finish()?;
+    Ok(PreviousManifest {
+        manifest,
+        members,
+        records,
+    })
 }
 
 struct ManifestSeed(SpillWriter);
 
 impl<'de> DeserializeSeed<'de> for ManifestSeed {
-    type Value = (Manifest, SpillWriter);
+    type Value = (Manifest, Members, SpillWriter);
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -36,7 +51,7 @@ impl<'de> DeserializeSeed<'de> for ManifestSeed {
 }
 
 impl<'de> Visitor<'de> for ManifestSeed {
-    type Value = (Manifest, SpillWriter);
+    type Value = (Manifest, Members, SpillWriter);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a snapshot manifest")
@@ -56,6 +71,7 @@ impl<'de> Visitor<'de> for ManifestSeed {
             members: Default::default(),
             rejected: Vec::new(),
         };
+        let mut members = Members::default();
         let mut seen_modules = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -69,7 +85,7 @@ impl<'de> Visitor<'de> for ManifestSeed {
                 }
                 "advisories" => m.advisories = map.next_value()?,
                 "versioned" => m.versioned = map.next_value()?,
-                "members" => m.members = map.next_value()?,
+                "members" => members = map.next_value()?,
                 "rejected" => m.rejected = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -79,7 +95,7 @@ impl<'de> Visitor<'de> for ManifestSeed {
         if !seen_modules || m.created.is_empty() {
             return Err(A::Error::custom("missing field `modules` or `created`"));
         }
-        Ok((m, writer))
+        Ok((m, members, writer))
     }
 }
 
@@ -128,18 +144,18 @@ mod tests {
         let json = serde_json::json!({
             "formatVersion": 1, "serial": 4, "created": "c", "expires": "e",
             "modules": [record("a"), record("b")], "advisories": [],
-            "members": {"blobs/00/00": {"sha256": "00", "size": 1}},
+            "members": {"blobs/00/00": {"sha256": "00", "size": 1}, "index/meta.json": {"sha256": "01", "size": 2}},
             "somethingNewer": {"ignored": true}
         });
         let whole: Manifest = serde_json::from_value(json.clone()).unwrap();
         let bytes = serde_json::to_vec(&json).unwrap();
-        let (m, spill) = read(&bytes[..], &dir.path().join("s")).unwrap();
-        assert_eq!(
-            spill.iter().unwrap().collect::<Result<Vec<_>>>().unwrap(),
-            whole.modules
-        );
-        assert_eq!(m.modules, []);
-        assert_eq!((m.serial, m.members.clone()), (4, whole.members));
+        let read_back = read(&bytes[..], &dir.path().join("s")).unwrap();
+        let records = read_back.records.iter().unwrap();
+        assert_eq!(records.collect::<Result<Vec<_>>>().unwrap(), whole.modules);
+        let m = &read_back.manifest;
+        assert_eq!((m.modules.len(), m.members.len(), m.serial), (0, 0, 4));
+        let members: std::collections::BTreeMap<_, _> = read_back.members.iter().collect();
+        assert_eq!(members, whole.members);
         // Truncated or trailing garbage: an error, not a partial manifest.
         assert!(read(&bytes[..bytes.len() - 3], &dir.path().join("t")).is_err());
         let mut extra = bytes.clone();

@@ -6,16 +6,14 @@
 //! `latest.json.minisig` is replaced just before `latest.json`; a client
 //! that reads the pair mid-publish gets a signature mismatch and retries.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mlld_schemas::snapshot::{
-    LATEST_NAME, LATEST_SIG_NAME, Latest, Member, PUBLIC_KEY_NAME, blob_digest,
-};
+use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, PUBLIC_KEY_NAME, blob_digest};
 
 use crate::blobs::BlobDir;
 use crate::crawl_state::{self, CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
+use crate::members::Members;
 use crate::signing::SigningKey;
 
 /// Everything one build publishes.
@@ -28,7 +26,7 @@ pub struct Publication<'a> {
     /// Staged site files (page, data, module pages): moved into the site as they are.
     pub site_files: &'a Path,
     pub state: &'a CrawlState,
-    pub members: &'a BTreeMap<String, Member>,
+    pub members: &'a Members,
     pub blobs: &'a BlobDir,
 }
 
@@ -50,7 +48,7 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
         .iter()
         .filter(|(path, _)| blob_digest(path).is_some())
     {
-        let dest = out.join(path);
+        let dest = out.join(&path);
         let src = blobs.require(&member.sha256)?;
         if src == dest {
             continue; // reused from the previous build in this very site
@@ -129,7 +127,7 @@ pub fn clean_up(
     out: &Path,
     retired: &[String],
     removed_pages: &[String],
-    members: &BTreeMap<String, Member>,
+    members: &Members,
 ) -> Result<()> {
     remove_if_present(&out.join(crawl_state::LEGACY_STATE_SIG_NAME))?;
     remove_if_present(&out.join(crawl_state::LEGACY_STATE_NAME))?;

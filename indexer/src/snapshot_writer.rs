@@ -78,30 +78,34 @@ pub(crate) fn entry(out: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) -> i
     Ok(())
 }
 
-/// Splits the sorted members into frames at content-defined boundaries.
-fn plan(members: &BTreeMap<String, Member>) -> Vec<Vec<(&String, &Member)>> {
-    let mut frames = Vec::new();
-    let mut current = Vec::new();
-    for (path, m) in members {
-        current.push((path, m));
-        let tail = m
-            .sha256
-            .get(m.sha256.len().saturating_sub(4)..)
-            .unwrap_or("ffff");
-        let bits = u16::from_str_radix(tail, 16).unwrap_or(u16::MAX);
-        if bits < BOUNDARY || current.len() >= MAX_FRAME_BLOBS {
-            frames.push(std::mem::take(&mut current));
+/// A frame's members, in path order.
+type Frame = Vec<(String, Member)>;
+
+/// Cuts the members (in path order) into frames at content-defined
+/// boundaries, one frame at a time.
+fn frames(members: impl Iterator<Item = (String, Member)>) -> impl Iterator<Item = Frame> {
+    let mut members = members.peekable();
+    std::iter::from_fn(move || {
+        members.peek()?;
+        let mut frame = Vec::new();
+        for (path, m) in members.by_ref() {
+            let tail = m
+                .sha256
+                .get(m.sha256.len().saturating_sub(4)..)
+                .unwrap_or("ffff");
+            let bits = u16::from_str_radix(tail, 16).unwrap_or(u16::MAX);
+            frame.push((path, m));
+            if bits < BOUNDARY || frame.len() >= MAX_FRAME_BLOBS {
+                break;
+            }
         }
-    }
-    if !current.is_empty() {
-        frames.push(current);
-    }
-    frames
+        Some(frame)
+    })
 }
 
 /// Blob frames rarely change and get the strong level; other members (the
 /// search index) change with every build and get the fast one.
-fn frame_level(frame: &[(&String, &Member)]) -> i32 {
+fn frame_level(frame: &[(String, Member)]) -> i32 {
     if frame
         .iter()
         .all(|(path, _)| mlld_schemas::snapshot::blob_digest(path).is_some())
@@ -113,7 +117,7 @@ fn frame_level(frame: &[(&String, &Member)]) -> i32 {
 }
 
 /// A frame's id: what it holds and how it is compressed, so equal ids mean equal bytes.
-fn frame_id(frame: &[(&String, &Member)]) -> String {
+fn frame_id(frame: &[(String, Member)]) -> String {
     let mut h = sha2::Sha256::new();
     h.update(format!("tar-ustar-mtime0/zstd-{}\n", frame_level(frame)));
     for (path, m) in frame {
@@ -124,7 +128,7 @@ fn frame_id(frame: &[(&String, &Member)]) -> String {
 
 /// Reads a frame's blobs (checking every digest) and compresses them.
 fn compress_frame(
-    frame: &[(&String, &Member)],
+    frame: &[(String, Member)],
     locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
 ) -> io::Result<Vec<u8>> {
     let mut tar = Vec::new();
@@ -212,60 +216,38 @@ pub fn head_frame(manifest: &Path, signature: &[u8], mtime: u64, dest: &Path) ->
 pub fn write(
     dest: &Path,
     head: &Path,
-    members: &BTreeMap<String, Member>,
+    members: impl Iterator<Item = (String, Member)>,
     locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
     reuse: Option<Reuse<'_>>,
 ) -> io::Result<Written> {
     let mut out = Hashing::new(BufWriter::new(File::create(dest)?));
     io::copy(&mut File::open(head)?, &mut out)?;
-
-    let mut previous = match &reuse {
-        Some(r) => Some(File::open(r.snapshot)?),
-        None => None,
+    let mut packer = Packer {
+        previous: match &reuse {
+            Some(r) => Some(File::open(r.snapshot)?),
+            None => None,
+        },
+        out,
+        table: FrameTable::default(),
+        reused: 0,
+        compressed: 0,
     };
-    let mut table = FrameTable::default();
-    let (mut reused, mut compressed) = (0, 0);
-    let frames = plan(members);
-    for batch in frames.chunks(BATCH) {
-        let pieces: Vec<(String, io::Result<Piece>)> = batch
-            .par_iter()
-            .map(|frame| {
-                let id = frame_id(frame);
-                let known = reuse
-                    .as_ref()
-                    .and_then(|r| r.table.frames.get(&id).copied());
-                let piece = match known {
-                    Some((offset, len)) => Ok(Piece::Copy(offset, len)),
-                    None => compress_frame(frame, locate).map(Piece::Bytes),
-                };
-                (id, piece)
-            })
-            .collect();
-        for (id, piece) in pieces {
-            let offset = out.len;
-            match piece? {
-                Piece::Copy(from, len) => {
-                    let src = previous
-                        .as_mut()
-                        .expect("copies come from a previous snapshot");
-                    src.seek(SeekFrom::Start(from))?;
-                    let copied = io::copy(&mut src.take(len), &mut out)?;
-                    if copied != len {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the previous snapshot is shorter than its frame table says",
-                        ));
-                    }
-                    reused += 1;
-                }
-                Piece::Bytes(bytes) => {
-                    out.write_all(&bytes)?;
-                    compressed += 1;
-                }
-            }
-            table.frames.insert(id, (offset, out.len - offset));
+    let mut batch = Vec::with_capacity(BATCH);
+    for frame in frames(members) {
+        batch.push(frame);
+        if batch.len() == BATCH {
+            packer.batch(&batch, reuse.as_ref(), locate)?;
+            batch.clear();
         }
     }
+    packer.batch(&batch, reuse.as_ref(), locate)?;
+    let Packer {
+        mut out,
+        table,
+        reused,
+        compressed,
+        ..
+    } = packer;
     out.write_all(&zstd::bulk::compress(&[0u8; 1024], ZSTD_LEVEL)?)?;
     out.flush()?;
     let file = out.inner.into_inner().map_err(|e| e.into_error())?;
@@ -277,6 +259,65 @@ pub fn write(
         frames_reused: reused,
         frames_compressed: compressed,
     })
+}
+
+/// The snapshot being written, frame after frame.
+struct Packer {
+    out: Hashing<BufWriter<File>>,
+    previous: Option<File>,
+    table: FrameTable,
+    reused: usize,
+    compressed: usize,
+}
+
+impl Packer {
+    /// Compresses (or finds in the previous snapshot) a batch of frames on
+    /// all cores, then appends them in order.
+    fn batch(
+        &mut self,
+        batch: &[Frame],
+        reuse: Option<&Reuse<'_>>,
+        locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
+    ) -> io::Result<()> {
+        let pieces: Vec<(String, io::Result<Piece>)> = batch
+            .par_iter()
+            .map(|frame| {
+                let id = frame_id(frame);
+                let known = reuse.and_then(|r| r.table.frames.get(&id).copied());
+                let piece = match known {
+                    Some((offset, len)) => Ok(Piece::Copy(offset, len)),
+                    None => compress_frame(frame, locate).map(Piece::Bytes),
+                };
+                (id, piece)
+            })
+            .collect();
+        for (id, piece) in pieces {
+            let offset = self.out.len;
+            match piece? {
+                Piece::Copy(from, len) => {
+                    let src =
+                        (self.previous.as_mut()).expect("copies come from a previous snapshot");
+                    src.seek(SeekFrom::Start(from))?;
+                    let copied = io::copy(&mut src.take(len), &mut self.out)?;
+                    if copied != len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the previous snapshot is shorter than its frame table says",
+                        ));
+                    }
+                    self.reused += 1;
+                }
+                Piece::Bytes(bytes) => {
+                    self.out.write_all(&bytes)?;
+                    self.compressed += 1;
+                }
+            }
+            self.table
+                .frames
+                .insert(id, (offset, self.out.len - offset));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +375,7 @@ mod tests {
     #[test]
     fn frame_boundaries_depend_only_on_neighbouring_blobs() {
         let all = members(2000);
-        let frames = plan(&all);
+        let frames: Vec<Frame> = super::frames(all.clone().into_iter()).collect();
         assert!(
             frames.len() > 60 && frames.len() < 250,
             "{} frames",
@@ -359,7 +400,9 @@ mod tests {
         let mut more = all.clone();
         more.extend(members(2020).into_iter().skip(2000));
         let before: std::collections::BTreeSet<_> = frames.iter().map(|f| frame_id(f)).collect();
-        let after: Vec<_> = plan(&more).iter().map(|f| frame_id(f)).collect();
+        let after: Vec<_> = super::frames(more.into_iter())
+            .map(|f| frame_id(&f))
+            .collect();
         let kept = after.iter().filter(|id| before.contains(*id)).count();
         assert!(
             kept * 10 >= after.len() * 8,

@@ -2,13 +2,13 @@
 //! records in memory, those in a [`RecordSpill`]. It is written out as the
 //! same bytes `serde_json::to_vec(&Manifest)` gives, record by record.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
-use mlld_schemas::snapshot::{AdvisoryRecord, Member, RejectedRecord};
+use mlld_schemas::snapshot::{AdvisoryRecord, RejectedRecord};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
+use crate::members::Members;
 use crate::record_spill::RecordSpill;
 
 /// [`mlld_schemas::Manifest`], its `modules` in a spill.
@@ -22,7 +22,7 @@ pub struct StagedManifest {
     pub modules: RecordSpill,
     pub advisories: Vec<AdvisoryRecord>,
     pub versioned: Vec<VersionedModule>,
-    pub members: BTreeMap<String, Member>,
+    pub members: Members,
     pub rejected: Vec<RejectedRecord>,
 }
 
@@ -112,7 +112,7 @@ mod tests {
                 modules: RecordSpill::from_records(&dir.path().join("s"), &m.modules).unwrap(),
                 advisories: m.advisories.clone(),
                 versioned: m.versioned.clone(),
-                members: m.members.clone(),
+                members: serde_json::from_value(serde_json::to_value(&m.members).unwrap()).unwrap(),
                 rejected: m.rejected.clone(),
             };
             let mut streamed = Vec::new();

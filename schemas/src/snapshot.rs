@@ -386,13 +386,14 @@ pub struct ChunkDelta {
 /// [`ChunkDelta`] is made against: the manifest, then every member that is
 /// not a blob (the search index), in path order.
 pub fn delta_base_parts(manifest: &Manifest) -> impl Iterator<Item = &str> {
-    std::iter::once(MANIFEST_NAME).chain(
-        manifest
-            .members
-            .keys()
-            .map(String::as_str)
-            .filter(|p| blob_digest(p).is_none()),
-    )
+    delta_base_parts_of(manifest.members.keys().map(String::as_str))
+}
+
+/// [`delta_base_parts`] of a manifest whose member paths are `paths`, in order.
+pub fn delta_base_parts_of<'a>(
+    paths: impl Iterator<Item = &'a str>,
+) -> impl Iterator<Item = &'a str> {
+    std::iter::once(MANIFEST_NAME).chain(paths.filter(|p| blob_digest(p).is_none()))
 }
 
 /// The site-relative path of a delta blob pack with this digest.

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::Diagnostic;
-use mlld_schemas::snapshot::blob_digest;
 use tempfile::TempDir;
 
 use super::{BuildConfig, PreviousSite};
@@ -107,14 +106,7 @@ pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Star
     );
     if let Some(p) = &previous {
         // `previous::load` made sure every blob of its manifest is under `blob_root`.
-        blobs = blobs.with_previous_digests(
-            p.manifest
-                .members
-                .iter()
-                .filter(|(path, _)| blob_digest(path).is_some())
-                .map(|(_, m)| m.sha256.clone())
-                .collect(),
-        );
+        blobs = blobs.with_previous_digests(p.members.blobs().iter().map(|(d, _)| *d).collect());
     }
     let serial = config
         .serial

@@ -1,18 +1,18 @@
 //! Stage "search index and manifest": the search index, the manifest that
 //! names every member of the snapshot, and its signature.
 
-use std::collections::BTreeMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mlld_schemas::names::format_timestamp;
-use mlld_schemas::snapshot::{AdvisoryRecord, Member, RejectedRecord, SNAPSHOT_FORMAT, blob_path};
+use mlld_schemas::snapshot::{AdvisoryRecord, RejectedRecord, SNAPSHOT_FORMAT};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use super::BuildConfig;
 use super::inputs::Registry;
 use crate::blobs::BlobDir;
+use crate::members::{Members, MembersBuilder};
 use crate::previous::Previous;
 use crate::record_spill::RecordSpill;
 use crate::report::BuildReport;
@@ -175,25 +175,19 @@ pub(super) fn advisories(registry: &Registry) -> Vec<AdvisoryRecord> {
 }
 
 /// The blob members: every file of every revision and version, once.
-fn blob_members(
-    modules: &RecordSpill,
-    versioned: &[VersionedModule],
-) -> Result<BTreeMap<String, Member>> {
-    let mut members = BTreeMap::new();
-    let mut add = |sha256: &String, size: u64| {
-        (members.entry(blob_path(sha256))).or_insert_with(|| Member {
-            sha256: sha256.clone(),
-            size,
-        });
-    };
+fn blob_members(modules: &RecordSpill, versioned: &[VersionedModule]) -> Result<Members> {
+    let mut members = MembersBuilder::default();
     for m in modules.iter()? {
         for r in m?.revisions() {
-            r.files.iter().for_each(|f| add(&f.sha256, f.size));
+            r.files
+                .iter()
+                .for_each(|f| members.add_blob(&f.sha256, f.size));
         }
     }
-    let version_files = versioned.iter().flat_map(|m| &m.versions);
-    for v in version_files {
-        v.files.iter().for_each(|f| add(&f.sha256, f.size));
+    for v in versioned.iter().flat_map(|m| &m.versions) {
+        v.files
+            .iter()
+            .for_each(|f| members.add_blob(&f.sha256, f.size));
     }
-    Ok(members)
+    Ok(members.finish())
 }

@@ -58,7 +58,7 @@ pub(super) fn delta_and_site_data(
         let origin = delta_writer::Origin {
             serial: p.latest.serial,
             snapshot_sha256: &p.latest.sha256,
-            manifest: &p.manifest,
+            members: &p.members,
             index_snapshot,
         };
         let staged = delta_writer::write(staging, &origin, &packed.index, &manifest.members, blobs)

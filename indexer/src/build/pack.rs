@@ -1,11 +1,10 @@
 //! Stage "pack snapshot": the signed manifest and every member, as the full
 //! snapshot and as the index-only snapshot that delta sync starts from.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mlld_schemas::snapshot::{Member, blob_digest};
+use mlld_schemas::snapshot::blob_digest;
 use time::OffsetDateTime;
 
 use super::manifest::SignedManifest;
@@ -54,7 +53,7 @@ pub(super) fn pack_snapshots(
     let written = snapshot_writer::write(
         &snapshot,
         &head,
-        members,
+        members.iter(),
         &|path, hex| {
             if blob_digest(path).is_some() {
                 blobs.locate(hex)
@@ -67,16 +66,12 @@ pub(super) fn pack_snapshots(
     .context("writing the snapshot")?;
     report.frames_reused = written.frames_reused;
     report.frames_compressed = written.frames_compressed;
-    let index_members: BTreeMap<String, Member> = members
-        .iter()
-        .filter(|(p, _)| blob_digest(p).is_none())
-        .map(|(p, m)| (p.clone(), m.clone()))
-        .collect();
+    let index_members = members.iter().filter(|(p, _)| blob_digest(p).is_none());
     let index = staging.join("snapshot.index.tar.zst");
     let index_written = snapshot_writer::write(
         &index,
         &head,
-        &index_members,
+        index_members,
         &|path, _| Some(staging.join(path)),
         Some(snapshot_writer::Reuse {
             snapshot: &snapshot,

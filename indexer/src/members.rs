@@ -1,0 +1,239 @@
+//! A snapshot's members, compactly: every blob as its digest and size (40
+//! bytes, where a path and a digest as strings in a map take about 250),
+//! and the few other members (the search index's files) by path. A million
+//! modules have more than a million blobs, and an incremental build holds
+//! the previous snapshot's members beside its own.
+//!
+//! Iteration, lookups and serialisation follow the member paths' order,
+//! the order of the manifest's `members` object.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use mlld_schemas::snapshot::{Member, blob_digest_bytes, blob_path};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    /// Sorted by digest, each digest once.
+    blobs: Vec<([u8; 32], u64)>,
+    /// Members that are not blobs named by their digest, by path.
+    others: BTreeMap<String, Member>,
+}
+
+impl Members {
+    /// Adds a member; [`Members::seal`] must follow before lookups.
+    fn insert(&mut self, path: String, member: Member) {
+        match blob_digest_bytes(&path) {
+            Some(digest) if hex::encode(digest) == member.sha256 => {
+                self.blobs.push((digest, member.size));
+            }
+            _ => {
+                self.others.insert(path, member);
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        self.blobs.sort_unstable();
+        self.blobs.dedup_by_key(|(digest, _)| *digest);
+    }
+
+    /// Adds members that are not blobs (or are), by path.
+    pub fn extend(&mut self, members: impl IntoIterator<Item = (String, Member)>) {
+        for (path, member) in members {
+            self.insert(path, member);
+        }
+        self.seal();
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len() + self.others.len()
+    }
+
+    /// The blobs: digest and size, by digest.
+    pub fn blobs(&self) -> &[([u8; 32], u64)] {
+        &self.blobs
+    }
+
+    /// Whether the blob `digest` is a member.
+    pub fn has_blob(&self, digest: &[u8; 32]) -> bool {
+        self.blob_size(digest).is_some()
+    }
+
+    fn blob_size(&self, digest: &[u8; 32]) -> Option<u64> {
+        let i = self.blobs.binary_search_by(|(d, _)| d.cmp(digest)).ok()?;
+        Some(self.blobs[i].1)
+    }
+
+    pub fn get(&self, path: &str) -> Option<Member> {
+        if let Some(member) = self.others.get(path) {
+            return Some(member.clone());
+        }
+        let digest = blob_digest_bytes(path)?;
+        let size = self.blob_size(&digest)?;
+        let sha256 = hex::encode(digest);
+        Some(Member { sha256, size })
+    }
+
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.others.contains_key(path) || blob_digest_bytes(path).is_some_and(|d| self.has_blob(&d))
+    }
+
+    /// The paths of the members not held as blobs (the search index's
+    /// files), in order.
+    pub fn other_paths(&self) -> impl Iterator<Item = &str> {
+        self.others.keys().map(String::as_str)
+    }
+
+    /// Every member in path order (each path and member made as it comes).
+    pub fn iter(&self) -> impl Iterator<Item = (String, Member)> + '_ {
+        let mut blobs = (self.blobs.iter())
+            .map(|(digest, size)| {
+                let sha256 = hex::encode(digest);
+                (
+                    blob_path(&sha256),
+                    Member {
+                        sha256,
+                        size: *size,
+                    },
+                )
+            })
+            .peekable();
+        let mut others = self.others.iter().peekable();
+        std::iter::from_fn(move || {
+            let other_first = match (others.peek(), blobs.peek()) {
+                (Some((path, _)), Some((blob, _))) => path.as_str() < blob.as_str(),
+                (other, _) => other.is_some(),
+            };
+            if other_first {
+                others.next().map(|(p, m)| (p.clone(), m.clone()))
+            } else {
+                blobs.next()
+            }
+        })
+    }
+}
+
+/// Collects members one at a time; [`MembersBuilder::finish`] sorts the
+/// blobs once.
+#[derive(Default)]
+pub struct MembersBuilder(Members);
+
+impl MembersBuilder {
+    pub fn add(&mut self, path: String, member: Member) {
+        self.0.insert(path, member);
+    }
+
+    /// A blob member: its digest (hex) and size.
+    pub fn add_blob(&mut self, sha256: &str, size: u64) {
+        let member = Member {
+            sha256: sha256.to_string(),
+            size,
+        };
+        self.add(blob_path(sha256), member);
+    }
+
+    pub fn finish(mut self) -> Members {
+        self.0.seal();
+        self.0
+    }
+}
+
+impl Serialize for Members {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (path, member) in self.iter() {
+            map.serialize_entry(&path, &member)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of member paths to digests and sizes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Members::default();
+                while let Some((path, member)) = map.next_entry::<String, Member>()? {
+                    members.insert(path, member);
+                }
+                members.seal();
+                Ok(members)
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(i: u8) -> String {
+        mlld_schemas::sha256_hex(&[i])
+    }
+
+    #[test]
+    fn members_read_write_and_look_up_as_the_map_they_replace() {
+        let mut map = BTreeMap::new();
+        for i in 0..50u8 {
+            let m = Member {
+                sha256: sha(i),
+                size: u64::from(i),
+            };
+            map.insert(blob_path(&m.sha256), m);
+        }
+        let index = |n: &str| {
+            (
+                format!("index/{n}"),
+                Member {
+                    sha256: sha(200),
+                    size: 9,
+                },
+            )
+        };
+        map.extend([index("meta.json"), index("a.store")]);
+        // A blob's path naming another digest than its member's stays as written.
+        let mismatched = Member {
+            sha256: sha(251),
+            size: 1,
+        };
+        map.insert(blob_path(&sha(250)), mismatched.clone());
+        let odd = (
+            "annex".to_string(),
+            Member {
+                sha256: sha(7),
+                size: 7,
+            },
+        );
+        map.insert(odd.0.clone(), odd.1.clone());
+
+        let json = serde_json::to_string(&map).unwrap();
+        let members: Members = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&members).unwrap(), json);
+        assert_eq!(members.len(), map.len());
+        assert_eq!(members.iter().collect::<BTreeMap<_, _>>(), map);
+        for (path, m) in &map {
+            assert_eq!(members.get(path).as_ref(), Some(m), "{path}");
+            assert!(members.contains_key(path));
+        }
+        assert!(!members.contains_key(&blob_path(&sha(99))));
+        assert_eq!(members.get("index/none"), None);
+
+        let blobs: Vec<(String, u64)> = (0..50u8).rev().map(|i| (sha(i), u64::from(i))).collect();
+        let mut builder = MembersBuilder::default();
+        blobs.iter().for_each(|(s, n)| builder.add_blob(s, *n));
+        let mut built = builder.finish();
+        built.extend([index("meta.json"), index("a.store"), odd]);
+        built.extend([(blob_path(&sha(250)), mismatched)]);
+        assert_eq!(built, members);
+    }
+}

@@ -159,7 +159,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
             versioned: versions.modules,
             advisories: manifest::advisories(&registry),
         };
-        let previous = previous.as_ref();
+        let previous = previous.as_mut();
         manifest::sign_manifest(config, serial, records, &blobs, previous, staging_dir, r)
     })?;
     let packed = timed(progress, &mut report, "pack snapshot", |r| {

@@ -69,10 +69,13 @@ impl Previous {
         first.then_some(record)
     }
 
-    /// Frees what the crawl alone needed (the names, the advisories); the
+    /// Frees what the crawl alone needed (the names, the advisories, the
+    /// ETags and the imports: a million modules' worth of each); the
     /// manifest's members stay, for the delta.
     pub fn release_records(&mut self) {
         self.manifest.advisories = Vec::new();
+        self.etags = BTreeMap::new();
+        self.imports = BTreeMap::new();
         self.names = ModuleNames::default();
         self.taken = Vec::new();
     }

@@ -64,7 +64,7 @@ pub fn write(
     modules: &RecordSpill,
     versioned: &[VersionedModule],
     advisories: &[AdvisoryRecord],
-    base: Option<(&SearchState, &Path)>,
+    base: Option<(SearchState, &Path)>,
 ) -> Result<(BTreeMap<String, Member>, SearchState, IndexBuild)> {
     let index = AdvisoryIndex::new(advisories);
     let mut prints: Vec<(String, String)> = modules.par_map(|_, m| {
@@ -77,8 +77,8 @@ pub fn write(
     }));
     let work = root.join(WORK_DIR);
     if let Some((state, previous_index)) = base
-        && let Some(plan) = plan(state, &prints)
-        && unpack_base(state, previous_index, &work).is_ok()
+        && let Some(plan) = plan(&state, &prints)
+        && unpack_base(&state, previous_index, &work).is_ok()
     {
         let docs = (modules, versioned);
         let members = incremental(root, blobs, docs, &index, &work, &plan)?;
@@ -87,7 +87,8 @@ pub fn write(
             changed: plan.changed.len(),
             removed: plan.deleted.len() - plan.changed_in_base,
         };
-        return Ok((members, state.clone(), build));
+        // The base stays the base: its state goes on as it is.
+        return Ok((members, state, build));
     }
     let members = search_index::write(root, blobs, modules, versioned, advisories)?;
     let state = SearchState {
@@ -337,7 +338,7 @@ mod tests {
             &spill(dir.path(), &modules),
             &[],
             &[],
-            Some((&state, &previous)),
+            Some((state.clone(), &previous)),
         )
         .unwrap();
         assert_eq!(
@@ -375,7 +376,7 @@ mod tests {
             &spill(dir.path(), &modules),
             &[],
             &[],
-            Some((&state, &previous)),
+            Some((state.clone(), &previous)),
         )
         .unwrap();
         assert_eq!(inc, inc2);
@@ -401,7 +402,7 @@ mod tests {
             &spill(dir.path(), &modules),
             &[],
             &[],
-            Some((&state, &previous)),
+            Some((state.clone(), &previous)),
         )
         .unwrap();
         assert_eq!(build, IndexBuild::Full);

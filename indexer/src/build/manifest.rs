@@ -55,7 +55,7 @@ pub(super) fn sign_manifest(
     serial: u64,
     records: Records,
     blobs: &BlobDir,
-    previous: Option<&Previous>,
+    previous: Option<&mut Previous>,
     staging: &Path,
     report: &mut BuildReport,
 ) -> Result<Signed> {
@@ -66,8 +66,11 @@ pub(super) fn sign_manifest(
     } = records;
     let mut members = blob_members(&modules, &versioned)?;
     let blob_count = members.len();
-    let index_base =
-        previous.and_then(|p| Some((p.search.as_ref()?, p.index_snapshot.as_deref()?)));
+    // The previous search state is taken, not copied: it is as large as
+    // the registry, and an incremental index carries it on unchanged.
+    let index_snapshot = previous.as_ref().and_then(|p| p.index_snapshot.clone());
+    let search_base = previous.and_then(|p| p.search.take());
+    let index_base = search_base.zip(index_snapshot.as_deref());
     let (index_members, search, index_build) = search_incremental::write(
         staging,
         blobs,

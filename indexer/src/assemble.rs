@@ -219,11 +219,8 @@ fn reuse(
         adopt_revision(r, blobs)?;
     }
     let hex = m.current.integrity.trim_start_matches("sha256:");
-    let cached = previous.imports.get(hex).map(|refs| {
-        refs.iter()
-            .filter_map(|r| ModuleRef::parse(r).ok())
-            .collect()
-    });
+    let cached = (previous.imports.get(hex))
+        .map(|refs| refs.filter_map(|r| ModuleRef::parse(r).ok()).collect());
     let imports = match cached {
         Some(imports) => imports,
         None => {

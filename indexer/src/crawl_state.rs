@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot_writer::FrameTable;
+use crate::text_map::{TextListMap, TextMap};
 
 pub const CRAWL_STATE_NAME: &str = "crawl-state.json.zst";
 pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.zst.minisig";
@@ -38,7 +39,7 @@ const LEVEL: i32 = 3;
 pub struct CrawlState {
     pub snapshot: String,
     /// Gist id → ETag of the response its accepted record came from.
-    pub etags: BTreeMap<String, String>,
+    pub etags: TextMap,
     /// `user/module` → a rejection decided on a gist's content (owner, no
     /// module file), so an unchanged gist is rejected again without a counted request.
     #[serde(default)]
@@ -49,7 +50,7 @@ pub struct CrawlState {
     /// Module content digest → the registry references it makes, so an
     /// unchanged module is not read and scanned again.
     #[serde(default)]
-    pub imports: BTreeMap<String, Vec<String>>,
+    pub imports: TextListMap,
     /// `user/module` → the key of its generated page (see `site_data`).
     #[serde(default)]
     pub pages: BTreeMap<String, String>,
@@ -151,11 +152,9 @@ mod tests {
             snapshot: "ab".repeat(32),
             ..CrawlState::default()
         };
-        for i in 0..1000 {
-            state
-                .etags
-                .insert(format!("gist{i}"), format!("\"etag-{i}\""));
-        }
+        state.etags = (0..1000)
+            .map(|i| (format!("gist{i}"), format!("\"etag-{i}\"")))
+            .collect();
         state
     }
 

@@ -43,6 +43,7 @@ mod site_data;
 mod snapshot_writer;
 mod sparse_writer;
 mod staged_manifest;
+mod text_map;
 mod versioned_assemble;
 mod versioned_build;
 pub mod versioned_load;

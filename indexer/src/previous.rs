@@ -23,6 +23,7 @@ use crate::previous_manifest::PreviousManifest;
 use crate::record_spill::RecordSpill;
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
+use crate::text_map::{TextListMap, TextMap};
 pub use mlld_site_contract::reader::Timeouts;
 use mlld_site_contract::reader::{Advice, Site};
 
@@ -32,10 +33,10 @@ pub struct Previous {
     /// Without its `modules` (in `records`) and `members`.
     pub manifest: Manifest,
     pub members: Members,
-    pub etags: BTreeMap<String, String>,
+    pub etags: TextMap,
     pub rejected: BTreeMap<String, CachedRejection>,
     pub frames: FrameTable,
-    pub imports: BTreeMap<String, Vec<String>>,
+    pub imports: TextListMap,
     pub pages: BTreeMap<String, String>,
     pub published: Vec<String>,
     pub published_index: Vec<String>,
@@ -74,8 +75,8 @@ impl Previous {
     /// manifest's members stay, for the delta.
     pub fn release_records(&mut self) {
         self.manifest.advisories = Vec::new();
-        self.etags = BTreeMap::new();
-        self.imports = BTreeMap::new();
+        self.etags = TextMap::default();
+        self.imports = TextListMap::default();
         self.names = ModuleNames::default();
         self.taken = Vec::new();
     }
@@ -86,7 +87,7 @@ impl Previous {
     }
 
     pub fn etag(&self, gist: &str) -> Option<&str> {
-        self.etags.get(gist).map(String::as_str)
+        self.etags.get(gist)
     }
 
     /// The previous content-based rejection of `user/name`, if its gist is the same.

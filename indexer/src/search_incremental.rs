@@ -27,6 +27,7 @@ use tantivy::{Index, TantivyDocument, Term};
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordSpill;
 use crate::search_index::{self, Doc, MEMORY_BUDGET, WORK_DIR, advisory_flag};
+use crate::text_map::TextMap;
 
 /// A delta larger than this share of the registry triggers a full rebuild.
 const MAX_DELTA_SHARE: usize = 10;
@@ -40,7 +41,7 @@ pub struct SearchState {
     /// The base segment's files (no deletion file): name → SHA-256.
     pub base_files: BTreeMap<String, String>,
     /// Document key → fingerprint of every document in the base.
-    pub base_docs: BTreeMap<String, String>,
+    pub base_docs: TextMap,
 }
 
 /// How the index was built, for the report.
@@ -160,8 +161,8 @@ fn plan(state: &SearchState, prints: &[(String, String)]) -> Option<Plan> {
         state
             .base_docs
             .keys()
-            .filter(|k| !present.contains(k.as_str()))
-            .cloned(),
+            .filter(|k| !present.contains(k))
+            .map(str::to_string),
     );
     let moved = changed.len() + deleted.len() - changed_in_base;
     (moved * MAX_DELTA_SHARE <= prints.len().max(1)).then_some(Plan {

@@ -1,6 +1,5 @@
 //! The crawl stages: every registered gist, then every pinned version.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -16,6 +15,7 @@ use crate::previous::Previous;
 use crate::progress::Progress;
 use crate::record_spill::RecordSpill;
 use crate::report::{BuildReport, Stale};
+use crate::text_map::{TextListMap, TextListMapBuilder, TextMap, TextMapBuilder};
 use crate::versioned_assemble::PreviousVersions;
 use crate::versioned_build::{self, IndexedVersions};
 
@@ -26,9 +26,9 @@ pub(super) struct Crawled {
     /// Their names, in the same order.
     pub(super) names: ModuleNames,
     /// Gist id → the ETag of its last response.
-    pub(super) etags: BTreeMap<String, String>,
+    pub(super) etags: TextMap,
     /// Module file digest (hex) → the registry references its content makes.
-    pub(super) imports: BTreeMap<String, Vec<String>>,
+    pub(super) imports: TextListMap,
 }
 
 /// Stage "crawl gists": takes the registry's user folders, the gist source,
@@ -67,8 +67,8 @@ pub(super) fn crawl_gists(
     let bar = progress.bar(jobs.len() as u64);
     let mut unlinked = RecordSpill::create(&staging.join(UNLINKED_RECORDS))?;
     let mut full_names = Vec::new();
-    let mut etags = BTreeMap::new();
-    let mut imports = BTreeMap::new();
+    let mut etags = TextMapBuilder::default();
+    let mut imports = TextListMapBuilder::default();
     assemble::index_all(
         &jobs,
         source,
@@ -87,9 +87,9 @@ pub(super) fn crawl_gists(
             count(report, &i);
             let refs: Vec<String> = i.imports.iter().map(ToString::to_string).collect();
             let digest = i.record.current.integrity.trim_start_matches("sha256:");
-            imports.insert(digest.to_string(), refs.clone());
-            if let Some(etag) = i.etag.take() {
-                etags.insert(i.record.gist.clone(), etag);
+            imports.insert(digest, &refs);
+            if let Some(etag) = &i.etag {
+                etags.insert(&i.record.gist, etag);
             }
             full_names.push(i.record.full_name().into_boxed_str());
             // Until every name is known, the dependencies hold the raw
@@ -116,8 +116,8 @@ pub(super) fn crawl_gists(
     Ok(Crawled {
         modules,
         names,
-        etags,
-        imports,
+        etags: etags.finish(),
+        imports: imports.finish(),
     })
 }
 

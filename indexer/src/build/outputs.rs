@@ -20,6 +20,7 @@ use crate::previous::Previous;
 use crate::report::BuildReport;
 use crate::search_incremental::SearchState;
 use crate::staged_manifest::StagedManifest;
+use crate::text_map::{TextListMap, TextMap};
 use crate::versioned_assemble::CachedVersionRejection;
 use crate::{publish, retention, sparse_writer};
 
@@ -120,9 +121,9 @@ pub(super) struct Staged {
     pub(super) packed: Packed,
     pub(super) site: SiteData,
     /// Gist id → the ETag of its last response.
-    pub(super) etags: BTreeMap<String, String>,
+    pub(super) etags: TextMap,
     /// Module file digest (hex) → the registry references its content makes.
-    pub(super) imports: BTreeMap<String, Vec<String>>,
+    pub(super) imports: TextListMap,
     pub(super) search: SearchState,
     pub(super) versions_rejected: BTreeMap<String, CachedVersionRejection>,
 }

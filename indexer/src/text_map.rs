@@ -1,0 +1,268 @@
+//! Sorted text-to-text maps in one buffer, for the crawl state's tables
+//! that grow with the registry (ETags by gist, imports by digest, search
+//! fingerprints by document). A `BTreeMap<String, String>` spends about
+//! 100 bytes a entry on two allocations and a node beside the text; here an
+//! entry is its text plus 12 bytes. They serialise as the JSON objects they
+//! replace.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A map from text to text, sorted by key.
+#[derive(Clone, Default)]
+pub struct TextMap {
+    text: String,
+    /// (start of the key in `text`, key length, value length), by key; the
+    /// value follows its key.
+    entries: Vec<(u32, u32, u32)>,
+}
+
+/// Equal entries, whatever else the buffer holds.
+impl PartialEq for TextMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for TextMap {}
+
+impl fmt::Debug for TextMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl TextMap {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn key(&self, &(start, key_len, _): &(u32, u32, u32)) -> &str {
+        &self.text[start as usize..(start + key_len) as usize]
+    }
+
+    fn value(&self, &(start, key_len, value_len): &(u32, u32, u32)) -> &str {
+        let from = (start + key_len) as usize;
+        &self.text[from..from + value_len as usize]
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let i = self
+            .entries
+            .binary_search_by(|e| self.key(e).cmp(key))
+            .ok()?;
+        Some(self.value(&self.entries[i]))
+    }
+
+    /// Every entry, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|e| (self.key(e), self.value(e)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| self.key(e))
+    }
+}
+
+/// Builds a [`TextMap`] from entries in any order; a key given twice keeps
+/// its last value, as inserting into a map would.
+#[derive(Default)]
+pub struct TextMapBuilder(TextMap);
+
+impl TextMapBuilder {
+    pub fn insert(&mut self, key: &str, value: &str) {
+        let map = &mut self.0;
+        // Past 4 GiB of text offsets would wrap: no registry comes close,
+        // and a build that did would rather stop than corrupt its state.
+        let start = u32::try_from(map.text.len()).expect("a text map under 4 GiB");
+        map.text.push_str(key);
+        map.text.push_str(value);
+        let len = |s: &str| u32::try_from(s.len()).expect("a text map under 4 GiB");
+        map.entries.push((start, len(key), len(value)));
+    }
+
+    pub fn finish(self) -> TextMap {
+        let mut map = self.0;
+        let mut entries = std::mem::take(&mut map.entries);
+        // Stable: of equal keys, the last inserted ends last.
+        entries.sort_by(|a, b| map.key(a).cmp(map.key(b)));
+        let mut kept: Vec<(u32, u32, u32)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match kept.last() {
+                Some(last) if map.key(last).cmp(map.key(&e)) == Ordering::Equal => {
+                    *kept.last_mut().expect("checked") = e;
+                }
+                _ => kept.push(e),
+            }
+        }
+        map.entries = kept;
+        if map.text.len() > map.text.capacity() / 2 {
+            map.text.shrink_to_fit();
+        }
+        map
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for TextMap {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut b = TextMapBuilder::default();
+        for (k, v) in iter {
+            b.insert(k.as_ref(), v.as_ref());
+        }
+        b.finish()
+    }
+}
+
+impl Serialize for TextMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TextMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextMapVisitor;
+        impl<'de> Visitor<'de> for TextMapVisitor {
+            type Value = TextMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of strings to strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextMap, A::Error> {
+                let mut b = TextMapBuilder::default();
+                while let Some((k, v)) =
+                    map.next_entry::<std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>>()?
+                {
+                    b.insert(&k, &v);
+                }
+                Ok(b.finish())
+            }
+        }
+        d.deserialize_map(TextMapVisitor)
+    }
+}
+
+/// A map from text to lists of text (each item free of newlines), held as
+/// a [`TextMap`] of newline-joined lists; it serialises with real lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextListMap(TextMap);
+
+/// Builds a [`TextListMap`]; see [`TextMapBuilder`].
+#[derive(Default)]
+pub struct TextListMapBuilder(TextMapBuilder);
+
+impl TextListMapBuilder {
+    pub fn insert<S: AsRef<str>>(&mut self, key: &str, items: &[S]) {
+        let joined: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        self.0.insert(key, &joined.join("\n"));
+    }
+
+    pub fn finish(self) -> TextListMap {
+        TextListMap(self.0.finish())
+    }
+}
+
+impl TextListMap {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The list under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<impl Iterator<Item = &str>> {
+        Some(items(self.0.get(key)?))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+        self.0.iter().map(|(k, v)| (k, items(v)))
+    }
+}
+
+fn items(joined: &str) -> impl Iterator<Item = &str> {
+    joined.split('\n').filter(|s| !s.is_empty())
+}
+
+impl Serialize for TextListMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, &v.collect::<Vec<_>>())?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TextListMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = TextListMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of strings to lists of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextListMap, A::Error> {
+                let mut b = TextListMapBuilder::default();
+                while let Some((k, v)) = map.next_entry::<String, Vec<String>>()? {
+                    b.insert(&k, &v);
+                }
+                Ok(b.finish())
+            }
+        }
+        d.deserialize_map(ListVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_text_map_reads_and_writes_as_the_map_it_replaces() {
+        let mut map = BTreeMap::new();
+        let mut b = TextMapBuilder::default();
+        for i in (0..500u32).rev() {
+            let (k, v) = (format!("k{:x}", i * 7919 % 1000), format!("v{i}"));
+            map.insert(k.clone(), v.clone());
+            b.insert(&k, &v);
+        }
+        b.insert("", "empty key");
+        map.insert(String::new(), "empty key".into());
+        let t = b.finish();
+        assert_eq!(t.len(), map.len());
+        for (k, v) in &map {
+            assert_eq!(t.get(k), Some(v.as_str()), "{k}");
+        }
+        assert_eq!(t.get("nope"), None);
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), json);
+        assert_eq!(serde_json::from_str::<TextMap>(&json).unwrap(), t);
+        // The last value of a repeated key wins.
+        let t: TextMap = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
+        assert_eq!((t.get("a"), t.len()), (Some("3"), 2));
+    }
+
+    #[test]
+    fn a_text_list_map_keeps_each_list() {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        map.insert("d1".into(), vec!["@a/b".into(), "@c/d@1234".into()]);
+        map.insert("d0".into(), vec![]);
+        map.insert("d2".into(), vec!["@e/f".into()]);
+        let json = serde_json::to_string(&map).unwrap();
+        let t: TextListMap = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), json);
+        assert_eq!(
+            t.get("d1").unwrap().collect::<Vec<_>>(),
+            ["@a/b", "@c/d@1234"]
+        );
+        assert_eq!(t.get("d0").unwrap().count(), 0);
+        assert!(t.get("d9").is_none());
+    }
+}

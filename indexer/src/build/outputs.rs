@@ -66,6 +66,22 @@ pub(super) fn delta_and_site_data(
     };
     let dir = staging.join("site");
     let no_pages = BTreeMap::new();
+    // Until the build carries a staged manifest: the records spilled here
+    // (neither stage reads `members`).
+    let manifest = &crate::staged_manifest::StagedManifest {
+        format_version: manifest.format_version,
+        serial: manifest.serial,
+        created: manifest.created.clone(),
+        expires: manifest.expires.clone(),
+        modules: crate::record_spill::RecordSpill::from_records(
+            &staging.join("site-records.jsonl"),
+            &manifest.modules,
+        )?,
+        advisories: manifest.advisories.clone(),
+        versioned: manifest.versioned.clone(),
+        members: BTreeMap::new(),
+        rejected: manifest.rejected.clone(),
+    };
     let pages_job = || {
         let pages = crate::site_data::write(
             &dir,

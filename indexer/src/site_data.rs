@@ -23,21 +23,29 @@
 //! site at publish time; module pages whose inputs did not change are not
 //! regenerated (their key is kept in the crawl state).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::AdvisoryIndex;
-use mlld_schemas::{AdvisoryRecord, Manifest, VersionedModule};
+use mlld_schemas::{AdvisoryRecord, VersionedModule};
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
+use crate::staged_manifest::StagedManifest;
+use dependents::{Dependents, DependentsBuilder};
+use search_parts::SearchParts;
 
+mod dependents;
 mod doc;
 mod gist_page;
 mod search_parts;
+#[cfg(test)]
+mod streaming_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod versioned;
 
 /// The page: `site/index.html` names these files; the build writes it with
@@ -73,9 +81,14 @@ fn unix_time(text: Option<&str>) -> Option<i64> {
 }
 
 /// Writes the site files under `dest`; returns the new page keys (`user/module` → key).
+///
+/// The gist modules' records are read from the spill twice, one at a time
+/// (the listing, the search parts and who depends on whom) and a few
+/// thousand at a time (the pages): what stays in memory is the search
+/// terms, the modules' names and their dependencies as positions.
 pub fn write(
     dest: &Path,
-    manifest: &Manifest,
+    manifest: &StagedManifest,
     blobs: &BlobDir,
     previous_keys: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>> {
@@ -86,81 +99,137 @@ pub fn write(
     advisories.push(b'\n');
     write_file(dest, "advisories.json", &advisories)?;
 
-    let dependents = dependents_of(manifest);
     let advisory_index = AdvisoryIndex::new(&manifest.advisories);
-
-    let mut rows: Vec<Row<'_>> = manifest
-        .modules
-        .iter()
-        .map(|m| {
-            let advisory = advisory_index.for_module(m).next().is_some();
-            let updated = unix_time(m.updated.as_deref())
-                .or_else(|| unix_time(m.current.committed_at.as_deref()));
-            Row(
-                m.user.clone(),
-                &m.name,
-                &m.description,
-                &m.tags,
-                u8::from(advisory),
-                u8::from(m.stale.is_some()),
-                "",
-                updated.unwrap_or(0),
-            )
-        })
-        .collect();
-    rows.extend(manifest.versioned.iter().map(|v| {
-        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
-        versioned::row(v, advisory)
-    }));
-    let mut shards = Vec::new();
-    for (i, chunk) in rows.chunks(SHARD).enumerate() {
-        let body = json_call("shard", i, &serde_json::to_value(chunk)?);
-        shards.push(write_addressed(dest, "listing", &body)?);
-    }
-    let search = search_parts::parts(rows.iter().map(|r| (r.0.as_str(), r.1, r.2, r.3)))
-        .iter()
-        .map(|body| write_addressed(dest, "search", body))
-        .collect::<Result<Vec<_>>>()?;
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search });
+    let (listing, dependents) = write_listing(dest, manifest, &advisory_index)?;
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": listing.shards, "search": listing.search });
     let entry = format!("mlldRegistry.site({entry});\n");
     write_file(dest, "data/site.js", entry.as_bytes())?;
     write_file(dest, "index.html", page_html(&entry)?.as_bytes())?;
 
-    manifest
-        .modules
+    let gist_pages = manifest.modules.par_map(|i, m| {
+        let full = m.full_name();
+        let deps_of_me = dependents.of(i);
+        let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(&m).collect();
+        let key = page_key(&(&m, &deps_of_me, &advisories))?;
+        if previous_keys.get(&full) != Some(&key) {
+            let page = gist_page::page(&m, &deps_of_me, advisories, blobs, MAX_PAGE_CONTENT)?;
+            write_page(dest, &full, &page)?;
+        }
+        Ok((full, key))
+    })?;
+    let versioned_pages: Vec<(String, String)> = manifest
+        .versioned
         .par_iter()
-        .map(|m| {
-            let full = m.full_name();
-            let deps_of_me = dependents.get(&full).map(Vec::as_slice).unwrap_or_default();
-            let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(m).collect();
-            let key = page_key(&(m, deps_of_me, &advisories))?;
-            if previous_keys.get(&full) != Some(&key) {
-                let page = gist_page::page(m, deps_of_me, advisories, blobs, MAX_PAGE_CONTENT)?;
-                write_page(dest, &full, &page)?;
-            }
-            Ok((full, key))
-        })
-        .chain(
-            manifest
-                .versioned
-                .par_iter()
-                .map(|v| versioned_page(dest, manifest, v, blobs, previous_keys))
-                .filter_map(Result::transpose),
-        )
-        .collect()
+        .map(|v| versioned_page(dest, &manifest.advisories, v, blobs, previous_keys))
+        .filter_map(Result::transpose)
+        .collect::<Result<_>>()?;
+    Ok(gist_pages.into_iter().chain(versioned_pages).collect())
+}
+
+/// The listing's and search parts' files, in order.
+struct Listing {
+    shards: Vec<String>,
+    search: Vec<String>,
+}
+
+/// Writes the listing shard by shard and the search parts, reading the
+/// spill once; returns their files and who depends on whom.
+fn write_listing(
+    dest: &Path,
+    manifest: &StagedManifest,
+    advisory_index: &AdvisoryIndex<'_>,
+) -> Result<(Listing, Dependents)> {
+    let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
+    let mut dependents = DependentsBuilder::default();
+    let mut shards = ShardWriter::new(dest);
+    for m in manifest.modules.iter()? {
+        let m = m?;
+        let advisory = advisory_index.for_module(&m).next().is_some();
+        let updated = unix_time(m.updated.as_deref())
+            .or_else(|| unix_time(m.current.committed_at.as_deref()));
+        let row = Row(
+            m.user.clone(),
+            &m.name,
+            &m.description,
+            &m.tags,
+            u8::from(advisory),
+            u8::from(m.stale.is_some()),
+            "",
+            updated.unwrap_or(0),
+        );
+        search.add(&row.0, row.1, row.2, row.3);
+        shards.push(&row)?;
+        dependents.add(&m)?;
+    }
+    for v in &manifest.versioned {
+        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
+        let row = versioned::row(v, advisory);
+        search.add(&row.0, row.1, row.2, row.3);
+        shards.push(&row)?;
+    }
+    let search = search
+        .bodies()
+        .map(|body| write_addressed(dest, "search", &body))
+        .collect::<Result<Vec<_>>>()?;
+    let listing = Listing {
+        shards: shards.finish()?,
+        search,
+    };
+    Ok((listing, dependents.finish()))
+}
+
+/// Writes the listing's rows `SHARD` at a time as they come.
+struct ShardWriter<'a> {
+    dest: &'a Path,
+    rows: Vec<serde_json::Value>,
+    written: Vec<String>,
+}
+
+impl<'a> ShardWriter<'a> {
+    fn new(dest: &'a Path) -> Self {
+        Self {
+            dest,
+            rows: Vec::with_capacity(SHARD),
+            written: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: &Row<'_>) -> Result<()> {
+        self.rows.push(serde_json::to_value(row)?);
+        if self.rows.len() == SHARD {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(SHARD));
+        let body = json_call("shard", self.written.len(), &serde_json::Value::Array(rows));
+        self.written
+            .push(write_addressed(self.dest, "listing", &body)?);
+        Ok(())
+    }
+
+    /// The shards' files, in order.
+    fn finish(mut self) -> Result<Vec<String>> {
+        if !self.rows.is_empty() {
+            self.flush()?;
+        }
+        Ok(self.written)
+    }
 }
 
 /// Writes a versioned module's page unless its key is unchanged; `None` when
 /// the module has no version to show.
 fn versioned_page(
     dest: &Path,
-    manifest: &Manifest,
+    advisories: &[AdvisoryRecord],
     module: &VersionedModule,
     blobs: &BlobDir,
     previous_keys: &BTreeMap<String, String>,
 ) -> Result<Option<(String, String)>> {
     let full = module.full_name();
-    let advisories = versioned::advisories(&manifest.advisories, module);
+    let advisories = versioned::advisories(advisories, module);
     let key = page_key(&(module, &advisories))?;
     if previous_keys.get(&full) != Some(&key) {
         let Some(page) = versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
@@ -192,19 +261,6 @@ pub fn remove_legacy_pages(
         }
     }
     Ok(())
-}
-
-/// `user/module` → the modules that depend on it, sorted.
-fn dependents_of(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for m in &manifest.modules {
-        for d in &m.current.dependencies {
-            out.entry(d.clone()).or_default().insert(m.full_name());
-        }
-    }
-    out.into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect()
 }
 
 /// Everything a page depends on, hashed: equal keys mean an equal page.

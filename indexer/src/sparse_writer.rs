@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mlld_schemas::Manifest;
+use mlld_schemas::ModuleRecord;
 use mlld_schemas::shard;
 use mlld_schemas::snapshot::SiteFile;
 use mlld_schemas::sparse::{self, SPARSE_FORMAT, SiteShard, SparseRoot};
 use rayon::prelude::*;
+
+use crate::staged_manifest::StagedManifest;
 
 /// Writes the shards the site lacks and the root into `staged_site` (moved
 /// into the site before `latest.json`); returns the root and its entry
@@ -21,14 +23,26 @@ use rayon::prelude::*;
 pub fn write(
     staged_site: &Path,
     site: &Path,
-    manifest: &Manifest,
+    manifest: &StagedManifest,
     snapshot_sha256: &str,
+) -> Result<(SiteFile, SparseRoot)> {
+    write_in_batches(staged_site, site, manifest, snapshot_sha256, BATCH_SHARDS)
+}
+
+/// [`write`], building `batch` shards at a time.
+fn write_in_batches(
+    staged_site: &Path,
+    site: &Path,
+    manifest: &StagedManifest,
+    snapshot_sha256: &str,
+    batch: usize,
 ) -> Result<(SiteFile, SparseRoot)> {
     let bits = sparse::site_bits(manifest.modules.len() + manifest.versioned.len());
     let shards_dir = staged_site.join("sparse/shards");
     std::fs::create_dir_all(&shards_dir)?;
     let mut written: Vec<(String, u64)> = Vec::with_capacity(1 << bits);
-    for (first, shards) in split_in_batches(manifest, bits, BATCH_SHARDS) {
+    for split in split_in_batches(manifest, bits, batch)? {
+        let (first, shards) = split?;
         let batch: Vec<(String, u64)> = shards
             .into_par_iter()
             .enumerate()
@@ -63,49 +77,78 @@ pub fn write(
     Ok((file, root))
 }
 
-/// Shards built at once: each batch copies the records of its own shards
-/// only (splitting the whole manifest would copy every record in it).
+/// Shards built at once: each batch reads the records of its own shards
+/// only (at a million modules, 256 of 8,192 shards: some 30,000 records).
 const BATCH_SHARDS: usize = 256;
 
+/// Where the gist modules fall: each one's shard, and for each shard the
+/// modules depending on one of its names (positions in the spill).
+struct ShardTable {
+    modules: Vec<u32>,
+    dependents: Vec<Vec<u32>>,
+}
+
+impl ShardTable {
+    fn new(manifest: &StagedManifest, bits: u32) -> Result<Self> {
+        let placed = manifest.modules.par_map(|_, m| {
+            let deps: Vec<u32> = (m.current.dependencies.iter())
+                .filter_map(|dep| dep.split_once('/'))
+                .map(|(user, name)| shard_of(user, name, bits))
+                .collect();
+            Ok((shard_of(&m.user, &m.name, bits), deps))
+        })?;
+        let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); 1 << bits];
+        let mut modules = Vec::with_capacity(placed.len());
+        for (i, (shard, deps)) in placed.into_iter().enumerate() {
+            let i = u32::try_from(i).context("more than 2^32 modules in the manifest")?;
+            for dep in deps {
+                dependents[dep as usize].push(i);
+            }
+            modules.push(shard);
+        }
+        Ok(Self {
+            modules,
+            dependents,
+        })
+    }
+}
+
+fn shard_of(user: &str, name: &str, bits: u32) -> u32 {
+    shard::shard_of(&shard::shard_key(user, name), bits)
+}
+
 /// The manifest's shards ([`shard::split`]), `batch` at a time, each batch
-/// with the number of its first shard. A batch is split from copies of its
-/// own records plus the records of modules depending on one of its names
-/// (for its `dependents`); their shards outside the batch are dropped.
+/// with the number of its first shard. A batch is split from its own
+/// records plus the records of modules depending on one of its names (for
+/// its `dependents`), read from the spill; their shards outside the batch
+/// are dropped.
 fn split_in_batches(
-    manifest: &Manifest,
+    manifest: &StagedManifest,
     bits: u32,
     batch: usize,
-) -> impl Iterator<Item = (u32, Vec<shard::Shard>)> + '_ {
-    let of = move |user: &str, name: &str| shard::shard_of(&shard::shard_key(user, name), bits);
-    let modules: Vec<u32> = (manifest.modules.par_iter())
-        .map(|m| of(&m.user, &m.name))
-        .collect();
+) -> Result<impl Iterator<Item = Result<(u32, Vec<shard::Shard>)>> + '_> {
+    let table = ShardTable::new(manifest, bits)?;
     let versioned: Vec<u32> = (manifest.versioned.par_iter())
-        .map(|v| of(&v.author, &v.name))
+        .map(|v| shard_of(&v.author, &v.name, bits))
         .collect();
-    // Shard → the modules depending on one of its names.
-    let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); 1 << bits];
-    for (i, m) in manifest.modules.iter().enumerate() {
-        for dep in &m.current.dependencies {
-            if let Some((user, name)) = dep.split_once('/') {
-                dependents[of(user, name) as usize].push(i as u32);
-            }
-        }
-    }
     let count = 1usize << bits;
-    (0..count).step_by(batch.max(1)).map(move |first| {
+    Ok((0..count).step_by(batch.max(1)).map(move |first| {
         let last = (first + batch.max(1)).min(count);
         let inside = |s: u32| (first..last).contains(&(s as usize));
-        let mut picked: Vec<u32> = (dependents[first..last].iter().flatten().copied()).collect();
-        picked.extend((0..modules.len() as u32).filter(|&i| inside(modules[i as usize])));
+        let mut picked: Vec<u32> =
+            (table.dependents[first..last].iter().flatten().copied()).collect();
+        picked
+            .extend((0..table.modules.len() as u32).filter(|&i| inside(table.modules[i as usize])));
         picked.sort_unstable();
         picked.dedup();
+        let modules: Vec<ModuleRecord> =
+            manifest.modules.select(&picked)?.collect::<Result<_>>()?;
         let rejected = manifest.rejected.iter().filter(|r| {
             r.user_and_name()
-                .is_some_and(|(user, name)| inside(of(user, name)))
+                .is_some_and(|(user, name)| inside(shard_of(user, name, bits)))
         });
         let mut shards = shard::split(
-            picked.iter().map(|&i| manifest.modules[i as usize].clone()),
+            modules,
             (manifest.versioned.iter().zip(&versioned))
                 .filter(|&(_, &s)| inside(s))
                 .map(|(v, _)| v.clone()),
@@ -114,8 +157,8 @@ fn split_in_batches(
             bits,
         );
         shards.truncate(last);
-        (first as u32, shards.split_off(first))
-    })
+        Ok((first as u32, shards.split_off(first)))
+    }))
 }
 
 /// One shard file, unless the site already has it; its digest and size.
@@ -189,32 +232,21 @@ pub fn clean_up(site: &Path, current: (&str, &SparseRoot), previous: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mlld_schemas::snapshot::{AdvisoryRecord, ModuleRecord, RejectedRecord};
+    use crate::site_data::test_support::{empty_manifest, module, staged};
+    use mlld_schemas::Manifest;
+    use mlld_schemas::snapshot::{AdvisoryRecord, RejectedRecord};
 
-    fn module(user: &str, name: &str, deps: &[String]) -> ModuleRecord {
-        serde_json::from_value(serde_json::json!({
-            "user": user, "name": name, "gist": format!("g-{user}-{name}"), "description": "",
-            "tags": [], "revision": "a".repeat(40), "file": "m.mld", "integrity": "sha256:00",
-            "size": 1, "files": [], "dependencies": deps
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn batches_give_the_shards_of_the_whole_split() {
-        let mut manifest: Manifest = serde_json::from_value(serde_json::json!({
-            "formatVersion": 1, "serial": 1, "created": "2024-01-01T00:00:00Z",
-            "expires": "2024-01-15T00:00:00Z", "modules": [], "advisories": [], "members": {}
-        }))
-        .unwrap();
-        // Every module depends on two others, most of them in other shards.
-        manifest.modules = (0..300)
+    /// `n` modules, each depending on two others, most of them in other
+    /// shards; an advisory, a rejection and two versioned modules.
+    fn manifest(n: usize) -> Manifest {
+        let mut manifest = empty_manifest();
+        manifest.modules = (0..n)
             .map(|i| {
                 let deps = [
-                    format!("u{}/m{}", (i * 7) % 300, (i * 7) % 300),
-                    format!("U{}/m{}", (i + 1) % 300, (i + 1) % 300),
+                    format!("u{}/m{}", (i * 7) % n, (i * 7) % n),
+                    format!("U{}/m{}", (i + 1) % n, (i + 1) % n),
                 ];
-                module(&format!("u{i}"), &format!("m{i}"), &deps)
+                module(&format!("u{i}"), &format!("m{i}"), "sha256:00", &deps)
             })
             .collect();
         manifest.advisories = serde_json::from_value::<Vec<AdvisoryRecord>>(serde_json::json!([
@@ -227,17 +259,36 @@ mod tests {
             version: None,
             reason: "no module file".into(),
         }];
-        let bits = 4;
-        let whole = shard::split(
+        manifest.versioned = serde_json::from_value(serde_json::json!([
+            { "author": "alice", "name": "kit", "versions": [], "tags": {} },
+            { "author": "bob", "name": "m3", "versions": [], "tags": {} }
+        ]))
+        .unwrap();
+        manifest
+    }
+
+    fn whole_split(manifest: &Manifest, bits: u32) -> Vec<shard::Shard> {
+        shard::split(
             manifest.modules.iter().cloned(),
             manifest.versioned.iter().cloned(),
             &manifest.advisories,
             manifest.rejected.iter().cloned(),
             bits,
-        );
+        )
+    }
+
+    #[test]
+    fn batches_give_the_shards_of_the_whole_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest(300);
+        let staged = staged(&manifest, &dir.path().join("records"));
+        let bits = 4;
+        let whole = whole_split(&manifest, bits);
         for batch in [1, 3, 16, 64] {
-            let batched: Vec<shard::Shard> = split_in_batches(&manifest, bits, batch)
-                .flat_map(|(first, shards)| {
+            let batched: Vec<shard::Shard> = split_in_batches(&staged, bits, batch)
+                .unwrap()
+                .flat_map(|split| {
+                    let (first, shards) = split.unwrap();
                     assert_eq!(first as usize % batch, 0);
                     shards
                 })
@@ -252,5 +303,74 @@ mod tests {
                 .iter()
                 .any(|s| !s.dependents.is_empty() && !s.advisories.is_empty())
         );
+    }
+
+    /// Every file under `dir`, by relative path.
+    fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        (walkdir::WalkDir::new(dir).into_iter())
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(dir).unwrap();
+                (
+                    rel.to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_written_shards_and_root_are_the_whole_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest(3_000);
+        let staged = staged(&manifest, &dir.path().join("records"));
+        let bits = sparse::site_bits(3_002);
+        assert_eq!(bits, 5);
+        // The shard files the whole manifest in memory gives.
+        let mut want = std::collections::BTreeMap::new();
+        let mut shas = Vec::new();
+        for (n, records) in whole_split(&manifest, bits).into_iter().enumerate() {
+            assert!(!records.modules.is_empty() && !records.dependents.is_empty());
+            let file = SiteShard {
+                format_version: SPARSE_FORMAT,
+                shard: n as u32,
+                shard_bits: bits,
+                records,
+            };
+            let bytes = mlld_site_contract::sparse::encode_shard(&file).unwrap();
+            let sha = mlld_schemas::sha256_hex(&bytes);
+            want.insert(sparse::shard_path(&sha), bytes);
+            shas.push(sha);
+        }
+        let empty_site = dir.path().join("site");
+        let mut roots = Vec::new();
+        for batch in [3, BATCH_SHARDS] {
+            let out = dir.path().join(format!("staged-{batch}"));
+            let (file, root) = write_in_batches(&out, &empty_site, &staged, "ab", batch).unwrap();
+            assert_eq!(root.shards, shas);
+            assert_eq!(
+                (root.modules, root.versioned, root.shard_bits),
+                (3_000, 2, bits)
+            );
+            let mut got = files_under(&out);
+            let root_bytes = got.remove(&file.path).unwrap();
+            assert_eq!(
+                root_bytes,
+                [serde_json::to_vec(&root).unwrap(), b"\n".to_vec()].concat()
+            );
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>()
+            );
+            assert!(got == want, "batches of {batch}: the shard files differ");
+            roots.push(file);
+        }
+        assert_eq!(roots[0], roots[1]);
+        // A site holding every shard gets none written again.
+        let out = dir.path().join("again");
+        let (file, _) = write(&out, &dir.path().join("staged-3"), &staged, "ab").unwrap();
+        assert_eq!(file, roots[0]);
+        assert_eq!(files_under(&out).len(), 1);
     }
 }

@@ -69,8 +69,6 @@ pub(super) fn delta_and_site_data(
     let dir = staging.join("site");
     let no_pages = BTreeMap::new();
     let pages_job = || {
-        // Interim: these two stages still read the whole manifest.
-        let manifest = &manifest.to_manifest()?;
         let pages = crate::site_data::write(
             &dir,
             manifest,

@@ -65,59 +65,115 @@ fn row_terms(user: &str, name: &str, description: &str, tags: &[String]) -> [Vec
     ]
 }
 
-/// The parts' bodies, in part order, for rows given as (user, name,
-/// description, tags) in listing order.
-pub fn parts<'a>(
-    rows: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str, &'a [String])>,
-) -> Vec<String> {
-    let count = part_count(rows.len());
-    // part → field → term → positions (ascending, as rows come in order).
-    let mut index: Vec<[BTreeMap<String, Vec<u32>>; 7]> =
-        (0..count).map(|_| Default::default()).collect();
-    for (position, (user, name, description, tags)) in rows.enumerate() {
-        let position = u32::try_from(position).expect("fewer than 2^32 rows");
+/// A term's rows, kept as the part writes them (see [`gaps`]): a
+/// million-row listing holds tens of millions of them.
+#[derive(Default, PartialEq, Eq)]
+struct Postings {
+    gaps: String,
+    last: u32,
+}
+
+impl Postings {
+    fn push(&mut self, position: u32) {
+        if self.gaps.is_empty() {
+            base36(position, &mut self.gaps);
+        } else if position != self.last {
+            self.gaps.push(',');
+            base36(position - self.last, &mut self.gaps);
+        }
+        self.last = position;
+    }
+}
+
+/// part → field → term → rows.
+type Fields = [BTreeMap<Box<str>, Postings>; 7];
+
+/// The parts of a listing, fed its rows one at a time in listing order.
+pub struct SearchParts {
+    index: Vec<Fields>,
+    next: u32,
+}
+
+impl SearchParts {
+    /// For a listing of `rows` rows.
+    pub fn new(rows: usize) -> Self {
+        Self {
+            index: (0..part_count(rows)).map(|_| Default::default()).collect(),
+            next: 0,
+        }
+    }
+
+    /// Adds the next row (user, name, description, tags).
+    pub fn add(&mut self, user: &str, name: &str, description: &str, tags: &[String]) {
+        let position = self.next;
+        self.next = self.next.saturating_add(1);
+        let count = self.index.len();
         for (field, terms) in row_terms(user, name, description, tags)
             .into_iter()
             .enumerate()
         {
             for term in terms.into_iter().filter(|t| !t.is_empty()) {
-                let list = index[part_of(&term, count)][field].entry(term).or_default();
-                if list.last() != Some(&position) {
-                    list.push(position);
+                let terms = &mut self.index[part_of(&term, count)][field];
+                match terms.get_mut(term.as_str()) {
+                    Some(postings) => postings.push(position),
+                    None => terms
+                        .entry(term.into_boxed_str())
+                        .or_default()
+                        .push(position),
                 }
             }
         }
     }
-    index
-        .into_iter()
+
+    /// The parts' bodies, in part order, each built as it is asked for.
+    pub fn bodies(self) -> impl Iterator<Item = String> {
+        self.index
+            .into_iter()
+            .enumerate()
+            .map(|(i, fields)| body(i, fields))
+    }
+}
+
+/// The parts' bodies, in part order, for rows given as (user, name,
+/// description, tags) in listing order.
+#[cfg(test)]
+pub fn parts<'a>(
+    rows: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str, &'a [String])>,
+) -> Vec<String> {
+    let mut parts = SearchParts::new(rows.len());
+    for (user, name, description, tags) in rows {
+        parts.add(user, name, description, tags);
+    }
+    parts.bodies().collect()
+}
+
+/// Part `i`'s script.
+fn body(i: usize, mut fields: Fields) -> String {
+    let same = SUBSETS.map(|(sub, of)| take_same(&mut fields, sub, of));
+    let fields: serde_json::Map<String, serde_json::Value> = FIELDS
+        .iter()
         .enumerate()
-        .map(|(i, mut fields)| {
-            let same = SUBSETS.map(|(sub, of)| take_same(&mut fields, sub, of));
-            let fields: serde_json::Map<String, serde_json::Value> = FIELDS
+        .zip(fields)
+        .map(|((f, name), terms)| {
+            let marked = SUBSETS
                 .iter()
-                .enumerate()
-                .zip(fields)
-                .map(|((f, name), terms)| {
-                    let marked = SUBSETS
-                        .iter()
-                        .zip(&same)
-                        .find(|((_, of), _)| *of == f)
-                        .map(|(_, same)| same);
-                    let terms: serde_json::Map<String, serde_json::Value> = terms
-                        .into_iter()
-                        .map(|(term, positions)| {
-                            let mark = marked.is_some_and(|m| m.contains(&term));
-                            let value =
-                                format!("{}{}", if mark { "=" } else { "" }, gaps(&positions));
-                            (term, value.into())
-                        })
-                        .collect();
-                    (name.to_string(), terms.into())
+                .zip(&same)
+                .find(|((_, of), _)| *of == f)
+                .map(|(_, same)| same);
+            let terms: serde_json::Map<String, serde_json::Value> = terms
+                .into_iter()
+                .map(|(term, postings)| {
+                    let value = match marked.is_some_and(|m| m.contains(&term)) {
+                        true => format!("={}", postings.gaps),
+                        false => postings.gaps,
+                    };
+                    (term.into_string(), value.into())
                 })
                 .collect();
-            super::json_call("searchPart", i, &serde_json::Value::Object(fields))
+            (name.to_string(), terms.into())
         })
-        .collect()
+        .collect();
+    super::json_call("searchPart", i, &serde_json::Value::Object(fields))
 }
 
 /// Fields whose every term also lies in another field, mostly with the
@@ -129,12 +185,8 @@ const SUBSETS: [(usize, usize); 3] = [(6, 0), (5, 1), (4, 2)];
 /// Drops from field `sub` every term whose rows are exactly those of the
 /// same term in field `of`, and returns them: the part marks them in `of`
 /// (a value starting with `=`) instead of listing the rows twice.
-fn take_same(
-    fields: &mut [BTreeMap<String, Vec<u32>>; 7],
-    sub: usize,
-    of: usize,
-) -> std::collections::BTreeSet<String> {
-    let same: std::collections::BTreeSet<String> = fields[sub]
+fn take_same(fields: &mut Fields, sub: usize, of: usize) -> std::collections::BTreeSet<Box<str>> {
+    let same: std::collections::BTreeSet<Box<str>> = fields[sub]
         .iter()
         .filter(|(term, rows)| fields[of].get(*term) == Some(rows))
         .map(|(term, _)| term.clone())
@@ -144,17 +196,13 @@ fn take_same(
 }
 
 /// Ascending positions as their gaps in base 36, comma-separated.
+#[cfg(test)]
 fn gaps(positions: &[u32]) -> String {
-    let mut out = String::new();
-    let mut last = 0;
+    let mut postings = Postings::default();
     for &p in positions {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        base36(p - last, &mut out);
-        last = p;
+        postings.push(p);
     }
-    out
+    postings.gaps
 }
 
 fn base36(mut n: u32, out: &mut String) {

@@ -1,0 +1,213 @@
+//! The page data streamed from the spill is, file for file, what the whole
+//! manifest held in memory gives: computed here the old way (every row in
+//! memory, the listing cut in `SHARD`s, dependents by a map of names).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use mlld_schemas::{Manifest, ModuleRecord};
+
+use super::test_support::{empty_manifest, module, staged};
+use super::*;
+
+const MODULES: usize = 2_600;
+const WORDS: [&str; 7] = ["json", "yaml", "fast", "Data", "tools", "élan", "it's"];
+
+/// Modules spread over several listing shards, each depending on two
+/// modules far from it (one twice), on one that does not exist and on one
+/// whose case differs; a few stale, advised or written in Markdown.
+fn manifest(blobs: &BlobDir) -> Manifest {
+    let code = format!(
+        "sha256:{}",
+        blobs.put(b"/var @x = 1\n/export { x }\n").unwrap()
+    );
+    let doc = format!(
+        "sha256:{}",
+        blobs.put(b"# Title\n\nSome *text*.\n").unwrap()
+    );
+    let full = |i: usize| format!("u{:03}/m{}", i / 10, i % 10);
+    let mut m = empty_manifest();
+    m.modules = (0..MODULES)
+        .map(|i| {
+            let deps = [
+                full((i * 37 + 11) % MODULES),
+                full((i + 1500) % MODULES),
+                full((i * 37 + 11) % MODULES),
+                "nobody/here".to_string(),
+                full(i / 2).to_uppercase(),
+            ];
+            let integrity = if i % 4 == 0 { &doc } else { &code };
+            let mut r = module(
+                &format!("u{:03}", i / 10),
+                &format!("m{}", i % 10),
+                integrity,
+                &deps,
+            );
+            r.description = format!("{} for {} w{i}", WORDS[i % 7], WORDS[(i * 3) % 7]);
+            r.tags = vec![format!("t{}", i % 5), WORDS[i % 3].to_string()];
+            if i % 4 == 0 {
+                r.current.file = "m.mld.md".into();
+            }
+            r.stale = (i % 13 == 0).then(|| "gist deleted".to_string());
+            r.updated = (i % 3 == 0).then(|| format!("2024-03-{:02}T00:00:00Z", i % 28 + 1));
+            r
+        })
+        .collect();
+    m.advisories = serde_json::from_value(serde_json::json!([
+        { "user": "u005", "id": "1", "created": "2024-01-01T00:00:00Z", "severity": "high",
+          "affects": ["m3"], "gists": ["g-u100-m1"], "type": "rce", "description": "d", "recommendation": "r" }
+    ]))
+    .unwrap();
+    m.versioned = serde_json::from_value(serde_json::json!([
+        { "author": "alice", "name": "kit", "about": "a json kit", "versions": [], "tags": {} },
+        { "author": "bob", "name": "yaml", "about": "", "versions": [], "tags": {} }
+    ]))
+    .unwrap();
+    m
+}
+
+/// The old `dependents_of`: dependency as written → its dependents' names.
+fn dependents_by_name(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in &manifest.modules {
+        for d in &m.current.dependencies {
+            out.entry(d.clone()).or_default().insert(m.full_name());
+        }
+    }
+    (out.into_iter())
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
+fn gist_row<'a>(m: &'a ModuleRecord, index: &AdvisoryIndex<'_>) -> Row<'a> {
+    let updated =
+        unix_time(m.updated.as_deref()).or_else(|| unix_time(m.current.committed_at.as_deref()));
+    Row(
+        m.user.clone(),
+        &m.name,
+        &m.description,
+        &m.tags,
+        u8::from(index.for_module(m).next().is_some()),
+        u8::from(m.stale.is_some()),
+        "",
+        updated.unwrap_or(0),
+    )
+}
+
+/// Every file `write` should leave, by path under `dest`, and the page keys.
+fn expected(
+    manifest: &Manifest,
+    blobs: &BlobDir,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    let mut files = BTreeMap::new();
+    let mut addressed = |kind: &str, body: String| {
+        let name = format!(
+            "data/{kind}-{}.js",
+            &mlld_schemas::sha256_hex(body.as_bytes())[..32]
+        );
+        files.insert(name.clone(), body.into_bytes());
+        name
+    };
+    let index = AdvisoryIndex::new(&manifest.advisories);
+    let mut rows: Vec<Row<'_>> = manifest
+        .modules
+        .iter()
+        .map(|m| gist_row(m, &index))
+        .collect();
+    rows.extend(manifest.versioned.iter().map(|v| {
+        versioned::row(
+            v,
+            !versioned::advisories(&manifest.advisories, v).is_empty(),
+        )
+    }));
+    let shards: Vec<String> = (rows.chunks(SHARD).enumerate())
+        .map(|(i, chunk)| {
+            addressed(
+                "listing",
+                json_call("shard", i, &serde_json::to_value(chunk).unwrap()),
+            )
+        })
+        .collect();
+    let search: Vec<String> =
+        search_parts::parts(rows.iter().map(|r| (r.0.as_str(), r.1, r.2, r.3)))
+            .into_iter()
+            .map(|body| addressed("search", body))
+            .collect();
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search });
+    let entry = format!("mlldRegistry.site({entry});\n");
+    files.insert("index.html".into(), page_html(&entry).unwrap().into_bytes());
+    files.insert("data/site.js".into(), entry.into_bytes());
+    for (name, text) in mlld_schemas::json_schemas() {
+        files.insert(format!("schemas/{name}"), text.as_bytes().to_vec());
+    }
+    let mut advisories = serde_json::to_vec_pretty(&manifest.advisories).unwrap();
+    advisories.push(b'\n');
+    files.insert("advisories.json".into(), advisories);
+    let dependents = dependents_by_name(manifest);
+    let mut keys = BTreeMap::new();
+    for m in &manifest.modules {
+        let full = m.full_name();
+        let deps = dependents.get(&full).map(Vec::as_slice).unwrap_or_default();
+        let advisories: Vec<&AdvisoryRecord> = index.for_module(m).collect();
+        keys.insert(full.clone(), page_key(&(m, deps, &advisories)).unwrap());
+        let page = gist_page::page(m, deps, advisories, blobs, MAX_PAGE_CONTENT).unwrap();
+        let json = serde_json::to_string(&page).unwrap();
+        files.insert(
+            format!("modules/{full}.js"),
+            format!("mlldRegistry.module({json});\n").into_bytes(),
+        );
+    }
+    (files, keys)
+}
+
+/// Every file under `dir`, by relative path.
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    (walkdir::WalkDir::new(dir).into_iter())
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_streamed_site_data_is_the_whole_manifests_file_for_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = BlobDir::new(dir.path().join("blobs"), None);
+    let manifest = manifest(&blobs);
+    let staged = staged(&manifest, &dir.path().join("records"));
+    let (want, want_keys) = expected(&manifest, &blobs);
+    // The inputs reach what streaming must get right.
+    let listing = want
+        .keys()
+        .filter(|k| k.starts_with("data/listing-"))
+        .count();
+    assert_eq!(listing, (MODULES + 2).div_ceil(SHARD));
+    assert!(listing >= 3);
+    let deps = dependents_by_name(&manifest);
+    assert!(deps.values().filter(|d| d.len() >= 2).count() > MODULES / 2);
+
+    let dest = dir.path().join("site");
+    let keys = write(&dest, &staged, &blobs, &BTreeMap::new()).unwrap();
+    assert!(keys == want_keys, "the page keys differ");
+    let got = files_under(&dest);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &want {
+        assert!(&got[path] == bytes, "{path} differs");
+    }
+
+    // Unchanged keys: no page is written again.
+    let again = dir.path().join("again");
+    assert_eq!(write(&again, &staged, &blobs, &keys).unwrap(), keys);
+    assert!(!again.join("modules").exists());
+}

@@ -3,33 +3,36 @@
 //!
 //! tantivy names a segment's files after a random UUID and records it in
 //! `meta.json`; everything else it writes is a function of the documents
-//! and their order. So the index is built in memory, single-threaded, into
-//! exactly one segment (no merges, no background compression thread), with
-//! documents in manifest order, and its files are then written out under the
-//! fixed [`SEGMENT_ID`] with `meta.json` rewritten to match. The result is
-//! opened again before it is listed, so a broken index fails the build
-//! instead of reaching clients.
+//! and their order. So the index is built on disk, single-threaded (no
+//! background compression thread), in parts of a bounded number of
+//! documents merged in manifest order into exactly one segment
+//! ([`parts`]), and its files are then written out under the fixed
+//! [`SEGMENT_ID`](mlld_schemas::search::SEGMENT_ID) with `meta.json` rewritten to match. The result is opened
+//! again before it is listed, so a broken index fails the build instead of
+//! reaching clients.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result};
 use mlld_schemas::search::tantivy;
-use mlld_schemas::search::{
-    AdvisoryFlag, DELTA_SEGMENT_ID, INDEX_DIR, META_FILE, SEGMENT_ID, SearchFields,
-};
+use mlld_schemas::search::{AdvisoryFlag, INDEX_DIR, SearchFields};
 use mlld_schemas::snapshot::{AdvisoryIndex, AdvisoryRecord, Member, ModuleRecord};
 use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordSpill;
 use rayon::prelude::*;
-use tantivy::directory::MmapDirectory;
-use tantivy::index::{IndexSettings, SegmentId};
+use tantivy::TantivyDocument;
+use tantivy::index::IndexSettings;
 use tantivy::store::Compressor;
-use tantivy::{Directory, Index, ReloadPolicy, TantivyDocument};
 
 use crate::content_summary;
+
+mod parts;
+mod segment_files;
+
+pub(crate) use segment_files::{check_opens, export};
 
 /// Where the index is built before its files are copied out.
 pub(crate) const WORK_DIR: &str = "index.work";
@@ -92,6 +95,23 @@ pub fn write(
     versioned: &[VersionedModule],
     advisories: &[AdvisoryRecord],
 ) -> Result<BTreeMap<String, Member>> {
+    write_in_parts(
+        root,
+        blobs,
+        (modules, versioned),
+        advisories,
+        parts::PART_DOCS,
+    )
+}
+
+/// [`write`], with at most `part_docs` documents held by the writer at once.
+fn write_in_parts(
+    root: &Path,
+    blobs: &BlobDir,
+    (modules, versioned): (&RecordSpill, &[VersionedModule]),
+    advisories: &[AdvisoryRecord],
+    part_docs: usize,
+) -> Result<BTreeMap<String, Member>> {
     let (schema, fields) = SearchFields::build();
     let settings = IndexSettings {
         docstore_compression: Compressor::Lz4,
@@ -105,23 +125,16 @@ pub fn write(
     // Whatever an incremental attempt left there is not this index's.
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let directory = MmapDirectory::open(&work)?;
-    let mut writer = Index::builder()
-        .schema(schema)
-        .settings(settings)
-        .single_segment_index_writer::<TantivyDocument>(directory, MEMORY_BUDGET)?;
+    let mut parts = parts::Parts::new(&work, schema, settings, part_docs)?;
     let advisories = AdvisoryIndex::new(advisories);
     let documents = Documents {
         blobs,
         fields: &fields,
         advisories: &advisories,
     };
-    let added = documents.add(modules.chunks()?, versioned, &mut |d| {
-        writer.add_document(d)?;
-        Ok(())
-    })?;
-    let index = writer.finalize().context("finishing the search index")?;
-    let members = export(&index, &root.join(INDEX_DIR))?;
+    let added = documents.add(modules.chunks()?, versioned, &mut |d| parts.add(d))?;
+    let (index, dir) = parts.finish()?;
+    let members = export(&index, &dir, &root.join(INDEX_DIR))?;
     drop(index);
     std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     check_opens(&root.join(INDEX_DIR), added)?;
@@ -207,110 +220,6 @@ pub fn advisory_flag(
     })
 }
 
-/// Writes the index's files with its segments under fixed ids (a full
-/// build's one segment as [`SEGMENT_ID`]; beside that base, an incremental
-/// build's new segment as [`DELTA_SEGMENT_ID`]), and `meta.json` naming them.
-pub(crate) fn export(index: &Index, dest: &Path) -> Result<BTreeMap<String, Member>> {
-    let meta = index.load_metas()?;
-    let ids: Vec<String> = meta.segments.iter().map(|s| s.id().uuid_string()).collect();
-    let renames: Vec<(String, &str)> = match ids.as_slice() {
-        [only] => vec![(only.clone(), SEGMENT_ID)],
-        [a, b] if a == SEGMENT_ID || b == SEGMENT_ID => {
-            let other = if a == SEGMENT_ID { b } else { a };
-            ensure!(other != SEGMENT_ID, "two segments named {SEGMENT_ID}");
-            vec![
-                (SEGMENT_ID.to_string(), SEGMENT_ID),
-                (other.clone(), DELTA_SEGMENT_ID),
-            ]
-        }
-        _ => bail!(
-            "the search index has segments {ids:?}; one, or the base and one more, are expected"
-        ),
-    };
-    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let directory = index.directory();
-    let mut members = BTreeMap::new();
-    let mut put = |name: String, bytes: &[u8]| -> Result<()> {
-        std::fs::write(dest.join(&name), bytes)
-            .with_context(|| format!("writing {}", dest.join(&name).display()))?;
-        members.insert(
-            format!("{INDEX_DIR}/{name}"),
-            Member {
-                sha256: mlld_schemas::sha256_hex(bytes),
-                size: bytes.len() as u64,
-            },
-        );
-        Ok(())
-    };
-    let mut files: Vec<PathBuf> = meta.list_segment_files().into_iter().collect();
-    files.sort();
-    for file in files {
-        if !directory.exists(&file)? {
-            continue;
-        }
-        let name = file.to_str().context("tantivy file names are UTF-8")?;
-        let (suffix, to) = renames
-            .iter()
-            .find_map(|(from, to)| Some((name.strip_prefix(from.as_str())?, *to)))
-            .with_context(|| format!("segment file `{name}` is not named after a segment"))?;
-        put(format!("{to}{suffix}"), &directory.atomic_read(&file)?)?;
-    }
-    let meta_text = String::from_utf8(directory.atomic_read(Path::new(META_FILE))?)?;
-    put(
-        META_FILE.to_string(),
-        &rename_segments(&meta_text, &renames)?,
-    )?;
-    Ok(members)
-}
-
-/// `meta.json` with each segment's id replaced as `renames` says.
-fn rename_segments(meta_text: &str, renames: &[(String, &str)]) -> Result<Vec<u8>> {
-    let mut meta: serde_json::Value = serde_json::from_str(meta_text)?;
-    let segments = meta
-        .pointer_mut("/segments")
-        .and_then(|s| s.as_array_mut())
-        .context("tantivy's meta.json lists no segments")?;
-    for segment in segments {
-        let id = segment
-            .get_mut("segment_id")
-            .context("tantivy's meta.json has a segment without an id")?;
-        let plain = id.as_str().unwrap_or_default().replace('-', "");
-        let (_, to) = renames
-            .iter()
-            .find(|(from, _)| *from == plain)
-            .with_context(|| format!("meta.json names segment {plain}, which the index lacks"))?;
-        // tantivy writes ids in the hyphenated form; serialising a SegmentId keeps that.
-        *id = serde_json::to_value(
-            SegmentId::from_uuid_string(to).expect("fixed ids are 32 hex digits"),
-        )?;
-    }
-    let mut bytes = serde_json::to_vec_pretty(&meta)?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// Opens the written index the way the client will, and counts its documents.
-pub(crate) fn check_opens(dir: &Path, expected_docs: usize) -> Result<()> {
-    let index = Index::open(MmapDirectory::open(dir)?)
-        .with_context(|| format!("the search index in {} does not open", dir.display()))?;
-    let ids = index.searchable_segment_ids()?;
-    ensure!(
-        ids.iter()
-            .all(|id| [SEGMENT_ID, DELTA_SEGMENT_ID].contains(&id.uuid_string().as_str())),
-        "the search index names segments other than {SEGMENT_ID} and {DELTA_SEGMENT_ID}"
-    );
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()?;
-    let docs = reader.searcher().num_docs();
-    ensure!(
-        docs == expected_docs as u64,
-        "the search index holds {docs} documents, not {expected_docs}"
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use mlld_schemas::search::is_index_member;
@@ -319,6 +228,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::blobs::BlobDir;
+    use mlld_schemas::search::SEGMENT_ID;
 
     /// A module of `user` whose content is put into the blob directory at `root`.
     pub(crate) fn module(root: &Path, user: &str, name: &str, content: &str) -> ModuleRecord {
@@ -346,6 +256,10 @@ pub(crate) mod tests {
     }
 
     fn build(root: &Path, names: &[&str]) -> BTreeMap<String, Member> {
+        build_in_parts(root, names, parts::PART_DOCS)
+    }
+
+    fn build_in_parts(root: &Path, names: &[&str], part_docs: usize) -> BTreeMap<String, Member> {
         let modules: Vec<_> = names
             .iter()
             .map(|n| {
@@ -358,7 +272,8 @@ pub(crate) mod tests {
             })
             .collect();
         let spill = RecordSpill::from_records(&root.join("records.jsonl"), &modules).unwrap();
-        write(root, &BlobDir::new(root, None), &spill, &[], &[]).unwrap()
+        let blobs = BlobDir::new(root, None);
+        write_in_parts(root, &blobs, (&spill, &[]), &[], part_docs).unwrap()
     }
 
     fn files(root: &Path, members: &BTreeMap<String, Member>) -> Vec<(String, Vec<u8>)> {
@@ -390,6 +305,49 @@ pub(crate) mod tests {
         // And it is not constant: other modules, other index.
         let other = build(c.path(), &["csv-tools", "json-utils", "slugify-two"]);
         assert_ne!(first, other);
+    }
+
+    /// The stored names of an index's documents, in document order.
+    fn names_in_order(dir: &Path) -> Vec<String> {
+        use tantivy::schema::Value as _;
+        let index = tantivy::Index::open_in_dir(dir).unwrap();
+        let (_, fields) = SearchFields::build();
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 1, "one segment");
+        let store = searcher.segment_reader(0).get_store_reader(1).unwrap();
+        (0..searcher.num_docs() as u32)
+            .map(|id| {
+                let doc: tantivy::TantivyDocument = store.get(id).unwrap();
+                let name = doc.get_first(fields.full_name).unwrap();
+                name.as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_merge_into_one_segment_in_manifest_order_and_the_same_bytes() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let names = ["zeta", "alpha", "mid", "beta", "omega"];
+        // Five documents in parts of two: three parts, merged.
+        let first = build_in_parts(a.path(), &names, 2);
+        let second = build_in_parts(b.path(), &names, 2);
+        assert_eq!(files(a.path(), &first), files(b.path(), &second));
+        assert!(first.keys().all(|p| is_index_member(p)), "{first:?}");
+        assert!(
+            first
+                .keys()
+                .any(|p| p.ends_with(&format!("{SEGMENT_ID}.store")))
+        );
+        let expected: Vec<String> = names.iter().map(|n| format!("ann/{n}")).collect();
+        assert_eq!(names_in_order(&a.path().join(INDEX_DIR)), expected);
+        assert!(!a.path().join(WORK_DIR).exists(), "the parts are removed");
+        // One part answers the same, in the same order.
+        build_in_parts(c.path(), &names, 100);
+        assert_eq!(names_in_order(&c.path().join(INDEX_DIR)), expected);
     }
 
     #[test]

@@ -61,7 +61,8 @@ impl StagedManifest {
         Ok(())
     }
 
-    /// The whole manifest in memory (tests, and small registries only).
+    /// The whole manifest in memory (tests only).
+    #[cfg(test)]
     pub fn to_manifest(&self) -> Result<mlld_schemas::Manifest> {
         let mut json = Vec::new();
         self.write_json(&mut json)?;

@@ -12,6 +12,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// The indexer's allocator. glibc's malloc keeps what a stage frees in its
+/// heaps and per-thread arenas: at 1,000,000 modules the registry's entries
+/// (freed after the crawl) and each stage's working sets stayed resident
+/// into every later stage, and about a gigabyte of the incremental build's
+/// peak was memory already freed. mimalloc hands freed pages back to the
+/// kernel (`BENCHMARKS.md`, "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod check;
 mod delegate;
 mod index;

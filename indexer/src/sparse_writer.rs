@@ -15,28 +15,39 @@ use mlld_schemas::sparse::{self, SPARSE_FORMAT, SiteShard, SparseRoot};
 use rayon::prelude::*;
 
 use crate::staged_manifest::StagedManifest;
+use previous_shards::PreviousShards;
+
+mod previous_shards;
 
 /// Writes the shards the site lacks and the root into `staged_site` (moved
 /// into the site before `latest.json`); returns the root and its entry
 /// for `latest.json`. `site` is the published site, whose unchanged shards are
-/// not written again.
+/// not written again, nor compressed again when `previous_root` (the
+/// previous `latest.json`'s entry) names them.
 pub fn write(
     staged_site: &Path,
-    site: &Path,
+    (site, previous_root): (&Path, Option<&SiteFile>),
     manifest: &StagedManifest,
     snapshot_sha256: &str,
 ) -> Result<(SiteFile, SparseRoot)> {
-    write_in_batches(staged_site, site, manifest, snapshot_sha256, BATCH_SHARDS)
+    write_in_batches(
+        staged_site,
+        (site, previous_root),
+        manifest,
+        snapshot_sha256,
+        BATCH_SHARDS,
+    )
 }
 
 /// [`write`], building `batch` shards at a time.
 fn write_in_batches(
     staged_site: &Path,
-    site: &Path,
+    (site, previous_root): (&Path, Option<&SiteFile>),
     manifest: &StagedManifest,
     snapshot_sha256: &str,
     batch: usize,
 ) -> Result<(SiteFile, SparseRoot)> {
+    let previous = PreviousShards::read(site, previous_root);
     let bits = sparse::site_bits(manifest.modules.len() + manifest.versioned.len());
     let shards_dir = staged_site.join("sparse/shards");
     std::fs::create_dir_all(&shards_dir)?;
@@ -46,7 +57,10 @@ fn write_in_batches(
         let batch: Vec<(String, u64)> = shards
             .into_par_iter()
             .enumerate()
-            .map(|(i, records)| write_shard(staged_site, site, first + i as u32, bits, records))
+            .map(|(i, records)| {
+                let n = first + i as u32;
+                write_shard((staged_site, site), previous.as_ref(), (n, bits), records)
+            })
             .collect::<Result<_>>()?;
         written.extend(batch);
     }
@@ -162,11 +176,12 @@ fn split_in_batches(
 }
 
 /// One shard file, unless the site already has it; its digest and size.
+/// A shard whose JSON equals the previous build's keeps that file without
+/// being compressed again.
 fn write_shard(
-    staged_site: &Path,
-    site: &Path,
-    n: u32,
-    bits: u32,
+    (staged_site, site): (&Path, &Path),
+    previous: Option<&PreviousShards>,
+    (n, bits): (u32, u32),
     records: shard::Shard,
 ) -> Result<(String, u64)> {
     let file = SiteShard {
@@ -175,7 +190,11 @@ fn write_shard(
         shard_bits: bits,
         records,
     };
-    let bytes = mlld_site_contract::sparse::encode_shard(&file)?;
+    let json = mlld_site_contract::sparse::shard_json(&file)?;
+    if let Some(kept) = previous.and_then(|p| p.unchanged(n, bits, &json)) {
+        return Ok(kept);
+    }
+    let bytes = mlld_site_contract::sparse::compress_shard_json(&json)?;
     let sha256 = mlld_schemas::sha256_hex(&bytes);
     let path = sparse::shard_path(&sha256);
     let size = bytes.len() as u64;
@@ -347,7 +366,8 @@ mod tests {
         let mut roots = Vec::new();
         for batch in [3, BATCH_SHARDS] {
             let out = dir.path().join(format!("staged-{batch}"));
-            let (file, root) = write_in_batches(&out, &empty_site, &staged, "ab", batch).unwrap();
+            let (file, root) =
+                write_in_batches(&out, (&empty_site, None), &staged, "ab", batch).unwrap();
             assert_eq!(root.shards, shas);
             assert_eq!(
                 (root.modules, root.versioned, root.shard_bits),
@@ -369,8 +389,97 @@ mod tests {
         assert_eq!(roots[0], roots[1]);
         // A site holding every shard gets none written again.
         let out = dir.path().join("again");
-        let (file, _) = write(&out, &dir.path().join("staged-3"), &staged, "ab").unwrap();
+        let (file, _) = write(&out, (&dir.path().join("staged-3"), None), &staged, "ab").unwrap();
         assert_eq!(file, roots[0]);
         assert_eq!(files_under(&out).len(), 1);
+    }
+
+    /// A previous site whose shard files hold `manifest`'s shards
+    /// compressed at level 1 (so their digests differ from a fresh
+    /// build's), and its root's entry.
+    fn previous_site(site: &Path, manifest: &Manifest, bits: u32) -> SiteFile {
+        let mut shards = Vec::new();
+        for (n, records) in whole_split(manifest, bits).into_iter().enumerate() {
+            let file = SiteShard {
+                format_version: SPARSE_FORMAT,
+                shard: n as u32,
+                shard_bits: bits,
+                records,
+            };
+            let json = mlld_site_contract::sparse::shard_json(&file).unwrap();
+            let bytes = zstd::bulk::compress(&json, 1).unwrap();
+            let sha = mlld_schemas::sha256_hex(&bytes);
+            let path = site.join(sparse::shard_path(&sha));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &bytes).unwrap();
+            shards.push(sha);
+        }
+        let root = SparseRoot {
+            format_version: SPARSE_FORMAT,
+            serial: 1,
+            created: String::new(),
+            expires: String::new(),
+            snapshot: "ab".repeat(32),
+            modules: manifest.modules.len(),
+            versioned: manifest.versioned.len(),
+            advisories: manifest.advisories.len(),
+            shard_bits: bits,
+            max_shard_size: 1 << 20,
+            shards,
+        };
+        let bytes = serde_json::to_vec(&root).unwrap();
+        let sha256 = mlld_schemas::sha256_hex(&bytes);
+        let path = sparse::root_path(&sha256);
+        std::fs::create_dir_all(site.join(&path).parent().unwrap()).unwrap();
+        std::fs::write(site.join(&path), &bytes).unwrap();
+        SiteFile {
+            path,
+            sha256,
+            size: bytes.len() as u64,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_shard_keeps_the_previous_file_and_a_changed_or_damaged_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = manifest(300);
+        let bits = sparse::site_bits(302);
+        let site = dir.path().join("site");
+        let previous_root = previous_site(&site, &old, bits);
+        let previous: SparseRoot =
+            serde_json::from_slice(&std::fs::read(site.join(&previous_root.path)).unwrap())
+                .unwrap();
+
+        // The same records: every shard is the previous file, none written.
+        let same = staged(&old, &dir.path().join("records-old"));
+        let out = dir.path().join("same");
+        let (_, root) = write(&out, (&site, Some(&previous_root)), &same, "ab").unwrap();
+        assert_eq!(root.shards, previous.shards);
+        assert_eq!(files_under(&out).len(), 1, "only the root");
+
+        // One module's description changed: its shard alone is new.
+        let mut new = old.clone();
+        new.modules[7].description = "changed".into();
+        let changed = shard_of(&new.modules[7].user, &new.modules[7].name, bits) as usize;
+        let changed_manifest = staged(&new, &dir.path().join("records-new"));
+        let out = dir.path().join("changed");
+        let (_, root) =
+            write(&out, (&site, Some(&previous_root)), &changed_manifest, "ab").unwrap();
+        for (n, (now, before)) in root.shards.iter().zip(&previous.shards).enumerate() {
+            assert_eq!(now == before, n != changed, "shard {n}");
+        }
+        assert_eq!(files_under(&out).len(), 2, "the root and the changed shard");
+
+        // A previous file damaged on disk is not reused, though its JSON is right.
+        let damaged = site.join(sparse::shard_path(&previous.shards[0]));
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        let json = zstd::decode_all(&bytes[..]).unwrap();
+        bytes = zstd::bulk::compress(&json, 2).unwrap();
+        std::fs::write(&damaged, &bytes).unwrap();
+        let again = staged(&old, &dir.path().join("records-again"));
+        let out = dir.path().join("damaged");
+        let (_, root) = write(&out, (&site, Some(&previous_root)), &again, "ab").unwrap();
+        assert_ne!(root.shards[0], previous.shards[0]);
+        assert_eq!(root.shards[1..], previous.shards[1..]);
     }
 }

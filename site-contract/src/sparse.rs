@@ -8,13 +8,22 @@ pub const SHARD_ZSTD_LEVEL: i32 = 12;
 
 /// The compressed bytes of one shard file, reproducibly.
 pub fn encode_shard(shard: &SiteShard) -> std::io::Result<Vec<u8>> {
-    let json = serde_json::to_vec(shard).map_err(std::io::Error::other)?;
-    zstd::bulk::compress(&json, SHARD_ZSTD_LEVEL)
+    compress_shard_json(&shard_json(shard)?)
 }
 
-/// A shard file's records, after its digest was checked by the caller;
-/// refused when it decompresses past the cap or names another shard.
-pub fn decode_shard(bytes: &[u8], shard: u32, bits: u32) -> Result<Shard, String> {
+/// A shard file's JSON, before compression: equal JSON, equal file.
+pub fn shard_json(shard: &SiteShard) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(shard).map_err(std::io::Error::other)
+}
+
+/// The file of a shard's JSON ([`shard_json`]).
+pub fn compress_shard_json(json: &[u8]) -> std::io::Result<Vec<u8>> {
+    zstd::bulk::compress(json, SHARD_ZSTD_LEVEL)
+}
+
+/// A shard file's JSON; refused when it is not zstd or decompresses past
+/// the cap.
+pub fn shard_json_of(bytes: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| e.to_string())?;
     let mut json = Vec::new();
@@ -25,6 +34,13 @@ pub fn decode_shard(bytes: &[u8], shard: u32, bits: u32) -> Result<Shard, String
     if json.len() as u64 > MAX_SHARD_JSON_BYTES {
         return Err(format!("it decompresses past {MAX_SHARD_JSON_BYTES} bytes"));
     }
+    Ok(json)
+}
+
+/// A shard file's records, after its digest was checked by the caller;
+/// refused when it decompresses past the cap or names another shard.
+pub fn decode_shard(bytes: &[u8], shard: u32, bits: u32) -> Result<Shard, String> {
+    let json = shard_json_of(bytes)?;
     let file: SiteShard =
         serde_json::from_slice(&json).map_err(|e| format!("malformed shard: {e}"))?;
     if file.format_version != SPARSE_FORMAT {

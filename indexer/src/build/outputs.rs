@@ -75,8 +75,14 @@ pub(super) fn delta_and_site_data(
             blobs,
             previous.map_or(&no_pages, |p| &p.pages),
         )?;
-        let sparse = sparse_writer::write(&dir, site, manifest, &packed.written.sha256)
-            .context("writing the sparse shards")?;
+        let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
+        let sparse = sparse_writer::write(
+            &dir,
+            (site, previous_root),
+            manifest,
+            &packed.written.sha256,
+        )
+        .context("writing the sparse shards")?;
         Ok::<_, anyhow::Error>((pages, sparse))
     };
     let (pages, sparse) = pages_job()?;

@@ -351,6 +351,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn parts_of_many_store_blocks_merge_by_stacking_in_order_and_the_same_bytes() {
+        // tantivy stacks the parts' stored-document blocks (rather than
+        // recompressing) once a part has several 16 KiB blocks, as every
+        // real part of 100,000 modules does: descriptions of 60 KB here.
+        let build = |root: &Path| {
+            let modules: Vec<_> = (0..6)
+                .map(|i| {
+                    let name = format!("mod-{i}");
+                    let mut m = module(root, "ann", &name, &format!(">> {name}\n"));
+                    m.description = (0..6_000)
+                        .map(|w| format!("w{}x{i} ", w * 7 % 997))
+                        .collect();
+                    m
+                })
+                .collect();
+            let spill = RecordSpill::from_records(&root.join("records.jsonl"), &modules).unwrap();
+            let blobs = BlobDir::new(root, None);
+            write_in_parts(root, &blobs, (&spill, &[]), &[], 2).unwrap()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = build(a.path());
+        assert_eq!(files(a.path(), &first), files(b.path(), &build(b.path())));
+        let expected: Vec<String> = (0..6).map(|i| format!("ann/mod-{i}")).collect();
+        assert_eq!(names_in_order(&a.path().join(INDEX_DIR)), expected);
+    }
+
+    #[test]
     fn the_flag_is_the_highest_severity_and_the_count() {
         let dir = tempfile::tempdir().unwrap();
         let m = module(dir.path(), "ann", "json-utils", "x");

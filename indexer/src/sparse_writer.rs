@@ -198,7 +198,10 @@ fn write_shard(
     let sha256 = mlld_schemas::sha256_hex(&bytes);
     let path = sparse::shard_path(&sha256);
     let size = bytes.len() as u64;
-    if std::fs::metadata(site.join(&path)).is_ok_and(|m| m.len() == size) {
+    // Kept only when the site's file is these very bytes: a torn file of
+    // the right size would be named by the root and fail every client.
+    let present = mlld_fsutil::read_regular_within(site, &site.join(&path), size);
+    if present.is_ok_and(|b| b == bytes) {
         return Ok((sha256, size));
     }
     std::fs::write(staged_site.join(&path), &bytes).with_context(|| format!("writing {path}"))?;

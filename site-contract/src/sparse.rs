@@ -6,7 +6,9 @@ use mlld_schemas::sparse::{MAX_SHARD_JSON_BYTES, SPARSE_FORMAT, SiteShard};
 /// zstd level of shard files: small files, written once per change.
 pub const SHARD_ZSTD_LEVEL: i32 = 12;
 
-/// The compressed bytes of one shard file, reproducibly.
+/// The compressed bytes of one shard file, reproducibly. (The indexer
+/// keeps a previous build's file for unchanged JSON, so a shard's digest
+/// can also come from the zstd of an earlier build.)
 pub fn encode_shard(shard: &SiteShard) -> std::io::Result<Vec<u8>> {
     compress_shard_json(&shard_json(shard)?)
 }

@@ -111,7 +111,9 @@ impl Parts {
             .with_context(|| format!("creating {}", merged.display()))?;
         let index = tantivy::indexer::merge_indices(&self.done, MmapDirectory::open(&merged)?)
             .context("merging the parts of the search index")?;
-        for n in 0..std::mem::take(&mut self.done).len() {
+        // The parts' handles go before their files do.
+        let parts = std::mem::take(&mut self.done).len();
+        for n in 0..parts {
             let dir = self.part_dir(n);
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }

@@ -251,7 +251,8 @@ fn incremental(
         .commit()
         .context("committing the search index delta")?;
     writer.wait_merging_threads()?;
-    let members = search_index::export(&index, work, &root.join(INDEX_DIR))?;
+    drop(index);
+    let members = search_index::export(work, &root.join(INDEX_DIR))?;
     search_index::check_opens(&root.join(INDEX_DIR), modules.len() + versioned.len())?;
     if !members.contains_key(&format!("{INDEX_DIR}/{SEGMENT_ID}.store")) {
         bail!("the incremental search index lost its base segment");

@@ -133,9 +133,8 @@ fn write_in_parts(
         advisories: &advisories,
     };
     let added = documents.add(modules.chunks()?, versioned, &mut |d| parts.add(d))?;
-    let (index, dir) = parts.finish()?;
-    let members = export(&index, &dir, &root.join(INDEX_DIR))?;
-    drop(index);
+    let dir = parts.finish()?;
+    let members = export(&dir, &root.join(INDEX_DIR))?;
     std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     check_opens(&root.join(INDEX_DIR), added)?;
     Ok(members)
@@ -271,7 +270,16 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        let spill = RecordSpill::from_records(&root.join("records.jsonl"), &modules).unwrap();
+        index_modules(root, &modules, part_docs)
+    }
+
+    /// The index of `modules` (their content already in `root`'s blobs).
+    fn index_modules(
+        root: &Path,
+        modules: &[ModuleRecord],
+        part_docs: usize,
+    ) -> BTreeMap<String, Member> {
+        let spill = RecordSpill::from_records(&root.join("records.jsonl"), modules).unwrap();
         let blobs = BlobDir::new(root, None);
         write_in_parts(root, &blobs, (&spill, &[]), &[], part_docs).unwrap()
     }
@@ -366,9 +374,7 @@ pub(crate) mod tests {
                     m
                 })
                 .collect();
-            let spill = RecordSpill::from_records(&root.join("records.jsonl"), &modules).unwrap();
-            let blobs = BlobDir::new(root, None);
-            write_in_parts(root, &blobs, (&spill, &[]), &[], 2).unwrap()
+            index_modules(root, &modules, 2)
         };
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let first = build(a.path());

@@ -342,6 +342,17 @@ mod tests {
             .collect()
     }
 
+    /// The shard files of the whole split, before compression.
+    fn whole_shard_files(manifest: &Manifest, bits: u32) -> impl Iterator<Item = SiteShard> {
+        let split = whole_split(manifest, bits).into_iter().enumerate();
+        split.map(move |(n, records)| SiteShard {
+            format_version: SPARSE_FORMAT,
+            shard: n as u32,
+            shard_bits: bits,
+            records,
+        })
+    }
+
     #[test]
     fn the_written_shards_and_root_are_the_whole_splits() {
         let dir = tempfile::tempdir().unwrap();
@@ -352,14 +363,8 @@ mod tests {
         // The shard files the whole manifest in memory gives.
         let mut want = std::collections::BTreeMap::new();
         let mut shas = Vec::new();
-        for (n, records) in whole_split(&manifest, bits).into_iter().enumerate() {
-            assert!(!records.modules.is_empty() && !records.dependents.is_empty());
-            let file = SiteShard {
-                format_version: SPARSE_FORMAT,
-                shard: n as u32,
-                shard_bits: bits,
-                records,
-            };
+        for file in whole_shard_files(&manifest, bits) {
+            assert!(!file.records.modules.is_empty() && !file.records.dependents.is_empty());
             let bytes = mlld_site_contract::sparse::encode_shard(&file).unwrap();
             let sha = mlld_schemas::sha256_hex(&bytes);
             want.insert(sparse::shard_path(&sha), bytes);
@@ -402,13 +407,7 @@ mod tests {
     /// build's), and its root's entry.
     fn previous_site(site: &Path, manifest: &Manifest, bits: u32) -> SiteFile {
         let mut shards = Vec::new();
-        for (n, records) in whole_split(manifest, bits).into_iter().enumerate() {
-            let file = SiteShard {
-                format_version: SPARSE_FORMAT,
-                shard: n as u32,
-                shard_bits: bits,
-                records,
-            };
+        for file in whole_shard_files(manifest, bits) {
             let json = mlld_site_contract::sparse::shard_json(&file).unwrap();
             let bytes = zstd::bulk::compress(&json, 1).unwrap();
             let sha = mlld_schemas::sha256_hex(&bytes);

@@ -5,7 +5,6 @@
 //! entry is its text plus 12 bytes. They serialise as the JSON objects they
 //! replace.
 
-use std::cmp::Ordering;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
@@ -93,7 +92,7 @@ impl TextMapBuilder {
         let mut kept: Vec<(u32, u32, u32)> = Vec::with_capacity(entries.len());
         for e in entries {
             match kept.last() {
-                Some(last) if map.key(last).cmp(map.key(&e)) == Ordering::Equal => {
+                Some(last) if map.key(last) == map.key(&e) => {
                     *kept.last_mut().expect("checked") = e;
                 }
                 _ => kept.push(e),

@@ -98,18 +98,17 @@ impl Parts {
         Ok(())
     }
 
-    /// The finished index and the directory it lives in: the one part as
-    /// it is, or the parts merged in order (the parts are then removed).
-    pub(crate) fn finish(mut self) -> Result<(Index, PathBuf)> {
+    /// The directory of the finished index: the one part as it is, or the
+    /// parts merged in order (the parts are then removed).
+    pub(crate) fn finish(mut self) -> Result<PathBuf> {
         self.close_part()?;
         if self.done.len() == 1 {
-            let only = self.done.pop().context("one part")?;
-            return Ok((only, self.part_dir(0)));
+            return Ok(self.part_dir(0));
         }
         let merged = self.work.join("merged");
         std::fs::create_dir_all(&merged)
             .with_context(|| format!("creating {}", merged.display()))?;
-        let index = tantivy::indexer::merge_indices(&self.done, MmapDirectory::open(&merged)?)
+        tantivy::indexer::merge_indices(&self.done, MmapDirectory::open(&merged)?)
             .context("merging the parts of the search index")?;
         // The parts' handles go before their files do.
         let parts = std::mem::take(&mut self.done).len();
@@ -117,6 +116,6 @@ impl Parts {
             let dir = self.part_dir(n);
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        Ok((index, merged))
+        Ok(merged)
     }
 }

@@ -17,10 +17,12 @@ use tantivy::{Directory, Index, ReloadPolicy};
 /// Writes the index's files with its segments under fixed ids (a full
 /// build's one segment as [`SEGMENT_ID`]; beside that base, an incremental
 /// build's new segment as [`DELTA_SEGMENT_ID`]), and `meta.json` naming them.
-/// `index` must be the one opened on the directory `from`; each file is copied from there
-/// as a stream and hashed as it goes (at a million modules the store alone
-/// is hundreds of megabytes).
-pub(crate) fn export(index: &Index, from: &Path, dest: &Path) -> Result<BTreeMap<String, Member>> {
+/// The index is the one committed in the directory `from`; each file is
+/// copied from there as a stream and hashed as it goes (at a million
+/// modules the store alone is hundreds of megabytes).
+pub(crate) fn export(from: &Path, dest: &Path) -> Result<BTreeMap<String, Member>> {
+    let index = Index::open(MmapDirectory::open(from)?)
+        .with_context(|| format!("opening the search index in {}", from.display()))?;
     let meta = index.load_metas()?;
     let ids: Vec<String> = meta.segments.iter().map(|s| s.id().uuid_string()).collect();
     let renames = renames(&ids)?;

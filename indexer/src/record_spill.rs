@@ -172,13 +172,26 @@ impl RecordSpill {
         &self,
         f: impl Fn(usize, ModuleRecord) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
+        self.par_map_lines(|i, line| f(i, self.decode(line)?))
+    }
+
+    /// `f(position, line)` for every record's JSON, as [`RecordSpill::par_map`]:
+    /// for a pass that needs only part of a record, or only some records
+    /// decoded (the line is what the manifest spells, see [`Self::decode_line`]).
+    pub fn par_map_lines<T: Send>(
+        &self,
+        f: impl Fn(usize, &[u8]) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
+        let mut lines = self.lines()?;
         let mut out = Vec::with_capacity(self.len());
-        for chunk in self.chunks()? {
-            let (first, records) = chunk?;
-            let mapped: Vec<T> = records
-                .into_par_iter()
-                .enumerate()
-                .map(|(k, r)| f(first + k, r))
+        for first in (0..self.len()).step_by(step) {
+            let last = (first + step).min(self.len());
+            let chunk: Vec<Vec<u8>> = (first..last)
+                .map(|_| lines.next().context("the spill ended early")?)
+                .collect::<Result<_>>()?;
+            let mapped: Vec<T> = (chunk.par_iter().enumerate())
+                .map(|(k, line)| f(first + k, line))
                 .collect::<Result<_>>()?;
             out.extend(mapped);
         }
@@ -197,6 +210,11 @@ impl RecordSpill {
                 .collect::<Result<_>>()?;
             Ok((first, records))
         }))
+    }
+
+    /// A record from its line (see [`Self::par_map_lines`]).
+    pub fn decode_line(&self, line: &[u8]) -> Result<ModuleRecord> {
+        self.decode(line)
     }
 
     fn lines_in(

@@ -49,7 +49,8 @@ pub fn may_be_user_folder(name: &str) -> bool {
 /// `.github`), `_index/` and the [`NOT_USER_FOLDERS`] are skipped. Root
 /// files (`modules.json`, `allowlist.json`, `README.md`) are never users.
 pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let mut folders = Vec::new();
+    let mut candidates = Vec::new();
+    // One directory read; the entry's type comes with it, without a stat.
     for entry in walkdir::WalkDir::new(root)
         .min_depth(1)
         .max_depth(1)
@@ -57,38 +58,94 @@ pub fn user_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     {
         let entry = entry.map_err(std::io::Error::other)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type().is_dir()
-            && may_be_user_folder(&name)
-            // Present in any form: a FIFO or a link is then refused by name, not skipped.
-            && (present(&entry.path().join("registry.json"))
-                || present(&entry.path().join("advisories.json")))
-        {
-            folders.push((name, entry.into_path()));
+        if entry.file_type().is_dir() && may_be_user_folder(&name) {
+            candidates.push((name, entry.into_path()));
         }
     }
-    Ok(folders)
+    // Present in any form: a FIFO or a link is then refused by name, not skipped.
+    let holds_files = |(_, dir): &(String, PathBuf)| {
+        present(&dir.join("registry.json")) || present(&dir.join("advisories.json"))
+    };
+    Ok(on_io_threads(|| {
+        candidates.into_par_iter().filter(holds_files).collect()
+    }))
 }
 
 fn present(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// Threads reading the registry's files ahead of the parsers. A checkout
+/// just cloned, or pushed out of the page cache by the last build's
+/// output, is read from disk one small file at a time: with a thread a
+/// core the disk saw two requests at once, and the stage took 57 s at
+/// 100,000 users. Many requests in flight let the device serve them
+/// together.
+///
+/// These threads only warm the page cache: what they allocate they free
+/// themselves. The parsed registry is allocated on rayon's usual threads,
+/// which later stages keep busy: memory allocated on a thread that then
+/// sits idle is not handed back when another thread frees it (mimalloc
+/// collects such frees on the owning thread), which cost 130 MiB at
+/// 100,000 users.
+fn on_io_threads<T: Send>(run: impl FnOnce() -> T + Send) -> T {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        (rayon::ThreadPoolBuilder::new())
+            .num_threads(IO_THREADS)
+            .thread_name(|i| format!("registry-read-{i}"))
+            .build()
+            .ok()
+    });
+    // No threads to spare: the files are read once, by the parsers.
+    match pool {
+        Some(pool) => pool.install(run),
+        None => run(),
+    }
+}
+
+const IO_THREADS: usize = 16;
+/// User folders read ahead of the parsers at once.
+const READ_AHEAD: usize = 2048;
+
 /// The largest registry.json or advisories.json read.
 const MAX_USER_FILE: u64 = 16 << 20;
 
 /// Reads and validates every user; one bad file never stops the others.
+/// The files of the next few thousand folders are read ahead on the I/O
+/// threads while these are parsed.
 pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
     let folders = user_folders(root)?;
-    let results: Vec<(LoadedUser, Vec<Diagnostic>)> = folders
-        .par_iter()
-        .map(|(folder, dir)| load_user(folder, dir))
-        .collect();
+    let batches: Vec<&[(String, PathBuf)]> = folders.chunks(READ_AHEAD).collect();
     let mut out = LoadedRegistry::default();
-    for (user, diagnostics) in results {
-        out.diagnostics.extend(diagnostics);
-        out.users.push(user);
+    if let Some(first) = batches.first() {
+        read_ahead(first);
+    }
+    for (k, batch) in batches.iter().enumerate() {
+        let ahead = batches.get(k + 1);
+        let (_, results) = rayon::join(
+            || ahead.map(|b| read_ahead(b)),
+            || (batch.par_iter().map(|(f, dir)| load_user(f, dir))).collect::<Vec<_>>(),
+        );
+        for (user, diagnostics) in results {
+            out.diagnostics.extend(diagnostics);
+            out.users.push(user);
+        }
     }
     Ok(out)
+}
+
+/// Reads the folders' files into the page cache, with the same checks as
+/// the parsers' reads, and drops the bytes.
+fn read_ahead(folders: &[(String, PathBuf)]) {
+    on_io_threads(|| {
+        folders.par_iter().for_each(|(_, dir)| {
+            for name in ["registry.json", "advisories.json"] {
+                let root = dir.parent().unwrap_or(dir);
+                let _ = mlld_fsutil::read_regular_within(root, &dir.join(name), MAX_USER_FILE);
+            }
+        });
+    });
 }
 
 fn load_user(folder: &str, dir: &Path) -> (LoadedUser, Vec<Diagnostic>) {
@@ -169,5 +226,64 @@ fn io_diagnostic(file: &str, err: &std::io::Error) -> Diagnostic {
         column: 0,
         message: format!("cannot read the file: {err}"),
         help: Some("check the file's permissions and encoding (UTF-8)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(user: &str) -> String {
+        serde_json::json!({
+            "version": "1.0.0", "updated": "2024-09-01T12:00:00Z", "author": user,
+            "modules": { "tool": { "gist": "0f3c9a7e5b2d4c6e8a1f3b5d7c9e1a2b", "description": "d",
+                "tags": [], "created": "2024-09-01T00:00:00Z" } }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn every_folder_is_read_in_order_across_read_ahead_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = 2 * READ_AHEAD + 3;
+        let name = |i: usize| format!("user-{i:05}");
+        for i in 0..users {
+            let folder = dir.path().join(name(i));
+            std::fs::create_dir(&folder).unwrap();
+            let text = if i == READ_AHEAD + 1 {
+                "{ broken".to_string()
+            } else {
+                registry(&name(i))
+            };
+            std::fs::write(folder.join("registry.json"), text).unwrap();
+        }
+        // Not users: no file of a user's, a repository folder, a hidden one.
+        for skipped in ["empty", "modules", ".git"] {
+            std::fs::create_dir(dir.path().join(skipped)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("modules/registry.json"),
+            registry("modules"),
+        )
+        .unwrap();
+
+        let loaded = load(dir.path()).unwrap();
+        let folders: Vec<&str> = loaded.users.iter().map(|u| u.folder.as_str()).collect();
+        let want: Vec<String> = (0..users).map(name).collect();
+        assert_eq!(folders, want);
+        let rejected: Vec<&str> = loaded.rejected_users().collect();
+        assert_eq!(rejected, [name(READ_AHEAD + 1)]);
+        assert!(
+            loaded.users[users - 1]
+                .registry
+                .as_ref()
+                .is_some_and(|r| r.modules.len() == 1)
+        );
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.file == format!("{}/registry.json", name(READ_AHEAD + 1)))
+        );
     }
 }

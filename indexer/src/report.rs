@@ -27,6 +27,16 @@ pub struct StageTime {
     pub peak_memory_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident_after_bytes: Option<u64>,
+    /// The stage's own steps, timed where one stage does several things.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub steps: Vec<StepTime>,
+}
+
+/// One step of a stage and its time.
+#[derive(Debug, Serialize)]
+pub struct StepTime {
+    pub step: &'static str,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -63,6 +73,9 @@ pub struct BuildReport {
     /// HTTP requests, when the gists came from GitHub.
     pub requests: Option<RequestStats>,
     pub stages: Vec<StageTime>,
+    /// Steps timed in the running stage, which the stage's entry takes.
+    #[serde(skip)]
+    steps: Vec<StepTime>,
     /// Registry imports in module content that name no accepted module: (module, reference).
     pub unresolved_imports: Vec<(String, String)>,
     pub advisories: usize,
@@ -94,6 +107,12 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 impl BuildReport {
     /// Records a stage that began at `started` (and, where the platform
     /// allows, with [`crate::memory::reset_peak`]): its time and memory.
+    /// Records a step of the running stage, begun at `started`.
+    pub fn step(&mut self, step: &'static str, started: std::time::Instant) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.steps.push(StepTime { step, seconds });
+    }
+
     pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
         let peak = crate::memory::peak_bytes();
         self.stages.push(StageTime {
@@ -101,6 +120,7 @@ impl BuildReport {
             seconds: started.elapsed().as_secs_f64(),
             peak_memory_bytes: peak,
             resident_after_bytes: crate::memory::resident_bytes(),
+            steps: std::mem::take(&mut self.steps),
         });
         self.peak_memory_bytes = self.peak_memory_bytes.max(peak);
     }

@@ -31,16 +31,17 @@ use mlld_schemas::snapshot::AdvisoryIndex;
 use mlld_schemas::{AdvisoryRecord, VersionedModule};
 use rayon::prelude::*;
 use serde::Serialize;
-use sha2::Digest as _;
 
 use crate::blobs::BlobDir;
 use crate::staged_manifest::StagedManifest;
 use dependents::{Dependents, DependentsBuilder};
+use page_key::{RecordNames, gist_page_key, page_key};
 use search_parts::SearchParts;
 
 mod dependents;
 mod doc;
 mod gist_page;
+mod page_key;
 mod search_parts;
 #[cfg(test)]
 mod streaming_tests;
@@ -106,12 +107,18 @@ pub fn write(
     write_file(dest, "data/site.js", entry.as_bytes())?;
     write_file(dest, "index.html", page_html(&entry)?.as_bytes())?;
 
-    let gist_pages = manifest.modules.par_map(|i, m| {
-        let full = m.full_name();
+    // Most pages are unchanged: their key comes from the record's line as
+    // the spill holds it, and only a changed page's record is decoded.
+    let gist_pages = manifest.modules.par_map_lines(|i, line| {
+        let names: RecordNames<'_> = serde_json::from_slice(line)?;
+        let full = format!("{}/{}", names.user, names.name);
         let deps_of_me = dependents.of(i);
-        let advisories: Vec<&AdvisoryRecord> = advisory_index.for_module(&m).collect();
-        let key = page_key(&(&m, &deps_of_me, &advisories))?;
+        let advisories: Vec<&AdvisoryRecord> = (advisory_index)
+            .for_names(&names.user, &names.name, &names.gist)
+            .collect();
+        let key = gist_page_key(line, &deps_of_me, &advisories)?;
         if previous_keys.get(&full) != Some(&key) {
+            let m = manifest.modules.decode_line(line)?;
             let page = gist_page::page(&m, &deps_of_me, advisories, blobs, MAX_PAGE_CONTENT)?;
             write_page(dest, &full, &page)?;
         }
@@ -261,15 +268,6 @@ pub fn remove_legacy_pages(
         }
     }
     Ok(())
-}
-
-/// Everything a page depends on, hashed: equal keys mean an equal page.
-fn page_key(inputs: &impl Serialize) -> Result<String> {
-    let mut h = sha2::Sha256::new();
-    h.update(serde_json::to_vec(inputs)?);
-    // A new page format must regenerate every page.
-    h.update(PAGE_FORMAT.to_le_bytes());
-    Ok(hex::encode(h.finalize()))
 }
 
 /// A module's page data, `modules/{full}.js`: a script calling the page's

@@ -104,8 +104,10 @@ struct ShardTable {
 
 impl ShardTable {
     fn new(manifest: &StagedManifest, bits: u32) -> Result<Self> {
-        let placed = manifest.modules.par_map(|_, m| {
-            let deps: Vec<u32> = (m.current.dependencies.iter())
+        // Only the names are needed: the records are not decoded whole.
+        let placed = manifest.modules.par_map_lines(|_, line| {
+            let m: RecordPlace<'_> = serde_json::from_slice(line)?;
+            let deps: Vec<u32> = (m.dependencies.iter())
                 .filter_map(|dep| dep.split_once('/'))
                 .map(|(user, name)| shard_of(user, name, bits))
                 .collect();
@@ -125,6 +127,17 @@ impl ShardTable {
             dependents,
         })
     }
+}
+
+/// What a record's line says of where it and its dependencies fall.
+#[derive(serde::Deserialize)]
+struct RecordPlace<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    dependencies: Vec<std::borrow::Cow<'a, str>>,
 }
 
 fn shard_of(user: &str, name: &str, bits: u32) -> u32 {

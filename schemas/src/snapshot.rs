@@ -300,12 +300,22 @@ impl<'a> AdvisoryIndex<'a> {
     /// The advisories affecting `module`, in manifest order, each once:
     /// the same as filtering with [`AdvisoryRecord::affects`].
     pub fn for_module(&self, module: &ModuleRecord) -> impl Iterator<Item = &'a AdvisoryRecord> {
-        let key = (module.user.to_ascii_lowercase(), module.name.as_str());
+        self.for_names(&module.user, &module.name, &module.gist)
+    }
+
+    /// [`Self::for_module`] for the module `user/name` of `gist`.
+    pub fn for_names(
+        &self,
+        user: &str,
+        name: &str,
+        gist: &str,
+    ) -> impl Iterator<Item = &'a AdvisoryRecord> {
+        let key = (user.to_ascii_lowercase(), name);
         let mut hits: Vec<usize> = self
             .by_module
             .get(&key)
             .into_iter()
-            .chain(self.by_gist.get(module.gist.as_str()))
+            .chain(self.by_gist.get(gist))
             .flatten()
             .copied()
             .collect();

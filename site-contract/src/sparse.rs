@@ -3,8 +3,11 @@
 use mlld_schemas::shard::Shard;
 use mlld_schemas::sparse::{MAX_SHARD_JSON_BYTES, SPARSE_FORMAT, SiteShard};
 
-/// zstd level of shard files: small files, written once per change.
-pub const SHARD_ZSTD_LEVEL: i32 = 12;
+/// zstd level of shard files. A nightly build at 1% changed rewrites most
+/// shards (10,000 changes fall on 70% of a million modules' 8,192 shards);
+/// on shard JSON level 3 is ten times faster than 12 and 1.8% larger
+/// (19,858 against 19,505 bytes for an 84 KB shard, `zstd -b1 -e12`).
+pub const SHARD_ZSTD_LEVEL: i32 = 3;
 
 /// The compressed bytes of one shard file, reproducibly. (The indexer
 /// keeps a previous build's file for unchanged JSON, so a shard's digest

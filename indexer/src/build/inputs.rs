@@ -48,8 +48,13 @@ impl Registry {
 /// directory with neither (most likely not a registry checkout).
 pub(super) fn load_registry(root: &Path, report: &mut BuildReport) -> Result<Registry> {
     let reading = || format!("reading the registry at {}", root.display());
-    let layouts = versioned_load::detect(root).with_context(reading)?;
     let folders = registry_load::load(root).with_context(reading)?;
+    // The folders just read say whether there are any (detecting them
+    // apart would walk a hundred thousand folders twice).
+    let layouts = versioned_load::Layouts {
+        user_folders: !folders.users.is_empty(),
+        versioned: root.join(versioned_load::MODULES_DIR).is_dir(),
+    };
     let versioned = versioned_load::load(root).with_context(reading)?;
     if folders.users.is_empty() && !layouts.versioned {
         bail!(

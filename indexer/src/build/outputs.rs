@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use mlld_schemas::Diagnostic;
@@ -68,25 +69,23 @@ pub(super) fn delta_and_site_data(
     };
     let dir = staging.join("site");
     let no_pages = BTreeMap::new();
-    let pages_job = || {
-        let pages = crate::site_data::write(
-            &dir,
-            manifest,
-            blobs,
-            previous.map_or(&no_pages, |p| &p.pages),
-        )?;
-        let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
-        let sparse = sparse_writer::write(
-            &dir,
-            (site, previous_root),
-            manifest,
-            &packed.written.sha256,
-        )
-        .context("writing the sparse shards")?;
-        Ok::<_, anyhow::Error>((pages, sparse))
-    };
-    let (pages, sparse) = pages_job()?;
+    let started = Instant::now();
+    let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
+    let pages = crate::site_data::write(&dir, manifest, blobs, previous_pages)?;
+    report.step("site data", started);
+    let started = Instant::now();
+    let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
+    let sparse = (sparse_writer::write(
+        &dir,
+        (site, previous_root),
+        manifest,
+        &packed.written.sha256,
+    ))
+    .context("writing the sparse shards")?;
+    report.step("sparse shards", started);
+    let started = Instant::now();
     let delta = delta_job()?;
+    report.step("delta", started);
     report.delta_bytes = delta
         .as_ref()
         .map(|d| d.delta.patch.size + d.delta.blobs.size);

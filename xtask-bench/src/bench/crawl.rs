@@ -76,6 +76,18 @@ fn index(
     })
 }
 
+/// A stage's timed steps, ` [name 1.2s, …]`, or nothing.
+fn steps(steps: &Value) -> String {
+    let Some(steps) = steps.as_array().filter(|s| !s.is_empty()) else {
+        return String::new();
+    };
+    let named = steps.iter().map(|s| {
+        let name = s["step"].as_str().unwrap_or("?");
+        format!("{name} {:.1}s", s["seconds"].as_f64().unwrap_or(0.0))
+    });
+    format!(" [{}]", named.collect::<Vec<_>>().join(", "))
+}
+
 pub fn run(args: CrawlArgs) -> Result<()> {
     let dir = &args.dir;
     let _ = std::fs::remove_dir_all(dir);
@@ -165,9 +177,10 @@ pub fn run(args: CrawlArgs) -> Result<()> {
                             .as_u64()
                             .map_or(String::new(), |b| format!(" peak {} MiB", b >> 20));
                         format!(
-                            "{} {:.1}s{peak}",
+                            "{} {:.1}s{peak}{}",
                             s["stage"].as_str().unwrap_or("?"),
-                            s["seconds"].as_f64().unwrap_or(0.0)
+                            s["seconds"].as_f64().unwrap_or(0.0),
+                            steps(&s["steps"])
                         )
                     })
                     .collect::<Vec<_>>()

@@ -20,7 +20,7 @@ use crate::crawl_state::{self, CachedRejection, CrawlState, StateFile};
 use crate::members::Members;
 use crate::module_names::ModuleNames;
 use crate::previous_manifest::PreviousManifest;
-use crate::record_spill::RecordSpill;
+use crate::record_spill::{RecordHead, RecordSpill};
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
 use crate::text_map::{TextListMap, TextMap};
@@ -210,7 +210,7 @@ pub fn load(
     };
     let names = ModuleNames::new(
         records
-            .par_map(|_, m| Ok(m.full_name().into_boxed_str()))
+            .par_map_lines(|_, line| Ok(RecordHead::of(line)?.full_name().into_boxed_str()))
             .context("reading back the previous records")?,
     );
     let taken = (0..records.len()).map(|_| AtomicBool::new(false)).collect();

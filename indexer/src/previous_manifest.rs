@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::{Manifest, ModuleRecord};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::members::Members;
 use crate::record_spill::{RecordSpill, SpillWriter};
@@ -120,8 +121,19 @@ impl<'de> Visitor<'de> for RecordsSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         use serde::de::Error as _;
         let mut writer = self.0;
-        while let Some(record) = seq.next_element::<ModuleRecord>()? {
-            writer.push(&record).map_err(A::Error::custom)?;
+        // Spilled as spelled: the manifest was written from this build's
+        // spill, one compact record a line, and it is signed; a record is
+        // decoded when the crawl takes it. One spelled over several lines
+        // is re-spelled.
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            let json = raw.get();
+            let pushed = if json.contains('\n') {
+                let record: ModuleRecord = serde_json::from_str(json).map_err(A::Error::custom)?;
+                writer.push(&record)
+            } else {
+                writer.push_raw(json.as_bytes())
+            };
+            pushed.map_err(A::Error::custom)?;
         }
         Ok(writer)
     }
@@ -156,6 +168,14 @@ mod tests {
         assert_eq!((m.modules.len(), m.members.len(), m.serial), (0, 0, 4));
         let members: std::collections::BTreeMap<_, _> = read_back.members.iter().collect();
         assert_eq!(members, whole.members);
+        // Spelled over many lines: the same records, each re-spelled on one.
+        let pretty = serde_json::to_vec_pretty(&json).unwrap();
+        let read_back = read(&pretty[..], &dir.path().join("p")).unwrap();
+        let records = read_back.records.iter().unwrap();
+        assert_eq!(records.collect::<Result<Vec<_>>>().unwrap(), whole.modules);
+        let lines = read_back.records.lines().unwrap();
+        let lines: Vec<Vec<u8>> = lines.collect::<Result<_>>().unwrap();
+        assert_eq!(lines[1], serde_json::to_vec(&whole.modules[1]).unwrap());
         // Truncated or trailing garbage: an error, not a partial manifest.
         assert!(read(&bytes[..bytes.len() - 3], &dir.path().join("t")).is_err());
         let mut extra = bytes.clone();

@@ -9,6 +9,7 @@
 //! memory is one offset a record. The file lives in the build's staging
 //! directory and goes with it.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,33 @@ pub struct RecordSpill {
     shared: OnceLock<File>,
 }
 
+/// The fields of a record's line that passes over every record need,
+/// read without decoding the rest (several times faster than a whole
+/// [`ModuleRecord`], which holds some twenty strings).
+#[derive(serde::Deserialize)]
+pub struct RecordHead<'a> {
+    #[serde(borrow)]
+    pub user: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub gist: Cow<'a, str>,
+    /// The current revision's.
+    #[serde(borrow, default)]
+    pub dependencies: Vec<Cow<'a, str>>,
+}
+
+impl<'a> RecordHead<'a> {
+    pub fn of(line: &'a [u8]) -> Result<Self> {
+        serde_json::from_slice(line).context("reading a record's names back from the spill")
+    }
+
+    /// `user/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.user, self.name)
+    }
+}
+
 /// Writes a spill record by record; [`SpillWriter::finish`] makes it readable.
 pub struct SpillWriter {
     path: PathBuf,
@@ -52,8 +80,9 @@ impl SpillWriter {
         pushed
     }
 
-    /// Appends one record as JSON (no newline inside).
-    fn push_raw(&mut self, json: &[u8]) -> Result<()> {
+    /// Appends one record as the JSON `json` (one line: no newline inside).
+    pub fn push_raw(&mut self, json: &[u8]) -> Result<()> {
+        ensure!(!json.contains(&b'\n'), "a spilled record must be one line");
         self.offsets.push(self.at);
         self.out.write_all(json)?;
         self.out.write_all(b"\n")?;

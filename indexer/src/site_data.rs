@@ -33,9 +33,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::blobs::BlobDir;
+use crate::record_spill::RecordHead;
 use crate::staged_manifest::StagedManifest;
 use dependents::{Dependents, DependentsBuilder};
-use page_key::{RecordNames, gist_page_key, page_key};
+use page_key::{gist_page_key, page_key};
 use search_parts::SearchParts;
 
 mod dependents;
@@ -110,8 +111,8 @@ pub fn write(
     // Most pages are unchanged: their key comes from the record's line as
     // the spill holds it, and only a changed page's record is decoded.
     let gist_pages = manifest.modules.par_map_lines(|i, line| {
-        let names: RecordNames<'_> = serde_json::from_slice(line)?;
-        let full = format!("{}/{}", names.user, names.name);
+        let names = RecordHead::of(line)?;
+        let full = names.full_name();
         let deps_of_me = dependents.of(i);
         let advisories: Vec<&AdvisoryRecord> = (advisory_index)
             .for_names(&names.user, &names.name, &names.gist)

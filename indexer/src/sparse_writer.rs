@@ -14,6 +14,7 @@ use mlld_schemas::snapshot::SiteFile;
 use mlld_schemas::sparse::{self, SPARSE_FORMAT, SiteShard, SparseRoot};
 use rayon::prelude::*;
 
+use crate::record_spill::RecordHead;
 use crate::staged_manifest::StagedManifest;
 use previous_shards::PreviousShards;
 
@@ -106,7 +107,7 @@ impl ShardTable {
     fn new(manifest: &StagedManifest, bits: u32) -> Result<Self> {
         // Only the names are needed: the records are not decoded whole.
         let placed = manifest.modules.par_map_lines(|_, line| {
-            let m: RecordPlace<'_> = serde_json::from_slice(line)?;
+            let m = RecordHead::of(line)?;
             let deps: Vec<u32> = (m.dependencies.iter())
                 .filter_map(|dep| dep.split_once('/'))
                 .map(|(user, name)| shard_of(user, name, bits))
@@ -127,17 +128,6 @@ impl ShardTable {
             dependents,
         })
     }
-}
-
-/// What a record's line says of where it and its dependencies fall.
-#[derive(serde::Deserialize)]
-struct RecordPlace<'a> {
-    #[serde(borrow)]
-    user: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    name: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    dependencies: Vec<std::borrow::Cow<'a, str>>,
 }
 
 fn shard_of(user: &str, name: &str, bits: u32) -> u32 {

@@ -149,6 +149,18 @@ impl RecordSpill {
         Ok(self.lines()?.map(|line| self.decode(&line?)))
     }
 
+    /// Every record in order, as [`Self::iter`], decoded a few thousand at
+    /// a time on all cores: for a pass that must see them in order.
+    pub fn iter_decoded_ahead(&self) -> Result<impl Iterator<Item = Result<ModuleRecord>> + '_> {
+        Ok(self.chunks()?.flat_map(|chunk| {
+            let (records, failed) = match chunk {
+                Ok((_, records)) => (records, None),
+                Err(e) => (Vec::new(), Some(Err(e))),
+            };
+            records.into_iter().map(Ok).chain(failed)
+        }))
+    }
+
     /// Record `i`.
     pub fn get(&self, i: usize) -> Result<ModuleRecord> {
         self.select(&[i as u32])?.next().context("no record")?
@@ -195,6 +207,29 @@ impl RecordSpill {
         }))
     }
 
+    /// The records at `positions` in that order, read through one handle
+    /// and decoded on all cores (for more than a few records).
+    pub fn par_select(&self, positions: &[u32]) -> Result<Vec<ModuleRecord>> {
+        let mut file =
+            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let lines: Vec<Vec<u8>> = (positions.iter())
+            .map(|&i| {
+                let i = i as usize;
+                ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
+                let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+                file.seek(SeekFrom::Start(start))?;
+                let mut line = vec![0; (end - start - 1) as usize];
+                file.read_exact(&mut line)?;
+                Ok(line)
+            })
+            .collect::<Result<_>>()?;
+        self.par_decode(&lines)
+    }
+
+    fn par_decode(&self, lines: &[Vec<u8>]) -> Result<Vec<ModuleRecord>> {
+        lines.par_iter().map(|line| self.decode(line)).collect()
+    }
+
     /// `f(position, record)` for every record on all cores, a few thousand
     /// records at a time; the results in order (keep them small).
     pub fn par_map<T: Send>(
@@ -234,10 +269,10 @@ impl RecordSpill {
         let mut lines = self.lines()?;
         Ok((0..self.len()).step_by(step).map(move |first| {
             let last = (first + step).min(self.len());
-            let records: Vec<ModuleRecord> = (first..last)
-                .map(|_| self.decode(&lines.next().context("the spill ended early")??))
+            let lines: Vec<Vec<u8>> = (first..last)
+                .map(|_| lines.next().context("the spill ended early")?)
                 .collect::<Result<_>>()?;
-            Ok((first, records))
+            Ok((first, self.par_decode(&lines)?))
         }))
     }
 
@@ -296,6 +331,8 @@ mod tests {
         assert_eq!(spill.len(), records.len());
         let back: Vec<_> = spill.iter().unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(back, records);
+        let ahead = spill.iter_decoded_ahead().unwrap();
+        assert_eq!(ahead.collect::<Result<Vec<_>>>().unwrap(), records);
         assert_eq!(spill.get(7777).unwrap(), records[7777]);
         assert_eq!(spill.read_at(7777).unwrap(), records[7777]);
         assert_eq!(spill.read_at(0).unwrap(), records[0]);
@@ -314,6 +351,16 @@ mod tests {
             ]
         );
         assert!(spill.get(10_000).is_err());
+        let picked = spill.par_select(&[9_999, 0, 5_000]).unwrap();
+        assert_eq!(
+            picked,
+            [
+                records[9_999].clone(),
+                records[0].clone(),
+                records[5_000].clone()
+            ]
+        );
+        assert!(spill.par_select(&[10_000]).is_err());
         let names = spill.par_map(|i, r| Ok((i, r.name))).unwrap();
         assert!(names.iter().all(|(i, n)| *n == records[*i].name));
         assert_eq!(names.len(), records.len());
@@ -337,5 +384,7 @@ mod tests {
             .unwrap();
         f.set_len(len - 5).unwrap();
         assert!(spill.iter().unwrap().collect::<Result<Vec<_>>>().is_err());
+        let ahead = spill.iter_decoded_ahead().unwrap();
+        assert!(ahead.collect::<Result<Vec<_>>>().is_err());
     }
 }

@@ -231,7 +231,7 @@ fn incremental(
     let (in_modules, in_versioned) = plan.changed.split_at(split);
     let in_modules: Vec<u32> = in_modules.iter().map(|&i| i as u32).collect();
     let chunks = in_modules.chunks(4096).map(|positions| {
-        let records = modules.select(positions)?.collect::<Result<Vec<_>>>()?;
+        let records = modules.par_select(positions)?;
         Ok((0, records))
     });
     let changed_versioned: Vec<VersionedModule> = in_versioned

@@ -150,7 +150,7 @@ fn write_listing(
     let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
     let mut dependents = DependentsBuilder::default();
     let mut shards = ShardWriter::new(dest);
-    for m in manifest.modules.iter()? {
+    for m in manifest.modules.iter_decoded_ahead()? {
         let m = m?;
         let advisory = advisory_index.for_module(&m).next().is_some();
         let updated = unix_time(m.updated.as_deref())

@@ -158,8 +158,7 @@ fn split_in_batches(
             .extend((0..table.modules.len() as u32).filter(|&i| inside(table.modules[i as usize])));
         picked.sort_unstable();
         picked.dedup();
-        let modules: Vec<ModuleRecord> =
-            manifest.modules.select(&picked)?.collect::<Result<_>>()?;
+        let modules: Vec<ModuleRecord> = manifest.modules.par_select(&picked)?;
         let rejected = manifest.rejected.iter().filter(|r| {
             r.user_and_name()
                 .is_some_and(|(user, name)| inside(shard_of(user, name, bits)))

@@ -180,7 +180,7 @@ pub(super) fn advisories(registry: &Registry) -> Vec<AdvisoryRecord> {
 /// The blob members: every file of every revision and version, once.
 fn blob_members(modules: &RecordSpill, versioned: &[VersionedModule]) -> Result<Members> {
     let mut members = MembersBuilder::default();
-    for m in modules.iter()? {
+    for m in modules.iter_decoded_ahead()? {
         for r in m?.revisions() {
             r.files
                 .iter()

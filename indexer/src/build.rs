@@ -141,6 +141,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         crawl::fetch_versions(config, &registry, phase1, source, &blobs, previous, r)
     })?;
     drop(names);
+    report.previous_records_unreadable = previous.as_ref().map_or(0, |p| p.unreadable_records());
     registry.release_modules();
     let mut diagnostics = registry.take_diagnostics();
     diagnostics.extend(versions.diagnostics);

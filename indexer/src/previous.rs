@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest, blob_path};
@@ -56,6 +56,8 @@ pub struct Previous {
     records: RecordSpill,
     names: ModuleNames,
     taken: Vec<AtomicBool>,
+    /// Previous records that could not be read back, each fetched again.
+    unreadable: AtomicUsize,
 }
 
 impl Previous {
@@ -65,9 +67,24 @@ impl Previous {
     /// damaged under the build) is treated as absent: the module is fetched.
     pub fn take_module(&self, user: &str, name: &str, gist: &str) -> Option<ModuleRecord> {
         let i = self.names.find(user, name)?;
-        let record = self.records.read_at(i).ok().filter(|m| m.gist == gist)?;
+        let record = match self.records.read_at(i) {
+            Ok(record) => record,
+            Err(_) => {
+                self.unreadable.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let record = Some(record).filter(|m| m.gist == gist)?;
         let first = !self.taken[i].swap(true, Ordering::Relaxed);
         first.then_some(record)
+    }
+
+    /// How many previous records the crawl could not read back (and so
+    /// fetched again): not zero only when the staging directory was
+    /// damaged under the build or the previous manifest came from an
+    /// indexer with another record shape.
+    pub fn unreadable_records(&self) -> usize {
+        self.unreadable.load(Ordering::Relaxed)
     }
 
     /// Frees what the crawl alone needed (the names, the advisories, the
@@ -234,6 +251,7 @@ pub fn load(
         records,
         names,
         taken,
+        unreadable: AtomicUsize::new(0),
     }))
 }
 

@@ -121,8 +121,8 @@ impl<'de> Visitor<'de> for RecordsSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         use serde::de::Error as _;
         let mut writer = self.0;
-        // Spilled as spelled: the manifest was written from this build's
-        // spill, one compact record a line, and it is signed; a record is
+        // Spilled as spelled: an indexer writes the manifest from its own
+        // spill, one compact record a line, and signs it; a record is
         // decoded when the crawl takes it. One spelled over several lines
         // is re-spelled.
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {

@@ -19,9 +19,11 @@ use anyhow::{Context, Result, ensure};
 use mlld_schemas::ModuleRecord;
 use rayon::prelude::*;
 
-/// Records decoded at once by [`RecordSpill::par_map`]: enough to keep the
-/// cores busy, few enough that memory does not follow the registry.
+/// Records decoded at once by [`RecordSpill::par_map`], for each core (up
+/// to [`PAR_CORES`]): enough to keep the cores busy, few enough that
+/// memory does not follow the registry.
 const PAR_CHUNK: usize = 4096;
+const PAR_CORES: usize = 8;
 
 /// Module records in manifest order (user, then name), one JSON line each.
 #[derive(Debug)]
@@ -246,7 +248,7 @@ impl RecordSpill {
         &self,
         f: impl Fn(usize, &[u8]) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
-        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
+        let step = PAR_CHUNK * rayon::current_num_threads().clamp(1, PAR_CORES);
         let mut lines = self.lines()?;
         let mut out = Vec::with_capacity(self.len());
         for first in (0..self.len()).step_by(step) {
@@ -265,7 +267,7 @@ impl RecordSpill {
     /// The records in order, a few thousand at a time (enough for every
     /// core), each chunk with the position of its first record.
     pub fn chunks(&self) -> Result<impl Iterator<Item = Result<(usize, Vec<ModuleRecord>)>> + '_> {
-        let step = PAR_CHUNK * rayon::current_num_threads().max(1);
+        let step = PAR_CHUNK * rayon::current_num_threads().clamp(1, PAR_CORES);
         let mut lines = self.lines()?;
         Ok((0..self.len()).step_by(step).map(move |first| {
             let last = (first + step).min(self.len());

@@ -136,16 +136,23 @@ pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
 }
 
 /// Reads the folders' files into the page cache, with the same checks as
-/// the parsers' reads, and drops the bytes.
+/// the parsers' reads, into nothing (no file is held whole).
 fn read_ahead(folders: &[(String, PathBuf)]) {
     on_io_threads(|| {
         folders.par_iter().for_each(|(_, dir)| {
             for name in ["registry.json", "advisories.json"] {
                 let root = dir.parent().unwrap_or(dir);
-                let _ = mlld_fsutil::read_regular_within(root, &dir.join(name), MAX_USER_FILE);
+                let _ = read_into_cache(root, &dir.join(name));
             }
         });
     });
+}
+
+fn read_into_cache(root: &Path, path: &Path) -> std::io::Result<u64> {
+    use std::io::Read as _;
+    mlld_fsutil::check_within(root, path)?;
+    let file = mlld_fsutil::open_regular(path)?;
+    std::io::copy(&mut file.take(MAX_USER_FILE), &mut std::io::sink())
 }
 
 fn load_user(folder: &str, dir: &Path) -> (LoadedUser, Vec<Diagnostic>) {

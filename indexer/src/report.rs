@@ -28,7 +28,7 @@ pub struct StageTime {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident_after_bytes: Option<u64>,
     /// The stage's own steps, timed where one stage does several things.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTime>,
 }
 
@@ -56,6 +56,9 @@ pub struct BuildReport {
     pub modules_fetched: usize,
     /// Accepted modules GitHub reported unchanged (304).
     pub modules_unchanged: usize,
+    /// Previous records that could not be read back, so fetched again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub previous_records_unreadable: usize,
     /// Versioned modules (`modules/{author}/{name}`) with at least one accepted version.
     pub versioned_modules: usize,
     pub versions_accepted: usize,
@@ -100,19 +103,23 @@ pub struct BuildReport {
     pub elapsed: Duration,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
 impl BuildReport {
-    /// Records a stage that began at `started` (and, where the platform
-    /// allows, with [`crate::memory::reset_peak`]): its time and memory.
     /// Records a step of the running stage, begun at `started`.
     pub fn step(&mut self, step: &'static str, started: std::time::Instant) {
         let seconds = started.elapsed().as_secs_f64();
         self.steps.push(StepTime { step, seconds });
     }
 
+    /// Records a stage that began at `started` (and, where the platform
+    /// allows, with [`crate::memory::reset_peak`]): its time and memory.
     pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
         let peak = crate::memory::peak_bytes();
         self.stages.push(StageTime {
@@ -169,6 +176,13 @@ impl fmt::Display for BuildReport {
         )?;
         for s in &self.modules_stale {
             writeln!(f, "  stale {}: {}", safe(&s.module), safe(&s.reason))?;
+        }
+        if self.previous_records_unreadable > 0 {
+            writeln!(
+                f,
+                "  warning: {} records of the previous build could not be read back and were fetched again",
+                self.previous_records_unreadable
+            )?;
         }
         if self.layouts.versioned {
             writeln!(

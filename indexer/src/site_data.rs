@@ -84,10 +84,11 @@ fn unix_time(text: Option<&str>) -> Option<i64> {
 
 /// Writes the site files under `dest`; returns the new page keys (`user/module` → key).
 ///
-/// The gist modules' records are read from the spill twice, one at a time
-/// (the listing, the search parts and who depends on whom) and a few
-/// thousand at a time (the pages): what stays in memory is the search
-/// terms, the modules' names and their dependencies as positions.
+/// The gist modules' records are read from the spill twice: whole, in
+/// order (the listing, the search parts and who depends on whom), and as
+/// lines whose names alone are read (the pages, decoding only a record
+/// whose page changed). What stays in memory is the search terms, the
+/// modules' names and their dependencies as positions.
 pub fn write(
     dest: &Path,
     manifest: &StagedManifest,

@@ -89,8 +89,13 @@ pub struct LoadedVersioned {
 pub fn detect(root: &Path) -> std::io::Result<Layouts> {
     Ok(Layouts {
         user_folders: !crate::registry_load::user_folders(root)?.is_empty(),
-        versioned: root.join(MODULES_DIR).is_dir(),
+        versioned: has_modules_dir(root),
     })
+}
+
+/// Whether `root` holds today's `modules/` layout.
+pub fn has_modules_dir(root: &Path) -> bool {
+    root.join(MODULES_DIR).is_dir()
 }
 
 /// Reads every module folder under `root/modules`; nothing when it is absent.

@@ -241,11 +241,17 @@ fn a_stored_shard_that_was_damaged_is_fetched_again_or_refused_offline() {
     let w = world();
     assert_ok(&w.sync_sparse());
     assert_ok(&w.run(&["resolve", &w.module(3), "--yes"]));
-    let stored = w
-        .client
-        .home
-        .join("sparse/shards")
-        .join(&w.stored_shards()[0]);
+    // The shard holding module 3, as the store keeps it (by its digest).
+    let site_path = w.shard_of_module(3);
+    let digest = Path::new(&site_path).file_name().unwrap();
+    let stored = w.client.home.join("sparse/shards").join(digest);
+    assert!(
+        w.stored_shards()
+            .iter()
+            .any(|s| Path::new(s).file_name() == Some(digest)),
+        "the store holds {site_path}: {:?}",
+        w.stored_shards()
+    );
     fs::write(&stored, b"tampered").unwrap();
     let err = assert_fails(&w.run(&["info", &w.module(3)[7..], "--offline"]), 2);
     assert!(err.contains("was damaged"), "{err}");

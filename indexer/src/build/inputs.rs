@@ -53,7 +53,7 @@ pub(super) fn load_registry(root: &Path, report: &mut BuildReport) -> Result<Reg
     // apart would walk a hundred thousand folders twice).
     let layouts = versioned_load::Layouts {
         user_folders: !folders.users.is_empty(),
-        versioned: root.join(versioned_load::MODULES_DIR).is_dir(),
+        versioned: versioned_load::has_modules_dir(root),
     };
     let versioned = versioned_load::load(root).with_context(reading)?;
     if folders.users.is_empty() && !layouts.versioned {

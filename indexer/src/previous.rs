@@ -67,14 +67,13 @@ impl Previous {
     /// damaged under the build) is treated as absent: the module is fetched.
     pub fn take_module(&self, user: &str, name: &str, gist: &str) -> Option<ModuleRecord> {
         let i = self.names.find(user, name)?;
-        let record = match self.records.read_at(i) {
-            Ok(record) => record,
-            Err(_) => {
-                self.unreadable.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+        let Ok(record) = self.records.read_at(i) else {
+            self.unreadable.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
-        let record = Some(record).filter(|m| m.gist == gist)?;
+        if record.gist != gist {
+            return None;
+        }
         let first = !self.taken[i].swap(true, Ordering::Relaxed);
         first.then_some(record)
     }

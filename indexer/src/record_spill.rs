@@ -165,7 +165,8 @@ impl RecordSpill {
 
     /// Record `i`.
     pub fn get(&self, i: usize) -> Result<ModuleRecord> {
-        self.select(&[i as u32])?.next().context("no record")?
+        let i = u32::try_from(i).context("a record position past 2^32")?;
+        self.par_select(&[i])?.pop().context("no record")
     }
 
     /// Record `i`, read through one handle that every thread shares.
@@ -187,26 +188,6 @@ impl RecordSpill {
         }
         #[cfg(not(unix))]
         self.get(i)
-    }
-
-    /// The records at `positions`, in that order (ascending reads best),
-    /// through one file handle.
-    pub fn select<'a>(
-        &'a self,
-        positions: &'a [u32],
-    ) -> Result<impl Iterator<Item = Result<ModuleRecord>> + 'a> {
-        let mut file =
-            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
-        let mut line = Vec::new();
-        Ok(positions.iter().map(move |&i| {
-            let i = i as usize;
-            ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
-            let (start, end) = (self.offsets[i], self.offsets[i + 1]);
-            file.seek(SeekFrom::Start(start))?;
-            line.resize((end - start) as usize, 0);
-            file.read_exact(&mut line)?;
-            self.decode(&line[..line.len() - 1])
-        }))
     }
 
     /// The records at `positions` in that order, read through one handle
@@ -248,15 +229,10 @@ impl RecordSpill {
         &self,
         f: impl Fn(usize, &[u8]) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
-        let step = PAR_CHUNK * rayon::current_num_threads().clamp(1, PAR_CORES);
-        let mut lines = self.lines()?;
         let mut out = Vec::with_capacity(self.len());
-        for first in (0..self.len()).step_by(step) {
-            let last = (first + step).min(self.len());
-            let chunk: Vec<Vec<u8>> = (first..last)
-                .map(|_| lines.next().context("the spill ended early")?)
-                .collect::<Result<_>>()?;
-            let mapped: Vec<T> = (chunk.par_iter().enumerate())
+        for chunk in self.line_chunks()? {
+            let (first, lines) = chunk?;
+            let mapped: Vec<T> = (lines.par_iter().enumerate())
                 .map(|(k, line)| f(first + k, line))
                 .collect::<Result<_>>()?;
             out.extend(mapped);
@@ -267,14 +243,23 @@ impl RecordSpill {
     /// The records in order, a few thousand at a time (enough for every
     /// core), each chunk with the position of its first record.
     pub fn chunks(&self) -> Result<impl Iterator<Item = Result<(usize, Vec<ModuleRecord>)>> + '_> {
+        Ok(self.line_chunks()?.map(|chunk| {
+            let (first, lines) = chunk?;
+            Ok((first, self.par_decode(&lines)?))
+        }))
+    }
+
+    /// The records' lines in order, a few thousand a core at a time, each
+    /// chunk with the position of its first record.
+    fn line_chunks(&self) -> Result<impl Iterator<Item = Result<(usize, Vec<Vec<u8>>)>> + '_> {
         let step = PAR_CHUNK * rayon::current_num_threads().clamp(1, PAR_CORES);
         let mut lines = self.lines()?;
         Ok((0..self.len()).step_by(step).map(move |first| {
             let last = (first + step).min(self.len());
-            let lines: Vec<Vec<u8>> = (first..last)
+            let chunk = (first..last)
                 .map(|_| lines.next().context("the spill ended early")?)
                 .collect::<Result<_>>()?;
-            Ok((first, self.par_decode(&lines)?))
+            Ok((first, chunk))
         }))
     }
 
@@ -339,11 +324,7 @@ mod tests {
         assert_eq!(spill.read_at(7777).unwrap(), records[7777]);
         assert_eq!(spill.read_at(0).unwrap(), records[0]);
         assert!(spill.read_at(10_000).is_err());
-        let some: Vec<_> = spill
-            .select(&[3, 9_999, 4])
-            .unwrap()
-            .collect::<Result<_>>()
-            .unwrap();
+        let some = spill.par_select(&[3, 9_999, 4]).unwrap();
         assert_eq!(
             some,
             [

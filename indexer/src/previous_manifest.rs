@@ -4,14 +4,12 @@
 //! `members` stay empty. At a million modules the records
 //! are gigabytes as Rust values; the build takes each one once, by name.
 
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use mlld_schemas::snapshot::{Manifest, ModuleRecord};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use anyhow::{Result, bail};
+use mlld_schemas::snapshot::{Manifest, Member, ModuleRecord};
+use mlld_site_contract::json_stream::{self, Field, ObjectVisitor, Value};
 
 use crate::members::Members;
 use crate::record_spill::{RecordSpill, SpillWriter};
@@ -26,42 +24,9 @@ pub struct PreviousManifest {
 
 /// Parses the manifest JSON from `reader`; its records are spilled to `spill`.
 pub fn read(reader: impl Read, spill: &Path) -> Result<PreviousManifest> {
-    let writer = RecordSpill::create(spill)?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let (manifest, members, writer) = ManifestSeed(writer)
-        .deserialize(&mut de)
-        .context("the previous manifest is malformed")?;
-    de.end().context("the previous manifest is malformed")?;
-    let records = writer.finish()?;
-    Ok(PreviousManifest {
-        manifest,
-        members,
-        records,
-    })
-}
-
-struct ManifestSeed(SpillWriter);
-
-impl<'de> DeserializeSeed<'de> for ManifestSeed {
-    type Value = (Manifest, Members, SpillWriter);
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ManifestSeed {
-    type Value = (Manifest, Members, SpillWriter);
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a snapshot manifest")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error as _;
-        let mut writer = self.0;
-        let mut m = Manifest {
+    let mut visitor = PreviousVisitor {
+        writer: RecordSpill::create(spill)?,
+        manifest: Manifest {
             format_version: 0,
             serial: 0,
             created: String::new(),
@@ -71,71 +36,92 @@ impl<'de> Visitor<'de> for ManifestSeed {
             versioned: Vec::new(),
             members: Default::default(),
             rejected: Vec::new(),
-        };
-        let mut members = Members::default();
-        let mut seen_modules = false;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "formatVersion" => m.format_version = map.next_value()?,
-                "serial" => m.serial = map.next_value()?,
-                "created" => m.created = map.next_value()?,
-                "expires" => m.expires = map.next_value()?,
-                "modules" => {
-                    writer = map.next_value_seed(RecordsSeed(writer))?;
-                    seen_modules = true;
-                }
-                "advisories" => m.advisories = map.next_value()?,
-                "versioned" => m.versioned = map.next_value()?,
-                "members" => members = map.next_value()?,
-                "rejected" => m.rejected = map.next_value()?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+        },
+        members: Members::default(),
+        seen_modules: false,
+    };
+    json_stream::read_object(reader, "the previous manifest", &mut visitor)?;
+    let PreviousVisitor {
+        writer,
+        manifest,
+        members,
+        seen_modules,
+    } = visitor;
+    if !seen_modules || manifest.created.is_empty() {
+        bail!("the previous manifest is malformed: missing field `modules` or `created`");
+    }
+    Ok(PreviousManifest {
+        manifest,
+        members,
+        records: writer.finish()?,
+    })
+}
+
+/// The manifest field by field: records to the spill, members into
+/// [`Members`], the rest into a [`Manifest`].
+struct PreviousVisitor {
+    writer: SpillWriter,
+    manifest: Manifest,
+    members: Members,
+    seen_modules: bool,
+}
+
+impl ObjectVisitor for PreviousVisitor {
+    fn field(&mut self, key: &str) -> Result<Field> {
+        Ok(match key {
+            "modules" => {
+                self.seen_modules = true;
+                Field::Elements
             }
-        }
-        if !seen_modules || m.created.is_empty() {
-            return Err(A::Error::custom("missing field `modules` or `created`"));
-        }
-        Ok((m, members, writer))
-    }
-}
-
-/// The `modules` array, each record pushed to the spill as it is parsed.
-struct RecordsSeed(SpillWriter);
-
-impl<'de> DeserializeSeed<'de> for RecordsSeed {
-    type Value = SpillWriter;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsSeed {
-    type Value = SpillWriter;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of module records")
+            "members" => Field::Elements,
+            "formatVersion" | "serial" | "created" | "expires" | "advisories" | "versioned"
+            | "rejected" => Field::Whole,
+            _ => Field::Skip,
+        })
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error as _;
-        let mut writer = self.0;
-        // Spilled as spelled: an indexer writes the manifest from its own
-        // spill, one compact record a line, and signs it; a record is
-        // decoded when the crawl takes it. One spelled over several lines
-        // is re-spelled.
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            let json = raw.get();
-            let pushed = if json.contains('\n') {
-                let record: ModuleRecord = serde_json::from_str(json).map_err(A::Error::custom)?;
-                writer.push(&record)
-            } else {
-                writer.push_raw(json.as_bytes())
-            };
-            pushed.map_err(A::Error::custom)?;
+    fn value(&mut self, key: &str, value: Value<'_>) -> Result<()> {
+        let m = &mut self.manifest;
+        match key {
+            "formatVersion" => m.format_version = value.parse()?,
+            "serial" => m.serial = value.parse()?,
+            "created" => m.created = value.parse()?,
+            "expires" => m.expires = value.parse()?,
+            "advisories" => m.advisories = value.parse()?,
+            "versioned" => m.versioned = value.parse()?,
+            "rejected" => m.rejected = value.parse()?,
+            _ => {}
         }
-        Ok(writer)
+        Ok(())
+    }
+
+    /// Records are spilled as spelled: an indexer writes the manifest from
+    /// its own spill, one compact record a line, and signs it; a record is
+    /// decoded when the crawl takes it. One spelled over several lines is
+    /// re-spelled.
+    fn element(
+        &mut self,
+        key: &str,
+        _index: usize,
+        name: Option<&str>,
+        value: Value<'_>,
+    ) -> Result<()> {
+        match (key, name) {
+            ("modules", None) if value.raw().contains('\n') => {
+                let record: ModuleRecord = value.parse()?;
+                self.writer.push(&record)?;
+            }
+            ("modules", None) => {
+                value.check()?;
+                self.writer.push_raw(value.raw().as_bytes())?;
+            }
+            ("members", Some(path)) => {
+                let member: Member = value.parse()?;
+                self.members.extend([(path.to_string(), member)]);
+            }
+            _ => bail!("the previous manifest's {key:?} is not a list of records"),
+        }
+        Ok(())
     }
 }
 

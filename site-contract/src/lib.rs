@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod chunk_delta;
 pub mod hashing;
+pub mod json_stream;
 pub mod latest;
 pub mod paths;
 pub mod reader;

@@ -4,16 +4,13 @@
 //! assembled a group at a time. Memory is a group's records per core plus
 //! the advisories, not the manifest.
 
-use std::fmt;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use mlld_schemas::shard::{self};
 use mlld_schemas::{AdvisoryRecord, Member, ModuleRecord, RejectedRecord, VersionedModule};
-use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use mlld_site_contract::json_stream::{self, Field, ObjectVisitor, Value};
 
 use super::spill::Groups;
 
@@ -80,20 +77,14 @@ pub fn parse(
     sink: &mut RecordSpill,
     check: &mut dyn ManifestCheck,
 ) -> Result<()> {
-    let mut state = ParseState::default();
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, reader));
-    let parsed = ManifestSeed {
+    let mut visitor = ManifestVisitor {
         sink: &mut *sink,
         check: &mut *check,
-        state: &mut state,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end());
-    if let Some(e) = state.refused {
-        return Err(e);
-    }
-    parsed.context("the signed manifest does not parse")?;
-    if !state.head_checked {
+        head_fields: 0,
+        head_checked: false,
+    };
+    json_stream::read_object(reader, "the signed manifest", &mut visitor)?;
+    if !visitor.head_checked {
         check.head(&sink.head)?;
     }
     Ok(())
@@ -139,216 +130,100 @@ impl RecordSpill {
 
 /// The manifest, visited field by field: records are checked and go to
 /// the spill as they parse, advisories are checked and kept, members go to
-/// the check if it wants them, anything else is skipped. A check's refusal
-/// is kept in `refused` (the parser's own error only says it stopped).
-struct ManifestSeed<'a> {
+/// the check if it wants them, anything else is skipped.
+struct ManifestVisitor<'a> {
     sink: &'a mut RecordSpill,
     check: &'a mut dyn ManifestCheck,
-    state: &'a mut ParseState,
-}
-
-#[derive(Default)]
-struct ParseState {
-    refused: Option<anyhow::Error>,
     /// How many of `formatVersion`, `serial` and `expires` were read.
     head_fields: u32,
     head_checked: bool,
 }
 
-impl ManifestSeed<'_> {
-    fn refuse<E: serde::de::Error>(&mut self, e: anyhow::Error) -> E {
-        self.state.refused = Some(e);
-        E::custom("refused by a check")
-    }
-
+impl ManifestVisitor<'_> {
     /// Checks the head before the first list, once all its fields are read.
-    fn head_known<E: serde::de::Error>(&mut self) -> Result<(), E> {
-        if self.state.head_fields == 3 && !self.state.head_checked {
-            self.state.head_checked = true;
-            if let Err(e) = self.check.head(&self.sink.head) {
-                return Err(self.refuse(e));
-            }
+    fn head_known(&mut self) -> Result<()> {
+        if self.head_fields == 3 && !self.head_checked {
+            self.head_checked = true;
+            self.check.head(&self.sink.head)?;
         }
         Ok(())
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ManifestSeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ManifestSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a manifest")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                "formatVersion" => {
-                    self.sink.head.format_version = map.next_value()?;
-                    self.state.head_fields += 1;
-                }
-                "serial" => {
-                    self.sink.head.serial = map.next_value()?;
-                    self.state.head_fields += 1;
-                }
-                "expires" => {
-                    self.sink.head.expires = map.next_value()?;
-                    self.state.head_fields += 1;
-                }
-                "created" => self.sink.head.created = map.next_value()?,
-                "advisories" => {
-                    self.head_known()?;
-                    let advisories: Vec<AdvisoryRecord> = map.next_value()?;
-                    for (i, a) in advisories.iter().enumerate() {
-                        if let Err(e) = self.check.advisory(i, a) {
-                            return Err(self.refuse(e));
-                        }
-                    }
-                    self.sink.advisories = advisories;
-                }
-                "modules" => {
-                    self.head_known()?;
-                    self.sink.head.modules =
-                        map.next_value_seed(Records::<ModuleRecord>::new(&mut self, "modules"))?;
-                }
-                "versioned" => {
-                    self.head_known()?;
-                    self.sink.head.versioned = map
-                        .next_value_seed(Records::<VersionedModule>::new(&mut self, "versioned"))?;
-                }
-                "rejected" => {
-                    self.head_known()?;
-                    map.next_value_seed(Records::<RejectedRecord>::new(&mut self, "rejected"))?;
-                }
-                "members" if self.check.wants_members() => {
-                    self.head_known()?;
-                    map.next_value_seed(Members(&mut self))?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+impl ObjectVisitor for ManifestVisitor<'_> {
+    fn field(&mut self, key: &str) -> Result<Field> {
+        Ok(match key {
+            "formatVersion" | "serial" | "expires" | "created" => Field::Whole,
+            "advisories" => {
+                self.head_known()?;
+                Field::Whole
             }
+            "modules" | "versioned" | "rejected" => {
+                self.head_known()?;
+                Field::Elements
+            }
+            "members" if self.check.wants_members() => {
+                self.head_known()?;
+                Field::Elements
+            }
+            _ => Field::Skip,
+        })
+    }
+
+    fn value(&mut self, key: &str, value: Value<'_>) -> Result<()> {
+        let head = &mut self.sink.head;
+        match key {
+            "formatVersion" => head.format_version = value.parse()?,
+            "serial" => head.serial = value.parse()?,
+            "expires" => head.expires = value.parse()?,
+            "created" => {
+                head.created = value.parse()?;
+                return Ok(());
+            }
+            "advisories" => {
+                let advisories: Vec<AdvisoryRecord> = value.parse()?;
+                for (i, a) in advisories.iter().enumerate() {
+                    self.check.advisory(i, a)?;
+                }
+                self.sink.advisories = advisories;
+                return Ok(());
+            }
+            _ => return Ok(()),
         }
+        self.head_fields += 1;
         Ok(())
     }
-}
 
-/// A record the spill takes: its check, and where it is spilled.
-trait Spill: for<'de> Deserialize<'de> {
-    fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()>;
-    /// Spills the record, spelled `raw` in the manifest.
-    fn spill(&self, groups: &mut Groups, raw: &str) -> std::io::Result<()>;
-}
-
-impl Spill for ModuleRecord {
-    fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
-        check.module(index, self)
-    }
-
-    fn spill(&self, groups: &mut Groups, raw: &str) -> std::io::Result<()> {
-        groups.module(self, raw)
-    }
-}
-
-impl Spill for VersionedModule {
-    fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
-        check.versioned(index, self)
-    }
-
-    fn spill(&self, groups: &mut Groups, raw: &str) -> std::io::Result<()> {
-        groups.versioned(self, raw)
-    }
-}
-
-impl Spill for RejectedRecord {
-    fn check(&self, index: usize, check: &mut dyn ManifestCheck) -> Result<()> {
-        check.rejected(index, self)
-    }
-
-    fn spill(&self, groups: &mut Groups, raw: &str) -> std::io::Result<()> {
-        groups.rejected(self, raw)
-    }
-}
-
-/// An array of records, each checked and spilled as it parses; yields the count.
-struct Records<'s, 'a, T> {
-    seed: &'s mut ManifestSeed<'a>,
-    /// The list's name in the manifest, for errors.
-    list: &'static str,
-    _t: std::marker::PhantomData<T>,
-}
-
-impl<'s, 'a, T> Records<'s, 'a, T> {
-    fn new(seed: &'s mut ManifestSeed<'a>, list: &'static str) -> Self {
-        Self {
-            seed,
-            list,
-            _t: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<'de, T: Spill> DeserializeSeed<'de> for Records<'_, '_, T> {
-    type Value = usize;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, T: Spill> Visitor<'de> for Records<'_, '_, T> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of records")
-    }
-
-    /// Each record is taken as the manifest spells it, parsed from that
-    /// text, checked, and spilled as it was spelled (not serialised again).
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        use serde::de::Error as _;
-        let mut n = 0;
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            let record: T = serde_json::from_str(raw.get())
-                .map_err(|e| A::Error::custom(format_args!("{}[{n}]: {e}", self.list)))?;
-            if let Err(e) = record.check(n, &mut *self.seed.check) {
-                return Err(self.seed.refuse(e));
+    /// Each record is parsed from the text the manifest spells it with,
+    /// checked, and spilled as it was spelled (not serialised again).
+    fn element(
+        &mut self,
+        key: &str,
+        index: usize,
+        name: Option<&str>,
+        value: Value<'_>,
+    ) -> Result<()> {
+        let groups = &mut self.sink.groups;
+        match (key, name) {
+            ("modules", None) => {
+                let m: ModuleRecord = value.parse()?;
+                self.check.module(index, &m)?;
+                groups.module(&m, value.raw())?;
+                self.sink.head.modules = index + 1;
             }
-            record
-                .spill(&mut self.seed.sink.groups, raw.get())
-                .map_err(A::Error::custom)?;
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-/// The members map, each entry handed to the check as it parses.
-struct Members<'s, 'a>(&'s mut ManifestSeed<'a>);
-
-impl<'de> DeserializeSeed<'de> for Members<'_, '_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Members<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a map of members")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(path) = map.next_key::<String>()? {
-            let member: Member = map.next_value()?;
-            if let Err(e) = self.0.check.member(path, member) {
-                return Err(self.0.refuse(e));
+            ("versioned", None) => {
+                let v: VersionedModule = value.parse()?;
+                self.check.versioned(index, &v)?;
+                groups.versioned(&v, value.raw())?;
+                self.sink.head.versioned = index + 1;
             }
+            ("rejected", None) => {
+                let r: RejectedRecord = value.parse()?;
+                self.check.rejected(index, &r)?;
+                groups.rejected(&r, value.raw())?;
+            }
+            ("members", Some(path)) => self.check.member(path.to_string(), value.parse()?)?,
+            _ => bail!("the signed manifest's {key:?} is not a list of records"),
         }
         Ok(())
     }

@@ -261,7 +261,8 @@ mod tests {
         bad["size"] = json!("large");
         let m = manifest(vec![module("one", &a), bad], &[&a]);
         let err = format!("{:#}", check(&m, None).unwrap_err());
-        assert!(err.contains("modules[1]: invalid type"), "{err}");
+        assert!(err.contains("modules[1] (line 1, column "), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
         let mut m = manifest(vec![module("one", &a)], &[&a]);
         m["members"]["etc/passwd"] = json!({"sha256": a, "size": 1});
         let err = check(&m, None).unwrap_err().to_string();

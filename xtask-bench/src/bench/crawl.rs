@@ -2,7 +2,6 @@
 //! the fake GitHub on loopback, then an incremental rebuild after a share of
 //! the gists changed. The full build is the baseline for the rebuild.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,6 +30,12 @@ pub struct CrawlArgs {
     /// (to compare two versions of the indexer on the same registry).
     #[arg(long)]
     indexer: Option<PathBuf>,
+    /// Skip generating the registry and the full build: rebuild the site an
+    /// earlier run left in `--dir` once the changed gists move on to this
+    /// generation (an earlier run left them at 1: give 2, then 3, …). For
+    /// working on the incremental build; prints its stages only.
+    #[arg(long, value_name = "GENERATION", value_parser = clap::value_parser!(u32).range(2..))]
+    rebuild_only: Option<u32>,
 }
 
 struct Run {
@@ -76,6 +81,30 @@ fn index(
     })
 }
 
+/// A build's peak resident memory in MiB.
+fn peak(r: &Run) -> f64 {
+    r.report["peakMemoryBytes"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
+
+/// A build's stages, `load registry 1.2s peak 3 MiB [steps], …`.
+fn stages(r: &Run) -> String {
+    let Some(stages) = r.report["stages"].as_array() else {
+        return String::new();
+    };
+    let described = stages.iter().map(|s| {
+        let peak = s["peakMemoryBytes"]
+            .as_u64()
+            .map_or(String::new(), |b| format!(" peak {} MiB", b >> 20));
+        format!(
+            "{} {:.1}s{peak}{}",
+            s["stage"].as_str().unwrap_or("?"),
+            s["seconds"].as_f64().unwrap_or(0.0),
+            steps(&s["steps"])
+        )
+    });
+    described.collect::<Vec<_>>().join(", ")
+}
+
 /// A stage's timed steps, ` [name 1.2s, …]`, or nothing.
 fn steps(steps: &Value) -> String {
     let Some(steps) = steps.as_array().filter(|s| !s.is_empty()) else {
@@ -88,26 +117,14 @@ fn steps(steps: &Value) -> String {
     format!(" [{}]", named.collect::<Vec<_>>().join(", "))
 }
 
-pub fn run(args: CrawlArgs) -> Result<()> {
-    let dir = &args.dir;
-    let _ = std::fs::remove_dir_all(dir);
-    let registry = dir.join("registry");
-    let site = dir.join("site");
-    eprintln!(
-        "generating {} modules for {} users…",
-        args.modules, args.users
-    );
-    let synth = Synth::new(SynthConfig {
-        users: args.users,
-        modules: args.modules,
-        seed: 42,
-    });
-    synth.write_registry(&registry)?;
-    // The indexer as users run it: `cargo xtask index`, a release build.
-    let indexer = match &args.indexer {
-        Some(path) => path.clone(),
-        None => super::release_binary(&crate::workspace_root(), "xtask", "xtask")?,
-    };
+/// Every `step`-th gist: the ones that change before the rebuild.
+fn changed_gists(synth: &Synth, args: &CrawlArgs) -> Vec<usize> {
+    let step = (100.0 / args.changed_percent).round().max(1.0) as usize;
+    (0..synth.modules.len()).step_by(step).collect()
+}
+
+/// The fake GitHub serving every gist at generation 0, the changed ones at `changed_generation`.
+fn serve_gists(synth: &Synth, changed: &[usize], changed_generation: u32) -> FakeGithub {
     let github = FakeGithub::start();
     github.stop_logging();
     // A limit the full crawl fits in: the benchmark measures the indexer, not the wait for a reset.
@@ -115,6 +132,74 @@ pub fn run(args: CrawlArgs) -> Result<()> {
     for i in 0..synth.modules.len() {
         github.put(&synth.gist_response(i, 0));
     }
+    for &i in changed {
+        github.put(&synth.gist_response(i, changed_generation));
+    }
+    github
+}
+
+/// The incremental rebuild against `github`, and the rate-limited requests the fake counted.
+fn rebuild(
+    indexer: &Path,
+    args: &CrawlArgs,
+    github: &FakeGithub,
+    changed: usize,
+) -> Result<(Run, u64)> {
+    let counted_before = github.counts.get(&github.counts.counted);
+    eprintln!("incremental build after {changed} gists changed…");
+    let incr = index(
+        indexer,
+        args,
+        &args.dir.join("registry"),
+        &args.dir.join("site"),
+        &github.url(),
+        None,
+        &args.dir.join("incremental.json"),
+    )?;
+    ensure!(
+        incr.report["modulesFetched"].as_u64() == Some(changed as u64),
+        "the rebuild fetched {} gists, not the {changed} changed",
+        incr.report["modulesFetched"],
+    );
+    Ok((
+        incr,
+        github.counts.get(&github.counts.counted) - counted_before,
+    ))
+}
+
+pub fn run(args: CrawlArgs) -> Result<()> {
+    let dir = &args.dir;
+    let synth = Synth::new(SynthConfig {
+        users: args.users,
+        modules: args.modules,
+        seed: 42,
+    });
+    // The indexer as users run it: `cargo xtask index`, a release build.
+    let indexer = match &args.indexer {
+        Some(path) => path.clone(),
+        None => super::release_binary(&crate::workspace_root(), "xtask", "xtask")?,
+    };
+    let changed = changed_gists(&synth, &args);
+    if let Some(generation) = args.rebuild_only {
+        let github = serve_gists(&synth, &changed, generation);
+        let (incr, _) = rebuild(&indexer, &args, &github, changed.len())?;
+        println!(
+            "incremental build  {:>8.2}s  peak memory {:.0} MiB",
+            incr.wall.as_secs_f64(),
+            peak(&incr)
+        );
+        println!("                   ({})", stages(&incr));
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let registry = dir.join("registry");
+    let site = dir.join("site");
+    eprintln!(
+        "generating {} modules for {} users…",
+        args.modules, args.users
+    );
+    synth.write_registry(&registry)?;
+    let github = serve_gists(&synth, &[], 0);
 
     eprintln!("full build…");
     let full = index(
@@ -126,26 +211,10 @@ pub fn run(args: CrawlArgs) -> Result<()> {
         Some("none"),
         &dir.join("full.json"),
     )?;
-    let step = (100.0 / args.changed_percent).round().max(1.0) as usize;
-    let changed: BTreeMap<usize, u32> = (0..synth.modules.len())
-        .step_by(step)
-        .map(|i| (i, 1))
-        .collect();
-    for &i in changed.keys() {
+    for &i in &changed {
         github.put(&synth.gist_response(i, 1));
     }
-    let counted_before = github.counts.get(&github.counts.counted);
-    eprintln!("incremental build after {} gists changed…", changed.len());
-    let incr = index(
-        &indexer,
-        &args,
-        &registry,
-        &site,
-        &github.url(),
-        None,
-        &dir.join("incremental.json"),
-    )?;
-    let counted = github.counts.get(&github.counts.counted) - counted_before;
+    let (incr, counted) = rebuild(&indexer, &args, &github, changed.len())?;
 
     let modules = full.report["modulesAccepted"].as_u64().unwrap_or(0);
     ensure!(
@@ -153,41 +222,12 @@ pub fn run(args: CrawlArgs) -> Result<()> {
         "only {modules} of {} modules were accepted",
         args.modules
     );
-    ensure!(
-        incr.report["modulesFetched"].as_u64() == Some(changed.len() as u64),
-        "the rebuild fetched {} gists, not the {} changed",
-        incr.report["modulesFetched"],
-        changed.len()
-    );
     let primary = incr.report["requests"]["primary"]
         .as_u64()
         .unwrap_or(u64::MAX);
     let request_ratio = primary as f64 / changed.len() as f64;
     let time_ratio = incr.wall.as_secs_f64() / full.wall.as_secs_f64();
-    let peak =
-        |r: &Run| r.report["peakMemoryBytes"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let snapshot_mb = full.report["snapshotBytes"].as_u64().unwrap_or(0) as f64 / 1e6;
-    let stages = |r: &Run| {
-        r.report["stages"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| {
-                        let peak = s["peakMemoryBytes"]
-                            .as_u64()
-                            .map_or(String::new(), |b| format!(" peak {} MiB", b >> 20));
-                        format!(
-                            "{} {:.1}s{peak}{}",
-                            s["stage"].as_str().unwrap_or("?"),
-                            s["seconds"].as_f64().unwrap_or(0.0),
-                            steps(&s["steps"])
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!(
         "crawl benchmark: {} users, {} modules, {} changed ({}%), concurrency {}",

@@ -25,7 +25,7 @@ pub struct Members {
 
 impl Members {
     /// Adds a member; [`Members::seal`] must follow before lookups.
-    fn insert(&mut self, path: String, member: Member) {
+    pub(crate) fn insert(&mut self, path: String, member: Member) {
         match blob_digest_bytes(&path) {
             Some(digest) if hex::encode(digest) == member.sha256 => {
                 self.blobs.push((digest, member.size));
@@ -36,7 +36,8 @@ impl Members {
         }
     }
 
-    fn seal(&mut self) {
+    /// Sorts the blobs inserted since the last seal, for lookups.
+    pub(crate) fn seal(&mut self) {
         self.blobs.sort_unstable();
         self.blobs.dedup_by_key(|(digest, _)| *digest);
     }

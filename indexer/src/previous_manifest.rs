@@ -44,9 +44,10 @@ pub fn read(reader: impl Read, spill: &Path) -> Result<PreviousManifest> {
     let PreviousVisitor {
         writer,
         manifest,
-        members,
+        mut members,
         seen_modules,
     } = visitor;
+    members.seal();
     if !seen_modules || manifest.created.is_empty() {
         bail!("the previous manifest is malformed: missing field `modules` or `created`");
     }
@@ -117,7 +118,8 @@ impl ObjectVisitor for PreviousVisitor {
             }
             ("members", Some(path)) => {
                 let member: Member = value.parse()?;
-                self.members.extend([(path.to_string(), member)]);
+                // Sealed once all are in (see `read`).
+                self.members.insert(path.to_string(), member);
             }
             _ => bail!("the previous manifest's {key:?} is not a list of records"),
         }

@@ -193,9 +193,15 @@ impl RecordSpill {
     /// The records at `positions` in that order, read through one handle
     /// and decoded on all cores (for more than a few records).
     pub fn par_select(&self, positions: &[u32]) -> Result<Vec<ModuleRecord>> {
+        self.par_decode(&self.select_lines(positions)?)
+    }
+
+    /// The lines of the records at `positions`, in that order, read through
+    /// one handle.
+    pub fn select_lines(&self, positions: &[u32]) -> Result<Vec<Vec<u8>>> {
         let mut file =
             File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
-        let lines: Vec<Vec<u8>> = (positions.iter())
+        (positions.iter())
             .map(|&i| {
                 let i = i as usize;
                 ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
@@ -205,8 +211,7 @@ impl RecordSpill {
                 file.read_exact(&mut line)?;
                 Ok(line)
             })
-            .collect::<Result<_>>()?;
-        self.par_decode(&lines)
+            .collect()
     }
 
     fn par_decode(&self, lines: &[Vec<u8>]) -> Result<Vec<ModuleRecord>> {

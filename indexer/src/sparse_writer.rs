@@ -8,16 +8,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mlld_schemas::ModuleRecord;
-use mlld_schemas::shard;
 use mlld_schemas::snapshot::SiteFile;
-use mlld_schemas::sparse::{self, SPARSE_FORMAT, SiteShard, SparseRoot};
+use mlld_schemas::sparse::{self, SPARSE_FORMAT, SparseRoot};
 use rayon::prelude::*;
 
-use crate::record_spill::RecordHead;
 use crate::staged_manifest::StagedManifest;
 use previous_shards::PreviousShards;
 
+mod compose;
 mod previous_shards;
 
 /// Writes the shards the site lacks and the root into `staged_site` (moved
@@ -53,14 +51,14 @@ fn write_in_batches(
     let shards_dir = staged_site.join("sparse/shards");
     std::fs::create_dir_all(&shards_dir)?;
     let mut written: Vec<(String, u64)> = Vec::with_capacity(1 << bits);
-    for split in split_in_batches(manifest, bits, batch)? {
-        let (first, shards) = split?;
+    for composed in compose::json_in_batches(manifest, bits, batch)? {
+        let (first, shards) = composed?;
         let batch: Vec<(String, u64)> = shards
             .into_par_iter()
             .enumerate()
-            .map(|(i, records)| {
+            .map(|(i, json)| {
                 let n = first + i as u32;
-                write_shard((staged_site, site), previous.as_ref(), (n, bits), records)
+                write_shard((staged_site, site), previous.as_ref(), (n, bits), &json)
             })
             .collect::<Result<_>>()?;
         written.extend(batch);
@@ -96,107 +94,19 @@ fn write_in_batches(
 /// only (at a million modules, 256 of 8,192 shards: some 30,000 records).
 const BATCH_SHARDS: usize = 256;
 
-/// Where the gist modules fall: each one's shard, and for each shard the
-/// modules depending on one of its names (positions in the spill).
-struct ShardTable {
-    modules: Vec<u32>,
-    dependents: Vec<Vec<u32>>,
-}
-
-impl ShardTable {
-    fn new(manifest: &StagedManifest, bits: u32) -> Result<Self> {
-        // Only the names are needed: the records are not decoded whole.
-        let placed = manifest.modules.par_map_lines(|_, line| {
-            let m = RecordHead::of(line)?;
-            let deps: Vec<u32> = (m.dependencies.iter())
-                .filter_map(|dep| dep.split_once('/'))
-                .map(|(user, name)| shard_of(user, name, bits))
-                .collect();
-            Ok((shard_of(&m.user, &m.name, bits), deps))
-        })?;
-        let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); 1 << bits];
-        let mut modules = Vec::with_capacity(placed.len());
-        for (i, (shard, deps)) in placed.into_iter().enumerate() {
-            let i = u32::try_from(i).context("more than 2^32 modules in the manifest")?;
-            for dep in deps {
-                dependents[dep as usize].push(i);
-            }
-            modules.push(shard);
-        }
-        Ok(Self {
-            modules,
-            dependents,
-        })
-    }
-}
-
-fn shard_of(user: &str, name: &str, bits: u32) -> u32 {
-    shard::shard_of(&shard::shard_key(user, name), bits)
-}
-
-/// The manifest's shards ([`shard::split`]), `batch` at a time, each batch
-/// with the number of its first shard. A batch is split from its own
-/// records plus the records of modules depending on one of its names (for
-/// its `dependents`), read from the spill; their shards outside the batch
-/// are dropped.
-fn split_in_batches(
-    manifest: &StagedManifest,
-    bits: u32,
-    batch: usize,
-) -> Result<impl Iterator<Item = Result<(u32, Vec<shard::Shard>)>> + '_> {
-    let table = ShardTable::new(manifest, bits)?;
-    let versioned: Vec<u32> = (manifest.versioned.par_iter())
-        .map(|v| shard_of(&v.author, &v.name, bits))
-        .collect();
-    let count = 1usize << bits;
-    Ok((0..count).step_by(batch.max(1)).map(move |first| {
-        let last = (first + batch.max(1)).min(count);
-        let inside = |s: u32| (first..last).contains(&(s as usize));
-        let mut picked: Vec<u32> =
-            (table.dependents[first..last].iter().flatten().copied()).collect();
-        picked
-            .extend((0..table.modules.len() as u32).filter(|&i| inside(table.modules[i as usize])));
-        picked.sort_unstable();
-        picked.dedup();
-        let modules: Vec<ModuleRecord> = manifest.modules.par_select(&picked)?;
-        let rejected = manifest.rejected.iter().filter(|r| {
-            r.user_and_name()
-                .is_some_and(|(user, name)| inside(shard_of(user, name, bits)))
-        });
-        let mut shards = shard::split(
-            modules,
-            (manifest.versioned.iter().zip(&versioned))
-                .filter(|&(_, &s)| inside(s))
-                .map(|(v, _)| v.clone()),
-            &manifest.advisories,
-            rejected.cloned(),
-            bits,
-        );
-        shards.truncate(last);
-        Ok((first as u32, shards.split_off(first)))
-    }))
-}
-
-/// One shard file, unless the site already has it; its digest and size.
+/// Shard `n`'s file, unless the site already has it; its digest and size.
 /// A shard whose JSON equals the previous build's keeps that file without
 /// being compressed again.
 fn write_shard(
     (staged_site, site): (&Path, &Path),
     previous: Option<&PreviousShards>,
     (n, bits): (u32, u32),
-    records: shard::Shard,
+    json: &[u8],
 ) -> Result<(String, u64)> {
-    let file = SiteShard {
-        format_version: SPARSE_FORMAT,
-        shard: n,
-        shard_bits: bits,
-        records,
-    };
-    let json = mlld_site_contract::sparse::shard_json(&file)?;
-    if let Some(kept) = previous.and_then(|p| p.unchanged(n, bits, &json)) {
+    if let Some(kept) = previous.and_then(|p| p.unchanged(n, bits, json)) {
         return Ok(kept);
     }
-    let bytes = mlld_site_contract::sparse::compress_shard_json(&json)?;
+    let bytes = mlld_site_contract::sparse::compress_shard_json(json)?;
     let sha256 = mlld_schemas::sha256_hex(&bytes);
     let path = sparse::shard_path(&sha256);
     let size = bytes.len() as u64;
@@ -258,7 +168,9 @@ mod tests {
     use super::*;
     use crate::site_data::test_support::{empty_manifest, module, staged};
     use mlld_schemas::Manifest;
+    use mlld_schemas::shard;
     use mlld_schemas::snapshot::{AdvisoryRecord, RejectedRecord};
+    use mlld_schemas::sparse::SiteShard;
 
     /// `n` modules, each depending on two others, most of them in other
     /// shards; an advisory, a rejection and two versioned modules.
@@ -302,17 +214,19 @@ mod tests {
     }
 
     #[test]
-    fn batches_give_the_shards_of_the_whole_split() {
+    fn batches_give_the_json_of_the_whole_split() {
         let dir = tempfile::tempdir().unwrap();
         let manifest = manifest(300);
         let staged = staged(&manifest, &dir.path().join("records"));
         let bits = 4;
-        let whole = whole_split(&manifest, bits);
+        let whole: Vec<Vec<u8>> = whole_shard_files(&manifest, bits)
+            .map(|file| mlld_site_contract::sparse::shard_json(&file).unwrap())
+            .collect();
         for batch in [1, 3, 16, 64] {
-            let batched: Vec<shard::Shard> = split_in_batches(&staged, bits, batch)
+            let batched: Vec<Vec<u8>> = compose::json_in_batches(&staged, bits, batch)
                 .unwrap()
-                .flat_map(|split| {
-                    let (first, shards) = split.unwrap();
+                .flat_map(|composed| {
+                    let (first, shards) = composed.unwrap();
                     assert_eq!(first as usize % batch, 0);
                     shards
                 })
@@ -322,11 +236,14 @@ mod tests {
                 "batches of {batch} differ from the whole split"
             );
         }
+        let split = whole_split(&manifest, bits);
         assert!(
-            whole
+            split
                 .iter()
                 .any(|s| !s.dependents.is_empty() && !s.advisories.is_empty())
         );
+        assert!(split.iter().any(|s| !s.rejected.is_empty()));
+        assert!(split.iter().any(|s| !s.versioned.is_empty()));
     }
 
     /// Every file under `dir`, by relative path.
@@ -464,7 +381,7 @@ mod tests {
         // One module's description changed: its shard alone is new.
         let mut new = old.clone();
         new.modules[7].description = "changed".into();
-        let changed = shard_of(&new.modules[7].user, &new.modules[7].name, bits) as usize;
+        let changed = compose::shard_of(&new.modules[7].user, &new.modules[7].name, bits) as usize;
         let changed_manifest = staged(&new, &dir.path().join("records-new"));
         let out = dir.path().join("changed");
         let (_, root) =

@@ -235,14 +235,25 @@ impl RecordSpill {
         f: impl Fn(usize, &[u8]) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let mut out = Vec::with_capacity(self.len());
-        for chunk in self.line_chunks()? {
-            let (first, lines) = chunk?;
-            let mapped: Vec<T> = (lines.par_iter().enumerate())
-                .map(|(k, line)| f(first + k, line))
-                .collect::<Result<_>>()?;
-            out.extend(mapped);
+        for mapped in self.par_map_chunks(f)? {
+            out.extend(mapped?);
         }
         Ok(out)
+    }
+
+    /// `f(position, line)` for every record's JSON on all cores, a chunk
+    /// at a time, the chunks' results in order: for a pass that takes
+    /// them in order without holding them all.
+    pub fn par_map_chunks<'s, T: Send + 's>(
+        &'s self,
+        f: impl Fn(usize, &[u8]) -> Result<T> + Sync + 's,
+    ) -> Result<impl Iterator<Item = Result<Vec<T>>> + 's> {
+        Ok(self.line_chunks()?.map(move |chunk| {
+            let (first, lines) = chunk?;
+            (lines.par_iter().enumerate())
+                .map(|(k, line)| f(first + k, line))
+                .collect()
+        }))
     }
 
     /// The records in order, a few thousand at a time (enough for every

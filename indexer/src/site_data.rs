@@ -35,13 +35,13 @@ use serde::Serialize;
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordHead;
 use crate::staged_manifest::StagedManifest;
-use dependents::{Dependents, DependentsBuilder};
+use listing::write_listing;
 use page_key::{gist_page_key, page_key};
-use search_parts::SearchParts;
 
 mod dependents;
 mod doc;
 mod gist_page;
+mod listing;
 mod page_key;
 mod search_parts;
 #[cfg(test)]
@@ -133,99 +133,6 @@ pub fn write(
         .filter_map(Result::transpose)
         .collect::<Result<_>>()?;
     Ok(gist_pages.into_iter().chain(versioned_pages).collect())
-}
-
-/// The listing's and search parts' files, in order.
-struct Listing {
-    shards: Vec<String>,
-    search: Vec<String>,
-}
-
-/// Writes the listing shard by shard and the search parts, reading the
-/// spill once; returns their files and who depends on whom.
-fn write_listing(
-    dest: &Path,
-    manifest: &StagedManifest,
-    advisory_index: &AdvisoryIndex<'_>,
-) -> Result<(Listing, Dependents)> {
-    let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
-    let mut dependents = DependentsBuilder::default();
-    let mut shards = ShardWriter::new(dest);
-    for m in manifest.modules.iter_decoded_ahead()? {
-        let m = m?;
-        let advisory = advisory_index.for_module(&m).next().is_some();
-        let updated = unix_time(m.updated.as_deref())
-            .or_else(|| unix_time(m.current.committed_at.as_deref()));
-        let row = Row(
-            m.user.clone(),
-            &m.name,
-            &m.description,
-            &m.tags,
-            u8::from(advisory),
-            u8::from(m.stale.is_some()),
-            "",
-            updated.unwrap_or(0),
-        );
-        search.add(&row.0, row.1, row.2, row.3);
-        shards.push(&row)?;
-        dependents.add(&m)?;
-    }
-    for v in &manifest.versioned {
-        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
-        let row = versioned::row(v, advisory);
-        search.add(&row.0, row.1, row.2, row.3);
-        shards.push(&row)?;
-    }
-    let search = search
-        .bodies()
-        .map(|body| write_addressed(dest, "search", &body))
-        .collect::<Result<Vec<_>>>()?;
-    let listing = Listing {
-        shards: shards.finish()?,
-        search,
-    };
-    Ok((listing, dependents.finish()))
-}
-
-/// Writes the listing's rows `SHARD` at a time as they come.
-struct ShardWriter<'a> {
-    dest: &'a Path,
-    rows: Vec<serde_json::Value>,
-    written: Vec<String>,
-}
-
-impl<'a> ShardWriter<'a> {
-    fn new(dest: &'a Path) -> Self {
-        Self {
-            dest,
-            rows: Vec::with_capacity(SHARD),
-            written: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, row: &Row<'_>) -> Result<()> {
-        self.rows.push(serde_json::to_value(row)?);
-        if self.rows.len() == SHARD {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(SHARD));
-        let body = json_call("shard", self.written.len(), &serde_json::Value::Array(rows));
-        self.written
-            .push(write_addressed(self.dest, "listing", &body)?);
-        Ok(())
-    }
-
-    /// The shards' files, in order.
-    fn finish(mut self) -> Result<Vec<String>> {
-        if !self.rows.is_empty() {
-            self.flush()?;
-        }
-        Ok(self.written)
-    }
 }
 
 /// Writes a versioned module's page unless its key is unchanged; `None` when
@@ -321,7 +228,11 @@ fn page_html(entry: &str) -> Result<String> {
 /// string the page's `JSON.parse` reads, several times faster than a
 /// browser parses the same object written as code.
 fn json_call(call: &str, index: usize, value: &serde_json::Value) -> String {
-    let json = value.to_string();
+    json_text_call(call, index, &value.to_string())
+}
+
+/// [`json_call`] of a value already written as JSON.
+fn json_text_call(call: &str, index: usize, json: &str) -> String {
     let mut literal = String::with_capacity(json.len() + 16);
     for c in json.chars() {
         match c {

@@ -4,7 +4,6 @@
 //! order. A million modules take a few tens of megabytes.
 
 use anyhow::{Context, Result};
-use mlld_schemas::ModuleRecord;
 
 /// Strings end to end in one buffer, found by their ends.
 #[derive(Default)]
@@ -41,12 +40,13 @@ pub struct DependentsBuilder {
 }
 
 impl DependentsBuilder {
-    /// Adds the module at the next position.
-    pub fn add(&mut self, module: &ModuleRecord) -> Result<()> {
+    /// Adds the module `user/name` at the next position, with its current
+    /// revision's dependencies.
+    pub fn add(&mut self, user: &str, name: &str, dependencies: &[String]) -> Result<()> {
         let position =
             u32::try_from(self.names.len()).context("more than 2^32 modules in the manifest")?;
-        self.names.push(&[&module.user, "/", &module.name]);
-        for dependency in &module.current.dependencies {
+        self.names.push(&[user, "/", name]);
+        for dependency in dependencies {
             self.dependencies.push(&[dependency]);
             self.named_by.push(position);
         }
@@ -124,6 +124,7 @@ impl Dependents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlld_schemas::ModuleRecord;
 
     fn module(user: &str, name: &str, deps: &[&str]) -> ModuleRecord {
         serde_json::from_value(serde_json::json!({
@@ -145,7 +146,9 @@ mod tests {
         ];
         let mut builder = DependentsBuilder::default();
         for m in &modules {
-            builder.add(m).unwrap();
+            builder
+                .add(&m.user, &m.name, &m.current.dependencies)
+                .unwrap();
         }
         let dependents = builder.finish();
         assert_eq!(dependents.of(0), ["a-b/x", "a/y", "z/z"]);

@@ -1,0 +1,146 @@
+//! The listing's shards and the search parts, from one pass over the
+//! spill in order. Each record is read on all cores for the fields the
+//! listing shows ([`Listed`]), not decoded whole, and its row written as
+//! JSON there; what stays sequential is adding its terms, its row and its
+//! dependencies.
+
+use std::path::Path;
+
+use anyhow::Result;
+use mlld_schemas::snapshot::AdvisoryIndex;
+use serde::Deserialize;
+
+use super::dependents::{Dependents, DependentsBuilder};
+use super::search_parts::SearchParts;
+use super::{Row, SHARD, json_text_call, unix_time, versioned, write_addressed};
+use crate::staged_manifest::StagedManifest;
+
+/// The listing's and search parts' files, in order.
+pub(super) struct Listing {
+    pub(super) shards: Vec<String>,
+    pub(super) search: Vec<String>,
+}
+
+/// What the listing needs of a gist module's record.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedFields {
+    user: String,
+    name: String,
+    gist: String,
+    description: String,
+    tags: Vec<String>,
+    #[serde(default)]
+    updated: Option<String>,
+    #[serde(default)]
+    committed_at: Option<String>,
+    #[serde(default)]
+    stale: Option<String>,
+    /// The current revision's.
+    #[serde(default)]
+    dependencies: Vec<String>,
+}
+
+/// A gist module ready for the listing: its fields and its row's JSON.
+struct Listed {
+    fields: ListedFields,
+    row: String,
+}
+
+impl Listed {
+    fn of(line: &[u8], advisories: &AdvisoryIndex<'_>) -> Result<Self> {
+        let m: ListedFields = serde_json::from_slice(line)?;
+        let advisory = advisories.for_names(&m.user, &m.name, &m.gist).next();
+        let updated =
+            unix_time(m.updated.as_deref()).or_else(|| unix_time(m.committed_at.as_deref()));
+        let row = Row(
+            m.user.clone(),
+            &m.name,
+            &m.description,
+            &m.tags,
+            u8::from(advisory.is_some()),
+            u8::from(m.stale.is_some()),
+            "",
+            updated.unwrap_or(0),
+        );
+        let row = serde_json::to_string(&row)?;
+        Ok(Self { fields: m, row })
+    }
+}
+
+/// Writes the listing shard by shard and the search parts, reading the
+/// spill once; returns their files and who depends on whom.
+pub(super) fn write_listing(
+    dest: &Path,
+    manifest: &StagedManifest,
+    advisory_index: &AdvisoryIndex<'_>,
+) -> Result<(Listing, Dependents)> {
+    let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
+    let mut dependents = DependentsBuilder::default();
+    let mut shards = ShardWriter::new(dest);
+    let listed = (manifest.modules).par_map_chunks(|_, line| Listed::of(line, advisory_index))?;
+    for chunk in listed {
+        for Listed { fields: m, row } in chunk? {
+            search.add(&m.user, &m.name, &m.description, &m.tags);
+            shards.push(row)?;
+            dependents.add(&m.user, &m.name, &m.dependencies)?;
+        }
+    }
+    for v in &manifest.versioned {
+        let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
+        let row = versioned::row(v, advisory);
+        search.add(&row.0, row.1, row.2, row.3);
+        shards.push(serde_json::to_string(&row)?)?;
+    }
+    let search = search
+        .bodies()
+        .map(|body| write_addressed(dest, "search", &body))
+        .collect::<Result<Vec<_>>>()?;
+    let listing = Listing {
+        shards: shards.finish()?,
+        search,
+    };
+    Ok((listing, dependents.finish()))
+}
+
+/// Writes the listing's rows (each as JSON) `SHARD` at a time as they come.
+struct ShardWriter<'a> {
+    dest: &'a Path,
+    rows: Vec<String>,
+    written: Vec<String>,
+}
+
+impl<'a> ShardWriter<'a> {
+    fn new(dest: &'a Path) -> Self {
+        Self {
+            dest,
+            rows: Vec::with_capacity(SHARD),
+            written: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: String) -> Result<()> {
+        self.rows.push(row);
+        if self.rows.len() == SHARD {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(SHARD));
+        let array = format!("[{}]", rows.join(","));
+        let body = json_text_call("shard", self.written.len(), &array);
+        self.written
+            .push(write_addressed(self.dest, "listing", &body)?);
+        Ok(())
+    }
+
+    /// The shards' files, in order.
+    fn finish(mut self) -> Result<Vec<String>> {
+        if !self.rows.is_empty() {
+            self.flush()?;
+        }
+        Ok(self.written)
+    }
+}

@@ -308,13 +308,17 @@ impl<'w, R: Read> Window<'w, R> {
             }
         };
         let at = self.position();
-        if std::str::from_utf8(&self.buf[self.pos..self.pos + len]).is_err() {
-            return Err(self.syntax("UTF-8 text"));
-        }
         let start = self.pos;
         self.pos += len;
-        // Checked just above.
-        let raw = std::str::from_utf8(&self.buf[start..self.pos]).expect("UTF-8");
+        let what = self.what;
+        // One pass: the error is built from `at`, not from `self`.
+        let raw = std::str::from_utf8(&self.buf[start..self.pos]).map_err(|_| {
+            anyhow!(
+                "{what} is not valid JSON at line {}, column {}: expected UTF-8 text",
+                at.line,
+                at.column
+            )
+        })?;
         Ok(Value {
             raw,
             at,

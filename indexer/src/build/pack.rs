@@ -44,6 +44,7 @@ pub(super) fn pack_snapshots(
     let reuse = previous.map(|p| snapshot_writer::Reuse {
         snapshot: &p.snapshot,
         table: &p.frames,
+        members: Some(Box::new(p.members.iter())),
     });
     let head = staging.join("head.tar.zst");
     let signature = signed.signature.as_bytes();
@@ -76,6 +77,7 @@ pub(super) fn pack_snapshots(
         Some(snapshot_writer::Reuse {
             snapshot: &snapshot,
             table: &written.table,
+            members: None,
         }),
     )
     .context("writing the index-only snapshot")?;

@@ -53,7 +53,7 @@ pub struct CrawlState {
     pub imports: TextListMap,
     /// `user/module` → the key of its generated page (see `site_data`).
     #[serde(default)]
-    pub pages: BTreeMap<String, String>,
+    pub pages: TextMap,
     /// Snapshots this site has published, newest first (for retention);
     /// index-only snapshots likewise.
     #[serde(default)]

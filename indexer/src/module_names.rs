@@ -2,38 +2,68 @@
 //! makes by name (linking imports, versioned modules' dependencies and
 //! overlaps) without holding their records.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
-/// `user/name` of every accepted gist module, in manifest order, and a
-/// sorted table from a hash of the lookup key (user in lower case, as
-/// GitHub logins compare, and the exact module name) to a position.
+use hashbrown::{DefaultHashBuilder, HashTable, hash_table::Entry};
+
+/// `user/name` of every accepted gist module, in manifest order, and a hash
+/// index from the lookup key (user in lower case, as GitHub logins compare,
+/// and the exact module name) to a position: a lookup, made for every gist
+/// of every build, costs a cache miss or two instead of a binary search's
+/// twenty.
 #[derive(Debug, Default)]
 pub struct ModuleNames {
     full: Vec<Box<str>>,
-    by_key: Vec<(u64, u32)>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
 }
 
-fn key_hash(user: &str, name: &str) -> u64 {
-    // SipHash with fixed keys: the same in every run.
-    let mut h = std::hash::DefaultHasher::new();
-    user.to_ascii_lowercase().hash(&mut h);
-    name.hash(&mut h);
-    h.finish()
+fn split(full: &str) -> (&str, &str) {
+    full.split_once('/').unwrap_or((full, ""))
 }
 
 impl ModuleNames {
-    /// From `user/name` of every module, in manifest order.
+    /// From `user/name` of every module, in manifest order. Of two names
+    /// equal but for the user's case, the first is found.
     pub fn new(full: Vec<Box<str>>) -> Self {
-        let mut by_key: Vec<(u64, u32)> = full
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let (user, name) = f.split_once('/').unwrap_or((f, ""));
-                (key_hash(user, name), i as u32)
-            })
-            .collect();
-        by_key.sort_unstable();
-        Self { full, by_key }
+        let mut names = Self {
+            full,
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        };
+        let mut index = HashTable::with_capacity(names.full.len());
+        for (i, f) in names.full.iter().enumerate() {
+            let (user, name) = split(f);
+            let hash = names.key_hash(user, name);
+            let rehash = |&j: &u32| {
+                let (u, n) = split(&names.full[j as usize]);
+                names.key_hash(u, n)
+            };
+            if let Entry::Vacant(slot) = index.entry(hash, |&j| names.is(j, user, name), rehash) {
+                slot.insert(i as u32);
+            }
+        }
+        names.index = index;
+        names
+    }
+
+    fn key_hash(&self, user: &str, name: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        // The user in lower case, without allocating it.
+        for chunk in user.as_bytes().chunks(32) {
+            let mut lower = [0u8; 32];
+            lower[..chunk.len()].copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            h.write(&lower[..chunk.len()]);
+        }
+        h.write_u8(b'/');
+        h.write(name.as_bytes());
+        h.finish()
+    }
+
+    fn is(&self, position: u32, user: &str, name: &str) -> bool {
+        let (u, n) = split(&self.full[position as usize]);
+        u.eq_ignore_ascii_case(user) && n == name
     }
 
     /// `user/name` of the module at `position`.
@@ -43,16 +73,10 @@ impl ModuleNames {
 
     /// The position of the module `user/name`, the user matched in any case.
     pub fn find(&self, user: &str, name: &str) -> Option<usize> {
-        let hash = key_hash(user, name);
-        let start = self.by_key.partition_point(|&(h, _)| h < hash);
-        self.by_key[start..]
-            .iter()
-            .take_while(|&&(h, _)| h == hash)
-            .map(|&(_, i)| i as usize)
-            .find(|&i| {
-                let (u, n) = self.full[i].split_once('/').unwrap_or((&self.full[i], ""));
-                u.eq_ignore_ascii_case(user) && n == name
-            })
+        let hash = self.key_hash(user, name);
+        (self.index)
+            .find(hash, |&i| self.is(i, user, name))
+            .map(|&i| i as usize)
     }
 }
 
@@ -75,5 +99,8 @@ mod tests {
         assert_eq!(names.find("bob", "tools"), None);
         assert_eq!(names.find("carol", "json"), None);
         assert_eq!(names.full_name(2), "bob/Tools");
+        // Of two names equal but for the user's case, the first is found.
+        let names = ModuleNames::new(["Bob/x", "bob/x"].map(Box::from).to_vec());
+        assert_eq!(names.find("BOB", "x"), Some(0));
     }
 }

@@ -37,7 +37,7 @@ pub struct Previous {
     pub rejected: BTreeMap<String, CachedRejection>,
     pub frames: FrameTable,
     pub imports: TextListMap,
-    pub pages: BTreeMap<String, String>,
+    pub pages: TextMap,
     pub published: Vec<String>,
     pub published_index: Vec<String>,
     pub published_deltas: Vec<Vec<String>>,

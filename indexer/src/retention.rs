@@ -3,7 +3,7 @@
 //! pages of modules that left the registry. Everything retired is removed
 //! only after the new `latest.json` is in place.
 
-use std::collections::BTreeMap;
+use crate::text_map::TextMap;
 
 use mlld_schemas::Latest;
 
@@ -26,7 +26,7 @@ pub fn decide(
     latest: &Latest,
     previous: Option<&Previous>,
     keep: usize,
-    pages: &BTreeMap<String, String>,
+    pages: &TextMap,
 ) -> Retention {
     let keep = keep.max(1);
     let (published, mut retired) = retain(
@@ -70,8 +70,8 @@ pub fn decide(
     let removed_pages = previous
         .iter()
         .flat_map(|p| p.pages.keys())
-        .filter(|k| !pages.contains_key(*k))
-        .cloned()
+        .filter(|k| pages.get(k).is_none())
+        .map(str::to_string)
         .collect();
     Retention {
         published,

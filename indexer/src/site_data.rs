@@ -23,7 +23,7 @@
 //! site at publish time; module pages whose inputs did not change are not
 //! regenerated (their key is kept in the crawl state).
 
-use std::collections::BTreeMap;
+use crate::text_map::TextMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -93,8 +93,8 @@ pub fn write(
     dest: &Path,
     manifest: &StagedManifest,
     blobs: &BlobDir,
-    previous_keys: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
+    previous_keys: &TextMap,
+) -> Result<TextMap> {
     for (name, text) in mlld_schemas::json_schemas() {
         write_file(dest, &format!("schemas/{name}"), text.as_bytes())?;
     }
@@ -119,7 +119,7 @@ pub fn write(
             .for_names(&names.user, &names.name, &names.gist)
             .collect();
         let key = gist_page_key(line, &deps_of_me, &advisories)?;
-        if previous_keys.get(&full) != Some(&key) {
+        if previous_keys.get(&full) != Some(key.as_str()) {
             let m = manifest.modules.decode_line(line)?;
             let page = gist_page::page(&m, &deps_of_me, advisories, blobs, MAX_PAGE_CONTENT)?;
             write_page(dest, &full, &page)?;
@@ -142,12 +142,12 @@ fn versioned_page(
     advisories: &[AdvisoryRecord],
     module: &VersionedModule,
     blobs: &BlobDir,
-    previous_keys: &BTreeMap<String, String>,
+    previous_keys: &TextMap,
 ) -> Result<Option<(String, String)>> {
     let full = module.full_name();
     let advisories = versioned::advisories(advisories, module);
     let key = page_key(&(module, &advisories))?;
-    if previous_keys.get(&full) != Some(&key) {
+    if previous_keys.get(&full) != Some(key.as_str()) {
         let Some(page) = versioned::page(module, advisories, blobs, MAX_PAGE_CONTENT)? else {
             return Ok(None);
         };
@@ -159,12 +159,8 @@ fn versioned_page(
 /// Removes the `.json` copies that sites built before pages were written
 /// once still hold, for each page this build wrote anew (a new page
 /// format rewrites them all once). Run after the flip.
-pub fn remove_legacy_pages(
-    out: &Path,
-    previous: &BTreeMap<String, String>,
-    current: &BTreeMap<String, String>,
-) -> Result<()> {
-    for (page, key) in current {
+pub fn remove_legacy_pages(out: &Path, previous: &TextMap, current: &TextMap) -> Result<()> {
+    for (page, key) in current.iter() {
         if previous.get(page) == Some(key) {
             continue;
         }

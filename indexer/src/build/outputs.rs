@@ -32,7 +32,7 @@ pub(super) struct SiteData {
     /// Staged page, data and module pages, moved into the site as they are.
     pub(super) dir: PathBuf,
     /// `user/module` → page key.
-    pub(super) pages: BTreeMap<String, String>,
+    pub(super) pages: TextMap,
     /// The sparse root staged under `dir`, and its entry for `latest.json`.
     pub(super) sparse: (SiteFile, SparseRoot),
 }
@@ -68,7 +68,7 @@ pub(super) fn delta_and_site_data(
         Ok(Some(staged))
     };
     let dir = staging.join("site");
-    let no_pages = BTreeMap::new();
+    let no_pages = TextMap::default();
     let started = Instant::now();
     let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
     let pages = crate::site_data::write(&dir, manifest, blobs, previous_pages)?;

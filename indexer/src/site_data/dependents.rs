@@ -63,9 +63,20 @@ impl DependentsBuilder {
         // name's rank; see `Dependents::rank`).
         let mut by_name: Vec<u32> = (0..names.len() as u32).collect();
         by_name.sort_by(|&a, &b| names.get(a as usize).cmp(names.get(b as usize)));
+        // Each position's rank, the first of its name's run: looked up
+        // once a module, where a search by name costs twenty string compares.
+        let mut ranks = vec![0u32; by_name.len()];
+        let mut run_start = 0;
+        for (rank, &p) in by_name.iter().enumerate() {
+            if rank > 0 && names.get(by_name[rank - 1] as usize) != names.get(p as usize) {
+                run_start = rank as u32;
+            }
+            ranks[p as usize] = run_start;
+        }
         let mut out = Dependents {
             names,
             by_name,
+            ranks,
             pairs: Vec::new(),
         };
         let mut pairs = Vec::with_capacity(named_by.len());
@@ -86,6 +97,8 @@ pub struct Dependents {
     names: Strings,
     /// Module positions, sorted by full name.
     by_name: Vec<u32>,
+    /// Position → the rank of its name (see `rank`).
+    ranks: Vec<u32>,
     /// (rank of the name depended on, rank of the dependent), sorted.
     pairs: Vec<(u32, u32)>,
 }
@@ -116,8 +129,7 @@ impl Dependents {
 
     /// The rank of the module at `position`'s name.
     fn rank_of(&self, position: usize) -> u32 {
-        self.rank(self.names.get(position))
-            .expect("every module's own name has a rank")
+        self.ranks[position]
     }
 }
 

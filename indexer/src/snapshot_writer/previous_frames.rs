@@ -72,13 +72,18 @@ impl<'a, I: Iterator<Item = Frame>> PreviousFrames<'a, I> {
             .collect()
     }
 
+    /// The frame's place, when the table has one that a frame of its
+    /// members could fill: a table damaged past that offers nothing.
     fn source(&self, frame: &Frame) -> Option<Source> {
         let (first, last) = (frame.first()?, frame.last()?);
         let &(offset, len) = self.table.frames.get(&frame_id(frame))?;
-        let tar_len = frame
-            .iter()
-            .map(|(_, m)| 512 + m.size.next_multiple_of(512))
-            .sum();
+        let tar_len = frame.iter().try_fold(0u64, |sum, (_, m)| {
+            sum.checked_add(m.size.checked_next_multiple_of(512)?.checked_add(512)?)
+        })?;
+        let bound = zstd::zstd_safe::compress_bound(usize::try_from(tar_len).ok()?) as u64;
+        if len > bound.saturating_add(MAX_FRAME_OVERHEAD) {
+            return None;
+        }
         Some(Source {
             first: first.0.clone(),
             last: last.0.clone(),
@@ -89,37 +94,69 @@ impl<'a, I: Iterator<Item = Frame>> PreviousFrames<'a, I> {
     }
 }
 
+/// zstd's frame header and checksum beyond its compress bound.
+const MAX_FRAME_OVERHEAD: u64 = 1024;
+
 /// The blobs of `frame` that `sources` hold, read out of the previous
 /// snapshot `file`, as (path, bytes). Only blobs: their paths name their
 /// content, where another member (the search index's files) keeps its path
-/// as its content changes. Unverified: the caller hashes them.
+/// as its content changes. Unverified: the caller hashes them. A source
+/// that cannot be read yields nothing: the blobs are then read as files,
+/// which every blob of the previous build also is.
 pub(super) fn read_blobs(
     file: &File,
     sources: &[Source],
     frame: &[(String, Member)],
-) -> io::Result<Vec<(String, Vec<u8>)>> {
+) -> Vec<(String, Vec<u8>)> {
     let mut found = Vec::new();
     for source in sources {
-        let mut compressed = vec![0; usize::try_from(source.len).unwrap_or(usize::MAX)];
-        file.read_exact_at(&mut compressed, source.offset)?;
-        let decoder = zstd::Decoder::with_buffer(&compressed[..])?;
-        let mut tar = tar::Archive::new(decoder.take(source.tar_len));
-        for entry in tar.entries()? {
-            let mut entry = entry?;
-            let path = mlld_site_contract::archive::member_path(&entry)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}")))?;
-            let wanted = blob_digest(&path).is_some();
-            let Some(i) =
-                (frame.binary_search_by(|(p, _)| p.as_str().cmp(&path)).ok()).filter(|_| wanted)
-            else {
-                continue;
-            };
-            let mut bytes = Vec::with_capacity(frame[i].1.size as usize);
-            (&mut entry).take(frame[i].1.size).read_to_end(&mut bytes)?;
-            found.push((path, bytes));
+        // Whatever a damaged frame gave before failing is dropped with it.
+        let mut from_source = Vec::new();
+        if read_source(file, source, frame, &mut from_source).is_ok() {
+            found.append(&mut from_source);
         }
     }
-    Ok(found)
+    found
+}
+
+fn read_source(
+    file: &File,
+    source: &Source,
+    frame: &[(String, Member)],
+    found: &mut Vec<(String, Vec<u8>)>,
+) -> io::Result<()> {
+    let size = file.metadata()?.len();
+    if source
+        .offset
+        .checked_add(source.len)
+        .is_none_or(|end| end > size)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the frame table places a frame past the previous snapshot's end",
+        ));
+    }
+    // Bounded by `source` (see `PreviousFrames::source`).
+    let mut compressed = vec![0; source.len as usize];
+    file.read_exact_at(&mut compressed, source.offset)?;
+    let decoder = zstd::Decoder::with_buffer(&compressed[..])?;
+    let mut tar = tar::Archive::new(decoder.take(source.tar_len));
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let Some(i) = (frame.binary_search_by(|(p, _)| p.as_str().cmp(&path)).ok())
+            .filter(|_| blob_digest(&path).is_some())
+        else {
+            continue;
+        };
+        mlld_site_contract::archive::member_path(&entry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}")))?;
+        let want = frame[i].1.size;
+        let mut bytes = Vec::with_capacity(want.min(1 << 20) as usize);
+        (&mut entry).take(want).read_to_end(&mut bytes)?;
+        found.push((path, bytes));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,6 +205,50 @@ mod tests {
             (got[0].offset, got[0].len, got[0].tar_len),
             (7, 9, 2 * 1024)
         );
+        // A length no frame of these members could have is not offered.
+        table
+            .frames
+            .insert(frame_id(&frame(&["a", "c"])), (0, 1 << 40));
+        let previous = vec![frame(&["a", "c"])];
+        let mut walk = PreviousFrames::new(previous.into_iter(), &table);
+        assert_eq!(walk.overlapping(&frame(&["b"])), Vec::new());
+    }
+
+    #[test]
+    fn frames_that_cannot_be_read_give_nothing_and_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("previous.tar.zst");
+        let sha256 = mlld_schemas::sha256_hex(b"data");
+        let blob_path = mlld_schemas::snapshot::blob_path(&sha256);
+        let mut tar = Vec::new();
+        super::super::entry(&mut tar, &blob_path, b"data", 0).unwrap();
+        let good = zstd::bulk::compress(&tar, 3).unwrap();
+        std::fs::write(&path, [&good[..], b"not zstd at all"].concat()).unwrap();
+        let file = File::open(&path).unwrap();
+        let member = Member { sha256, size: 4 };
+        let source = |offset, len| Source {
+            first: "a".into(),
+            last: "z".into(),
+            offset,
+            len,
+            tar_len: 1024,
+        };
+        let frame = [(blob_path.clone(), member)];
+        let found = read_blobs(&file, &[source(0, good.len() as u64)], &frame);
+        assert_eq!(found, [(blob_path.clone(), b"data".to_vec())]);
+        let end = good.len() as u64;
+        for bad in [
+            source(end, 15),
+            source(end - 2, 100),
+            source(u64::MAX - 1, 10),
+            source(3, 9),
+        ] {
+            assert_eq!(
+                read_blobs(&file, std::slice::from_ref(&bad), &frame),
+                [],
+                "{bad:?}"
+            );
+        }
     }
 
     /// Blobs, each in its own loose file under `dir`, keyed by path.

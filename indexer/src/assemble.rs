@@ -251,13 +251,12 @@ fn reuse(
 }
 
 fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(), String> {
-    match r.files.iter().find(|f| !blobs.has(&f.sha256)) {
-        Some(f) => Err(format!(
-            "carrying over from the previous snapshot: blob {} is in neither this build nor the previous one",
-            f.sha256
-        )),
-        None => Ok(()),
+    for f in &r.files {
+        blobs
+            .require(&f.sha256)
+            .map_err(|e| format!("carrying over from the previous snapshot: {e}"))?;
     }
+    Ok(())
 }
 
 /// Matches a module's imports against the accepted modules' names: known

@@ -89,21 +89,6 @@ impl BlobDir {
             .find(|p| p.is_file())
     }
 
-    /// Whether blob `hex` is available to the snapshot; without building
-    /// its path when both directories' digests are known.
-    pub fn has(&self, hex: &str) -> bool {
-        match (&self.previous_digests, digest_bytes(hex)) {
-            (Some(known), Some(digest)) => {
-                (self.previous.is_some() && known.contains(&digest))
-                    || (self.fresh.lock())
-                        .expect("no panics while holding the lock")
-                        .contains(&digest)
-            }
-            (Some(_), None) => false,
-            (None, _) => self.locate(hex).is_some(),
-        }
-    }
-
     /// Errs unless blob `hex` is available to the snapshot.
     pub fn require(&self, hex: &str) -> std::io::Result<PathBuf> {
         self.locate(hex).ok_or_else(|| {

@@ -21,6 +21,18 @@ pub fn resident_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|kib| kib * 1024)
 }
 
+/// The CPU time (user and system, all threads) the process has used, in
+/// seconds, from `/proc/self/stat`: with wall time it says how much of the
+/// machine a stage kept busy. Linux counts it in ticks of 1/100 s.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after `)`.
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(STATUS).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
@@ -40,6 +52,7 @@ mod tests {
         let raised = peak_bytes().unwrap();
         assert!(raised >= before + (60 << 20), "{before} → {raised}");
         drop(big);
+        assert!(cpu_seconds().is_some());
         if reset_peak() {
             let after = peak_bytes().unwrap();
             assert!(after + (60 << 20) <= raised, "{raised} → {after}");

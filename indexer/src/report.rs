@@ -27,6 +27,10 @@ pub struct StageTime {
     pub peak_memory_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident_after_bytes: Option<u64>,
+    /// CPU seconds the process used during the stage (Linux): over
+    /// `seconds`, how many cores it kept busy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
     /// The stage's own steps, timed where one stage does several things.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTime>,
@@ -34,9 +38,12 @@ pub struct StageTime {
 
 /// One step of a stage and its time.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StepTime {
     pub step: &'static str,
     pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -79,6 +86,9 @@ pub struct BuildReport {
     /// Steps timed in the running stage, which the stage's entry takes.
     #[serde(skip)]
     steps: Vec<StepTime>,
+    /// CPU seconds used when the last stage and the last step ended.
+    #[serde(skip)]
+    cpu_marks: (f64, f64),
     /// Registry imports in module content that name no accepted module: (module, reference).
     pub unresolved_imports: Vec<(String, String)>,
     pub advisories: usize,
@@ -115,14 +125,39 @@ impl BuildReport {
     /// Records a step of the running stage, begun at `started`.
     pub fn step(&mut self, step: &'static str, started: std::time::Instant) {
         let seconds = started.elapsed().as_secs_f64();
-        self.steps.push(StepTime { step, seconds });
+        let cpu_seconds = crate::memory::cpu_seconds().map(|now| {
+            let used = now - self.cpu_marks.1;
+            self.cpu_marks.1 = now;
+            used
+        });
+        self.steps.push(StepTime {
+            step,
+            seconds,
+            cpu_seconds,
+        });
+    }
+
+    /// Records a step that ran beside the stage's others, on its own
+    /// thread, for `seconds` (its CPU is in theirs).
+    pub fn concurrent_step(&mut self, step: &'static str, seconds: f64) {
+        self.steps.push(StepTime {
+            step,
+            seconds,
+            cpu_seconds: None,
+        });
     }
 
     /// Records a stage that began at `started` (and, where the platform
     /// allows, with [`crate::memory::reset_peak`]): its time and memory.
     pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
         let peak = crate::memory::peak_bytes();
+        let cpu_seconds = crate::memory::cpu_seconds().map(|now| {
+            let used = now - self.cpu_marks.0;
+            self.cpu_marks = (now, now);
+            used
+        });
         self.stages.push(StageTime {
+            cpu_seconds,
             stage,
             seconds: started.elapsed().as_secs_f64(),
             peak_memory_bytes: peak,

@@ -96,9 +96,10 @@ fn stages(r: &Run) -> String {
             .as_u64()
             .map_or(String::new(), |b| format!(" peak {} MiB", b >> 20));
         format!(
-            "{} {:.1}s{peak}{}",
+            "{} {:.1}s{}{peak}{}",
             s["stage"].as_str().unwrap_or("?"),
             s["seconds"].as_f64().unwrap_or(0.0),
+            cpu(s),
             steps(&s["steps"])
         )
     });
@@ -112,9 +113,20 @@ fn steps(steps: &Value) -> String {
     };
     let named = steps.iter().map(|s| {
         let name = s["step"].as_str().unwrap_or("?");
-        format!("{name} {:.1}s", s["seconds"].as_f64().unwrap_or(0.0))
+        format!(
+            "{name} {:.1}s{}",
+            s["seconds"].as_f64().unwrap_or(0.0),
+            cpu(s)
+        )
     });
     format!(" [{}]", named.collect::<Vec<_>>().join(", "))
+}
+
+/// ` (cpu 1.8s)`: the CPU a stage or step used, where the report has it.
+fn cpu(timed: &Value) -> String {
+    timed["cpuSeconds"]
+        .as_f64()
+        .map_or(String::new(), |c| format!(" (cpu {c:.1}s)"))
 }
 
 /// Every `step`-th gist: the ones that change before the rebuild.

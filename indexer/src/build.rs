@@ -101,18 +101,19 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     let mut report = BuildReport::default();
     let progress = &Progress::new();
 
-    let mut registry = timed(progress, &mut report, "load registry", |r| {
-        inputs::load_registry(&config.registry, r)
-    })?;
     let staging = inputs::open_staging(&config.out)?;
     let staging_dir = staging.path();
+    let (mut registry, start) = timed(
+        progress,
+        &mut report,
+        "load registry and previous site",
+        |r| inputs::load_registry_and_previous(config, staging_dir, r),
+    )?;
     let inputs::Start {
         mut previous,
         blobs,
         serial,
-    } = timed(progress, &mut report, "read previous site", |_| {
-        inputs::read_previous(config, staging_dir)
-    })?;
+    } = start;
 
     let crawl::Crawled {
         modules,
@@ -163,15 +164,15 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         let previous = previous.as_mut();
         manifest::sign_manifest(config, serial, records, &blobs, previous, staging_dir, r)
     })?;
-    let packed = timed(progress, &mut report, "pack snapshot", |r| {
-        let (file, created) = (manifest_file.as_path(), config.created);
-        let previous = previous.as_ref();
-        pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir, r)
-    })?;
-    let site = timed(progress, &mut report, "delta and site data", |r| {
+    let (packed, site) = timed(progress, &mut report, "pack, delta and site data", |r| {
+        let pack = |r: &mut BuildReport| {
+            let (file, created) = (manifest_file.as_path(), config.created);
+            let previous = previous.as_ref();
+            pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir, r)
+        };
         let (manifest, previous) = (&signed.manifest, previous.as_ref());
         let dirs = (staging_dir, config.out.as_path());
-        outputs::delta_and_site_data(&packed, manifest, &blobs, previous, dirs, r)
+        outputs::pack_delta_and_site_data(pack, manifest, &blobs, previous, dirs, r)
     })?;
 
     let latest = outputs::latest(&packed, &signed.manifest, &site);

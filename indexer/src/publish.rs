@@ -32,15 +32,49 @@ pub struct Publication<'a> {
 
 /// Moves a finished snapshot into the site and points `latest.json` at it.
 pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
+    let (latest, state) = (p.latest, p.state);
+    // The crawl state is compressed while the files move (it is CPU, they
+    // are the disk); it is written after them, as before.
+    let (moved, state_bytes) = std::thread::scope(|scope| {
+        let state_bytes = scope.spawn(|| crawl_state::encode(state));
+        let moved = move_files(out, key, p);
+        let state_bytes =
+            (state_bytes.join()).map_err(|_| anyhow::anyhow!("encoding the crawl state panicked"));
+        (moved, state_bytes)
+    });
+    moved?;
+    let state_bytes = state_bytes??;
+    // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
+    mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &state_bytes)?;
+    let state_sig = key.sign(
+        &state_bytes,
+        &format!("mlld-registry crawl state for {}", state.snapshot),
+    );
+    mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_SIG_NAME), state_sig.as_bytes())?;
+    let mut latest_bytes = serde_json::to_vec_pretty(latest)?;
+    latest_bytes.push(b'\n');
+    let sig = key.sign(
+        &latest_bytes,
+        &format!("mlld-registry latest serial:{}", latest.serial),
+    );
+    mlld_fsutil::write_atomic(&out.join(LATEST_SIG_NAME), sig.as_bytes())?;
+    mlld_fsutil::write_atomic(&out.join(LATEST_NAME), &latest_bytes)?;
+    Ok(())
+}
+
+/// Moves everything but the crawl state and `latest.json` into the site:
+/// loose blobs, the snapshots and the delta, the public key, the staged
+/// site files.
+fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
     let Publication {
         staged_snapshot,
         staged_index,
         staged_delta,
         latest,
         site_files,
-        state,
         members,
         blobs,
+        ..
     } = *p;
     // Loose blobs first: content-addressed and immutable, so adding them
     // changes nothing a client sees. A missing or torn one is replaced.
@@ -95,22 +129,6 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
                 .with_context(|| format!("publishing {}", rel.display()))?;
         }
     }
-    // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
-    let state_bytes = crawl_state::encode(state)?;
-    mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &state_bytes)?;
-    let state_sig = key.sign(
-        &state_bytes,
-        &format!("mlld-registry crawl state for {}", state.snapshot),
-    );
-    mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_SIG_NAME), state_sig.as_bytes())?;
-    let mut latest_bytes = serde_json::to_vec_pretty(latest)?;
-    latest_bytes.push(b'\n');
-    let sig = key.sign(
-        &latest_bytes,
-        &format!("mlld-registry latest serial:{}", latest.serial),
-    );
-    mlld_fsutil::write_atomic(&out.join(LATEST_SIG_NAME), sig.as_bytes())?;
-    mlld_fsutil::write_atomic(&out.join(LATEST_NAME), &latest_bytes)?;
     Ok(())
 }
 

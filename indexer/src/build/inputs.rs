@@ -2,6 +2,7 @@
 //! and the previous build (its blobs, records and serial).
 
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::Diagnostic;
@@ -41,6 +42,34 @@ impl Registry {
         diagnostics.append(&mut self.versioned.diagnostics);
         diagnostics
     }
+}
+
+/// Stage "load registry and previous site": the two stages below, side by
+/// side (they need nothing from each other; loading a cold checkout mostly
+/// waits on the disk, reading the previous site mostly decompresses), each
+/// timed as a step in `report`.
+pub(super) fn load_registry_and_previous(
+    config: &BuildConfig,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<(Registry, Start)> {
+    let (registry, previous) = std::thread::scope(|scope| {
+        let previous = scope.spawn(|| {
+            let started = Instant::now();
+            read_previous(config, staging).map(|start| (start, started.elapsed()))
+        });
+        let started = Instant::now();
+        let registry = load_registry(&config.registry, report);
+        report.concurrent_step("load registry", started.elapsed().as_secs_f64());
+        let previous = (previous.join())
+            .map_err(|_| anyhow::anyhow!("the thread reading the previous site panicked"))?;
+        anyhow::Ok((registry, previous))
+    })?;
+    // The registry's error first: a checkout that is not one says more.
+    let registry = registry?;
+    let (start, took) = previous?;
+    report.concurrent_step("read previous site", took.as_secs_f64());
+    Ok((registry, start))
 }
 
 /// Stage "load registry": takes the checkout at `root`; produces both of

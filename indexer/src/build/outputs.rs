@@ -37,64 +37,129 @@ pub(super) struct SiteData {
     pub(super) sparse: (SiteFile, SparseRoot),
 }
 
-/// Stage "delta and site data": takes the packed snapshots, the manifest,
-/// the blobs and the previous build; produces the delta from the previous
-/// snapshot and the web page's files under `staging/site`. The two need
-/// nothing from each other but run one after the other, so their peaks do
-/// not add up (the delta streams both index-only tars and holds only the
-/// base's chunk table). The delta's size goes into `report`.
-pub(super) fn delta_and_site_data(
-    packed: &Packed,
+/// Stage "pack, delta and site data": packs the snapshots (`pack`), then
+/// writes the delta from the previous snapshot to the new index-only one,
+/// on one thread; beside it, the web page's files under `staging/site` and
+/// then the sparse shards, whose root names the packed snapshot's digest.
+/// The two sides share nothing else, and each leaves a core idle for much
+/// of its time (the snapshot's head frame and the delta are one stream
+/// each). Frame counts and the delta's size go into `report`.
+pub(super) fn pack_delta_and_site_data(
+    pack: impl FnOnce(&mut BuildReport) -> Result<Packed> + Send,
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     (staging, site): (&Path, &Path),
     report: &mut BuildReport,
-) -> Result<SiteData> {
-    let delta_job = || -> Result<Option<StagedDelta>> {
-        let Some((p, index_snapshot)) =
-            previous.and_then(|p| Some((p, p.index_snapshot.as_deref()?)))
-        else {
-            return Ok(None);
-        };
-        let origin = delta_writer::Origin {
-            serial: p.latest.serial,
-            snapshot_sha256: &p.latest.sha256,
-            members: &p.members,
-            index_snapshot,
-        };
-        let staged = delta_writer::write(staging, &origin, &packed.index, &manifest.members, blobs)
-            .context("writing the delta from the previous snapshot")?;
-        Ok(Some(staged))
+) -> Result<(Packed, SiteData)> {
+    let (digest_tx, digest_rx) = std::sync::mpsc::channel::<String>();
+    let packing = || -> Result<Packing> {
+        let mut counts = BuildReport::default();
+        let started = Instant::now();
+        let packed = pack(&mut counts)?;
+        let pack_seconds = started.elapsed().as_secs_f64();
+        // The other side stops waiting if this one fails first (the
+        // sender drops) and then reports this side's error.
+        let _ = digest_tx.send(packed.written.sha256.clone());
+        let started = Instant::now();
+        let delta = delta_from_previous(&packed, manifest, blobs, previous, staging)?;
+        Ok(Packing {
+            delta,
+            seconds: (pack_seconds, started.elapsed().as_secs_f64()),
+            frames: (counts.frames_reused, counts.frames_compressed),
+            packed,
+        })
     };
     let dir = staging.join("site");
-    let no_pages = TextMap::default();
-    let started = Instant::now();
-    let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
-    let pages = crate::site_data::write(&dir, manifest, blobs, previous_pages)?;
-    report.step("site data", started);
-    let started = Instant::now();
-    let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
-    let sparse = (sparse_writer::write(
-        &dir,
-        (site, previous_root),
-        manifest,
-        &packed.written.sha256,
-    ))
-    .context("writing the sparse shards")?;
-    report.step("sparse shards", started);
-    let started = Instant::now();
-    let delta = delta_job()?;
-    report.step("delta", started);
+    let (packing, site_data) = std::thread::scope(|scope| {
+        let packing = scope.spawn(packing);
+        let site_data =
+            site_data_and_shards(&dir, (site, &digest_rx), manifest, previous, blobs, report);
+        let packing = (packing.join()).map_err(|_| anyhow::anyhow!("the packing thread panicked"));
+        (packing, site_data)
+    });
+    // The packing side's error first: the other side only waited for it.
+    let Packing {
+        packed,
+        delta,
+        seconds,
+        frames,
+    } = packing??;
+    let (pages, sparse) = site_data?;
+    report.concurrent_step("pack snapshot", seconds.0);
+    report.concurrent_step("delta", seconds.1);
+    (report.frames_reused, report.frames_compressed) = frames;
     report.delta_bytes = delta
         .as_ref()
         .map(|d| d.delta.patch.size + d.delta.blobs.size);
-    Ok(SiteData {
+    let site = SiteData {
         delta,
         dir,
         pages,
         sparse,
-    })
+    };
+    Ok((packed, site))
+}
+
+/// What the packing side of [`pack_delta_and_site_data`] made.
+struct Packing {
+    packed: Packed,
+    delta: Option<StagedDelta>,
+    /// Seconds packing, then writing the delta.
+    seconds: (f64, f64),
+    /// Frames reused and compressed.
+    frames: (usize, usize),
+}
+
+/// The delta from the previous snapshot (when it has an index-only one)
+/// to the packed index-only snapshot.
+fn delta_from_previous(
+    packed: &Packed,
+    manifest: &StagedManifest,
+    blobs: &BlobDir,
+    previous: Option<&Previous>,
+    staging: &Path,
+) -> Result<Option<StagedDelta>> {
+    let Some((p, index_snapshot)) = previous.and_then(|p| Some((p, p.index_snapshot.as_deref()?)))
+    else {
+        return Ok(None);
+    };
+    let origin = delta_writer::Origin {
+        serial: p.latest.serial,
+        snapshot_sha256: &p.latest.sha256,
+        members: &p.members,
+        index_snapshot,
+    };
+    let staged = delta_writer::write(staging, &origin, &packed.index, &manifest.members, blobs)
+        .context("writing the delta from the previous snapshot")?;
+    Ok(Some(staged))
+}
+
+/// The web page's files and then the sparse shards, staged under `dir`,
+/// once `snapshot` gives the packed snapshot's digest (their root names
+/// it); the new page keys and the sparse root.
+fn site_data_and_shards(
+    dir: &Path,
+    (site, snapshot): (&Path, &std::sync::mpsc::Receiver<String>),
+    manifest: &StagedManifest,
+    previous: Option<&Previous>,
+    blobs: &BlobDir,
+    report: &mut BuildReport,
+) -> Result<(TextMap, (SiteFile, SparseRoot))> {
+    let no_pages = TextMap::default();
+    let started = Instant::now();
+    let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
+    let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
+    report.step("site data", started);
+    let Ok(snapshot_sha256) = snapshot.recv() else {
+        anyhow::bail!("packing the snapshot failed");
+    };
+    let started = Instant::now();
+    let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
+    let sparse = sparse_writer::write(dir, (site, previous_root), manifest, &snapshot_sha256)
+        .context("writing the sparse shards")?;
+    report.step("sparse shards", started);
+    Ok((pages, sparse))
 }
 
 /// The new `latest.json`: the full and index-only snapshots, the serial,

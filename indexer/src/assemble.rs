@@ -259,21 +259,25 @@ fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(
     Ok(())
 }
 
-/// Matches a module's imports against the accepted modules' names: known
-/// ones become the current revision's `dependencies` (canonical
-/// `user/module`), the rest are added to `unresolved` as `(module,
-/// reference)` pairs for the report.
+/// Matches a module's imports against the modules' `names`: known ones
+/// become the current revision's `dependencies` (canonical `user/module`)
+/// and their positions are handed to `linked`, the rest are added to
+/// `unresolved` as `(module, reference)` pairs for the report.
 pub fn link_dependencies(
     record: &mut ModuleRecord,
     imports: &[ModuleRef],
     names: &ModuleNames,
     unresolved: &mut Vec<(String, String)>,
+    linked: &mut dyn FnMut(usize),
 ) {
     let own = record.full_name();
     let mut deps = Vec::new();
     for r in imports {
-        match names.find(&r.user, &r.module).map(|i| names.full_name(i)) {
-            Some(name) if name != own => deps.push(name.to_string()),
+        match names.find(&r.user, &r.module) {
+            Some(i) if names.full_name(i) != own => {
+                linked(i);
+                deps.push(names.full_name(i).to_string());
+            }
             Some(_) => {}
             None => unresolved.push((own.clone(), r.to_string())),
         }

@@ -7,13 +7,13 @@ use mlld_schemas::import_ref::ModuleRef;
 
 use super::BuildConfig;
 use super::inputs::Registry;
-use crate::assemble::{self, Freshness, Indexed, Job};
+use crate::assemble::{self, Freshness, Indexed, Job, Rejection};
 use crate::blobs::BlobDir;
 use crate::gist::GistSource;
 use crate::module_names::ModuleNames;
 use crate::previous::Previous;
 use crate::progress::Progress;
-use crate::record_spill::RecordSpill;
+use crate::record_spill::{RecordSpill, SpillWriter};
 use crate::report::{BuildReport, Stale};
 use crate::text_map::{TextListMap, TextListMapBuilder, TextMap, TextMapBuilder};
 use crate::versioned_assemble::PreviousVersions;
@@ -49,10 +49,42 @@ pub(super) fn crawl_gists(
     progress: &Progress,
     report: &mut BuildReport,
 ) -> Result<Crawled> {
-    let mut jobs: Vec<Job<'_>> = registry
-        .folders
-        .users
-        .iter()
+    let jobs = jobs_of(registry);
+    let started = std::time::Instant::now();
+    let bar = progress.bar(jobs.len() as u64);
+    let mut fetched = Fetched::new(&jobs, staging)?;
+    assemble::index_all(
+        &jobs,
+        source,
+        blobs,
+        previous,
+        concurrency,
+        &|| bar.inc(1),
+        &mut |result| fetched.add(result, report),
+    )?;
+    bar.finish_and_clear();
+    report.step("fetch", started);
+    let started = std::time::Instant::now();
+    let crawled = fetched.finish(staging, report)?;
+    report.step("link", started);
+    report
+        .modules_rejected
+        .sort_by(|a, b| a.module.cmp(&b.module));
+    report.modules_stale.sort_by(|a, b| a.module.cmp(&b.module));
+    if crawled.modules.is_empty() && !jobs.is_empty() {
+        bail!(
+            "no module could be indexed ({} registered); refusing to publish an empty registry",
+            jobs.len()
+        );
+    }
+    Ok(crawled)
+}
+
+/// Every registered gist module, in the manifest's order (results come
+/// in the jobs' order).
+fn jobs_of(registry: &Registry) -> Vec<Job<'_>> {
+    let users = registry.folders.users.iter();
+    let mut jobs: Vec<Job<'_>> = users
         .filter_map(|u| u.registry.as_ref().map(|r| (u, r)))
         .flat_map(|(u, r)| {
             r.modules.iter().map(move |(name, entry)| Job {
@@ -62,68 +94,109 @@ pub(super) fn crawl_gists(
             })
         })
         .collect();
-    // Results come in the jobs' order, which is the manifest's.
     jobs.sort_by(|a, b| (a.user, a.name).cmp(&(b.user, b.name)));
-    let bar = progress.bar(jobs.len() as u64);
-    let mut unlinked = RecordSpill::create(&staging.join(UNLINKED_RECORDS))?;
-    let mut full_names = Vec::new();
-    let mut etags = TextMapBuilder::default();
-    let mut imports = TextListMapBuilder::default();
-    assemble::index_all(
-        &jobs,
-        source,
-        blobs,
-        previous,
-        concurrency,
-        &|| bar.inc(1),
-        &mut |result| {
-            let mut i = match result {
-                Ok(i) => i,
-                Err(r) => {
-                    report.modules_rejected.push(r);
-                    return Ok(());
-                }
-            };
-            count(report, &i);
-            let refs: Vec<String> = i.imports.iter().map(ToString::to_string).collect();
-            let digest = i.record.current.integrity.trim_start_matches("sha256:");
-            imports.insert(digest, &refs);
-            if let Some(etag) = &i.etag {
-                etags.insert(&i.record.gist, etag);
-            }
-            full_names.push(i.record.full_name().into_boxed_str());
-            // Until every name is known, the dependencies hold the raw
-            // references (linked below).
-            i.record.current.dependencies = refs;
-            unlinked.push(&i.record)
-        },
-    )?;
-    bar.finish_and_clear();
-    let unlinked = unlinked.finish()?;
-    let names = ModuleNames::new(full_names);
-    let modules = link_all(&unlinked, &names, staging, report)?;
-    std::fs::remove_file(unlinked.path())?;
-    report
-        .modules_rejected
-        .sort_by(|a, b| a.module.cmp(&b.module));
-    report.modules_stale.sort_by(|a, b| a.module.cmp(&b.module));
-    if modules.is_empty() && !jobs.is_empty() {
-        bail!(
-            "no module could be indexed ({} registered); refusing to publish an empty registry",
-            jobs.len()
-        );
-    }
-    Ok(Crawled {
-        modules,
-        names,
-        etags: etags.finish(),
-        imports: imports.finish(),
-    })
+    jobs
 }
 
-/// The staged spills of the crawl: records as fetched, then linked.
-const UNLINKED_RECORDS: &str = "records.unlinked.jsonl";
+/// The crawl's results as they come, in the jobs' order. Each record's
+/// imports are linked as it comes, against every *registered* name: a
+/// module depends on another that was rejected only rarely, and then (and
+/// only then) the records are linked again against the accepted names
+/// once they are known, instead of every record being written, read back
+/// and written again on every build.
+struct Fetched {
+    records: SpillWriter,
+    registered: ModuleNames,
+    /// By job: accepted, and named by some accepted module's imports.
+    accepted: Vec<bool>,
+    depended_on: Vec<bool>,
+    /// Jobs seen so far.
+    seen: usize,
+    unresolved: Vec<(String, String)>,
+    etags: TextMapBuilder,
+    imports: TextListMapBuilder,
+}
+
+impl Fetched {
+    fn new(jobs: &[Job<'_>], staging: &Path) -> Result<Self> {
+        let names = jobs
+            .iter()
+            .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str());
+        Ok(Self {
+            records: RecordSpill::create(&staging.join(RECORDS))?,
+            registered: ModuleNames::new(names.collect()),
+            accepted: vec![false; jobs.len()],
+            depended_on: vec![false; jobs.len()],
+            seen: 0,
+            unresolved: Vec::new(),
+            etags: TextMapBuilder::default(),
+            imports: TextListMapBuilder::default(),
+        })
+    }
+
+    fn add(&mut self, result: Result<Indexed, Rejection>, report: &mut BuildReport) -> Result<()> {
+        let job = self.seen;
+        self.seen += 1;
+        let mut i = match result {
+            Ok(i) => i,
+            Err(r) => {
+                report.modules_rejected.push(r);
+                return Ok(());
+            }
+        };
+        self.accepted[job] = true;
+        count(report, &i);
+        let refs: Vec<String> = i.imports.iter().map(ToString::to_string).collect();
+        let digest = i.record.current.integrity.trim_start_matches("sha256:");
+        self.imports.insert(digest, &refs);
+        if let Some(etag) = &i.etag {
+            self.etags.insert(&i.record.gist, etag);
+        }
+        let depended_on = &mut self.depended_on;
+        assemble::link_dependencies(
+            &mut i.record,
+            &i.imports,
+            &self.registered,
+            &mut self.unresolved,
+            &mut |position| depended_on[position] = true,
+        );
+        self.records.push(&i.record)
+    }
+
+    /// The accepted records, linked against the accepted names.
+    fn finish(self, staging: &Path, report: &mut BuildReport) -> Result<Crawled> {
+        let spill = self.records.finish()?;
+        let imports = self.imports.finish();
+        let all_accepted = self.accepted.iter().all(|&a| a);
+        let names = if all_accepted {
+            self.registered
+        } else {
+            let accepted = (self.accepted.iter().enumerate()).filter(|&(_, &a)| a);
+            let full = accepted.map(|(i, _)| Box::from(self.registered.full_name(i)));
+            ModuleNames::new(full.collect())
+        };
+        let rejected_named = (self.accepted.iter().zip(&self.depended_on)).any(|(&a, &d)| d && !a);
+        let modules = if rejected_named {
+            let relinked = relink(&spill, &names, &imports, staging, report)?;
+            std::fs::remove_file(spill.path())?;
+            relinked
+        } else {
+            report.unresolved_imports = self.unresolved;
+            spill
+        };
+        Ok(Crawled {
+            modules,
+            names,
+            etags: self.etags.finish(),
+            imports,
+        })
+    }
+}
+
+/// The staged spills of the crawl: records as linked while fetched, and
+/// linked again when a rejected module was among their dependencies.
 const RECORDS: &str = "records.jsonl";
+const RELINKED_RECORDS: &str = "records.relinked.jsonl";
 
 fn count(report: &mut BuildReport, i: &Indexed) {
     match i.freshness {
@@ -136,25 +209,27 @@ fn count(report: &mut BuildReport, i: &Indexed) {
     }
 }
 
-/// Rewrites every record with its imports matched against `names`, on all
-/// cores (a million records decoded and written again), in spill order.
-fn link_all(
-    unlinked: &RecordSpill,
+/// Rewrites every record with its imports (the references its content
+/// makes, by content digest in `imports`) matched against the accepted
+/// `names`, on all cores, in spill order; the unresolved imports go into
+/// `report`.
+fn relink(
+    spill: &RecordSpill,
     names: &ModuleNames,
+    imports: &TextListMap,
     staging: &Path,
     report: &mut BuildReport,
 ) -> Result<RecordSpill> {
-    let mut linked = RecordSpill::create(&staging.join(RECORDS))?;
+    let mut linked = RecordSpill::create(&staging.join(RELINKED_RECORDS))?;
     let mut unresolved = Vec::new();
-    let chunks = unlinked.par_map_chunks(|_, line| {
-        let mut record = unlinked.decode_line(line)?;
-        let refs = std::mem::take(&mut record.current.dependencies);
-        let refs: Vec<ModuleRef> = refs
-            .iter()
+    let chunks = spill.par_map_chunks(|_, line| {
+        let mut record = spill.decode_line(line)?;
+        let digest = record.current.integrity.trim_start_matches("sha256:");
+        let refs: Vec<ModuleRef> = (imports.get(digest).into_iter().flatten())
             .filter_map(|r| ModuleRef::parse(r).ok())
             .collect();
         let mut missing = Vec::new();
-        assemble::link_dependencies(&mut record, &refs, names, &mut missing);
+        assemble::link_dependencies(&mut record, &refs, names, &mut missing, &mut |_| {});
         Ok((serde_json::to_vec(&record)?, missing))
     })?;
     for chunk in chunks {

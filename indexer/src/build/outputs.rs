@@ -53,13 +53,13 @@ pub(super) fn pack_delta_and_site_data(
     report: &mut BuildReport,
 ) -> Result<(Packed, SiteData)> {
     let (digest_tx, digest_rx) = std::sync::mpsc::channel::<String>();
-    let packing = || -> Result<Packing> {
+    // Moved in, so that a failure drops the sender and the other side
+    // stops waiting.
+    let packing = move || -> Result<Packing> {
         let mut counts = BuildReport::default();
         let started = Instant::now();
         let packed = pack(&mut counts)?;
         let pack_seconds = started.elapsed().as_secs_f64();
-        // The other side stops waiting if this one fails first (the
-        // sender drops) and then reports this side's error.
         let _ = digest_tx.send(packed.written.sha256.clone());
         let started = Instant::now();
         let delta = delta_from_previous(&packed, manifest, blobs, previous, staging)?;

@@ -12,7 +12,10 @@ mod confined;
 mod read;
 
 pub use confined::Confined;
-pub use read::{check_within, open_regular, read_regular, read_regular_text, read_regular_within};
+pub use read::{
+    check_within, open_regular, read_regular, read_regular_in_dir, read_regular_text,
+    read_regular_within,
+};
 
 /// Writes `bytes` to `path` atomically, creating parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -136,23 +136,16 @@ pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
 }
 
 /// Reads the folders' files into the page cache, with the same checks as
-/// the parsers' reads, into nothing (no file is held whole).
+/// the parsers' reads, and drops them (freed on the thread that read them).
 fn read_ahead(folders: &[(String, PathBuf)]) {
     on_io_threads(|| {
         folders.par_iter().for_each(|(_, dir)| {
             for name in ["registry.json", "advisories.json"] {
                 let root = dir.parent().unwrap_or(dir);
-                let _ = read_into_cache(root, &dir.join(name));
+                let _ = mlld_fsutil::read_regular_in_dir(root, dir, name, MAX_USER_FILE);
             }
         });
     });
-}
-
-fn read_into_cache(root: &Path, path: &Path) -> std::io::Result<u64> {
-    use std::io::Read as _;
-    mlld_fsutil::check_within(root, path)?;
-    let file = mlld_fsutil::open_regular(path)?;
-    std::io::copy(&mut file.take(MAX_USER_FILE), &mut std::io::sink())
 }
 
 fn load_user(folder: &str, dir: &Path) -> (LoadedUser, Vec<Diagnostic>) {
@@ -193,7 +186,8 @@ fn read_optional(
     // and a link out of the registry would publish (and log) another file.
     let root = dir.parent().unwrap_or(dir);
     let file = format!("{folder}/{name}");
-    let bytes = match mlld_fsutil::read_regular_within(root, &dir.join(name), MAX_USER_FILE) {
+    // `dir` is a folder the walk found directly under the root, not a link.
+    let bytes = match mlld_fsutil::read_regular_in_dir(root, dir, name, MAX_USER_FILE) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {

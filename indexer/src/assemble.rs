@@ -100,14 +100,13 @@ fn index_one(
     };
     // Taken, not copied: the previous record is freed when this job ends.
     let prev = previous.and_then(|p| p.take_module(job.user, job.name, &job.entry.gist));
-    let prev = prev.as_ref();
     let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
-    let etag = match (prev, cached_rejection) {
+    let etag = match (&prev, cached_rejection) {
         (Some(_), _) => previous.and_then(|p| p.etag(&job.entry.gist)),
         (None, Some(r)) => Some(r.etag.as_str()),
         (None, None) => None,
     };
-    let stale_or_reject = |reason: String| match prev {
+    let stale_or_reject = |prev: Option<ModuleRecord>, reason: String| match prev {
         Some(m) => reuse(
             job,
             previous.expect("a previous record implies a previous build"),
@@ -149,18 +148,19 @@ fn index_one(
                 Ok(captured) => captured,
                 Err(CaptureError::Rejected(reason)) => return Err(content_rejection(reason)),
                 Err(CaptureError::Unavailable(why)) => {
-                    return stale_or_reject(format!(
-                        "gist {} could not be captured: {why}",
-                        job.entry.gist
-                    ));
+                    return stale_or_reject(
+                        prev,
+                        format!("gist {} could not be captured: {why}", job.entry.gist),
+                    );
                 }
             };
             let mut history = Vec::new();
             if let Some(m) = prev {
                 // Every revision captured before stays: pinned locks keep installing.
-                for r in m.revisions().filter(|r| r.revision != current.revision) {
-                    adopt_revision(r, blobs).map_err(reject)?;
-                    history.push(r.clone());
+                let revisions = std::iter::once(m.current).chain(m.history);
+                for r in revisions.filter(|r| r.revision != current.revision) {
+                    adopt_revision(&r, blobs).map_err(reject)?;
+                    history.push(r);
                 }
             }
             let record = new_record(job, gist.updated_at.clone(), current, history, None);
@@ -171,17 +171,21 @@ fn index_one(
                 freshness: Freshness::Fetched,
             })
         }
-        Err(FetchError::NotFound) => stale_or_reject(format!(
-            "gist {} was not found on GitHub (deleted, or made private)",
-            job.entry.gist
-        )),
-        Err(FetchError::Deferred(why)) => {
-            stale_or_reject(format!("gist {} was not refreshed: {why}", job.entry.gist))
-        }
-        Err(FetchError::Failed(why)) => stale_or_reject(format!(
-            "gist {} could not be fetched: {why}",
-            job.entry.gist
-        )),
+        Err(FetchError::NotFound) => stale_or_reject(
+            prev,
+            format!(
+                "gist {} was not found on GitHub (deleted, or made private)",
+                job.entry.gist
+            ),
+        ),
+        Err(FetchError::Deferred(why)) => stale_or_reject(
+            prev,
+            format!("gist {} was not refreshed: {why}", job.entry.gist),
+        ),
+        Err(FetchError::Failed(why)) => stale_or_reject(
+            prev,
+            format!("gist {} could not be fetched: {why}", job.entry.gist),
+        ),
     }
 }
 
@@ -210,7 +214,7 @@ fn new_record(
 fn reuse(
     job: &Job<'_>,
     previous: &Previous,
-    m: &ModuleRecord,
+    m: ModuleRecord,
     blobs: &BlobDir,
     stale: Option<String>,
     etag: Option<String>,
@@ -235,13 +239,8 @@ fn reuse(
     } else {
         Freshness::Unchanged
     };
-    let record = new_record(
-        job,
-        m.updated.clone(),
-        m.current.clone(),
-        m.history.clone(),
-        stale,
-    );
+    // Moved, not copied: a million unchanged records a night.
+    let record = new_record(job, m.updated, m.current, m.history, stale);
     Ok(Indexed {
         record,
         imports,

@@ -42,23 +42,36 @@ pub fn read_regular_text(path: &Path, cap: u64) -> io::Result<String> {
     })
 }
 
-/// Like [`read_regular_within`] for the file `name` directly inside `dir`,
-/// which the caller knows to be a real directory (not a link) inside
-/// `root`: only the file itself could then lead out of the tree, so it is
-/// opened without following a link, and only a link is resolved and
-/// checked against `root`. (The full check resolves every component of
-/// two paths for each file: millions of system calls for a registry of
-/// 100,000 users, each of whose two files is read twice.)
+/// Like [`read_regular_within`] for the file `name` of the folder `dir`
+/// directly below `root`. When `dir` is a real directory (not a link),
+/// only the file itself could lead out of the tree, so it is opened
+/// without following a link and only a link is resolved and checked
+/// against `root`. (The full check resolves every component of two paths
+/// for each file: millions of system calls for a registry of 100,000
+/// users, each of whose two files is read twice.) Anything else takes the
+/// full check.
 pub fn read_regular_in_dir(root: &Path, dir: &Path, name: &str, cap: u64) -> io::Result<Vec<u8>> {
     let path = dir.join(name);
-    if name.contains(['/', '\\']) || matches!(name, "" | "." | "..") {
-        return read_regular_within(root, &path, cap);
+    read_capped(open_regular_in_dir(root, dir, name)?, &path, cap)
+}
+
+/// The opening half of [`read_regular_in_dir`], for a reader that streams.
+pub fn open_regular_in_dir(root: &Path, dir: &Path, name: &str) -> io::Result<File> {
+    let path = dir.join(name);
+    let plain_name = !name.contains(['/', '\\']) && !matches!(name, "" | "." | "..");
+    let folder_of_root = dir.parent() == Some(root)
+        && std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir());
+    if !(cfg!(unix) && plain_name && folder_of_root) {
+        check_within(root, &path)?;
+        return open_regular(&path);
     }
-    let file = match open_regular_with(&path, NO_FOLLOW) {
-        Err(e) if is_link_refused(&e) => return read_regular_within(root, &path, cap),
-        other => other?,
-    };
-    read_capped(file, &path, cap)
+    match open_regular_with(&path, NO_FOLLOW) {
+        Err(e) if is_link_refused(&e) => {
+            check_within(root, &path)?;
+            open_regular(&path)
+        }
+        other => other,
+    }
 }
 
 /// Open flags: a FIFO never blocks the open; with [`NO_FOLLOW`], a link
@@ -68,11 +81,12 @@ const NO_FOLLOW: i32 = libc::O_NOFOLLOW;
 #[cfg(not(unix))]
 const NO_FOLLOW: i32 = 0;
 
-/// What opening a link with [`NO_FOLLOW`] answers (`ELOOP`).
+/// What opening a link with [`NO_FOLLOW`] answers: `ELOOP` (Linux and
+/// most), `EMLINK` (FreeBSD).
 fn is_link_refused(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
-        e.raw_os_error() == Some(libc::ELOOP)
+        matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EMLINK))
     }
     #[cfg(not(unix))]
     {
@@ -191,6 +205,16 @@ mod tests {
         std::fs::write(folder.join("big"), [b' '; 17]).unwrap();
         assert_eq!(read("big").unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(read("missing").unwrap_err().kind(), io::ErrorKind::NotFound);
+        // A folder that is itself a link out of the tree takes the full check.
+        let elsewhere = tree.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("registry.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("linked")).unwrap();
+        let linked = read_regular_in_dir(&root, &root.join("linked"), "registry.json", 16);
+        assert_eq!(linked.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        // So does a folder that is not directly below the root.
+        let deeper = read_regular_in_dir(&root, &elsewhere, "registry.json", 16);
+        assert_eq!(deeper.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
     }
 
     #[test]

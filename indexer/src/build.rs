@@ -165,10 +165,10 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         manifest::sign_manifest(config, serial, records, &blobs, previous, staging_dir, r)
     })?;
     let (packed, site) = timed(progress, &mut report, "pack, delta and site data", |r| {
-        let pack = |r: &mut BuildReport| {
+        let pack = || {
             let (file, created) = (manifest_file.as_path(), config.created);
             let previous = previous.as_ref();
-            pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir, r)
+            pack::pack_snapshots(file, &signed, created, &blobs, previous, staging_dir)
         };
         let (manifest, previous) = (&signed.manifest, previous.as_ref());
         let dirs = (staging_dir, config.out.as_path());
@@ -196,6 +196,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         )
     })?;
     crate::memory::reset_peak();
+    report.begin_stage();
     let t = Instant::now();
     // After the flip nothing refers to these any more.
     let members = &signed.manifest.members;
@@ -242,6 +243,7 @@ fn timed<T>(
 ) -> Result<T> {
     progress.stage(name);
     crate::memory::reset_peak();
+    report.begin_stage();
     let started = Instant::now();
     let out = run(report)?;
     report.stage(name, started);

@@ -23,7 +23,9 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// The CPU time (user and system, all threads) the process has used, in
 /// seconds, from `/proc/self/stat`: with wall time it says how much of the
-/// machine a stage kept busy. Linux counts it in ticks of 1/100 s.
+/// machine a stage kept busy. Linux counts it in clock ticks of
+/// `USER_HZ`, 100 a second on x86 and ARM (asking `sysconf` would need
+/// `unsafe`, which the workspace forbids; the figure is for reports only).
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may hold spaces: count from its `)`.

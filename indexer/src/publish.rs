@@ -35,15 +35,13 @@ pub fn publish(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> 
     let (latest, state) = (p.latest, p.state);
     // The crawl state is compressed while the files move (it is CPU, they
     // are the disk); it is written after them, as before.
-    let (moved, state_bytes) = std::thread::scope(|scope| {
-        let state_bytes = scope.spawn(|| crawl_state::encode(state));
-        let moved = move_files(out, key, p);
-        let state_bytes =
-            (state_bytes.join()).map_err(|_| anyhow::anyhow!("encoding the crawl state panicked"));
-        (moved, state_bytes)
-    });
+    let (state_bytes, moved) = crate::beside::beside(
+        "encoding the crawl state",
+        || crawl_state::encode(state),
+        || move_files(out, key, p),
+    );
     moved?;
-    let state_bytes = state_bytes??;
+    let state_bytes = state_bytes?.0?;
     // ETags for the next crawl; it names the snapshot it belongs to, so a stale file is ignored.
     mlld_fsutil::write_atomic(&out.join(CRAWL_STATE_NAME), &state_bytes)?;
     let state_sig = key.sign(

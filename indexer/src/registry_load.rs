@@ -136,16 +136,22 @@ pub fn load(root: &Path) -> std::io::Result<LoadedRegistry> {
 }
 
 /// Reads the folders' files into the page cache, with the same checks as
-/// the parsers' reads, and drops them (freed on the thread that read them).
+/// the parsers' reads, into nothing (no file is held whole).
 fn read_ahead(folders: &[(String, PathBuf)]) {
     on_io_threads(|| {
         folders.par_iter().for_each(|(_, dir)| {
             for name in ["registry.json", "advisories.json"] {
                 let root = dir.parent().unwrap_or(dir);
-                let _ = mlld_fsutil::read_regular_in_dir(root, dir, name, MAX_USER_FILE);
+                let _ = read_into_cache(root, dir, name);
             }
         });
     });
+}
+
+fn read_into_cache(root: &Path, dir: &Path, name: &str) -> std::io::Result<u64> {
+    use std::io::Read as _;
+    let file = mlld_fsutil::open_regular_in_dir(root, dir, name)?;
+    std::io::copy(&mut file.take(MAX_USER_FILE), &mut std::io::sink())
 }
 
 fn load_user(folder: &str, dir: &Path) -> (LoadedUser, Vec<Diagnostic>) {

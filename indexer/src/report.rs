@@ -137,14 +137,22 @@ impl BuildReport {
         });
     }
 
-    /// Records a step that ran beside the stage's others, on its own
-    /// thread, for `seconds` (its CPU is in theirs).
+    /// Records a step that ran beside another of the stage's steps, for
+    /// `seconds` of wall time; no CPU time, which the process counts for
+    /// both at once.
     pub fn concurrent_step(&mut self, step: &'static str, seconds: f64) {
         self.steps.push(StepTime {
             step,
             seconds,
             cpu_seconds: None,
         });
+    }
+
+    /// Marks the start of a stage: its CPU time (and its steps') counts
+    /// from here, not from the end of the stage before.
+    pub fn begin_stage(&mut self) {
+        let now = crate::memory::cpu_seconds().unwrap_or_default();
+        self.cpu_marks = (now, now);
     }
 
     /// Records a stage that began at `started` (and, where the platform

@@ -76,4 +76,13 @@ fn an_import_of_a_rejected_module_is_no_dependency_and_is_unresolved() {
             .any(|r| r.contains("jdoe/quick-helpers"))
     );
     assert!(of_json_utils.iter().any(|r| r.contains("nobody/missing")));
+
+    // The user's case aside (GitHub logins compare so), it is the same module.
+    let (deps, unresolved) = linked(&["JDOE/quick-helpers"]);
+    assert_eq!(deps, ["textkit/string-case"]);
+    assert!(
+        (unresolved.iter())
+            .any(|(m, r)| m == "adamavenir/json-utils" && r.contains("JDOE/quick-helpers")),
+        "{unresolved:?}"
+    );
 }

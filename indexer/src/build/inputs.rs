@@ -53,23 +53,22 @@ pub(super) fn load_registry_and_previous(
     staging: &Path,
     report: &mut BuildReport,
 ) -> Result<(Registry, Start)> {
-    let (registry, previous) = std::thread::scope(|scope| {
-        let previous = scope.spawn(|| {
+    let (previous, registry) = crate::beside::beside(
+        "reading the previous site",
+        || read_previous(config, staging),
+        || {
             let started = Instant::now();
-            read_previous(config, staging).map(|start| (start, started.elapsed()))
-        });
-        let started = Instant::now();
-        let registry = load_registry(&config.registry, report);
-        report.concurrent_step("load registry", started.elapsed().as_secs_f64());
-        let previous = (previous.join())
-            .map_err(|_| anyhow::anyhow!("the thread reading the previous site panicked"))?;
-        anyhow::Ok((registry, previous))
-    })?;
+            let registry = load_registry(&config.registry, report);
+            (registry, started.elapsed().as_secs_f64())
+        },
+    );
     // The registry's error first: a checkout that is not one says more.
+    let (registry, load_seconds) = registry;
     let registry = registry?;
-    let (start, took) = previous?;
-    report.concurrent_step("read previous site", took.as_secs_f64());
-    Ok((registry, start))
+    let (start, previous_seconds) = previous?;
+    report.concurrent_step("load registry", load_seconds);
+    report.concurrent_step("read previous site", previous_seconds);
+    Ok((registry, start?))
 }
 
 /// Stage "load registry": takes the checkout at `root`; produces both of

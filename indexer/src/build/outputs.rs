@@ -45,7 +45,7 @@ pub(super) struct SiteData {
 /// of its time (the snapshot's head frame and the delta are one stream
 /// each). Frame counts and the delta's size go into `report`.
 pub(super) fn pack_delta_and_site_data(
-    pack: impl FnOnce(&mut BuildReport) -> Result<Packed> + Send,
+    pack: impl FnOnce() -> Result<Packed> + Send,
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
@@ -55,40 +55,32 @@ pub(super) fn pack_delta_and_site_data(
     let (digest_tx, digest_rx) = std::sync::mpsc::channel::<String>();
     // Moved in, so that a failure drops the sender and the other side
     // stops waiting.
-    let packing = move || -> Result<Packing> {
-        let mut counts = BuildReport::default();
+    let packing = move || -> Result<(Packed, f64, Option<StagedDelta>)> {
         let started = Instant::now();
-        let packed = pack(&mut counts)?;
-        let pack_seconds = started.elapsed().as_secs_f64();
+        let packed = pack()?;
         let _ = digest_tx.send(packed.written.sha256.clone());
-        let started = Instant::now();
+        let pack_seconds = started.elapsed().as_secs_f64();
         let delta = delta_from_previous(&packed, manifest, blobs, previous, staging)?;
-        Ok(Packing {
-            delta,
-            seconds: (pack_seconds, started.elapsed().as_secs_f64()),
-            frames: (counts.frames_reused, counts.frames_compressed),
-            packed,
-        })
+        Ok((packed, pack_seconds, delta))
     };
     let dir = staging.join("site");
-    let (packing, site_data) = std::thread::scope(|scope| {
-        let packing = scope.spawn(packing);
-        let site_data =
-            site_data_and_shards(&dir, (site, &digest_rx), manifest, previous, blobs, report);
-        let packing = (packing.join()).map_err(|_| anyhow::anyhow!("the packing thread panicked"));
-        (packing, site_data)
+    let (packing, site_data) = crate::beside::beside("packing the snapshot", packing, || {
+        site_data_and_shards(&dir, (site, &digest_rx), manifest, previous, blobs)
     });
     // The packing side's error first: the other side only waited for it.
-    let Packing {
-        packed,
-        delta,
-        seconds,
-        frames,
-    } = packing??;
-    let (pages, sparse) = site_data?;
-    report.concurrent_step("pack snapshot", seconds.0);
-    report.concurrent_step("delta", seconds.1);
-    (report.frames_reused, report.frames_compressed) = frames;
+    let (packed, seconds) = packing?;
+    let (packed, pack_seconds, delta) = packed?;
+    let PageData {
+        pages,
+        sparse,
+        seconds: site_seconds,
+    } = site_data?;
+    report.concurrent_step("pack snapshot", pack_seconds);
+    report.concurrent_step("delta", seconds - pack_seconds);
+    report.concurrent_step("site data", site_seconds.0);
+    report.concurrent_step("sparse shards", site_seconds.1);
+    report.frames_reused = packed.written.frames_reused;
+    report.frames_compressed = packed.written.frames_compressed;
     report.delta_bytes = delta
         .as_ref()
         .map(|d| d.delta.patch.size + d.delta.blobs.size);
@@ -99,16 +91,6 @@ pub(super) fn pack_delta_and_site_data(
         sparse,
     };
     Ok((packed, site))
-}
-
-/// What the packing side of [`pack_delta_and_site_data`] made.
-struct Packing {
-    packed: Packed,
-    delta: Option<StagedDelta>,
-    /// Seconds packing, then writing the delta.
-    seconds: (f64, f64),
-    /// Frames reused and compressed.
-    frames: (usize, usize),
 }
 
 /// The delta from the previous snapshot (when it has an index-only one)
@@ -137,20 +119,19 @@ fn delta_from_previous(
 
 /// The web page's files and then the sparse shards, staged under `dir`,
 /// once `snapshot` gives the packed snapshot's digest (their root names
-/// it); the new page keys and the sparse root.
+/// it); the new page keys, the sparse root, and the seconds each took.
 fn site_data_and_shards(
     dir: &Path,
     (site, snapshot): (&Path, &std::sync::mpsc::Receiver<String>),
     manifest: &StagedManifest,
     previous: Option<&Previous>,
     blobs: &BlobDir,
-    report: &mut BuildReport,
-) -> Result<(TextMap, (SiteFile, SparseRoot))> {
+) -> Result<PageData> {
     let no_pages = TextMap::default();
     let started = Instant::now();
     let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
     let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
-    report.step("site data", started);
+    let site_seconds = started.elapsed().as_secs_f64();
     let Ok(snapshot_sha256) = snapshot.recv() else {
         anyhow::bail!("packing the snapshot failed");
     };
@@ -158,8 +139,20 @@ fn site_data_and_shards(
     let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
     let sparse = sparse_writer::write(dir, (site, previous_root), manifest, &snapshot_sha256)
         .context("writing the sparse shards")?;
-    report.step("sparse shards", started);
-    Ok((pages, sparse))
+    let seconds = (site_seconds, started.elapsed().as_secs_f64());
+    Ok(PageData {
+        pages,
+        sparse,
+        seconds,
+    })
+}
+
+/// What [`site_data_and_shards`] made.
+struct PageData {
+    pages: TextMap,
+    sparse: (SiteFile, SparseRoot),
+    /// Seconds writing the site data, then the sparse shards.
+    seconds: (f64, f64),
 }
 
 /// The new `latest.json`: the full and index-only snapshots, the serial,

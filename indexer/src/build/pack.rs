@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use super::manifest::SignedManifest;
 use crate::blobs::BlobDir;
 use crate::previous::Previous;
-use crate::report::BuildReport;
 use crate::snapshot_writer::{self, Written};
 
 /// Both snapshots, staged.
@@ -27,8 +26,7 @@ pub(super) struct Packed {
 /// the head frame holds them), the blobs,
 /// the staged search index under `staging`, and the previous snapshot
 /// (whose compressed frames are copied when unchanged); writes both
-/// snapshots under `staging` with every entry's mtime at `created`. Frame
-/// reuse counts go into `report`.
+/// snapshots under `staging` with every entry's mtime at `created`.
 pub(super) fn pack_snapshots(
     manifest_file: &Path,
     signed: &SignedManifest,
@@ -36,7 +34,6 @@ pub(super) fn pack_snapshots(
     blobs: &BlobDir,
     previous: Option<&Previous>,
     staging: &Path,
-    report: &mut BuildReport,
 ) -> Result<Packed> {
     let members = &signed.manifest.members;
     let snapshot = staging.join("snapshot.tar.zst");
@@ -65,8 +62,6 @@ pub(super) fn pack_snapshots(
         reuse,
     )
     .context("writing the snapshot")?;
-    report.frames_reused = written.frames_reused;
-    report.frames_compressed = written.frames_compressed;
     let index_members = members.iter().filter(|(p, _)| blob_digest(p).is_none());
     let index = staging.join("snapshot.index.tar.zst");
     let index_written = snapshot_writer::write(

@@ -101,19 +101,21 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     let mut report = BuildReport::default();
     let progress = &Progress::new();
 
+    let mut registry = timed(progress, &mut report, "load registry", |r| {
+        inputs::load_registry(&config.registry, r)
+    })?;
     let staging = inputs::open_staging(&config.out)?;
     let staging_dir = staging.path();
-    let (mut registry, start) = timed(
-        progress,
-        &mut report,
-        "load registry and previous site",
-        |r| inputs::load_registry_and_previous(config, staging_dir, r),
-    )?;
+    // Not beside the registry's load: both spread their work over rayon's
+    // threads, and side by side at 1,000,000 modules they took longer
+    // than one after the other (28.7 s against about 24).
     let inputs::Start {
         mut previous,
         blobs,
         serial,
-    } = start;
+    } = timed(progress, &mut report, "read previous site", |_| {
+        inputs::read_previous(config, staging_dir)
+    })?;
 
     let crawl::Crawled {
         modules,

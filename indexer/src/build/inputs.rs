@@ -2,7 +2,6 @@
 //! and the previous build (its blobs, records and serial).
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::Diagnostic;
@@ -42,33 +41,6 @@ impl Registry {
         diagnostics.append(&mut self.versioned.diagnostics);
         diagnostics
     }
-}
-
-/// Stage "load registry and previous site": the two stages below, side by
-/// side (they need nothing from each other; loading a cold checkout mostly
-/// waits on the disk, reading the previous site mostly decompresses), each
-/// timed as a step in `report`.
-pub(super) fn load_registry_and_previous(
-    config: &BuildConfig,
-    staging: &Path,
-    report: &mut BuildReport,
-) -> Result<(Registry, Start)> {
-    let (previous, registry) = crate::beside::beside(
-        "reading the previous site",
-        || read_previous(config, staging),
-        || {
-            let started = Instant::now();
-            let registry = load_registry(&config.registry, report);
-            (registry, started.elapsed().as_secs_f64())
-        },
-    );
-    // The registry's error first: a checkout that is not one says more.
-    let (registry, load_seconds) = registry;
-    let registry = registry?;
-    let (start, previous_seconds) = previous?;
-    report.concurrent_step("load registry", load_seconds);
-    report.concurrent_step("read previous site", previous_seconds);
-    Ok((registry, start?))
 }
 
 /// Stage "load registry": takes the checkout at `root`; produces both of

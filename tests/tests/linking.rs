@@ -46,14 +46,19 @@ fn linked(more: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
     )
 }
 
+/// The references `json-utils` makes that name no accepted module.
+fn unresolved_of_json_utils(unresolved: &[(String, String)]) -> Vec<&str> {
+    (unresolved.iter())
+        .filter(|(module, _)| module == "adamavenir/json-utils")
+        .map(|(_, reference)| reference.as_str())
+        .collect()
+}
+
 #[test]
 fn an_import_of_an_unregistered_module_is_unresolved() {
     let (deps, unresolved) = linked(&["nobody/missing", "adamavenir/yaml-front"]);
     assert_eq!(deps, ["adamavenir/yaml-front", "textkit/string-case"]);
-    let of_json_utils: Vec<&str> = (unresolved.iter())
-        .filter(|(module, _)| module == "adamavenir/json-utils")
-        .map(|(_, reference)| reference.as_str())
-        .collect();
+    let of_json_utils = unresolved_of_json_utils(&unresolved);
     assert_eq!(of_json_utils.len(), 1, "{unresolved:?}");
     assert!(
         of_json_utils[0].contains("nobody/missing"),
@@ -65,10 +70,7 @@ fn an_import_of_an_unregistered_module_is_unresolved() {
 fn an_import_of_a_rejected_module_is_no_dependency_and_is_unresolved() {
     let (deps, unresolved) = linked(&["jdoe/quick-helpers", "nobody/missing"]);
     assert_eq!(deps, ["textkit/string-case"]);
-    let of_json_utils: Vec<&str> = (unresolved.iter())
-        .filter(|(module, _)| module == "adamavenir/json-utils")
-        .map(|(_, reference)| reference.as_str())
-        .collect();
+    let of_json_utils = unresolved_of_json_utils(&unresolved);
     assert_eq!(of_json_utils.len(), 2, "{unresolved:?}");
     assert!(
         of_json_utils

@@ -86,9 +86,12 @@ pub struct BuildReport {
     /// Steps timed in the running stage, which the stage's entry takes.
     #[serde(skip)]
     steps: Vec<StepTime>,
-    /// CPU seconds used when the last stage and the last step ended.
+    /// CPU seconds the process had used when the running stage, and its
+    /// last step, began.
     #[serde(skip)]
-    cpu_marks: (f64, f64),
+    stage_cpu_mark: f64,
+    #[serde(skip)]
+    step_cpu_mark: f64,
     /// Registry imports in module content that name no accepted module: (module, reference).
     pub unresolved_imports: Vec<(String, String)>,
     pub advisories: usize,
@@ -113,6 +116,12 @@ pub struct BuildReport {
     pub elapsed: Duration,
 }
 
+/// The CPU seconds used since `mark`, which moves to now.
+fn cpu_since(mark: &mut f64) -> Option<f64> {
+    let now = crate::memory::cpu_seconds()?;
+    Some(now - std::mem::replace(mark, now))
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -125,11 +134,7 @@ impl BuildReport {
     /// Records a step of the running stage, begun at `started`.
     pub fn step(&mut self, step: &'static str, started: std::time::Instant) {
         let seconds = started.elapsed().as_secs_f64();
-        let cpu_seconds = crate::memory::cpu_seconds().map(|now| {
-            let used = now - self.cpu_marks.1;
-            self.cpu_marks.1 = now;
-            used
-        });
+        let cpu_seconds = cpu_since(&mut self.step_cpu_mark);
         self.steps.push(StepTime {
             step,
             seconds,
@@ -152,18 +157,14 @@ impl BuildReport {
     /// from here, not from the end of the stage before.
     pub fn begin_stage(&mut self) {
         let now = crate::memory::cpu_seconds().unwrap_or_default();
-        self.cpu_marks = (now, now);
+        (self.stage_cpu_mark, self.step_cpu_mark) = (now, now);
     }
 
     /// Records a stage that began at `started` (and, where the platform
     /// allows, with [`crate::memory::reset_peak`]): its time and memory.
     pub fn stage(&mut self, stage: &'static str, started: std::time::Instant) {
         let peak = crate::memory::peak_bytes();
-        let cpu_seconds = crate::memory::cpu_seconds().map(|now| {
-            let used = now - self.cpu_marks.0;
-            self.cpu_marks = (now, now);
-            used
-        });
+        let cpu_seconds = cpu_since(&mut self.stage_cpu_mark);
         self.stages.push(StageTime {
             cpu_seconds,
             stage,
@@ -332,5 +333,33 @@ impl fmt::Display for BuildReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Keeps this thread busy for `ms` milliseconds.
+    fn spin(ms: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+
+    #[test]
+    fn stages_and_steps_count_the_cpu_they_used() {
+        let mut report = BuildReport::default();
+        report.begin_stage();
+        let started = std::time::Instant::now();
+        spin(120);
+        report.step("busy", started);
+        report.stage("one", started);
+        let stage = report.stages[0].cpu_seconds.unwrap();
+        let step = report.stages[0].steps[0].cpu_seconds.unwrap();
+        // The process's CPU: other tests' threads may add to it, never less.
+        assert!(stage >= 0.08 && step >= 0.08, "{stage} {step}");
     }
 }

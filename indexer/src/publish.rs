@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, PUBLIC_KEY_NAME, blob_digest};
+use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, PUBLIC_KEY_NAME, blob_path};
 
 use crate::blobs::BlobDir;
 use crate::crawl_state::{self, CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME, CrawlState};
@@ -74,27 +74,7 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
         blobs,
         ..
     } = *p;
-    // Loose blobs first: content-addressed and immutable, so adding them
-    // changes nothing a client sees. A missing or torn one is replaced.
-    for (path, member) in members
-        .iter()
-        .filter(|(path, _)| blob_digest(path).is_some())
-    {
-        let dest = out.join(&path);
-        let src = blobs.require(&member.sha256)?;
-        if src == dest {
-            continue; // reused from the previous build in this very site
-        }
-        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-        if src.starts_with(blobs.root()) {
-            // Fetched and hashed by this build: it replaces whatever is there.
-            std::fs::rename(&src, &dest).with_context(|| format!("publishing {path}"))?;
-        } else if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == member.size) {
-            let tmp = dest.with_extension("tmp");
-            std::fs::copy(&src, &tmp).with_context(|| format!("publishing {path}"))?;
-            std::fs::rename(&tmp, &dest)?;
-        }
-    }
+    move_blobs(out, members, blobs)?;
     if let Some(index) = &latest.index {
         let dest = out.join(&index.path);
         std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
@@ -130,6 +110,32 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Moves the loose blobs into the site, first: content-addressed and
+/// immutable, so adding them changes nothing a client sees. A missing or
+/// torn one is replaced. On all cores: a million of them are looked at.
+fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
+    use rayon::prelude::*;
+    members.blobs().par_iter().try_for_each(|(digest, size)| {
+        let hex = hex::encode(digest);
+        let path = blob_path(&hex);
+        let dest = out.join(&path);
+        let src = blobs.require(&hex)?;
+        if src == dest {
+            return Ok(()); // reused from the previous build in this very site
+        }
+        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+        if src.starts_with(blobs.root()) {
+            // Fetched and hashed by this build: it replaces whatever is there.
+            std::fs::rename(&src, &dest).with_context(|| format!("publishing {path}"))?;
+        } else if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == *size) {
+            let tmp = dest.with_extension("tmp");
+            std::fs::copy(&src, &tmp).with_context(|| format!("publishing {path}"))?;
+            std::fs::rename(&tmp, &dest)?;
+        }
+        Ok(())
+    })
+}
+
 /// The page's files that sites published separately before `index.html`
 /// carried the style and scripts inline: nothing loads them any more.
 const RETIRED_PAGE_FILES: [&str; 5] = ["app.js", "page.js", "module.js", "search.js", "style.css"];
@@ -157,18 +163,7 @@ pub fn clean_up(
         remove_if_present(&out.join(format!("modules/{page}.json")))?;
         remove_if_present(&out.join(format!("modules/{page}.js")))?;
     }
-    for entry in walkdir::WalkDir::new(out.join("blobs")).min_depth(3) {
-        let entry = entry?;
-        let rel = entry
-            .path()
-            .strip_prefix(out)
-            .expect("walked below out")
-            .to_string_lossy()
-            .into_owned();
-        if entry.file_type().is_file() && !members.contains_key(&rel) {
-            remove_if_present(entry.path())?;
-        }
-    }
+    remove_stray_blobs(out, members)?;
     let entry_point = std::fs::read_to_string(out.join("data/site.js")).unwrap_or_default();
     for entry in walkdir::WalkDir::new(out.join("data"))
         .min_depth(1)
@@ -182,6 +177,31 @@ pub fn clean_up(
         }
     }
     Ok(())
+}
+
+/// Removes every loose blob (a file at `blobs/sha256/xx/…` or deeper) that
+/// no member names. A million of them: the prefix folders are walked in
+/// parallel.
+fn remove_stray_blobs(out: &Path, members: &Members) -> Result<()> {
+    use rayon::prelude::*;
+    let prefixes = walkdir::WalkDir::new(out.join("blobs"))
+        .min_depth(2)
+        .max_depth(2)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    (prefixes.par_iter())
+        .filter(|prefix| prefix.file_type().is_dir())
+        .try_for_each(|prefix| {
+            for entry in walkdir::WalkDir::new(prefix.path()).min_depth(1) {
+                let entry = entry?;
+                let rel = entry.path().strip_prefix(out).expect("walked below out");
+                let rel = rel.to_string_lossy();
+                if entry.file_type().is_file() && !members.contains_key(&rel) {
+                    remove_if_present(entry.path())?;
+                }
+            }
+            Ok(())
+        })
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {

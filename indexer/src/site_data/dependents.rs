@@ -1,9 +1,11 @@
 //! Which modules depend on each module, for the module pages, without a
 //! map of names: the modules' full names in one string, their positions
 //! sorted by name, and the (dependency, dependent) pairs as ranks in that
-//! order. A million modules take a few tens of megabytes.
+//! order. A million modules take a few tens of megabytes; sorting and
+//! matching them runs on all cores.
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 
 /// Strings end to end in one buffer, found by their ends.
 #[derive(Default)]
@@ -62,7 +64,7 @@ impl DependentsBuilder {
         // Stable: modules of one name keep their order (the first is the
         // name's rank; see `Dependents::rank`).
         let mut by_name: Vec<u32> = (0..names.len() as u32).collect();
-        by_name.sort_by(|&a, &b| names.get(a as usize).cmp(names.get(b as usize)));
+        by_name.par_sort_by(|&a, &b| names.get(a as usize).cmp(names.get(b as usize)));
         // Each position's rank, the first of its name's run: looked up
         // once a module, where a search by name costs twenty string compares.
         let mut ranks = vec![0u32; by_name.len()];
@@ -79,13 +81,13 @@ impl DependentsBuilder {
             ranks,
             pairs: Vec::new(),
         };
-        let mut pairs = Vec::with_capacity(named_by.len());
-        for (k, &dependent) in named_by.iter().enumerate() {
-            if let Some(target) = out.rank(dependencies.get(k)) {
-                pairs.push((target, out.rank_of(dependent as usize)));
-            }
-        }
-        pairs.sort_unstable();
+        let mut pairs: Vec<(u32, u32)> = (named_by.par_iter().enumerate())
+            .filter_map(|(k, &dependent)| {
+                let target = out.rank(dependencies.get(k))?;
+                Some((target, out.rank_of(dependent as usize)))
+            })
+            .collect();
+        pairs.par_sort_unstable();
         pairs.dedup();
         out.pairs = pairs;
         out

@@ -1,17 +1,19 @@
 //! The listing's shards and the search parts, from one pass over the
 //! spill in order. Each record is read on all cores for the fields the
 //! listing shows ([`Listed`]), not decoded whole, and its row written as
-//! JSON there; what stays sequential is adding its terms, its row and its
-//! dependencies.
+//! JSON and its search terms worked out there; what stays sequential is
+//! adding its terms, its row and its dependencies. The search parts are
+//! then written on all cores.
 
 use std::path::Path;
 
 use anyhow::Result;
 use mlld_schemas::snapshot::AdvisoryIndex;
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::dependents::{Dependents, DependentsBuilder};
-use super::search_parts::SearchParts;
+use super::search_parts::{RowTerms, SearchParts};
 use super::{Row, SHARD, json_text_call, unix_time, versioned, write_addressed};
 use crate::staged_manifest::StagedManifest;
 
@@ -41,10 +43,12 @@ struct ListedFields {
     dependencies: Vec<String>,
 }
 
-/// A gist module ready for the listing: its fields and its row's JSON.
+/// A gist module ready for the listing: its fields, its row's JSON and its
+/// search terms.
 struct Listed {
     fields: ListedFields,
     row: String,
+    terms: RowTerms,
 }
 
 impl Listed {
@@ -64,7 +68,12 @@ impl Listed {
             updated.unwrap_or(0),
         );
         let row = serde_json::to_string(&row)?;
-        Ok(Self { fields: m, row })
+        let terms = RowTerms::of(&m.user, &m.name, &m.description, &m.tags);
+        Ok(Self {
+            fields: m,
+            row,
+            terms,
+        })
     }
 }
 
@@ -80,8 +89,13 @@ pub(super) fn write_listing(
     let mut shards = ShardWriter::new(dest);
     let listed = (manifest.modules).par_map_chunks(|_, line| Listed::of(line, advisory_index))?;
     for chunk in listed {
-        for Listed { fields: m, row } in chunk? {
-            search.add(&m.user, &m.name, &m.description, &m.tags);
+        for Listed {
+            fields: m,
+            row,
+            terms,
+        } in chunk?
+        {
+            search.add_terms(terms);
             shards.push(row)?;
             dependents.add(&m.user, &m.name, &m.dependencies)?;
         }
@@ -89,7 +103,7 @@ pub(super) fn write_listing(
     for v in &manifest.versioned {
         let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
         let row = versioned::row(v, advisory);
-        search.add(&row.0, row.1, row.2, row.3);
+        search.add_terms(RowTerms::of(&row.0, row.1, row.2, row.3));
         shards.push(serde_json::to_string(&row)?)?;
     }
     let search = search

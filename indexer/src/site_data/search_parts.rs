@@ -21,6 +21,7 @@
 //! modulo the number of parts; the page computes the same.
 
 use hashbrown::HashMap;
+use rayon::prelude::*;
 
 use mlld_schemas::search::{joined, name_terms, words};
 
@@ -106,15 +107,18 @@ impl SearchParts {
     }
 
     /// Adds the next row (user, name, description, tags).
+    #[cfg(test)]
     pub fn add(&mut self, user: &str, name: &str, description: &str, tags: &[String]) {
+        self.add_terms(RowTerms::of(user, name, description, tags));
+    }
+
+    /// Adds the next row's terms.
+    pub fn add_terms(&mut self, RowTerms(fields): RowTerms) {
         let position = self.next;
         self.next = self.next.saturating_add(1);
         let count = self.index.len();
-        for (field, terms) in row_terms(user, name, description, tags)
-            .into_iter()
-            .enumerate()
-        {
-            for term in terms.into_iter().filter(|t| !t.is_empty()) {
+        for (field, terms) in fields.into_iter().enumerate() {
+            for term in terms {
                 let terms = &mut self.index[part_of(&term, count)][field];
                 match terms.get_mut(term.as_str()) {
                     Some(postings) => postings.push(position),
@@ -127,12 +131,26 @@ impl SearchParts {
         }
     }
 
-    /// The parts' bodies, in part order, each built as it is asked for.
-    pub fn bodies(self) -> impl Iterator<Item = String> {
+    /// The parts' bodies, in part order, built on all cores.
+    pub fn bodies(self) -> impl IndexedParallelIterator<Item = String> {
         self.index
-            .into_iter()
+            .into_par_iter()
             .enumerate()
             .map(|(i, fields)| body(i, fields))
+    }
+}
+
+/// One row's terms by field (see `FIELDS`), without empty ones: worked out
+/// on any thread, then added in listing order.
+pub struct RowTerms([Vec<String>; 7]);
+
+impl RowTerms {
+    pub fn of(user: &str, name: &str, description: &str, tags: &[String]) -> Self {
+        let mut fields = row_terms(user, name, description, tags);
+        for terms in &mut fields {
+            terms.retain(|t| !t.is_empty());
+        }
+        Self(fields)
     }
 }
 

@@ -22,30 +22,37 @@ mod previous_shards;
 /// into the site before `latest.json`); returns the root and its entry
 /// for `latest.json`. `site` is the published site, whose unchanged shards are
 /// not written again, nor compressed again when `previous_root` (the
-/// previous `latest.json`'s entry) names them.
+/// previous `latest.json`'s entry) names them. (The build writes the two
+/// apart, [`write_shards`] while the snapshot is packed, then [`write_root`].)
+#[cfg(test)]
 pub fn write(
     staged_site: &Path,
     (site, previous_root): (&Path, Option<&SiteFile>),
     manifest: &StagedManifest,
     snapshot_sha256: &str,
 ) -> Result<(SiteFile, SparseRoot)> {
-    write_in_batches(
-        staged_site,
-        (site, previous_root),
-        manifest,
-        snapshot_sha256,
-        BATCH_SHARDS,
-    )
+    let shards = write_shards(staged_site, (site, previous_root), manifest)?;
+    write_root(staged_site, manifest, shards, snapshot_sha256)
 }
 
-/// [`write`], building `batch` shards at a time.
-fn write_in_batches(
+/// The shards of [`write`], which need nothing of the snapshot: written
+/// while it is packed. Their digests and sizes, in order, for
+/// [`write_root`].
+pub fn write_shards(
     staged_site: &Path,
     (site, previous_root): (&Path, Option<&SiteFile>),
     manifest: &StagedManifest,
-    snapshot_sha256: &str,
+) -> Result<Vec<(String, u64)>> {
+    write_shards_in_batches(staged_site, (site, previous_root), manifest, BATCH_SHARDS)
+}
+
+/// [`write_shards`], building `batch` shards at a time.
+fn write_shards_in_batches(
+    staged_site: &Path,
+    (site, previous_root): (&Path, Option<&SiteFile>),
+    manifest: &StagedManifest,
     batch: usize,
-) -> Result<(SiteFile, SparseRoot)> {
+) -> Result<Vec<(String, u64)>> {
     let previous = PreviousShards::read(site, previous_root);
     let bits = sparse::site_bits(manifest.modules.len() + manifest.versioned.len());
     let shards_dir = staged_site.join("sparse/shards");
@@ -63,6 +70,18 @@ fn write_in_batches(
             .collect::<Result<_>>()?;
         written.extend(batch);
     }
+    Ok(written)
+}
+
+/// The signed root's content for `shards` (as [`write_shards`] wrote
+/// them), naming the snapshot `snapshot_sha256`, staged under its digest.
+pub fn write_root(
+    staged_site: &Path,
+    manifest: &StagedManifest,
+    shards: Vec<(String, u64)>,
+    snapshot_sha256: &str,
+) -> Result<(SiteFile, SparseRoot)> {
+    let bits = sparse::site_bits(manifest.modules.len() + manifest.versioned.len());
     let root = SparseRoot {
         format_version: SPARSE_FORMAT,
         serial: manifest.serial,
@@ -73,8 +92,8 @@ fn write_in_batches(
         versioned: manifest.versioned.len(),
         advisories: manifest.advisories.len(),
         shard_bits: bits,
-        max_shard_size: written.iter().map(|(_, size)| *size).max().unwrap_or(0),
-        shards: written.into_iter().map(|(sha, _)| sha).collect(),
+        max_shard_size: shards.iter().map(|(_, size)| *size).max().unwrap_or(0),
+        shards: shards.into_iter().map(|(sha, _)| sha).collect(),
     };
     let mut bytes = serde_json::to_vec(&root)?;
     bytes.push(b'\n');
@@ -293,8 +312,9 @@ mod tests {
         let mut roots = Vec::new();
         for batch in [3, BATCH_SHARDS] {
             let out = dir.path().join(format!("staged-{batch}"));
-            let (file, root) =
-                write_in_batches(&out, (&empty_site, None), &staged, "ab", batch).unwrap();
+            let shards =
+                write_shards_in_batches(&out, (&empty_site, None), &staged, batch).unwrap();
+            let (file, root) = write_root(&out, &staged, shards, "ab").unwrap();
             assert_eq!(root.shards, shas);
             assert_eq!(
                 (root.modules, root.versioned, root.shard_bits),

@@ -40,10 +40,10 @@ pub(super) struct SiteData {
 /// Stage "pack, delta and site data": packs the snapshots (`pack`), then
 /// writes the delta from the previous snapshot to the new index-only one,
 /// on one thread; beside it, the web page's files under `staging/site` and
-/// then the sparse shards, whose root names the packed snapshot's digest.
-/// The two sides share nothing else, and each leaves a core idle for much
-/// of its time (the snapshot's head frame and the delta are one stream
-/// each). Frame counts and the delta's size go into `report`.
+/// then the sparse shards, whose root (written last) names the packed
+/// snapshot's digest. The two sides share nothing else, and each leaves a
+/// core idle for much of its time (the snapshot's head frame and the delta
+/// are one stream each). Frame counts and the delta's size go into `report`.
 pub(super) fn pack_delta_and_site_data(
     pack: impl FnOnce() -> Result<Packed> + Send,
     manifest: &StagedManifest,
@@ -65,7 +65,7 @@ pub(super) fn pack_delta_and_site_data(
     };
     let dir = staging.join("site");
     let (packing, site_data) = crate::beside::beside("packing the snapshot", packing, || {
-        site_data_and_shards(&dir, (site, &digest_rx), manifest, previous, blobs)
+        site_data_and_shards(&dir, (site, digest_rx), manifest, previous, blobs)
     });
     // The packing side's error first: the other side only waited for it.
     let (packed, seconds) = packing?;
@@ -117,12 +117,14 @@ fn delta_from_previous(
     Ok(Some(staged))
 }
 
-/// The web page's files and then the sparse shards, staged under `dir`,
-/// once `snapshot` gives the packed snapshot's digest (their root names
-/// it); the new page keys, the sparse root, and the seconds each took.
+/// The web page's files and then the sparse shards, staged under `dir`;
+/// the shards' root once `snapshot` gives the packed snapshot's digest
+/// (the root names it). The new page keys, the sparse root, and the
+/// seconds each took. (The shards on a third thread made every side
+/// slower: all three share rayon's two threads.)
 fn site_data_and_shards(
     dir: &Path,
-    (site, snapshot): (&Path, &std::sync::mpsc::Receiver<String>),
+    (site, snapshot): (&Path, std::sync::mpsc::Receiver<String>),
     manifest: &StagedManifest,
     previous: Option<&Previous>,
     blobs: &BlobDir,
@@ -132,18 +134,19 @@ fn site_data_and_shards(
     let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
     let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
     let site_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
+    let shards = sparse_writer::write_shards(dir, (site, previous_root), manifest)
+        .context("writing the sparse shards")?;
+    let shard_seconds = started.elapsed().as_secs_f64();
     let Ok(snapshot_sha256) = snapshot.recv() else {
         anyhow::bail!("packing the snapshot failed");
     };
-    let started = Instant::now();
-    let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
-    let sparse = sparse_writer::write(dir, (site, previous_root), manifest, &snapshot_sha256)
-        .context("writing the sparse shards")?;
-    let seconds = (site_seconds, started.elapsed().as_secs_f64());
+    let sparse = sparse_writer::write_root(dir, manifest, shards, &snapshot_sha256)?;
     Ok(PageData {
         pages,
         sparse,
-        seconds,
+        seconds: (site_seconds, shard_seconds),
     })
 }
 
@@ -151,7 +154,7 @@ fn site_data_and_shards(
 struct PageData {
     pages: TextMap,
     sparse: (SiteFile, SparseRoot),
-    /// Seconds writing the site data, then the sparse shards.
+    /// Seconds writing the site data, then the sparse shards (without their root).
     seconds: (f64, f64),
 }
 

@@ -115,6 +115,11 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
 /// torn one is replaced. On all cores: a million of them are looked at.
 fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
     use rayon::prelude::*;
+    // A built manifest names each blob by its digest (`MembersBuilder::add_blob`);
+    // only a parsed one may hold a blob path naming another digest.
+    debug_assert!(
+        (members.other_paths()).all(|p| mlld_schemas::snapshot::blob_digest(p).is_none())
+    );
     members.blobs().par_iter().try_for_each(|(digest, size)| {
         let hex = hex::encode(digest);
         let path = blob_path(&hex);
@@ -179,9 +184,9 @@ pub fn clean_up(
     Ok(())
 }
 
-/// Removes every loose blob (a file at `blobs/sha256/xx/…` or deeper) that
-/// no member names. A million of them: the prefix folders are walked in
-/// parallel.
+/// Removes every loose blob (a file at `blobs/*/*/…`, at any depth below)
+/// that no member names; links are neither followed nor removed. A
+/// million of them: the prefix folders are walked in parallel.
 fn remove_stray_blobs(out: &Path, members: &Members) -> Result<()> {
     use rayon::prelude::*;
     let prefixes = walkdir::WalkDir::new(out.join("blobs"))
@@ -192,7 +197,8 @@ fn remove_stray_blobs(out: &Path, members: &Members) -> Result<()> {
     (prefixes.par_iter())
         .filter(|prefix| prefix.file_type().is_dir())
         .try_for_each(|prefix| {
-            for entry in walkdir::WalkDir::new(prefix.path()).min_depth(1) {
+            let walk = walkdir::WalkDir::new(prefix.path()).follow_root_links(false);
+            for entry in walk.min_depth(1) {
                 let entry = entry?;
                 let rel = entry.path().strip_prefix(out).expect("walked below out");
                 let rel = rel.to_string_lossy();
@@ -210,5 +216,83 @@ fn remove_if_present(path: &Path) -> Result<()> {
             Err(e).with_context(|| format!("removing {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::members::MembersBuilder;
+
+    fn write(root: &Path, rel: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, rel).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stray_blobs_go_at_any_depth_and_members_and_links_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("site");
+        let kept = "ab".repeat(32);
+        let mut members = MembersBuilder::default();
+        members.add_blob(&kept, 1);
+        let members = members.finish();
+        let stray = blob_path(&"cd".repeat(32));
+        for rel in [
+            blob_path(&kept),
+            stray.clone(),
+            "blobs/sha256/ee/deeper/file".into(),
+            "blobs/sha256/ab/leftover.tmp".into(),
+            "blobs/top-level".into(),
+        ] {
+            write(&out, &rel);
+        }
+        // A linked prefix folder is not walked into: what it leads to stays.
+        let elsewhere = dir.path().join("elsewhere");
+        write(&elsewhere, "precious");
+        std::os::unix::fs::symlink(&elsewhere, out.join("blobs/sha256/ff")).unwrap();
+
+        remove_stray_blobs(&out, &members).unwrap();
+        assert!(out.join(blob_path(&kept)).is_file());
+        assert!(
+            out.join("blobs/top-level").is_file(),
+            "above the prefix folders"
+        );
+        for gone in [
+            stray.as_str(),
+            "blobs/sha256/ee/deeper/file",
+            "blobs/sha256/ab/leftover.tmp",
+        ] {
+            assert!(!out.join(gone).exists(), "{gone} stayed");
+        }
+        assert!(elsewhere.join("precious").is_file());
+        assert!(out.join("blobs/sha256/ff").is_symlink());
+    }
+
+    #[test]
+    fn blobs_move_into_the_site_and_a_torn_copy_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, previous, out) = (
+            dir.path().join("new"),
+            dir.path().join("old"),
+            dir.path().join("site"),
+        );
+        let blobs = BlobDir::new(&root, Some(previous.clone()));
+        let fresh = blobs.put(b"fetched this build").unwrap();
+        let old = mlld_schemas::sha256_hex(b"from the previous build");
+        write(&previous, &blob_path(&old));
+        std::fs::write(previous.join(blob_path(&old)), b"from the previous build").unwrap();
+        // A torn copy already in the site is replaced whole.
+        write(&out, &blob_path(&old));
+        let mut members = MembersBuilder::default();
+        members.add_blob(&fresh, 18);
+        members.add_blob(&old, 23);
+        move_blobs(&out, &members.finish(), &blobs).unwrap();
+        let read = |hex: &str| std::fs::read(out.join(blob_path(hex))).unwrap();
+        assert_eq!(read(&fresh), b"fetched this build");
+        assert_eq!(read(&old), b"from the previous build");
+        assert!(!root.join(blob_path(&fresh)).exists(), "moved, not copied");
     }
 }

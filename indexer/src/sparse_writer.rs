@@ -35,8 +35,10 @@ pub fn write(
     write_root(staged_site, manifest, shards, snapshot_sha256)
 }
 
-/// The shards of [`write`], which need nothing of the snapshot: written
-/// while it is packed. Their digests and sizes, in order, for
+/// Writes the shards the site lacks into `staged_site` (see [`write_root`]
+/// for the root); `site` is the published site, whose unchanged shards are
+/// not written again. Shards need nothing of the snapshot: the build
+/// writes them while it is packed. Their digests and sizes, in order, for
 /// [`write_root`].
 pub fn write_shards(
     staged_site: &Path,

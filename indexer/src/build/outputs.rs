@@ -121,7 +121,7 @@ fn delta_from_previous(
 /// the shards' root once `snapshot` gives the packed snapshot's digest
 /// (the root names it). The new page keys, the sparse root, and the
 /// seconds each took. (The shards on a third thread made every side
-/// slower: all three share rayon's two threads.)
+/// slower on two cores: all three share rayon's threads.)
 fn site_data_and_shards(
     dir: &Path,
     (site, snapshot): (&Path, std::sync::mpsc::Receiver<String>),
@@ -134,15 +134,24 @@ fn site_data_and_shards(
     let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
     let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
     let site_seconds = started.elapsed().as_secs_f64();
+    let packing_failed = || anyhow::anyhow!("packing the snapshot failed");
+    // Packing that already failed spares writing every shard for nothing.
+    let early = match snapshot.try_recv() {
+        Ok(digest) => Some(digest),
+        Err(std::sync::mpsc::TryRecvError::Empty) => None,
+        Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(packing_failed()),
+    };
     let started = Instant::now();
     let previous_root = previous.and_then(|p| p.latest.sparse.as_ref());
     let shards = sparse_writer::write_shards(dir, (site, previous_root), manifest)
         .context("writing the sparse shards")?;
     let shard_seconds = started.elapsed().as_secs_f64();
-    let Ok(snapshot_sha256) = snapshot.recv() else {
-        anyhow::bail!("packing the snapshot failed");
+    let snapshot_sha256 = match early {
+        Some(digest) => digest,
+        None => snapshot.recv().map_err(|_| packing_failed())?,
     };
-    let sparse = sparse_writer::write_root(dir, manifest, shards, &snapshot_sha256)?;
+    let sparse = sparse_writer::write_root(dir, manifest, shards, &snapshot_sha256)
+        .context("writing the sparse root")?;
     Ok(PageData {
         pages,
         sparse,

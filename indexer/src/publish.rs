@@ -282,9 +282,10 @@ mod tests {
         let blobs = BlobDir::new(&root, Some(previous.clone()));
         let fresh = blobs.put(b"fetched this build").unwrap();
         let old = mlld_schemas::sha256_hex(b"from the previous build");
-        write(&previous, &blob_path(&old));
-        std::fs::write(previous.join(blob_path(&old)), b"from the previous build").unwrap();
-        // A torn copy already in the site is replaced whole.
+        let old_path = previous.join(blob_path(&old));
+        std::fs::create_dir_all(old_path.parent().unwrap()).unwrap();
+        std::fs::write(old_path, b"from the previous build").unwrap();
+        // A torn copy (another size) already in the site is replaced whole.
         write(&out, &blob_path(&old));
         let mut members = MembersBuilder::default();
         members.add_blob(&fresh, 18);

@@ -122,6 +122,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         names,
         etags,
         imports,
+        blobs: blob_members,
     } = timed(progress, &mut report, "crawl gists", |r| {
         let concurrency = config.concurrency;
         crawl::crawl_gists(
@@ -160,6 +161,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
     } = timed(progress, &mut report, "search index and manifest", |r| {
         let records = manifest::Records {
             modules,
+            blob_members,
             versioned: versions.modules,
             advisories: manifest::advisories(&registry),
         };

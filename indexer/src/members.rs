@@ -130,6 +130,18 @@ impl MembersBuilder {
 
     /// A blob member: its digest (hex) and size.
     pub fn add_blob(&mut self, sha256: &str, size: u64) {
+        // The common case without making and parsing its path again (a
+        // million modules have more than a million blobs): what `insert`
+        // keeps of a lowercase hex digest is the digest's bytes.
+        let hex = sha256.as_bytes();
+        let mut digest = [0; 32];
+        if hex.len() == 64
+            && hex.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            && hex::decode_to_slice(hex, &mut digest).is_ok()
+        {
+            self.0.blobs.push((digest, size));
+            return;
+        }
         let member = Member {
             sha256: sha256.to_string(),
             size,
@@ -236,5 +248,27 @@ mod tests {
         built.extend([index("meta.json"), index("a.store"), odd]);
         built.extend([(blob_path(&sha(250)), mismatched)]);
         assert_eq!(built, members);
+    }
+
+    #[test]
+    fn a_blob_added_by_digest_is_kept_as_inserting_its_path_keeps_it() {
+        let digests = [sha(1), sha(2).to_uppercase(), "ab".repeat(31), sha(1)];
+        let mut builder = MembersBuilder::default();
+        let mut by_path = Members::default();
+        for (i, d) in digests.iter().enumerate() {
+            builder.add_blob(d, i as u64);
+            let member = Member {
+                sha256: d.clone(),
+                size: i as u64,
+            };
+            by_path.insert(blob_path(d), member);
+        }
+        by_path.seal();
+        let built = builder.finish();
+        assert_eq!(built, by_path);
+        // The lowercase digest once (the first size kept), the others by path.
+        assert_eq!(built.blobs().len(), 1);
+        assert_eq!(built.blobs()[0].1, 0);
+        assert_eq!(built.other_paths().count(), 2);
     }
 }

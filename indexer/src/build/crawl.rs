@@ -10,6 +10,7 @@ use super::inputs::Registry;
 use crate::assemble::{self, Freshness, Indexed, Job, Rejection};
 use crate::blobs::BlobDir;
 use crate::gist::GistSource;
+use crate::members::MembersBuilder;
 use crate::module_names::ModuleNames;
 use crate::previous::Previous;
 use crate::progress::Progress;
@@ -29,6 +30,10 @@ pub(super) struct Crawled {
     pub(super) etags: TextMap,
     /// Module file digest (hex) → the registry references its content makes.
     pub(super) imports: TextListMap,
+    /// Every file of every revision of the accepted modules, as blob
+    /// members: gathered while each record is in hand, instead of reading
+    /// and decoding every record again for the manifest.
+    pub(super) blobs: MembersBuilder,
 }
 
 /// Stage "crawl gists": takes the registry's user folders, the gist source,
@@ -115,6 +120,7 @@ struct Fetched {
     unresolved: Vec<(String, String)>,
     etags: TextMapBuilder,
     imports: TextListMapBuilder,
+    blobs: MembersBuilder,
 }
 
 impl Fetched {
@@ -131,6 +137,7 @@ impl Fetched {
             unresolved: Vec::new(),
             etags: TextMapBuilder::default(),
             imports: TextListMapBuilder::default(),
+            blobs: MembersBuilder::default(),
         })
     }
 
@@ -151,6 +158,10 @@ impl Fetched {
         self.imports.insert(digest, &refs);
         if let Some(etag) = &i.etag {
             self.etags.insert(&i.record.gist, etag);
+        }
+        // Linking (now or again in `finish`) leaves the files as they are.
+        for file in i.record.revisions().flat_map(|r| &r.files) {
+            self.blobs.add_blob(&file.sha256, file.size);
         }
         let depended_on = &mut self.depended_on;
         assemble::link_dependencies(
@@ -189,6 +200,7 @@ impl Fetched {
             names,
             etags: self.etags.finish(),
             imports,
+            blobs: self.blobs,
         })
     }
 }

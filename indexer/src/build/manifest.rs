@@ -41,6 +41,8 @@ pub(super) struct Signed {
 /// The accepted records the manifest is made of.
 pub(super) struct Records {
     pub(super) modules: RecordSpill,
+    /// The files of every revision in `modules`, as the crawl gathered them.
+    pub(super) blob_members: MembersBuilder,
     pub(super) versioned: Vec<VersionedModule>,
     pub(super) advisories: Vec<AdvisoryRecord>,
 }
@@ -61,10 +63,11 @@ pub(super) fn sign_manifest(
 ) -> Result<Signed> {
     let Records {
         modules,
+        blob_members,
         versioned,
         advisories,
     } = records;
-    let mut members = blob_members(&modules, &versioned)?;
+    let mut members = with_versions(blob_members, &versioned);
     let blob_count = members.len();
     // The previous search state is taken, not copied: it is as large as
     // the registry, and an incremental index carries it on unchanged.
@@ -177,20 +180,13 @@ pub(super) fn advisories(registry: &Registry) -> Vec<AdvisoryRecord> {
     advisories
 }
 
-/// The blob members: every file of every revision and version, once.
-fn blob_members(modules: &RecordSpill, versioned: &[VersionedModule]) -> Result<Members> {
-    let mut members = MembersBuilder::default();
-    for m in modules.iter_decoded_ahead()? {
-        for r in m?.revisions() {
-            r.files
-                .iter()
-                .for_each(|f| members.add_blob(&f.sha256, f.size));
-        }
-    }
+/// The blob members: the gist modules' files (every revision's) and every
+/// version's, once.
+fn with_versions(mut members: MembersBuilder, versioned: &[VersionedModule]) -> Members {
     for v in versioned.iter().flat_map(|m| &m.versions) {
         v.files
             .iter()
             .for_each(|f| members.add_blob(&f.sha256, f.size));
     }
-    Ok(members.finish())
+    members.finish()
 }

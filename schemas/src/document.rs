@@ -68,8 +68,25 @@ pub fn parse<'a>(
     if sink.has_errors() {
         return Err(sink.diagnostics);
     }
-    warn_unsafe_text(&value, &JsonPath::root(), &mut sink);
+    // Nearly every file holds no such text: it is found without a path
+    // made for every key and item of the file, and only then looked for again.
+    if holds_unsafe_text(&value) {
+        warn_unsafe_text(&value, &JsonPath::root(), &mut sink);
+    }
     Ok(Document { value, sink })
+}
+
+/// Whether any key or string in `value` holds what [`warn_unsafe_text`] warns about.
+fn holds_unsafe_text(value: &Value) -> bool {
+    let unsafe_text = |s: &str| crate::terminal::first_unsafe(s).is_some();
+    match value {
+        Value::String(s) => unsafe_text(s),
+        Value::Array(items) => items.iter().any(holds_unsafe_text),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| unsafe_text(key) || holds_unsafe_text(item)),
+        _ => false,
+    }
 }
 
 /// Warns about every key and string holding a control character, an escape
@@ -176,4 +193,22 @@ impl Document<'_> {
 /// Takes key `key` out of a JSON object, if `value` is one.
 pub fn remove_key(value: &mut Value, key: &str) -> Option<Value> {
     value.as_object_mut().and_then(|o| o.shift_remove(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_text_is_found_at_any_depth_in_keys_and_strings() {
+        let clean = serde_json::json!({"a": ["tab\there", {"b": "line\nbreak"}], "n": 1});
+        assert!(!holds_unsafe_text(&clean));
+        for hostile in [
+            serde_json::json!({"a": ["ok", {"b": "esc\u{1b}[2J"}]}),
+            serde_json::json!({"a": [{"over\u{202e}ride": 1}]}),
+            serde_json::json!(["\u{7}"]),
+        ] {
+            assert!(holds_unsafe_text(&hostile), "{hostile}");
+        }
+    }
 }

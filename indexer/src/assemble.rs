@@ -252,7 +252,7 @@ fn reuse(
 fn adopt_revision(r: &mlld_schemas::RevisionRecord, blobs: &BlobDir) -> Result<(), String> {
     for f in &r.files {
         blobs
-            .require(&f.sha256)
+            .ensure(&f.sha256)
             .map_err(|e| format!("carrying over from the previous snapshot: {e}"))?;
     }
     Ok(())

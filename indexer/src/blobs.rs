@@ -4,9 +4,12 @@
 //! ones it reuses in the previous build's blob root (the site's loose blobs,
 //! or a previous snapshot unpacked), so an incremental build copies nothing.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+// foldhash, not SipHash: digests are looked up a few million times a
+// build, and a random seed per process keeps their table's order unguessable.
+use hashbrown::HashSet;
 
 use mlld_schemas::snapshot::blob_path;
 
@@ -47,7 +50,7 @@ impl BlobDir {
     /// Stores `bytes` unless a blob with their digest exists; returns the SHA-256 hex digest.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let hex = mlld_schemas::sha256_hex(bytes);
-        if self.locate(&hex).is_none() {
+        if !self.has(&hex) {
             let path = self.root.join(blob_path(&hex));
             let dir = path.parent().expect("blob paths have a parent");
             std::fs::create_dir_all(dir)?;
@@ -63,6 +66,31 @@ impl BlobDir {
             }
         }
         Ok(hex)
+    }
+
+    /// Whether blob `hex` is available, as [`Self::locate`] finds it but
+    /// without making its path when the digests are known (a build checks
+    /// every blob of every unchanged module).
+    pub fn has(&self, hex: &str) -> bool {
+        match (&self.previous_digests, digest_bytes(hex)) {
+            (Some(known), Some(digest)) => {
+                self.fresh
+                    .lock()
+                    .expect("no panics while holding the lock")
+                    .contains(&digest)
+                    || (self.previous.is_some() && known.contains(&digest))
+            }
+            _ => self.locate(hex).is_some(),
+        }
+    }
+
+    /// Errs unless blob `hex` is available (see [`Self::require`]), without making its path.
+    pub fn ensure(&self, hex: &str) -> std::io::Result<()> {
+        if self.has(hex) {
+            Ok(())
+        } else {
+            Err(missing(hex))
+        }
     }
 
     /// Where blob `hex` is: this build's root first, then the previous build's.
@@ -91,13 +119,15 @@ impl BlobDir {
 
     /// Errs unless blob `hex` is available to the snapshot.
     pub fn require(&self, hex: &str) -> std::io::Result<PathBuf> {
-        self.locate(hex).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("blob {hex} is in neither this build nor the previous one"),
-            )
-        })
+        self.locate(hex).ok_or_else(|| missing(hex))
     }
+}
+
+fn missing(hex: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("blob {hex} is in neither this build nor the previous one"),
+    )
 }
 
 /// A SHA-256 digest from its hex form; `None` for anything else.
@@ -105,4 +135,35 @@ fn digest_bytes(hex: &str) -> Option<[u8; 32]> {
     let mut digest = [0; 32];
     hex::decode_to_slice(hex, &mut digest).ok()?;
     Some(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_and_ensure_agree_with_locate_with_and_without_known_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let previous = dir.path().join("previous");
+        let old = mlld_schemas::sha256_hex(b"old");
+        let old_path = previous.join(blob_path(&old));
+        std::fs::create_dir_all(old_path.parent().unwrap()).unwrap();
+        std::fs::write(&old_path, b"old").unwrap();
+        let absent = mlld_schemas::sha256_hex(b"absent");
+        let by_stat = BlobDir::new(dir.path().join("a"), Some(previous.clone()));
+        let known = BlobDir::new(dir.path().join("b"), Some(previous))
+            .with_previous_digests([digest_bytes(&old).unwrap()].into_iter().collect());
+        for blobs in [&by_stat, &known] {
+            let new = blobs.put(b"new").unwrap();
+            for hex in [&old, &new, &absent, &"not hex".to_string()] {
+                assert_eq!(blobs.has(hex), blobs.locate(hex).is_some(), "{hex}");
+                assert_eq!(blobs.ensure(hex).is_ok(), blobs.require(hex).is_ok());
+            }
+            assert!(blobs.has(&old) && blobs.has(&new) && !blobs.has(&absent));
+            assert_eq!(
+                blobs.ensure(&absent).unwrap_err().kind(),
+                std::io::ErrorKind::NotFound
+            );
+        }
+    }
 }

@@ -266,7 +266,8 @@ mod tests {
         by_path.seal();
         let built = builder.finish();
         assert_eq!(built, by_path);
-        // The lowercase digest once (the first size kept), the others by path.
+        // The lowercase digest once (sealing sorts by digest, then size, and
+        // keeps the first: the smaller size), the others by path.
         assert_eq!(built.blobs().len(), 1);
         assert_eq!(built.blobs()[0].1, 0);
         assert_eq!(built.other_paths().count(), 2);

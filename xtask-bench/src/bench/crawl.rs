@@ -65,7 +65,8 @@ fn stolen_so_far() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// ` steal 1.2s` for a build that lost CPU to the host, or nothing.
+/// ` steal 1.2s` (0.0s when none was stolen), or nothing where the
+/// kernel does not report it.
 fn steal(r: &Run) -> String {
     r.stolen.map_or(String::new(), |d| {
         format!("  steal {:.1}s", d.as_secs_f64())
@@ -310,7 +311,7 @@ pub fn run(args: CrawlArgs) -> Result<()> {
     );
     if let Some(own) = own_peak_mib() {
         println!(
-            "benchmark process peak                 {own:.0} MiB  (the fake GitHub's responses, beside the indexer)"
+            "benchmark process peak                 {own:.0} MiB  (the synthetic registry and the fake GitHub's responses, beside the indexer)"
         );
     }
     let peak_mib = peak(&full).max(peak(&incr));

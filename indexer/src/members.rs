@@ -133,11 +133,10 @@ impl MembersBuilder {
         // The common case without making and parsing its path again (a
         // million modules have more than a million blobs): what `insert`
         // keeps of a lowercase hex digest is the digest's bytes.
-        let hex = sha256.as_bytes();
         let mut digest = [0; 32];
-        if hex.len() == 64
-            && hex.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-            && hex::decode_to_slice(hex, &mut digest).is_ok()
+        if sha256.len() == 64
+            && mlld_schemas::names::is_lower_hex(sha256)
+            && hex::decode_to_slice(sha256, &mut digest).is_ok()
         {
             self.0.blobs.push((digest, size));
             return;

@@ -154,6 +154,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         p.release_versioned();
     }
 
+    let delta_base = outputs::DeltaBase::start(previous.as_ref())?;
     let manifest::Signed {
         signed,
         manifest_file,
@@ -176,6 +177,7 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         };
         let (manifest, previous) = (&signed.manifest, previous.as_ref());
         let dirs = (staging_dir, config.out.as_path());
+        let pack = (pack, delta_base);
         outputs::pack_delta_and_site_data(pack, manifest, &blobs, previous, dirs, r)
     })?;
 

@@ -19,9 +19,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{
-    ChunkDelta, Member, SiteFile, blob_digest, delta_base_parts_of, delta_blobs_path,
-};
+use mlld_schemas::snapshot::{ChunkDelta, Member, SiteFile, delta_base_parts_of, delta_blobs_path};
 use mlld_site_contract::paths::chunk_delta_path;
 use sha2::Digest as _;
 
@@ -40,8 +38,33 @@ pub struct Origin<'a> {
     pub snapshot_sha256: &'a str,
     /// Its members (the manifest is the base's first part).
     pub members: &'a Members,
-    /// Its index-only snapshot, verified against the signed latest.json.
-    pub index_snapshot: &'a Path,
+}
+
+/// What chunking the previous snapshot's delta base reads, owned: it runs
+/// on its own thread beside the stages before the delta.
+pub struct BaseSource {
+    /// The previous index-only snapshot, verified against the signed latest.json.
+    index_snapshot: PathBuf,
+    /// The base's parts in order, each with the digest its manifest gives.
+    parts: VecDeque<(String, Option<String>)>,
+}
+
+impl BaseSource {
+    pub fn new(members: &Members, index_snapshot: &Path) -> Self {
+        let parts = delta_base_parts_of(members.other_paths())
+            .map(|path| (path.to_string(), members.get(path).map(|m| m.sha256)))
+            .collect();
+        Self {
+            index_snapshot: index_snapshot.to_path_buf(),
+            parts,
+        }
+    }
+}
+
+/// The previous snapshot's delta base, chunked: the table of its chunks and its digest.
+pub struct Base {
+    table: ChunkTable,
+    digest: mlld_schemas::snapshot::Digest,
 }
 
 /// A delta staged for publishing: its `latest.json` entry and the staged files.
@@ -51,17 +74,20 @@ pub struct StagedDelta {
     pub blobs: PathBuf,
 }
 
-/// Writes the chunk delta from `from` to the index-only snapshot
-/// `staged_index`, and the pack of blobs in `members` that `from` lacks,
-/// into `staging`.
+/// Writes the chunk delta from `from` (whose delta base is `base`) to the
+/// index-only snapshot `staged_index`, and the pack of blobs in `members`
+/// that `from` lacks, into `staging`.
 pub fn write(
     staging: &Path,
-    from: &Origin<'_>,
+    (from, base): (&Origin<'_>, Base),
     staged_index: &Path,
     members: &Members,
     blobs: &BlobDir,
 ) -> Result<StagedDelta> {
-    let (table, base) = chunk_base(from)?;
+    let Base {
+        table,
+        digest: base,
+    } = base;
     let mut target = Hashing::new(
         zstd::Decoder::new(File::open(staged_index)?)
             .context("reading back the staged index-only snapshot")?,
@@ -75,10 +101,7 @@ pub fn write(
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let (target, _) = target.finish();
 
-    let new_blobs: Vec<(String, Member)> = members
-        .iter()
-        .filter(|(p, _)| blob_digest(p).is_some() && !from.members.contains_key(p))
-        .collect();
+    let new_blobs = members.blobs_not_in(from.members);
     let blobs_file = staging.join("delta.blobs.tar.zst");
     let pack = blob_pack(&new_blobs, blobs, &blobs_file)?;
 
@@ -105,34 +128,35 @@ pub fn write(
     })
 }
 
-/// The chunk table of the previous snapshot's delta base and the base's
-/// digest, streamed out of its index-only snapshot.
-fn chunk_base(from: &Origin<'_>) -> Result<(ChunkTable, mlld_schemas::snapshot::Digest)> {
-    let file = File::open(from.index_snapshot)
-        .with_context(|| format!("opening {}", from.index_snapshot.display()))?;
+/// Chunks the previous snapshot's delta base, streamed out of its
+/// index-only snapshot, each part checked against the previous manifest.
+pub fn chunk_base(source: BaseSource) -> Result<Base> {
+    let BaseSource {
+        index_snapshot,
+        parts,
+    } = source;
+    let file = File::open(&index_snapshot)
+        .with_context(|| format!("opening {}", index_snapshot.display()))?;
     let mut archive = mlld_site_contract::archive::open_zstd(file)?;
     let parts = BaseParts {
         entries: archive.entries()?,
-        wanted: delta_base_parts_of(from.members.other_paths())
-            .map(str::to_string)
-            .collect(),
-        members: from.members,
+        wanted: parts,
         current: None,
     };
     let mut base = Hashing::new(parts);
     let table = ChunkTable::of(&mut base).with_context(|| {
         format!(
             "reading the delta base out of the previous index-only snapshot {}",
-            from.index_snapshot.display()
+            index_snapshot.display()
         )
     })?;
     let (digest, parts) = base.finish();
-    if let Some(missing) = parts.wanted.front() {
+    if let Some((missing, _)) = parts.wanted.front() {
         bail!(
             "the previous index-only snapshot lacks `{missing}` (or holds it out of order), which its manifest lists"
         );
     }
-    Ok((table, digest))
+    Ok(Base { table, digest })
 }
 
 /// The delta base as one stream: the index-only snapshot's members that
@@ -140,15 +164,15 @@ fn chunk_base(from: &Origin<'_>) -> Result<(ChunkTable, mlld_schemas::snapshot::
 /// each checked against the previous manifest as it ends.
 struct BaseParts<'a, R: Read> {
     entries: tar::Entries<'a, R>,
-    wanted: VecDeque<String>,
-    members: &'a Members,
-    current: Option<(String, tar::Entry<'a, R>, sha2::Sha256)>,
+    /// Paths still to read, with the digest the manifest gives each.
+    wanted: VecDeque<(String, Option<String>)>,
+    current: Option<(String, Option<String>, tar::Entry<'a, R>, sha2::Sha256)>,
 }
 
 impl<R: Read> BaseParts<'_, R> {
     /// Moves to the next wanted member; `false` when none is left.
     fn next_part(&mut self) -> io::Result<bool> {
-        let Some(want) = self.wanted.front() else {
+        let Some((want, _)) = self.wanted.front() else {
             return Ok(false);
         };
         for entry in self.entries.by_ref() {
@@ -156,8 +180,8 @@ impl<R: Read> BaseParts<'_, R> {
             let path = mlld_site_contract::archive::member_path(&entry)
                 .map_err(|e| io::Error::other(format!("{e:#}")))?;
             if &path == want {
-                self.wanted.pop_front();
-                self.current = Some((path, entry, sha2::Sha256::new()));
+                let (_, expected) = self.wanted.pop_front().expect("looked at above");
+                self.current = Some((path, expected, entry, sha2::Sha256::new()));
                 return Ok(true);
             }
         }
@@ -168,11 +192,11 @@ impl<R: Read> BaseParts<'_, R> {
 
     /// Checks the member just read against the previous manifest.
     fn end_part(&mut self) -> io::Result<()> {
-        let Some((path, _, hasher)) = self.current.take() else {
+        let Some((path, expected, _, hasher)) = self.current.take() else {
             return Ok(());
         };
-        if let Some(member) = self.members.get(&path)
-            && hex::encode(hasher.finalize()) != member.sha256
+        if let Some(expected) = expected
+            && hex::encode(hasher.finalize()) != expected
         {
             return Err(io::Error::other(format!(
                 "the previous index-only snapshot's `{path}` does not match its manifest"
@@ -185,7 +209,7 @@ impl<R: Read> BaseParts<'_, R> {
 impl<R: Read> Read for BaseParts<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if let Some((_, entry, hasher)) = &mut self.current {
+            if let Some((_, _, entry, hasher)) = &mut self.current {
                 let n = entry.read(buf)?;
                 if n > 0 || buf.is_empty() {
                     hasher.update(&buf[..n]);
@@ -228,4 +252,82 @@ fn blob_pack(
     let (digest, file) = tar.finish()?.finish();
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlld_schemas::sha256_hex;
+    use mlld_schemas::snapshot::{MANIFEST_NAME, MANIFEST_SIG_NAME, blob_path};
+
+    fn member(bytes: &[u8]) -> Member {
+        Member {
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+
+    /// An index-only snapshot holding `parts`, in this order.
+    fn index_snapshot(dir: &Path, parts: &[(&str, &[u8])]) -> PathBuf {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in parts {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(path).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append(&h, *data).unwrap();
+        }
+        let file = dir.join("index.tar.zst");
+        let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 1).unwrap();
+        std::fs::write(&file, bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_base_is_the_manifest_then_the_search_index_each_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manifest, store, meta) = (&b"{\"manifest\":1}"[..], &b"store"[..], &b"meta"[..]);
+        let members = |meta_member: Member| {
+            let mut m = Members::default();
+            m.extend([
+                ("index/a.store".to_string(), member(store)),
+                ("index/meta.json".to_string(), meta_member),
+                (blob_path(&sha256_hex(b"x")), member(b"x")),
+            ]);
+            m
+        };
+        let file = index_snapshot(
+            dir.path(),
+            &[
+                (MANIFEST_NAME, manifest),
+                (MANIFEST_SIG_NAME, b"signature"),
+                ("index/a.store", store),
+                ("index/meta.json", meta),
+            ],
+        );
+        let base = chunk_base(BaseSource::new(&members(member(meta)), &file)).unwrap();
+        let whole = [manifest, store, meta].concat();
+        assert_eq!(base.digest.sha256, sha256_hex(&whole));
+        assert_eq!(base.digest.size, whole.len() as u64);
+
+        let err = chunk_base(BaseSource::new(&members(member(b"other")), &file))
+            .err()
+            .expect("a part that does not match is refused");
+        assert!(
+            format!("{err:#}").contains("`index/meta.json` does not match its manifest"),
+            "{err:#}"
+        );
+        let short = index_snapshot(
+            dir.path(),
+            &[(MANIFEST_NAME, manifest), ("index/a.store", store)],
+        );
+        let err = chunk_base(BaseSource::new(&members(member(meta)), &short))
+            .err()
+            .expect("a missing part is refused");
+        assert!(
+            format!("{err:#}").contains("lacks `index/meta.json`"),
+            "{err:#}"
+        );
+    }
 }

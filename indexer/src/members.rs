@@ -89,6 +89,42 @@ impl Members {
         self.others.keys().map(String::as_str)
     }
 
+    /// The blob members that `other` lacks, in path order: one merge of
+    /// the two sorted digest lists instead of a lookup for each of a
+    /// million blobs (what a delta's blob pack holds).
+    pub fn blobs_not_in(&self, other: &Members) -> Vec<(String, Member)> {
+        let mut theirs = other.blobs.iter().map(|(digest, _)| digest).peekable();
+        let mut out: Vec<(String, Member)> = Vec::new();
+        for (digest, size) in &self.blobs {
+            while theirs.next_if(|d| *d < digest).is_some() {}
+            if theirs.peek() == Some(&digest) {
+                continue;
+            }
+            let sha256 = hex::encode(digest);
+            let path = blob_path(&sha256);
+            // `other` may hold the path among its others (naming another digest).
+            if !other.others.contains_key(&path) {
+                out.push((
+                    path,
+                    Member {
+                        sha256,
+                        size: *size,
+                    },
+                ));
+            }
+        }
+        // Blob paths held among the others (a path naming another digest
+        // than its member's): rare, and then sorted in.
+        let odd = (self.others.iter())
+            .filter(|(path, _)| blob_digest_bytes(path).is_some() && !other.contains_key(path));
+        let before = out.len();
+        out.extend(odd.map(|(p, m)| (p.clone(), m.clone())));
+        if out.len() > before {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out
+    }
+
     /// Every member in path order (each path and member made as it comes).
     pub fn iter(&self) -> impl Iterator<Item = (String, Member)> + '_ {
         let mut blobs = (self.blobs.iter())
@@ -188,6 +224,37 @@ impl<'de> Deserialize<'de> for Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blobs_not_in_is_the_filter_it_replaces() {
+        let member = |i: u8| Member {
+            sha256: sha(i),
+            size: u64::from(i),
+        };
+        let build = |blobs: &[u8], odd: &[(u8, u8)]| {
+            let mut b = MembersBuilder::default();
+            for &i in blobs {
+                b.add_blob(&sha(i), u64::from(i));
+            }
+            for &(path, digest) in odd {
+                b.add(blob_path(&sha(path)), member(digest));
+            }
+            b.add("index/meta.json".to_string(), member(200));
+            b.finish()
+        };
+        let old = build(&[1, 2, 3, 5, 8, 13, 21], &[(40, 41)]);
+        let new = build(&[0, 2, 3, 4, 8, 9, 21, 22, 40], &[(30, 31), (13, 14)]);
+        let filtered: Vec<_> = (new.iter())
+            .filter(|(p, _)| {
+                mlld_schemas::snapshot::blob_digest(p).is_some() && !old.contains_key(p)
+            })
+            .collect();
+        assert_eq!(new.blobs_not_in(&old), filtered);
+        // Blobs 0, 4, 9, 22 and the odd 30; 13 and 40 are paths `old` has.
+        assert_eq!(filtered.len(), 5, "{filtered:?}");
+        assert!(new.blobs_not_in(&new).is_empty());
+        assert_eq!(new.blobs_not_in(&Members::default()).len(), new.len() - 1);
+    }
 
     fn sha(i: u8) -> String {
         mlld_schemas::sha256_hex(&[i])

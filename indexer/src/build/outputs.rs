@@ -38,14 +38,15 @@ pub(super) struct SiteData {
 }
 
 /// Stage "pack, delta and site data": packs the snapshots (`pack`), then
-/// writes the delta from the previous snapshot to the new index-only one,
-/// on one thread; beside it, the web page's files under `staging/site` and
+/// writes the delta from the previous snapshot to the new index-only one
+/// against `delta_base` (chunked since the search stage), on one thread;
+/// beside it, the web page's files under `staging/site` and
 /// then the sparse shards, whose root (written last) names the packed
 /// snapshot's digest. The two sides share nothing else, and each leaves a
 /// core idle for much of its time (the snapshot's head frame and the delta
 /// are one stream each). Frame counts and the delta's size go into `report`.
 pub(super) fn pack_delta_and_site_data(
-    pack: impl FnOnce() -> Result<Packed> + Send,
+    (pack, delta_base): (impl FnOnce() -> Result<Packed> + Send, DeltaBase),
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
@@ -60,7 +61,7 @@ pub(super) fn pack_delta_and_site_data(
         let packed = pack()?;
         let _ = digest_tx.send(packed.written.sha256.clone());
         let pack_seconds = started.elapsed().as_secs_f64();
-        let delta = delta_from_previous(&packed, manifest, blobs, previous, staging)?;
+        let delta = delta_from_previous((&packed, delta_base), manifest, blobs, previous, staging)?;
         Ok((packed, pack_seconds, delta))
     };
     let dir = staging.join("site");
@@ -93,27 +94,64 @@ pub(super) fn pack_delta_and_site_data(
     Ok((packed, site))
 }
 
-/// The delta from the previous snapshot (when it has an index-only one)
-/// to the packed index-only snapshot.
+/// The previous snapshot's delta base (when it has an index-only one),
+/// chunked on its own thread from the search stage on: that stage leaves
+/// a core idle, and the packing side of the next one waited for it.
+pub(super) struct DeltaBase(Option<std::thread::JoinHandle<Result<delta_writer::Base>>>);
+
+impl DeltaBase {
+    pub(super) fn start(previous: Option<&Previous>) -> Result<Self> {
+        let Some((p, index_snapshot)) =
+            previous.and_then(|p| Some((p, p.index_snapshot.as_deref()?)))
+        else {
+            return Ok(Self(None));
+        };
+        let source = delta_writer::BaseSource::new(&p.members, index_snapshot);
+        let thread = std::thread::Builder::new()
+            .name("delta base".into())
+            .spawn(move || delta_writer::chunk_base(source))
+            .context("starting the thread that chunks the delta base")?;
+        Ok(Self(Some(thread)))
+    }
+
+    fn join(self) -> Result<Option<delta_writer::Base>> {
+        let Some(thread) = self.0 else {
+            return Ok(None);
+        };
+        let base = (thread.join())
+            .map_err(|_| anyhow::anyhow!("chunking the previous delta base panicked"))?;
+        Ok(Some(base?))
+    }
+}
+
+/// The delta from the previous snapshot (when it has an index-only one,
+/// whose chunked base is `base`) to the packed index-only snapshot.
 fn delta_from_previous(
-    packed: &Packed,
+    (packed, base): (&Packed, DeltaBase),
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     staging: &Path,
 ) -> Result<Option<StagedDelta>> {
-    let Some((p, index_snapshot)) = previous.and_then(|p| Some((p, p.index_snapshot.as_deref()?)))
-    else {
+    let base = base
+        .join()
+        .context("writing the delta from the previous snapshot")?;
+    let (Some(p), Some(base)) = (previous, base) else {
         return Ok(None);
     };
     let origin = delta_writer::Origin {
         serial: p.latest.serial,
         snapshot_sha256: &p.latest.sha256,
         members: &p.members,
-        index_snapshot,
     };
-    let staged = delta_writer::write(staging, &origin, &packed.index, &manifest.members, blobs)
-        .context("writing the delta from the previous snapshot")?;
+    let staged = delta_writer::write(
+        staging,
+        (&origin, base),
+        &packed.index,
+        &manifest.members,
+        blobs,
+    )
+    .context("writing the delta from the previous snapshot")?;
     Ok(Some(staged))
 }
 

@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use mlld_schemas::snapshot::{ChunkDelta, Member, SiteFile, delta_base_parts_of, delta_blobs_path};
@@ -36,7 +38,7 @@ const BLOBS_LEVEL: i32 = 12;
 pub struct Origin<'a> {
     pub serial: u64,
     pub snapshot_sha256: &'a str,
-    /// Its members (the manifest is the base's first part).
+    /// Its members: the blob pack holds the new build's blobs these lack.
     pub members: &'a Members,
 }
 
@@ -47,6 +49,8 @@ pub struct BaseSource {
     index_snapshot: PathBuf,
     /// The base's parts in order, each with the digest its manifest gives.
     parts: VecDeque<(String, Option<String>)>,
+    /// Set when the build no longer wants the base: reading stops.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl BaseSource {
@@ -57,7 +61,13 @@ impl BaseSource {
         Self {
             index_snapshot: index_snapshot.to_path_buf(),
             parts,
+            cancelled: Arc::default(),
         }
+    }
+
+    /// Setting it stops [`chunk_base`] at its next read, with an error.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
     }
 }
 
@@ -134,6 +144,7 @@ pub fn chunk_base(source: BaseSource) -> Result<Base> {
     let BaseSource {
         index_snapshot,
         parts,
+        cancelled,
     } = source;
     let file = File::open(&index_snapshot)
         .with_context(|| format!("opening {}", index_snapshot.display()))?;
@@ -142,6 +153,7 @@ pub fn chunk_base(source: BaseSource) -> Result<Base> {
         entries: archive.entries()?,
         wanted: parts,
         current: None,
+        cancelled,
     };
     let mut base = Hashing::new(parts);
     let table = ChunkTable::of(&mut base).with_context(|| {
@@ -167,6 +179,7 @@ struct BaseParts<'a, R: Read> {
     /// Paths still to read, with the digest the manifest gives each.
     wanted: VecDeque<(String, Option<String>)>,
     current: Option<(String, Option<String>, tar::Entry<'a, R>, sha2::Sha256)>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl<R: Read> BaseParts<'_, R> {
@@ -208,6 +221,9 @@ impl<R: Read> BaseParts<'_, R> {
 
 impl<R: Read> Read for BaseParts<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the build no longer needs the delta base"));
+        }
         loop {
             if let Some((_, _, entry, hasher)) = &mut self.current {
                 let n = entry.read(buf)?;
@@ -267,8 +283,8 @@ mod tests {
         }
     }
 
-    /// An index-only snapshot holding `parts`, in this order.
-    fn index_snapshot(dir: &Path, parts: &[(&str, &[u8])]) -> PathBuf {
+    /// An index-only snapshot `name` holding `parts`, in this order.
+    fn index_snapshot(dir: &Path, name: &str, parts: &[(&str, &[u8])]) -> PathBuf {
         let mut tar = tar::Builder::new(Vec::new());
         for (path, data) in parts {
             let mut h = tar::Header::new_ustar();
@@ -278,7 +294,7 @@ mod tests {
             h.set_cksum();
             tar.append(&h, *data).unwrap();
         }
-        let file = dir.join("index.tar.zst");
+        let file = dir.join(name);
         let bytes = zstd::encode_all(&tar.into_inner().unwrap()[..], 1).unwrap();
         std::fs::write(&file, bytes).unwrap();
         file
@@ -299,6 +315,7 @@ mod tests {
         };
         let file = index_snapshot(
             dir.path(),
+            "whole.tar.zst",
             &[
                 (MANIFEST_NAME, manifest),
                 (MANIFEST_SIG_NAME, b"signature"),
@@ -320,6 +337,7 @@ mod tests {
         );
         let short = index_snapshot(
             dir.path(),
+            "short.tar.zst",
             &[(MANIFEST_NAME, manifest), ("index/a.store", store)],
         );
         let err = chunk_base(BaseSource::new(&members(member(meta)), &short))
@@ -329,5 +347,10 @@ mod tests {
             format!("{err:#}").contains("lacks `index/meta.json`"),
             "{err:#}"
         );
+
+        let source = BaseSource::new(&members(member(meta)), &file);
+        source.cancel_flag().store(true, Ordering::Relaxed);
+        let err = chunk_base(source).err().expect("a cancelled base stops");
+        assert!(format!("{err:#}").contains("no longer needs"), "{err:#}");
     }
 }

@@ -56,7 +56,7 @@ pub(super) fn pack_delta_and_site_data(
     let (digest_tx, digest_rx) = std::sync::mpsc::channel::<String>();
     // Moved in, so that a failure drops the sender and the other side
     // stops waiting.
-    let packing = move || -> Result<(Packed, f64, Option<StagedDelta>)> {
+    let packing = move || -> Result<(Packed, f64, Option<TimedDelta>)> {
         let started = Instant::now();
         let packed = pack()?;
         let _ = digest_tx.send(packed.written.sha256.clone());
@@ -71,6 +71,11 @@ pub(super) fn pack_delta_and_site_data(
     // The packing side's error first: the other side only waited for it.
     let (packed, seconds) = packing?;
     let (packed, pack_seconds, delta) = packed?;
+    let delta = delta.map(|(delta, base_seconds)| {
+        // On its own thread, from the search stage on.
+        report.concurrent_step("delta base", base_seconds);
+        delta
+    });
     let PageData {
         pages,
         sparse,
@@ -94,10 +99,21 @@ pub(super) fn pack_delta_and_site_data(
     Ok((packed, site))
 }
 
+/// A staged delta and the seconds chunking its base took.
+type TimedDelta = (StagedDelta, f64);
+
 /// The previous snapshot's delta base (when it has an index-only one),
 /// chunked on its own thread from the search stage on: that stage leaves
 /// a core idle, and the packing side of the next one waited for it.
-pub(super) struct DeltaBase(Option<std::thread::JoinHandle<Result<delta_writer::Base>>>);
+/// Dropped unjoined (a stage before the delta failed), it stops the
+/// thread and waits for it, so that no work outlives the build.
+pub(super) struct DeltaBase(Option<BaseThread>);
+
+struct BaseThread {
+    /// The base, and the seconds chunking it took.
+    thread: std::thread::JoinHandle<Result<(delta_writer::Base, f64)>>,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl DeltaBase {
     pub(super) fn start(previous: Option<&Previous>) -> Result<Self> {
@@ -107,15 +123,21 @@ impl DeltaBase {
             return Ok(Self(None));
         };
         let source = delta_writer::BaseSource::new(&p.members, index_snapshot);
+        let cancel = source.cancel_flag();
         let thread = std::thread::Builder::new()
             .name("delta base".into())
-            .spawn(move || delta_writer::chunk_base(source))
+            .spawn(move || {
+                let started = Instant::now();
+                let base = delta_writer::chunk_base(source)?;
+                Ok((base, started.elapsed().as_secs_f64()))
+            })
             .context("starting the thread that chunks the delta base")?;
-        Ok(Self(Some(thread)))
+        Ok(Self(Some(BaseThread { thread, cancel })))
     }
 
-    fn join(self) -> Result<Option<delta_writer::Base>> {
-        let Some(thread) = self.0 else {
+    /// The base and the seconds chunking it took.
+    fn join(mut self) -> Result<Option<(delta_writer::Base, f64)>> {
+        let Some(BaseThread { thread, .. }) = self.0.take() else {
             return Ok(None);
         };
         let base = (thread.join())
@@ -124,19 +146,29 @@ impl DeltaBase {
     }
 }
 
+impl Drop for DeltaBase {
+    fn drop(&mut self) {
+        if let Some(BaseThread { thread, cancel }) = self.0.take() {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The delta from the previous snapshot (when it has an index-only one,
-/// whose chunked base is `base`) to the packed index-only snapshot.
+/// whose chunked base is `base`) to the packed index-only snapshot, and
+/// the seconds chunking the base took.
 fn delta_from_previous(
     (packed, base): (&Packed, DeltaBase),
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     staging: &Path,
-) -> Result<Option<StagedDelta>> {
+) -> Result<Option<TimedDelta>> {
     let base = base
         .join()
         .context("writing the delta from the previous snapshot")?;
-    let (Some(p), Some(base)) = (previous, base) else {
+    let (Some(p), Some((base, base_seconds))) = (previous, base) else {
         return Ok(None);
     };
     let origin = delta_writer::Origin {
@@ -152,7 +184,7 @@ fn delta_from_previous(
         blobs,
     )
     .context("writing the delta from the previous snapshot")?;
-    Ok(Some(staged))
+    Ok(Some((staged, base_seconds)))
 }
 
 /// The web page's files and then the sparse shards, staged under `dir`;

@@ -11,6 +11,8 @@ use mlld_e2e::fake_github::FakeGithub;
 use mlld_synth::{Synth, SynthConfig};
 use serde_json::Value;
 
+use super::machine::{self, own_peak_mib, stolen_so_far};
+
 #[derive(clap::Args)]
 pub struct CrawlArgs {
     #[arg(long, default_value_t = 10_000)]
@@ -52,23 +54,8 @@ struct Run {
     /// runs on shared machines, and a build that lost cores to a neighbour
     /// says so beside its time.
     stolen: Option<Duration>,
-}
-
-/// This process's peak resident memory (`VmHWM`), in MiB.
-fn own_peak_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-/// CPU time stolen from this machine so far, summed over its cores.
-fn stolen_so_far() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
-    // user nice system idle iowait irq softirq steal …, in USER_HZ (100 a second on Linux).
-    let ticks: u64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
-    Some(Duration::from_millis(ticks * 10))
+    /// Whether the kernel's dentry and inode caches were dropped before it.
+    caches_dropped: bool,
 }
 
 /// ` steal 1.2s` (0.0s when none was stolen), or nothing where the
@@ -104,9 +91,7 @@ fn index(
     }
     cmd.env("GITHUB_TOKEN", "bench-token")
         .stdout(std::process::Stdio::null());
-    // Flush what earlier steps wrote (the full build writes gigabytes of
-    // small files), so no build is timed paying for another's writeback.
-    Command::new("sync").status().context("running sync")?;
+    let caches_dropped = machine::settle()?;
     let stolen_before = stolen_so_far();
     let started = Instant::now();
     let status = cmd.status().context("running the indexer")?;
@@ -119,6 +104,7 @@ fn index(
         wall,
         report: serde_json::from_slice(&std::fs::read(report)?)?,
         stolen,
+        caches_dropped,
     })
 }
 
@@ -374,6 +360,17 @@ fn print_results(args: &CrawlArgs, changed: usize, pairs: &[Pair]) {
         "incremental / full wall time           {median:.3}{of}  (target <= 0.25: {})",
         verdict(median <= 0.25)
     );
+    let builds = || pairs.iter().flat_map(|p| [&p.full, &p.incr]);
+    let caches = if builds().all(|r| r.caches_dropped) {
+        "dropped before each build".to_string()
+    } else {
+        format!(
+            "kept before {} of {} builds (dropping needs root): later full builds may run slower",
+            builds().filter(|r| !r.caches_dropped).count(),
+            pairs.len() * 2
+        )
+    };
+    println!("kernel dentry and inode caches         {caches}");
     if let Some(own) = own_peak_mib() {
         println!(
             "benchmark process peak                 {own:.0} MiB  (the synthetic registry and the fake GitHub's responses, beside the indexer)"

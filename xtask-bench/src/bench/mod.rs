@@ -12,6 +12,7 @@ use clap::Subcommand;
 mod client;
 mod crawl;
 mod install;
+mod machine;
 mod page;
 mod scan;
 mod search;

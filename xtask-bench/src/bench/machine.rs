@@ -1,0 +1,39 @@
+//! What the benchmarks read of the machine (Linux's `/proc`), and how a
+//! timed build is given the same start as the one before it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// This process's peak resident memory (`VmHWM`), in MiB.
+pub fn own_peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// CPU time stolen from this machine so far, summed over its cores.
+pub fn stolen_so_far() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal …, in USER_HZ (100 a second on Linux).
+    let ticks: u64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Before a timed build: flushes what earlier steps wrote (a full build
+/// writes gigabytes of small files), so that no build pays for another's
+/// writeback; then, where the kernel allows it (as root), drops the
+/// dentry and inode caches (`drop_caches` 2: file contents stay cached).
+/// Each full build creates over a million files and the next run deletes
+/// them; their cached entries piled up from run to run, and each later
+/// full build's crawl took more CPU (by half over three runs at 1,000,000
+/// modules, and again after the caches were dropped by hand) while the
+/// rebuilds, which create few files, held steady: later pairs' ratios
+/// looked better than the first's. Whether the caches were dropped.
+pub fn settle() -> Result<bool> {
+    Command::new("sync").status().context("running sync")?;
+    Ok(std::fs::write("/proc/sys/vm/drop_caches", "2").is_ok())
+}

@@ -30,9 +30,10 @@ pub fn stolen_so_far() -> Option<Duration> {
 /// Each full build creates over a million files and the next run deletes
 /// them; their cached entries piled up from run to run, and each later
 /// full build's crawl took more CPU (by half over three runs at 1,000,000
-/// modules, and again after the caches were dropped by hand) while the
-/// rebuilds, which create few files, held steady: later pairs' ratios
-/// looked better than the first's. Whether the caches were dropped.
+/// modules; at 20,000 it fell back when the caches were dropped by hand,
+/// then grew again) while the rebuilds, which create few files, held
+/// steady: later pairs' ratios looked better than the first's. Dropping
+/// removes that trend, not the machine's noise. Whether they were dropped.
 pub fn settle() -> Result<bool> {
     Command::new("sync").status().context("running sync")?;
     Ok(std::fs::write("/proc/sys/vm/drop_caches", "2").is_ok())

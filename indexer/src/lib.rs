@@ -11,6 +11,7 @@
 //! for `cargo xtask check` and the benchmarks. Every other module is internal.
 
 mod assemble;
+mod background_write;
 mod beside;
 pub mod blobs;
 pub mod build;

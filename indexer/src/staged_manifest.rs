@@ -52,7 +52,7 @@ impl StagedManifest {
             serde_json::to_writer(&mut *out, &self.versioned)?;
         }
         out.write_all(b",\"members\":")?;
-        serde_json::to_writer(&mut *out, &self.members)?;
+        self.members.write_json(&mut *out)?;
         if !self.rejected.is_empty() {
             out.write_all(b",\"rejected\":")?;
             serde_json::to_writer(&mut *out, &self.rejected)?;

@@ -1,7 +1,7 @@
 //! Stage "search index and manifest": the search index, the manifest that
 //! names every member of the snapshot, and its signature.
 
-use std::io::{BufWriter, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use mlld_schemas::snapshot_versioned::VersionedModule;
 
 use super::BuildConfig;
 use super::inputs::Registry;
+use crate::background_write::BackgroundWriter;
 use crate::blobs::BlobDir;
 use crate::members::{Members, MembersBuilder};
 use crate::previous::Previous;
@@ -123,11 +124,11 @@ const STAGED_MANIFEST: &str = "manifest.staged.json";
 /// BLAKE2b-512 prehash, which the signature covers.
 fn write_manifest(manifest: &StagedManifest, dest: &Path) -> Result<[u8; 64]> {
     let file = std::fs::File::create(dest)?;
-    let mut out = crate::signing::Prehashing::new(BufWriter::with_capacity(1 << 20, file));
+    let mut out = crate::signing::Prehashing::new(BackgroundWriter::new(file)?);
     manifest.write_json(&mut out)?;
     out.write_all(b"\n")?;
     let (prehash, _, file) = out.finish();
-    file.into_inner().map_err(|e| e.into_error())?;
+    file.finish()?;
     Ok(prehash)
 }
 

@@ -127,7 +127,8 @@ impl Site {
         let Some(opened) = self.open(rel, cap)? else {
             return Ok(None);
         };
-        read_capped(opened.reader, cap, &opened.what, opened.advice).map(Some)
+        let expected = opened.expected_len.unwrap_or(0).min(cap);
+        read_capped(opened.reader, cap, expected, &opened.what, opened.advice).map(Some)
     }
 
     /// The site file `rel`, which signed metadata names by `sha256`, at most
@@ -232,8 +233,10 @@ impl Site {
                         "{url} is {len} bytes, over its {cap}-byte limit; refused before downloading"
                     );
                 }
+                let expected_len = resp.content_length();
                 Ok(Some(Opened {
                     reader: Box::new(h.timed(resp, &url, cap)),
+                    expected_len,
                     what: url,
                     advice: h.advice,
                 }))
@@ -246,6 +249,7 @@ impl Site {
                     .and_then(|()| mlld_fsutil::open_regular(&path));
                 match opened {
                     Ok(file) => Ok(Some(Opened {
+                        expected_len: file.metadata().ok().map(|m| m.len()),
                         reader: Box::new(file),
                         what: path.display().to_string(),
                         advice: Advice::LOCAL,
@@ -278,6 +282,9 @@ impl Write for Counted<'_> {
 /// A site file opened for reading, with what to call it in messages.
 struct Opened {
     reader: Box<dyn Read>,
+    /// The length the file says it has (a header or its metadata): a
+    /// hint for the buffer, never trusted beyond the cap.
+    expected_len: Option<u64>,
     what: String,
     advice: Advice,
 }
@@ -344,8 +351,17 @@ fn check_digest(site: &str, rel: &str, got: &str, sha256: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_capped(reader: impl Read, cap: u64, what: &str, advice: Advice) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
+/// Reads at most `cap` bytes into a buffer sized for `expected` (read
+/// whole into a growing buffer, a file of hundreds of megabytes is copied
+/// and its memory touched about twice).
+fn read_capped(
+    reader: impl Read,
+    cap: u64,
+    expected: u64,
+    what: &str,
+    advice: Advice,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     reader
         .take(cap + 1)
         .read_to_end(&mut bytes)

@@ -56,14 +56,19 @@ struct Run {
     stolen: Option<Duration>,
     /// Whether the kernel's dentry and inode caches were dropped before it.
     caches_dropped: bool,
+    /// What touching fresh memory cost just before it (see
+    /// [`machine::fresh_memory_secs_per_gib`]).
+    fresh_memory: Option<f64>,
 }
 
-/// ` steal 1.2s` (0.0s when none was stolen), or nothing where the
-/// kernel does not report it.
+/// ` steal 1.2s` (0.0s when none was stolen) and ` fresh memory 0.45
+/// s/GiB`, each where the machine reports it.
 fn steal(r: &Run) -> String {
-    r.stolen.map_or(String::new(), |d| {
+    let stolen = r.stolen.map_or(String::new(), |d| {
         format!("  steal {:.1}s", d.as_secs_f64())
-    })
+    });
+    let fresh = (r.fresh_memory).map_or(String::new(), |s| format!("  fresh memory {s:.2} s/GiB"));
+    stolen + &fresh
 }
 
 fn index(
@@ -92,6 +97,7 @@ fn index(
     cmd.env("GITHUB_TOKEN", "bench-token")
         .stdout(std::process::Stdio::null());
     let caches_dropped = machine::settle()?;
+    let fresh_memory = machine::fresh_memory_secs_per_gib();
     let stolen_before = stolen_so_far();
     let started = Instant::now();
     let status = cmd.status().context("running the indexer")?;
@@ -105,6 +111,7 @@ fn index(
         report: serde_json::from_slice(&std::fs::read(report)?)?,
         stolen,
         caches_dropped,
+        fresh_memory,
     })
 }
 

@@ -23,6 +23,30 @@ pub fn stolen_so_far() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// Seconds to touch a gibibyte of memory this process never had: 128 MiB
+/// zeroed (the system allocator maps a block this large afresh and leaves
+/// it untouched), one byte written a page, then freed. On a virtual
+/// machine whose host takes back the guest's free memory (virtio-balloon's
+/// free page reporting), a page the guest hands out again is backed anew
+/// by the host, and this ranged from under half a second to over five:
+/// every page a build allocates or writes to the page cache pays it, so it
+/// says how the machine stood when a build was timed. `None` off Linux.
+pub fn fresh_memory_secs_per_gib() -> Option<f64> {
+    const PROBE: usize = 128 << 20;
+    const PAGE: usize = 4096;
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let mut probe = vec![0u8; PROBE];
+    let started = std::time::Instant::now();
+    for offset in (0..PROBE).step_by(PAGE) {
+        probe[offset] = 1;
+    }
+    std::hint::black_box(&probe);
+    let secs = started.elapsed().as_secs_f64();
+    Some(secs * (1u64 << 30) as f64 / PROBE as f64)
+}
+
 /// Before a timed build: flushes what earlier steps wrote (a full build
 /// writes gigabytes of small files), so that no build pays for another's
 /// writeback; then, where the kernel allows it (as root), drops the

@@ -16,8 +16,11 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 fn read_capped(file: File, path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     // Sized once from the file's length: through `take` the buffer would
     // otherwise double its way up, copying and touching twice the memory.
+    // A failed reservation falls back to growing (which reports running
+    // out of memory as an error rather than aborting).
     let expected = file.metadata().map_or(0, |m| m.len()).min(cap);
-    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    let mut bytes = Vec::new();
+    let _ = bytes.try_reserve_exact(usize::try_from(expected).unwrap_or(0));
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
         return Err(io::Error::new(

@@ -10,12 +10,15 @@ use std::thread::JoinHandle;
 
 /// Bytes handed to the writing thread at once.
 const CHUNK: usize = 1 << 20;
-/// Chunks in flight: the maker runs at most this far ahead of the disk.
+/// Chunks in flight: the maker runs at most this far ahead of the
+/// thread's `write` calls.
 const IN_FLIGHT: usize = 4;
 
 /// Buffers writes and hands them, a chunk at a time, to a thread that
-/// writes them to the file. [`BackgroundWriter::finish`] returns the file
-/// once every byte is written, or the first error the thread met.
+/// writes them to the file. Only [`BackgroundWriter::finish`] completes
+/// the file: it returns it once every byte is written, or the first error
+/// the thread met. Dropped unfinished (an error elsewhere), the writer
+/// waits for the thread and the file holds whole chunks only.
 pub struct BackgroundWriter {
     buf: Vec<u8>,
     full: Option<SyncSender<Vec<u8>>>,
@@ -84,22 +87,29 @@ impl BackgroundWriter {
 }
 
 impl Write for BackgroundWriter {
+    /// Takes at most what fills the current chunk, so chunks stay their
+    /// size; a full chunk is handed over first, so an error takes no bytes.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             self.hand_over()?;
         }
-        Ok(data.len())
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
     }
 
-    /// Buffered bytes reach the file by [`BackgroundWriter::finish`].
+    /// Hands what is buffered to the thread; only
+    /// [`BackgroundWriter::finish`] waits until it is in the file.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.hand_over()
     }
 }
 
 impl Drop for BackgroundWriter {
-    /// Unfinished (an error elsewhere): the thread ends with what it has.
+    /// Unfinished: the thread writes what it was handed, then ends.
     fn drop(&mut self) {
         if self.thread.is_some() {
             let _ = self.join();
@@ -127,6 +137,16 @@ mod tests {
         w.finish().unwrap();
         assert!(expected.len() > 4 * CHUNK);
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn dropped_unfinished_it_ends_with_whole_chunks_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut w = BackgroundWriter::new(File::create(&path).unwrap()).unwrap();
+        w.write_all(&vec![3u8; 2 * CHUNK + 10]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![3u8; 2 * CHUNK]);
     }
 
     #[test]

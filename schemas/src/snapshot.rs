@@ -20,14 +20,18 @@ pub const LATEST_NAME: &str = "latest.json";
 pub const LATEST_SIG_NAME: &str = "latest.json.minisig";
 pub const PUBLIC_KEY_NAME: &str = "mlld-registry.pub";
 
+/// Where blob paths start; the digest's first two hex digits, a `/`, and
+/// the other 62 follow.
+pub const BLOB_PREFIX: &str = "blobs/sha256/";
+
 /// The path of a blob inside a snapshot or a store: `blobs/sha256/ab/cdef…`.
 pub fn blob_path(sha256_hex: &str) -> String {
-    format!("blobs/sha256/{}/{}", &sha256_hex[..2], &sha256_hex[2..])
+    format!("{BLOB_PREFIX}{}/{}", &sha256_hex[..2], &sha256_hex[2..])
 }
 
 /// The inverse of [`blob_path`]: the digest a blob path names.
 pub fn blob_digest(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("blobs/sha256/")?;
+    let rest = path.strip_prefix(BLOB_PREFIX)?;
     let (dir, file) = rest.split_once('/')?;
     let hex = format!("{dir}{file}");
     (dir.len() == 2 && crate::names::check_sha256_hex(&hex).is_ok()).then_some(hex)
@@ -36,7 +40,7 @@ pub fn blob_digest(path: &str) -> Option<String> {
 /// [`blob_digest`] as bytes, without allocating (it runs once for every
 /// member of a snapshot a client verifies).
 pub fn blob_digest_bytes(path: &str) -> Option<[u8; 32]> {
-    let rest = path.strip_prefix("blobs/sha256/")?.as_bytes();
+    let rest = path.strip_prefix(BLOB_PREFIX)?.as_bytes();
     if rest.len() != 65 || rest[2] != b'/' {
         return None;
     }

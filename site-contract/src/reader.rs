@@ -127,7 +127,7 @@ impl Site {
         let Some(opened) = self.open(rel, cap)? else {
             return Ok(None);
         };
-        let expected = opened.expected_len.unwrap_or(0).min(cap);
+        let expected = opened.expected_len.unwrap_or(0);
         read_capped(opened.reader, cap, expected, &opened.what, opened.advice).map(Some)
     }
 
@@ -226,14 +226,14 @@ impl Site {
                     return Ok(None);
                 };
                 let url = h.url(rel);
-                if let Some(len) = resp.content_length()
+                let expected_len = resp.content_length();
+                if let Some(len) = expected_len
                     && len > cap
                 {
                     bail!(
                         "{url} is {len} bytes, over its {cap}-byte limit; refused before downloading"
                     );
                 }
-                let expected_len = resp.content_length();
                 Ok(Some(Opened {
                     reader: Box::new(h.timed(resp, &url, cap)),
                     expected_len,
@@ -351,9 +351,11 @@ fn check_digest(site: &str, rel: &str, got: &str, sha256: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads at most `cap` bytes into a buffer sized for `expected` (read
-/// whole into a growing buffer, a file of hundreds of megabytes is copied
-/// and its memory touched about twice).
+/// Reads at most `cap` bytes into a buffer sized for `expected` (never
+/// more than `cap`): read whole into a growing buffer, a file of hundreds
+/// of megabytes is copied and its memory touched about twice. A failed
+/// reservation falls back to growing, which reports running out of
+/// memory as an error rather than aborting.
 fn read_capped(
     reader: impl Read,
     cap: u64,
@@ -361,7 +363,8 @@ fn read_capped(
     what: &str,
     advice: Advice,
 ) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    let mut bytes = Vec::new();
+    let _ = bytes.try_reserve_exact(usize::try_from(expected.min(cap)).unwrap_or(0));
     reader
         .take(cap + 1)
         .read_to_end(&mut bytes)

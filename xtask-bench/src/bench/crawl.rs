@@ -63,11 +63,13 @@ struct Run {
 
 /// ` steal 1.2s` (0.0s when none was stolen) and ` fresh memory 0.45
 /// s/GiB`, each where the machine reports it.
-fn steal(r: &Run) -> String {
+fn machine_notes(r: &Run) -> String {
     let stolen = r.stolen.map_or(String::new(), |d| {
         format!("  steal {:.1}s", d.as_secs_f64())
     });
-    let fresh = (r.fresh_memory).map_or(String::new(), |s| format!("  fresh memory {s:.2} s/GiB"));
+    let fresh = r
+        .fresh_memory
+        .map_or(String::new(), |s| format!("  fresh memory {s:.2} s/GiB"));
     stolen + &fresh
 }
 
@@ -233,7 +235,7 @@ pub fn run(args: CrawlArgs) -> Result<()> {
             "incremental build  {:>8.2}s  peak memory {:.0} MiB{}",
             incr.wall.as_secs_f64(),
             peak(&incr),
-            steal(&incr)
+            machine_notes(&incr)
         );
         println!("                   ({})", stages(&incr));
         return Ok(());
@@ -404,14 +406,14 @@ fn print_pair(args: &CrawlArgs, Pair { full, incr, .. }: &Pair) {
         full.wall.as_secs_f64(),
         args.modules as f64 / full.wall.as_secs_f64(),
         peak(full),
-        steal(full)
+        machine_notes(full)
     );
     println!("                   ({})", stages(full));
     println!(
         "incremental build  {:>8.2}s  peak memory {:.0} MiB{}",
         incr.wall.as_secs_f64(),
         peak(incr),
-        steal(incr)
+        machine_notes(incr)
     );
     println!("                   ({})", stages(incr));
 }

@@ -10,15 +10,16 @@ use std::path::Path;
 /// Reads the regular file `path`, at most `cap` bytes. A FIFO, socket,
 /// device or directory is refused without blocking.
 pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    read_capped(open_regular(path)?, path, cap)
+    read_capped(open_regular_with(path, 0)?, path, cap)
 }
 
-fn read_capped(file: File, path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    // Sized once from the file's length: through `take` the buffer would
-    // otherwise double its way up, copying and touching twice the memory.
-    // A failed reservation falls back to growing (which reports running
-    // out of memory as an error rather than aborting).
-    let expected = file.metadata().map_or(0, |m| m.len()).min(cap);
+/// Reads the opened `file` of length `len`. The buffer is sized once from
+/// that length: through `take` it would otherwise double its way up,
+/// copying and touching twice the memory. A failed reservation falls back
+/// to growing (which reports running out of memory as an error rather
+/// than aborting).
+fn read_capped((file, len): (File, u64), path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let expected = len.min(cap);
     let mut bytes = Vec::new();
     let _ = bytes.try_reserve_exact(usize::try_from(expected).unwrap_or(0));
     file.take(cap + 1).read_to_end(&mut bytes)?;
@@ -58,23 +59,28 @@ pub fn read_regular_text(path: &Path, cap: u64) -> io::Result<String> {
 /// full check.
 pub fn read_regular_in_dir(root: &Path, dir: &Path, name: &str, cap: u64) -> io::Result<Vec<u8>> {
     let path = dir.join(name);
-    read_capped(open_regular_in_dir(root, dir, name)?, &path, cap)
+    read_capped(open_in_dir(root, dir, name)?, &path, cap)
 }
 
 /// The opening half of [`read_regular_in_dir`], for a reader that streams.
 pub fn open_regular_in_dir(root: &Path, dir: &Path, name: &str) -> io::Result<File> {
+    open_in_dir(root, dir, name).map(|(file, _)| file)
+}
+
+/// [`open_regular_in_dir`], with the file's length.
+fn open_in_dir(root: &Path, dir: &Path, name: &str) -> io::Result<(File, u64)> {
     let path = dir.join(name);
     let plain_name = !name.contains(['/', '\\']) && !matches!(name, "" | "." | "..");
     let folder_of_root = dir.parent() == Some(root)
         && std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir());
     if !(cfg!(unix) && plain_name && folder_of_root) {
         check_within(root, &path)?;
-        return open_regular(&path);
+        return open_regular_with(&path, 0);
     }
     match open_regular_with(&path, NO_FOLLOW) {
         Err(e) if is_link_refused(&e) => {
             check_within(root, &path)?;
-            open_regular(&path)
+            open_regular_with(&path, 0)
         }
         other => other,
     }
@@ -123,11 +129,12 @@ pub fn check_within(root: &Path, path: &Path) -> io::Result<()> {
 /// Opens `path` without blocking on a FIFO and checks it is a regular file
 /// (for a reader that streams it rather than reading it whole).
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    open_regular_with(path, 0)
+    open_regular_with(path, 0).map(|(file, _)| file)
 }
 
-/// [`open_regular`] with more open flags (`flags` is ignored off Unix).
-fn open_regular_with(path: &Path, flags: i32) -> io::Result<File> {
+/// [`open_regular`] with more open flags (`flags` is ignored off Unix),
+/// and the length its check read.
+fn open_regular_with(path: &Path, flags: i32) -> io::Result<(File, u64)> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -138,7 +145,8 @@ fn open_regular_with(path: &Path, flags: i32) -> io::Result<File> {
     #[cfg(not(unix))]
     let _ = flags;
     let file = options.open(path)?;
-    let kind = file.metadata()?.file_type();
+    let metadata = file.metadata()?;
+    let kind = metadata.file_type();
     if !kind.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -149,7 +157,7 @@ fn open_regular_with(path: &Path, flags: i32) -> io::Result<File> {
             ),
         ));
     }
-    Ok(file)
+    Ok((file, metadata.len()))
 }
 
 fn describe(kind: std::fs::FileType) -> &'static str {

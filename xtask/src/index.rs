@@ -167,7 +167,9 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
     let mut report = mlld_indexer::build(&config, source.as_ref())
         .context("index build failed; the published site is unchanged")?;
     // The build resets the kernel's peak at each stage and keeps the highest.
-    report.peak_memory_bytes = report.peak_memory_bytes.max(peak_memory_bytes());
+    report.peak_memory_bytes = report
+        .peak_memory_bytes
+        .max(mlld_indexer::memory::peak_bytes());
     print!("{report}");
     println!("site        {}", out.display());
     if let Some(path) = args.report_json {
@@ -232,12 +234,4 @@ impl Staging {
             Self::Temporary(dir) => dir.path(),
         }
     }
-}
-
-/// The process's peak resident memory (Linux `VmHWM`), for the report.
-fn peak_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

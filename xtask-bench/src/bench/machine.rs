@@ -1,26 +1,22 @@
-//! What the benchmarks read of the machine (Linux's `/proc`), and how a
-//! timed build is given the same start as the one before it.
+//! What the benchmarks read of the machine (Linux's `/proc`, through the
+//! indexer's `memory` readers where they serve), and how a timed build is
+//! given the same start as the one before it.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use mlld_indexer::memory;
 
 /// This process's peak resident memory, in MiB: `VmHWM`, or more where a
 /// fresh-memory probe reset it (its 128 MiB are not the benchmark's).
 pub fn own_peak_mib() -> Option<f64> {
-    let kib = vm_hwm_kib()?.max(PEAK_BEFORE_PROBES.load(Ordering::Relaxed));
-    Some(kib as f64 / 1024.0)
+    let bytes = memory::peak_bytes()?.max(PEAK_BEFORE_PROBES.load(Ordering::Relaxed));
+    Some(bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn vm_hwm_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The highest `VmHWM` seen before a probe reset it, in KiB.
+/// The highest peak seen before a probe reset it, in bytes.
 static PEAK_BEFORE_PROBES: AtomicU64 = AtomicU64::new(0);
 
 /// CPU time stolen from this machine so far, summed over its cores.
@@ -36,20 +32,20 @@ pub fn stolen_so_far() -> Option<Duration> {
 /// zeroed (the system allocator maps a block this large afresh and leaves
 /// it untouched, unless `MALLOC_MMAP_THRESHOLD_` says otherwise), one
 /// byte written a page, then freed; the build that follows finds those
-/// pages backed. On a virtual
-/// machine whose host takes back the guest's free memory (virtio-balloon's
-/// free page reporting), a page the guest hands out again is backed anew
-/// by the host, and this ranged from under half a second to over five:
-/// every page a build allocates or writes to the page cache pays it, so it
-/// says how the machine stood when a build was timed. `None` off Linux.
+/// pages backed. On a virtual machine whose host takes back the guest's
+/// free memory (virtio-balloon's free page reporting), a page the guest
+/// hands out again is backed anew by the host, and this ranged from under
+/// half a second to over five: every page a build allocates or writes to
+/// the page cache pays it, so it says how the machine stood when a build
+/// was timed. `None` off Linux.
 pub fn fresh_memory_secs_per_gib() -> Option<f64> {
     const PROBE: usize = 128 << 20;
     const PAGE: usize = 4096;
     if !cfg!(target_os = "linux") {
         return None;
     }
-    if let Some(kib) = vm_hwm_kib() {
-        PEAK_BEFORE_PROBES.fetch_max(kib, Ordering::Relaxed);
+    if let Some(bytes) = memory::peak_bytes() {
+        PEAK_BEFORE_PROBES.fetch_max(bytes, Ordering::Relaxed);
     }
     let mut probe = vec![0u8; PROBE];
     let started = std::time::Instant::now();
@@ -59,9 +55,9 @@ pub fn fresh_memory_secs_per_gib() -> Option<f64> {
     std::hint::black_box(&probe);
     let secs = started.elapsed().as_secs_f64();
     drop(probe);
-    // `VmHWM` back to what is resident now, so the probe is not counted
-    // in the benchmark's own peak (`5`: reset the peak only).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // The peak back to what is resident now: the probe is not the
+    // benchmark's own memory.
+    memory::reset_peak();
     Some(secs * (1u64 << 30) as f64 / PROBE as f64)
 }
 

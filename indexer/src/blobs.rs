@@ -130,6 +130,54 @@ fn missing(hex: &str) -> std::io::Error {
     )
 }
 
+/// Whether `root` holds every blob of `blobs` (sorted by digest, as a
+/// manifest's members are) as a regular file.
+///
+/// One listing per two-hex-digit folder (at most 256), not one lookup per
+/// blob: the listing gives each name's file type without touching its
+/// inode, and a symbolic link counts as missing. At 1,000,000 modules with
+/// cold caches, looking up 1.1 million blobs took about 5 CPU-seconds
+/// against 1 for the listings. Sizes are not compared, as that is a lookup
+/// per blob again: a blob gets there only as a complete file renamed into
+/// place, and what a client takes from the site it checks against the
+/// signed digest.
+pub fn dir_holds_all(root: &Path, blobs: &[([u8; 32], u64)]) -> bool {
+    use rayon::prelude::*;
+    let folders: Vec<_> = blobs.chunk_by(|a, b| a.0[0] == b.0[0]).collect();
+    folders.par_iter().all(|folder| {
+        let dir = root.join(blob_path(&hex::encode(folder[0].0)));
+        let dir = dir.parent().expect("blob paths have a parent");
+        let Some(mut present) = regular_blob_names(dir) else {
+            return false;
+        };
+        present.sort_unstable();
+        let mut present = present.iter().peekable();
+        folder.iter().all(|(digest, _)| {
+            let rest: &[u8] = &digest[1..];
+            while present.next_if(|p| p.as_slice() < rest).is_some() {}
+            present.next_if(|p| p.as_slice() == rest).is_some()
+        })
+    })
+}
+
+/// The digests' last 31 bytes that the blob folder `dir` holds as regular
+/// files; `None` when it cannot be listed.
+fn regular_blob_names(dir: &Path) -> Option<Vec<[u8; 31]>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        if !entry.file_type().ok()?.is_file() {
+            continue;
+        }
+        let mut rest = [0; 31];
+        let name = entry.file_name();
+        if hex::decode_to_slice(name.as_encoded_bytes(), &mut rest).is_ok() {
+            names.push(rest);
+        }
+    }
+    Some(names)
+}
+
 /// A SHA-256 digest from its hex form; `None` for anything else.
 fn digest_bytes(hex: &str) -> Option<[u8; 32]> {
     let mut digest = [0; 32];
@@ -165,5 +213,52 @@ mod tests {
                 std::io::ErrorKind::NotFound
             );
         }
+    }
+
+    #[test]
+    fn a_blob_folder_is_complete_only_with_every_blob_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Two blobs share a folder with each other and a third name the
+        // manifest does not list.
+        let contents: Vec<Vec<u8>> = (0..400).map(|i| format!("blob {i}").into_bytes()).collect();
+        let mut listed: Vec<([u8; 32], u64)> = Vec::new();
+        for bytes in &contents {
+            let hex = mlld_schemas::sha256_hex(bytes);
+            let path = root.join(blob_path(&hex));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            listed.push((digest_bytes(&hex).unwrap(), bytes.len() as u64));
+        }
+        listed.sort_unstable();
+        let (listed, extra) = listed.split_at(listed.len() - 1);
+        assert!(
+            listed
+                .chunk_by(|a, b| a.0[0] == b.0[0])
+                .any(|f| f.len() > 1)
+        );
+        assert!(dir_holds_all(root, listed));
+        assert!(dir_holds_all(root, &[]));
+        let path_of = |d: &[u8; 32]| root.join(blob_path(&hex::encode(d)));
+
+        // Missing, a symbolic link, a directory: each makes the folder incomplete.
+        let victim = path_of(&listed[200].0);
+        let kept = std::fs::read(&victim).unwrap();
+        std::fs::remove_file(&victim).unwrap();
+        assert!(!dir_holds_all(root, listed));
+        std::fs::write(root.join("elsewhere"), &kept).unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), &victim).unwrap();
+        assert!(!dir_holds_all(root, listed));
+        std::fs::remove_file(&victim).unwrap();
+        std::fs::create_dir(&victim).unwrap();
+        assert!(!dir_holds_all(root, listed));
+        std::fs::remove_dir(&victim).unwrap();
+        std::fs::write(&victim, &kept).unwrap();
+        assert!(dir_holds_all(root, listed));
+
+        // A blob whose whole folder is gone.
+        std::fs::remove_dir_all(path_of(&extra[0].0).parent().unwrap()).unwrap();
+        let all: Vec<_> = listed.iter().chain(extra).copied().collect();
+        assert!(!dir_holds_all(root, &all));
     }
 }

@@ -209,14 +209,8 @@ pub fn load(
     } = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete = site.dir().is_some() && {
-        use rayon::prelude::*;
-        members.blobs().par_iter().all(|(digest, size)| {
-            let path = blob_path(&hex::encode(digest));
-            std::fs::metadata(Path::new(source).join(path))
-                .is_ok_and(|md| md.is_file() && md.len() == *size)
-        })
-    };
+    let site_blobs_complete =
+        site.dir().is_some() && crate::blobs::dir_holds_all(Path::new(source), members.blobs());
     let blob_root = if site_blobs_complete {
         PathBuf::from(source)
     } else {

@@ -132,10 +132,14 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
         if src.starts_with(blobs.root()) {
             // Fetched and hashed by this build: it replaces whatever is there.
             std::fs::rename(&src, &dest).with_context(|| format!("publishing {path}"))?;
-        } else if !std::fs::metadata(&dest).is_ok_and(|m| m.len() == *size) {
-            let tmp = dest.with_extension("tmp");
-            std::fs::copy(&src, &tmp).with_context(|| format!("publishing {path}"))?;
-            std::fs::rename(&tmp, &dest)?;
+        } else if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == *size) {
+            // A link in its place is replaced, not followed; so is the
+            // copy's own name, made afresh beside it.
+            let dir = dest.parent().expect("blob paths have a parent");
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::copy(&mut std::fs::File::open(&src)?, &mut tmp)
+                .with_context(|| format!("publishing {path}"))?;
+            tmp.persist(&dest).map_err(|e| e.error)?;
         }
         Ok(())
     })

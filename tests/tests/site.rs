@@ -451,3 +451,33 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
     // Pages not rewritten are not touched (a new page format rewrites them all).
     assert!(kept.exists());
 }
+
+#[test]
+fn loose_blobs_missing_or_linked_are_restored_by_the_next_build() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let blobs: Vec<String> = tree(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("blobs/sha256/"))
+        .collect();
+    assert!(blobs.len() > 20, "{blobs:?}");
+    let (gone, linked) = (&blobs[3], &blobs[blobs.len() - 2]);
+    let kept = (
+        fs::read(dir.path().join(gone)).unwrap(),
+        fs::read(dir.path().join(linked)).unwrap(),
+    );
+    fs::remove_file(dir.path().join(gone)).unwrap();
+    // A link to the right bytes elsewhere is still not a blob of the site.
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("copy"), &kept.1).unwrap();
+    fs::remove_file(dir.path().join(linked)).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("copy"), dir.path().join(linked)).unwrap();
+
+    build_examples(dir.path(), None, build_time());
+    for (path, bytes) in [(gone, &kept.0), (linked, &kept.1)] {
+        let meta = fs::symlink_metadata(dir.path().join(path)).unwrap();
+        assert!(meta.is_file(), "{path} is a regular file again");
+        assert_eq!(&fs::read(dir.path().join(path)).unwrap(), bytes, "{path}");
+    }
+    verify_site(dir.path());
+}

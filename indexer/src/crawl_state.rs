@@ -7,6 +7,13 @@
 //! against about a sixth of that compressed. A site published before the
 //! change has `crawl-state.json`, which is still read, then removed by the
 //! next build's clean-up.
+//!
+//! The compressed file is independent zstd frames, each one JSON document:
+//! the state without its four tables that grow with the registry, then
+//! those tables ([`SECTIONS`]), so that they are read on all cores. At a
+//! million modules they are 370 MB of JSON, and read as one document they
+//! were the longest part of the stage that reads the previous site. A file
+//! of one frame is a whole state, as indexers before the split wrote it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -106,23 +113,138 @@ impl StateFile {
         }
     }
 
-    /// Parses stored bytes, expanding them under [`MAX_JSON_BYTES`].
+    /// Parses stored bytes, each frame expanding under [`MAX_JSON_BYTES`].
     pub fn decode(self, bytes: &[u8]) -> Result<CrawlState> {
         match self {
             Self::Legacy => Ok(serde_json::from_slice(bytes)?),
-            Self::Compressed => {
-                let expanded = zstd::Decoder::new(bytes)?.take(MAX_JSON_BYTES);
-                Ok(serde_json::from_reader(std::io::BufReader::new(expanded))?)
-            }
+            Self::Compressed => decode_frames(bytes),
         }
     }
 }
 
-/// The state's stored form (compressed JSON), streamed through the encoder.
+/// The tables stored each in a frame of its own, after the rest of the
+/// state, in this order (the last is the search state's `baseDocs`).
+pub const SECTIONS: [&str; 4] = ["etags", "imports", "pages", "search.baseDocs"];
+
+/// The state's stored form: the rest of the state, then each of
+/// [`SECTIONS`], each a compressed frame, encoded on all cores.
 pub fn encode(state: &CrawlState) -> Result<Vec<u8>> {
+    let head = without_tables(state);
+    let no_docs = TextMap::default();
+    let docs = state.search.as_ref().map_or(&no_docs, |s| &s.base_docs);
+    let ((head, etags), (imports, (pages, docs))) = rayon::join(
+        || rayon::join(|| frame(&head), || frame(&state.etags)),
+        || {
+            rayon::join(
+                || frame(&state.imports),
+                || rayon::join(|| frame(&state.pages), || frame(docs)),
+            )
+        },
+    );
+    let mut stored = head?;
+    for section in [etags, imports, pages, docs] {
+        stored.extend_from_slice(&section?);
+    }
+    Ok(stored)
+}
+
+/// `state` with empty [`SECTIONS`].
+fn without_tables(state: &CrawlState) -> CrawlState {
+    // Every field named: one added later must be placed here or in a section.
+    CrawlState {
+        snapshot: state.snapshot.clone(),
+        etags: TextMap::default(),
+        rejected: state.rejected.clone(),
+        frames: state.frames.clone(),
+        imports: TextListMap::default(),
+        pages: TextMap::default(),
+        published: state.published.clone(),
+        published_index: state.published_index.clone(),
+        search: (state.search.as_ref()).map(|s| crate::search_incremental::SearchState {
+            base_meta: s.base_meta.clone(),
+            base_files: s.base_files.clone(),
+            base_docs: TextMap::default(),
+        }),
+        published_deltas: state.published_deltas.clone(),
+        versions_rejected: state.versions_rejected.clone(),
+    }
+}
+
+/// `value` as JSON in one compressed frame.
+fn frame(value: &impl Serialize) -> Result<Vec<u8>> {
     let mut encoder = zstd::Encoder::new(Vec::new(), LEVEL)?;
-    serde_json::to_writer(std::io::BufWriter::new(&mut encoder), state)?;
+    serde_json::to_writer(std::io::BufWriter::new(&mut encoder), value)?;
     Ok(encoder.finish()?)
+}
+
+/// A stored state: one frame holding it whole, or the rest and then
+/// [`SECTIONS`], read on all cores.
+fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
+    match split_frames(bytes)?.as_slice() {
+        [whole] => parse(whole),
+        [head, etags, imports, pages, docs] => {
+            let (head, (etags, (imports, (pages, docs)))) = rayon::join(
+                || parse::<CrawlState>(head),
+                || {
+                    rayon::join(
+                        || parse::<TextMap>(etags),
+                        || {
+                            rayon::join(
+                                || parse::<TextListMap>(imports),
+                                || {
+                                    rayon::join(
+                                        || parse::<TextMap>(pages),
+                                        || parse::<TextMap>(docs),
+                                    )
+                                },
+                            )
+                        },
+                    )
+                },
+            );
+            let mut state = head?;
+            (state.etags, state.imports, state.pages) = (etags?, imports?, pages?);
+            let docs = docs?;
+            match &mut state.search {
+                Some(search) => search.base_docs = docs,
+                None => anyhow::ensure!(docs.len() == 0, "search documents without a search state"),
+            }
+            Ok(state)
+        }
+        frames => anyhow::bail!(
+            "the state has {} frames, not 1 or {}",
+            frames.len(),
+            SECTIONS.len() + 1
+        ),
+    }
+}
+
+/// The zstd frames `bytes` holds, in order.
+fn split_frames(mut bytes: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        anyhow::ensure!(
+            frames.len() <= SECTIONS.len(),
+            "the state has more than {} frames",
+            SECTIONS.len() + 1
+        );
+        let len = zstd::zstd_safe::find_frame_compressed_size(bytes).map_err(|code| {
+            anyhow::anyhow!(
+                "not a zstd frame: {}",
+                zstd::zstd_safe::get_error_name(code)
+            )
+        })?;
+        let (frame, rest) = bytes.split_at(len);
+        frames.push(frame);
+        bytes = rest;
+    }
+    Ok(frames)
+}
+
+/// One frame's JSON, expanding under [`MAX_JSON_BYTES`].
+fn parse<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T> {
+    let expanded = zstd::Decoder::with_buffer(frame)?.take(MAX_JSON_BYTES);
+    Ok(serde_json::from_reader(std::io::BufReader::new(expanded))?)
 }
 
 /// The state in the site directory `root` (without checking its
@@ -173,6 +295,85 @@ mod tests {
         let back = StateFile::Compressed.decode(&stored).unwrap();
         assert_eq!(serde_json::to_vec(&back).unwrap(), json);
         assert_eq!(StateFile::Legacy.decode(&json).unwrap().etags.len(), 1000);
+    }
+
+    /// A state with every table and a search state.
+    fn full_sample() -> CrawlState {
+        let mut state = sample();
+        let mut imports = crate::text_map::TextListMapBuilder::default();
+        imports.insert("d1", &["@a/b", "@c/d"]);
+        imports.insert("d0", &[] as &[&str]);
+        state.imports = imports.finish();
+        state.pages = [("u/m", "k1"), ("u/n", "k2")].into_iter().collect();
+        state.published = vec!["snapshots/a.tar.zst".into()];
+        state.search = Some(crate::search_incremental::SearchState {
+            base_meta: "{}".into(),
+            base_files: [("f".to_string(), "00".to_string())].into_iter().collect(),
+            base_docs: [("u/m", "fp")].into_iter().collect(),
+        });
+        state
+    }
+
+    #[test]
+    fn each_table_is_a_frame_of_its_own_and_the_whole_reads_back() {
+        let state = full_sample();
+        let stored = encode(&state).unwrap();
+        let frames = split_frames(&stored).unwrap();
+        assert_eq!(frames.len(), SECTIONS.len() + 1);
+        // The first frame is the state without its tables; then the tables, in order.
+        let head: CrawlState = parse(frames[0]).unwrap();
+        assert_eq!(
+            (head.etags.len(), head.imports.len(), head.pages.len()),
+            (0, 0, 0)
+        );
+        assert_eq!(head.search.as_ref().unwrap().base_docs.len(), 0);
+        assert_eq!(head.published, state.published);
+        assert_eq!(parse::<TextMap>(frames[1]).unwrap(), state.etags);
+        assert_eq!(parse::<TextListMap>(frames[2]).unwrap(), state.imports);
+        assert_eq!(parse::<TextMap>(frames[3]).unwrap(), state.pages);
+        let back = StateFile::Compressed.decode(&stored).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&back).unwrap(),
+            serde_json::to_vec(&state).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_state_stored_whole_in_one_frame_still_reads() {
+        let state = full_sample();
+        // As indexers wrote it before the tables had frames of their own.
+        let whole = frame(&state).unwrap();
+        let back = StateFile::Compressed.decode(&whole).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&back).unwrap(),
+            serde_json::to_vec(&state).unwrap()
+        );
+    }
+
+    #[test]
+    fn frames_in_other_numbers_or_places_are_errors() {
+        let stored = encode(&full_sample()).unwrap();
+        let frames = split_frames(&stored).unwrap();
+        let joined = |picked: &[&[u8]]| picked.concat();
+        for picked in [
+            &frames[..2],
+            &frames[..4],
+            &[
+                frames[0], frames[1], frames[1], frames[2], frames[3], frames[4],
+            ][..],
+            // A list where a map of texts belongs.
+            &[frames[0], frames[2], frames[1], frames[3], frames[4]][..],
+        ] {
+            assert!(StateFile::Compressed.decode(&joined(picked)).is_err());
+        }
+        // Search documents, but no search state to hold them.
+        let mut no_search = full_sample();
+        no_search.search = None;
+        let mut stored = frame(&without_tables(&no_search)).unwrap();
+        for f in &frames[1..] {
+            stored.extend_from_slice(f);
+        }
+        assert!(StateFile::Compressed.decode(&stored).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
-use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest, blob_path};
+use mlld_schemas::snapshot::{MANIFEST_NAME, blob_digest};
 use mlld_schemas::{Latest, Manifest, ModuleRecord};
 use mlld_site_contract::paths;
 

@@ -13,7 +13,8 @@ use std::hash::BuildHasher;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
-use serde::de::{MapAccess, Visitor};
+use rayon::slice::ParallelSliceMut;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -95,21 +96,57 @@ pub struct TextMapBuilder(TextMap);
 
 impl TextMapBuilder {
     pub fn insert(&mut self, key: &str, value: &str) {
-        let map = &mut self.0;
+        let start = self.0.text.len();
+        self.0.text.push_str(key);
+        self.0.text.push_str(value);
         // Past 4 GiB of text offsets would wrap: no registry comes close,
         // and a build that did would rather stop than corrupt its state.
-        let start = u32::try_from(map.text.len()).expect("a text map under 4 GiB");
-        map.text.push_str(key);
-        map.text.push_str(value);
-        let len = |s: &str| u32::try_from(s.len()).expect("a text map under 4 GiB");
-        map.entries.push((start, len(key), len(value)));
+        (self.end_entry(start, start + key.len())).expect("a text map under 4 GiB");
+    }
+
+    /// Records the entry whose key is the text from `start` to `key_end`
+    /// and whose value runs from there to the end of the text; `None` when
+    /// offsets would pass 4 GiB.
+    fn end_entry(&mut self, start: usize, key_end: usize) -> Option<()> {
+        let map = &mut self.0;
+        let entry = (
+            u32::try_from(start).ok()?,
+            u32::try_from(key_end - start).ok()?,
+            u32::try_from(map.text.len() - key_end).ok()?,
+        );
+        u32::try_from(map.text.len()).ok()?;
+        map.entries.push(entry);
+        Some(())
+    }
+
+    /// Reads a map from `map`, each string appended straight to
+    /// the text: no string is allocated on its own (a state holds millions).
+    /// With `lists`, each value is a list of strings, joined by newlines.
+    fn read_map<'de, A: MapAccess<'de>>(mut map: A, lists: bool) -> Result<Self, A::Error> {
+        let mut b = Self::default();
+        loop {
+            let start = b.0.text.len();
+            if map.next_key_seed(AppendStr(&mut b.0.text))?.is_none() {
+                return Ok(b);
+            }
+            let key_end = b.0.text.len();
+            let text = &mut b.0.text;
+            if lists {
+                map.next_value_seed(AppendValue::List(text))?;
+            } else {
+                map.next_value_seed(AppendValue::Text(text))?;
+            }
+            (b.end_entry(start, key_end))
+                .ok_or_else(|| serde::de::Error::custom("a text map over 4 GiB"))?;
+        }
     }
 
     pub fn finish(self) -> TextMap {
         let mut map = self.0;
         let mut entries = std::mem::take(&mut map.entries);
-        // Stable: of equal keys, the last inserted ends last.
-        entries.sort_by(|a, b| map.key(a).cmp(map.key(b)));
+        // Stable: of equal keys, the last inserted ends last. On all cores:
+        // the crawl's maps come in job order, a million keys unsorted.
+        entries.par_sort_by(|a, b| map.key(a).cmp(map.key(b)));
         let mut kept: Vec<(u32, u32, u32)> = Vec::with_capacity(entries.len());
         for e in entries {
             match kept.last() {
@@ -156,14 +193,8 @@ impl<'de> Deserialize<'de> for TextMap {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of strings to strings")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextMap, A::Error> {
-                let mut b = TextMapBuilder::default();
-                while let Some((k, v)) =
-                    map.next_entry::<std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>>()?
-                {
-                    b.insert(&k, &v);
-                }
-                Ok(b.finish())
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextMap, A::Error> {
+                Ok(TextMapBuilder::read_map(map, false)?.finish())
             }
         }
         d.deserialize_map(TextMapVisitor)
@@ -227,15 +258,75 @@ impl<'de> Deserialize<'de> for TextListMap {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of strings to lists of strings")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextListMap, A::Error> {
-                let mut b = TextListMapBuilder::default();
-                while let Some((k, v)) = map.next_entry::<String, Vec<String>>()? {
-                    b.insert(&k, &v);
-                }
-                Ok(b.finish())
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextListMap, A::Error> {
+                let b = TextMapBuilder::read_map(map, true)?;
+                Ok(TextListMap(b.finish()))
             }
         }
         d.deserialize_map(ListVisitor)
+    }
+}
+
+/// A string appended to a buffer as it is read, borrowing what the
+/// deserialiser lends instead of allocating it.
+struct AppendStr<'b>(&'b mut String);
+
+impl<'de> DeserializeSeed<'de> for AppendStr<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AppendStr<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// A map's value appended to its text: a string as it is, or a list of
+/// strings joined by newlines (as [`TextListMapBuilder::insert`] joins them).
+enum AppendValue<'b> {
+    Text(&'b mut String),
+    List(&'b mut String),
+}
+
+impl<'de> DeserializeSeed<'de> for AppendValue<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self {
+            Self::Text(text) => d.deserialize_str(AppendStr(text)),
+            Self::List(text) => d.deserialize_seq(AppendList(text)),
+        }
+    }
+}
+
+/// A list of strings appended to a buffer, newline-separated.
+struct AppendList<'b>(&'b mut String);
+
+impl<'de> Visitor<'de> for AppendList<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut first = true;
+        loop {
+            let before = self.0.len();
+            if !first {
+                self.0.push('\n');
+            }
+            if seq.next_element_seed(AppendStr(self.0))?.is_none() {
+                self.0.truncate(before);
+                return Ok(());
+            }
+            first = false;
+        }
     }
 }
 
@@ -285,5 +376,25 @@ mod tests {
         );
         assert_eq!(t.get("d0").unwrap().count(), 0);
         assert!(t.get("d9").is_none());
+        // Read from a stream too (strings lent, not borrowed from the input).
+        let streamed: TextListMap = serde_json::from_reader(json.as_bytes()).unwrap();
+        assert_eq!(streamed, t);
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_are_errors() {
+        for json in [
+            r#"{"a":1}"#,
+            r#"{"a":["x"]}"#,
+            r#"{"a":"x","b":null}"#,
+            r#"["a"]"#,
+        ] {
+            assert!(serde_json::from_str::<TextMap>(json).is_err(), "{json}");
+        }
+        for json in [r#"{"a":"x"}"#, r#"{"a":["x",2]}"#, r#"{"a":[["x"]]}"#] {
+            assert!(serde_json::from_str::<TextListMap>(json).is_err(), "{json}");
+        }
+        let streamed: TextMap = serde_json::from_reader(&br#"{"k\n":"v\u00e9"}"#[..]).unwrap();
+        assert_eq!(streamed.get("k\n"), Some("v\u{e9}"));
     }
 }

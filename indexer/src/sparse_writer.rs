@@ -60,17 +60,24 @@ fn write_shards_in_batches(
     let shards_dir = staged_site.join("sparse/shards");
     std::fs::create_dir_all(&shards_dir)?;
     let mut written: Vec<(String, u64)> = Vec::with_capacity(1 << bits);
-    for composed in compose::json_in_batches(manifest, bits, batch)? {
+    let mut batches = compose::json_in_batches(manifest, bits, batch)?;
+    let mut next = batches.next();
+    // A batch is composed on one thread while the one before it is
+    // compressed and written on the others: composed one after the other,
+    // a core idled through each composition.
+    while let Some(composed) = next {
         let (first, shards) = composed?;
-        let batch: Vec<(String, u64)> = shards
-            .into_par_iter()
-            .enumerate()
-            .map(|(i, json)| {
-                let n = first + i as u32;
-                write_shard((staged_site, site), previous.as_ref(), (n, bits), &json)
-            })
-            .collect::<Result<_>>()?;
-        written.extend(batch);
+        let write = || -> Result<Vec<(String, u64)>> {
+            (shards.into_par_iter().enumerate())
+                .map(|(i, json)| {
+                    let n = first + i as u32;
+                    write_shard((staged_site, site), previous.as_ref(), (n, bits), &json)
+                })
+                .collect()
+        };
+        let (batch, following) = rayon::join(write, || batches.next());
+        written.extend(batch?);
+        next = following;
     }
     Ok(written)
 }

@@ -47,6 +47,17 @@ impl BlobDir {
         &self.root
     }
 
+    /// Where the previous build's blobs are read from, if anywhere.
+    pub fn previous_root(&self) -> Option<&Path> {
+        self.previous.as_deref()
+    }
+
+    /// The digests of the blobs this build put under [`Self::root`].
+    pub fn fresh_digests(&self) -> Vec<[u8; 32]> {
+        let fresh = self.fresh.lock().expect("no panics while holding the lock");
+        fresh.iter().copied().collect()
+    }
+
     /// Stores `bytes` unless a blob with their digest exists; returns the SHA-256 hex digest.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let hex = mlld_schemas::sha256_hex(bytes);

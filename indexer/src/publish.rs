@@ -120,6 +120,21 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
     debug_assert!(
         (members.other_paths()).all(|p| mlld_schemas::snapshot::blob_digest(p).is_none())
     );
+    if blobs.previous_root() == Some(out) {
+        // The site holds every blob of the previous build (checked when it
+        // was read): only those fetched by this build move, not a million
+        // looked at to find them.
+        let fresh = blobs.fresh_digests();
+        return (fresh.par_iter())
+            .filter(|digest| members.has_blob(digest))
+            .try_for_each(|digest| {
+                let path = blob_path(&hex::encode(digest));
+                let dest = out.join(&path);
+                std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+                std::fs::rename(blobs.root().join(&path), &dest)
+                    .with_context(|| format!("publishing {path}"))
+            });
+    }
     members.blobs().par_iter().try_for_each(|(digest, size)| {
         let hex = hex::encode(digest);
         let path = blob_path(&hex);
@@ -190,7 +205,9 @@ pub fn clean_up(
 
 /// Removes every loose blob (a file at `blobs/*/*/…`, at any depth below)
 /// that no member names; links are neither followed nor removed. A
-/// million of them: the prefix folders are walked in parallel.
+/// million of them: the prefix folders are listed in parallel, and a file
+/// is judged by its name as the listing gives it (a digest looked up by
+/// its bytes), without its path being made.
 fn remove_stray_blobs(out: &Path, members: &Members) -> Result<()> {
     use rayon::prelude::*;
     let prefixes = walkdir::WalkDir::new(out.join("blobs"))
@@ -201,17 +218,51 @@ fn remove_stray_blobs(out: &Path, members: &Members) -> Result<()> {
     (prefixes.par_iter())
         .filter(|prefix| prefix.file_type().is_dir())
         .try_for_each(|prefix| {
-            let walk = walkdir::WalkDir::new(prefix.path()).follow_root_links(false);
-            for entry in walk.min_depth(1) {
+            let first = blob_folder_byte(out, prefix.path());
+            let listing = std::fs::read_dir(prefix.path())
+                .with_context(|| format!("listing {}", prefix.path().display()))?;
+            for entry in listing {
                 let entry = entry?;
-                let rel = entry.path().strip_prefix(out).expect("walked below out");
-                let rel = rel.to_string_lossy();
-                if entry.file_type().is_file() && !members.contains_key(&rel) {
-                    remove_if_present(entry.path())?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    remove_files_below(&entry.path())?;
+                } else if kind.is_file() {
+                    let digest = first.and_then(|first| blob_digest_in(first, &entry.file_name()));
+                    if !digest.is_some_and(|d| members.has_blob(&d)) {
+                        remove_if_present(&entry.path())?;
+                    }
                 }
             }
             Ok(())
         })
+}
+
+/// The digest's first byte that the folder `dir` holds blobs of, when it
+/// is `out/blobs/sha256/<2 hex>` (any other folder holds no member).
+fn blob_folder_byte(out: &Path, dir: &Path) -> Option<u8> {
+    let rel = dir.strip_prefix(out).ok()?.to_str()?;
+    let hex = rel.strip_prefix(mlld_schemas::snapshot::BLOB_PREFIX)?;
+    let mut byte = [0; 1];
+    hex::decode_to_slice(hex, &mut byte).ok()?;
+    Some(byte[0])
+}
+
+/// The digest a file named `name` in the folder of `first` stands for.
+fn blob_digest_in(first: u8, name: &std::ffi::OsStr) -> Option<[u8; 32]> {
+    let mut digest = [first; 32];
+    hex::decode_to_slice(name.as_encoded_bytes(), &mut digest[1..]).ok()?;
+    Some(digest)
+}
+
+/// Removes every file below `dir` (no blob is that deep); links stay.
+fn remove_files_below(dir: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(dir).follow_root_links(false) {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            remove_if_present(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {
@@ -299,5 +350,35 @@ mod tests {
         assert_eq!(read(&fresh), b"fetched this build");
         assert_eq!(read(&old), b"from the previous build");
         assert!(!root.join(blob_path(&fresh)).exists(), "moved, not copied");
+    }
+
+    #[test]
+    fn blobs_built_on_the_site_itself_move_only_when_fetched_by_this_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("new"), dir.path().join("site"));
+        let old = mlld_schemas::sha256_hex(b"from the previous build");
+        write(&out, &blob_path(&old));
+        let blobs = BlobDir::new(&root, Some(out.clone()))
+            .with_previous_digests([hex_digest(&old)].into_iter().collect());
+        let fresh = blobs.put(b"fetched this build").unwrap();
+        let unlisted = blobs.put(b"fetched, then rejected").unwrap();
+        let mut members = MembersBuilder::default();
+        members.add_blob(&fresh, 18);
+        members.add_blob(&old, 23);
+        move_blobs(&out, &members.finish(), &blobs).unwrap();
+        let read = |hex: &str| std::fs::read(out.join(blob_path(hex))).unwrap();
+        assert_eq!(read(&fresh), b"fetched this build");
+        assert_eq!(read(&old), blob_path(&old).as_bytes(), "left as it was");
+        assert!(
+            !out.join(blob_path(&unlisted)).exists(),
+            "no member names it"
+        );
+        assert!(root.join(blob_path(&unlisted)).exists());
+    }
+
+    fn hex_digest(hex: &str) -> [u8; 32] {
+        let mut digest = [0; 32];
+        hex::decode_to_slice(hex, &mut digest).unwrap();
+        digest
     }
 }

@@ -16,7 +16,7 @@
 //! of one frame is a whole state, as indexers before the split wrote it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -170,11 +170,32 @@ fn without_tables(state: &CrawlState) -> CrawlState {
     }
 }
 
-/// `value` as JSON in one compressed frame.
+/// `value` as JSON in one compressed frame, whose header gives the JSON's
+/// length (counted first: the reader reserves the table's text with it).
 fn frame(value: &impl Serialize) -> Result<Vec<u8>> {
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, value)?;
     let mut encoder = zstd::Encoder::new(Vec::new(), LEVEL)?;
-    serde_json::to_writer(std::io::BufWriter::new(&mut encoder), value)?;
+    encoder.set_pledged_src_size(Some(counted.0))?;
+    let mut out = std::io::BufWriter::new(&mut encoder);
+    serde_json::to_writer(&mut out, value)?;
+    out.flush()?;
+    drop(out);
     Ok(encoder.finish()?)
+}
+
+/// Counts the bytes written to it.
+struct Counted(u64);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A stored state: one frame holding it whole, or the rest and then
@@ -187,14 +208,14 @@ fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
                 || parse::<CrawlState>(head),
                 || {
                     rayon::join(
-                        || parse::<TextMap>(etags),
+                        || table(etags, |r, n| TextMap::from_json(r, n)),
                         || {
                             rayon::join(
-                                || parse::<TextListMap>(imports),
+                                || table(imports, |r, n| TextListMap::from_json(r, n)),
                                 || {
                                     rayon::join(
-                                        || parse::<TextMap>(pages),
-                                        || parse::<TextMap>(docs),
+                                        || table(pages, |r, n| TextMap::from_json(r, n)),
+                                        || table(docs, |r, n| TextMap::from_json(r, n)),
                                     )
                                 },
                             )
@@ -239,6 +260,18 @@ fn split_frames(mut bytes: &[u8]) -> Result<Vec<&[u8]>> {
         bytes = rest;
     }
     Ok(frames)
+}
+
+/// A table's frame, read by `read` with the JSON's length its header
+/// gives (the encoder pledges it), expanding under [`MAX_JSON_BYTES`].
+fn table<T>(frame: &[u8], read: fn(&mut dyn Read, usize) -> serde_json::Result<T>) -> Result<T> {
+    let json_len = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        .min(MAX_JSON_BYTES);
+    let mut expanded = zstd::Decoder::with_buffer(frame)?.take(MAX_JSON_BYTES);
+    Ok(read(&mut expanded, json_len as usize)?)
 }
 
 /// One frame's JSON, expanding under [`MAX_JSON_BYTES`].
@@ -328,6 +361,11 @@ mod tests {
         );
         assert_eq!(head.search.as_ref().unwrap().base_docs.len(), 0);
         assert_eq!(head.published, state.published);
+        // Each table's frame says how long its JSON is (its text is reserved with it).
+        for f in &frames[1..] {
+            let size = zstd::zstd_safe::get_frame_content_size(f).unwrap().unwrap();
+            assert_eq!(size, zstd::decode_all(*f).unwrap().len() as u64);
+        }
         assert_eq!(parse::<TextMap>(frames[1]).unwrap(), state.etags);
         assert_eq!(parse::<TextListMap>(frames[2]).unwrap(), state.imports);
         assert_eq!(parse::<TextMap>(frames[3]).unwrap(), state.pages);

@@ -50,6 +50,21 @@ impl TextMap {
         self.entries.len()
     }
 
+    /// The bytes of text its keys and values take together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Reads a map from JSON that is `json_len` bytes long (its text,
+    /// reserved up front, is never longer).
+    pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
+        let seed = Sized {
+            lists: false,
+            text_bytes: json_len,
+        };
+        Ok(seed.read(reader)?.finish())
+    }
+
     fn key(&self, &(start, key_len, _): &(u32, u32, u32)) -> &str {
         &self.text[start as usize..(start + key_len) as usize]
     }
@@ -95,6 +110,16 @@ impl TextMap {
 pub struct TextMapBuilder(TextMap);
 
 impl TextMapBuilder {
+    /// A builder whose text has room for `text_bytes` (keys and values
+    /// together) and `entries` entries: a map of a million grown by
+    /// doubling touches about twice its size in fresh memory.
+    pub fn with_capacity(text_bytes: usize, entries: usize) -> Self {
+        let mut b = Self::default();
+        b.0.text.reserve(text_bytes);
+        b.0.entries.reserve(entries);
+        b
+    }
+
     pub fn insert(&mut self, key: &str, value: &str) {
         let start = self.0.text.len();
         self.0.text.push_str(key);
@@ -121,9 +146,14 @@ impl TextMapBuilder {
 
     /// Reads a map from `map`, each string appended straight to
     /// the text: no string is allocated on its own (a state holds millions).
-    /// With `lists`, each value is a list of strings, joined by newlines.
-    fn read_map<'de, A: MapAccess<'de>>(mut map: A, lists: bool) -> Result<Self, A::Error> {
-        let mut b = Self::default();
+    /// With `lists`, each value is a list of strings, joined by newlines;
+    /// the text is reserved for `text_bytes`.
+    fn read_map<'de, A: MapAccess<'de>>(
+        mut map: A,
+        lists: bool,
+        text_bytes: usize,
+    ) -> Result<Self, A::Error> {
+        let mut b = Self::with_capacity(text_bytes, 0);
         loop {
             let start = b.0.text.len();
             if map.next_key_seed(AppendStr(&mut b.0.text))?.is_none() {
@@ -194,7 +224,7 @@ impl<'de> Deserialize<'de> for TextMap {
                 f.write_str("a map of strings to strings")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextMap, A::Error> {
-                Ok(TextMapBuilder::read_map(map, false)?.finish())
+                Ok(TextMapBuilder::read_map(map, false, 0)?.finish())
             }
         }
         d.deserialize_map(TextMapVisitor)
@@ -211,6 +241,11 @@ pub struct TextListMap(TextMap);
 pub struct TextListMapBuilder(TextMapBuilder);
 
 impl TextListMapBuilder {
+    /// See [`TextMapBuilder::with_capacity`].
+    pub fn with_capacity(text_bytes: usize, entries: usize) -> Self {
+        Self(TextMapBuilder::with_capacity(text_bytes, entries))
+    }
+
     pub fn insert<S: AsRef<str>>(&mut self, key: &str, items: &[S]) {
         let joined: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
         self.0.insert(key, &joined.join("\n"));
@@ -224,6 +259,20 @@ impl TextListMapBuilder {
 impl TextListMap {
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The bytes of text its keys and joined lists take together.
+    pub fn text_len(&self) -> usize {
+        self.0.text_len()
+    }
+
+    /// Reads a map from JSON that is `json_len` bytes long; see [`TextMap::from_json`].
+    pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
+        let seed = Sized {
+            lists: true,
+            text_bytes: json_len,
+        };
+        Ok(TextListMap(seed.read(reader)?.finish()))
     }
 
     /// The list under `key`, if any.
@@ -259,11 +308,36 @@ impl<'de> Deserialize<'de> for TextListMap {
                 f.write_str("a map of strings to lists of strings")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextListMap, A::Error> {
-                let b = TextMapBuilder::read_map(map, true)?;
+                let b = TextMapBuilder::read_map(map, true, 0)?;
                 Ok(TextListMap(b.finish()))
             }
         }
         d.deserialize_map(ListVisitor)
+    }
+}
+
+/// A map read with its text reserved up front.
+struct Sized {
+    lists: bool,
+    text_bytes: usize,
+}
+
+impl Sized {
+    fn read(self, reader: impl std::io::Read) -> serde_json::Result<TextMapBuilder> {
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+        let map = de.deserialize_map(self)?;
+        de.end()?;
+        Ok(map)
+    }
+}
+
+impl<'de> Visitor<'de> for Sized {
+    type Value = TextMapBuilder;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextMapBuilder, A::Error> {
+        TextMapBuilder::read_map(map, self.lists, self.text_bytes)
     }
 }
 
@@ -396,5 +470,17 @@ mod tests {
         }
         let streamed: TextMap = serde_json::from_reader(&br#"{"k\n":"v\u00e9"}"#[..]).unwrap();
         assert_eq!(streamed.get("k\n"), Some("v\u{e9}"));
+        // Sized reads: the same maps whatever length they are told, and
+        // nothing may follow the map.
+        let json = r#"{"b":"2","a":"1"}"#;
+        for len in [0, 3, json.len(), 1 << 20] {
+            let sized = TextMap::from_json(json.as_bytes(), len).unwrap();
+            assert_eq!(sized, serde_json::from_str::<TextMap>(json).unwrap());
+        }
+        let lists = r#"{"d":["x","y"],"c":[]}"#;
+        let sized = TextListMap::from_json(lists.as_bytes(), lists.len()).unwrap();
+        assert_eq!(sized, serde_json::from_str::<TextListMap>(lists).unwrap());
+        assert!(TextMap::from_json(&br#"{"a":"1"} {}"#[..], 9).is_err());
+        assert!(TextListMap::from_json(&br#"{"a":"1"}"#[..], 9).is_err());
     }
 }

@@ -57,7 +57,9 @@ pub(super) fn crawl_gists(
     let jobs = jobs_of(registry);
     let started = std::time::Instant::now();
     let bar = progress.bar(jobs.len() as u64);
-    let mut fetched = Fetched::new(&jobs, staging)?;
+    // Sized as the previous build's: a nightly crawl's tables barely change.
+    let sizes = previous.map_or((0, 0), |p| (p.etags.text_len(), p.imports.text_len()));
+    let mut fetched = Fetched::new(&jobs, staging, sizes)?;
     assemble::index_all(
         &jobs,
         source,
@@ -124,7 +126,8 @@ struct Fetched {
 }
 
 impl Fetched {
-    fn new(jobs: &[Job<'_>], staging: &Path) -> Result<Self> {
+    /// For `jobs`, with room for ETags and imports of the given text sizes.
+    fn new(jobs: &[Job<'_>], staging: &Path, (etags, imports): (usize, usize)) -> Result<Self> {
         let names = jobs
             .iter()
             .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str());
@@ -135,8 +138,8 @@ impl Fetched {
             depended_on: vec![false; jobs.len()],
             seen: 0,
             unresolved: Vec::new(),
-            etags: TextMapBuilder::default(),
-            imports: TextListMapBuilder::default(),
+            etags: TextMapBuilder::with_capacity(etags, jobs.len()),
+            imports: TextListMapBuilder::with_capacity(imports, jobs.len()),
             blobs: MembersBuilder::default(),
         })
     }

@@ -50,6 +50,9 @@ pub struct Previous {
     pub index_snapshot: Option<PathBuf>,
     /// Holds `blobs/…` of the previous snapshot.
     pub blob_root: PathBuf,
+    /// The digests of the blobs under `blob_root` (every blob member),
+    /// for the build's blob directory to take.
+    pub blob_digests: hashbrown::HashSet<[u8; 32]>,
     /// The previous module records (`manifest.modules` stays empty),
     /// spilled as the manifest was parsed, with their names; each is handed
     /// to the crawl once.
@@ -218,11 +221,18 @@ pub fn load(
         unpack_blobs(&snapshot, &dest)?;
         dest
     };
-    let names = ModuleNames::new(
-        records
-            .par_map_lines(|_, line| Ok(RecordHead::of(line)?.full_name().into_boxed_str()))
-            .context("reading back the previous records")?,
+    // The set beside the names: each is a second of one thread at a
+    // million modules.
+    let (names, blob_digests) = rayon::join(
+        || -> Result<ModuleNames> {
+            let full = records
+                .par_map_lines(|_, line| Ok(RecordHead::of(line)?.full_name().into_boxed_str()))
+                .context("reading back the previous records")?;
+            Ok(ModuleNames::new(full))
+        },
+        || members.blobs().iter().map(|(d, _)| *d).collect(),
     );
+    let names = names?;
     let taken = (0..records.len()).map(|_| AtomicBool::new(false)).collect();
     Ok(Some(Previous {
         latest,
@@ -241,6 +251,7 @@ pub fn load(
         snapshot,
         index_snapshot,
         blob_root,
+        blob_digests,
         records,
         names,
         taken,

@@ -147,7 +147,32 @@ fn compress_frame(
         }
         _ => Vec::new(),
     };
-    let mut tar = Vec::new();
+    // This thread's buffer from the frame before: a frame's tar is up to
+    // megabytes, and one allocated afresh each time was faulted in anew.
+    thread_local! {
+        static TAR: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut tar = TAR.take();
+    tar.clear();
+    let compressed = tar_frame(frame, &mut carried, locate, &mut tar)
+        .and_then(|()| compress_reusing(&tar, frame_level(frame)));
+    if tar.capacity() <= MAX_KEPT_TAR {
+        TAR.set(tar);
+    }
+    compressed
+}
+
+/// The most tar buffer a thread keeps between frames.
+const MAX_KEPT_TAR: usize = 16 << 20;
+
+/// Appends the frame's members to `tar`: each from the previous snapshot
+/// (`carried`) or found by `locate`, checked against its digest.
+fn tar_frame(
+    frame: &[(String, Member)],
+    carried: &mut Vec<(String, Vec<u8>)>,
+    locate: &(dyn Fn(&str, &str) -> Option<PathBuf> + Sync),
+    tar: &mut Vec<u8>,
+) -> io::Result<()> {
     for (path, m) in frame {
         let (data, from) = match carried.iter().position(|(p, _)| p == path) {
             Some(i) => (
@@ -175,9 +200,9 @@ fn compress_frame(
                 ),
             ));
         }
-        entry(&mut tar, path, &data, 0)?;
+        entry(tar, path, &data, 0)?;
     }
-    compress_reusing(&tar, frame_level(frame))
+    Ok(())
 }
 
 /// Compresses with this thread's zstd context for `level`. A fresh context

@@ -95,7 +95,7 @@ pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Star
         idle: config.previous_idle_timeout,
         min_rate: config.previous_min_rate,
     };
-    let previous = match &config.previous {
+    let mut previous = match &config.previous {
         PreviousSite::None => None,
         PreviousSite::Output => previous::load(
             &config.out.to_string_lossy(),
@@ -109,9 +109,9 @@ pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Star
         staging.join("new"),
         previous.as_ref().map(|p| p.blob_root.clone()),
     );
-    if let Some(p) = &previous {
+    if let Some(p) = &mut previous {
         // `previous::load` made sure every blob of its manifest is under `blob_root`.
-        blobs = blobs.with_previous_digests(p.members.blobs().iter().map(|(d, _)| *d).collect());
+        blobs = blobs.with_previous_digests(std::mem::take(&mut p.blob_digests));
     }
     let serial = config
         .serial

@@ -29,11 +29,26 @@ impl Members {
     /// Adds a member; [`Members::seal`] must follow before lookups.
     pub(crate) fn insert(&mut self, path: String, member: Member) {
         match blob_digest_bytes(&path) {
-            Some(digest) if hex::encode(digest) == member.sha256 => {
+            Some(digest) if names_digest(&member.sha256, &digest) => {
                 self.blobs.push((digest, member.size));
             }
             _ => {
                 self.others.insert(path, member);
+            }
+        }
+    }
+
+    /// [`Self::insert`] of a member as a manifest spells it, allocating
+    /// only for one that is not a blob (a million blobs a manifest).
+    pub(crate) fn insert_spelled(&mut self, path: &str, sha256: &str, size: u64) {
+        match blob_digest_bytes(path) {
+            Some(digest) if names_digest(sha256, &digest) => self.blobs.push((digest, size)),
+            _ => {
+                let member = Member {
+                    sha256: sha256.to_string(),
+                    size,
+                };
+                self.others.insert(path.to_string(), member);
             }
         }
     }
@@ -223,9 +238,42 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
+/// Whether `sha256` is `digest` in lower-case hex, as a blob's path names it.
+fn names_digest(sha256: &str, digest: &[u8; 32]) -> bool {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(digest, &mut hex).expect("64 bytes hold 32 in hex");
+    sha256.as_bytes() == hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spelled_member_lands_where_insert_puts_it() {
+        let hex = "ab".repeat(32);
+        let path = mlld_schemas::snapshot::blob_path(&hex);
+        let cases = [
+            (path.clone(), hex.clone()),
+            // A blob path naming another digest, or the same in capitals.
+            (path.clone(), "cd".repeat(32)),
+            (path.clone(), hex.to_uppercase()),
+            ("search/meta.json".to_string(), hex.clone()),
+        ];
+        for (path, sha256) in cases {
+            let (mut inserted, mut spelled) = (Members::default(), Members::default());
+            let member = Member {
+                sha256: sha256.clone(),
+                size: 7,
+            };
+            inserted.insert(path.clone(), member.clone());
+            spelled.insert_spelled(&path, &sha256, 7);
+            assert_eq!(inserted.blobs(), spelled.blobs(), "{path} {sha256}");
+            assert_eq!(spelled.get(&path), Some(member), "{path} {sha256}");
+            assert_eq!(inserted.len(), 1);
+            assert_eq!(spelled.len(), 1);
+        }
+    }
 
     #[test]
     fn blobs_not_in_is_the_filter_it_replaces() {

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use mlld_schemas::snapshot::{Manifest, Member, ModuleRecord};
+use mlld_schemas::snapshot::{Manifest, ModuleRecord};
 use mlld_site_contract::json_stream::{self, Field, ObjectVisitor, Value};
 
 use crate::members::Members;
@@ -56,6 +56,14 @@ pub fn read(reader: impl Read, spill: &Path) -> Result<PreviousManifest> {
         members,
         records: writer.finish()?,
     })
+}
+
+/// A member as the manifest spells it, its digest borrowed when it can be.
+#[derive(serde::Deserialize)]
+struct SpelledMember<'a> {
+    #[serde(borrow)]
+    sha256: std::borrow::Cow<'a, str>,
+    size: u64,
 }
 
 /// The manifest field by field: records to the spill, members into
@@ -117,9 +125,9 @@ impl ObjectVisitor for PreviousVisitor {
                 self.writer.push_raw(value.raw().as_bytes())?;
             }
             ("members", Some(path)) => {
-                let member: Member = value.parse()?;
+                let member: SpelledMember<'_> = value.parse()?;
                 // Sealed once all are in (see `read`).
-                self.members.insert(path.to_string(), member);
+                (self.members).insert_spelled(path, &member.sha256, member.size);
             }
             _ => bail!("the previous manifest's {key:?} is not a list of records"),
         }

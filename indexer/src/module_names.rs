@@ -5,6 +5,7 @@
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::{DefaultHashBuilder, HashTable, hash_table::Entry};
+use rayon::prelude::*;
 
 /// `user/name` of every accepted gist module, in manifest order, and a hash
 /// index from the lookup key (user in lower case, as GitHub logins compare,
@@ -31,10 +32,16 @@ impl ModuleNames {
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
         };
+        // Hashed on all cores; the table is filled in order, on one.
+        let hashes: Vec<u64> = (names.full.par_iter())
+            .map(|f| {
+                let (user, name) = split(f);
+                names.key_hash(user, name)
+            })
+            .collect();
         let mut index = HashTable::with_capacity(names.full.len());
-        for (i, f) in names.full.iter().enumerate() {
+        for (i, (f, &hash)) in names.full.iter().zip(&hashes).enumerate() {
             let (user, name) = split(f);
-            let hash = names.key_hash(user, name);
             let rehash = |&j: &u32| {
                 let (u, n) = split(&names.full[j as usize]);
                 names.key_hash(u, n)

@@ -128,12 +128,13 @@ struct Fetched {
 impl Fetched {
     /// For `jobs`, with room for ETags and imports of the given text sizes.
     fn new(jobs: &[Job<'_>], staging: &Path, (etags, imports): (usize, usize)) -> Result<Self> {
-        let names = jobs
-            .iter()
-            .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str());
+        use rayon::prelude::*;
+        let names = (jobs.par_iter())
+            .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str())
+            .collect();
         Ok(Self {
             records: RecordSpill::create(&staging.join(RECORDS))?,
-            registered: ModuleNames::new(names.collect()),
+            registered: ModuleNames::new(names),
             accepted: vec![false; jobs.len()],
             depended_on: vec![false; jobs.len()],
             seen: 0,

@@ -13,7 +13,8 @@
 //! those tables ([`SECTIONS`]), so that they are read on all cores. At a
 //! million modules they are 370 MB of JSON, and read as one document they
 //! were the longest part of the stage that reads the previous site. A file
-//! of one frame is a whole state, as indexers before the split wrote it.
+//! of one frame is a whole state, as indexers before the split wrote it;
+//! those indexers cannot read the split file, and crawl afresh.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -31,9 +32,9 @@ pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.zst.minisig";
 pub const LEGACY_STATE_NAME: &str = "crawl-state.json";
 pub const LEGACY_STATE_SIG_NAME: &str = "crawl-state.json.minisig";
 
-/// The most compressed bytes read, and the most JSON they may expand to:
-/// a state beyond these is refused (the build then crawls afresh) rather
-/// than exhausting memory.
+/// The most compressed bytes read, and the most JSON they may expand to
+/// (all frames together): a state beyond these is refused (the build then
+/// crawls afresh) rather than exhausting memory.
 pub const MAX_STORED_BYTES: u64 = 1 << 30;
 pub const MAX_JSON_BYTES: u64 = 4 << 30;
 
@@ -113,7 +114,7 @@ impl StateFile {
         }
     }
 
-    /// Parses stored bytes, each frame expanding under [`MAX_JSON_BYTES`].
+    /// Parses stored bytes, expanding under [`MAX_JSON_BYTES`].
     pub fn decode(self, bytes: &[u8]) -> Result<CrawlState> {
         match self {
             Self::Legacy => Ok(serde_json::from_slice(bytes)?),
@@ -199,25 +200,39 @@ impl std::io::Write for Counted {
 }
 
 /// A stored state: one frame holding it whole, or the rest and then
-/// [`SECTIONS`], read on all cores.
+/// [`SECTIONS`], read on all cores. Those frames must each give their
+/// JSON's length, together at most [`MAX_JSON_BYTES`], and expand to no
+/// more than they give.
 fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
     match split_frames(bytes)?.as_slice() {
-        [whole] => parse(whole),
+        [whole] => parse(whole, MAX_JSON_BYTES),
         [head, etags, imports, pages, docs] => {
-            let (head, (etags, (imports, (pages, docs)))) = rayon::join(
-                || parse::<CrawlState>(head),
+            let sizes = [head, etags, imports, pages, docs].map(|f| declared_size(f));
+            let [head_len, etags_len, imports_len, pages_len, docs_len] = sizes;
+            let total = sizes.iter().try_fold(0u64, |sum, s| Some(sum + (*s)?));
+            anyhow::ensure!(
+                total.is_some_and(|t| t <= MAX_JSON_BYTES),
+                "the state's frames do not each give a length, or give more than {MAX_JSON_BYTES} bytes together"
+            );
+            let sized = |len: Option<u64>| len.expect("checked above");
+            let (head, ((etags, imports), (pages, docs))) = rayon::join(
+                || parse::<CrawlState>(head, sized(head_len)),
                 || {
                     rayon::join(
-                        || table(etags, |r, n| TextMap::from_json(r, n)),
                         || {
                             rayon::join(
-                                || table(imports, |r, n| TextListMap::from_json(r, n)),
+                                || table(etags, sized(etags_len), |r, n| TextMap::from_json(r, n)),
                                 || {
-                                    rayon::join(
-                                        || table(pages, |r, n| TextMap::from_json(r, n)),
-                                        || table(docs, |r, n| TextMap::from_json(r, n)),
-                                    )
+                                    table(imports, sized(imports_len), |r, n| {
+                                        TextListMap::from_json(r, n)
+                                    })
                                 },
+                            )
+                        },
+                        || {
+                            rayon::join(
+                                || table(pages, sized(pages_len), |r, n| TextMap::from_json(r, n)),
+                                || table(docs, sized(docs_len), |r, n| TextMap::from_json(r, n)),
                             )
                         },
                     )
@@ -228,7 +243,7 @@ fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
             let docs = docs?;
             match &mut state.search {
                 Some(search) => search.base_docs = docs,
-                None => anyhow::ensure!(docs.len() == 0, "search documents without a search state"),
+                None => anyhow::ensure!(docs.is_empty(), "search documents without a search state"),
             }
             Ok(state)
         }
@@ -238,6 +253,13 @@ fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
             SECTIONS.len() + 1
         ),
     }
+}
+
+/// The JSON length a frame's header gives, if it gives one.
+fn declared_size(frame: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
 }
 
 /// The zstd frames `bytes` holds, in order.
@@ -262,21 +284,20 @@ fn split_frames(mut bytes: &[u8]) -> Result<Vec<&[u8]>> {
     Ok(frames)
 }
 
-/// A table's frame, read by `read` with the JSON's length its header
-/// gives (the encoder pledges it), expanding under [`MAX_JSON_BYTES`].
-fn table<T>(frame: &[u8], read: fn(&mut dyn Read, usize) -> serde_json::Result<T>) -> Result<T> {
-    let json_len = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-        .min(MAX_JSON_BYTES);
-    let mut expanded = zstd::Decoder::with_buffer(frame)?.take(MAX_JSON_BYTES);
-    Ok(read(&mut expanded, json_len as usize)?)
+/// A table's frame, read by `read` with its JSON's length, `len` (from the
+/// frame's header: its text is reserved with it), expanding to no more.
+fn table<T>(
+    frame: &[u8],
+    len: u64,
+    read: fn(&mut dyn Read, usize) -> serde_json::Result<T>,
+) -> Result<T> {
+    let mut expanded = zstd::Decoder::with_buffer(frame)?.take(len);
+    Ok(read(&mut expanded, usize::try_from(len)?)?)
 }
 
-/// One frame's JSON, expanding under [`MAX_JSON_BYTES`].
-fn parse<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T> {
-    let expanded = zstd::Decoder::with_buffer(frame)?.take(MAX_JSON_BYTES);
+/// One frame's JSON, expanding to at most `limit` bytes.
+fn parse<T: serde::de::DeserializeOwned>(frame: &[u8], limit: u64) -> Result<T> {
+    let expanded = zstd::Decoder::with_buffer(frame)?.take(limit);
     Ok(serde_json::from_reader(std::io::BufReader::new(expanded))?)
 }
 
@@ -354,7 +375,7 @@ mod tests {
         let frames = split_frames(&stored).unwrap();
         assert_eq!(frames.len(), SECTIONS.len() + 1);
         // The first frame is the state without its tables; then the tables, in order.
-        let head: CrawlState = parse(frames[0]).unwrap();
+        let head: CrawlState = parse(frames[0], MAX_JSON_BYTES).unwrap();
         assert_eq!(
             (head.etags.len(), head.imports.len(), head.pages.len()),
             (0, 0, 0)
@@ -366,9 +387,18 @@ mod tests {
             let size = zstd::zstd_safe::get_frame_content_size(f).unwrap().unwrap();
             assert_eq!(size, zstd::decode_all(*f).unwrap().len() as u64);
         }
-        assert_eq!(parse::<TextMap>(frames[1]).unwrap(), state.etags);
-        assert_eq!(parse::<TextListMap>(frames[2]).unwrap(), state.imports);
-        assert_eq!(parse::<TextMap>(frames[3]).unwrap(), state.pages);
+        assert_eq!(
+            parse::<TextMap>(frames[1], MAX_JSON_BYTES).unwrap(),
+            state.etags
+        );
+        assert_eq!(
+            parse::<TextListMap>(frames[2], MAX_JSON_BYTES).unwrap(),
+            state.imports
+        );
+        assert_eq!(
+            parse::<TextMap>(frames[3], MAX_JSON_BYTES).unwrap(),
+            state.pages
+        );
         let back = StateFile::Compressed.decode(&stored).unwrap();
         assert_eq!(
             serde_json::to_vec(&back).unwrap(),
@@ -404,6 +434,15 @@ mod tests {
         ] {
             assert!(StateFile::Compressed.decode(&joined(picked)).is_err());
         }
+        // A table's frame that does not give its length.
+        let unsized_etags = {
+            let mut encoder = zstd::Encoder::new(Vec::new(), LEVEL).unwrap();
+            serde_json::to_writer(&mut encoder, &full_sample().etags).unwrap();
+            encoder.finish().unwrap()
+        };
+        assert!(declared_size(&unsized_etags).is_none());
+        let picked = [frames[0], &unsized_etags, frames[2], frames[3], frames[4]];
+        assert!(StateFile::Compressed.decode(&joined(&picked)).is_err());
         // Search documents, but no search state to hold them.
         let mut no_search = full_sample();
         no_search.search = None;

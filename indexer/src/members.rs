@@ -81,7 +81,7 @@ impl Members {
         self.blob_size(digest).is_some()
     }
 
-    fn blob_size(&self, digest: &[u8; 32]) -> Option<u64> {
+    pub(crate) fn blob_size(&self, digest: &[u8; 32]) -> Option<u64> {
         let i = self.blobs.binary_search_by(|(d, _)| d.cmp(digest)).ok()?;
         Some(self.blobs[i].1)
     }

@@ -111,8 +111,11 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
 }
 
 /// Moves the loose blobs into the site, first: content-addressed and
-/// immutable, so adding them changes nothing a client sees. A missing or
-/// torn one is replaced. On all cores: a million of them are looked at.
+/// immutable, so adding them changes nothing a client sees. Every member
+/// blob must be this build's or the previous one's. On a site built in
+/// place (the previous blobs are the site's own, checked whole when it was
+/// read) only this build's move; otherwise every member is looked at, and
+/// a missing or torn one is replaced.
 fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
     use rayon::prelude::*;
     // A built manifest names each blob by its digest (`MembersBuilder::add_blob`);
@@ -120,44 +123,71 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
     debug_assert!(
         (members.other_paths()).all(|p| mlld_schemas::snapshot::blob_digest(p).is_none())
     );
-    if blobs.previous_root() == Some(out) {
-        // The site holds every blob of the previous build (checked when it
-        // was read): only those fetched by this build move, not a million
-        // looked at to find them.
-        let fresh = blobs.fresh_digests();
-        return (fresh.par_iter())
-            .filter(|digest| members.has_blob(digest))
-            .try_for_each(|digest| {
-                let path = blob_path(&hex::encode(digest));
-                let dest = out.join(&path);
-                std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-                std::fs::rename(blobs.root().join(&path), &dest)
-                    .with_context(|| format!("publishing {path}"))
-            });
+    let all = members.blobs();
+    if let Some((digest, _)) = all.par_iter().find_any(|(d, _)| !blobs.has_digest(d)) {
+        anyhow::bail!(
+            "blob {} is in neither this build nor the previous one",
+            hex::encode(digest)
+        );
     }
-    members.blobs().par_iter().try_for_each(|(digest, size)| {
-        let hex = hex::encode(digest);
-        let path = blob_path(&hex);
-        let dest = out.join(&path);
-        let src = blobs.require(&hex)?;
-        if src == dest {
-            return Ok(()); // reused from the previous build in this very site
-        }
-        std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
-        if src.starts_with(blobs.root()) {
-            // Fetched and hashed by this build: it replaces whatever is there.
-            std::fs::rename(&src, &dest).with_context(|| format!("publishing {path}"))?;
-        } else if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == *size) {
-            // A link in its place is replaced, not followed; so is the
-            // copy's own name, made afresh beside it.
-            let dir = dest.parent().expect("blob paths have a parent");
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::copy(&mut std::fs::File::open(&src)?, &mut tmp)
-                .with_context(|| format!("publishing {path}"))?;
-            tmp.persist(&dest).map_err(|e| e.error)?;
-        }
-        Ok(())
+    let moving: Vec<[u8; 32]> = if blobs.previous_root() == Some(out) {
+        let fresh = blobs.fresh_digests().into_iter();
+        fresh.filter(|d| members.has_blob(d)).collect()
+    } else {
+        all.iter().map(|(d, _)| *d).collect()
+    };
+    blob_folders(out, moving.iter().map(|d| d[0]))?;
+    moving.par_iter().try_for_each(|digest| {
+        let size = members.blob_size(digest).expect("a member");
+        move_blob(out, blobs, digest, size)
     })
+}
+
+/// Makes `blobs/sha256/` and the folders of the digests starting with
+/// `firsts` real directories of the site: a link or file in the place of
+/// one is removed, never written through.
+fn blob_folders(out: &Path, firsts: impl Iterator<Item = u8>) -> Result<()> {
+    let firsts: std::collections::BTreeSet<u8> = firsts.collect();
+    let root = out.join(mlld_schemas::snapshot::BLOB_PREFIX);
+    let folders = firsts.iter().map(|b| root.join(hex::encode([*b])));
+    for dir in [out.join("blobs"), root.clone()].into_iter().chain(folders) {
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => std::fs::remove_file(&dir)
+                .with_context(|| format!("removing {}, which is no folder", dir.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("looking at {}", dir.display())),
+        }
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Puts the blob `digest` of `size` bytes in its place in the site (whose
+/// folder [`blob_folders`] made): one fetched by this build is moved there,
+/// one of the previous build copied unless the site holds it whole.
+fn move_blob(out: &Path, blobs: &BlobDir, digest: &[u8; 32], size: u64) -> Result<()> {
+    let hex = hex::encode(digest);
+    let path = blob_path(&hex);
+    let dest = out.join(&path);
+    let src = blobs.require(&hex)?;
+    if src == dest {
+        return Ok(()); // reused from the previous build in this very site
+    }
+    if src.starts_with(blobs.root()) {
+        // Fetched and hashed by this build: it replaces whatever is there.
+        std::fs::rename(&src, &dest).with_context(|| format!("publishing {path}"))?;
+    } else if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+        // A link in its place is replaced, not followed; so is the copy's
+        // own name, made afresh beside it.
+        let dir = dest.parent().expect("blob paths have a parent");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::copy(&mut std::fs::File::open(&src)?, &mut tmp)
+            .with_context(|| format!("publishing {path}"))?;
+        crate::blobs::readable(tmp.as_file())?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+    }
+    Ok(())
 }
 
 /// The page's files that sites published separately before `index.html`
@@ -243,15 +273,13 @@ fn blob_folder_byte(out: &Path, dir: &Path) -> Option<u8> {
     let rel = dir.strip_prefix(out).ok()?.to_str()?;
     let hex = rel.strip_prefix(mlld_schemas::snapshot::BLOB_PREFIX)?;
     let mut byte = [0; 1];
-    hex::decode_to_slice(hex, &mut byte).ok()?;
-    Some(byte[0])
+    crate::blobs::decode_lower_hex(hex.as_bytes(), &mut byte).then_some(byte[0])
 }
 
 /// The digest a file named `name` in the folder of `first` stands for.
 fn blob_digest_in(first: u8, name: &std::ffi::OsStr) -> Option<[u8; 32]> {
     let mut digest = [first; 32];
-    hex::decode_to_slice(name.as_encoded_bytes(), &mut digest[1..]).ok()?;
-    Some(digest)
+    crate::blobs::decode_lower_hex(name.as_encoded_bytes(), &mut digest[1..]).then_some(digest)
 }
 
 /// Removes every file below `dir` (no blob is that deep); links stay.
@@ -353,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn blobs_built_on_the_site_itself_move_only_when_fetched_by_this_build() {
+    fn blobs_built_on_the_site_itself_move_when_fetched_and_none_may_be_missing() {
         let dir = tempfile::tempdir().unwrap();
         let (root, out) = (dir.path().join("new"), dir.path().join("site"));
         let old = mlld_schemas::sha256_hex(b"from the previous build");
@@ -362,6 +390,13 @@ mod tests {
             .with_previous_digests([hex_digest(&old)].into_iter().collect());
         let fresh = blobs.put(b"fetched this build").unwrap();
         let unlisted = blobs.put(b"fetched, then rejected").unwrap();
+        // The fresh blob's folder is a link to somewhere else: replaced, not written through.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let folder = out.join(blob_path(&fresh));
+        let folder = folder.parent().unwrap();
+        std::fs::create_dir_all(folder.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, folder).unwrap();
         let mut members = MembersBuilder::default();
         members.add_blob(&fresh, 18);
         members.add_blob(&old, 23);
@@ -369,11 +404,18 @@ mod tests {
         let read = |hex: &str| std::fs::read(out.join(blob_path(hex))).unwrap();
         assert_eq!(read(&fresh), b"fetched this build");
         assert_eq!(read(&old), blob_path(&old).as_bytes(), "left as it was");
+        assert!(!folder.is_symlink());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
         assert!(
             !out.join(blob_path(&unlisted)).exists(),
             "no member names it"
         );
-        assert!(root.join(blob_path(&unlisted)).exists());
+
+        // A member blob that neither build holds stops publishing.
+        let mut members = MembersBuilder::default();
+        members.add_blob(&mlld_schemas::sha256_hex(b"nowhere"), 7);
+        let err = move_blobs(&out, &members.finish(), &blobs).unwrap_err();
+        assert!(err.to_string().contains("in neither this build"), "{err}");
     }
 
     fn hex_digest(hex: &str) -> [u8; 32] {

@@ -62,9 +62,10 @@ fn write_shards_in_batches(
     let mut written: Vec<(String, u64)> = Vec::with_capacity(1 << bits);
     let mut batches = compose::json_in_batches(manifest, bits, batch)?;
     let mut next = batches.next();
-    // A batch is composed on one thread while the one before it is
-    // compressed and written on the others: composed one after the other,
-    // a core idled through each composition.
+    // A batch is composed while the one before it is compressed and
+    // written (two batches' JSON in memory at once): one after the other,
+    // a core idled through much of each composition, which is mostly one
+    // thread's work.
     while let Some(composed) = next {
         let (first, shards) = composed?;
         let write = || -> Result<Vec<(String, u64)>> {

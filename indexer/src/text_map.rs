@@ -50,6 +50,10 @@ impl TextMap {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The bytes of text its keys and values take together.
     pub fn text_len(&self) -> usize {
         self.text.len()
@@ -58,7 +62,7 @@ impl TextMap {
     /// Reads a map from JSON that is `json_len` bytes long (its text,
     /// reserved up front, is never longer).
     pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
-        let seed = Sized {
+        let seed = ReservedRead {
             lists: false,
             text_bytes: json_len,
         };
@@ -115,8 +119,10 @@ impl TextMapBuilder {
     /// doubling touches about twice its size in fresh memory.
     pub fn with_capacity(text_bytes: usize, entries: usize) -> Self {
         let mut b = Self::default();
-        b.0.text.reserve(text_bytes);
-        b.0.entries.reserve(entries);
+        // Only a hint (a file's header may give it): without the room, the
+        // map grows as it is filled.
+        let _ = b.0.text.try_reserve(text_bytes);
+        let _ = b.0.entries.try_reserve(entries);
         b
     }
 
@@ -268,7 +274,7 @@ impl TextListMap {
 
     /// Reads a map from JSON that is `json_len` bytes long; see [`TextMap::from_json`].
     pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
-        let seed = Sized {
+        let seed = ReservedRead {
             lists: true,
             text_bytes: json_len,
         };
@@ -317,12 +323,12 @@ impl<'de> Deserialize<'de> for TextListMap {
 }
 
 /// A map read with its text reserved up front.
-struct Sized {
+struct ReservedRead {
     lists: bool,
     text_bytes: usize,
 }
 
-impl Sized {
+impl ReservedRead {
     fn read(self, reader: impl std::io::Read) -> serde_json::Result<TextMapBuilder> {
         let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
         let map = de.deserialize_map(self)?;
@@ -331,7 +337,7 @@ impl Sized {
     }
 }
 
-impl<'de> Visitor<'de> for Sized {
+impl<'de> Visitor<'de> for ReservedRead {
     type Value = TextMapBuilder;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of strings")

@@ -323,6 +323,7 @@ fn the_state_is_stored_compressed_and_a_legacy_uncompressed_state_is_still_used(
         .collect();
     assert_eq!(docs.len(), 5);
     assert_eq!(docs[0]["etags"], serde_json::json!({}));
+    // An ETag for each of the 24 accepted modules' gists.
     assert!(docs[1].as_object().unwrap().len() >= 24, "{}", docs[1]);
     let mut whole = docs.remove(0);
     whole["search"]["baseDocs"] = docs.pop().unwrap();

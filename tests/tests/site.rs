@@ -467,11 +467,13 @@ fn loose_blobs_missing_or_linked_are_restored_by_the_next_build() {
         fs::read(dir.path().join(linked)).unwrap(),
     );
     fs::remove_file(dir.path().join(gone)).unwrap();
-    // A link to the right bytes elsewhere is still not a blob of the site.
+    // A link to a file of the same size elsewhere is not a blob of the
+    // site, and is replaced without that file being written.
     let outside = tempfile::tempdir().unwrap();
-    fs::write(outside.path().join("copy"), &kept.1).unwrap();
+    let elsewhere = vec![b'x'; kept.1.len()];
+    fs::write(outside.path().join("other"), &elsewhere).unwrap();
     fs::remove_file(dir.path().join(linked)).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("copy"), dir.path().join(linked)).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("other"), dir.path().join(linked)).unwrap();
 
     build_examples(dir.path(), None, build_time());
     for (path, bytes) in [(gone, &kept.0), (linked, &kept.1)] {
@@ -479,5 +481,34 @@ fn loose_blobs_missing_or_linked_are_restored_by_the_next_build() {
         assert!(meta.is_file(), "{path} is a regular file again");
         assert_eq!(&fs::read(dir.path().join(path)).unwrap(), bytes, "{path}");
     }
+    assert_eq!(fs::read(outside.path().join("other")).unwrap(), elsewhere);
     verify_site(dir.path());
+}
+
+#[cfg(unix)]
+#[test]
+fn published_blobs_are_readable_by_all() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    // Healed ones too: one removed is copied back from the snapshot.
+    let blobs = || -> Vec<String> {
+        tree(dir.path())
+            .into_iter()
+            .filter(|f| f.starts_with("blobs/sha256/"))
+            .collect()
+    };
+    fs::remove_file(dir.path().join(&blobs()[0])).unwrap();
+    build_examples(dir.path(), None, build_time());
+    for blob in blobs() {
+        let mode = fs::metadata(dir.path().join(&blob))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o644,
+            0o644,
+            "{blob} is {mode:o}: a web server could not read it"
+        );
+    }
 }

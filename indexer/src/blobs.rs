@@ -68,7 +68,7 @@ impl BlobDir {
             // Concurrent writers of one blob each rename a complete file: the last wins, same bytes.
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             std::io::Write::write_all(&mut tmp, bytes)?;
-            readable(tmp.as_file())?;
+            mlld_fsutil::make_readable(tmp.as_file())?;
             tmp.persist(&path).map_err(|e| e.error)?;
             if let Some(digest) = digest_bytes(&hex) {
                 self.fresh
@@ -211,17 +211,6 @@ pub(crate) fn decode_lower_hex(text: &[u8], out: &mut [u8]) -> bool {
     text.len() == out.len() * 2
         && text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         && hex::decode_to_slice(text, out).is_ok()
-}
-
-/// Makes a file the site publishes readable to all (a temporary file is
-/// created owner-only), as `mlld_fsutil::write_atomic` does.
-pub(crate) fn readable(file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    Ok(())
 }
 
 /// A SHA-256 digest from its hex form; `None` for anything else.

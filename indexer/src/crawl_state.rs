@@ -8,16 +8,11 @@
 //! change has `crawl-state.json`, which is still read, then removed by the
 //! next build's clean-up.
 //!
-//! The compressed file is independent zstd frames, each one JSON document:
-//! the state without its four tables that grow with the registry, then
-//! those tables ([`SECTIONS`]), so that they are read on all cores. At a
-//! million modules they are 370 MB of JSON, and read as one document they
-//! were the longest part of the stage that reads the previous site. A file
-//! of one frame is a whole state, as indexers before the split wrote it;
-//! those indexers cannot read the split file, and crawl afresh.
+//! The compressed file is independent zstd frames, the tables that grow
+//! with the registry each in its own (`frames`); indexers from before that
+//! split cannot read it, and crawl afresh.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write as _};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -25,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::snapshot_writer::FrameTable;
 use crate::text_map::{TextListMap, TextMap};
+
+mod frames;
 
 pub const CRAWL_STATE_NAME: &str = "crawl-state.json.zst";
 pub const CRAWL_STATE_SIG_NAME: &str = "crawl-state.json.zst.minisig";
@@ -118,188 +115,12 @@ impl StateFile {
     pub fn decode(self, bytes: &[u8]) -> Result<CrawlState> {
         match self {
             Self::Legacy => Ok(serde_json::from_slice(bytes)?),
-            Self::Compressed => decode_frames(bytes),
+            Self::Compressed => frames::decode(bytes),
         }
     }
 }
 
-/// The tables stored each in a frame of its own, after the rest of the
-/// state, in this order (the last is the search state's `baseDocs`).
-pub const SECTIONS: [&str; 4] = ["etags", "imports", "pages", "search.baseDocs"];
-
-/// The state's stored form: the rest of the state, then each of
-/// [`SECTIONS`], each a compressed frame, encoded on all cores.
-pub fn encode(state: &CrawlState) -> Result<Vec<u8>> {
-    let head = without_tables(state);
-    let no_docs = TextMap::default();
-    let docs = state.search.as_ref().map_or(&no_docs, |s| &s.base_docs);
-    let ((head, etags), (imports, (pages, docs))) = rayon::join(
-        || rayon::join(|| frame(&head), || frame(&state.etags)),
-        || {
-            rayon::join(
-                || frame(&state.imports),
-                || rayon::join(|| frame(&state.pages), || frame(docs)),
-            )
-        },
-    );
-    let mut stored = head?;
-    for section in [etags, imports, pages, docs] {
-        stored.extend_from_slice(&section?);
-    }
-    Ok(stored)
-}
-
-/// `state` with empty [`SECTIONS`].
-fn without_tables(state: &CrawlState) -> CrawlState {
-    // Every field named: one added later must be placed here or in a section.
-    CrawlState {
-        snapshot: state.snapshot.clone(),
-        etags: TextMap::default(),
-        rejected: state.rejected.clone(),
-        frames: state.frames.clone(),
-        imports: TextListMap::default(),
-        pages: TextMap::default(),
-        published: state.published.clone(),
-        published_index: state.published_index.clone(),
-        search: (state.search.as_ref()).map(|s| crate::search_incremental::SearchState {
-            base_meta: s.base_meta.clone(),
-            base_files: s.base_files.clone(),
-            base_docs: TextMap::default(),
-        }),
-        published_deltas: state.published_deltas.clone(),
-        versions_rejected: state.versions_rejected.clone(),
-    }
-}
-
-/// `value` as JSON in one compressed frame, whose header gives the JSON's
-/// length (counted first: the reader reserves the table's text with it).
-fn frame(value: &impl Serialize) -> Result<Vec<u8>> {
-    let mut counted = Counted(0);
-    serde_json::to_writer(&mut counted, value)?;
-    let mut encoder = zstd::Encoder::new(Vec::new(), LEVEL)?;
-    encoder.set_pledged_src_size(Some(counted.0))?;
-    let mut out = std::io::BufWriter::new(&mut encoder);
-    serde_json::to_writer(&mut out, value)?;
-    out.flush()?;
-    drop(out);
-    Ok(encoder.finish()?)
-}
-
-/// Counts the bytes written to it.
-struct Counted(u64);
-
-impl std::io::Write for Counted {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A stored state: one frame holding it whole, or the rest and then
-/// [`SECTIONS`], read on all cores. Those frames must each give their
-/// JSON's length, together at most [`MAX_JSON_BYTES`], and expand to no
-/// more than they give.
-fn decode_frames(bytes: &[u8]) -> Result<CrawlState> {
-    match split_frames(bytes)?.as_slice() {
-        [whole] => parse(whole, MAX_JSON_BYTES),
-        [head, etags, imports, pages, docs] => {
-            let sizes = [head, etags, imports, pages, docs].map(|f| declared_size(f));
-            let [head_len, etags_len, imports_len, pages_len, docs_len] = sizes;
-            let total = sizes.iter().try_fold(0u64, |sum, s| Some(sum + (*s)?));
-            anyhow::ensure!(
-                total.is_some_and(|t| t <= MAX_JSON_BYTES),
-                "the state's frames do not each give a length, or give more than {MAX_JSON_BYTES} bytes together"
-            );
-            let sized = |len: Option<u64>| len.expect("checked above");
-            let (head, ((etags, imports), (pages, docs))) = rayon::join(
-                || parse::<CrawlState>(head, sized(head_len)),
-                || {
-                    rayon::join(
-                        || {
-                            rayon::join(
-                                || table(etags, sized(etags_len), |r, n| TextMap::from_json(r, n)),
-                                || {
-                                    table(imports, sized(imports_len), |r, n| {
-                                        TextListMap::from_json(r, n)
-                                    })
-                                },
-                            )
-                        },
-                        || {
-                            rayon::join(
-                                || table(pages, sized(pages_len), |r, n| TextMap::from_json(r, n)),
-                                || table(docs, sized(docs_len), |r, n| TextMap::from_json(r, n)),
-                            )
-                        },
-                    )
-                },
-            );
-            let mut state = head?;
-            (state.etags, state.imports, state.pages) = (etags?, imports?, pages?);
-            let docs = docs?;
-            match &mut state.search {
-                Some(search) => search.base_docs = docs,
-                None => anyhow::ensure!(docs.is_empty(), "search documents without a search state"),
-            }
-            Ok(state)
-        }
-        frames => anyhow::bail!(
-            "the state has {} frames, not 1 or {}",
-            frames.len(),
-            SECTIONS.len() + 1
-        ),
-    }
-}
-
-/// The JSON length a frame's header gives, if it gives one.
-fn declared_size(frame: &[u8]) -> Option<u64> {
-    zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-}
-
-/// The zstd frames `bytes` holds, in order.
-fn split_frames(mut bytes: &[u8]) -> Result<Vec<&[u8]>> {
-    let mut frames = Vec::new();
-    while !bytes.is_empty() {
-        anyhow::ensure!(
-            frames.len() <= SECTIONS.len(),
-            "the state has more than {} frames",
-            SECTIONS.len() + 1
-        );
-        let len = zstd::zstd_safe::find_frame_compressed_size(bytes).map_err(|code| {
-            anyhow::anyhow!(
-                "not a zstd frame: {}",
-                zstd::zstd_safe::get_error_name(code)
-            )
-        })?;
-        let (frame, rest) = bytes.split_at(len);
-        frames.push(frame);
-        bytes = rest;
-    }
-    Ok(frames)
-}
-
-/// A table's frame, read by `read` with its JSON's length, `len` (from the
-/// frame's header: its text is reserved with it), expanding to no more.
-fn table<T>(
-    frame: &[u8],
-    len: u64,
-    read: fn(&mut dyn Read, usize) -> serde_json::Result<T>,
-) -> Result<T> {
-    let mut expanded = zstd::Decoder::with_buffer(frame)?.take(len);
-    Ok(read(&mut expanded, usize::try_from(len)?)?)
-}
-
-/// One frame's JSON, expanding to at most `limit` bytes.
-fn parse<T: serde::de::DeserializeOwned>(frame: &[u8], limit: u64) -> Result<T> {
-    let expanded = zstd::Decoder::with_buffer(frame)?.take(limit);
-    Ok(serde_json::from_reader(std::io::BufReader::new(expanded))?)
-}
+pub use frames::encode;
 
 /// The state in the site directory `root` (without checking its
 /// signature: for the local publishing step, which built it), or `None`.
@@ -322,6 +143,7 @@ pub fn read_local(root: &Path) -> Result<Option<CrawlState>> {
 
 #[cfg(test)]
 mod tests {
+    use super::frames::{SECTIONS, declared_size, frame, parse, split_frames, without_tables};
     use super::*;
 
     fn sample() -> CrawlState {

@@ -130,17 +130,16 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
             hex::encode(digest)
         );
     }
-    let moving: Vec<[u8; 32]> = if blobs.previous_root() == Some(out) {
+    let moving: Vec<([u8; 32], u64)> = if blobs.previous_root() == Some(out) {
         let fresh = blobs.fresh_digests().into_iter();
-        fresh.filter(|d| members.has_blob(d)).collect()
+        fresh
+            .filter_map(|d| Some((d, members.blob_size(&d)?)))
+            .collect()
     } else {
-        all.iter().map(|(d, _)| *d).collect()
+        all.to_vec()
     };
-    blob_folders(out, moving.iter().map(|d| d[0]))?;
-    moving.par_iter().try_for_each(|digest| {
-        let size = members.blob_size(digest).expect("a member");
-        move_blob(out, blobs, digest, size)
-    })
+    blob_folders(out, moving.iter().map(|(d, _)| d[0]))?;
+    (moving.par_iter()).try_for_each(|(digest, size)| move_blob(out, blobs, digest, *size))
 }
 
 /// Makes `blobs/sha256/` and the folders of the digests starting with
@@ -184,7 +183,7 @@ fn move_blob(out: &Path, blobs: &BlobDir, digest: &[u8; 32], size: u64) -> Resul
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::io::copy(&mut std::fs::File::open(&src)?, &mut tmp)
             .with_context(|| format!("publishing {path}"))?;
-        crate::blobs::readable(tmp.as_file())?;
+        mlld_fsutil::make_readable(tmp.as_file())?;
         tmp.persist(&dest).map_err(|e| e.error)?;
     }
     Ok(())

@@ -14,9 +14,10 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
 use rayon::slice::ParallelSliceMut;
-use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+mod read;
 
 /// A map from text to text, sorted by key.
 #[derive(Clone, Default)]
@@ -62,11 +63,9 @@ impl TextMap {
     /// Reads a map from JSON that is `json_len` bytes long (its text,
     /// reserved up front, is never longer).
     pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
-        let seed = ReservedRead {
-            lists: false,
-            text_bytes: json_len,
-        };
-        Ok(seed.read(reader)?.finish())
+        Ok(read::ReservedRead::new(false, json_len)
+            .read(reader)?
+            .finish())
     }
 
     fn key(&self, &(start, key_len, _): &(u32, u32, u32)) -> &str {
@@ -150,33 +149,6 @@ impl TextMapBuilder {
         Some(())
     }
 
-    /// Reads a map from `map`, each string appended straight to
-    /// the text: no string is allocated on its own (a state holds millions).
-    /// With `lists`, each value is a list of strings, joined by newlines;
-    /// the text is reserved for `text_bytes`.
-    fn read_map<'de, A: MapAccess<'de>>(
-        mut map: A,
-        lists: bool,
-        text_bytes: usize,
-    ) -> Result<Self, A::Error> {
-        let mut b = Self::with_capacity(text_bytes, 0);
-        loop {
-            let start = b.0.text.len();
-            if map.next_key_seed(AppendStr(&mut b.0.text))?.is_none() {
-                return Ok(b);
-            }
-            let key_end = b.0.text.len();
-            let text = &mut b.0.text;
-            if lists {
-                map.next_value_seed(AppendValue::List(text))?;
-            } else {
-                map.next_value_seed(AppendValue::Text(text))?;
-            }
-            (b.end_entry(start, key_end))
-                .ok_or_else(|| serde::de::Error::custom("a text map over 4 GiB"))?;
-        }
-    }
-
     pub fn finish(self) -> TextMap {
         let mut map = self.0;
         let mut entries = std::mem::take(&mut map.entries);
@@ -223,17 +195,8 @@ impl Serialize for TextMap {
 
 impl<'de> Deserialize<'de> for TextMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextMapVisitor;
-        impl<'de> Visitor<'de> for TextMapVisitor {
-            type Value = TextMap;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings to strings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextMap, A::Error> {
-                Ok(TextMapBuilder::read_map(map, false, 0)?.finish())
-            }
-        }
-        d.deserialize_map(TextMapVisitor)
+        let read = d.deserialize_map(read::ReservedRead::new(false, 0))?;
+        Ok(read.finish())
     }
 }
 
@@ -274,11 +237,8 @@ impl TextListMap {
 
     /// Reads a map from JSON that is `json_len` bytes long; see [`TextMap::from_json`].
     pub fn from_json(reader: impl std::io::Read, json_len: usize) -> serde_json::Result<Self> {
-        let seed = ReservedRead {
-            lists: true,
-            text_bytes: json_len,
-        };
-        Ok(TextListMap(seed.read(reader)?.finish()))
+        let read = read::ReservedRead::new(true, json_len).read(reader)?;
+        Ok(TextListMap(read.finish()))
     }
 
     /// The list under `key`, if any.
@@ -307,106 +267,8 @@ impl Serialize for TextListMap {
 
 impl<'de> Deserialize<'de> for TextListMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = TextListMap;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings to lists of strings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextListMap, A::Error> {
-                let b = TextMapBuilder::read_map(map, true, 0)?;
-                Ok(TextListMap(b.finish()))
-            }
-        }
-        d.deserialize_map(ListVisitor)
-    }
-}
-
-/// A map read with its text reserved up front.
-struct ReservedRead {
-    lists: bool,
-    text_bytes: usize,
-}
-
-impl ReservedRead {
-    fn read(self, reader: impl std::io::Read) -> serde_json::Result<TextMapBuilder> {
-        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-        let map = de.deserialize_map(self)?;
-        de.end()?;
-        Ok(map)
-    }
-}
-
-impl<'de> Visitor<'de> for ReservedRead {
-    type Value = TextMapBuilder;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of strings")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextMapBuilder, A::Error> {
-        TextMapBuilder::read_map(map, self.lists, self.text_bytes)
-    }
-}
-
-/// A string appended to a buffer as it is read, borrowing what the
-/// deserialiser lends instead of allocating it.
-struct AppendStr<'b>(&'b mut String);
-
-impl<'de> DeserializeSeed<'de> for AppendStr<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for AppendStr<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.push_str(s);
-        Ok(())
-    }
-}
-
-/// A map's value appended to its text: a string as it is, or a list of
-/// strings joined by newlines (as [`TextListMapBuilder::insert`] joins them).
-enum AppendValue<'b> {
-    Text(&'b mut String),
-    List(&'b mut String),
-}
-
-impl<'de> DeserializeSeed<'de> for AppendValue<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self {
-            Self::Text(text) => d.deserialize_str(AppendStr(text)),
-            Self::List(text) => d.deserialize_seq(AppendList(text)),
-        }
-    }
-}
-
-/// A list of strings appended to a buffer, newline-separated.
-struct AppendList<'b>(&'b mut String);
-
-impl<'de> Visitor<'de> for AppendList<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of strings")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut first = true;
-        loop {
-            let before = self.0.len();
-            if !first {
-                self.0.push('\n');
-            }
-            if seq.next_element_seed(AppendStr(self.0))?.is_none() {
-                self.0.truncate(before);
-                return Ok(());
-            }
-            first = false;
-        }
+        let read = d.deserialize_map(read::ReservedRead::new(true, 0))?;
+        Ok(TextListMap(read.finish()))
     }
 }
 

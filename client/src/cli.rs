@@ -116,7 +116,8 @@ pub enum Command {
         after_help = "Examples:\n  mlld-registry info adamavenir/json-utils\n  mlld-registry info @sarah-k/llm-cache --json\n\nExit codes:\n  0  the module was found\n  2  an error: no such module (near names are suggested), no snapshot, a refused snapshot"
     )]
     Info {
-        /// user/module, @user/module or mlld://user/module (the Phase-1 module).
+        /// @user/module (the versioned module), mlld://user/module (the Phase-1
+        /// module) or user/module (the Phase-1 module when there is one).
         reference: String,
     },
     /// Show where the files are and the effective settings, with where each comes from.

@@ -62,8 +62,10 @@ pub struct VersionedProjectState {
     pub cached: bool,
 }
 
-/// The versioned module `reference` names, when the snapshot has one and
-/// the reference is not the Phase-1 form (`mlld://`).
+/// The versioned module `reference` names, when the snapshot has one: an
+/// `@author/name` reference, or a bare `author/name` that no gist module
+/// of the snapshot answers (as the README's `info user/module` promises
+/// the gist module); never the Phase-1 form (`mlld://`).
 pub fn find<'m>(
     index: &VersionedIndex<'m>,
     reference: &str,
@@ -75,6 +77,9 @@ pub fn find<'m>(
     let Some(m) = index.get(&r.user, &r.module)? else {
         return Ok(None);
     };
+    if !reference.starts_with('@') && index.registry().module(&r.user, &r.module)?.is_some() {
+        return Ok(None);
+    }
     if let Some(pin) = &r.pin {
         bail!(
             "info shows every version the snapshot holds; give the module without `@{}` ({})",

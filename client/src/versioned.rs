@@ -28,6 +28,11 @@ impl<'m> VersionedIndex<'m> {
         Self { registry }
     }
 
+    /// The registry it indexes (whose gist modules share its names).
+    pub fn registry(&self) -> &'m Registry {
+        self.registry
+    }
+
     pub fn get(&self, author: &str, name: &str) -> Result<Option<&'m VersionedModule>> {
         self.registry.versioned(author, name)
     }

@@ -357,9 +357,19 @@ fn directory_modules_install_whole_and_verify_every_file() {
         text.contains("beta → 1.3.0-beta.1") && text.contains("license CC0"),
         "{text}"
     );
-    // mlld:// still names the Phase-1 module.
-    let info = json(&client.run(&["info", "mlld://adamavenir/json-utils", "--json"]));
-    assert_eq!(info["gist"], mlld_e2e::JSON_UTILS_GIST);
+    // mlld:// still names the Phase-1 module, and so does a bare name
+    // that names one; a bare name only the versioned layout has is that.
+    for reference in ["mlld://adamavenir/json-utils", "adamavenir/json-utils"] {
+        let info = json(&client.run(&["info", reference, "--json"]));
+        assert_eq!(info["gist"], mlld_e2e::JSON_UTILS_GIST, "{reference}");
+    }
+    let info = json(&client.run(&["info", "adamavenir/json-utils", "--json"]));
+    assert!(info.get("versions").is_none(), "{info}");
+    let info = json(&client.run(&["info", "alice-dev/prompt-lib", "--json"]));
+    assert!(
+        info["versions"].as_array().is_some_and(|v| !v.is_empty()),
+        "{info}"
+    );
 
     // --frozen: a new dependency in mlld-config.json, or a pin the lock does not answer, fails.
     let before = fs::read(client.project.join(".mlld/mlld.lock.json")).unwrap();

@@ -73,6 +73,20 @@ fn machine_notes(r: &Run) -> String {
     stolen + &fresh
 }
 
+/// Whether the kernel's dentry and inode caches were dropped before each
+/// of `builds` (kept caches slow later builds; see `machine::settle`).
+fn caches_note(builds: &[&Run]) -> String {
+    let kept = builds.iter().filter(|r| !r.caches_dropped).count();
+    if kept == 0 {
+        "dropped before each build".to_string()
+    } else {
+        format!(
+            "kept before {kept} of {} builds (dropping needs root): later full builds may run slower",
+            builds.len()
+        )
+    }
+}
+
 fn index(
     indexer: &Path,
     args: &CrawlArgs,
@@ -238,6 +252,7 @@ pub fn run(args: CrawlArgs) -> Result<()> {
             machine_notes(&incr)
         );
         println!("                   ({})", stages(&incr));
+        println!("kernel dentry and inode caches  {}", caches_note(&[&incr]));
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -369,17 +384,11 @@ fn print_results(args: &CrawlArgs, changed: usize, pairs: &[Pair]) {
         "incremental / full wall time           {median:.3}{of}  (target <= 0.25: {})",
         verdict(median <= 0.25)
     );
-    let builds = || pairs.iter().flat_map(|p| [&p.full, &p.incr]);
-    let caches = if builds().all(|r| r.caches_dropped) {
-        "dropped before each build".to_string()
-    } else {
-        format!(
-            "kept before {} of {} builds (dropping needs root): later full builds may run slower",
-            builds().filter(|r| !r.caches_dropped).count(),
-            pairs.len() * 2
-        )
-    };
-    println!("kernel dentry and inode caches         {caches}");
+    let builds: Vec<&Run> = pairs.iter().flat_map(|p| [&p.full, &p.incr]).collect();
+    println!(
+        "kernel dentry and inode caches         {}",
+        caches_note(&builds)
+    );
     if let Some(own) = own_peak_mib() {
         println!(
             "benchmark process peak                 {own:.0} MiB  (the synthetic registry and the fake GitHub's responses, beside the indexer)"

@@ -57,6 +57,12 @@ pub struct AdvisoryInfo {
     pub created: String,
     pub description: String,
     pub recommendation: String,
+    /// What the advisory names: "revisions 996153b", "versions <1.1.0", …;
+    /// `None` when it names no range (every revision or version).
+    pub scope: Option<String>,
+    /// Whether it affects the module's current revision (a gist module) or
+    /// the version `latest` selects (a versioned one).
+    pub affects_current: bool,
 }
 
 /// The project's lock entry and cache for the module.
@@ -127,7 +133,14 @@ fn describe(
         revisions: module.revisions().map(revision).collect(),
         dependencies: module.current.dependencies.clone(),
         dependents,
-        advisories: advisories.into_iter().map(advisory).collect(),
+        advisories: (advisories.iter())
+            .map(|a| {
+                let current = &module.current;
+                let affects = (a.advisory)
+                    .affects_revision(&current.revision, current.committed_at.as_deref());
+                advisory(a, affects)
+            })
+            .collect(),
         project,
         name: full_name,
     })
@@ -144,8 +157,10 @@ fn revision(r: &RevisionRecord) -> Revision {
     }
 }
 
-pub(crate) fn advisory(a: &AdvisoryRecord) -> AdvisoryInfo {
+pub(crate) fn advisory(a: &AdvisoryRecord, affects_current: bool) -> AdvisoryInfo {
     AdvisoryInfo {
+        scope: scope(&a.advisory),
+        affects_current,
         filed_by: a.user.clone(),
         id: a.advisory.id.clone(),
         severity: a.advisory.severity.as_str().to_string(),
@@ -154,6 +169,35 @@ pub(crate) fn advisory(a: &AdvisoryRecord) -> AdvisoryInfo {
         description: a.advisory.description.clone(),
         recommendation: a.advisory.recommendation.clone(),
     }
+}
+
+/// The ranges an advisory names, in words; `None` for every revision and version.
+fn scope(a: &mlld_schemas::Advisory) -> Option<String> {
+    let mut parts = Vec::new();
+    if !a.affected_revisions.is_empty() {
+        parts.push(format!("revisions {}", a.affected_revisions.join(", ")));
+    }
+    if let Some(before) = &a.before {
+        parts.push(format!("revisions committed before {before}"));
+    }
+    if let Some(v) = &a.affected_versions {
+        parts.push(format!("versions {v}"));
+    }
+    if let Some(v) = &a.patched_versions {
+        parts.push(format!("not versions {v} (patched)"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Where an advisory applies, for the readable output.
+pub(crate) fn scope_line(a: &AdvisoryInfo, current: &str) -> String {
+    let scope = a.scope.as_deref().unwrap_or("every revision and version");
+    let current = if a.affects_current {
+        format!("including the {current}")
+    } else {
+        format!("not the {current}")
+    };
+    format!("affects {}: {current}", safe(scope))
 }
 
 /// The readable form of [`ModuleInfo`]. Registry text is cleaned of control characters.
@@ -205,14 +249,15 @@ pub fn render(info: &ModuleInfo) -> String {
     for a in &info.advisories {
         let _ = writeln!(
             out,
-            "ADVISORY     {} {} {} (filed by {} on {})\n  {}\n  recommendation: {}",
+            "ADVISORY     {} {} {} (filed by {} on {})\n  {}\n  recommendation: {}\n  {}",
             safe(&a.id),
             a.severity.to_uppercase(),
             safe(&a.kind),
             safe(&a.filed_by),
             safe(&a.created),
             safe(&a.description),
-            safe(&a.recommendation)
+            safe(&a.recommendation),
+            scope_line(a, "current revision")
         );
     }
     let project = match (&info.project.locked_revision, info.project.cached) {
@@ -302,5 +347,56 @@ mod tests {
         );
         assert!(text.contains("NOT cached"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            text.contains("affects every revision and version: including the current revision"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_advisory_says_which_revisions_it_names_and_whether_the_current_is_one() {
+        let mut module: ModuleRecord = serde_json::from_value(serde_json::json!({
+            "user": "ann", "name": "m", "gist": "a1f3e09a42db6c680b454f6f93efa9d8",
+            "description": "d", "tags": [], "revision": "a".repeat(40), "file": "m.mld",
+            "integrity": format!("sha256:{}", "e".repeat(64)), "size": 10,
+            "files": [], "dependencies": []
+        }))
+        .unwrap();
+        module.current = rev('c', "2024-03-01T00:00:00Z");
+        module.history = vec![rev('b', "2024-02-01T00:00:00Z")];
+        let advisory = |revision: &str| {
+            serde_json::json!({ "user": "ann", "id": revision, "created": "2024-01-01T00:00:00Z",
+              "severity": "low", "affects": ["m"], "gists": [], "type": "bug",
+              "description": "d", "recommendation": "r", "affectedRevisions": [revision] })
+        };
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "formatVersion": 1, "serial": 1, "created": "2024-01-01T00:00:00Z",
+            "expires": "2099-01-01T00:00:00Z", "modules": [],
+            "advisories": [advisory("bbbbbbb"), advisory("ccccccc")], "members": {}
+        }))
+        .unwrap();
+        let manifest = Manifest {
+            modules: vec![module.clone()],
+            ..manifest
+        };
+        let project = ProjectState {
+            locked: false,
+            locked_revision: None,
+            cached: false,
+        };
+        let info = describe(&Registry::from_manifest(manifest), &module, project).unwrap();
+        let by_id = |id: &str| info.advisories.iter().find(|a| a.id == id).unwrap();
+        assert!(!by_id("bbbbbbb").affects_current);
+        assert!(by_id("ccccccc").affects_current);
+        assert_eq!(by_id("bbbbbbb").scope.as_deref(), Some("revisions bbbbbbb"));
+        let text = render(&info);
+        assert!(
+            text.contains("affects revisions bbbbbbb: not the current revision"),
+            "{text}"
+        );
+        assert!(
+            text.contains("affects revisions ccccccc: including the current revision"),
+            "{text}"
+        );
     }
 }

@@ -118,7 +118,13 @@ pub fn info(ctx: &Context, module: &VersionedModule) -> Result<VersionedInfo> {
         tags: module.tags.clone(),
         latest: module.latest().map(|v| v.version.clone()),
         versions: module.versions.iter().map(version).collect(),
-        advisories: advisories.into_iter().map(crate::info::advisory).collect(),
+        advisories: (advisories.iter())
+            .map(|a| {
+                let latest = module.latest();
+                let affects = latest.is_none_or(|v| a.advisory.affects_version(&v.version));
+                crate::info::advisory(a, affects)
+            })
+            .collect(),
         project,
     })
 }
@@ -191,12 +197,13 @@ pub fn render(info: &VersionedInfo) -> String {
     for a in &info.advisories {
         let _ = writeln!(
             out,
-            "ADVISORY     {}/{} [{}] {}: {}",
+            "ADVISORY     {}/{} [{}] {}: {}\n  {}",
             safe(&a.filed_by),
             safe(&a.id),
             a.severity,
             safe(&a.kind),
-            safe(&a.description)
+            safe(&a.description),
+            crate::info::scope_line(a, "latest version")
         );
     }
     let p = &info.project;

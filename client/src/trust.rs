@@ -131,15 +131,29 @@ fn key_from_value(value: &str, source: &str) -> Result<TrustedKey> {
         return read_key_file(&path);
     }
     let key = PublicKey::from_base64(value).map_err(|e| {
-        anyhow::anyhow!(
-            "{source}: `{value}` is neither a key file nor a base64 minisign public key ({e}); {KEY_HELP}"
-        )
+        if looks_like_path(value) {
+            anyhow::anyhow!(
+                "{source}: reading trusted key {}: no such file; {KEY_HELP}",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!(
+                "{source}: `{value}` is neither a key file nor a base64 minisign public key ({e}); {KEY_HELP}"
+            )
+        }
     })?;
     Ok(TrustedKey {
         source: source.to_string(),
         id: key_id(value),
         key,
     })
+}
+
+/// Whether a value that is no key was meant as a key file's path: a
+/// minisign key is base64 (which has `/` too) without dots, so a dot or a
+/// leading `/` or `~` says path.
+fn looks_like_path(value: &str) -> bool {
+    value.starts_with(['/', '~', '.']) || value.contains('.') || value.contains('\\')
 }
 
 fn expand_home(value: &str) -> PathBuf {
@@ -170,4 +184,30 @@ fn read_key_file(path: &Path) -> Result<TrustedKey> {
         id: key_id(line),
         key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_key_file_is_named_as_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pub");
+        let err = key_from_value(missing.to_str().unwrap(), "MLLD_REGISTRY_KEY")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no such file"), "{err}");
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_value_that_is_neither_path_nor_key_says_so() {
+        let err = key_from_value("RWnotakey", "MLLD_REGISTRY_KEY")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("neither a key file nor a base64"), "{err}");
+    }
 }

@@ -424,3 +424,21 @@ fn sync_alone_returns_to_the_stores_site_and_a_full_store_drops_its_sparse_files
     );
     assert_ok(&w.run(&["verify"]));
 }
+
+#[test]
+fn a_site_named_relative_to_one_directory_is_found_again_from_another() {
+    let w = world();
+    let key = w.key();
+    let parent = w.s.site.parent().unwrap();
+    let relative = w.s.site.file_name().unwrap().to_str().unwrap();
+    let first = w
+        .client
+        .command_in(parent, &["sync", "--from", relative, "--trusted-key", &key])
+        .output()
+        .unwrap();
+    assert_ok(&first);
+    // Plain `sync` from the project, another directory: the store recorded
+    // the site's absolute path, not the name relative to where it ran.
+    let again = data(&w.run(&["sync", "--json"]));
+    assert_eq!(again["source"], w.s.site.display().to_string(), "{again}");
+}

@@ -172,14 +172,27 @@ fn last_site(ctx: &Context) -> Result<Option<String>> {
     Ok(is_site.then_some(site))
 }
 
+/// A site directory or snapshot file named relative to where `sync` runs,
+/// made absolute: the store remembers where it synced from, and a later
+/// `sync` (or a sparse store's fetch) may run from another directory.
+fn absolute_local(spec: &str) -> String {
+    if spec.starts_with("https://") || spec.starts_with("http://") {
+        return spec.to_string();
+    }
+    std::path::absolute(spec)
+        .ok()
+        .and_then(|p| p.into_os_string().into_string().ok())
+        .unwrap_or_else(|| spec.to_string())
+}
+
 fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
     if let Some(from) = &args.from {
-        return Ok(from.clone());
+        return Ok(absolute_local(from));
     }
     if let Ok(url) = std::env::var("MLLD_REGISTRY_URL")
         && !url.trim().is_empty()
     {
-        return Ok(url.trim().to_string());
+        return Ok(absolute_local(url.trim()));
     }
     if let Some(url) = &ctx.config.registry {
         return Ok(url.clone());

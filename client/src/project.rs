@@ -45,6 +45,12 @@ impl Project {
     /// `mlld-config.json`, else `cwd` itself (a first install creates `.mlld/` there).
     pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Found> {
         if let Some(dir) = explicit {
+            if dir.is_file() {
+                bail!(
+                    "--project {}: a file, not a directory; name the directory holding it (the project's root, where .mlld/ is)",
+                    dir.display()
+                );
+            }
             if !dir.is_dir() {
                 bail!(
                     "--project {}: no such directory; create it, or name the directory holding .mlld/",

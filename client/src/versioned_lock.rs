@@ -3,6 +3,7 @@
 
 use anyhow::{Result, bail};
 use mlld_schemas::lock::VersionedLockEntry;
+use mlld_schemas::version_spec::VersionSpec;
 use mlld_schemas::{ModuleRef, VersionRecord, VersionedModule};
 
 use crate::context::Context;
@@ -31,6 +32,9 @@ impl Locker<'_> {
             .clone()
             .filter(|e| !is_root || versioned::entry_satisfies(e, spec.as_ref()))
         {
+            if !is_root {
+                warn_unmet_range(&key, &e, spec.as_ref(), pin.unwrap_or_default());
+            }
             if is_root && pin.is_some() && e.requested != requested && !self.frozen {
                 e.requested = requested;
                 self.lock.modules.insert(key.clone(), e.clone());
@@ -125,6 +129,28 @@ impl Locker<'_> {
         self.changed = true;
         key
     }
+}
+
+/// A dependency's range that the version the project locked does not
+/// meet: the lock wins (a dependency never moves a locked version), but
+/// the user hears of it. Tags name no range and are not checked.
+fn warn_unmet_range(key: &str, e: &VersionedLockEntry, spec: Option<&VersionSpec>, pin: &str) {
+    let Some(spec @ (VersionSpec::Exact(_) | VersionSpec::Range(_))) = spec else {
+        return;
+    };
+    if spec.matches(&e.version, &Default::default()) {
+        return;
+    }
+    let safe = crate::commands::safe;
+    eprintln!(
+        "warning: a dependency asks for {}@{}, which the locked {} does not satisfy; the lock keeps {} (a dependency never moves a version the project locked). To follow the dependency, run `mlld-registry resolve {}@{}`",
+        safe(key),
+        safe(pin),
+        safe(&e.version),
+        safe(&e.version),
+        safe(key),
+        safe(pin),
+    );
 }
 
 pub fn locked(key: &str, e: &VersionedLockEntry, added: bool) -> Locked {

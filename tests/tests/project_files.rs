@@ -100,6 +100,20 @@ fn a_project_that_does_not_exist_is_an_error_for_every_command() {
         );
     }
     assert!(!Path::new(missing).exists());
+    // A file given for the project (its main.mld, say) is named as a file.
+    let file = dir.path().join("main.mld");
+    fs::write(&file, "/import { @x } from @jdoe/date-fmt\n").unwrap();
+    let out = (client.command_in(
+        dir.path(),
+        &["install", "--project", file.to_str().unwrap()],
+    ))
+    .output()
+    .unwrap();
+    let stderr = assert_fails(&out, 2);
+    assert!(
+        stderr.contains("main.mld: a file, not a directory"),
+        "{stderr}"
+    );
 }
 
 /// Runs `args`, expecting a refusal that names `link`, and nothing outside.

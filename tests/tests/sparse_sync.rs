@@ -414,6 +414,7 @@ fn sync_alone_returns_to_the_stores_site_and_a_full_store_drops_its_sparse_files
     // it replaced; the next one removes them.
     let full = data(&w.run(&["sync", "--full", "--json"]));
     assert_eq!(full["mode"], "full", "{full}");
+    assert_eq!(full["upToDate"], false, "{full}");
     assert!(w.client.home.join("sparse").exists());
     w.s.change(&BTreeMap::from([(41, 1)]));
     let again = data(&w.run(&["sync", "--json"]));

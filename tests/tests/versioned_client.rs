@@ -783,3 +783,45 @@ fn advisories_naming_a_versioned_module_affect_its_versions() {
     let info = json(&client.run(&["info", "@alice-dev/prompt-lib", "--json"]));
     assert_eq!(info["advisories"][0]["id"], "2025-001");
 }
+
+#[test]
+fn a_dependency_range_the_locked_version_misses_is_kept_and_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    let (path, p) = project(dir.path(), "kept");
+    resolve_in(&client, &p, "@adamavenir/json-utils@2.0.0");
+    // prompt-lib 1.x asks for json-utils ^1.0; the project locked 2.0.0.
+    let out = client.run(&[
+        "resolve",
+        "@alice-dev/prompt-lib@^1.0",
+        "--yes",
+        "--offline",
+        "--project",
+        &p,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: a dependency asks for @adamavenir/json-utils@^1.0, which the locked 2.0.0 does not satisfy"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        locked_module(&path, "@adamavenir/json-utils")["version"],
+        "2.0.0"
+    );
+    // A dependency whose range the locked version meets says nothing.
+    let (_, met) = project(dir.path(), "met");
+    resolve_in(&client, &met, "@adamavenir/json-utils@1.1.0");
+    let out = client.run(&[
+        "resolve",
+        "@alice-dev/prompt-lib@^1.0",
+        "--yes",
+        "--offline",
+        "--project",
+        &met,
+    ]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}

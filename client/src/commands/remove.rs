@@ -87,10 +87,10 @@ pub fn remove(ctx: &Context, reference: &str) -> Result<RemoveReport> {
         let hint = if near.is_empty() {
             String::new()
         } else {
-            format!("; did you mean {}?", near.join(", "))
+            format!(" Did you mean {}?", near.join(", "))
         };
         bail!(
-            "{} is not in the lock file ({}){hint} `mlld-registry ls` lists what is locked",
+            "{} is not in the lock file ({}).{hint} `mlld-registry ls` lists what is locked",
             request.reference,
             ctx.project.lock_path().display()
         );

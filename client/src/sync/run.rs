@@ -203,7 +203,10 @@ pub fn sync(ctx: &Context, args: &Request, limits: Limits) -> Result<SyncReport>
         crate::registry::write::rebuild(&ctx.store, &latest_sha, &keys, false)?;
     }
     let previous = state.current.clone();
-    let up_to_date = previous.as_ref().is_some_and(|c| c.snapshot == latest_sha);
+    // A sparse store that takes the full file is not "up to date": it just
+    // downloaded the snapshot it had only the root of.
+    let up_to_date =
+        (previous.as_ref()).is_some_and(|c| c.snapshot == latest_sha && c.sparse.is_none());
     let mut new_state = state.clone();
     new_state.raise_floor(verified.serial);
     let kept_previous = match &previous {

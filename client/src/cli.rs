@@ -329,7 +329,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = query.join(" ");
             let parsed = SearchQuery::parse(&text, author.as_deref(), tag)?;
             let outcome = search::search(&ctx, &parsed, *limit as usize)?;
-            Ok(if search::print(&outcome, &text, cli.json)? {
+            // A miss names the filters too: `--tag nosuch` may be why.
+            let mut asked = text.clone();
+            if let Some(a) = author {
+                asked.push_str(&format!(" --author {a}"));
+            }
+            for t in tag {
+                asked.push_str(&format!(" --tag {t}"));
+            }
+            Ok(if search::print(&outcome, asked.trim(), cli.json)? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

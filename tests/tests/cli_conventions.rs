@@ -96,6 +96,9 @@ fn completions_print_a_script_for_each_shell() {
         assert!(script.contains(marker), "{shell}: {script}");
         assert!(script.contains("audit"), "{shell}");
     }
+    // Flags that take one of a few words offer them.
+    let bash = assert_ok(&client.run(&["completions", "bash"]));
+    assert!(bash.contains("\"low medium high critical\""), "{bash}");
     let out = client.run(&["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
 }

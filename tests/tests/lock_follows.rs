@@ -173,7 +173,7 @@ fn remove_refuses_unknown_modules_pins_and_modules_others_need() {
     let err = assert_fails(&client.run(&["remove", "@sarah-k/llm-judgee"]), 2);
     assert!(
         err.contains("@sarah-k/llm-judgee is not in the lock file")
-            && err.contains("did you mean")
+            && err.contains("Did you mean")
             && err.contains("llm-judge"),
         "{err}"
     );
@@ -434,6 +434,12 @@ fn a_revision_pin_in_a_source_holds_update_and_frozen_install_agrees() {
         "{out}"
     );
     assert_ok(&client.run(&["install", "--frozen", "--offline"]));
+    // Naming the module: the answer is about it, not every locked module.
+    let out = assert_ok(&client.run(&["update", "adamavenir/json-utils", "--offline"]));
+    assert!(
+        out.contains("adamavenir/json-utils is at the newest revision or version its pins allow"),
+        "{out}"
+    );
 
     // A pin moved back: install re-locks it, and says it is a change.
     write(

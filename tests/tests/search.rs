@@ -203,6 +203,14 @@ fn no_match_says_so_and_suggests_near_names() {
         stdout.contains("no module matches `slugifier`; did you mean textkit/slugify"),
         "{stdout}"
     );
+    // A miss names the filters given, which may be why nothing matched.
+    let out = s.run(&["search", "slug", "--tag", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no module matches `slug --tag nosuch`"),
+        "{stdout}"
+    );
     // With --json, stdout holds the envelope with an empty result and the notice goes to stderr.
     let out = s.run(&["search", "slugifier", "--json"]);
     assert_eq!(out.status.code(), Some(1));

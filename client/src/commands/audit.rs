@@ -23,8 +23,15 @@ use crate::workflow::is_registry_import;
 )]
 pub struct Args {
     /// The lowest severity that fails the audit: low, medium, high or critical.
-    #[arg(long, value_name = "LEVEL", default_value = "low")]
+    #[arg(long, value_name = "LEVEL", default_value = "low", ignore_case = true, value_parser = severity_parser())]
     pub severity: Severity,
+}
+
+/// The levels as clap's possible values, so that completions offer them.
+fn severity_parser() -> impl clap::builder::TypedValueParser<Value = Severity> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["low", "medium", "high", "critical"])
+        .try_map(|s| s.parse::<Severity>())
 }
 
 pub use mlld_schemas::output::{AuditReport, Finding};

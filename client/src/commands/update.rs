@@ -71,9 +71,15 @@ pub fn run(ctx: &Context, args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if changes.is_empty() {
-        crate::outln!(
-            "every locked module is at the newest revision or version its pins allow (versioned modules: the newest version their range or tag selects)"
-        );
+        match &args.module {
+            Some(m) => crate::outln!(
+                "{} is at the newest revision or version its pins allow",
+                safe(m)
+            ),
+            None => crate::outln!(
+                "every locked module is at the newest revision or version its pins allow (versioned modules: the newest version their range or tag selects)"
+            ),
+        }
     }
     for c in &changes {
         let outside = c

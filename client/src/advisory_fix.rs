@@ -4,7 +4,7 @@
 //! project asked for.
 
 use mlld_schemas::version_spec::parse_version;
-use mlld_schemas::{Advisory, ModuleRecord, VersionedModule};
+use mlld_schemas::{Advisory, ModuleRecord, RevisionRecord, VersionRecord, VersionedModule};
 
 use crate::resolve;
 pub use mlld_schemas::output::Fix;
@@ -18,35 +18,36 @@ pub fn revision_affected(a: &Advisory, module: Option<&ModuleRecord>, revision: 
     a.affects_revision(revision, committed)
 }
 
-/// What fixes `a` for a gist module locked at `locked`: its newest revision
-/// (where `update` moves it) when that one is not affected.
-pub fn for_revision(a: &Advisory, module: &ModuleRecord, locked: &str) -> Option<Fix> {
-    let current = &module.current;
-    let fixed = current.revision != locked
-        && !a.affects_revision(&current.revision, current.committed_at.as_deref());
+/// What fixes `a` for a gist module locked at `locked`: `wanted`, the
+/// revision `update` moves it to (the newest the source pins allow), when
+/// that one is not affected.
+pub fn for_revision(a: &Advisory, wanted: &RevisionRecord, locked: &str) -> Option<Fix> {
+    let fixed = wanted.revision != locked
+        && !a.affects_revision(&wanted.revision, wanted.committed_at.as_deref());
     fixed.then(|| Fix {
         version: None,
-        revision: Some(current.revision.clone()),
+        revision: Some(wanted.revision.clone()),
         by_update: true,
     })
 }
 
-/// What fixes `a` for a versioned module locked at `locked` and asked for
-/// as `requested`: the version `update` selects, when it is not affected;
+/// What fixes `a` for a versioned module locked at `locked`: `wanted`, the
+/// version `update` selects (within the source pins, else the range the
+/// lock asked for), when it is not affected;
 /// else the lowest unaffected version above the locked one (a stable one
 /// unless the locked version is a prerelease).
 pub fn for_version(
     a: &Advisory,
     module: &VersionedModule,
     locked: &str,
-    requested: &str,
+    wanted: Option<&VersionRecord>,
 ) -> Option<Fix> {
     let fix = |version: &str, by_update| Fix {
         version: Some(version.to_string()),
         revision: None,
         by_update,
     };
-    if let Ok(target) = crate::versioned::select(module, Some(requested))
+    if let Some(target) = wanted
         && target.version != locked
         && !a.affects_version(&target.version)
     {
@@ -78,13 +79,17 @@ mod tests {
         serde_json::from_value(base).unwrap()
     }
 
+    fn wanted<'m>(module: &'m VersionedModule, requested: &str) -> Option<&'m VersionRecord> {
+        crate::versioned::select(module, Some(requested)).ok()
+    }
+
     #[test]
     fn update_within_the_range_or_the_first_fixed_version_beyond() {
         let module =
             crate::versioned::tests::module(&["1.0.0", "1.1.0", "2.0.0", "2.1.0-beta.1"], &[]);
         let a = advisory(serde_json::json!({"affectedVersions": "<2.0.0"}));
         assert_eq!(
-            for_version(&a, &module, "1.0.0", "^1.0.0"),
+            for_version(&a, &module, "1.0.0", wanted(&module, "^1.0.0")),
             Some(Fix {
                 version: Some("2.0.0".into()),
                 revision: None,
@@ -92,10 +97,14 @@ mod tests {
             })
         );
         assert_eq!(
-            for_version(&a, &module, "1.0.0", "latest").map(|f| (f.version, f.by_update)),
+            for_version(&a, &module, "1.0.0", wanted(&module, "latest"))
+                .map(|f| (f.version, f.by_update)),
             Some((Some("2.0.0".into()), true))
         );
         let none = advisory(serde_json::json!({}));
-        assert_eq!(for_version(&none, &module, "1.0.0", "latest"), None);
+        assert_eq!(
+            for_version(&none, &module, "1.0.0", wanted(&module, "latest")),
+            None
+        );
     }
 }

@@ -56,6 +56,19 @@ fn a_versioned_module_below_the_patched_range_is_fixed_by_update_or_a_new_pin() 
         "{human}"
     );
 
+    // A source pin that allows the fix: `update` moves within the sources'
+    // pins, and the audit says so as `outdated` and `update` do.
+    let main = client.project.join("main.mld");
+    fs::write(&main, "/import { @x } from @adamavenir/json-utils@^1.0\n").unwrap();
+    let (_, report) = audit_json(&client);
+    let f = findings_of(&report, "adamavenir/2024-001")[0].clone();
+    assert_eq!(
+        f["fix"],
+        serde_json::json!({"version": "1.1.0", "byUpdate": true}),
+        "{report:#}"
+    );
+    fs::remove_file(&main).unwrap();
+
     // Asked as ^1.0.0 (as after `resolve @adamavenir/json-utils@^1.0` when
     // 1.0.0 was newest): `update` reaches the fix.
     let path = client.project.join(".mlld/mlld.lock.json");

@@ -13,6 +13,7 @@ use crate::commands::{FINDING, exit, print_json, safe, short};
 use crate::context::Context;
 use crate::lock_graph::{LockGraph, display_name, render_path};
 use crate::output::count;
+use crate::pins::{self, SourcePins};
 use crate::resolve::Lookup;
 use crate::versioned::VersionedIndex;
 use crate::workflow::is_registry_import;
@@ -148,6 +149,11 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let lookup = Lookup::new(registry);
     let index = VersionedIndex::new(registry);
     let graph = LockGraph::new(&lock, &lookup, &index);
+    // A fix "by update" is where `update` would move the module: within
+    // the pins in the sources. Sources that cannot be read (or pins that
+    // contradict each other, which `update` refuses) leave the lock's own
+    // request as the bound, so the audit still reports.
+    let pins = SourcePins::scan(ctx, &lock, &lookup, &index).unwrap_or_default();
     let mut findings = Vec::new();
     let mut modules = 0;
     for (import, entry) in lock.imports.iter().filter(|(k, _)| is_registry_import(k)) {
@@ -167,7 +173,8 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
             // Version ranges say nothing about gist revisions.
             f.patched_versions = None;
             f.fix = module
-                .and_then(|m| advisory_fix::for_revision(&a.advisory, m, &entry.gist_revision));
+                .and_then(|m| pins::wanted_revision(m, pins.of(import)).ok())
+                .and_then(|w| advisory_fix::for_revision(&a.advisory, w, &entry.gist_revision));
             findings.push(f);
         }
     }
@@ -187,7 +194,8 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
             let mut f = finding(a, key, &ignores, graph.path_to(key));
             f.version = Some(entry.version.clone());
             f.fix = module.and_then(|m| {
-                advisory_fix::for_version(&a.advisory, m, &entry.version, &entry.requested)
+                let wanted = pins::wanted_version(m, &entry.requested, pins.of(key)).ok();
+                advisory_fix::for_version(&a.advisory, m, &entry.version, wanted.map(|w| w.0))
             });
             findings.push(f);
         }

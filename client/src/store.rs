@@ -37,6 +37,8 @@ use crate::trust::TrustedKeys;
 pub const PACK_NAME: &str = "pack";
 pub const PACK_INDEX_NAME: &str = "pack.idx";
 const STATE_NAME: &str = "state.json";
+/// `state.json` holds a few hashes and serials; far less than this.
+const MAX_STATE_BYTES: u64 = 16 << 20;
 /// In every staging directory: locked by the process that owns it.
 const STAGING_OWNER: &str = ".owner";
 
@@ -285,7 +287,8 @@ impl Store {
     /// The sync state; empty before the first sync. A damaged file is an error.
     pub fn state(&self) -> Result<SyncState> {
         let path = self.state_path();
-        match std::fs::read(&path) {
+        // Capped and regular only: a FIFO in its place would hang every command.
+        match mlld_fsutil::read_regular(&path, MAX_STATE_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
                 format!(
                     "{} is damaged; delete it and run `mlld-registry sync` (the rollback floor restarts from the next snapshot)",
@@ -439,7 +442,7 @@ impl VerifiedManifest {
         let file = match self.pack.get() {
             Some(f) => f,
             None => {
-                let f = std::fs::File::open(&pack)
+                let f = mlld_fsutil::open_regular(&pack)
                     .with_context(|| format!("opening {}", pack.display()))?;
                 self.pack.get_or_init(|| f)
             }

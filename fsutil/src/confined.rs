@@ -105,6 +105,9 @@ impl Confined {
 
     /// [`crate::rename_durable`] into the tree: `to`'s parents are real directories.
     pub fn rename_durable(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // A rename changes the directory `from` is in as much as `to`'s: a
+        // link on its way would move (and, staged, delete) what lies outside.
+        self.check(from)?;
         self.create_dir_all(crate::parent_dir(to))?;
         self.check(to)?;
         crate::rename_durable(from, to)
@@ -181,6 +184,20 @@ mod tests {
         );
         assert_refused(c.check(&target).unwrap_err(), &link);
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_rename_from_under_a_symlinked_directory_is_refused() {
+        let (_d, c, outside) = setup();
+        fs::create_dir_all(outside.join("query")).unwrap();
+        fs::write(outside.join("query/keep"), b"x").unwrap();
+        let link = c.root().join("snap");
+        symlink(&outside, &link).unwrap();
+        let err = c
+            .rename_durable(&link.join("query"), &c.root().join("tmp/old"))
+            .unwrap_err();
+        assert_refused(err, &link);
+        assert!(outside.join("query/keep").is_file());
     }
 
     #[test]

@@ -211,3 +211,64 @@ fn a_query_store_of_an_older_format_is_read_through_the_manifest_until_sync_rebu
     );
     assert_ok(&client.run(&["info", "jdoe/date-fmt"]));
 }
+
+/// Runs `args`, failing the test if the client is still running after 30 s.
+fn run_bounded(client: &Client, args: &[&str]) -> std::process::Output {
+    use std::time::{Duration, Instant};
+    let mut child = client
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("`{}` hung on a FIFO in the store", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.unwrap().success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_in_the_store_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let snap = current_dir(&client);
+    let cases: [(PathBuf, &[&str]); 4] = [
+        (snap.join("query/records.bin"), &["info", "jdoe/date-fmt"]),
+        (
+            snap.join("query/blobs.idx"),
+            &["resolve", "mlld://jdoe/date-fmt", "--yes"],
+        ),
+        (
+            snap.join("pack"),
+            &["resolve", "mlld://jdoe/date-fmt", "--yes"],
+        ),
+        (client.home.join("state.json"), &["info", "jdoe/date-fmt"]),
+    ];
+    for (path, args) in cases {
+        let saved = std::fs::read(&path).unwrap();
+        mkfifo(&path);
+        let out = run_bounded(&client, args);
+        let err = assert_fails(&out, 2);
+        // Refused with the way out: a store file says `sync --repair`, the
+        // state file that it is not a regular file.
+        assert!(
+            err.contains("sync --repair") || err.contains("not a regular file"),
+            "{}: {err}",
+            path.display()
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, saved).unwrap();
+    }
+    assert_ok(&client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]));
+}

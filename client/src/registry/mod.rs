@@ -423,7 +423,7 @@ pub fn read_stored_blob(
     let file = match pack.get() {
         Some(f) => f,
         None => {
-            let f = std::fs::File::open(&pack_path)
+            let f = mlld_fsutil::open_regular(&pack_path)
                 .with_context(|| format!("opening {}", pack_path.display()))?;
             pack.get_or_init(|| f)
         }

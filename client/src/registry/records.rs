@@ -206,7 +206,8 @@ struct Bucket {
 
 impl Records {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file = mlld_fsutil::open_regular(path)
+            .with_context(|| format!("opening {}", path.display()))?;
         let len = file.metadata()?.len();
         let mut header = [0u8; HEADER as usize];
         file.read_exact_at(&mut header, 0)

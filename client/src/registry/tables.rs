@@ -92,7 +92,7 @@ pub fn write_blobs(path: &Path, mut blobs: Vec<([u8; 32], BlobPlace)>) -> Result
 
 /// Binary search in `blobs.idx`: about twenty reads at a million blobs.
 pub fn find_blob(path: &Path, digest: &[u8; 32]) -> Result<Option<BlobPlace>> {
-    let file = match File::open(path) {
+    let file = match mlld_fsutil::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),

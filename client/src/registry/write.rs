@@ -3,7 +3,6 @@
 //! the store (so the store never holds a snapshot without it), and by
 //! `sync --repair` from a stored snapshot whose signature is checked again.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -62,7 +61,8 @@ pub fn finish(
 /// Every blob member of the pack index, with its place.
 fn blob_places(snap: &Path) -> Result<Vec<([u8; 32], BlobPlace)>> {
     let path = snap.join(PACK_INDEX_NAME);
-    let file = File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        mlld_fsutil::open_regular(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
         let line = line.with_context(|| format!("reading {}", path.display()))?;

@@ -35,7 +35,7 @@ impl StoredBase {
         let manifest_path = current.dir().join(MANIFEST_NAME);
         let pack_path = current.dir().join(PACK_NAME);
         let open = |path: &std::path::Path| {
-            File::open(path).with_context(|| format!("opening {}", path.display()))
+            mlld_fsutil::open_regular(path).with_context(|| format!("opening {}", path.display()))
         };
         let files = vec![open(&manifest_path)?, open(&pack_path)?];
         let mut spans = Vec::new();

@@ -4,7 +4,6 @@
 //! list compactly ([`Members`]). Nothing of the registry is held whole, so
 //! a full sync costs the same memory at any registry size.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -39,7 +38,7 @@ pub(crate) fn verify_and_spill(
     let open = || -> std::io::Result<Box<dyn Read>> {
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
-            File::open(path)?,
+            mlld_fsutil::open_regular(path)?,
         )))
     };
     let key_id = keys

@@ -7,7 +7,6 @@
 //! does the staged snapshot move into the store, by one rename. Any failure
 //! leaves the store as it was.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -284,8 +283,10 @@ pub(crate) fn extract_index(snap: &Path, verified: &VerifiedHead) -> Result<()> 
     if !verified.members.has_index() {
         return Ok(());
     }
-    let idx = io::BufReader::new(File::open(snap.join(crate::store::PACK_INDEX_NAME))?);
-    let mut pack = File::open(snap.join(crate::store::PACK_NAME))?;
+    let idx = io::BufReader::new(mlld_fsutil::open_regular(
+        &snap.join(crate::store::PACK_INDEX_NAME),
+    )?);
+    let mut pack = mlld_fsutil::open_regular(&snap.join(crate::store::PACK_NAME))?;
     std::fs::create_dir_all(snap.join(INDEX_DIR))?;
     for line in io::BufRead::lines(idx) {
         let line = line?;

@@ -58,7 +58,7 @@ pub(crate) fn unpack_verified_mode(
     accept: Accept<'_>,
     blobs_may_be_missing: bool,
 ) -> Result<(String, VerifiedHead)> {
-    let file = File::open(path)?;
+    let file = mlld_fsutil::open_regular(path)?;
     let decoder = zstd::Decoder::new(Capped {
         inner: file,
         left: limits.compressed,

@@ -38,7 +38,8 @@ impl Default for Limits {
 
 /// The SHA-256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f =
+        mlld_fsutil::open_regular(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = sha2::Sha256::new();
     io::copy(&mut f, &mut HashWriter(&mut h))
         .with_context(|| format!("reading {}", path.display()))?;

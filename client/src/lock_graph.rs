@@ -223,21 +223,8 @@ pub enum Entry {
 /// run leaves it whole or gone, then removed, with directories left empty.
 /// Returns the entry's path relative to the project when one was deleted.
 pub fn delete_cache(project: &Project, key: &str, entry: &Entry) -> Result<Option<String>> {
-    let dir = match entry {
-        Entry::Gist(e) => {
-            let Some((user, gist)) = parse_resolved(&e.resolved) else {
-                return Ok(None);
-            };
-            let valid = mlld_schemas::names::check_revision(&e.gist_revision);
-            if valid.is_err() {
-                return Ok(None);
-            }
-            project.cache_dir(user, gist, &e.gist_revision)
-        }
-        Entry::Versioned(e) => match versioned_cache::entry_dir(project, key, &e.version) {
-            Ok(dir) => dir,
-            Err(_) => return Ok(None),
-        },
+    let Some(dir) = cache_dir_of(project, key, entry) else {
+        return Ok(None);
     };
     // Nothing below the project is followed through a link.
     project
@@ -263,6 +250,36 @@ pub fn delete_cache(project: &Project, key: &str, entry: &Entry) -> Result<Optio
     }
     let rel = dir.strip_prefix(project.root()).unwrap_or(&dir);
     Ok(Some(rel.display().to_string()))
+}
+
+/// The project cache entry of a lock entry; `None` when the entry names
+/// no valid place (nothing to delete).
+fn cache_dir_of(project: &Project, key: &str, entry: &Entry) -> Option<std::path::PathBuf> {
+    match entry {
+        Entry::Gist(e) => {
+            let (user, gist) = parse_resolved(&e.resolved)?;
+            mlld_schemas::names::check_revision(&e.gist_revision).ok()?;
+            Some(project.cache_dir(user, gist, &e.gist_revision))
+        }
+        Entry::Versioned(e) => versioned_cache::entry_dir(project, key, &e.version).ok(),
+    }
+}
+
+/// Before the lock that drops them is written: every dropped entry's cache
+/// can be removed without following a link, so that a refusal leaves the
+/// lock, the cache and mlld's files as they were, not half changed.
+pub fn check_removable(project: &Project, dropped: &[(Removed, Entry)]) -> Result<()> {
+    for (removed, entry) in dropped {
+        if let Some(dir) = cache_dir_of(project, &removed.import, entry) {
+            project.fs().check(&dir).with_context(|| {
+                format!(
+                    "removing {} (nothing was changed)",
+                    crate::commands::safe(&removed.import)
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// After the lock that no longer names them is written: deletes the cache

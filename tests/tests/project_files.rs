@@ -297,3 +297,24 @@ fn staging_of_killed_syncs_is_cleaned_and_live_staging_kept() {
     left.sort();
     assert_eq!(left, ["import-fresh", "import-live"]);
 }
+
+#[test]
+fn a_remove_refused_by_a_symlinked_cache_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    assert_ok(&client.run(&["resolve", "@sarah-k/eval-report", "--yes"]));
+    let lock = client.project.join(".mlld/mlld.lock.json");
+    let before = fs::read(&lock).unwrap();
+    // The user folder of the cache moved outside, a link left in its place.
+    let moved = dir.path().join("moved-sarah-k");
+    let user_dir = client.project.join(".mlld/cache/gist/sarah-k");
+    fs::rename(&user_dir, &moved).unwrap();
+    symlink(&moved, &user_dir).unwrap();
+    let kept = tree(&moved);
+    let out = client.run(&["remove", "@sarah-k/eval-report"]);
+    let stderr = assert_fails(&out, 2);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(fs::read(&lock).unwrap(), before, "the lock is as it was");
+    assert_eq!(tree(&moved), kept, "nothing outside was touched");
+}

@@ -125,6 +125,7 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         .into());
     }
     let dropped = prune(ctx, &mut locker, &found, frozen)?;
+    lock_graph::check_removable(&ctx.project, &dropped)?;
     // What the lock holds stands, with its dependencies.
     let mut roots: Vec<Request> = Vec::new();
     for import in locker.lock.imports.keys().filter(|k| is_registry_import(k)) {

@@ -125,6 +125,7 @@ pub fn remove(ctx: &Context, reference: &str) -> Result<RemoveReport> {
     let mut gone: BTreeSet<String> = candidates.difference(&keep).cloned().collect();
     gone.insert(key.clone());
     let dropped = lock_graph::drop_entries(&mut lock, &gone);
+    lock_graph::check_removable(&ctx.project, &dropped)?;
     ctx.project.write_lock(&lock)?;
     let mut removed = lock_graph::clean_dropped(ctx, &lock, dropped)?;
     removed.sort_by_key(|r| r.import != key);

@@ -9,17 +9,20 @@ use crate::advisory::Advisory;
 use crate::diag::JsonPath;
 use crate::document::Document;
 use crate::names;
-use crate::version_spec::{Range, parse_version};
+use crate::version_spec::{Range, RangeError, parse_version};
 
 /// An npm range for an advisory field (`<1.1.0`, `>=1.0.0 <2 || 3.x`).
 pub fn parse_range(text: &str) -> Result<Range, String> {
     if text.trim().is_empty() {
         return Err("the range is empty".into());
     }
-    Range::parse(text).map_err(|_| {
-        format!(
+    crate::version_spec::parse_range(text).map_err(|e| match e {
+        RangeError::Empty => format!(
+            "`{text}` matches no version: its bounds exclude each other (such as >=1.1.0 <1.0.0)"
+        ),
+        RangeError::Invalid => format!(
             "`{text}` is not an npm version range (such as <1.1.0, >=1.2.3 or ^1.0.0 || ^2.0.0)"
-        )
+        ),
     })
 }
 

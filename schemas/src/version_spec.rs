@@ -31,6 +31,30 @@ pub fn parse_version(text: &str) -> Result<Version, String> {
     }
 }
 
+/// Why [`parse_range`] refused a range.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// Not npm range syntax.
+    Invalid,
+    /// A set of bounds no version meets (`>=1.1.0 <1.0.0`).
+    Empty,
+}
+
+/// An npm range, the one parser for pins and advisory ranges. A set whose
+/// bounds exclude each other is refused: nodejs-semver 7 reads
+/// `>=1.1.0 <1.0.0` as `>=1.1.0 || <1.0.0`, which would select the newest
+/// version (or mark every version affected) where npm matches none.
+pub fn parse_range(text: &str) -> Result<Range, RangeError> {
+    let range = Range::parse(text).map_err(|_| RangeError::Invalid)?;
+    for set in text.split("||") {
+        let one = Range::parse(set).map_err(|_| RangeError::Invalid)?;
+        if one.to_string().contains("||") {
+            return Err(RangeError::Empty);
+        }
+    }
+    Ok(range)
+}
+
 impl VersionSpec {
     /// Parses a pin: an exact version, a dist-tag (a name that starts with a
     /// letter and is no range, like `latest` or `beta`), else a range.
@@ -47,9 +71,15 @@ impl VersionSpec {
         if crate::versioned::check_tag_name(pin).is_ok() && !is_range_letter {
             return Ok(Self::Tag(pin.to_string()));
         }
-        Range::parse(pin).map(Self::Range).map_err(|_| {
-            format!("`{pin}` is not a version, a range (such as ^1.2 or >=1.0.0 <2) or a dist-tag")
-        })
+        match parse_range(pin) {
+            Ok(r) => Ok(Self::Range(r)),
+            Err(RangeError::Empty) => Err(format!(
+                "`{pin}` matches no version: its bounds exclude each other; write a range such as >=1.0.0 <2"
+            )),
+            Err(RangeError::Invalid) => Err(format!(
+                "`{pin}` is not a version, a range (such as ^1.2 or >=1.0.0 <2) or a dist-tag"
+            )),
+        }
     }
 
     /// The version this spec selects among `versions` (as published), with
@@ -130,6 +160,29 @@ pub fn sort_descending(versions: &mut [String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_whose_bounds_exclude_each_other_is_refused() {
+        for empty in [
+            ">=1.1.0 <1.0.0",
+            ">=2 <1",
+            ">1.0.0 <1.0.0",
+            ">=3 <0",
+            "^1 || >=2 <1",
+        ] {
+            assert_eq!(
+                parse_range(empty).unwrap_err(),
+                RangeError::Empty,
+                "{empty}"
+            );
+            let err = VersionSpec::parse(empty).unwrap_err();
+            assert!(err.contains("matches no version"), "{empty}: {err}");
+        }
+        for fine in ["^1.0", ">=1.0.0 <2", "1.x || >=3", "1 - 2", "*", "~1.2.3"] {
+            assert!(parse_range(fine).is_ok(), "{fine}");
+        }
+        assert_eq!(parse_range("not a range").unwrap_err(), RangeError::Invalid);
+    }
 
     fn pick(spec: &str, tags: &[(&str, &str)]) -> Option<String> {
         let versions: Vec<String> = [

@@ -443,3 +443,48 @@ fn a_site_named_relative_to_one_directory_is_found_again_from_another() {
     let again = data(&w.run(&["sync", "--json"]));
     assert_eq!(again["source"], w.s.site.display().to_string(), "{again}");
 }
+
+#[test]
+fn a_signed_shard_whose_record_breaks_the_naming_rules_is_refused() {
+    use mlld_schemas::SiteFile;
+    use mlld_site_contract::sparse::{compress_shard_json, shard_json_of};
+    let w = world();
+    // A key holder (or a compromised indexer) signs a shard whose record
+    // for module 3 names a file that climbs out of the cache.
+    let m = &w.s.synth.modules[3];
+    let shard_rel = w.shard_of_module(3);
+    let json = shard_json_of(&fs::read(w.s.site.join(&shard_rel)).unwrap()).unwrap();
+    let mut shard: Value = serde_json::from_slice(&json).unwrap();
+    let records = shard["records"]["modules"].as_array_mut().unwrap();
+    let record = (records.iter_mut())
+        .find(|r| r["user"] == m.user.as_str() && r["name"] == m.name.as_str())
+        .expect("module 3 is in its shard");
+    record["file"] = "../../../escaped.mld".into();
+    let bytes = compress_shard_json(&serde_json::to_vec(&shard).unwrap()).unwrap();
+    let sha = mlld_schemas::sha256_hex(&bytes);
+    fs::create_dir_all(w.s.site.join(shard_path(&sha)).parent().unwrap()).unwrap();
+    fs::write(w.s.site.join(shard_path(&sha)), &bytes).unwrap();
+
+    let mut r = root(&w.s.site);
+    let n = shard_of(&shard_key(&m.user, &m.name), r.shard_bits) as usize;
+    r.shards[n] = sha;
+    r.max_shard_size = r.max_shard_size.max(bytes.len() as u64);
+    let root_bytes = serde_json::to_vec(&r).unwrap();
+    let root_sha = mlld_schemas::sha256_hex(&root_bytes);
+    let root_rel = mlld_schemas::sparse::root_path(&root_sha);
+    fs::create_dir_all(w.s.site.join(&root_rel).parent().unwrap()).unwrap();
+    fs::write(w.s.site.join(&root_rel), &root_bytes).unwrap();
+    resign_latest(&w.s.site, |l| {
+        l.sparse = Some(SiteFile {
+            path: root_rel,
+            sha256: root_sha,
+            size: root_bytes.len() as u64,
+        });
+    });
+
+    assert_ok(&w.sync_sparse());
+    let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
+    assert!(err.contains("is refused") && err.contains("file"), "{err}");
+    assert!(!w.client.project.join(".mlld/mlld.lock.json").exists());
+    assert!(!w.dir.path().join("escaped.mld").exists());
+}

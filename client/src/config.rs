@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mlld_schemas::JsonPath;
 use mlld_schemas::locate::SpanTree;
 use serde::Deserialize;
@@ -137,7 +137,7 @@ impl ProjectConfig {
                 .as_ref()
                 .and_then(|t| t.position(&entry.key(field)).or_else(|| t.position(&entry)))
                 .unwrap_or((0, 0));
-            bail!(
+            let message = format!(
                 "{}:{line}:{column}: {entry}.{field}: each audit.ignore entry needs \"advisory\": \"user/id\" and a non-empty \"reason\" saying why the advisory does not apply{}",
                 path.display(),
                 if field == "reason" {
@@ -146,6 +146,12 @@ impl ProjectConfig {
                     String::new()
                 }
             );
+            return Err(located(
+                path.as_path(),
+                entry.key(field),
+                (line, column),
+                message,
+            ));
         }
         Ok(config)
     }
@@ -163,11 +169,47 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 fn parse_json<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     match serde_json::from_str(text) {
         Ok(v) => Ok(v),
-        Err(e) => bail!(
-            "{}:{}:{}: {e}; fix the file (the format is in the README's \"Configuration\" section)",
-            path.display(),
-            e.line(),
-            e.column()
-        ),
+        Err(e) => {
+            // serde_json ends its message with the position, given here first.
+            let what = e.to_string();
+            let what = what
+                .rsplit_once(" at line ")
+                .map_or(what.as_str(), |(m, _)| m);
+            let message = format!(
+                "{}:{}:{}: {what}; fix the file (the format is in the README's \"Configuration\" section)",
+                path.display(),
+                e.line(),
+                e.column()
+            );
+            Err(located(
+                path,
+                JsonPath::root(),
+                (e.line(), e.column()),
+                message,
+            ))
+        }
     }
+}
+
+/// An error about a position in a config file: `--json` reports it as
+/// `invalid-input` with the file, line and column.
+fn located(
+    path: &Path,
+    json_path: JsonPath,
+    (line, column): (usize, usize),
+    message: String,
+) -> anyhow::Error {
+    crate::json_output::Located {
+        message: message.clone(),
+        at: mlld_schemas::Diagnostic {
+            level: mlld_schemas::diag::Level::Error,
+            file: path.display().to_string(),
+            path: json_path,
+            line,
+            column,
+            message,
+            help: None,
+        },
+    }
+    .into()
 }

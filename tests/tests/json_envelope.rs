@@ -107,6 +107,24 @@ fn no_match_is_an_empty_result_and_a_failure_is_an_error_object() {
     );
     assert_eq!(error["line"], 3, "{v}");
     assert!(error["column"].as_u64().unwrap() > 0, "{v}");
+
+    // So does one about the project's config file, with one position in
+    // its message (serde's own "at line … column …" is not repeated).
+    fs::remove_file(&lock).unwrap();
+    let config = client.project.join(".mlld/config.json");
+    fs::write(&config, "{\n  \"audit\": {\n    \"bogus\": 1\n  }\n}\n").unwrap();
+    let (code, v) = envelope(&client, &["audit", "--json"]);
+    assert_eq!(code, Some(2));
+    let error = &v["errors"][0];
+    assert_eq!(error["code"], "invalid-input", "{v}");
+    assert!(
+        error["file"].as_str().unwrap().ends_with("config.json"),
+        "{v}"
+    );
+    assert_eq!(error["line"], 3, "{v}");
+    assert!(error["column"].as_u64().unwrap() > 0, "{v}");
+    let message = error["message"].as_str().unwrap();
+    assert!(!message.contains(" at line "), "{v}");
 }
 
 #[test]

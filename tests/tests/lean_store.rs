@@ -270,5 +270,15 @@ fn a_fifo_in_the_store_is_refused_not_waited_on() {
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, saved).unwrap();
     }
+    // A pack that is gone is damage too, with the same way out.
+    let pack = snap.join("pack");
+    let saved = std::fs::read(&pack).unwrap();
+    std::fs::remove_file(&pack).unwrap();
+    let err = assert_fails(
+        &run_bounded(&client, &["resolve", "mlld://jdoe/date-fmt", "--yes"]),
+        2,
+    );
+    assert!(err.contains("sync --repair"), "{err}");
+    std::fs::write(&pack, saved).unwrap();
     assert_ok(&client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]));
 }

@@ -424,7 +424,7 @@ pub fn read_stored_blob(
         Some(f) => f,
         None => {
             let f = mlld_fsutil::open_regular(&pack_path)
-                .with_context(|| format!("opening {}", pack_path.display()))?;
+                .map_err(|e| damaged(dir, format!("opening {}: {e}", pack_path.display())))?;
             pack.get_or_init(|| f)
         }
     };

@@ -7,34 +7,13 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlld_e2e::project::{synced, write};
-use mlld_e2e::{Client, assert_fails, build_examples, build_time, copy_dir, demo_key, examples};
-
-fn mkfifo(path: &Path) {
-    let _ = fs::remove_file(path);
-    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
-}
-
-/// Runs the command; fails the test (instead of hanging) after 30 seconds.
-fn run_bounded(mut cmd: Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the command hung on a FIFO");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
+use mlld_e2e::{
+    Client, assert_fails, build_examples, build_time, copy_dir, demo_key, examples, mkfifo,
+    run_bounded,
+};
 
 fn sync_from(client: &Client, site: &Path, key: &Path) -> std::process::Output {
     run_bounded(client.command(&[

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use mlld_e2e::project::{json, synced};
-use mlld_e2e::{Client, assert_fails, assert_ok};
+use mlld_e2e::{Client, assert_fails, assert_ok, mkfifo, run_bounded};
 use mlld_schemas::shard::{shard_key, shard_of};
 
 fn current_dir(client: &Client) -> PathBuf {
@@ -212,32 +212,6 @@ fn a_query_store_of_an_older_format_is_read_through_the_manifest_until_sync_rebu
     assert_ok(&client.run(&["info", "jdoe/date-fmt"]));
 }
 
-/// Runs `args`, failing the test if the client is still running after 30 s.
-fn run_bounded(client: &Client, args: &[&str]) -> std::process::Output {
-    use std::time::{Duration, Instant};
-    let mut child = client
-        .command(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("`{}` hung on a FIFO in the store", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn mkfifo(path: &Path) {
-    let _ = std::fs::remove_file(path);
-    let made = std::process::Command::new("mkfifo").arg(path).status();
-    assert!(made.unwrap().success(), "mkfifo {}", path.display());
-}
-
 #[test]
 fn a_fifo_in_the_store_is_refused_not_waited_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +232,7 @@ fn a_fifo_in_the_store_is_refused_not_waited_on() {
     for (path, args) in cases {
         let saved = std::fs::read(&path).unwrap();
         mkfifo(&path);
-        let out = run_bounded(&client, args);
+        let out = run_bounded(client.command(args));
         let err = assert_fails(&out, 2);
         // Refused with the way out: a store file says `sync --repair`, the
         // state file that it is not a regular file.
@@ -275,7 +249,7 @@ fn a_fifo_in_the_store_is_refused_not_waited_on() {
     let saved = std::fs::read(&pack).unwrap();
     std::fs::remove_file(&pack).unwrap();
     let err = assert_fails(
-        &run_bounded(&client, &["resolve", "mlld://jdoe/date-fmt", "--yes"]),
+        &run_bounded(client.command(&["resolve", "mlld://jdoe/date-fmt", "--yes"])),
         2,
     );
     assert!(err.contains("sync --repair"), "{err}");

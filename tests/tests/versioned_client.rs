@@ -790,15 +790,18 @@ fn a_dependency_range_the_locked_version_misses_is_kept_and_warned_of() {
     let (_, client) = synced(dir.path());
     let (path, p) = project(dir.path(), "kept");
     resolve_in(&client, &p, "@adamavenir/json-utils@2.0.0");
+    let prompt_lib_in = |project: &str| {
+        client.run(&[
+            "resolve",
+            "@alice-dev/prompt-lib@^1.0",
+            "--yes",
+            "--offline",
+            "--project",
+            project,
+        ])
+    };
     // prompt-lib 1.x asks for json-utils ^1.0; the project locked 2.0.0.
-    let out = client.run(&[
-        "resolve",
-        "@alice-dev/prompt-lib@^1.0",
-        "--yes",
-        "--offline",
-        "--project",
-        &p,
-    ]);
+    let out = prompt_lib_in(&p);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert!(
@@ -814,14 +817,7 @@ fn a_dependency_range_the_locked_version_misses_is_kept_and_warned_of() {
     // A dependency whose range the locked version meets says nothing.
     let (_, met) = project(dir.path(), "met");
     resolve_in(&client, &met, "@adamavenir/json-utils@1.1.0");
-    let out = client.run(&[
-        "resolve",
-        "@alice-dev/prompt-lib@^1.0",
-        "--yes",
-        "--offline",
-        "--project",
-        &met,
-    ]);
+    let out = prompt_lib_in(&met);
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
 }

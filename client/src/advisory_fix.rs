@@ -20,15 +20,26 @@ pub fn revision_affected(a: &Advisory, module: Option<&ModuleRecord>, revision: 
 
 /// What fixes `a` for a gist module locked at `locked`: `wanted`, the
 /// revision `update` moves it to (the newest the source pins allow), when
-/// that one is not affected.
-pub fn for_revision(a: &Advisory, wanted: &RevisionRecord, locked: &str) -> Option<Fix> {
-    let fixed = wanted.revision != locked
-        && !a.affects_revision(&wanted.revision, wanted.committed_at.as_deref());
-    fixed.then(|| Fix {
+/// that one is not affected; else the module's current revision, when a
+/// pin holds the module below it ("change the pin").
+pub fn for_revision(
+    a: &Advisory,
+    module: &ModuleRecord,
+    wanted: Option<&RevisionRecord>,
+    locked: &str,
+) -> Option<Fix> {
+    let fixes = |r: &RevisionRecord| {
+        r.revision != locked && !a.affects_revision(&r.revision, r.committed_at.as_deref())
+    };
+    let fix = |r: &RevisionRecord, by_update| Fix {
         version: None,
-        revision: Some(wanted.revision.clone()),
-        by_update: true,
-    })
+        revision: Some(r.revision.clone()),
+        by_update,
+    };
+    match wanted {
+        Some(w) if fixes(w) => Some(fix(w, true)),
+        _ => fixes(&module.current).then(|| fix(&module.current, false)),
+    }
 }
 
 /// What fixes `a` for a versioned module locked at `locked`: `wanted`, the

@@ -133,12 +133,13 @@ fn describe(
         revisions: module.revisions().map(revision).collect(),
         dependencies: module.current.dependencies.clone(),
         dependents,
-        advisories: (advisories.iter())
+        advisories: advisories
+            .iter()
             .map(|a| {
                 let current = &module.current;
                 let affects = (a.advisory)
                     .affects_revision(&current.revision, current.committed_at.as_deref());
-                advisory(a, affects)
+                advisory(a, Layout::Gist, affects)
             })
             .collect(),
         project,
@@ -157,9 +158,9 @@ fn revision(r: &RevisionRecord) -> Revision {
     }
 }
 
-pub(crate) fn advisory(a: &AdvisoryRecord, affects_current: bool) -> AdvisoryInfo {
+pub(crate) fn advisory(a: &AdvisoryRecord, layout: Layout, affects_current: bool) -> AdvisoryInfo {
     AdvisoryInfo {
-        scope: scope(&a.advisory),
+        scope: scope(&a.advisory, layout),
         affects_current,
         filed_by: a.user.clone(),
         id: a.advisory.id.clone(),
@@ -171,27 +172,47 @@ pub(crate) fn advisory(a: &AdvisoryRecord, affects_current: bool) -> AdvisoryInf
     }
 }
 
-/// The ranges an advisory names, in words; `None` for every revision and version.
-fn scope(a: &mlld_schemas::Advisory) -> Option<String> {
+/// Which layout a module is in: an advisory's revision ranges apply to gist
+/// modules, its version ranges to versioned ones.
+#[derive(Clone, Copy)]
+pub(crate) enum Layout {
+    Gist,
+    Versioned,
+}
+
+/// The ranges of an advisory that apply to a module of `layout`, in words;
+/// `None` when it names none (then every revision or version).
+fn scope(a: &mlld_schemas::Advisory, layout: Layout) -> Option<String> {
     let mut parts = Vec::new();
-    if !a.affected_revisions.is_empty() {
-        parts.push(format!("revisions {}", a.affected_revisions.join(", ")));
-    }
-    if let Some(before) = &a.before {
-        parts.push(format!("revisions committed before {before}"));
-    }
-    if let Some(v) = &a.affected_versions {
-        parts.push(format!("versions {v}"));
-    }
-    if let Some(v) = &a.patched_versions {
-        parts.push(format!("not versions {v} (patched)"));
+    match layout {
+        Layout::Gist => {
+            if !a.affected_revisions.is_empty() {
+                parts.push(format!("revisions {}", a.affected_revisions.join(", ")));
+            }
+            if let Some(before) = &a.before {
+                parts.push(format!("revisions committed before {before}"));
+            }
+        }
+        Layout::Versioned => {
+            if let Some(v) = &a.affected_versions {
+                parts.push(format!("versions {v}"));
+            }
+            if let Some(v) = &a.patched_versions {
+                parts.push(format!("not versions {v} (patched)"));
+            }
+        }
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Where an advisory applies, for the readable output.
 pub(crate) fn scope_line(a: &AdvisoryInfo, current: &str) -> String {
-    let scope = a.scope.as_deref().unwrap_or("every revision and version");
+    let every = if current.contains("revision") {
+        "every revision"
+    } else {
+        "every version"
+    };
+    let scope = a.scope.as_deref().unwrap_or(every);
     let current = if a.affects_current {
         format!("including the {current}")
     } else {
@@ -348,7 +369,7 @@ mod tests {
         assert!(text.contains("NOT cached"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text:?}");
         assert!(
-            text.contains("affects every revision and version: including the current revision"),
+            text.contains("affects every revision: including the current revision"),
             "{text}"
         );
     }

@@ -118,11 +118,12 @@ pub fn info(ctx: &Context, module: &VersionedModule) -> Result<VersionedInfo> {
         tags: module.tags.clone(),
         latest: module.latest().map(|v| v.version.clone()),
         versions: module.versions.iter().map(version).collect(),
-        advisories: (advisories.iter())
+        advisories: advisories
+            .iter()
             .map(|a| {
                 let latest = module.latest();
                 let affects = latest.is_none_or(|v| a.advisory.affects_version(&v.version));
-                crate::info::advisory(a, affects)
+                crate::info::advisory(a, crate::info::Layout::Versioned, affects)
             })
             .collect(),
         project,

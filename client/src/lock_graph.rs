@@ -271,12 +271,8 @@ fn cache_dir_of(project: &Project, key: &str, entry: &Entry) -> Option<std::path
 pub fn check_removable(project: &Project, dropped: &[(Removed, Entry)]) -> Result<()> {
     for (removed, entry) in dropped {
         if let Some(dir) = cache_dir_of(project, &removed.import, entry) {
-            project.fs().check(&dir).with_context(|| {
-                format!(
-                    "removing {} (nothing was changed)",
-                    crate::commands::safe(&removed.import)
-                )
-            })?;
+            let refused = || format!("removing {} (nothing was changed)", removed.import);
+            project.fs().check(&dir).with_context(refused)?;
         }
     }
     Ok(())

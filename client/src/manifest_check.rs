@@ -36,6 +36,40 @@ pub(crate) fn rejected(index: usize, r: &RejectedRecord) -> Result<()> {
     refuse("rejected", index, check_rejected(r))
 }
 
+/// Every record of a sparse shard, checked as a full sync checks the
+/// manifest's: a signature says who published a record, not that its
+/// values are safe to become paths and lock entries.
+pub(crate) fn shard(shard: &mlld_schemas::shard::Shard) -> Result<()> {
+    let lists = [
+        (
+            shard.modules.iter().map(check_module).collect::<Vec<_>>(),
+            "modules",
+        ),
+        (
+            shard.versioned.iter().map(check_versioned).collect(),
+            "versioned",
+        ),
+        (
+            shard.advisories.iter().map(check_advisory).collect(),
+            "advisories",
+        ),
+        (
+            shard.rejected.iter().map(check_rejected).collect(),
+            "rejected",
+        ),
+    ];
+    for (checked, list) in lists {
+        for (index, c) in checked.into_iter().enumerate() {
+            if let Err((field, why)) = c {
+                bail!(
+                    "its {list}[{index}].{field} is invalid: {why}; nothing was written (the registry's publisher must fix the record)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn refuse(list: &str, index: usize, checked: Result<(), FieldError>) -> Result<()> {
     if let Err((field, why)) = checked {
         bail!(

@@ -296,7 +296,12 @@ impl Store {
                 )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SyncState::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "reading {}; if it is not the file sync wrote, delete it and run `mlld-registry sync` (the rollback floor restarts from the next snapshot)",
+                    path.display()
+                )
+            }),
         }
     }
 

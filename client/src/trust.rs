@@ -132,8 +132,12 @@ fn key_from_value(value: &str, source: &str) -> Result<TrustedKey> {
     }
     let key = PublicKey::from_base64(value).map_err(|e| {
         if looks_like_path(value) {
+            let what = match std::fs::symlink_metadata(&path) {
+                Ok(_) => "not a regular file",
+                Err(_) => "no such file",
+            };
             anyhow::anyhow!(
-                "{source}: reading trusted key {}: no such file; {KEY_HELP}",
+                "{source}: reading trusted key {}: {what}; {KEY_HELP}",
                 path.display()
             )
         } else {
@@ -200,6 +204,16 @@ mod tests {
             .to_string();
         assert!(err.contains("no such file"), "{err}");
         assert!(err.contains(&missing.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_key_path_that_is_a_directory_is_not_called_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = key_from_value(dir.path().to_str().unwrap(), "MLLD_REGISTRY_KEY")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

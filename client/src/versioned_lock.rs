@@ -32,9 +32,6 @@ impl Locker<'_> {
             .clone()
             .filter(|e| !is_root || versioned::entry_satisfies(e, spec.as_ref()))
         {
-            if !is_root {
-                warn_unmet_range(&key, &e, spec.as_ref(), pin.unwrap_or_default());
-            }
             if is_root && pin.is_some() && e.requested != requested && !self.frozen {
                 e.requested = requested;
                 self.lock.modules.insert(key.clone(), e.clone());
@@ -131,26 +128,21 @@ impl Locker<'_> {
     }
 }
 
-/// A dependency's range that the version the project locked does not
-/// meet: the lock wins (a dependency never moves a locked version), but
-/// the user hears of it. Tags name no range and are not checked.
-fn warn_unmet_range(key: &str, e: &VersionedLockEntry, spec: Option<&VersionSpec>, pin: &str) {
-    let Some(spec @ (VersionSpec::Exact(_) | VersionSpec::Range(_))) = spec else {
-        return;
-    };
-    if spec.matches(&e.version, &Default::default()) {
-        return;
+/// A dependency's range (or exact version) that the version the project
+/// locked does not meet: the lock wins (a dependency never moves a locked
+/// version), but the user hears of it, once, with who asks and the way to
+/// follow it. Tags name no range and are not checked.
+pub(crate) fn unmet_range(key: &str, version: &str, pin: &str, via: &str) -> Option<String> {
+    let spec = VersionSpec::parse(pin).ok()?;
+    if matches!(spec, VersionSpec::Tag(_)) || spec.matches(version, &Default::default()) {
+        return None;
     }
     let safe = crate::commands::safe;
-    eprintln!(
-        "warning: a dependency asks for {}@{}, which the locked {} does not satisfy; the lock keeps {} (a dependency never moves a version the project locked). To follow the dependency, run `mlld-registry resolve {}@{}`",
-        safe(key),
-        safe(pin),
-        safe(&e.version),
-        safe(&e.version),
-        safe(key),
-        safe(pin),
-    );
+    let (key, pin, version) = (safe(key), safe(pin), safe(version));
+    Some(format!(
+        "warning: {} asks for {key}@{pin}, which the locked {version} does not satisfy; the lock keeps {version} (a dependency never moves a version the project locked). To follow it: mlld-registry resolve '{key}@{pin}'",
+        safe(via)
+    ))
 }
 
 pub fn locked(key: &str, e: &VersionedLockEntry, added: bool) -> Locked {

@@ -67,6 +67,8 @@ pub struct Locker<'a> {
     pub changed: bool,
     /// New entries waiting for approval, and what the screen shows of them.
     pub approvals: crate::approval::Approvals,
+    /// Warnings already printed (each walk may meet a dependency again).
+    warned: BTreeSet<String>,
 }
 
 impl<'a> Locker<'a> {
@@ -80,6 +82,7 @@ impl<'a> Locker<'a> {
             frozen: false,
             changed: false,
             approvals: Default::default(),
+            warned: BTreeSet::new(),
         }
     }
 
@@ -143,6 +146,13 @@ impl<'a> Locker<'a> {
                 Target::Versioned(module) => {
                     let (locked, deps) = self.lock_versioned(module, r, is_root)?;
                     self.approvals.note(&locked.import, via.as_deref());
+                    if let (Some(via), Some(pin), Some(version)) = (&via, &r.pin, &locked.version)
+                        && let Some(w) =
+                            crate::versioned_lock::unmet_range(&locked.import, version, pin, via)
+                        && self.warned.insert(w.clone())
+                    {
+                        eprintln!("{w}");
+                    }
                     for dep in deps {
                         let parent = Some(locked.import.clone());
                         queue.push_back((Request::parse(&dep)?, false, parent));

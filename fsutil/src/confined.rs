@@ -20,8 +20,15 @@ pub struct Confined {
 }
 
 impl Confined {
+    /// A relative `root` is taken from the current directory, as are the
+    /// paths checked against it: staging directories come back absolute
+    /// from `tempfile`, and must still be found inside a root named
+    /// relatively (`MLLD_REGISTRY_HOME=store`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        Self {
+            root: std::path::absolute(&root).unwrap_or(root),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -116,6 +123,7 @@ impl Confined {
     /// The components of `path` below the root; a path outside the root, or
     /// one that climbs with `..`, is refused.
     fn parts(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let path = std::path::absolute(path)?;
         let rest = path.strip_prefix(&self.root).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -17,9 +17,9 @@ pub fn parse_range(text: &str) -> Result<Range, String> {
         return Err("the range is empty".into());
     }
     crate::version_spec::parse_range(text).map_err(|e| match e {
-        RangeError::Empty => format!(
-            "`{text}` matches no version: its bounds exclude each other (such as >=1.1.0 <1.0.0)"
-        ),
+        RangeError::Empty(set) => {
+            format!("`{text}`: the set `{set}` matches no version (its bounds exclude each other)")
+        }
         RangeError::Invalid => format!(
             "`{text}` is not an npm version range (such as <1.1.0, >=1.2.3 or ^1.0.0 || ^2.0.0)"
         ),

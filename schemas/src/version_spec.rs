@@ -36,8 +36,8 @@ pub fn parse_version(text: &str) -> Result<Version, String> {
 pub enum RangeError {
     /// Not npm range syntax.
     Invalid,
-    /// A set of bounds no version meets (`>=1.1.0 <1.0.0`).
-    Empty,
+    /// A set of bounds no version meets (`>=1.1.0 <1.0.0`), as written.
+    Empty(String),
 }
 
 /// An npm range, the one parser for pins and advisory ranges. A set whose
@@ -49,7 +49,7 @@ pub fn parse_range(text: &str) -> Result<Range, RangeError> {
     for set in text.split("||") {
         let one = Range::parse(set).map_err(|_| RangeError::Invalid)?;
         if one.to_string().contains("||") {
-            return Err(RangeError::Empty);
+            return Err(RangeError::Empty(set.trim().to_string()));
         }
     }
     Ok(range)
@@ -73,8 +73,8 @@ impl VersionSpec {
         }
         match parse_range(pin) {
             Ok(r) => Ok(Self::Range(r)),
-            Err(RangeError::Empty) => Err(format!(
-                "`{pin}` matches no version: its bounds exclude each other; write a range such as >=1.0.0 <2"
+            Err(RangeError::Empty(set)) => Err(format!(
+                "`{pin}`: the set `{set}` matches no version (its bounds exclude each other); write a range such as >=1.0.0 <2"
             )),
             Err(RangeError::Invalid) => Err(format!(
                 "`{pin}` is not a version, a range (such as ^1.2 or >=1.0.0 <2) or a dist-tag"
@@ -170,9 +170,8 @@ mod tests {
             ">=3 <0",
             "^1 || >=2 <1",
         ] {
-            assert_eq!(
-                parse_range(empty).unwrap_err(),
-                RangeError::Empty,
+            assert!(
+                matches!(parse_range(empty), Err(RangeError::Empty(_))),
                 "{empty}"
             );
             let err = VersionSpec::parse(empty).unwrap_err();
@@ -182,6 +181,10 @@ mod tests {
             assert!(parse_range(fine).is_ok(), "{fine}");
         }
         assert_eq!(parse_range("not a range").unwrap_err(), RangeError::Invalid);
+        assert_eq!(
+            parse_range("^1 || >=2 <1").unwrap_err(),
+            RangeError::Empty(">=2 <1".into())
+        );
     }
 
     fn pick(spec: &str, tags: &[(&str, &str)]) -> Option<String> {

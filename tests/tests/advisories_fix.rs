@@ -126,6 +126,22 @@ fn an_affected_gist_revision_is_fixed_by_the_newest_revision() {
         )),
         "{human}"
     );
+    // A source pin holding the module at the affected revision: `update`
+    // would keep it there, so the fix is the newest revision, outside the pin.
+    let main = client.project.join("main.mld");
+    let pin = format!(
+        "/import {{ @x }} from @adamavenir/json-utils@{}\n",
+        &JSON_UTILS_OLD[..7]
+    );
+    fs::write(&main, pin).unwrap();
+    let (_, report) = audit_json(&client);
+    let f = findings_of(&report, "adamavenir/2024-001")[0].clone();
+    assert_eq!(
+        f["fix"],
+        serde_json::json!({"revision": JSON_UTILS_NEW, "byUpdate": false}),
+        "{report:#}"
+    );
+    fs::remove_file(&main).unwrap();
     assert_ok(&client.run(&["update", "--yes"]));
     let (code, report) = audit_json(&client);
     assert_eq!(code, Some(0), "{report:#}");

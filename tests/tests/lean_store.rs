@@ -235,16 +235,17 @@ fn a_fifo_in_the_store_is_refused_not_waited_on() {
         let out = run_bounded(client.command(args));
         let err = assert_fails(&out, 2);
         // Refused with the way out: a store file says `sync --repair`, the
-        // state file that it is not a regular file.
+        // state file that it is not a regular file and to delete it and sync.
         assert!(
-            err.contains("sync --repair") || err.contains("not a regular file"),
+            err.contains("sync --repair")
+                || (err.contains("not a regular file") && err.contains("delete it and run")),
             "{}: {err}",
             path.display()
         );
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, saved).unwrap();
     }
-    // A pack that is gone is damage too, with the same way out.
+    // A pack that is gone cannot be repaired from the store: a new sync.
     let pack = snap.join("pack");
     let saved = std::fs::read(&pack).unwrap();
     std::fs::remove_file(&pack).unwrap();
@@ -252,7 +253,32 @@ fn a_fifo_in_the_store_is_refused_not_waited_on() {
         &run_bounded(client.command(&["resolve", "mlld://jdoe/date-fmt", "--yes"])),
         2,
     );
-    assert!(err.contains("sync --repair"), "{err}");
+    assert!(
+        err.contains("lost its pack; delete that directory and run `mlld-registry sync`"),
+        "{err}"
+    );
     std::fs::write(&pack, saved).unwrap();
     assert_ok(&client.run(&["resolve", "mlld://jdoe/date-fmt", "--yes"]));
+}
+
+#[test]
+fn a_store_named_by_a_relative_path_syncs_and_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    // A second store, named relative to where the client runs.
+    let rel = "rel-store";
+    std::fs::create_dir_all(dir.path().join(rel)).unwrap();
+    std::fs::copy(
+        client.home.join("config.json"),
+        dir.path().join(rel).join("config.json"),
+    )
+    .unwrap();
+    for args in [&["sync", "--offline"][..], &["sync", "--repair"]] {
+        let out = (client.command_in(dir.path(), args))
+            .env("MLLD_REGISTRY_HOME", rel)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+    }
+    assert!(dir.path().join(rel).join("state.json").is_file());
 }

@@ -318,3 +318,33 @@ fn a_remove_refused_by_a_symlinked_cache_changes_nothing() {
     assert_eq!(fs::read(&lock).unwrap(), before, "the lock is as it was");
     assert_eq!(tree(&moved), kept, "nothing outside was touched");
 }
+
+#[test]
+fn an_install_refused_by_a_symlinked_cache_prunes_once_the_link_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    write(
+        &client.project,
+        "main.mld",
+        "/import { @x } from @sarah-k/eval-report\n",
+    );
+    assert_ok(&client.run(&["install", "--yes"]));
+    // The import is deleted: the next install drops what it locked.
+    write(&client.project, "main.mld", "/show \"nothing imported\"\n");
+    let lock = client.project.join(".mlld/mlld.lock.json");
+    let before = fs::read(&lock).unwrap();
+    let moved = dir.path().join("moved-sarah-k");
+    let user_dir = client.project.join(".mlld/cache/gist/sarah-k");
+    fs::rename(&user_dir, &moved).unwrap();
+    symlink(&moved, &user_dir).unwrap();
+    let stderr = assert_fails(&client.run(&["install"]), 2);
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(fs::read(&lock).unwrap(), before);
+    // With the link replaced, the prune still happens: the refusal did not
+    // forget that these modules were imported.
+    fs::remove_file(&user_dir).unwrap();
+    fs::rename(&moved, &user_dir).unwrap();
+    assert_ok(&client.run(&["install"]));
+    let after = String::from_utf8(fs::read(&lock).unwrap()).unwrap();
+    assert!(!after.contains("eval-report"), "{after}");
+}

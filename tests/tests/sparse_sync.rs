@@ -484,7 +484,8 @@ fn a_signed_shard_whose_record_breaks_the_naming_rules_is_refused() {
 
     assert_ok(&w.sync_sparse());
     let err = assert_fails(&w.run(&["resolve", &w.module(3), "--yes"]), 2);
-    assert!(err.contains("is refused") && err.contains("file"), "{err}");
+    assert!(err.contains("is refused: its modules["), "{err}");
+    assert!(err.contains("].file is invalid"), "{err}");
     assert!(!w.client.project.join(".mlld/mlld.lock.json").exists());
     assert!(!w.dir.path().join("escaped.mld").exists());
 }

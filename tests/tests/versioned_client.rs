@@ -804,10 +804,14 @@ fn a_dependency_range_the_locked_version_misses_is_kept_and_warned_of() {
     let out = prompt_lib_in(&p);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
+    let warning = "warning: @alice-dev/prompt-lib asks for @adamavenir/json-utils@^1.0, which the locked 2.0.0 does not satisfy";
+    assert_eq!(
+        err.matches(warning).count(),
+        1,
+        "once, naming who asks: {err}"
+    );
     assert!(
-        err.contains(
-            "warning: a dependency asks for @adamavenir/json-utils@^1.0, which the locked 2.0.0 does not satisfy"
-        ),
+        err.contains("mlld-registry resolve '@adamavenir/json-utils@^1.0'"),
         "{err}"
     );
     assert_eq!(

@@ -150,9 +150,9 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
     let index = VersionedIndex::new(registry);
     let graph = LockGraph::new(&lock, &lookup, &index);
     // A fix "by update" is where `update` would move the module: within
-    // the pins in the sources. Sources that cannot be read (or pins that
-    // contradict each other, which `update` refuses) leave the lock's own
-    // request as the bound, so the audit still reports.
+    // the pins in the sources. Sources that cannot be read count as no pins;
+    // pins that contradict each other (which `update` refuses) leave no fix
+    // by update, only one outside them. Either way the audit still reports.
     let pins = SourcePins::scan(ctx, &lock, &lookup, &index).unwrap_or_default();
     let mut findings = Vec::new();
     let mut modules = 0;
@@ -172,9 +172,10 @@ pub fn audit(ctx: &Context, threshold: Severity) -> Result<AuditReport> {
             f.gist_revision = Some(entry.gist_revision.clone());
             // Version ranges say nothing about gist revisions.
             f.patched_versions = None;
-            f.fix = module
-                .and_then(|m| pins::wanted_revision(m, pins.of(import)).ok())
-                .and_then(|w| advisory_fix::for_revision(&a.advisory, w, &entry.gist_revision));
+            f.fix = module.and_then(|m| {
+                let wanted = pins::wanted_revision(m, pins.of(import)).ok();
+                advisory_fix::for_revision(&a.advisory, m, wanted, &entry.gist_revision)
+            });
             findings.push(f);
         }
     }

@@ -125,7 +125,6 @@ pub fn install(ctx: &Context, frozen: bool) -> Result<InstallReport> {
         .into());
     }
     let dropped = prune(ctx, &mut locker, &found, frozen)?;
-    lock_graph::check_removable(&ctx.project, &dropped)?;
     // What the lock holds stands, with its dependencies.
     let mut roots: Vec<Request> = Vec::new();
     for import in locker.lock.imports.keys().filter(|k| is_registry_import(k)) {
@@ -223,10 +222,10 @@ fn prune(
         .filter(|k| !keep.contains(*k) && before.contains(*k))
         .cloned()
         .collect();
-    if !frozen {
-        imported_state::write(&ctx.project, &keep)?;
-    }
     if unused.is_empty() {
+        if !frozen {
+            imported_state::write(&ctx.project, &keep)?;
+        }
         return Ok(Vec::new());
     }
     if frozen {
@@ -238,7 +237,12 @@ fn prune(
         );
     }
     locker.changed = true;
-    Ok(lock_graph::drop_entries(&mut locker.lock, &unused))
+    let dropped = lock_graph::drop_entries(&mut locker.lock, &unused);
+    // Refused before anything is written: the imported set too, or the next
+    // run would no longer know these were imported and keep them for good.
+    lock_graph::check_removable(&ctx.project, &dropped)?;
+    imported_state::write(&ctx.project, &keep)?;
+    Ok(dropped)
 }
 
 /// Runs `f` over `items` on a few threads, results in order. Checking and

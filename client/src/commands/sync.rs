@@ -176,7 +176,8 @@ fn last_site(ctx: &Context) -> Result<Option<String>> {
 /// made absolute: the store remembers where it synced from, and a later
 /// `sync` (or a sparse store's fetch) may run from another directory.
 fn absolute_local(spec: &str) -> String {
-    if spec.starts_with("https://") || spec.starts_with("http://") {
+    // Any URL, supported or not, is left for the site reader to judge.
+    if spec.contains("://") {
         return spec.to_string();
     }
     std::path::absolute(spec)
@@ -204,4 +205,24 @@ fn source_spec(ctx: &Context, args: &Args) -> Result<String> {
         "no registry site is configured: pass --from URL (or a site directory or snapshot file), set MLLD_REGISTRY_URL, or set \"registry\" in {}",
         user_config_path().map_or("the config file".into(), |p| p.display().to_string())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute_local;
+
+    #[test]
+    fn urls_are_left_alone_and_local_paths_made_absolute() {
+        for url in [
+            "https://r.example/site",
+            "HTTP://x",
+            "s3://bucket/prefix",
+            "ftp://x",
+        ] {
+            assert_eq!(absolute_local(url), url);
+        }
+        let local = absolute_local("target/site");
+        assert!(std::path::Path::new(&local).is_absolute(), "{local}");
+        assert!(local.ends_with("target/site"), "{local}");
+    }
 }

@@ -423,8 +423,17 @@ pub fn read_stored_blob(
     let file = match pack.get() {
         Some(f) => f,
         None => {
-            let f = mlld_fsutil::open_regular(&pack_path)
-                .map_err(|e| damaged(dir, format!("opening {}: {e}", pack_path.display())))?;
+            let f = mlld_fsutil::open_regular(&pack_path).map_err(|e| match e.kind() {
+                // Gone: `sync --repair` reads the pack too; only a new sync helps.
+                std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                    "the store's copy of snapshot {} has lost its pack; delete that directory and run `mlld-registry sync`",
+                    dir.display()
+                ),
+                std::io::ErrorKind::InvalidInput => {
+                    damaged(dir, format!("opening {}: {e}", pack_path.display()))
+                }
+                _ => anyhow::Error::new(e).context(format!("opening {}", pack_path.display())),
+            })?;
             pack.get_or_init(|| f)
         }
     };

@@ -102,7 +102,8 @@ impl SparseSource {
         };
         let shard = mlld_site_contract::sparse::decode_shard(&bytes, n, self.root.shard_bits)
             .map_err(|why| anyhow::anyhow!("shard {n} ({rel}) is refused: {why}"))?;
-        check_records(&shard).with_context(|| format!("shard {n} ({rel}) is refused"))?;
+        crate::manifest_check::shard(&shard)
+            .with_context(|| format!("shard {n} ({rel}) is refused"))?;
         Ok(shard)
     }
 
@@ -215,24 +216,4 @@ pub fn remove(store: &Store) {
     if dir.exists() {
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-/// Every record of a shard, checked as a full sync checks the manifest's
-/// (names, digests, paths): a signature says who published a record, not
-/// that its values are safe to become paths and lock entries.
-fn check_records(shard: &Shard) -> Result<()> {
-    use crate::manifest_check;
-    for (i, m) in shard.modules.iter().enumerate() {
-        manifest_check::module(i, m)?;
-    }
-    for (i, v) in shard.versioned.iter().enumerate() {
-        manifest_check::versioned(i, v)?;
-    }
-    for (i, a) in shard.advisories.iter().enumerate() {
-        manifest_check::advisory(i, a)?;
-    }
-    for (i, r) in shard.rejected.iter().enumerate() {
-        manifest_check::rejected(i, r)?;
-    }
-    Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 pub fn approve_change(description: &str, name: &str, yes: bool, change: &str) -> Result<()> {
     if !yes && !std::io::stdin().is_terminal() {
         bail!(
-            "{change}, which needs approval, and there is no terminal to ask on; review the change (`mlld-registry outdated` lists what would move, `mlld-registry info {name}` shows the module, and `mlld-registry update {name}` on a terminal shows the diff before asking) and run again with --yes"
+            "{change}, which needs approval, and there is no terminal to ask on; review the change (`mlld-registry info {name}` shows the module; the same command on a terminal shows the diff before asking) and run again with --yes"
         );
     }
     crate::approve::approve(description, name, yes)

@@ -417,13 +417,11 @@ fn a_revision_pin_in_a_source_holds_update_and_frozen_install_agrees() {
     // The refusal's way to review works without a terminal (`update --json`
     // would need the same approval).
     assert!(
-        err.contains("`mlld-registry outdated` lists what would move"),
+        err.contains("`mlld-registry info adamavenir/json-utils` shows the module"),
         "{err}"
     );
-    let listed = client.run(&["outdated", "--offline"]);
-    assert_fails(&listed, 1);
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.contains("json-utils"), "{listed}");
+    assert!(!err.contains("update --json"), "{err}");
+    assert_ok(&client.run(&["info", "adamavenir/json-utils", "--offline"]));
     let out = assert_ok(&client.run(&["update", "--yes", "--offline"]));
     assert!(
         out.contains(&format!(

@@ -298,6 +298,19 @@ fn staging_of_killed_syncs_is_cleaned_and_live_staging_kept() {
     assert_eq!(left, ["import-fresh", "import-live"]);
 }
 
+/// Moves the cache's `sarah-k` folder to `outside` and leaves a link in its
+/// place; returns the link and where the folder went.
+fn cache_user_moved_outside(
+    client: &mlld_e2e::Client,
+    outside: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let moved = outside.join("moved-sarah-k");
+    let user_dir = client.project.join(".mlld/cache/gist/sarah-k");
+    fs::rename(&user_dir, &moved).unwrap();
+    symlink(&moved, &user_dir).unwrap();
+    (user_dir, moved)
+}
+
 #[test]
 fn a_remove_refused_by_a_symlinked_cache_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,11 +318,7 @@ fn a_remove_refused_by_a_symlinked_cache_changes_nothing() {
     assert_ok(&client.run(&["resolve", "@sarah-k/eval-report", "--yes"]));
     let lock = client.project.join(".mlld/mlld.lock.json");
     let before = fs::read(&lock).unwrap();
-    // The user folder of the cache moved outside, a link left in its place.
-    let moved = dir.path().join("moved-sarah-k");
-    let user_dir = client.project.join(".mlld/cache/gist/sarah-k");
-    fs::rename(&user_dir, &moved).unwrap();
-    symlink(&moved, &user_dir).unwrap();
+    let (_link, moved) = cache_user_moved_outside(&client, dir.path());
     let kept = tree(&moved);
     let out = client.run(&["remove", "@sarah-k/eval-report"]);
     let stderr = assert_fails(&out, 2);
@@ -333,10 +342,7 @@ fn an_install_refused_by_a_symlinked_cache_prunes_once_the_link_is_gone() {
     write(&client.project, "main.mld", "/show \"nothing imported\"\n");
     let lock = client.project.join(".mlld/mlld.lock.json");
     let before = fs::read(&lock).unwrap();
-    let moved = dir.path().join("moved-sarah-k");
-    let user_dir = client.project.join(".mlld/cache/gist/sarah-k");
-    fs::rename(&user_dir, &moved).unwrap();
-    symlink(&moved, &user_dir).unwrap();
+    let (user_dir, moved) = cache_user_moved_outside(&client, dir.path());
     let stderr = assert_fails(&client.run(&["install"]), 2);
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(fs::read(&lock).unwrap(), before);

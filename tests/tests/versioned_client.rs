@@ -825,3 +825,20 @@ fn a_dependency_range_the_locked_version_misses_is_kept_and_warned_of() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
+
+#[test]
+fn ls_aligns_versions_and_revisions_in_one_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    let (_, p) = project(dir.path(), "both");
+    resolve_in(&client, &p, "@adamavenir/json-utils");
+    resolve_in(&client, &p, "mlld://jdoe/date-fmt");
+    let out = client.run(&["ls", "--offline", "--project", &p]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    // The cache state starts at the same column on every row.
+    let state_at: Vec<usize> = lines.iter().map(|l| l.find("  ok ").unwrap()).collect();
+    assert!(lines.iter().any(|l| l.contains("2.0.0 (latest)")), "{text}");
+    assert_eq!(state_at[0], state_at[1], "{text}");
+}

@@ -97,24 +97,30 @@ pub fn run(ctx: &Context, _args: &Args) -> Result<ExitCode> {
             "no modules are locked; run `mlld-registry install` or `mlld-registry resolve @user/module`"
         );
     }
-    for r in &rows {
+    // Revisions and versions share a column as wide as its widest cell.
+    let ats: Vec<String> = rows.iter().map(|r| safe(&at(r)).into_owned()).collect();
+    let width = ats.iter().map(|a| a.chars().count()).max().unwrap_or(0);
+    for (r, at) in rows.iter().zip(&ats) {
         let newer = r
             .newer
             .as_deref()
             .map(|n| format!("  (newer: {}; `mlld-registry update`)", safe(short(n))))
             .unwrap_or_default();
-        let at = match (&r.version, &r.requested, &r.gist_revision) {
-            (Some(v), Some(req), _) => format!("{v} ({req})"),
-            (_, _, Some(rev)) => short(rev).to_string(),
-            _ => String::new(),
-        };
         crate::outln!(
-            "{:<44} {}  {:<8} approved {}{newer}",
+            "{:<44} {at:<width$}  {:<8} approved {}{newer}",
             safe(&r.import),
-            safe(&at),
             r.state,
             safe(&r.approved_at)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a row is locked: its version and what was asked, or its revision.
+fn at(r: &Row) -> String {
+    match (&r.version, &r.requested, &r.gist_revision) {
+        (Some(v), Some(req), _) => format!("{v} ({req})"),
+        (_, _, Some(rev)) => short(rev).to_string(),
+        _ => String::new(),
+    }
 }

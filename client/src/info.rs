@@ -206,11 +206,10 @@ fn scope(a: &mlld_schemas::Advisory, layout: Layout) -> Option<String> {
 }
 
 /// Where an advisory applies, for the readable output.
-pub(crate) fn scope_line(a: &AdvisoryInfo, current: &str) -> String {
-    let every = if current.contains("revision") {
-        "every revision"
-    } else {
-        "every version"
+pub(crate) fn scope_line(a: &AdvisoryInfo, layout: Layout) -> String {
+    let (every, current) = match layout {
+        Layout::Gist => ("every revision", "current revision"),
+        Layout::Versioned => ("every version", "latest version"),
     };
     let scope = a.scope.as_deref().unwrap_or(every);
     let current = if a.affects_current {
@@ -278,7 +277,7 @@ pub fn render(info: &ModuleInfo) -> String {
             safe(&a.created),
             safe(&a.description),
             safe(&a.recommendation),
-            scope_line(a, "current revision")
+            scope_line(a, Layout::Gist)
         );
     }
     let project = match (&info.project.locked_revision, info.project.cached) {

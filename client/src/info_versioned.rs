@@ -204,7 +204,7 @@ pub fn render(info: &VersionedInfo) -> String {
             a.severity,
             safe(&a.kind),
             safe(&a.description),
-            crate::info::scope_line(a, "latest version")
+            crate::info::scope_line(a, crate::info::Layout::Versioned)
         );
     }
     let p = &info.project;

@@ -9,7 +9,7 @@
 //! digests) must pass the same checks as the registry's files; the first
 //! failure refuses the snapshot with its JSON path.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mlld_schemas::snapshot::RevisionRecord;
 use mlld_schemas::snapshot_versioned::VersionedModule;
 use mlld_schemas::version_spec::parse_version;
@@ -40,43 +40,39 @@ pub(crate) fn rejected(index: usize, r: &RejectedRecord) -> Result<()> {
 /// manifest's: a signature says who published a record, not that its
 /// values are safe to become paths and lock entries.
 pub(crate) fn shard(shard: &mlld_schemas::shard::Shard) -> Result<()> {
-    let lists = [
-        (
-            shard.modules.iter().map(check_module).collect::<Vec<_>>(),
-            "modules",
-        ),
-        (
-            shard.versioned.iter().map(check_versioned).collect(),
-            "versioned",
-        ),
-        (
-            shard.advisories.iter().map(check_advisory).collect(),
-            "advisories",
-        ),
-        (
-            shard.rejected.iter().map(check_rejected).collect(),
-            "rejected",
-        ),
-    ];
-    for (checked, list) in lists {
-        for (index, c) in checked.into_iter().enumerate() {
-            if let Err((field, why)) = c {
-                bail!(
-                    "its {list}[{index}].{field} is invalid: {why}; nothing was written (the registry's publisher must fix the record)"
-                );
-            }
+    let first_bad = || -> Result<(), String> {
+        for (i, m) in shard.modules.iter().enumerate() {
+            invalid("modules", i, check_module(m))?;
         }
-    }
-    Ok(())
+        for (i, v) in shard.versioned.iter().enumerate() {
+            invalid("versioned", i, check_versioned(v))?;
+        }
+        for (i, a) in shard.advisories.iter().enumerate() {
+            invalid("advisories", i, check_advisory(a))?;
+        }
+        for (i, r) in shard.rejected.iter().enumerate() {
+            invalid("rejected", i, check_rejected(r))?;
+        }
+        Ok(())
+    };
+    first_bad().map_err(|e| {
+        anyhow::anyhow!(
+            "its {e}; nothing was written (the registry's publisher must fix the record)"
+        )
+    })
 }
 
 fn refuse(list: &str, index: usize, checked: Result<(), FieldError>) -> Result<()> {
-    if let Err((field, why)) = checked {
-        bail!(
-            "the signed manifest's {list}[{index}].{field} is invalid: {why}; the snapshot was refused and nothing was written (the registry's publisher must fix the record)"
-        );
-    }
-    Ok(())
+    invalid(list, index, checked).map_err(|e| {
+        anyhow::anyhow!(
+            "the signed manifest's {e}; the snapshot was refused and nothing was written (the registry's publisher must fix the record)"
+        )
+    })
+}
+
+/// `{list}[{index}].{field} is invalid: {why}`, for the first bad field.
+fn invalid(list: &str, index: usize, checked: Result<(), FieldError>) -> Result<(), String> {
+    checked.map_err(|(field, why)| format!("{list}[{index}].{field} is invalid: {why}"))
 }
 
 /// A field's path below its record, and why it is invalid.

@@ -24,6 +24,7 @@ mod delta_writer;
 pub mod gist;
 pub mod github;
 mod http;
+mod io_threads;
 mod members;
 pub mod memory;
 mod module_file;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use mlld_schemas::{AdvisoryFile, Diagnostic, UserRegistry, check_advisories, check_registry};
 use rayon::prelude::*;
 
+use crate::io_threads::on_io_threads;
+
 /// One user folder. Either file may be unusable; the other still counts
 /// (a broken registry.json must not hide that user's advisories).
 #[derive(Debug)]
@@ -75,37 +77,11 @@ fn present(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
-/// Threads reading the registry's files ahead of the parsers. A checkout
-/// just cloned, or pushed out of the page cache by the last build's
-/// output, is read from disk one small file at a time: with a thread a
-/// core the disk saw two requests at once, and the stage took 57 s at
-/// 100,000 users. Many requests in flight let the device serve them
-/// together.
-///
-/// These threads only warm the page cache: what they allocate they free
-/// themselves. The parsed registry is allocated on rayon's usual threads,
-/// which later stages keep busy: memory allocated on a thread that then
-/// sits idle is not handed back when another thread frees it (mimalloc
-/// collects such frees on the owning thread), which cost 130 MiB at
-/// 100,000 users.
-fn on_io_threads<T: Send>(run: impl FnOnce() -> T + Send) -> T {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    let pool = POOL.get_or_init(|| {
-        (rayon::ThreadPoolBuilder::new())
-            .num_threads(IO_THREADS)
-            .thread_name(|i| format!("registry-read-{i}"))
-            .build()
-            .ok()
-    });
-    // No threads to spare: the files are read once, by the parsers.
-    match pool {
-        Some(pool) => pool.install(run),
-        None => run(),
-    }
-}
-
-const IO_THREADS: usize = 16;
-/// User folders read ahead of the parsers at once.
+/// User folders read ahead of the parsers at once, on the I/O threads (a
+/// checkout just cloned, or pushed out of the page cache by the last
+/// build's output, is read from disk one small file at a time). Those
+/// threads only warm the page cache: the parsed registry is allocated on
+/// rayon's usual threads, which later stages keep busy (see `io_threads`).
 const READ_AHEAD: usize = 2048;
 
 /// The largest registry.json or advisories.json read.

@@ -73,8 +73,8 @@ pub fn page<'a>(
             Some(doc::render_markdown(&doc::cut(&text, max_content).0)),
         )
     } else {
-        let readme = doc::readme(m.current.files.iter().map(|f| f.name.as_str()));
-        let rendered = match readme.and_then(|r| m.current.files.iter().find(|f| f.name == r)) {
+        let readme = readme_of(m);
+        let rendered = match readme {
             Some(file) => {
                 let text = blob_text(blobs, &file.sha256)
                     .with_context(|| format!("reading {} of {}", file.name, m.full_name()))?;
@@ -82,7 +82,7 @@ pub fn page<'a>(
             }
             None => None,
         };
-        (readme, rendered)
+        (readme.map(|f| f.name.as_str()), rendered)
     };
     Ok(GistPage {
         user: &m.user,
@@ -114,6 +114,21 @@ pub fn page<'a>(
         doc_file,
         doc,
     })
+}
+
+/// The README file a page shows for a module that is not Markdown itself.
+fn readme_of(m: &ModuleRecord) -> Option<&mlld_schemas::GistFile> {
+    let readme = doc::readme(m.current.files.iter().map(|f| f.name.as_str()))?;
+    m.current.files.iter().find(|f| f.name == readme)
+}
+
+/// The blobs (`sha256:<hex>`) a module's page reads: its content, and its
+/// README when the module is not Markdown itself.
+pub fn page_blobs(m: &ModuleRecord) -> impl Iterator<Item = &str> {
+    let readme = (!doc::is_markdown(&m.current.file))
+        .then(|| readme_of(m))
+        .flatten();
+    std::iter::once(m.current.integrity.as_str()).chain(readme.map(|f| f.sha256.as_str()))
 }
 
 /// A blob (`sha256:<hex>` or `<hex>`) as text.

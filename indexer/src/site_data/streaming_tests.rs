@@ -177,6 +177,23 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// `dest` holds the files `want` and `keys` are `want_keys`, each the same.
+fn assert_written(
+    dest: &Path,
+    keys: &TextMap,
+    (want, want_keys): (&BTreeMap<String, Vec<u8>>, &BTreeMap<String, String>),
+) {
+    assert!(*keys == want_keys.iter().collect(), "the page keys differ");
+    let got = files_under(dest);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in want {
+        assert!(&got[path] == bytes, "{path} differs");
+    }
+}
+
 #[test]
 fn the_streamed_site_data_is_the_whole_manifests_file_for_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,18 +213,45 @@ fn the_streamed_site_data_is_the_whole_manifests_file_for_file() {
 
     let dest = dir.path().join("site");
     let keys = write(&dest, &staged, &blobs, &Default::default()).unwrap();
-    assert!(keys == want_keys.iter().collect(), "the page keys differ");
-    let got = files_under(&dest);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (path, bytes) in &want {
-        assert!(&got[path] == bytes, "{path} differs");
-    }
+    assert_written(&dest, &keys, (&want, &want_keys));
 
     // Unchanged keys: no page is written again.
     let again = dir.path().join("again");
     assert_eq!(write(&again, &staged, &blobs, &keys).unwrap(), keys);
     assert!(!again.join("modules").exists());
+}
+
+/// Pages whose text is the previous site's are written after the others,
+/// their files read ahead a batch at a time: the same files as when the
+/// text is this build's.
+#[test]
+fn pages_reading_the_previous_sites_files_are_the_same_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = BlobDir::new(dir.path().join("previous"), None);
+    let manifest = manifest(&fetched);
+    let staged = staged(&manifest, &dir.path().join("records"));
+    let (want, want_keys) = expected(&manifest, &fetched);
+    let carried = BlobDir::new(dir.path().join("new"), Some(dir.path().join("previous")));
+    let advisories = AdvisoryIndex::new(&staged.advisories);
+    let dependents = dependents::DependentsBuilder::default().finish();
+    let pages = |blobs| GistPageWriter {
+        dest: dir.path(),
+        manifest: &staged,
+        dependents: &dependents,
+        advisory_index: &advisories,
+        blobs,
+    };
+    let first = &manifest.modules[0];
+    assert!(pages(&carried).reads_previous_site(first));
+    assert!(!pages(&fetched).reads_previous_site(first));
+    const {
+        assert!(
+            MODULES > 2 * GistPageWriter::BATCH,
+            "several batches read ahead"
+        )
+    };
+
+    let dest = dir.path().join("site");
+    let keys = write(&dest, &staged, &carried, &Default::default()).unwrap();
+    assert_written(&dest, &keys, (&want, &want_keys));
 }

@@ -13,8 +13,8 @@ mod read;
 
 pub use confined::Confined;
 pub use read::{
-    check_within, open_regular, open_regular_in_dir, read_regular, read_regular_in_dir,
-    read_regular_text, read_regular_within,
+    check_within, open_regular, open_regular_in_dir, open_regular_no_follow, read_regular,
+    read_regular_in_dir, read_regular_text, read_regular_within,
 };
 
 /// Writes `bytes` to `path` atomically, creating parent directories.

@@ -132,6 +132,12 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_regular_with(path, 0).map(|(file, _)| file)
 }
 
+/// [`open_regular`], refusing a link at the last component instead of
+/// following it.
+pub fn open_regular_no_follow(path: &Path) -> io::Result<File> {
+    open_regular_with(path, NO_FOLLOW).map(|(file, _)| file)
+}
+
 /// [`open_regular`] with more open flags (`flags` is ignored off Unix),
 /// and the length its check read.
 fn open_regular_with(path: &Path, flags: i32) -> io::Result<(File, u64)> {

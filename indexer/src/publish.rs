@@ -6,7 +6,7 @@
 //! `latest.json.minisig` is replaced just before `latest.json`; a client
 //! that reads the pair mid-publish gets a signature mismatch and retries.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, Latest, PUBLIC_KEY_NAME, blob_path};
@@ -94,19 +94,69 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
     mlld_fsutil::rename_durable(staged_snapshot, &dest)
         .with_context(|| format!("moving the snapshot to {}", dest.display()))?;
     mlld_fsutil::write_atomic(&out.join(PUBLIC_KEY_NAME), key.public_key_file().as_bytes())?;
-    for entry in walkdir::WalkDir::new(site_files).sort_by_file_name() {
+    // Without a previous build the pages land in folders made for them.
+    move_site_files(out, site_files, blobs.previous_root().is_some())
+}
+
+/// Site files the page loads first, moved after the rest, in this order:
+/// `index.html` (with `data/site.js` inlined) names the data files, which
+/// must be there when it is.
+const ENTRY_FILES: [&str; 2] = ["data/site.js", "index.html"];
+
+/// Moves the staged page, data and module pages into the site, the
+/// entry files last. An incremental build rewrites tens of thousands of
+/// module pages spread over as many user folders, whose entries are
+/// mostly not cached: the moves wait on the disk, many at once, a few
+/// thousand at a time.
+fn move_site_files(out: &Path, site_files: &Path, dests_may_exist: bool) -> Result<()> {
+    let mut chunk = Vec::with_capacity(SITE_FILES_AT_ONCE);
+    for entry in walkdir::WalkDir::new(site_files) {
         let entry = entry?;
-        if entry.file_type().is_file() {
-            let rel = entry
-                .path()
-                .strip_prefix(site_files)
-                .expect("walked below site_files");
-            let dest = out.join(rel);
-            std::fs::create_dir_all(dest.parent().expect("site files have a parent"))?;
-            std::fs::rename(entry.path(), &dest)
-                .with_context(|| format!("publishing {}", rel.display()))?;
+        let rel = (entry.path().strip_prefix(site_files)).expect("walked below site_files");
+        if entry.file_type().is_file() && !ENTRY_FILES.iter().any(|e| Path::new(e) == rel) {
+            chunk.push(rel.to_path_buf());
+            if chunk.len() == SITE_FILES_AT_ONCE {
+                move_site_chunk(out, site_files, &chunk, dests_may_exist)?;
+                chunk.clear();
+            }
         }
     }
+    move_site_chunk(out, site_files, &chunk, dests_may_exist)?;
+    for entry in ENTRY_FILES.iter().map(PathBuf::from) {
+        if site_files.join(&entry).is_file() {
+            move_site_chunk(out, site_files, &[entry], dests_may_exist)?;
+        }
+    }
+    Ok(())
+}
+
+const SITE_FILES_AT_ONCE: usize = 4096;
+
+fn move_site_chunk(out: &Path, site_files: &Path, rels: &[PathBuf], look_up: bool) -> Result<()> {
+    use rayon::prelude::*;
+    let dests: Vec<PathBuf> = rels.iter().map(|rel| out.join(rel)).collect();
+    if look_up {
+        crate::io_threads::look_up_ahead(&dests);
+    }
+    crate::io_threads::on_io_threads(|| {
+        (rels.par_iter().zip(&dests)).try_for_each(|(rel, dest)| {
+            std::fs::create_dir_all(dest.parent().expect("site files have a parent"))?;
+            rename_over(&site_files.join(rel), dest)
+                .with_context(|| format!("publishing {}", rel.display()))
+        })
+    })
+}
+
+/// Renames `from` onto `to`, holding the file it replaces open meanwhile,
+/// so that the replaced file is freed when this thread closes it, not
+/// inside the rename: Linux frees it while holding the lock every rename
+/// between folders of the file system waits for, and freeing can wait on
+/// the disk (a discard per file on one mounted with `discard`). Only a
+/// regular file is held; a link or anything else is just replaced.
+fn rename_over(from: &Path, to: &Path) -> std::io::Result<()> {
+    let replaced = mlld_fsutil::open_regular_no_follow(to).ok();
+    std::fs::rename(from, to)?;
+    drop(replaced);
     Ok(())
 }
 
@@ -139,7 +189,17 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
         all.to_vec()
     };
     blob_folders(out, moving.iter().map(|(d, _)| d[0]))?;
-    (moving.par_iter()).try_for_each(|(digest, size)| move_blob(out, blobs, digest, *size))
+    // Each move into a site built before looks up a folder of thousands
+    // of blobs: many at once (a new site's folders were just made).
+    if blobs.previous_root().is_some() {
+        let dests: Vec<PathBuf> = (moving.iter())
+            .map(|(d, _)| out.join(blob_path(&hex::encode(d))))
+            .collect();
+        crate::io_threads::look_up_ahead(&dests);
+    }
+    crate::io_threads::on_io_threads(|| {
+        (moving.par_iter()).try_for_each(|(digest, size)| move_blob(out, blobs, digest, *size))
+    })
 }
 
 /// Makes `blobs/sha256/` and the folders of the digests starting with
@@ -310,6 +370,62 @@ mod tests {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, rel).unwrap();
+    }
+
+    /// Staged site files replace what the site holds at their paths: a
+    /// page, a link (replaced, never written through) and a FIFO (not
+    /// waited on when the replaced file is opened, then replaced); the
+    /// entry files come last.
+    #[cfg(unix)]
+    #[test]
+    fn site_files_replace_pages_links_and_fifos_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, staged) = (dir.path().join("site"), dir.path().join("staged"));
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, "not the site's").unwrap();
+        let pages = [
+            "modules/a/page.js",
+            "modules/b/link.js",
+            "modules/c/fifo.js",
+            "data/new.js",
+            "data/site.js",
+            "index.html",
+        ];
+        for rel in pages {
+            write(&staged, rel);
+        }
+        write(&out, "modules/a/page.js.old");
+        std::fs::rename(
+            out.join("modules/a/page.js.old"),
+            out.join("modules/a/page.js"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(out.join("modules/b")).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("modules/b/link.js")).unwrap();
+        std::fs::create_dir_all(out.join("modules/c")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(out.join("modules/c/fifo.js"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (o, st) = (out.clone(), staged.clone());
+        std::thread::spawn(move || {
+            tx.send(move_site_files(&o, &st, true).map_err(|e| e.to_string()))
+        });
+        let moved = rx.recv_timeout(std::time::Duration::from_secs(20));
+        moved
+            .expect("a FIFO in the site does not hang publishing")
+            .unwrap();
+
+        for rel in pages {
+            let path = out.join(rel);
+            assert!(std::fs::symlink_metadata(&path).unwrap().is_file(), "{rel}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), rel);
+            assert!(!staged.join(rel).exists(), "{rel} was moved, not copied");
+        }
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not the site's");
     }
 
     #[cfg(unix)]

@@ -1,10 +1,14 @@
 //! Which modules depend on each module, for the module pages, without a
-//! map of names: the modules' full names in one string, their positions
-//! sorted by name, and the (dependency, dependent) pairs as ranks in that
-//! order. A million modules take a few tens of megabytes; sorting and
-//! matching them runs on all cores.
+//! map of owned names: the modules' full names in one string, a hash table
+//! from each name to its first position, and the (dependency, dependent)
+//! pairs as positions. A million modules take a few tens of megabytes.
+//! Names are matched by hash, not by sorting a million names and
+//! searching them (twenty string compares a lookup, each a cache miss:
+//! seconds of the page data's critical path at a million modules); a
+//! module's dependents are sorted by name when its page asks for them.
 
 use anyhow::{Context, Result};
+use hashbrown::HashMap;
 use rayon::prelude::*;
 
 /// Strings end to end in one buffer, found by their ends.
@@ -61,77 +65,50 @@ impl DependentsBuilder {
             dependencies,
             named_by,
         } = self;
-        // Stable: modules of one name keep their order (the first is the
-        // name's rank; see `Dependents::rank`).
-        let mut by_name: Vec<u32> = (0..names.len() as u32).collect();
-        by_name.par_sort_by(|&a, &b| names.get(a as usize).cmp(names.get(b as usize)));
-        // Each position's rank, the first of its name's run: looked up
-        // once a module, where a search by name costs twenty string compares.
-        let mut ranks = vec![0u32; by_name.len()];
-        let mut run_start = 0;
-        for (rank, &p) in by_name.iter().enumerate() {
-            if rank > 0 && names.get(by_name[rank - 1] as usize) != names.get(p as usize) {
-                run_start = rank as u32;
-            }
-            ranks[p as usize] = run_start;
-        }
-        let mut out = Dependents {
-            names,
-            by_name,
-            ranks,
-            pairs: Vec::new(),
-        };
+        // Each position's name stands for the first module of that name:
+        // modules of one name share their dependents.
+        let mut first_of_name: HashMap<&str, u32> = HashMap::with_capacity(names.len());
+        let firsts: Vec<u32> = (0..names.len() as u32)
+            .map(|p| *first_of_name.entry(names.get(p as usize)).or_insert(p))
+            .collect();
         let mut pairs: Vec<(u32, u32)> = (named_by.par_iter().enumerate())
             .filter_map(|(k, &dependent)| {
-                let target = out.rank(dependencies.get(k))?;
-                Some((target, out.rank_of(dependent as usize)))
+                let target = *first_of_name.get(dependencies.get(k))?;
+                Some((target, firsts[dependent as usize]))
             })
             .collect();
+        drop(first_of_name);
         pairs.par_sort_unstable();
         pairs.dedup();
-        out.pairs = pairs;
-        out
+        Dependents {
+            names,
+            firsts,
+            pairs,
+        }
     }
 }
 
 /// `user/module` → the modules that depend on it, sorted by name, each once.
 pub struct Dependents {
     names: Strings,
-    /// Module positions, sorted by full name.
-    by_name: Vec<u32>,
-    /// Position → the rank of its name (see `rank`).
-    ranks: Vec<u32>,
-    /// (rank of the name depended on, rank of the dependent), sorted.
+    /// Position → the first position of its name.
+    firsts: Vec<u32>,
+    /// (first position of the name depended on, of the dependent's), sorted.
     pairs: Vec<(u32, u32)>,
 }
 
 impl Dependents {
     /// The full names of the modules depending on the module at `position`.
     pub fn of(&self, position: usize) -> Vec<String> {
-        let target = self.rank_of(position);
+        let target = self.firsts[position];
         let start = self.pairs.partition_point(|&(t, _)| t < target);
-        self.pairs[start..]
+        let mut names: Vec<String> = self.pairs[start..]
             .iter()
             .take_while(|&&(t, _)| t == target)
-            .map(|&(_, rank)| {
-                let position = self.by_name[rank as usize] as usize;
-                self.names.get(position).to_string()
-            })
-            .collect()
-    }
-
-    /// The rank of the first module named `name`, if any.
-    fn rank(&self, name: &str) -> Option<u32> {
-        let rank = self
-            .by_name
-            .partition_point(|&p| self.names.get(p as usize) < name);
-        let found = self.by_name.get(rank)?;
-        (self.names.get(*found as usize) == name).then_some(rank as u32)
-    }
-
-    /// The rank of the module at `position`'s name.
-    fn rank_of(&self, position: usize) -> u32 {
-        self.ranks[position]
+            .map(|&(_, dependent)| self.names.get(dependent as usize).to_string())
+            .collect();
+        names.sort_unstable();
+        names
     }
 }
 

@@ -189,7 +189,8 @@ pub fn render(info: &VersionedInfo) -> String {
             v.size
         );
         if !v.dependencies.is_empty() {
-            let _ = writeln!(out, "  {:<14} dependencies {}", "", list(&v.dependencies));
+            let merged = one_entry_a_module(&v.dependencies);
+            let _ = writeln!(out, "  {:<14} dependencies {}", "", list(&merged));
         }
     }
     if info.advisories.is_empty() {
@@ -222,4 +223,73 @@ pub fn render(info: &VersionedInfo) -> String {
         _ => writeln!(out, "project      not locked"),
     };
     out
+}
+
+/// A version's dependencies, one entry a module where that reads true:
+/// the range its version file declares and the one its entry file
+/// imports with (`^2.0` and `^2.0.0`) both hold, which npm's range syntax
+/// spells with a space (`@bob/y@^2.0 ^2.0.0`). Ranges joined by `||`,
+/// tags and anything else that is no plain range stay entries of their
+/// own; a module named without a range adds none.
+fn one_entry_a_module(dependencies: &[String]) -> Vec<String> {
+    let mut modules: Vec<(&str, Vec<&str>)> = Vec::new();
+    for dependency in dependencies {
+        // `@author/name@range`, split as `ModuleRef::parse` does.
+        let (module, range) = match dependency.get(1..).and_then(|rest| rest.find('@')) {
+            Some(at) => (&dependency[..at + 1], Some(&dependency[at + 2..])),
+            None => (dependency.as_str(), None),
+        };
+        let position = match modules.iter().position(|(m, _)| *m == module) {
+            Some(p) => p,
+            None => {
+                modules.push((module, Vec::new()));
+                modules.len() - 1
+            }
+        };
+        let ranges = &mut modules[position].1;
+        if let Some(range) = range.filter(|r| !ranges.contains(r)) {
+            ranges.push(range);
+        }
+    }
+    let plain = |r: &&str| !r.contains("||") && mlld_schemas::version_spec::parse_range(r).is_ok();
+    let mut out = Vec::new();
+    for (module, ranges) in modules {
+        match ranges.as_slice() {
+            [] => out.push(module.to_string()),
+            many if many.iter().all(plain) => out.push(format!("{module}@{}", many.join(" "))),
+            many => out.extend(many.iter().map(|r| format!("{module}@{r}"))),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_entry_a_module;
+
+    #[test]
+    fn a_module_named_twice_is_listed_once_with_every_range() {
+        // (the dependencies as recorded, as `info` lists them)
+        let cases: [(&[&str], &[&str]); 5] = [
+            (
+                &["@bob/y@^2.0", "@bob/y@^2.0.0", "@ann/x", "@bob/y@^2.0"],
+                &["@bob/y@^2.0 ^2.0.0", "@ann/x"],
+            ),
+            (&["@cy/z@>=1.2.0 <2.0.0"], &["@cy/z@>=1.2.0 <2.0.0"]),
+            // An alternative or a tag is no plain range to join.
+            (
+                &["@dee/w@^1 || ^2", "@dee/w@^2.1"],
+                &["@dee/w@^1 || ^2", "@dee/w@^2.1"],
+            ),
+            (
+                &["@eve/v@latest", "@eve/v@^1.0.0"],
+                &["@eve/v@latest", "@eve/v@^1.0.0"],
+            ),
+            (&["@", "@é@^1"], &["@", "@é@^1"]),
+        ];
+        for (recorded, listed) in cases {
+            let recorded: Vec<String> = recorded.iter().map(|d| d.to_string()).collect();
+            assert_eq!(one_entry_a_module(&recorded), listed, "{recorded:?}");
+        }
+    }
 }

@@ -132,17 +132,29 @@ fn move_site_files(out: &Path, site_files: &Path, dests_may_exist: bool) -> Resu
 
 const SITE_FILES_AT_ONCE: usize = 4096;
 
-fn move_site_chunk(out: &Path, site_files: &Path, rels: &[PathBuf], look_up: bool) -> Result<()> {
+/// Moves `rels` from `site_files` into `out`. Only where a previous
+/// build left pages are destinations looked up first and replaced pages
+/// held open; a new site's million pages need neither.
+fn move_site_chunk(
+    out: &Path,
+    site_files: &Path,
+    rels: &[PathBuf],
+    dests_may_exist: bool,
+) -> Result<()> {
     use rayon::prelude::*;
     let dests: Vec<PathBuf> = rels.iter().map(|rel| out.join(rel)).collect();
-    if look_up {
+    if dests_may_exist {
         crate::io_threads::look_up_ahead(&dests);
     }
     crate::io_threads::on_io_threads(|| {
         (rels.par_iter().zip(&dests)).try_for_each(|(rel, dest)| {
             std::fs::create_dir_all(dest.parent().expect("site files have a parent"))?;
-            rename_over(&site_files.join(rel), dest)
-                .with_context(|| format!("publishing {}", rel.display()))
+            let from = site_files.join(rel);
+            match dests_may_exist {
+                true => rename_over(&from, dest),
+                false => std::fs::rename(&from, dest),
+            }
+            .with_context(|| format!("publishing {}", rel.display()))
         })
     })
 }

@@ -258,6 +258,32 @@ const mlldRegistry = (() => {
 
   // ---- one module ----
 
+  // Who depends on a gist module: a file of names by a hash of the name
+  // (`data/dependents/<bits>/<bucket>.js`), asked for beside the module's
+  // page data. By bucket: "requested", "failed", or name → dependents.
+  const dependentsBuckets = new Map();
+  const hasBuckets = () => site && Number.isInteger(site.dependentsBits);
+  const bucketOf = (full) => mlldPage.bucketOf(full, site.dependentsBits);
+  function loadDependents(full) {
+    if (!hasBuckets() || dependentsBuckets.has(bucketOf(full))) return;
+    const b = bucketOf(full);
+    dependentsBuckets.set(b, "requested");
+    load("data/dependents/" + site.dependentsBits + "/" + b + ".js", () => { dependentsBuckets.set(b, "failed"); showDependents(); });
+  }
+  /** The names depending on `full`: an array, `null` while loading, or "failed". */
+  function dependentsOf(full) {
+    if (!hasBuckets()) return "failed";
+    const got = dependentsBuckets.get(bucketOf(full));
+    if (got === undefined || got === "requested") return null;
+    if (got === "failed") return got;
+    const names = Object.prototype.hasOwnProperty.call(got, full) ? got[full] : [];
+    return Array.isArray(names) ? names : "failed";
+  }
+  function showDependents() {
+    const box = $("dependents");
+    if (box) box.replaceChildren(...mlldModulePage.dependentsParts(dependentsOf(box.dataset.module)));
+  }
+
   function openModule(user, name) {
     show("module-view");
     const full = user + "/" + name;
@@ -267,6 +293,7 @@ const mlldRegistry = (() => {
     $("module").replaceChildren(el("p", { class: "muted", text: "Loading " + full + "…" }));
     document.title = full + " · mlld module registry";
     load("modules/" + user + "/" + name + ".js", () => { if (pendingModule === full) unknown(full); });
+    if (!user.startsWith("@")) loadDependents(full);
   }
 
   // "No module named …", with near names once the listing is in.
@@ -292,7 +319,8 @@ const mlldRegistry = (() => {
   function renderModule(d) {
     if (d.user + "/" + d.name !== pendingModule) return;
     pendingModule = null;
-    const parts = mlldModulePage.parts(d);
+    if (!d.versioned) loadDependents(d.user + "/" + d.name);
+    const parts = mlldModulePage.parts(d, d.versioned ? null : dependentsOf(d.user + "/" + d.name));
     $("module").replaceChildren(...parts);
     document.title = d.user + "/" + d.name + " · mlld module registry";
   }
@@ -340,6 +368,10 @@ const mlldRegistry = (() => {
       notify();
     },
     module: renderModule,
+    dependents(bucket, names) {
+      dependentsBuckets.set(bucket, names && typeof names === "object" ? names : "failed");
+      showDependents();
+    },
     start() {
       if (started) return;
       started = true;

@@ -210,7 +210,16 @@ const mlldModulePage = (() => {
   }
 
 
-  function gistParts(d) {
+  /**
+   * The dependents' heading and list: `names` an array, `null` while the
+   * file holding them loads, `"failed"` when it could not be loaded.
+   */
+  function dependentsParts(names) {
+    if (Array.isArray(names)) return moduleLinks("Dependents", names);
+    return [el("h3", { text: "Dependents" }), el("p", { class: "muted", text: names === null ? "Loading…" : "Could not load the dependents." })];
+  }
+
+  function gistParts(d, dependents) {
     const full = d.user + "/" + d.name;
     const parts = [header(d, full), el("p", { class: "desc", text: d.description })];
     if (d.tags.length) parts.push(tagLinks(d.tags));
@@ -229,7 +238,7 @@ const mlldModulePage = (() => {
     ]));
     parts.push(...contentParts(d, d.file));
     parts.push(...moduleLinks("Dependencies", d.dependencies));
-    parts.push(...moduleLinks("Dependents", d.dependents));
+    parts.push(el("div", { id: "dependents", "data-module": full }, ...dependentsParts(dependents)));
     parts.push(el("h3", { text: "Revisions (" + d.revisions.length + ")" }));
     // Advisories name the module or its gist: every captured revision is affected.
     parts.push(table("revisions", ["revision", "committed", "size", "advisories"], d.revisions.map((r) => el("tr", {},
@@ -286,12 +295,12 @@ const mlldModulePage = (() => {
     return parts;
   }
 
-  /** The page's parts for module data `d`. */
+  /** The page's parts for module data `d` and a gist module's `dependents` (see `dependentsParts`). */
   return {
-    parts(data) {
+    parts(data, dependents) {
       const d = derive(data);
-      return d.versioned ? versionedParts(d) : gistParts(d);
+      return d.versioned ? versionedParts(d) : gistParts(d, dependents);
     },
-    importLine, pinRange, sourceUrl, derive,
+    dependentsParts, importLine, pinRange, sourceUrl, derive,
   };
 })();

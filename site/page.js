@@ -26,5 +26,22 @@ const mlldPage = (() => {
     return el("time", { datetime: t.toISOString(), title: t.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"), text: dateFormat.format(t) });
   }
 
-  return { $, el, plural, searchLink, tagLinks, dateFormat, when };
+  /**
+   * FNV-1a (32 bits) of `units` (numbers): how the indexer's data files are
+   * found by a name or term (`fnv1a` in indexer/src/site_data.rs).
+   */
+  function fnv1a(units) {
+    let h = 0x811c9dc5;
+    for (const u of units) h = Math.imul(h ^ u, 0x01000193);
+    return h >>> 0;
+  }
+
+  /**
+   * The bucket of `text` among `2 ** bits`: the low bits of FNV-1a of its
+   * UTF-8 bytes. Which `data/dependents/` file holds a module's dependents
+   * (indexer/src/site_data/dependents_files.rs).
+   */
+  const bucketOf = (text, bits) => fnv1a(new TextEncoder().encode(text)) % 2 ** bits;
+
+  return { $, el, plural, searchLink, tagLinks, dateFormat, when, fnv1a, bucketOf };
 })();

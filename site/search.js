@@ -189,9 +189,7 @@ const mlldSearch = (() => {
 
   /** The part, of `parts`, that holds the terms starting as `term` does. */
   function partOf(term, parts) {
-    let h = 0x811c9dc5;
-    for (const c of Array.from(term).slice(0, 2)) h = Math.imul(h ^ c.codePointAt(0), 0x01000193) >>> 0;
-    return h % parts;
+    return mlldPage.fnv1a(Array.from(term).slice(0, 2).map((c) => c.codePointAt(0))) % parts;
   }
 
   /** Adds part `i` of `parts`; its positions are decoded when first used. */

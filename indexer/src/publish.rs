@@ -266,7 +266,8 @@ fn move_blob(out: &Path, blobs: &BlobDir, digest: &[u8; 32], size: u64) -> Resul
 const RETIRED_PAGE_FILES: [&str; 5] = ["app.js", "page.js", "module.js", "search.js", "style.css"];
 
 /// Removes what the new `latest.json` no longer needs: snapshots past the
-/// retention count, pages of modules that left the registry, loose blobs no
+/// retention count, pages of modules that left the registry (and dependents
+/// buckets of a bucket count no longer used), loose blobs no
 /// longer in the manifest, listing shards the entry point no longer names,
 /// the uncompressed crawl state of a site built before it was compressed,
 /// and the page files a one-request `index.html` no longer loads.
@@ -285,8 +286,13 @@ pub fn clean_up(
         remove_if_present(&out.join(snapshot))?;
     }
     for page in removed_pages {
-        remove_if_present(&out.join(format!("modules/{page}.json")))?;
-        remove_if_present(&out.join(format!("modules/{page}.js")))?;
+        match crate::site_data::bucket_file(page) {
+            Some(bucket) => remove_if_present(&out.join(bucket))?,
+            None => {
+                remove_if_present(&out.join(format!("modules/{page}.json")))?;
+                remove_if_present(&out.join(format!("modules/{page}.js")))?;
+            }
+        }
     }
     remove_stray_blobs(out, members)?;
     let entry_point = std::fs::read_to_string(out.join("data/site.js")).unwrap_or_default();

@@ -17,6 +17,9 @@
 //!   at `modules/@<author>/<name>.js` (`site_data/versioned.rs`). The
 //!   module's text is not copied into it: the page reads the loose blob
 //!   (`contentBlob`), which the site holds anyway.
+//! - `data/dependents/<bits>/<bucket>.js`: who depends on each gist
+//!   module, in buckets by a hash of its name (`site_data/dependents_files.rs`),
+//!   so that a module's page changes only with its own module. Mutable.
 //! - `advisories.json`: every user's advisories, merged; `schemas/*.json`.
 //!
 //! Files are written to the build's staging directory and moved into the
@@ -35,11 +38,12 @@ use serde::Serialize;
 use crate::blobs::BlobDir;
 use crate::record_spill::RecordHead;
 use crate::staged_manifest::StagedManifest;
-use dependents::Dependents;
+pub use dependents_files::bucket_file;
 use listing::write_listing;
 use page_key::{gist_page_key, page_key};
 
 mod dependents;
+mod dependents_files;
 mod doc;
 mod gist_page;
 mod listing;
@@ -64,8 +68,8 @@ const PAGE_FILES: [(&str, &str); 5] = [
 /// Modules per listing shard: small enough that the rows a search shows
 /// first come from a few shards.
 const SHARD: usize = 1000;
-/// Bump when a page changes shape.
-const PAGE_FORMAT: u32 = 4;
+/// Bump when a page changes shape (5: dependents moved to their buckets).
+const PAGE_FORMAT: u32 = 5;
 /// Documentation rendered on a module page is cut here; the snapshot has the rest.
 const MAX_PAGE_CONTENT: usize = 64 * 1024;
 
@@ -76,6 +80,16 @@ const MAX_PAGE_CONTENT: usize = 64 * 1024;
 /// thing the page downloads.
 #[derive(Serialize)]
 pub struct Row<'a>(String, &'a str, &'a str, &'a [String], u8, u8, &'a str, i64);
+
+/// FNV-1a (32 bits) of `units`: how the page finds the data file of a
+/// term (`search_parts`, by its first two characters) or of a module's
+/// dependents (`dependents_files`, by its name's bytes); `fnv1a` in
+/// `site/page.js` is the same.
+fn fnv1a(units: impl IntoIterator<Item = u32>) -> u32 {
+    (units.into_iter()).fold(0x811c_9dc5, |hash, unit| {
+        (hash ^ unit).wrapping_mul(0x0100_0193)
+    })
+}
 
 /// An RFC 3339 time as Unix seconds.
 fn unix_time(text: Option<&str>) -> Option<i64> {
@@ -105,34 +119,36 @@ pub fn write(
 
     let advisory_index = AdvisoryIndex::new(&manifest.advisories);
     let (listing, dependents) = write_listing(dest, manifest, &advisory_index)?;
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": listing.shards, "search": listing.search });
+    let dependents_bits = dependents_files::bits_for(manifest.modules.len());
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": listing.shards, "search": listing.search, "dependentsBits": dependents_bits });
     let entry = format!("mlldRegistry.site({entry});\n");
     write_file(dest, "data/site.js", entry.as_bytes())?;
     write_file(dest, "index.html", page_html(&entry)?.as_bytes())?;
 
     // Most pages are unchanged: their key comes from the record's line as
     // the spill holds it, and only a changed page's record is decoded.
+    let buckets =
+        dependents_files::write_buckets(dest, &dependents, dependents_bits, previous_keys)?;
+    drop(dependents);
     let pages = GistPageWriter {
         dest,
         manifest,
-        dependents: &dependents,
         advisory_index: &advisory_index,
         blobs,
     };
-    let keyed = manifest.modules.par_map_lines(|i, line| {
+    let keyed = manifest.modules.par_map_lines(|_, line| {
         let names = RecordHead::of(line)?;
         let full = names.full_name();
-        let deps_of_me = dependents.of(i);
         let advisories: Vec<&AdvisoryRecord> = (advisory_index)
             .for_names(&names.user, &names.name, &names.gist)
             .collect();
-        let key = gist_page_key(line, &deps_of_me, &advisories)?;
+        let key = gist_page_key(line, &advisories)?;
         let mut deferred = false;
         if previous_keys.get(&full) != Some(key.as_str()) {
             let m = manifest.modules.decode_line(line)?;
             match pages.reads_previous_site(&m) {
                 true => deferred = true,
-                false => pages.write_one(&m, &deps_of_me, advisories)?,
+                false => pages.write_one(&m, advisories)?,
             }
         }
         Ok((full, key, deferred))
@@ -149,22 +165,21 @@ pub fn write(
         .map(|v| versioned_page(dest, &manifest.advisories, v, blobs, previous_keys))
         .filter_map(Result::transpose)
         .collect::<Result<_>>()?;
-    Ok(gist_pages.chain(versioned_pages).collect())
+    Ok(gist_pages.chain(versioned_pages).chain(buckets).collect())
 }
 
 /// What writing a gist module's page needs beside its record.
 struct GistPageWriter<'a> {
     dest: &'a Path,
     manifest: &'a StagedManifest,
-    dependents: &'a Dependents,
     advisory_index: &'a AdvisoryIndex<'a>,
     blobs: &'a BlobDir,
 }
 
-/// A batch of deferred pages: their positions and records, and the
-/// previous site's files they read.
+/// A batch of deferred pages: their records, and the previous site's
+/// files they read.
 struct Batch {
-    records: Vec<(usize, ModuleRecord)>,
+    records: Vec<ModuleRecord>,
     files: Vec<PathBuf>,
 }
 
@@ -173,13 +188,8 @@ impl GistPageWriter<'_> {
     /// that they take several batches).
     const BATCH: usize = if cfg!(test) { 1000 } else { 4096 };
 
-    fn write_one(
-        &self,
-        m: &ModuleRecord,
-        deps_of_me: &[String],
-        advisories: Vec<&AdvisoryRecord>,
-    ) -> Result<()> {
-        let page = gist_page::page(m, deps_of_me, advisories, self.blobs, MAX_PAGE_CONTENT)?;
+    fn write_one(&self, m: &ModuleRecord, advisories: Vec<&AdvisoryRecord>) -> Result<()> {
+        let page = gist_page::page(m, advisories, self.blobs, MAX_PAGE_CONTENT)?;
         write_page(self.dest, &m.full_name(), &page)
     }
 
@@ -192,8 +202,8 @@ impl GistPageWriter<'_> {
     }
 
     /// Whether `m`'s page reads a file of the previous site: a module
-    /// whose content did not change but whose page did (a new dependent,
-    /// an advisory). Such pages wait for [`Self::write_reading_ahead`].
+    /// whose content did not change but whose page did (an advisory, a
+    /// dependency accepted or rejected, a new page format). Such pages wait for [`Self::write_reading_ahead`].
     fn reads_previous_site(&self, m: &ModuleRecord) -> bool {
         self.blobs.previous_root().is_some() && self.previous_site_files(m).next().is_some()
     }
@@ -215,11 +225,11 @@ impl GistPageWriter<'_> {
             std::thread::scope(|scope| {
                 let reading = (next.as_ref())
                     .map(|n| scope.spawn(|| crate::io_threads::read_into_cache(&n.files)));
-                let written = (records.par_iter()).try_for_each(|(i, m)| {
+                let written = (records.par_iter()).try_for_each(|m| {
                     let advisories = (self.advisory_index)
                         .for_names(&m.user, &m.name, &m.gist)
                         .collect();
-                    self.write_one(m, &self.dependents.of(*i), advisories)
+                    self.write_one(m, advisories)
                 });
                 if let Some(Err(panic)) = reading.map(|r| r.join()) {
                     std::panic::resume_unwind(panic);
@@ -233,12 +243,12 @@ impl GistPageWriter<'_> {
 
     fn prepare(&self, positions: &[u32]) -> Result<Batch> {
         let lines = self.manifest.modules.select_lines(positions)?;
-        let records: Vec<(usize, ModuleRecord)> = (positions.par_iter().zip(&lines))
-            .map(|(&i, line)| Ok((i as usize, self.manifest.modules.decode_line(line)?)))
+        let records: Vec<ModuleRecord> = (lines.par_iter())
+            .map(|line| self.manifest.modules.decode_line(line))
             .collect::<Result<_>>()?;
         let files = records
             .iter()
-            .flat_map(|(_, m)| self.previous_site_files(m))
+            .flat_map(|m| self.previous_site_files(m))
             .collect();
         Ok(Batch { records, files })
     }
@@ -270,7 +280,7 @@ fn versioned_page(
 /// format rewrites them all once). Run after the flip.
 pub fn remove_legacy_pages(out: &Path, previous: &TextMap, current: &TextMap) -> Result<()> {
     for (page, key) in current.iter() {
-        if previous.get(page) == Some(key) {
+        if previous.get(page) == Some(key) || bucket_file(page).is_some() {
             continue;
         }
         let legacy = out.join(format!("modules/{page}.json"));

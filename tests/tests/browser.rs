@@ -98,6 +98,32 @@ fn a_module_page_worth_reading() {
         .wait_for("const c = document.getElementById('content'); return c && c.textContent")
         .unwrap();
     assert_eq!(text, recorded["files"]["llm-cache.mld"]["content"]);
+    // Its dependents, from the file of their bucket, loaded beside the page.
+    let dependents = b
+        .wait_for("const d = document.querySelectorAll('#dependents a'); return d.length && [...d].map(a => [a.getAttribute('href'), a.textContent])")
+        .unwrap();
+    assert_eq!(
+        dependents,
+        json!([["#/sarah-k/eval-report", "sarah-k/eval-report"]])
+    );
+    // The page finds a bucket as the indexer does: FNV-1a of the name's UTF-8.
+    let fnv1a = |text: &str| {
+        (text.bytes()).fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+    };
+    let names = ["a", "foobar", "sarah-k/llm-cache", "ünï-cödé/名前"];
+    let buckets = b
+        .eval(&format!(
+            "return {}.map(n => [mlldPage.bucketOf(n, 16), mlldPage.bucketOf(n, 0), mlldPage.bucketOf(n, 31)])",
+            json!(names)
+        ))
+        .unwrap();
+    let expected: Vec<[u32; 3]> = (names.iter())
+        .map(|n| [fnv1a(n) & 0xffff, 0, fnv1a(n) & 0x7fff_ffff])
+        .collect();
+    assert_eq!(buckets, json!(expected));
+    assert_eq!(expected[0][0], 0x292c, "FNV-1a of \"a\" is e40c292c");
     // Source, tags and author as links; dates readable, exact on hover.
     let source = b
         .eval("const a = document.querySelector('.source a'); return [a.href, a.rel]")

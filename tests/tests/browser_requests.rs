@@ -1,6 +1,7 @@
 //! What the web page asks the server for, counted on loopback: a direct
-//! link to one module loads its page data and its blob, never the listing
-//! or the search parts; a search loads its search parts before the listing.
+//! link to one module loads its page data, its blob and its dependents'
+//! bucket, never the listing or the search parts; a search loads its
+//! search parts before the listing.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,10 @@ fn a_direct_link_loads_the_module_and_no_listing() {
     assert!(
         asked.iter().any(|p| p.starts_with("/blobs/sha256/")),
         "the module's text comes from its blob: {asked:?}"
+    );
+    assert!(
+        asked.iter().any(|p| p == "/data/dependents/0/0.js"),
+        "its dependents come from their bucket: {asked:?}"
     );
     assert!(
         !asked

@@ -93,8 +93,12 @@ fn module_pages_show_what_info_shows() {
         page["dependencies"],
         serde_json::json!(["adamavenir/json-utils"])
     );
+    // Its dependents are in their bucket's file (a handful of modules: one bucket).
+    assert!(page.get("dependents").is_none(), "{page}");
+    let bucket = script_json(&dir.path().join("data/dependents/0/0.js"), "dependents");
+    assert_eq!(bucket[0], 0);
     assert_eq!(
-        page["dependents"],
+        bucket[1]["sarah-k/llm-cache"],
         serde_json::json!(["sarah-k/eval-report"])
     );
     assert_eq!(page["advisories"][0]["id"], "2024-001");
@@ -450,6 +454,42 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
     assert!(site.join("modules/sarah-k/llm-cache.js").exists());
     // Pages not rewritten are not touched (a new page format rewrites them all).
     assert!(kept.exists());
+}
+
+/// A module's page changes with its own module only: a module that stops
+/// depending on it (here by leaving the registry) rewrites the bucket of
+/// its dependents, not its page.
+#[test]
+fn a_dependent_leaving_rewrites_the_bucket_not_the_page() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let registry = dir.path().join("registry");
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let build = || {
+        mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
+    };
+    build();
+    let page = site.join("modules/sarah-k/llm-cache.js");
+    let bucket = site.join("data/dependents/0/0.js");
+    let before = (fs::metadata(&page).unwrap().ino(), fs::read(&page).unwrap());
+    assert_eq!(
+        script_json(&bucket, "dependents")[1]["sarah-k/llm-cache"],
+        serde_json::json!(["sarah-k/eval-report"])
+    );
+    let path = registry.join("sarah-k/registry.json");
+    let mut registered: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let modules = registered["modules"].as_object_mut().unwrap();
+    assert!(modules.remove("eval-report").is_some());
+    fs::write(&path, serde_json::to_vec_pretty(&registered).unwrap()).unwrap();
+    build();
+    let after = (fs::metadata(&page).unwrap().ino(), fs::read(&page).unwrap());
+    assert_eq!(before, after, "the page was not written again");
+    assert!(!site.join("modules/sarah-k/eval-report.js").exists());
+    assert_eq!(
+        script_json(&bucket, "dependents")[1].get("sarah-k/llm-cache"),
+        None
+    );
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! Which modules depend on each module, for the module pages, without a
+//! Which modules depend on each module, for the web page, without a
 //! map of owned names: the modules' full names in one string, a hash table
 //! from each name to its first position, and the (dependency, dependent)
 //! pairs as positions. A million modules take a few tens of megabytes.
 //! Names are matched by hash, not by sorting a million names and
 //! searching them (twenty string compares a lookup, each a cache miss:
 //! seconds of the page data's critical path at a million modules); a
-//! module's dependents are sorted by name when its page asks for them.
+//! module's dependents are sorted by name when its bucket file is written
+//! (`dependents_files`).
 
 use anyhow::{Context, Result};
 use hashbrown::HashMap;
@@ -98,17 +99,32 @@ pub struct Dependents {
 }
 
 impl Dependents {
-    /// The full names of the modules depending on the module at `position`.
-    pub fn of(&self, position: usize) -> Vec<String> {
-        let target = self.firsts[position];
+    /// The modules something depends on, each as the first position of its
+    /// name, grouped by `bucket` of that name (`buckets` groups).
+    pub fn targets_by_bucket(
+        &self,
+        buckets: usize,
+        bucket: impl Fn(&str) -> usize,
+    ) -> Vec<Vec<u32>> {
+        let mut grouped = vec![Vec::new(); buckets];
+        for same_target in self.pairs.chunk_by(|a, b| a.0 == b.0) {
+            let target = same_target[0].0;
+            grouped[bucket(self.names.get(target as usize))].push(target);
+        }
+        grouped
+    }
+
+    /// The full name of the module at `target` (a first position) and the
+    /// names of the modules depending on it, sorted.
+    pub fn named(&self, target: u32) -> (&str, Vec<&str>) {
         let start = self.pairs.partition_point(|&(t, _)| t < target);
-        let mut names: Vec<String> = self.pairs[start..]
+        let mut names: Vec<&str> = self.pairs[start..]
             .iter()
             .take_while(|&&(t, _)| t == target)
-            .map(|&(_, dependent)| self.names.get(dependent as usize).to_string())
+            .map(|&(_, dependent)| self.names.get(dependent as usize))
             .collect();
         names.sort_unstable();
-        names
+        (self.names.get(target as usize), names)
     }
 }
 
@@ -142,9 +158,30 @@ mod tests {
                 .unwrap();
         }
         let dependents = builder.finish();
-        assert_eq!(dependents.of(0), ["a-b/x", "a/y", "z/z"]);
-        assert_eq!(dependents.of(1), ["z/z"]);
-        assert_eq!(dependents.of(2), ["a/x"]);
-        assert_eq!(dependents.of(3), ["a/x"]);
+        assert_eq!(dependents.named(0), ("a/x", vec!["a-b/x", "a/y", "z/z"]));
+        assert_eq!(dependents.named(1), ("a/y", vec!["z/z"]));
+        assert_eq!(dependents.named(2), ("a-b/x", vec!["a/x"]));
+        assert_eq!(dependents.named(3), ("z/z", vec!["a/x"]));
+        // Every module depended on, once, in the bucket its name falls in.
+        let by_first_letter = dependents.targets_by_bucket(2, |n| usize::from(n > "m"));
+        assert_eq!(by_first_letter, [vec![0, 1, 2], vec![3]]);
+    }
+
+    #[test]
+    fn modules_of_one_name_share_their_dependents() {
+        let modules = [
+            module("a", "x", &[]),
+            module("a", "x", &[]),
+            module("b", "y", &["a/x"]),
+        ];
+        let mut builder = DependentsBuilder::default();
+        for m in &modules {
+            builder
+                .add(&m.user, &m.name, &m.current.dependencies)
+                .unwrap();
+        }
+        let dependents = builder.finish();
+        assert_eq!(dependents.targets_by_bucket(1, |_| 0), [vec![0]]);
+        assert_eq!(dependents.named(0), ("a/x", vec!["b/y"]));
     }
 }

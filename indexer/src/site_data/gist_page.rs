@@ -3,7 +3,8 @@
 //! It holds only what the page cannot work out: the import line, the
 //! gist's URL, the loose blob of the module's text and the current
 //! revision's row follow from the fields here and are derived in the
-//! page (`derive` in `site/module.js`).
+//! page (`derive` in `site/module.js`). Its dependents are not here: they
+//! change with other modules (`dependents_files`).
 
 use anyhow::{Context, Result};
 use mlld_schemas::{AdvisoryRecord, ModuleRecord};
@@ -35,7 +36,6 @@ pub struct GistPage<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     history: Vec<PageRevision<'a>>,
     dependencies: &'a [String],
-    dependents: &'a [String],
     advisories: Vec<&'a AdvisoryRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<&'a str>,
@@ -59,7 +59,6 @@ struct PageRevision<'a> {
 
 pub fn page<'a>(
     m: &'a ModuleRecord,
-    dependents: &'a [String],
     advisories: Vec<&'a AdvisoryRecord>,
     blobs: &BlobDir,
     max_content: usize,
@@ -107,7 +106,6 @@ pub fn page<'a>(
             })
             .collect(),
         dependencies: &m.current.dependencies,
-        dependents,
         advisories,
         stale: m.stale.as_deref(),
         exports,

@@ -13,18 +13,12 @@ pub(super) fn page_key(inputs: &impl Serialize) -> Result<String> {
     Ok(finish_page_key(hashed(serde_json::to_vec(inputs)?)))
 }
 
-/// [`page_key`] of a gist module's `(record, dependents, advisories)`,
-/// with the record given as its JSON line (`serde_json` writes a tuple as
-/// `[a,b,c]`, so the bytes hashed are the same).
-pub(super) fn gist_page_key(
-    record_json: &[u8],
-    dependents: &[String],
-    advisories: &[&AdvisoryRecord],
-) -> Result<String> {
+/// [`page_key`] of a gist module's `(record, advisories)`, with the record
+/// given as its JSON line (`serde_json` writes a tuple as `[a,b]`, so the
+/// bytes hashed are the same).
+pub(super) fn gist_page_key(record_json: &[u8], advisories: &[&AdvisoryRecord]) -> Result<String> {
     let mut h = hashed(b"[");
     h.update(record_json);
-    h.update(b",");
-    h.update(serde_json::to_vec(dependents)?);
     h.update(b",");
     h.update(serde_json::to_vec(advisories)?);
     h.update(b"]");
@@ -65,23 +59,16 @@ mod tests {
         .unwrap();
         let advisories: Vec<&AdvisoryRecord> = advisories.iter().collect();
         let line = serde_json::to_vec(&m).unwrap();
-        for (deps, advisories) in [
-            (vec![], vec![]),
-            (
-                vec!["x/y".to_string(), "z/w".to_string()],
-                advisories.clone(),
-            ),
-        ] {
-            let whole = page_key(&(&m, &deps, &advisories)).unwrap();
-            assert_eq!(gist_page_key(&line, &deps, &advisories).unwrap(), whole);
+        for advisories in [vec![], advisories.clone()] {
+            let whole = page_key(&(&m, &advisories)).unwrap();
+            assert_eq!(gist_page_key(&line, &advisories).unwrap(), whole);
         }
         // Any input changed changes the key.
-        let base = gist_page_key(&line, &[], &[]).unwrap();
-        assert_ne!(gist_page_key(&line, &["x/y".into()], &[]).unwrap(), base);
-        assert_ne!(gist_page_key(&line, &[], &advisories).unwrap(), base);
+        let base = gist_page_key(&line, &[]).unwrap();
+        assert_ne!(gist_page_key(&line, &advisories).unwrap(), base);
         m.description.push('!');
         assert_ne!(
-            gist_page_key(&serde_json::to_vec(&m).unwrap(), &[], &[]).unwrap(),
+            gist_page_key(&serde_json::to_vec(&m).unwrap(), &[]).unwrap(),
             base
         );
         // What the page pass reads of every line without decoding it.

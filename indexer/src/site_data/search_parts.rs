@@ -41,12 +41,7 @@ pub fn part_count(rows: usize) -> usize {
 
 /// The part that holds `term`, of `parts`.
 pub fn part_of(term: &str, parts: usize) -> usize {
-    let mut hash: u32 = 0x811c_9dc5;
-    for c in term.chars().take(2) {
-        hash ^= c as u32;
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash as usize % parts
+    super::fnv1a(term.chars().take(2).map(u32::from)) as usize % parts
 }
 
 /// The terms of one listing row, by field (see `FIELDS`).

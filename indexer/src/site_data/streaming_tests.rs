@@ -133,7 +133,8 @@ fn expected(
             .into_iter()
             .map(|body| addressed("search", body))
             .collect();
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search });
+    let bits = dependents_files::bits_for(manifest.modules.len());
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": shards, "search": search, "dependentsBits": bits });
     let entry = format!("mlldRegistry.site({entry});\n");
     files.insert("index.html".into(), page_html(&entry).unwrap().into_bytes());
     files.insert("data/site.js".into(), entry.into_bytes());
@@ -143,19 +144,32 @@ fn expected(
     let mut advisories = serde_json::to_vec_pretty(&manifest.advisories).unwrap();
     advisories.push(b'\n');
     files.insert("advisories.json".into(), advisories);
-    let dependents = dependents_by_name(manifest);
     let mut keys = BTreeMap::new();
     for m in &manifest.modules {
         let full = m.full_name();
-        let deps = dependents.get(&full).map(Vec::as_slice).unwrap_or_default();
         let advisories: Vec<&AdvisoryRecord> = index.for_module(m).collect();
-        keys.insert(full.clone(), page_key(&(m, deps, &advisories)).unwrap());
-        let page = gist_page::page(m, deps, advisories, blobs, MAX_PAGE_CONTENT).unwrap();
+        keys.insert(full.clone(), page_key(&(m, &advisories)).unwrap());
+        let page = gist_page::page(m, advisories, blobs, MAX_PAGE_CONTENT).unwrap();
         let json = serde_json::to_string(&page).unwrap();
         files.insert(
             format!("modules/{full}.js"),
             format!("mlldRegistry.module({json});\n").into_bytes(),
         );
+    }
+    // Dependents of the modules there are, by bucket of their names.
+    let names: BTreeSet<String> = manifest.modules.iter().map(|m| m.full_name()).collect();
+    let mut buckets = vec![BTreeMap::new(); 1 << bits];
+    for (name, deps) in dependents_by_name(manifest) {
+        if names.contains(&name) {
+            let bucket = dependents_files::bucket_of(&name, bits) as usize;
+            buckets[bucket].insert(name, deps);
+        }
+    }
+    for (i, bucket) in buckets.iter().enumerate() {
+        let json = serde_json::to_value(bucket).unwrap();
+        let body = json_call("dependents", i, &json);
+        keys.insert(format!("#dependents/{bits}/{i}"), page_key(&body).unwrap());
+        files.insert(format!("data/dependents/{bits}/{i}.js"), body.into_bytes());
     }
     (files, keys)
 }
@@ -210,15 +224,18 @@ fn the_streamed_site_data_is_the_whole_manifests_file_for_file() {
     assert!(listing >= 3);
     let deps = dependents_by_name(&manifest);
     assert!(deps.values().filter(|d| d.len() >= 2).count() > MODULES / 2);
+    let buckets = want.keys().filter(|k| k.starts_with("data/dependents/"));
+    assert!(buckets.count() >= 8, "dependents in several buckets");
 
     let dest = dir.path().join("site");
     let keys = write(&dest, &staged, &blobs, &Default::default()).unwrap();
     assert_written(&dest, &keys, (&want, &want_keys));
 
-    // Unchanged keys: no page is written again.
+    // Unchanged keys: no page or bucket is written again.
     let again = dir.path().join("again");
     assert_eq!(write(&again, &staged, &blobs, &keys).unwrap(), keys);
     assert!(!again.join("modules").exists());
+    assert!(!again.join("data/dependents").exists());
 }
 
 /// Pages whose text is the previous site's are written after the others,
@@ -233,11 +250,9 @@ fn pages_reading_the_previous_sites_files_are_the_same_pages() {
     let (want, want_keys) = expected(&manifest, &fetched);
     let carried = BlobDir::new(dir.path().join("new"), Some(dir.path().join("previous")));
     let advisories = AdvisoryIndex::new(&staged.advisories);
-    let dependents = dependents::DependentsBuilder::default().finish();
     let pages = |blobs| GistPageWriter {
         dest: dir.path(),
         manifest: &staged,
-        dependents: &dependents,
         advisory_index: &advisories,
         blobs,
     };

@@ -287,7 +287,12 @@ pub fn clean_up(
     }
     for page in removed_pages {
         match crate::site_data::bucket_file(page) {
-            Some(bucket) => remove_if_present(&out.join(bucket))?,
+            Some(bucket) => {
+                let file = out.join(bucket);
+                remove_if_present(&file)?;
+                // The last bucket of a count no longer used takes its folder along.
+                let _ = std::fs::remove_dir(file.parent().expect("a bucket is in a folder"));
+            }
             None => {
                 remove_if_present(&out.join(format!("modules/{page}.json")))?;
                 remove_if_present(&out.join(format!("modules/{page}.js")))?;
@@ -485,6 +490,40 @@ mod tests {
         }
         assert!(elsewhere.join("precious").is_file());
         assert!(out.join("blobs/sha256/ff").is_symlink());
+    }
+
+    /// Pages of modules that left go with their legacy copies; buckets of
+    /// a bucket count no longer used go with their folder.
+    #[test]
+    fn removed_pages_and_buckets_go_after_the_flip() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("site");
+        let files = [
+            "modules/ann/gone.js",
+            "modules/ann/gone.json",
+            "modules/ann/kept.js",
+            "data/dependents/0/0.js",
+            "data/dependents/1/0.js",
+            "data/dependents/1/1.js",
+        ];
+        for rel in files {
+            write(&out, rel);
+        }
+        std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+        let removed = ["ann/gone".to_string(), "#dependents/0/0".to_string()];
+        clean_up(&out, &[], &removed, &MembersBuilder::default().finish()).unwrap();
+        let left: Vec<&str> = (files.into_iter())
+            .filter(|rel| out.join(rel).exists())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "modules/ann/kept.js",
+                "data/dependents/1/0.js",
+                "data/dependents/1/1.js"
+            ]
+        );
+        assert!(!out.join("data/dependents/0").exists());
     }
 
     #[test]

@@ -81,19 +81,13 @@ impl DependentsBuilder {
         drop(first_of_name);
         pairs.par_sort_unstable();
         pairs.dedup();
-        Dependents {
-            names,
-            firsts,
-            pairs,
-        }
+        Dependents { names, pairs }
     }
 }
 
 /// `user/module` → the modules that depend on it, sorted by name, each once.
 pub struct Dependents {
     names: Strings,
-    /// Position → the first position of its name.
-    firsts: Vec<u32>,
     /// (first position of the name depended on, of the dependent's), sorted.
     pairs: Vec<(u32, u32)>,
 }

@@ -21,10 +21,11 @@ use super::dependents::Dependents;
 use super::{fnv1a, json_text_call, page_key, write_file};
 use crate::text_map::TextMap;
 
-/// About this many modules a bucket: a file of a few kilobytes for the
-/// page to load beside a module's page data, and at a million modules
-/// 4,096 files (the one-rename-at-a-time publish pays per file).
-const MODULES_PER_BUCKET: usize = 256;
+/// About this many modules a bucket: a file of some 7 KB at 100,000
+/// modules for the page to load beside a module's page data (at 256 a
+/// bucket, 13 KB took a module link to 96.5 KB of its 100 KB budget), and
+/// at a million modules 8,192 files (publishing pays a rename per file).
+const MODULES_PER_BUCKET: usize = 128;
 const MAX_BITS: u32 = 16;
 /// Page keys of bucket files start with a character no module name holds
 /// (user names are GitHub logins, versioned ones start with `@`).
@@ -104,18 +105,18 @@ mod tests {
     #[test]
     fn bucket_counts_grow_with_the_registry() {
         assert_eq!(bits_for(0), 0);
-        assert_eq!(bits_for(256), 0);
-        assert_eq!(bits_for(257), 1);
-        assert_eq!(bits_for(100_000), 9);
-        assert_eq!(bits_for(1_000_000), 12);
+        assert_eq!(bits_for(128), 0);
+        assert_eq!(bits_for(129), 1);
+        assert_eq!(bits_for(100_000), 10);
+        assert_eq!(bits_for(1_000_000), 13);
         assert_eq!(bits_for(usize::MAX / 2), MAX_BITS);
     }
 
     #[test]
     fn keys_name_their_files_and_no_module() {
         assert_eq!(
-            bucket_file("#dependents/12/4095").as_deref(),
-            Some("data/dependents/12/4095.js")
+            bucket_file("#dependents/13/8191").as_deref(),
+            Some("data/dependents/13/8191.js")
         );
         for not_a_bucket in ["ann/tool", "@ann/tool", "#dependents/x/1", "#dependents/1"] {
             assert_eq!(bucket_file(not_a_bucket), None, "{not_a_bucket}");

@@ -285,7 +285,11 @@ fn site_size(site: &Path) -> Result<BTreeMap<String, u64>> {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = rel.file_name().unwrap_or_default().to_string_lossy();
-        let key = if top == "data" {
+        let key = if top == "data" && rel.components().count() > 2 {
+            // Folders of data files: the dependents' buckets.
+            let folder = rel.components().nth(1).expect("more than two components");
+            format!("data/{}/", folder.as_os_str().to_string_lossy())
+        } else if top == "data" {
             // The listing and the search parts apart.
             format!("data/{}", name.split('-').next().unwrap_or_default())
         } else if top == "snapshots" && name.ends_with(".index.tar.zst") {

@@ -263,6 +263,15 @@ fn index_to_s3_publishes_in_order_with_cache_rules_and_then_only_what_changed() 
         after.contains_key(&latest.snapshot),
         "the previous snapshot is kept"
     );
+    // What did not change stays: pages built in an empty staging directory
+    // are all there for the publish to compare, none taken for garbage.
+    let unchanged = "modules/textkit/slugify.js";
+    assert!(after.contains_key(unchanged), "{unchanged} was removed");
+    assert!(
+        !puts.iter().any(|p| p == unchanged),
+        "{unchanged} uploaded again"
+    );
+    assert!(after.contains_key("data/dependents/0/0.js"));
     assert_eq!(bucket.sync("second"), 2);
     assert!(
         stderr(&out).is_empty() || !stderr(&out).contains("error"),

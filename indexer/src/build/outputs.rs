@@ -31,7 +31,7 @@ pub(super) struct SiteData {
     pub(super) delta: Option<StagedDelta>,
     /// Staged page, data and module pages, moved into the site as they are.
     pub(super) dir: PathBuf,
-    /// `user/module` → page key.
+    /// `user/module` (or a dependents bucket) → page key.
     pub(super) pages: TextMap,
     /// The sparse root staged under `dir`, and its entry for `latest.json`.
     pub(super) sparse: (SiteFile, SparseRoot),
@@ -201,7 +201,13 @@ fn site_data_and_shards(
 ) -> Result<PageData> {
     let no_pages = TextMap::default();
     let started = Instant::now();
-    let previous_pages = previous.map_or(&no_pages, |p| &p.pages);
+    // Pages the previous build wrote are skipped only where they are: a
+    // site built elsewhere (a new directory, the staging of an object
+    // store, whose publish removes what the built site lacks) gets them all.
+    let in_place = blobs.previous_root() == Some(site);
+    let previous_pages = previous
+        .filter(|_| in_place)
+        .map_or(&no_pages, |p| &p.pages);
     let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
     let site_seconds = started.elapsed().as_secs_f64();
     let packing_failed = || anyhow::anyhow!("packing the snapshot failed");
@@ -277,7 +283,7 @@ pub(super) struct Published {
     pub(super) state: CrawlState,
     /// Site-relative files no longer needed.
     pub(super) retired: Vec<String>,
-    /// `user/module` of pages to remove.
+    /// Page keys (`user/module`, or a dependents bucket's) of files to remove.
     pub(super) removed_pages: Vec<String>,
     /// The sparse root now published (its path and content).
     pub(super) sparse: (String, SparseRoot),

@@ -10,7 +10,7 @@
 //   #/advisories      modules with open advisories
 //   #/USER/NAME       one module (@AUTHOR/NAME for a versioned one)
 // A module page loads only its own data (and reads the module's text from
-// its blob). A search first loads the few search parts its words name and
+// its blob, and its dependents from their bucket). A search first loads the few search parts its words name and
 // the listing rows it shows (the first stage, see search.js), then the
 // whole listing for the final ranking; listings and the suggestions for an
 // unknown module load the whole listing.
@@ -44,10 +44,11 @@ const mlldRegistry = (() => {
   let unknownModule = null;
   const LIMIT = 50;
   const { $, el, plural, searchLink, tagLinks, dateFormat, when } = mlldPage;
-  const load = (src, onerror) => {
+  const load = (src, onerror, onload) => {
     const s = document.createElement("script");
     s.src = src;
     s.onerror = onerror || (() => { $("status").textContent = "Could not load " + src + "."; });
+    if (onload) s.onload = onload;
     document.body.append(s);
   };
   const safePath = (s) => /^[A-Za-z0-9._-]+$/.test(s);
@@ -265,10 +266,15 @@ const mlldRegistry = (() => {
   const hasBuckets = () => site && Number.isInteger(site.dependentsBits);
   const bucketOf = (full) => mlldPage.bucketOf(full, site.dependentsBits);
   function loadDependents(full) {
-    if (!hasBuckets() || dependentsBuckets.has(bucketOf(full))) return;
+    if (!hasBuckets()) return;
     const b = bucketOf(full);
+    const state = dependentsBuckets.get(b);
+    // A bucket that failed is asked for again when a module of it opens.
+    if (state !== undefined && state !== "failed") return;
     dependentsBuckets.set(b, "requested");
-    load("data/dependents/" + site.dependentsBits + "/" + b + ".js", () => { dependentsBuckets.set(b, "failed"); showDependents(); });
+    const failed = () => { dependentsBuckets.set(b, "failed"); showDependents(); };
+    // A script that ran without calling `dependents` (not a bucket) failed too.
+    load("data/dependents/" + site.dependentsBits + "/" + b + ".js", failed, () => { if (dependentsBuckets.get(b) === "requested") failed(); });
   }
   /** The names depending on `full`: an array, `null` while loading, or "failed". */
   function dependentsOf(full) {
@@ -319,7 +325,6 @@ const mlldRegistry = (() => {
   function renderModule(d) {
     if (d.user + "/" + d.name !== pendingModule) return;
     pendingModule = null;
-    if (!d.versioned) loadDependents(d.user + "/" + d.name);
     const parts = mlldModulePage.parts(d, d.versioned ? null : dependentsOf(d.user + "/" + d.name));
     $("module").replaceChildren(...parts);
     document.title = d.user + "/" + d.name + " · mlld module registry";

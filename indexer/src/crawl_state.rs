@@ -57,7 +57,8 @@ pub struct CrawlState {
     /// unchanged module is not read and scanned again.
     #[serde(default)]
     pub imports: TextListMap,
-    /// `user/module` → the key of its generated page (see `site_data`).
+    /// `user/module` → the key of its generated page, and
+    /// `#dependents/<bits>/<n>` → that of a dependents bucket (see `site_data`).
     #[serde(default)]
     pub pages: TextMap,
     /// Snapshots this site has published, newest first (for retention);

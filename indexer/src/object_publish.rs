@@ -4,8 +4,9 @@
 //! 1. content-addressed files (snapshots, deltas, blobs, listing shards),
 //!    `Cache-Control: public, max-age=31536000, immutable`: new names, so
 //!    readers of the old site see nothing change;
-//! 2. the other files (pages, the page's entry points, schemas, the public
-//!    key), `Cache-Control: no-cache`;
+//! 2. the other files (pages, dependents' buckets, schemas, the public
+//!    key), `Cache-Control: no-cache`, then the page's entry points
+//!    (`data/site.js`, `index.html`), which name data files;
 //! 3. the flip, one file after the other (`no-cache`): the signed crawl
 //!    state (it names the snapshot it belongs to), `latest.json.minisig`,
 //!    then `latest.json`;
@@ -209,7 +210,7 @@ impl Publisher<'_> {
         let changed = self.changed_files(&remote, &mut report).await?;
 
         let phases = Phases::of(changed);
-        for phase in [&phases.immutable, &phases.mutable] {
+        for phase in [&phases.immutable, &phases.mutable, &phases.entry] {
             self.upload_all(phase).await?;
             report.count_uploads(phase);
         }

@@ -101,7 +101,7 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
 /// Site files the page loads first, moved after the rest, in this order:
 /// `index.html` (with `data/site.js` inlined) names the data files, which
 /// must be there when it is.
-const ENTRY_FILES: [&str; 2] = ["data/site.js", "index.html"];
+pub(crate) const ENTRY_FILES: [&str; 2] = ["data/site.js", "index.html"];
 
 /// Moves the staged page, data and module pages into the site, the
 /// entry files last. An incremental build rewrites tens of thousands of

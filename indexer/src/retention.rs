@@ -16,7 +16,7 @@ pub struct Retention {
     pub published_deltas: Vec<Vec<String>>,
     /// Site-relative files no longer needed.
     pub retired: Vec<String>,
-    /// `user/module` of pages to remove.
+    /// Page keys (`user/module`, or a dependents bucket's) of files to remove.
     pub removed_pages: Vec<String>,
 }
 

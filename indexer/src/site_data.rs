@@ -203,7 +203,8 @@ impl GistPageWriter<'_> {
 
     /// Whether `m`'s page reads a file of the previous site: a module
     /// whose content did not change but whose page did (an advisory, a
-    /// dependency accepted or rejected, a new page format). Such pages wait for [`Self::write_reading_ahead`].
+    /// dependency accepted or rejected, a new page format). Such pages
+    /// wait for [`Self::write_reading_ahead`].
     fn reads_previous_site(&self, m: &ModuleRecord) -> bool {
         self.blobs.previous_root().is_some() && self.previous_site_files(m).next().is_some()
     }

@@ -308,9 +308,47 @@ fn the_page_works_from_file_urls() {
             .contains("@camelCase"),
         "the frame shows the module's text"
     );
+    // The dependents' bucket is a script too: it loads from a file.
+    let dependents = b
+        .wait_for("const h = document.querySelector('#dependents h3'); return h && /\\(\\d+\\)$/.test(h.textContent) && h.textContent")
+        .unwrap();
+    assert!(
+        dependents.as_str().unwrap().starts_with("Dependents ("),
+        "{dependents}"
+    );
     b.eval("location.hash = '#/'; return 1").unwrap();
     b.wait_for("return document.getElementById('summary').textContent.includes('24 of 24')")
         .unwrap();
+}
+
+/// A bucket that cannot be loaded says so and leaves the rest of the page
+/// whole; the next module of that bucket asks for it again.
+#[test]
+fn dependents_that_cannot_be_loaded_say_so_and_are_asked_for_again() {
+    let Some(b) = browser_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    let bucket = dir.path().join("data/dependents/0/0.js");
+    let kept = std::fs::read(&bucket).unwrap();
+    std::fs::remove_file(&bucket).unwrap();
+    let server = HttpServer::start(static_files(dir.path().to_path_buf()));
+    b.goto(&format!("{}/#/sarah-k/llm-cache", server.url()))
+        .unwrap();
+    let failed = b
+        .wait_for("const d = document.getElementById('dependents'); return d && d.textContent.includes('Could not') && document.getElementById('content') && d.textContent")
+        .unwrap();
+    assert_eq!(failed, json!("DependentsCould not load the dependents."));
+    std::fs::write(&bucket, kept).unwrap();
+    b.eval("location.hash = '#/sarah-k/eval-report'; return 1")
+        .unwrap();
+    b.wait_for("const n = document.querySelector('#module .name'); return n && n.textContent === 'sarah-k/eval-report'")
+        .unwrap();
+    b.eval("location.hash = '#/sarah-k/llm-cache'; return 1")
+        .unwrap();
+    let links = b
+        .wait_for("const d = document.querySelectorAll('#dependents a'); return d.length && [...d].map(a => a.textContent)")
+        .unwrap();
+    assert_eq!(links, json!(["sarah-k/eval-report"]));
 }
 
 #[test]

@@ -295,6 +295,12 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
 }
 
 /// The `mlldRegistry.…(…)` argument of a site script, as JSON.
+/// Builds the site at `site` from `registry` and the examples' gists, on
+/// the build it holds.
+fn build_on(site: &std::path::Path, registry: &std::path::Path) {
+    mlld_e2e::build_with(site, None, build_time(), mlld_e2e::demo_key(), registry);
+}
+
 fn script_json(path: &std::path::Path, call: &str) -> Value {
     let text = fs::read_to_string(path).unwrap();
     let inner = text
@@ -428,12 +434,9 @@ fn versioned_modules_are_listed_and_have_pages() {
 #[test]
 fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    let registry = dir.path().join("registry");
+    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
     mlld_e2e::copy_dir(&examples().join("registry"), &registry);
-    let build = || {
-        mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
-    };
+    let build = || build_on(&site, &registry);
     build();
     // As a site built before pages were written once left it.
     let legacy = site.join("modules/sarah-k/llm-cache.json");
@@ -463,12 +466,9 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
 fn a_dependent_leaving_rewrites_the_bucket_not_the_page() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    let registry = dir.path().join("registry");
+    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
     mlld_e2e::copy_dir(&examples().join("registry"), &registry);
-    let build = || {
-        mlld_e2e::build_with(&site, None, build_time(), mlld_e2e::demo_key(), &registry);
-    };
+    let build = || build_on(&site, &registry);
     build();
     let page = site.join("modules/sarah-k/llm-cache.js");
     let bucket = site.join("data/dependents/0/0.js");

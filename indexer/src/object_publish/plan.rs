@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use mlld_schemas::snapshot::{LATEST_NAME, LATEST_SIG_NAME, blob_digest};
 
 use crate::crawl_state::{CRAWL_STATE_NAME, CRAWL_STATE_SIG_NAME};
+use crate::publish::ENTRY_FILES;
 
 /// `Cache-Control` of content-addressed files: their bytes never change
 /// under their name, so every cache may keep them for a year.
@@ -155,6 +156,10 @@ fn md5_etag(e_tag: &str) -> Option<String> {
 pub struct Phases<'a> {
     pub immutable: Vec<&'a LocalFile>,
     pub mutable: Vec<&'a LocalFile>,
+    /// The page's entry files (`data/site.js`, `index.html`), after the
+    /// other mutable files: they name data files (a new dependents bucket
+    /// count, say), which must be in place when they are.
+    pub entry: Vec<&'a LocalFile>,
     /// The crawl state's signature and state, `latest.json.minisig`, then
     /// `latest.json`, one after the other.
     pub flip: Vec<&'a LocalFile>,
@@ -167,11 +172,17 @@ impl<'a> Phases<'a> {
         for f in files {
             match PathClass::of(&f.path) {
                 PathClass::Immutable => phases.immutable.push(f),
+                PathClass::Mutable if ENTRY_FILES.contains(&f.path.as_str()) => {
+                    phases.entry.push(f)
+                }
                 PathClass::Mutable => phases.mutable.push(f),
                 _ => phases.flip.push(f),
             }
         }
         phases.flip.sort_by_key(|f| PathClass::of(&f.path));
+        phases
+            .entry
+            .sort_by_key(|f| ENTRY_FILES.iter().position(|e| *e == f.path));
         phases
     }
 }
@@ -252,6 +263,8 @@ mod tests {
             file("latest.json", 1, ""),
             file("crawl-state.json.zst", 1, ""),
             file("index.html", 1, ""),
+            file("modules/ann/tool.js", 1, ""),
+            file("data/site.js", 1, ""),
             file(&format!("snapshots/{HEX}.tar.zst"), 1, ""),
             file("latest.json.minisig", 1, ""),
             file("crawl-state.json.zst.minisig", 1, ""),
@@ -262,7 +275,8 @@ mod tests {
             names(&phases.immutable),
             [format!("snapshots/{HEX}.tar.zst")]
         );
-        assert_eq!(names(&phases.mutable), ["index.html"]);
+        assert_eq!(names(&phases.mutable), ["modules/ann/tool.js"]);
+        assert_eq!(names(&phases.entry), ["data/site.js", "index.html"]);
         let flip = [
             "crawl-state.json.zst.minisig",
             "crawl-state.json.zst",

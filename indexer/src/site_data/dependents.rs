@@ -136,6 +136,16 @@ mod tests {
         .unwrap()
     }
 
+    fn dependents_of(modules: &[ModuleRecord]) -> Dependents {
+        let mut builder = DependentsBuilder::default();
+        for m in modules {
+            builder
+                .add(&m.user, &m.name, &m.current.dependencies)
+                .unwrap();
+        }
+        builder.finish()
+    }
+
     #[test]
     fn dependents_are_sorted_by_name_each_once_and_matched_exactly() {
         // Spill order (user, then name) is not name order: "a-b/x" < "a/x".
@@ -145,13 +155,7 @@ mod tests {
             module("a-b", "x", &["a/x"]),
             module("z", "z", &["a/x", "a/y"]),
         ];
-        let mut builder = DependentsBuilder::default();
-        for m in &modules {
-            builder
-                .add(&m.user, &m.name, &m.current.dependencies)
-                .unwrap();
-        }
-        let dependents = builder.finish();
+        let dependents = dependents_of(&modules);
         assert_eq!(dependents.named(0), ("a/x", vec!["a-b/x", "a/y", "z/z"]));
         assert_eq!(dependents.named(1), ("a/y", vec!["z/z"]));
         assert_eq!(dependents.named(2), ("a-b/x", vec!["a/x"]));
@@ -168,13 +172,7 @@ mod tests {
             module("a", "x", &[]),
             module("b", "y", &["a/x"]),
         ];
-        let mut builder = DependentsBuilder::default();
-        for m in &modules {
-            builder
-                .add(&m.user, &m.name, &m.current.dependencies)
-                .unwrap();
-        }
-        let dependents = builder.finish();
+        let dependents = dependents_of(&modules);
         assert_eq!(dependents.targets_by_bucket(1, |_| 0), [vec![0]]);
         assert_eq!(dependents.named(0), ("a/x", vec!["b/y"]));
     }

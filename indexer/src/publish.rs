@@ -146,9 +146,9 @@ fn move_site_chunk(
     if dests_may_exist {
         crate::io_threads::look_up_ahead(&dests);
     }
+    site_folders(out, rels)?;
     crate::io_threads::on_io_threads(|| {
         (rels.par_iter().zip(&dests)).try_for_each(|(rel, dest)| {
-            std::fs::create_dir_all(dest.parent().expect("site files have a parent"))?;
             let from = site_files.join(rel);
             match dests_may_exist {
                 true => rename_over(&from, dest),
@@ -157,6 +157,35 @@ fn move_site_chunk(
             .with_context(|| format!("publishing {}", rel.display()))
         })
     })
+}
+
+/// Makes every folder `rels` go into a folder of the site itself: one
+/// that is missing is made, and a link or file in a folder's place is
+/// removed first, so that no page is written through a link (a
+/// `modules/<user>` link leading out of the site, say). Each folder is
+/// looked at once, not once a page.
+fn site_folders(out: &Path, rels: &[PathBuf]) -> Result<()> {
+    let folders: std::collections::BTreeSet<&Path> = (rels.iter())
+        .flat_map(|rel| rel.ancestors().skip(1))
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .collect();
+    // Sorted, so a folder comes before the folders in it.
+    for folder in folders {
+        real_folder(&out.join(folder))?;
+    }
+    Ok(())
+}
+
+/// Makes `dir` a folder, removing a link or file in its place.
+fn real_folder(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => std::fs::remove_file(dir)
+            .with_context(|| format!("removing {}, which is no folder", dir.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("looking at {}", dir.display())),
+    }
+    std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Renames `from` onto `to`, holding the file it replaces open meanwhile,
@@ -222,14 +251,7 @@ fn blob_folders(out: &Path, firsts: impl Iterator<Item = u8>) -> Result<()> {
     let root = out.join(mlld_schemas::snapshot::BLOB_PREFIX);
     let folders = firsts.iter().map(|b| root.join(hex::encode([*b])));
     for dir in [out.join("blobs"), root.clone()].into_iter().chain(folders) {
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => std::fs::remove_file(&dir)
-                .with_context(|| format!("removing {}, which is no folder", dir.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("looking at {}", dir.display())),
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        real_folder(&dir)?;
     }
     Ok(())
 }
@@ -396,7 +418,8 @@ mod tests {
     }
 
     /// Staged site files replace what the site holds at their paths: a
-    /// page, a link (replaced, never written through) and a FIFO (not
+    /// page, a link (replaced, never written through; nor a linked
+    /// folder), a file where a folder goes, and a FIFO (not
     /// waited on when the replaced file is opened, then replaced); the
     /// entry files come last.
     #[cfg(unix)]
@@ -410,6 +433,8 @@ mod tests {
             "modules/a/page.js",
             "modules/b/link.js",
             "modules/c/fifo.js",
+            "modules/d/in-linked-folder.js",
+            "modules/e/in-file-named-as-folder.js",
             "data/new.js",
             "data/site.js",
             "index.html",
@@ -417,6 +442,12 @@ mod tests {
         for rel in pages {
             write(&staged, rel);
         }
+        // A user's folder that is a link out of the site, one that is a file.
+        let outside_folder = dir.path().join("outside");
+        std::fs::create_dir_all(&outside_folder).unwrap();
+        std::fs::create_dir_all(out.join("modules")).unwrap();
+        std::os::unix::fs::symlink(&outside_folder, out.join("modules/d")).unwrap();
+        std::fs::write(out.join("modules/e"), "a file").unwrap();
         write(&out, "modules/a/page.js.old");
         std::fs::rename(
             out.join("modules/a/page.js.old"),
@@ -449,6 +480,12 @@ mod tests {
             assert!(!staged.join(rel).exists(), "{rel} was moved, not copied");
         }
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not the site's");
+        assert_eq!(std::fs::read_dir(&outside_folder).unwrap().count(), 0);
+        assert!(
+            std::fs::symlink_metadata(out.join("modules/d"))
+                .unwrap()
+                .is_dir()
+        );
     }
 
     #[cfg(unix)]

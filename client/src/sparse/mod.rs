@@ -118,6 +118,13 @@ impl SparseSource {
         }
     }
 
+    /// Whether a missing or damaged file may be fetched: `--offline`
+    /// forbids the network, not a site in a local folder.
+    fn may_fetch(&self) -> bool {
+        let is_url = self.site.starts_with("http://") || self.site.starts_with("https://");
+        !(self.offline && is_url)
+    }
+
     /// Where the site file `rel` is kept in the store: shards as the site
     /// names them (`sparse/shards/…`), blobs under `sparse/blobs/…`.
     fn stored_path(&self, rel: &str) -> PathBuf {
@@ -129,11 +136,19 @@ impl SparseSource {
     }
 
     /// The stored copy of `rel`, if present and hashing to `sha`; a
-    /// damaged copy is removed so that it is fetched again.
+    /// damaged copy is removed so that it is fetched again (and left as
+    /// it is when nothing may be fetched).
     fn stored(&self, rel: &str, sha: &str, cap: u64) -> Result<Option<Vec<u8>>> {
         let path = self.stored_path(rel);
         match mlld_fsutil::read_regular(&path, cap) {
             Ok(bytes) if mlld_schemas::sha256_hex(&bytes) == sha => Ok(Some(bytes)),
+            Ok(_) if !self.may_fetch() => {
+                eprintln!(
+                    "warning: {} is damaged (it does not hash to its name); run without --offline to fetch it again",
+                    path.display()
+                );
+                Ok(None)
+            }
             Ok(_) => {
                 eprintln!(
                     "warning: {} was damaged (it does not hash to its name) and was removed; it is fetched again from the site",
@@ -149,8 +164,7 @@ impl SparseSource {
 
     /// Fetches `rel` from the site, checks it against `sha`, stores it.
     fn fetch(&self, rel: &str, sha: &str, cap: u64, what: &str) -> Result<Vec<u8>> {
-        let is_url = self.site.starts_with("http://") || self.site.starts_with("https://");
-        if self.offline && is_url {
+        if !self.may_fetch() {
             bail!(
                 "{what} of the sparse snapshot is not in the store, and --offline forbids fetching it; run without --offline, or `mlld-registry sync --full` for a store that works offline for every module"
             );

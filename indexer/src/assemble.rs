@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::blobs::BlobDir;
 use crate::capture::{CaptureError, capture_newest, check_owner, scan_module};
+use crate::crawl_state::CachedRejection;
 use crate::gist::{FetchError, Fetched, GistSource};
 use crate::module_names::ModuleNames;
 use crate::previous::Previous;
@@ -52,12 +53,27 @@ pub struct Indexed {
     pub freshness: Freshness,
 }
 
-/// Jobs fetched between two hand-overs to the sink: the results in flight
-/// are all the crawl holds, whatever the registry's size.
+/// Jobs planned and fetched together: the results in flight are all the
+/// crawl holds, whatever the registry's size.
 const BATCH: usize = 8192;
+
+/// Content fetched ahead of the jobs being finished is handed on once it
+/// reaches this much (a batch of large gists is not held whole).
+const FETCHED_BYTES: u64 = 64 << 20;
+
+/// Threads that fetch, each with its share of the requests in flight: one
+/// could not keep up with a nightly crawl of `304`s on loopback-fast
+/// networks (each request costs tens of microseconds of CPU).
+const FETCHERS: usize = 2;
 
 /// Fetches and content-addresses every job, `concurrency` at a time, and
 /// hands each result to `sink` in the jobs' order.
+///
+/// Fetching and finishing overlap: [`FETCHERS`] threads fetch batches in
+/// turn (several requests in flight from each, see
+/// [`GistSource::fetch_many`]) while the pool finishes the batches before
+/// (reusing previous records, capturing changed gists) and the sink takes
+/// their results.
 pub fn index_all(
     jobs: &[Job<'_>],
     source: &dyn GistSource,
@@ -70,24 +86,129 @@ pub fn index_all(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(concurrency.max(1))
         .build()?;
-    for batch in jobs.chunks(BATCH) {
-        let results: Vec<_> = pool.install(|| {
-            batch
-                .par_iter()
-                .map(|job| {
-                    let out = index_one(job, source, blobs, previous);
-                    tick();
-                    out
-                })
-                .collect()
-        });
-        results.into_iter().try_for_each(&mut *sink)?;
+    let fetchers = FETCHERS.min(concurrency.max(1));
+    let in_flight = concurrency.max(1).div_ceil(fetchers);
+    std::thread::scope(|s| {
+        let pool = &pool;
+        let mut receivers = Vec::new();
+        for k in 0..fetchers {
+            // One portion waits while the next is fetched: bounded memory.
+            let (send, receive) = std::sync::mpsc::sync_channel::<Portion<'_, '_>>(1);
+            receivers.push(receive);
+            s.spawn(move || {
+                for batch in jobs.chunks(BATCH).skip(k).step_by(fetchers) {
+                    let plans =
+                        pool.install(|| batch.par_iter().map(|j| plan(j, previous)).collect());
+                    if fetch_portions(batch, plans, source, in_flight, &send).is_err() {
+                        return; // The sink stopped.
+                    }
+                }
+            });
+        }
+        // Batches in order: each fetcher's portions, in turn, until its batch is whole.
+        for k in (0..fetchers).cycle() {
+            loop {
+                let Ok(portion) = receivers[k].recv() else {
+                    return Ok(()); // Every batch was handed on.
+                };
+                let last = portion.last;
+                let results: Vec<_> = pool.install(|| {
+                    (portion
+                        .jobs
+                        .par_iter()
+                        .zip(portion.plans)
+                        .zip(portion.fetched))
+                    .map(|((job, plan), fetched)| {
+                        let out = finish(job, plan, fetched, source, blobs, previous);
+                        tick();
+                        out
+                    })
+                    .collect()
+                });
+                results.into_iter().try_for_each(&mut *sink)?;
+                if last {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Jobs with what was fetched for them, handed from a fetching thread to the pool.
+struct Portion<'j, 'p> {
+    jobs: &'j [Job<'j>],
+    plans: Vec<Plan<'p>>,
+    fetched: Vec<Result<Fetched, FetchError>>,
+    /// The batch's last portion.
+    last: bool,
+}
+
+/// Fetches `batch`'s gists as `plans` say, `in_flight` at a time, and
+/// sends them on in portions; an error when the receiver is gone.
+fn fetch_portions<'j, 'p>(
+    batch: &'j [Job<'j>],
+    mut plans: Vec<Plan<'p>>,
+    source: &dyn GistSource,
+    in_flight: usize,
+    send: &std::sync::mpsc::SyncSender<Portion<'j, 'p>>,
+) -> Result<(), ()> {
+    let mut done = 0;
+    while done < batch.len() {
+        let requests: Vec<(&str, Option<&str>)> = (batch[done..].iter().zip(&plans))
+            .map(|(job, plan)| (job.entry.gist.as_str(), plan.etag))
+            .collect();
+        let mut fetched = source.fetch_many(&requests, in_flight, FETCHED_BYTES);
+        if fetched.is_empty() {
+            // Every job gets a result, whatever a source does.
+            fetched.push(Err(FetchError::Failed(
+                "the gist source answered nothing".into(),
+            )));
+        }
+        fetched.truncate(requests.len());
+        let n = fetched.len();
+        let rest = plans.split_off(n);
+        let portion = Portion {
+            jobs: &batch[done..done + n],
+            plans: std::mem::replace(&mut plans, rest),
+            fetched,
+            last: done + n == batch.len(),
+        };
+        send.send(portion).map_err(|_| ())?;
+        done += n;
     }
     Ok(())
 }
 
-fn index_one(
+/// What a job needs before its gist is fetched: the previous record, a
+/// cached rejection, and the ETag to revalidate them with.
+struct Plan<'p> {
+    prev: Option<ModuleRecord>,
+    cached_rejection: Option<&'p CachedRejection>,
+    etag: Option<&'p str>,
+}
+
+fn plan<'p>(job: &Job<'_>, previous: Option<&'p Previous>) -> Plan<'p> {
+    // Taken, not copied: the previous record is freed when this job ends.
+    let prev = previous.and_then(|p| p.take_module(job.user, job.name, &job.entry.gist));
+    let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
+    let etag = match (&prev, cached_rejection) {
+        (Some(_), _) => previous.and_then(|p| p.etag(&job.entry.gist)),
+        (None, Some(r)) => Some(r.etag.as_str()),
+        (None, None) => None,
+    };
+    Plan {
+        prev,
+        cached_rejection,
+        etag,
+    }
+}
+
+/// The job's record (or rejection) from its plan and what its fetch yielded.
+fn finish(
     job: &Job<'_>,
+    plan: Plan<'_>,
+    fetched: Result<Fetched, FetchError>,
     source: &dyn GistSource,
     blobs: &BlobDir,
     previous: Option<&Previous>,
@@ -98,14 +219,11 @@ fn index_one(
         reason,
         etag: None,
     };
-    // Taken, not copied: the previous record is freed when this job ends.
-    let prev = previous.and_then(|p| p.take_module(job.user, job.name, &job.entry.gist));
-    let cached_rejection = previous.and_then(|p| p.rejection(job.user, job.name, &job.entry.gist));
-    let etag = match (&prev, cached_rejection) {
-        (Some(_), _) => previous.and_then(|p| p.etag(&job.entry.gist)),
-        (None, Some(r)) => Some(r.etag.as_str()),
-        (None, None) => None,
-    };
+    let Plan {
+        prev,
+        cached_rejection,
+        etag,
+    } = plan;
     let stale_or_reject = |prev: Option<ModuleRecord>, reason: String| match prev {
         Some(m) => reuse(
             job,
@@ -118,7 +236,7 @@ fn index_one(
         .map_err(reject),
         None => Err(reject(reason)),
     };
-    match source.fetch(&job.entry.gist, etag) {
+    match fetched {
         Ok(Fetched::NotModified) => match (prev, cached_rejection) {
             (Some(m), _) => reuse(
                 job,

@@ -91,10 +91,46 @@ pub struct RequestStats {
     pub rate_limit_wait_secs: u64,
 }
 
+/// The file content a fetch holds in memory.
+pub fn content_bytes(fetched: &Result<Fetched, FetchError>) -> u64 {
+    match fetched {
+        Ok(Fetched::Fresh { gist, .. }) => (gist.files.values())
+            .map(|f| f.content.as_ref().map_or(0, |c| c.len() as u64))
+            .sum(),
+        _ => 0,
+    }
+}
+
 /// Where gists come from: recorded responses, or the GitHub API.
 pub trait GistSource: Sync {
     /// `GET /gists/{id}`, conditional on `etag` when one is given.
     fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError>;
+
+    /// [`fetch`](Self::fetch) for the first requests of `requests` (gist
+    /// id, ETag), up to `in_flight` at a time: the results of the first
+    /// `n >= 1` of them, in order. No request starts once the gists
+    /// received hold `max_bytes` of content, so that a batch of large gists
+    /// is handed on before the next is fetched; the caller asks again for
+    /// the rest. Sources that make no requests fetch one after another.
+    fn fetch_many(
+        &self,
+        requests: &[(&str, Option<&str>)],
+        in_flight: usize,
+        max_bytes: u64,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        let _ = in_flight;
+        let mut held = 0;
+        let mut out = Vec::new();
+        for &(gist, etag) in requests {
+            if held >= max_bytes && !out.is_empty() {
+                break;
+            }
+            let fetched = self.fetch(gist, etag);
+            held += content_bytes(&fetched);
+            out.push(fetched);
+        }
+        out
+    }
 
     /// The full content of a file whose `content` the API cut short.
     fn fetch_raw(&self, file: &GistFileData) -> Result<Vec<u8>, FetchError> {

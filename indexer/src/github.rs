@@ -18,7 +18,7 @@ use reqwest::header::{
 use crate::gist::{
     FetchError, Fetched, Gist, GistFileData, GistSource, MAX_FILE_BYTES, RequestStats,
 };
-use crate::http::{Client, Response};
+use crate::http::{self, Client, Response};
 
 const USER_AGENT_VALUE: &str = concat!("mlld-registry-indexer/", env!("CARGO_PKG_VERSION"));
 
@@ -106,13 +106,26 @@ impl GithubGists {
         }
     }
 
+    fn within_budget(&self, wait: Duration) -> bool {
+        Instant::now() + wait <= self.config.deadline
+    }
+
     /// Sleeps `wait` if the budget allows; `false` when it does not.
     fn sleep_within_budget(&self, wait: Duration) -> bool {
-        if Instant::now() + wait > self.config.deadline {
-            return false;
+        let fits = self.within_budget(wait);
+        if fits {
+            std::thread::sleep(wait);
         }
-        std::thread::sleep(wait);
-        true
+        fits
+    }
+
+    /// As [`Self::sleep_within_budget`], letting the thread's other requests go on meanwhile.
+    async fn pause_within_budget(&self, wait: Duration) -> bool {
+        let fits = self.within_budget(wait);
+        if fits {
+            tokio::time::sleep(wait).await;
+        }
+        fits
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -127,7 +140,7 @@ impl GithubGists {
 
     /// Before a request: waits out an exhausted primary limit, or gives up
     /// for the rest of the build when its reset lies beyond the budget.
-    fn respect_primary_limit(&self) -> Result<(), FetchError> {
+    async fn respect_primary_limit(&self) -> Result<(), FetchError> {
         if self.exhausted.load(Ordering::SeqCst) {
             return Err(FetchError::Deferred(
                 "the primary rate limit is exhausted until after the time budget".into(),
@@ -142,7 +155,7 @@ impl GithubGists {
         };
         if let Some(reset) = reset {
             let wait = Duration::from_secs(reset.saturating_sub(epoch_now()) + 1);
-            if !self.sleep_within_budget(wait) {
+            if !self.pause_within_budget(wait).await {
                 self.exhausted.store(true, Ordering::SeqCst);
                 return Err(FetchError::Deferred(format!(
                     "the primary rate limit is exhausted until {reset} (epoch), after the time budget"
@@ -170,14 +183,27 @@ impl GithubGists {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         if let Some(remaining) = header("x-ratelimit-remaining") {
+            let reset = header("x-ratelimit-reset");
             let mut rate = self.rate.lock().expect("rate state lock");
-            rate.remaining = Some(remaining);
-            rate.reset_epoch = header("x-ratelimit-reset").or(rate.reset_epoch);
+            // Within one window the count only falls: an answer read after
+            // a later one (another connection's) must not bring back spent
+            // requests.
+            let same_window = reset.is_some() && reset == rate.reset_epoch;
+            rate.remaining = match rate.remaining {
+                Some(seen) if same_window => Some(seen.min(remaining)),
+                _ => Some(remaining),
+            };
+            rate.reset_epoch = reset.or(rate.reset_epoch);
         }
     }
 
-    fn attempt(&self, gist_id: &str, etag: Option<&str>) -> Attempt {
-        if let Err(e) = self.respect_primary_limit() {
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        gist_id: &str,
+        etag: Option<&str>,
+    ) -> Attempt {
+        if let Err(e) = self.respect_primary_limit().await {
             return Attempt::Done(Err(e));
         }
         let url = format!("{}/gists/{gist_id}", self.config.api.trim_end_matches('/'));
@@ -186,7 +212,7 @@ impl GithubGists {
             headers.insert(IF_NONE_MATCH, etag);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match self.client.get(&url, headers, MAX_GIST_RESPONSE) {
+        let resp = match http::send(client, &url, headers, MAX_GIST_RESPONSE).await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -290,18 +316,24 @@ fn api_headers(token: Option<&str>) -> HeaderMap {
     headers
 }
 
-impl GistSource for GithubGists {
-    fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+impl GithubGists {
+    /// One gist, retried as its failures allow, on `client`.
+    async fn fetch_one(
+        &self,
+        client: &reqwest::Client,
+        gist_id: &str,
+        etag: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
         let mut last = String::new();
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            match self.attempt(gist_id, etag) {
+            match self.attempt(client, gist_id, etag).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry { reason, wait } => {
                     let wait = wait.unwrap_or_else(|| self.backoff(attempt));
-                    if !self.sleep_within_budget(wait) {
+                    if !self.pause_within_budget(wait).await {
                         return Err(FetchError::Deferred(format!(
                             "{reason}; waiting {}s more would exceed the time budget",
                             wait.as_secs()
@@ -320,6 +352,53 @@ impl GistSource for GithubGists {
             "gave up after {} attempts: {last}",
             self.config.max_attempts
         )))
+    }
+}
+
+/// A thread's HTTP client could not be made (no request was sent).
+fn no_client(e: &reqwest::Error) -> FetchError {
+    FetchError::Failed(format!("the HTTP client could not be set up ({e})"))
+}
+
+impl GistSource for GithubGists {
+    fn fetch(&self, gist_id: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        (self
+            .client
+            .run(async |c| self.fetch_one(c, gist_id, etag).await))
+        .unwrap_or_else(|e| Err(no_client(&e)))
+    }
+
+    /// All from this thread: a nightly crawl is a million small requests,
+    /// nearly all answered `304`, and a thread that waits on each one in
+    /// turn sleeps and is woken for every one of them; with several in
+    /// flight it mostly finds the next answer already there.
+    fn fetch_many(
+        &self,
+        requests: &[(&str, Option<&str>)],
+        in_flight: usize,
+        max_bytes: u64,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        use futures::StreamExt;
+        let run = self.client.run(async |c| {
+            let mut pending = futures::stream::FuturesOrdered::new();
+            let (mut next, mut held, mut out) = (requests.iter(), 0, Vec::new());
+            loop {
+                // At least one request, whatever the budget.
+                let first = out.is_empty() && pending.is_empty();
+                while pending.len() < in_flight.max(1) && (held < max_bytes || first) {
+                    let Some(&(gist, etag)) = next.next() else {
+                        break;
+                    };
+                    pending.push_back(self.fetch_one(c, gist, etag));
+                }
+                let Some(fetched) = pending.next().await else {
+                    break out;
+                };
+                held += crate::gist::content_bytes(&fetched);
+                out.push(fetched);
+            }
+        });
+        run.unwrap_or_else(|e| vec![Err(no_client(&e))])
     }
 
     fn fetch_raw(&self, file: &GistFileData) -> Result<Vec<u8>, FetchError> {

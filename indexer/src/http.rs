@@ -77,11 +77,11 @@ impl Client {
     }
 
     /// Runs `f` on this thread's runtime with this thread's client for
-    /// this configuration (made on first use).
-    fn on_local<T, E: From<reqwest::Error>>(
-        &self,
-        f: impl AsyncFnOnce(&reqwest::Client) -> Result<T, E>,
-    ) -> Result<T, E> {
+    /// this configuration (made on first use). Within `f`, several requests
+    /// may be in flight at once: they are all driven by this thread, which
+    /// sleeps only when none of them can go on. `f` must not call this
+    /// client's blocking methods (a runtime does not run inside itself).
+    pub fn run<T>(&self, f: impl AsyncFnOnce(&reqwest::Client) -> T) -> Result<T, reqwest::Error> {
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             if local.as_ref().is_none_or(|(id, _, _)| *id != self.id) {
@@ -92,36 +92,45 @@ impl Client {
                 *local = Some((self.id, runtime, self.build()?));
             }
             let (_, runtime, client) = local.as_ref().expect("set above");
-            runtime.block_on(f(client))
+            Ok(runtime.block_on(f(client)))
         })
     }
 
     /// Sends a GET with `headers` and reads the body, refusing more than `cap` bytes.
     pub fn get(&self, url: &str, headers: HeaderMap, cap: u64) -> Result<Response, reqwest::Error> {
-        self.on_local(async |client| {
-            let mut resp = client.get(url).headers(headers).send().await?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = if resp.content_length().is_some_and(|n| n > cap) {
-                Err(format!("the response is over {cap} bytes"))
-            } else {
-                let mut body = Vec::new();
-                loop {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) if body.len() as u64 + chunk.len() as u64 > cap => {
-                            break Err(format!("the response is over {cap} bytes"));
-                        }
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        Ok(None) => break Ok(body),
-                        Err(e) => break Err(format!("the response body broke off ({e})")),
-                    }
-                }
-            };
-            Ok(Response {
-                status,
-                headers,
-                body,
-            })
-        })
+        self.run(async |client| send(client, url, headers, cap).await)?
     }
+}
+
+/// Sends a GET with `headers` on `client` (one that [`Client::run`] handed
+/// out) and reads the body, refusing more than `cap` bytes.
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    cap: u64,
+) -> Result<Response, reqwest::Error> {
+    let mut resp = client.get(url).headers(headers).send().await?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = if resp.content_length().is_some_and(|n| n > cap) {
+        Err(format!("the response is over {cap} bytes"))
+    } else {
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) if body.len() as u64 + chunk.len() as u64 > cap => {
+                    break Err(format!("the response is over {cap} bytes"));
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break Ok(body),
+                Err(e) => break Err(format!("the response body broke off ({e})")),
+            }
+        }
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }

@@ -170,6 +170,18 @@ fn an_exhausted_primary_limit_is_waited_for_within_the_budget() {
     let report = build(dir.path(), &github, PreviousSite::Output);
     assert_eq!(report.modules_accepted, 24);
     assert!(report.requests.as_ref().unwrap().rate_limit_wait_secs >= 1);
+    verify_site(dir.path());
+}
+
+#[test]
+fn a_limit_exhausted_before_the_first_request_is_learnt_from_the_refusal_and_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    // The indexer cannot know: its first requests are refused with 403.
+    github.rate_limit(5000, 0, Duration::from_secs(2));
+    let report = build(dir.path(), &github, PreviousSite::Output);
+    assert_eq!(report.modules_accepted, 24);
+    assert!(report.requests.as_ref().unwrap().rate_limit_wait_secs >= 1);
     assert!(github.counts.get(&github.counts.rate_limited) >= 1);
     verify_site(dir.path());
 }
@@ -197,9 +209,10 @@ fn a_primary_limit_beyond_the_budget_publishes_with_the_last_good_records() {
             .all(|(_, why)| why.contains("primary rate limit")),
         "{stale:?}"
     );
+    let refused = github.counts.get(&github.counts.rate_limited);
     assert!(
-        github.counts.get(&github.counts.rate_limited) <= 8,
-        "it stops asking once the limit is out (at most the requests already in flight)"
+        refused <= 8,
+        "it stops asking once the limit is out (at most the requests already in flight): {refused} refused"
     );
     let manifest = verify_site(dir.path());
     assert_eq!(

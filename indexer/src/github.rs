@@ -473,3 +473,49 @@ fn epoch_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gists() -> GithubGists {
+        GithubGists::new(GithubConfig {
+            api: "http://127.0.0.1:9".into(),
+            token: None,
+            request_timeout: Duration::from_secs(1),
+            deadline: Instant::now() + Duration::from_secs(60),
+            max_attempts: 1,
+            retry_base: Duration::from_millis(1),
+        })
+        .unwrap()
+    }
+
+    fn answer(remaining: u64, reset: u64) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", remaining.into());
+        headers.insert("x-ratelimit-reset", reset.into());
+        Response {
+            status: StatusCode::OK,
+            headers,
+            body: Ok(Vec::new()),
+        }
+    }
+
+    fn remaining(g: &GithubGists) -> Option<u64> {
+        g.rate.lock().unwrap().remaining
+    }
+
+    #[test]
+    fn an_answer_read_late_does_not_bring_back_spent_requests() {
+        let g = gists();
+        g.record_rate(&answer(0, 1_000));
+        // Sent earlier on another connection, read after the exhausted one.
+        g.record_rate(&answer(3, 1_000));
+        assert_eq!(remaining(&g), Some(0));
+        // A new window starts afresh.
+        g.record_rate(&answer(4_999, 4_600));
+        assert_eq!(remaining(&g), Some(4_999));
+        g.record_rate(&answer(4_990, 4_600));
+        assert_eq!(remaining(&g), Some(4_990));
+    }
+}

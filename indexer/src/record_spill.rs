@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{BufRead as _, BufReader, BufWriter, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -194,9 +194,8 @@ impl RecordSpill {
                 let i = i as usize;
                 ensure!(i < self.len(), "record {i} of {} in the spill", self.len());
                 let (start, end) = (self.offsets[i], self.offsets[i + 1]);
-                file.seek(SeekFrom::Start(start))?;
                 let mut line = vec![0; (end - start - 1) as usize];
-                file.read_exact(&mut line)?;
+                read_exact_at(&mut file, &mut line, start)?;
                 Ok(line)
             })
             .collect()
@@ -296,6 +295,22 @@ impl RecordSpill {
     fn decode(&self, line: &[u8]) -> Result<ModuleRecord> {
         serde_json::from_slice(line)
             .with_context(|| format!("reading a record back from {}", self.path.display()))
+    }
+}
+
+/// Fills `buf` from `offset`: one system call where positioned reads exist
+/// (the shards' pass reads a million scattered lines), else a seek and a read.
+fn read_exact_at(file: &mut File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt as _;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::Read as _;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
     }
 }
 

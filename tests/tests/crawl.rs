@@ -379,3 +379,60 @@ fn page_files_of_an_older_site_are_cleaned_up_after_the_flip() {
     );
     verify_site(dir.path());
 }
+
+#[test]
+fn many_gists_come_back_in_order_and_are_handed_on_at_the_byte_budget() {
+    use mlld_indexer::gist::{Fetched, GistSource};
+    use mlld_indexer::github::{GithubConfig, GithubGists};
+    use std::time::{Duration, Instant};
+    let github = FakeGithub::with_examples();
+    let gists = GithubGists::new(GithubConfig {
+        api: github.url(),
+        token: None,
+        request_timeout: Duration::from_secs(10),
+        deadline: Instant::now() + Duration::from_secs(60),
+        max_attempts: 3,
+        retry_base: Duration::from_millis(10),
+    })
+    .unwrap();
+    let mut ids: Vec<String> = std::fs::read_dir(examples().join("gists"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    let fresh: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), None)).collect();
+    let all = gists.fetch_many(&fresh, 4, u64::MAX);
+    let mut etags = Vec::new();
+    for (fetched, id) in all.iter().zip(&ids) {
+        match fetched {
+            Ok(Fetched::Fresh { gist, etag }) => {
+                assert_eq!(&gist.id, id, "in the order asked");
+                etags.push(etag.clone().unwrap());
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!(all.len(), ids.len());
+    // One in flight and a budget of one byte: the first gist's content fills it.
+    assert_eq!(gists.fetch_many(&fresh, 1, 1).len(), 1);
+    // Revalidated with their ETags, all at once: nothing counted.
+    let counted = github.counts.get(&github.counts.counted);
+    let again: Vec<(&str, Option<&str>)> = (ids.iter().zip(&etags))
+        .map(|(id, etag)| (id.as_str(), Some(etag.as_str())))
+        .collect();
+    let revalidated = gists.fetch_many(&again, 8, 1);
+    assert_eq!(revalidated.len(), ids.len(), "a 304 fills no budget");
+    assert!(
+        revalidated
+            .iter()
+            .all(|r| matches!(r, Ok(Fetched::NotModified)))
+    );
+    assert_eq!(github.counts.get(&github.counts.counted), counted);
+}

@@ -53,27 +53,33 @@ pub struct Indexed {
     pub freshness: Freshness,
 }
 
-/// Jobs planned and fetched together: the results in flight are all the
-/// crawl holds, whatever the registry's size.
-const BATCH: usize = 8192;
+/// Jobs a fetcher takes at once: planned together (their previous
+/// records decoded on all cores), asked of the source together, and handed
+/// on together unless their content passes [`FETCHED_BYTES`]. A stopped
+/// sink is noticed within this many requests.
+const BATCH: usize = 1024;
 
-/// Content fetched ahead of the jobs being finished is handed on once it
-/// reaches this much (a batch of large gists is not held whole).
-const FETCHED_BYTES: u64 = 64 << 20;
+/// A batch's content is handed on once it reaches this much: a batch of
+/// large gists goes on in several portions.
+const FETCHED_BYTES: u64 = 32 << 20;
 
 /// Threads that fetch, each with its share of the requests in flight: one
 /// could not keep up with a nightly crawl of `304`s on loopback-fast
 /// networks (each request costs tens of microseconds of CPU).
 const FETCHERS: usize = 2;
 
-/// Fetches and content-addresses every job, `concurrency` at a time, and
-/// hands each result to `sink` in the jobs' order.
+/// Fetches and content-addresses every job, `concurrency` API requests
+/// at a time, and hands each result to `sink` in the jobs' order.
 ///
 /// Fetching and finishing overlap: [`FETCHERS`] threads fetch batches in
-/// turn (several requests in flight from each, see
-/// [`GistSource::fetch_many`]) while the pool finishes the batches before
-/// (reusing previous records, capturing changed gists) and the sink takes
-/// their results.
+/// turn (their shares of the `concurrency` requests in flight, see
+/// [`GistSource::fetch_many`]) while the pool of `concurrency` threads
+/// finishes the portions before (reusing previous records, capturing
+/// changed gists, which fetches raw files of truncated ones) and the sink
+/// takes their results. What the crawl holds is bounded whatever the
+/// registry's size: the batches being planned (one a fetcher), and three
+/// portions of a batch at most (one being finished, one fetched or waiting
+/// to be handed on by each fetcher).
 pub fn index_all(
     jobs: &[Job<'_>],
     source: &dyn GistSource,
@@ -86,14 +92,16 @@ pub fn index_all(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(concurrency.max(1))
         .build()?;
-    let fetchers = FETCHERS.min(concurrency.max(1));
-    let in_flight = concurrency.max(1).div_ceil(fetchers);
+    let concurrency = concurrency.max(1);
+    let fetchers = FETCHERS.min(concurrency);
     std::thread::scope(|s| {
         let pool = &pool;
         let mut receivers = Vec::new();
         for k in 0..fetchers {
-            // One portion waits while the next is fetched: bounded memory.
-            let (send, receive) = std::sync::mpsc::sync_channel::<Portion<'_, '_>>(1);
+            // The fetchers' shares add up to `concurrency`.
+            let in_flight = concurrency / fetchers + usize::from(k < concurrency % fetchers);
+            // Handed over, not queued: a fetcher holds one portion at most.
+            let (send, receive) = std::sync::mpsc::sync_channel::<Portion<'_, '_>>(0);
             receivers.push(receive);
             s.spawn(move || {
                 for batch in jobs.chunks(BATCH).skip(k).step_by(fetchers) {

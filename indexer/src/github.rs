@@ -55,6 +55,8 @@ struct Counters {
 struct RateState {
     remaining: Option<u64>,
     reset_epoch: Option<u64>,
+    /// The last window waited out: answers from it, read late, are ignored.
+    waited_out: Option<u64>,
 }
 
 pub struct GithubGists {
@@ -168,6 +170,7 @@ impl GithubGists {
             if rate.reset_epoch == Some(reset) {
                 rate.remaining = None;
             }
+            rate.waited_out = rate.waited_out.max(Some(reset));
         }
         if Instant::now() >= self.config.deadline {
             return Err(FetchError::Deferred("the time budget ran out".into()));
@@ -185,15 +188,23 @@ impl GithubGists {
         if let Some(remaining) = header("x-ratelimit-remaining") {
             let reset = header("x-ratelimit-reset");
             let mut rate = self.rate.lock().expect("rate state lock");
-            // Within one window the count only falls: an answer read after
-            // a later one (another connection's) must not bring back spent
-            // requests.
-            let same_window = reset.is_some() && reset == rate.reset_epoch;
-            rate.remaining = match rate.remaining {
-                Some(seen) if same_window => Some(seen.min(remaining)),
-                _ => Some(remaining),
-            };
-            rate.reset_epoch = reset.or(rate.reset_epoch);
+            // Answers are read in any order across connections. One from a
+            // window already over says nothing of this one; within one
+            // window the count only falls (a late answer must not bring
+            // back spent requests).
+            let over =
+                |r| rate.reset_epoch.is_some_and(|now| r < now) || Some(r) <= rate.waited_out;
+            match reset {
+                Some(r) if over(r) => {}
+                Some(r) if Some(r) == rate.reset_epoch => {
+                    rate.remaining =
+                        Some(rate.remaining.map_or(remaining, |seen| seen.min(remaining)));
+                }
+                _ => {
+                    rate.remaining = Some(remaining);
+                    rate.reset_epoch = reset.or(rate.reset_epoch);
+                }
+            }
         }
     }
 
@@ -380,23 +391,29 @@ impl GistSource for GithubGists {
     ) -> Vec<Result<Fetched, FetchError>> {
         use futures::StreamExt;
         let run = self.client.run(async |c| {
-            let mut pending = futures::stream::FuturesOrdered::new();
-            let (mut next, mut held, mut out) = (requests.iter(), 0, Vec::new());
+            // Unordered, put back in order at the end: a slow request (a
+            // timeout, a backoff) holds up only itself, not the ones after it.
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut done: Vec<Option<Result<Fetched, FetchError>>> = Vec::new();
+            let mut held = 0;
             loop {
-                // At least one request, whatever the budget.
-                let first = out.is_empty() && pending.is_empty();
-                while pending.len() < in_flight.max(1) && (held < max_bytes || first) {
-                    let Some(&(gist, etag)) = next.next() else {
-                        break;
-                    };
-                    pending.push_back(self.fetch_one(c, gist, etag));
+                // The budget stops new requests, never the first.
+                while running.len() < in_flight.max(1)
+                    && done.len() < requests.len()
+                    && (held < max_bytes || done.is_empty())
+                {
+                    let (i, (gist, etag)) = (done.len(), requests[done.len()]);
+                    running.push(async move { (i, self.fetch_one(c, gist, etag).await) });
+                    done.push(None);
                 }
-                let Some(fetched) = pending.next().await else {
-                    break out;
+                let Some((i, fetched)) = running.next().await else {
+                    break;
                 };
                 held += crate::gist::content_bytes(&fetched);
-                out.push(fetched);
+                done[i] = Some(fetched);
             }
+            let ended = |r: Option<_>| r.expect("every request started has ended");
+            done.into_iter().map(ended).collect()
         });
         run.unwrap_or_else(|e| vec![Err(no_client(&e))])
     }
@@ -517,5 +534,29 @@ mod tests {
         assert_eq!(remaining(&g), Some(4_999));
         g.record_rate(&answer(4_990, 4_600));
         assert_eq!(remaining(&g), Some(4_990));
+        // The old window's answers, read late, say nothing of this one.
+        g.record_rate(&answer(0, 1_000));
+        assert_eq!(remaining(&g), Some(4_990));
+        assert_eq!(g.rate.lock().unwrap().reset_epoch, Some(4_600));
+    }
+
+    #[test]
+    fn a_window_waited_out_is_not_brought_back_by_its_late_answers() {
+        let g = gists();
+        g.record_rate(&answer(0, 1_000));
+        {
+            // As `respect_primary_limit` leaves it after waiting for the reset.
+            let mut rate = g.rate.lock().unwrap();
+            rate.remaining = None;
+            rate.waited_out = Some(1_000);
+        }
+        g.record_rate(&answer(0, 1_000));
+        assert_eq!(
+            remaining(&g),
+            None,
+            "no second wait for a window already over"
+        );
+        g.record_rate(&answer(5_000, 4_600));
+        assert_eq!(remaining(&g), Some(5_000));
     }
 }

@@ -383,3 +383,51 @@ fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
     assert_eq!(std::fs::read(&path).unwrap(), good);
     verify_site(dir.path());
 }
+
+#[test]
+fn a_slow_gist_holds_up_only_itself_among_the_requests_in_flight() {
+    use mlld_indexer::gist::{Fetched, GistSource};
+    use mlld_indexer::github::{GithubConfig, GithubGists};
+    use std::time::Instant;
+    let github = FakeGithub::with_examples();
+    let mut ids: Vec<String> = std::fs::read_dir(examples().join("gists"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    github.fault(&ids[0], [GistFault::Slow(Duration::from_secs(4))]);
+    let gists = GithubGists::new(GithubConfig {
+        api: github.url(),
+        token: None,
+        request_timeout: Duration::from_secs(30),
+        deadline: Instant::now() + Duration::from_secs(60),
+        max_attempts: 1,
+        retry_base: Duration::from_millis(10),
+    })
+    .unwrap();
+    let requests: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), None)).collect();
+    std::thread::scope(|s| {
+        let fetching = s.spawn(|| gists.fetch_many(&requests, 2, u64::MAX));
+        // Long before the slow answer, every other gist has been asked for.
+        let asked = Instant::now() + Duration::from_secs(3);
+        while github.counts.get(&github.counts.api) < ids.len() as u64 {
+            assert!(
+                Instant::now() < asked,
+                "{} of {} asked while one answer was slow",
+                github.counts.get(&github.counts.api),
+                ids.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let all = fetching.join().unwrap();
+        assert_eq!(all.len(), ids.len());
+        assert!(all.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
+    });
+}

@@ -368,6 +368,36 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A build whose gists come from a (fake) GitHub API, with timings suited to tests.
+/// The tests' settings for the GitHub source at `api`: a token, short
+/// timeouts and backoff, four tries, a minute's budget.
+pub fn github_config(api: &str) -> mlld_indexer::GithubConfig {
+    mlld_indexer::GithubConfig {
+        api: api.to_string(),
+        token: Some("test-token".into()),
+        request_timeout: std::time::Duration::from_millis(1500),
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        max_attempts: 4,
+        retry_base: std::time::Duration::from_millis(5),
+    }
+}
+
+/// The ids of the example gists (`examples/gists/{id}.json`), sorted.
+pub fn example_gist_ids() -> Vec<String> {
+    let dir = examples().join("gists");
+    let mut ids: Vec<String> = (std::fs::read_dir(dir).expect("the example gists"))
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
 pub fn github_build(
     registry: &Path,
     out: &Path,
@@ -375,14 +405,7 @@ pub fn github_build(
     previous: mlld_indexer::PreviousSite,
     tune: impl FnOnce(&mut mlld_indexer::GithubConfig),
 ) -> anyhow::Result<BuildReport> {
-    let mut github = mlld_indexer::GithubConfig {
-        api: api.to_string(),
-        token: Some("test-token".into()),
-        request_timeout: std::time::Duration::from_millis(1500),
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
-        max_attempts: 4,
-        retry_base: std::time::Duration::from_millis(5),
-    };
+    let mut github = github_config(api);
     tune(&mut github);
     let source = mlld_indexer::GithubGists::new(github)?;
     let mut config = BuildConfig::new(

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use mlld_e2e::fake_github::FakeGithub;
-use mlld_e2e::{Client, assert_ok, examples, github_build, verify_site};
+use mlld_e2e::{
+    Client, assert_ok, example_gist_ids, examples, github_build, github_config, verify_site,
+};
 use mlld_indexer::{BuildReport, PreviousSite};
 use mlld_synth::{Synth, SynthConfig};
 
@@ -383,30 +385,9 @@ fn page_files_of_an_older_site_are_cleaned_up_after_the_flip() {
 #[test]
 fn many_gists_come_back_in_order_and_are_handed_on_at_the_byte_budget() {
     use mlld_indexer::gist::{Fetched, GistSource};
-    use mlld_indexer::github::{GithubConfig, GithubGists};
-    use std::time::{Duration, Instant};
     let github = FakeGithub::with_examples();
-    let gists = GithubGists::new(GithubConfig {
-        api: github.url(),
-        token: None,
-        request_timeout: Duration::from_secs(10),
-        deadline: Instant::now() + Duration::from_secs(60),
-        max_attempts: 3,
-        retry_base: Duration::from_millis(10),
-    })
-    .unwrap();
-    let mut ids: Vec<String> = std::fs::read_dir(examples().join("gists"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    ids.sort();
+    let gists = mlld_indexer::GithubGists::new(github_config(&github.url())).unwrap();
+    let ids = example_gist_ids();
     let fresh: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), None)).collect();
     let all = gists.fetch_many(&fresh, 4, u64::MAX);
     let mut etags = Vec::new();

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mlld_e2e::fake_github::{FakeGithub, GistFault};
-use mlld_e2e::{examples, github_build, tree, verify_site};
+use mlld_e2e::{example_gist_ids, examples, github_build, github_config, tree, verify_site};
 use mlld_indexer::{BuildReport, PreviousSite};
 
 const JSON_UTILS: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
@@ -387,29 +387,14 @@ fn damaged_loose_blobs_in_the_site_are_healed_or_refused() {
 #[test]
 fn a_slow_gist_holds_up_only_itself_among_the_requests_in_flight() {
     use mlld_indexer::gist::{Fetched, GistSource};
-    use mlld_indexer::github::{GithubConfig, GithubGists};
     use std::time::Instant;
     let github = FakeGithub::with_examples();
-    let mut ids: Vec<String> = std::fs::read_dir(examples().join("gists"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    ids.sort();
+    let ids = example_gist_ids();
     github.fault(&ids[0], [GistFault::Slow(Duration::from_secs(4))]);
-    let gists = GithubGists::new(GithubConfig {
-        api: github.url(),
-        token: None,
+    let gists = mlld_indexer::GithubGists::new(mlld_indexer::GithubConfig {
         request_timeout: Duration::from_secs(30),
-        deadline: Instant::now() + Duration::from_secs(60),
         max_attempts: 1,
-        retry_base: Duration::from_millis(10),
+        ..github_config(&github.url())
     })
     .unwrap();
     let requests: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), None)).collect();

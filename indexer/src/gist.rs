@@ -101,6 +101,13 @@ pub fn content_bytes(fetched: &Result<Fetched, FetchError>) -> u64 {
     }
 }
 
+/// Whether [`GistSource::fetch_many`] may start another request, with
+/// `held` bytes of content received and `started` requests begun: the
+/// budget stops new requests, never the first.
+pub fn may_start(held: u64, max_bytes: u64, started: usize) -> bool {
+    held < max_bytes || started == 0
+}
+
 /// Where gists come from: recorded responses, or the GitHub API.
 pub trait GistSource: Sync {
     /// `GET /gists/{id}`, conditional on `etag` when one is given.
@@ -122,7 +129,7 @@ pub trait GistSource: Sync {
         let mut held = 0;
         let mut out = Vec::new();
         for &(gist, etag) in requests {
-            if held >= max_bytes && !out.is_empty() {
+            if !may_start(held, max_bytes, out.len()) {
                 break;
             }
             let fetched = self.fetch(gist, etag);

@@ -397,10 +397,9 @@ impl GistSource for GithubGists {
             let mut done: Vec<Option<Result<Fetched, FetchError>>> = Vec::new();
             let mut held = 0;
             loop {
-                // The budget stops new requests, never the first.
                 while running.len() < in_flight.max(1)
                     && done.len() < requests.len()
-                    && (held < max_bytes || done.is_empty())
+                    && crate::gist::may_start(held, max_bytes, done.len())
                 {
                     let (i, (gist, etag)) = (done.len(), requests[done.len()]);
                     running.push(async move { (i, self.fetch_one(c, gist, etag).await) });

@@ -75,24 +75,24 @@ fn move_files(out: &Path, key: &SigningKey, p: &Publication<'_>) -> Result<()> {
         ..
     } = *p;
     move_blobs(out, members, blobs)?;
+    // (staged file, its path in the site, what it is), the snapshot last.
+    let mut moves: Vec<(&Path, &str, &str)> = Vec::new();
     if let Some(index) = &latest.index {
-        let dest = out.join(&index.path);
-        std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
-        mlld_fsutil::rename_durable(staged_index, &dest)
-            .with_context(|| format!("moving the index snapshot to {}", dest.display()))?;
+        moves.push((staged_index, &index.path, "the index snapshot"));
     }
     if let (Some((patch, blobs)), Some(delta)) = (staged_delta, latest.chunk_deltas.first()) {
-        for (src, rel) in [(patch, &delta.patch.path), (blobs, &delta.blobs.path)] {
-            let dest = out.join(rel);
-            std::fs::create_dir_all(dest.parent().expect("delta paths have a parent"))?;
-            mlld_fsutil::rename_durable(src, &dest)
-                .with_context(|| format!("moving the delta to {}", dest.display()))?;
-        }
+        moves.push((patch, &delta.patch.path, "the delta"));
+        moves.push((blobs, &delta.blobs.path, "the delta"));
     }
-    let dest = out.join(&latest.snapshot);
-    std::fs::create_dir_all(dest.parent().expect("snapshot paths have a parent"))?;
-    mlld_fsutil::rename_durable(staged_snapshot, &dest)
-        .with_context(|| format!("moving the snapshot to {}", dest.display()))?;
+    moves.push((staged_snapshot, &latest.snapshot, "the snapshot"));
+    // Their folders are the site's own, as the pages' are: never a link.
+    let rels: Vec<PathBuf> = moves.iter().map(|(_, rel, _)| PathBuf::from(rel)).collect();
+    site_folders(out, &rels)?;
+    for (staged, rel, what) in moves {
+        let dest = out.join(rel);
+        mlld_fsutil::rename_durable(staged, &dest)
+            .with_context(|| format!("moving {what} to {}", dest.display()))?;
+    }
     mlld_fsutil::write_atomic(&out.join(PUBLIC_KEY_NAME), key.public_key_file().as_bytes())?;
     // Without a previous build the pages land in folders made for them.
     move_site_files(out, site_files, blobs.previous_root().is_some())

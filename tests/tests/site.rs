@@ -294,13 +294,13 @@ fn old_snapshots_pages_and_blobs_are_cleaned_up_after_the_flip() {
     assert_eq!(parts, 1, "old search parts are gone");
 }
 
-/// The `mlldRegistry.…(…)` argument of a site script, as JSON.
 /// Builds the site at `site` from `registry` and the examples' gists, on
 /// the build it holds.
 fn build_on(site: &std::path::Path, registry: &std::path::Path) {
     mlld_e2e::build_with(site, None, build_time(), mlld_e2e::demo_key(), registry);
 }
 
+/// The `mlldRegistry.…(…)` argument of a site script, as JSON.
 fn script_json(path: &std::path::Path, call: &str) -> Value {
     let text = fs::read_to_string(path).unwrap();
     let inner = text
@@ -522,6 +522,37 @@ fn loose_blobs_missing_or_linked_are_restored_by_the_next_build() {
         assert_eq!(&fs::read(dir.path().join(path)).unwrap(), bytes, "{path}");
     }
     assert_eq!(fs::read(outside.path().join("other")).unwrap(), elsewhere);
+    verify_site(dir.path());
+}
+
+#[cfg(unix)]
+#[test]
+fn snapshots_and_deltas_never_go_through_a_linked_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    build_examples(dir.path(), None, build_time());
+    // Each folder replaced by a link to a copy of it outside the site.
+    let outside = tempfile::tempdir().unwrap();
+    for folder in ["snapshots", "deltas"] {
+        let (inside, copy) = (dir.path().join(folder), outside.path().join(folder));
+        if inside.is_dir() {
+            mlld_e2e::copy_dir(&inside, &copy);
+            fs::remove_dir_all(&inside).unwrap();
+        } else {
+            fs::create_dir(&copy).unwrap();
+        }
+        std::os::unix::fs::symlink(&copy, &inside).unwrap();
+    }
+    let before = tree(outside.path());
+    build_examples(dir.path(), None, build_time());
+    assert_eq!(
+        tree(outside.path()),
+        before,
+        "nothing was written through the links"
+    );
+    for folder in ["snapshots", "deltas"] {
+        let meta = fs::symlink_metadata(dir.path().join(folder)).unwrap();
+        assert!(meta.is_dir(), "{folder} is the site's own folder again");
+    }
     verify_site(dir.path());
 }
 

@@ -256,6 +256,10 @@ fn a_stored_shard_that_was_damaged_is_fetched_again_or_refused_offline() {
     let err = assert_fails(&w.run(&["info", &w.module(3)[7..], "--offline"]), 2);
     assert!(err.contains("is damaged"), "{err}");
     assert!(err.contains("--offline forbids fetching"), "{err}");
+    assert!(
+        !err.contains("not in the store"),
+        "it is in the store: {err}"
+    );
     // Offline, nothing could replace it: it is left for the next fetch.
     assert_eq!(fs::read(&stored).unwrap(), b"tampered");
     assert_ok(&w.run(&["info", &w.module(3)[7..]]));

@@ -136,19 +136,17 @@ impl SparseSource {
     }
 
     /// The stored copy of `rel`, if present and hashing to `sha`; a
-    /// damaged copy is removed so that it is fetched again (and left as
-    /// it is when nothing may be fetched).
+    /// damaged copy is removed so that it is fetched again (an error,
+    /// leaving it as it is, when nothing may be fetched).
     fn stored(&self, rel: &str, sha: &str, cap: u64) -> Result<Option<Vec<u8>>> {
         let path = self.stored_path(rel);
         match mlld_fsutil::read_regular(&path, cap) {
             Ok(bytes) if mlld_schemas::sha256_hex(&bytes) == sha => Ok(Some(bytes)),
-            Ok(_) if !self.may_fetch() => {
-                eprintln!(
-                    "warning: {} is damaged (it does not hash to its name); run without --offline to fetch it again",
-                    path.display()
-                );
-                Ok(None)
-            }
+            // Nothing could replace it: left as it is, and the command stops.
+            Ok(_) if !self.may_fetch() => bail!(
+                "{} is damaged (it does not hash to its name), and --offline forbids fetching it again; run without --offline",
+                path.display()
+            ),
             Ok(_) => {
                 eprintln!(
                     "warning: {} was damaged (it does not hash to its name) and was removed; it is fetched again from the site",

@@ -70,6 +70,10 @@ pub struct CrawlState {
     /// The search index's base segment, for an incremental index.
     #[serde(default)]
     pub search: Option<crate::search_incremental::SearchState>,
+    /// The web page's search parts and the digest of their inputs, kept by
+    /// a build whose listing searches alike (see `site_data`).
+    #[serde(default)]
+    pub search_parts: Option<crate::site_data::SearchPartsKey>,
     /// Delta files (patch and blob pack) each build published, newest first.
     #[serde(default)]
     pub published_deltas: Vec<Vec<String>>,
@@ -187,6 +191,10 @@ mod tests {
             base_meta: "{}".into(),
             base_files: [("f".to_string(), "00".to_string())].into_iter().collect(),
             base_docs: [("u/m", "fp")].into_iter().collect(),
+        });
+        state.search_parts = Some(crate::site_data::SearchPartsKey {
+            inputs: "ab".repeat(32),
+            files: vec!["data/search-00.js".into()],
         });
         state
     }

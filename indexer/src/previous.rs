@@ -42,6 +42,7 @@ pub struct Previous {
     pub published_index: Vec<String>,
     pub published_deltas: Vec<Vec<String>>,
     pub search: Option<crate::search_incremental::SearchState>,
+    pub search_parts: Option<crate::site_data::SearchPartsKey>,
     pub versions_rejected: BTreeMap<String, crate::versioned_assemble::CachedVersionRejection>,
     /// The previous snapshot file (verified against the signed latest.json).
     pub snapshot: PathBuf,
@@ -247,6 +248,7 @@ pub fn load(
         published_index: state.published_index,
         published_deltas: state.published_deltas,
         search: state.search,
+        search_parts: state.search_parts,
         versions_rejected: state.versions_rejected,
         snapshot,
         index_snapshot,

@@ -41,6 +41,7 @@ use crate::staged_manifest::StagedManifest;
 pub use dependents_files::bucket_file;
 use listing::write_listing;
 use page_key::{gist_page_key, page_key};
+pub use search_inputs::SearchPartsKey;
 
 mod dependents;
 mod dependents_files;
@@ -48,6 +49,7 @@ mod doc;
 mod gist_page;
 mod listing;
 mod page_key;
+mod search_inputs;
 mod search_parts;
 #[cfg(test)]
 mod streaming_tests;
@@ -97,7 +99,10 @@ fn unix_time(text: Option<&str>) -> Option<i64> {
     parsed.ok().map(time::OffsetDateTime::unix_timestamp)
 }
 
-/// Writes the site files under `dest`; returns the new page keys (`user/module` → key).
+/// Writes the site files under `dest`; returns the new page keys
+/// (`user/module` → key) and the search parts' files with their inputs'
+/// digest. `previous_search` is the previous build's, with the site it was
+/// published to: parts whose inputs did not change are kept there.
 ///
 /// The gist modules' records are read from the spill twice: whole, in
 /// order (the listing, the search parts and who depends on whom), and as
@@ -109,7 +114,8 @@ pub fn write(
     manifest: &StagedManifest,
     blobs: &BlobDir,
     previous_keys: &TextMap,
-) -> Result<TextMap> {
+    previous_search: Option<(&Path, &SearchPartsKey)>,
+) -> Result<(TextMap, SearchPartsKey)> {
     for (name, text) in mlld_schemas::json_schemas() {
         write_file(dest, &format!("schemas/{name}"), text.as_bytes())?;
     }
@@ -118,9 +124,9 @@ pub fn write(
     write_file(dest, "advisories.json", &advisories)?;
 
     let advisory_index = AdvisoryIndex::new(&manifest.advisories);
-    let (listing, dependents) = write_listing(dest, manifest, &advisory_index)?;
+    let (listing, dependents) = write_listing(dest, manifest, &advisory_index, previous_search)?;
     let dependents_bits = dependents_files::bits_for(manifest.modules.len());
-    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": listing.shards, "search": listing.search, "dependentsBits": dependents_bits });
+    let entry = serde_json::json!({ "serial": manifest.serial, "created": manifest.created, "count": manifest.modules.len(), "versioned": manifest.versioned.len(), "rowsPerShard": SHARD, "shards": listing.shards, "search": listing.search.files, "dependentsBits": dependents_bits });
     let entry = format!("mlldRegistry.site({entry});\n");
     write_file(dest, "data/site.js", entry.as_bytes())?;
     write_file(dest, "index.html", page_html(&entry)?.as_bytes())?;
@@ -165,7 +171,8 @@ pub fn write(
         .map(|v| versioned_page(dest, &manifest.advisories, v, blobs, previous_keys))
         .filter_map(Result::transpose)
         .collect::<Result<_>>()?;
-    Ok(gist_pages.chain(versioned_pages).chain(buckets).collect())
+    let keys = gist_pages.chain(versioned_pages).chain(buckets).collect();
+    Ok((keys, listing.search))
 }
 
 /// What writing a gist module's page needs beside its record.

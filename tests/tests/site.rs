@@ -463,6 +463,46 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
 /// depending on it (here by leaving the registry) rewrites the bucket of
 /// its dependents, not its page.
 #[test]
+fn search_parts_are_kept_until_a_name_description_or_tag_changes() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let build = || build_on(&site, &registry);
+    let parts = || -> Vec<(String, u64)> {
+        let entry = script_json(&site.join("data/site.js"), "site");
+        (entry["search"].as_array().unwrap().iter())
+            .map(|f| f.as_str().unwrap().to_string())
+            .map(|f| (f.clone(), fs::metadata(site.join(&f)).unwrap().ino()))
+            .collect()
+    };
+    build();
+    let first = parts();
+    assert!(!first.is_empty());
+
+    // Rebuilt with nothing renamed or described anew: the page names the
+    // same part files, which were not written again.
+    build();
+    assert_eq!(parts(), first);
+
+    // A description edited: the parts are written again and find its words.
+    let path = registry.join("sarah-k/registry.json");
+    let mut registered: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    registered["modules"]["llm-cache"]["description"] = "Zanzibar caching for prompts".into();
+    fs::write(&path, serde_json::to_vec_pretty(&registered).unwrap()).unwrap();
+    build();
+    let edited = parts();
+    assert_ne!(
+        edited.iter().map(|p| &p.0).collect::<Vec<_>>(),
+        first.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    let found = |word: &str| {
+        (edited.iter()).any(|(f, _)| fs::read_to_string(site.join(f)).unwrap().contains(word))
+    };
+    assert!(found("zanzibar"));
+}
+
+#[test]
 fn a_dependent_leaving_rewrites_the_bucket_not_the_page() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,8 @@ pub(super) struct SiteData {
     pub(super) dir: PathBuf,
     /// `user/module` (or a dependents bucket) → page key.
     pub(super) pages: TextMap,
+    /// The search parts the page names, and their inputs' digest.
+    pub(super) search_parts: crate::site_data::SearchPartsKey,
     /// The sparse root staged under `dir`, and its entry for `latest.json`.
     pub(super) sparse: (SiteFile, SparseRoot),
 }
@@ -78,6 +80,7 @@ pub(super) fn pack_delta_and_site_data(
     });
     let PageData {
         pages,
+        search_parts,
         sparse,
         seconds: site_seconds,
     } = site_data?;
@@ -94,6 +97,7 @@ pub(super) fn pack_delta_and_site_data(
         delta,
         dir,
         pages,
+        search_parts,
         sparse,
     };
     Ok((packed, site))
@@ -208,7 +212,11 @@ fn site_data_and_shards(
     let previous_pages = previous
         .filter(|_| in_place)
         .map_or(&no_pages, |p| &p.pages);
-    let pages = crate::site_data::write(dir, manifest, blobs, previous_pages)?;
+    let previous_search = (previous.filter(|_| in_place))
+        .and_then(|p| p.search_parts.as_ref())
+        .map(|key| (site, key));
+    let (pages, search_parts) =
+        crate::site_data::write(dir, manifest, blobs, previous_pages, previous_search)?;
     let site_seconds = started.elapsed().as_secs_f64();
     let packing_failed = || anyhow::anyhow!("packing the snapshot failed");
     // Packing that already failed spares writing every shard for nothing.
@@ -230,6 +238,7 @@ fn site_data_and_shards(
         .context("writing the sparse root")?;
     Ok(PageData {
         pages,
+        search_parts,
         sparse,
         seconds: (site_seconds, shard_seconds),
     })
@@ -238,6 +247,7 @@ fn site_data_and_shards(
 /// What [`site_data_and_shards`] made.
 struct PageData {
     pages: TextMap,
+    search_parts: crate::site_data::SearchPartsKey,
     sparse: (SiteFile, SparseRoot),
     /// Seconds writing the site data, then the sparse shards (without their root).
     seconds: (f64, f64),
@@ -325,6 +335,7 @@ pub(super) fn publish_site(
         frames: packed.written.table,
         imports,
         pages: site.pages,
+        search_parts: Some(site.search_parts),
         published,
         published_index,
         published_deltas,

@@ -60,6 +60,7 @@ pub(super) fn without_tables(state: &CrawlState) -> CrawlState {
             base_files: s.base_files.clone(),
             base_docs: TextMap::default(),
         }),
+        search_parts: state.search_parts.clone(),
         published_deltas: state.published_deltas.clone(),
         versions_rejected: state.versions_rejected.clone(),
     }

@@ -3,7 +3,9 @@
 //! listing shows ([`Listed`]), not decoded whole, and its row written as
 //! JSON and its search terms worked out there; what stays sequential is
 //! adding its terms, its row and its dependencies. The search parts are
-//! then written on all cores.
+//! then written on all cores. When the previous build's parts may still
+//! serve (`search_inputs.rs`), the pass leaves the terms out, and a second
+//! pass works them out only if the rows' search inputs changed.
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::dependents::{Dependents, DependentsBuilder};
+use super::search_inputs::{SearchInputs, SearchPartsKey, parts_intact, row_input};
 use super::search_parts::{RowTerms, SearchParts};
 use super::{Row, SHARD, json_text_call, unix_time, versioned, write_addressed};
 use crate::staged_manifest::StagedManifest;
@@ -20,7 +23,8 @@ use crate::staged_manifest::StagedManifest;
 /// The listing's and search parts' files, in order.
 pub(super) struct Listing {
     pub(super) shards: Vec<String>,
-    pub(super) search: Vec<String>,
+    /// The search parts, written by this build or kept from the previous one.
+    pub(super) search: SearchPartsKey,
 }
 
 /// What the listing needs of a gist module's record.
@@ -43,16 +47,17 @@ struct ListedFields {
     dependencies: Vec<String>,
 }
 
-/// A gist module ready for the listing: its fields, its row's JSON and its
-/// search terms.
+/// A gist module ready for the listing: its fields, its row's JSON, its
+/// search inputs and (unless left for later) its search terms.
 struct Listed {
     fields: ListedFields,
     row: String,
-    terms: RowTerms,
+    input: Vec<u8>,
+    terms: Option<RowTerms>,
 }
 
 impl Listed {
-    fn of(line: &[u8], advisories: &AdvisoryIndex<'_>) -> Result<Self> {
+    fn of(line: &[u8], advisories: &AdvisoryIndex<'_>, with_terms: bool) -> Result<Self> {
         let m: ListedFields = serde_json::from_slice(line)?;
         let advisory = advisories.for_names(&m.user, &m.name, &m.gist).next();
         let updated =
@@ -68,53 +73,95 @@ impl Listed {
             updated.unwrap_or(0),
         );
         let row = serde_json::to_string(&row)?;
-        let terms = RowTerms::of(&m.user, &m.name, &m.description, &m.tags);
+        let input = row_input(&m.user, &m.name, &m.description, &m.tags);
+        let terms = with_terms.then(|| RowTerms::of(&m.user, &m.name, &m.description, &m.tags));
         Ok(Self {
             fields: m,
             row,
+            input,
             terms,
         })
     }
 }
 
 /// Writes the listing shard by shard and the search parts, reading the
-/// spill once; returns their files and who depends on whom.
+/// spill once (twice when `previous_search`, the previous build's parts in
+/// the site they were published to, turns out not to serve); returns their
+/// files and who depends on whom.
 pub(super) fn write_listing(
     dest: &Path,
     manifest: &StagedManifest,
     advisory_index: &AdvisoryIndex<'_>,
+    previous_search: Option<(&Path, &SearchPartsKey)>,
 ) -> Result<(Listing, Dependents)> {
-    let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
+    let rows = manifest.modules.len() + manifest.versioned.len();
+    let mut search = previous_search.is_none().then(|| SearchParts::new(rows));
+    let with_terms = search.is_some();
+    let mut inputs = SearchInputs::new();
     let mut dependents = DependentsBuilder::default();
     let mut shards = ShardWriter::new(dest);
-    let listed = (manifest.modules).par_map_chunks(|_, line| Listed::of(line, advisory_index))?;
+    let listed = (manifest.modules)
+        .par_map_chunks(|_, line| Listed::of(line, advisory_index, with_terms))?;
     for chunk in listed {
-        for Listed {
-            fields: m,
-            row,
-            terms,
-        } in chunk?
-        {
-            search.add_terms(terms);
-            shards.push(row)?;
+        for listed in chunk? {
+            let m = listed.fields;
+            inputs.add(&listed.input);
+            if let (Some(search), Some(terms)) = (&mut search, listed.terms) {
+                search.add_terms(terms);
+            }
+            shards.push(listed.row)?;
             dependents.add(&m.user, &m.name, &m.dependencies)?;
         }
     }
     for v in &manifest.versioned {
         let advisory = !versioned::advisories(&manifest.advisories, v).is_empty();
         let row = versioned::row(v, advisory);
-        search.add_terms(RowTerms::of(&row.0, row.1, row.2, row.3));
+        inputs.add(&row_input(&row.0, row.1, row.2, row.3));
+        if let Some(search) = &mut search {
+            search.add_terms(RowTerms::of(&row.0, row.1, row.2, row.3));
+        }
         shards.push(serde_json::to_string(&row)?)?;
     }
-    let search = search
-        .bodies()
-        .map(|body| write_addressed(dest, "search", &body))
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = inputs.finish();
+    let files = match (search, previous_search) {
+        (Some(search), _) => write_parts(dest, search)?,
+        (None, Some((site, previous)))
+            if previous.inputs == inputs && parts_intact(site, previous) =>
+        {
+            previous.files.clone()
+        }
+        (None, _) => write_parts(dest, parts_from_spill(manifest)?)?,
+    };
     let listing = Listing {
         shards: shards.finish()?,
-        search,
+        search: SearchPartsKey { inputs, files },
     };
     Ok((listing, dependents.finish()))
+}
+
+/// The search parts of every row, gist modules read again from the spill.
+fn parts_from_spill(manifest: &StagedManifest) -> Result<SearchParts> {
+    let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
+    let terms = manifest.modules.par_map_chunks(|_, line| {
+        let m: ListedFields = serde_json::from_slice(line)?;
+        Ok(RowTerms::of(&m.user, &m.name, &m.description, &m.tags))
+    })?;
+    for chunk in terms {
+        chunk?.into_iter().for_each(|t| search.add_terms(t));
+    }
+    for v in &manifest.versioned {
+        let row = versioned::row(v, false);
+        search.add_terms(RowTerms::of(&row.0, row.1, row.2, row.3));
+    }
+    Ok(search)
+}
+
+/// The parts' files, written on all cores, in part order.
+fn write_parts(dest: &Path, search: SearchParts) -> Result<Vec<String>> {
+    search
+        .bodies()
+        .map(|body| write_addressed(dest, "search", &body))
+        .collect()
 }
 
 /// Writes the listing's rows (each as JSON) `SHARD` at a time as they come.

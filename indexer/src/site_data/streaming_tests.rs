@@ -228,12 +228,12 @@ fn the_streamed_site_data_is_the_whole_manifests_file_for_file() {
     assert!(buckets.count() >= 8, "dependents in several buckets");
 
     let dest = dir.path().join("site");
-    let keys = write(&dest, &staged, &blobs, &Default::default()).unwrap();
+    let (keys, _) = write(&dest, &staged, &blobs, &Default::default(), None).unwrap();
     assert_written(&dest, &keys, (&want, &want_keys));
 
     // Unchanged keys: no page or bucket is written again.
     let again = dir.path().join("again");
-    assert_eq!(write(&again, &staged, &blobs, &keys).unwrap(), keys);
+    assert_eq!(write(&again, &staged, &blobs, &keys, None).unwrap().0, keys);
     assert!(!again.join("modules").exists());
     assert!(!again.join("data/dependents").exists());
 }
@@ -267,6 +267,61 @@ fn pages_reading_the_previous_sites_files_are_the_same_pages() {
     };
 
     let dest = dir.path().join("site");
-    let keys = write(&dest, &staged, &carried, &Default::default()).unwrap();
+    let (keys, _) = write(&dest, &staged, &carried, &Default::default(), None).unwrap();
     assert_written(&dest, &keys, (&want, &want_keys));
+}
+
+/// The search parts are kept while the rows search alike and the parts are
+/// still in the site as written; otherwise they are written again, the
+/// same files a build without a previous one writes.
+#[test]
+fn search_parts_are_kept_while_the_rows_search_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let blobs = BlobDir::new(at("blobs"), None);
+    let mut manifest = manifest(&blobs);
+    let site = at("site");
+    let first = staged(&manifest, &at("records1"));
+    let (keys, search) = write(&site, &first, &blobs, &Default::default(), None).unwrap();
+    assert!(search.files.len() > 1, "several parts");
+    let previous = Some((site.as_path(), &search));
+    let read = |dir: &str, file: &str| std::fs::read(at(dir).join(file)).unwrap();
+
+    // A gist changed (another revision, updated since): its row changes,
+    // its search inputs do not. The page names the parts already in the site.
+    manifest.modules[5].updated = Some("2025-01-01T00:00:00Z".into());
+    manifest.modules[5].current.revision = "b".repeat(40);
+    let changed = staged(&manifest, &at("records2"));
+    let (_, kept) = write(&at("next"), &changed, &blobs, &keys, previous).unwrap();
+    assert_eq!(kept, search);
+    assert!(search.files.iter().all(|f| !at("next").join(f).exists()));
+    let entry = String::from_utf8(read("next", "data/site.js")).unwrap();
+    assert!(search.files.iter().all(|f| entry.contains(f.as_str())));
+    assert_ne!(read("next", "data/site.js"), read("site", "data/site.js"));
+
+    // A description or a versioned module's text edited: every part is
+    // written again, as a build from nothing writes it.
+    for edit in 0..2 {
+        let mut edited = manifest.clone();
+        match edit {
+            0 => edited.modules[7].description = "quite new words".into(),
+            _ => edited.versioned[0].about = "another kit".into(),
+        }
+        let edited = staged(&edited, &at(&format!("records-edit{edit}")));
+        let (_, rebuilt) = write(&at("edited"), &edited, &blobs, &keys, previous).unwrap();
+        let (_, fresh) = write(&at("fresh"), &edited, &blobs, &keys, None).unwrap();
+        assert_eq!(rebuilt, fresh);
+        assert_ne!(rebuilt.inputs, search.inputs);
+        assert_ne!(rebuilt.files, search.files);
+        for f in &rebuilt.files {
+            assert_eq!(read("edited", f), read("fresh", f), "{f}");
+        }
+    }
+
+    // The inputs alike, but a part changed in the site: written again.
+    let part = read("site", &search.files[1]);
+    std::fs::write(site.join(&search.files[1]), b"damaged").unwrap();
+    let (_, again) = write(&at("healed"), &changed, &blobs, &keys, previous).unwrap();
+    assert_eq!(again, search);
+    assert_eq!(read("healed", &search.files[1]), part);
 }

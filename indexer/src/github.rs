@@ -64,6 +64,8 @@ pub struct GithubGists {
     config: GithubConfig,
     /// Every API request's headers, made once (a million requests a night).
     api_headers: HeaderMap,
+    /// `{api}/gists`, parsed once: a gist's address is it and the id.
+    gists_url: reqwest::Url,
     rate: Mutex<RateState>,
     /// Set once the primary limit is out for longer than the budget allows.
     exhausted: AtomicBool,
@@ -85,9 +87,20 @@ impl GithubGists {
             config.request_timeout,
             config.request_timeout.min(Duration::from_secs(10)),
         );
+        let gists = format!("{}/gists", config.api.trim_end_matches('/'));
+        let gists_url = reqwest::Url::parse(&gists)
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the GitHub API address {} is not an http(s) URL",
+                    config.api
+                )
+            })?;
         Ok(Self {
             client,
             api_headers: api_headers(config.token.as_deref()),
+            gists_url,
             config,
             rate: Mutex::default(),
             exhausted: AtomicBool::new(false),
@@ -217,13 +230,16 @@ impl GithubGists {
         if let Err(e) = self.respect_primary_limit().await {
             return Attempt::Done(Err(e));
         }
-        let url = format!("{}/gists/{gist_id}", self.config.api.trim_end_matches('/'));
+        let mut url = self.gists_url.clone();
+        url.path_segments_mut()
+            .expect("checked to be a base when made")
+            .push(gist_id);
         let mut headers = self.api_headers.clone();
         if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
             headers.insert(IF_NONE_MATCH, etag);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match http::send(client, &url, headers, MAX_GIST_RESPONSE).await {
+        let resp = match http::send(client, url, headers, MAX_GIST_RESPONSE).await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {

@@ -106,13 +106,13 @@ impl Client {
 /// out) and reads the body, refusing more than `cap` bytes.
 pub async fn send(
     client: &reqwest::Client,
-    url: &str,
+    url: impl reqwest::IntoUrl,
     headers: HeaderMap,
     cap: u64,
 ) -> Result<Response, reqwest::Error> {
     let mut resp = client.get(url).headers(headers).send().await?;
     let status = resp.status();
-    let headers = resp.headers().clone();
+    let headers = std::mem::take(resp.headers_mut());
     let body = if resp.content_length().is_some_and(|n| n > cap) {
         Err(format!("the response is over {cap} bytes"))
     } else {

@@ -87,16 +87,7 @@ impl GithubGists {
             config.request_timeout,
             config.request_timeout.min(Duration::from_secs(10)),
         );
-        let gists = format!("{}/gists", config.api.trim_end_matches('/'));
-        let gists_url = reqwest::Url::parse(&gists)
-            .ok()
-            .filter(|u| !u.cannot_be_a_base())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the GitHub API address {} is not an http(s) URL",
-                    config.api
-                )
-            })?;
+        let gists_url = gists_url(&config.api)?;
         Ok(Self {
             client,
             api_headers: api_headers(config.token.as_deref()),
@@ -232,7 +223,7 @@ impl GithubGists {
         }
         let mut url = self.gists_url.clone();
         url.path_segments_mut()
-            .expect("checked to be a base when made")
+            .expect("an http(s) URL has a path")
             .push(gist_id);
         let mut headers = self.api_headers.clone();
         if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
@@ -319,6 +310,22 @@ impl GithubGists {
             s => Attempt::Done(Err(FetchError::Failed(format!("GitHub answered {s}")))),
         }
     }
+}
+
+/// `{api}/gists`, the base of every gist's address; an error naming the
+/// setting unless `api` is an http(s) URL without a query or fragment.
+fn gists_url(api: &str) -> anyhow::Result<reqwest::Url> {
+    use anyhow::Context as _;
+    let gists = format!("{}/gists", api.trim_end_matches('/'));
+    let url = reqwest::Url::parse(&gists)
+        .with_context(|| format!("the GitHub API address (--github-api) `{api}` is not a URL"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https")
+            && url.query().is_none()
+            && url.fragment().is_none(),
+        "the GitHub API address (--github-api) `{api}` must be an http or https URL without a query or fragment"
+    );
+    Ok(url)
 }
 
 /// The headers of every API request (never of a raw file's: the token
@@ -530,6 +537,35 @@ mod tests {
             status: StatusCode::OK,
             headers,
             body: Ok(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_gist_is_asked_for_below_the_api_address_and_a_bad_address_is_refused() {
+        for (api, want) in [
+            ("https://api.github.com", "https://api.github.com/gists/abc"),
+            (
+                "https://api.github.com/",
+                "https://api.github.com/gists/abc",
+            ),
+            (
+                "https://ghe.example/api/v3",
+                "https://ghe.example/api/v3/gists/abc",
+            ),
+            ("http://127.0.0.1:9/", "http://127.0.0.1:9/gists/abc"),
+        ] {
+            let mut url = gists_url(api).unwrap();
+            url.path_segments_mut().unwrap().push("abc");
+            assert_eq!(url.as_str(), want, "{api}");
+        }
+        for bad in [
+            "api.github.com",
+            "ftp://api.github.com",
+            "https://h/api?x=1",
+            "file:///tmp",
+        ] {
+            let e = format!("{:#}", gists_url(bad).unwrap_err());
+            assert!(e.contains("--github-api") && e.contains(bad), "{e}");
         }
     }
 

@@ -24,7 +24,8 @@
 //!
 //! Files are written to the build's staging directory and moved into the
 //! site at publish time; module pages whose inputs did not change are not
-//! regenerated (their key is kept in the crawl state).
+//! regenerated (their key is kept in the crawl state), nor are the search
+//! parts (kept in the site, never staged: `site_data/search_inputs.rs`).
 
 use crate::text_map::TextMap;
 use std::path::{Path, PathBuf};
@@ -107,8 +108,10 @@ fn unix_time(text: Option<&str>) -> Option<i64> {
 /// The gist modules' records are read from the spill twice: whole, in
 /// order (the listing, the search parts and who depends on whom), and as
 /// lines whose names alone are read (the pages, decoding only a record
-/// whose page changed). What stays in memory is the search terms, the
-/// modules' names and their dependencies as positions.
+/// whose page changed); a third time when the previous search parts could
+/// have served but do not. What stays in memory is the search terms (none
+/// when the parts are kept), the modules' names and their dependencies as
+/// positions.
 pub fn write(
     dest: &Path,
     manifest: &StagedManifest,

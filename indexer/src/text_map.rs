@@ -152,10 +152,15 @@ impl TextMapBuilder {
     pub fn finish(self) -> TextMap {
         let mut map = self.0;
         let mut entries = std::mem::take(&mut map.entries);
-        // Of equal keys, the last inserted (the later text) ends last: as
-        // stable, without a merge sort's buffer and passes. On all cores:
-        // the crawl's maps come in job order, a million keys unsorted.
-        entries.par_sort_unstable_by(|a, b| map.key(a).cmp(map.key(b)).then(a.0.cmp(&b.0)));
+        // Of equal keys, the last inserted ends last, as a stable sort
+        // would leave them (without a merge sort's buffer and passes): a
+        // later entry starts further on in the text, or at the same place
+        // after an empty one, and is then no shorter. On all cores: the
+        // crawl's maps come in job order, a million keys unsorted.
+        entries.par_sort_unstable_by(|a, b| {
+            let order = |e: &(u32, u32, u32)| (e.0, e.1 + e.2);
+            map.key(a).cmp(map.key(b)).then(order(a).cmp(&order(b)))
+        });
         let mut kept: Vec<(u32, u32, u32)> = Vec::with_capacity(entries.len());
         for e in entries {
             match kept.last() {
@@ -302,6 +307,11 @@ mod tests {
         // The last value of a repeated key wins.
         let t: TextMap = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
         assert_eq!((t.get("a"), t.len()), (Some("3"), 2));
+        // An empty entry leaves the next one starting where it did.
+        for pairs in [[("", ""), ("", "v")], [("", "v"), ("", "")]] {
+            let t: TextMap = pairs.into_iter().collect();
+            assert_eq!(t.get(""), Some(pairs[1].1));
+        }
         // Also among many repeats, sorted on all cores.
         let t: TextMap = (0..100_000u32)
             .map(|i| (format!("k{}", i * 7919 % 997), i.to_string()))

@@ -459,9 +459,9 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
     assert!(kept.exists());
 }
 
-/// A module's page changes with its own module only: a module that stops
-/// depending on it (here by leaving the registry) rewrites the bucket of
-/// its dependents, not its page.
+/// The web page's search parts depend on the listed names, descriptions
+/// and tags alone: a build that changes none of them names the parts
+/// already in the site; one that does writes them anew.
 #[test]
 fn search_parts_are_kept_until_a_name_description_or_tag_changes() {
     use std::os::unix::fs::MetadataExt as _;
@@ -502,6 +502,9 @@ fn search_parts_are_kept_until_a_name_description_or_tag_changes() {
     assert!(found("zanzibar"));
 }
 
+/// A module's page changes with its own module only: a module that stops
+/// depending on it (here by leaving the registry) rewrites the bucket of
+/// its dependents, not its page.
 #[test]
 fn a_dependent_leaving_rewrites_the_bucket_not_the_page() {
     use std::os::unix::fs::MetadataExt as _;

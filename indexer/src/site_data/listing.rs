@@ -4,8 +4,9 @@
 //! JSON and its search terms worked out there; what stays sequential is
 //! adding its terms, its row and its dependencies. The search parts are
 //! then written on all cores. When the previous build's parts may still
-//! serve (`search_inputs.rs`), the pass leaves the terms out, and a second
-//! pass works them out only if the rows' search inputs changed.
+//! serve (`search_inputs.rs`), the pass leaves the terms out; a second
+//! pass works them out when they do not (the rows' search inputs changed,
+//! or a part is no longer in the site as written).
 
 use std::path::Path;
 
@@ -139,11 +140,20 @@ pub(super) fn write_listing(
     Ok((listing, dependents.finish()))
 }
 
+/// What the search parts need of a gist module's record.
+#[derive(Deserialize)]
+struct SearchedFields {
+    user: String,
+    name: String,
+    description: String,
+    tags: Vec<String>,
+}
+
 /// The search parts of every row, gist modules read again from the spill.
 fn parts_from_spill(manifest: &StagedManifest) -> Result<SearchParts> {
     let mut search = SearchParts::new(manifest.modules.len() + manifest.versioned.len());
     let terms = manifest.modules.par_map_chunks(|_, line| {
-        let m: ListedFields = serde_json::from_slice(line)?;
+        let m: SearchedFields = serde_json::from_slice(line)?;
         Ok(RowTerms::of(&m.user, &m.name, &m.description, &m.tags))
     })?;
     for chunk in terms {

@@ -102,7 +102,6 @@ impl SearchParts {
     }
 
     /// Adds the next row (user, name, description, tags).
-    #[cfg(test)]
     pub fn add(&mut self, user: &str, name: &str, description: &str, tags: &[String]) {
         self.add_terms(RowTerms::of(user, name, description, tags));
     }
@@ -151,7 +150,6 @@ impl RowTerms {
 
 /// The parts' bodies, in part order, for rows given as (user, name,
 /// description, tags) in listing order.
-#[cfg(test)]
 pub fn parts<'a>(
     rows: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str, &'a [String])>,
 ) -> Vec<String> {

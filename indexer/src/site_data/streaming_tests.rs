@@ -295,6 +295,8 @@ fn search_parts_are_kept_while_the_rows_search_alike() {
     let (_, kept) = write(&at("next"), &changed, &blobs, &keys, previous).unwrap();
     assert_eq!(kept, search);
     assert!(search.files.iter().all(|f| !at("next").join(f).exists()));
+    let (_, fresh) = write(&at("fresh-changed"), &changed, &blobs, &keys, None).unwrap();
+    assert_eq!(fresh, kept, "what a build from nothing writes");
     let entry = String::from_utf8(read("next", "data/site.js")).unwrap();
     assert!(search.files.iter().all(|f| entry.contains(f.as_str())));
     assert_ne!(read("next", "data/site.js"), read("site", "data/site.js"));

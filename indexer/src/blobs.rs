@@ -52,6 +52,14 @@ impl BlobDir {
         self.previous.as_deref()
     }
 
+    /// Whether the build is made in place on `site`: its previous blobs are
+    /// the site's own loose ones, so what the site already holds (blobs,
+    /// unchanged pages, kept search parts) need not be written again. A site
+    /// built elsewhere (a new directory, an object store's staging) gets it all.
+    pub fn builds_in_place(&self, site: &Path) -> bool {
+        self.previous_root() == Some(site)
+    }
+
     /// The digests of the blobs this build put under [`Self::root`].
     pub fn fresh_digests(&self) -> Vec<[u8; 32]> {
         let fresh = self.fresh.lock().expect("no panics while holding the lock");

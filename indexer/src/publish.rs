@@ -230,7 +230,7 @@ fn move_blobs(out: &Path, members: &Members, blobs: &BlobDir) -> Result<()> {
             hex::encode(digest)
         );
     }
-    let moving: Vec<([u8; 32], u64)> = if blobs.previous_root() == Some(out) {
+    let moving: Vec<([u8; 32], u64)> = if blobs.builds_in_place(out) {
         let fresh = blobs.fresh_digests().into_iter();
         fresh
             .filter_map(|d| Some((d, members.blob_size(&d)?)))

@@ -205,10 +205,11 @@ fn site_data_and_shards(
 ) -> Result<PageData> {
     let no_pages = TextMap::default();
     let started = Instant::now();
-    // Pages the previous build wrote are skipped only where they are: a
-    // site built elsewhere (a new directory, the staging of an object
-    // store, whose publish removes what the built site lacks) gets them all.
-    let in_place = blobs.previous_root() == Some(site);
+    // Pages the previous build wrote, and its search parts, are kept only
+    // where they are: a site built elsewhere (a new directory, the staging
+    // of an object store, whose publish removes what the built site lacks)
+    // gets them all.
+    let in_place = blobs.builds_in_place(site);
     let previous_pages = previous
         .filter(|_| in_place)
         .map_or(&no_pages, |p| &p.pages);

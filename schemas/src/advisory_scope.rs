@@ -17,9 +17,7 @@ pub fn parse_range(text: &str) -> Result<Range, String> {
         return Err("the range is empty".into());
     }
     crate::version_spec::parse_range(text).map_err(|e| match e {
-        RangeError::Empty(set) => {
-            format!("`{text}`: the set `{set}` matches no version (its bounds exclude each other)")
-        }
+        RangeError::Empty(set) => RangeError::empty_set(text, &set),
         RangeError::Invalid => format!(
             "`{text}` is not an npm version range (such as <1.1.0, >=1.2.3 or ^1.0.0 || ^2.0.0)"
         ),

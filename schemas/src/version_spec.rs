@@ -40,6 +40,14 @@ pub enum RangeError {
     Empty(String),
 }
 
+impl RangeError {
+    /// Why `text` (a pin or an advisory's range) was refused, when a set of
+    /// its bounds matches nothing: the one wording for both.
+    pub(crate) fn empty_set(text: &str, set: &str) -> String {
+        format!("`{text}`: the set `{set}` matches no version (its bounds exclude each other)")
+    }
+}
+
 /// An npm range, the one parser for pins and advisory ranges. A set whose
 /// bounds exclude each other is refused: nodejs-semver 7 reads
 /// `>=1.1.0 <1.0.0` as `>=1.1.0 || <1.0.0`, which would select the newest
@@ -74,7 +82,8 @@ impl VersionSpec {
         match parse_range(pin) {
             Ok(r) => Ok(Self::Range(r)),
             Err(RangeError::Empty(set)) => Err(format!(
-                "`{pin}`: the set `{set}` matches no version (its bounds exclude each other); write a range such as >=1.0.0 <2"
+                "{}; write a range such as >=1.0.0 <2",
+                RangeError::empty_set(pin, &set)
             )),
             Err(RangeError::Invalid) => Err(format!(
                 "`{pin}` is not a version, a range (such as ^1.2 or >=1.0.0 <2) or a dist-tag"

@@ -162,9 +162,11 @@ fn move_site_chunk(
 /// Makes every folder `rels` go into a folder of the site itself: one
 /// that is missing is made, and a link or file in a folder's place is
 /// removed first, so that no page is written through a link (a
-/// `modules/<user>` link leading out of the site, say). Each folder is
-/// looked at once, not once a page, and a level's folders many at once on
-/// the I/O threads (a new site's 100,000 user folders are made here).
+/// `modules/<user>` link leading out of the site, say). Each folder of
+/// `rels` is looked at once a call, not once a page (a caller that passes
+/// its files in chunks has the shared top folders looked at again per
+/// chunk: a few lookups), and a level's folders many at once on the I/O
+/// threads (a new site's 100,000 user folders are made here).
 fn site_folders(out: &Path, rels: &[PathBuf]) -> Result<()> {
     use rayon::prelude::*;
     let folders: std::collections::BTreeSet<&Path> = (rels.iter())

@@ -367,7 +367,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     mlld_schemas::sha256_hex(bytes)
 }
 
-/// A build whose gists come from a (fake) GitHub API, with timings suited to tests.
 /// The tests' settings for the GitHub source at `api`: a token, short
 /// timeouts and backoff, four tries, a minute's budget.
 pub fn github_config(api: &str) -> mlld_indexer::GithubConfig {
@@ -398,6 +397,7 @@ pub fn example_gist_ids() -> Vec<String> {
     ids
 }
 
+/// A build whose gists come from a (fake) GitHub API, with timings suited to tests.
 pub fn github_build(
     registry: &Path,
     out: &Path,

@@ -300,6 +300,14 @@ fn build_on(site: &std::path::Path, registry: &std::path::Path) {
     mlld_e2e::build_with(site, None, build_time(), mlld_e2e::demo_key(), registry);
 }
 
+/// A site's folder under `dir` and a copy of the examples' registry beside
+/// it, for tests that edit the registry between builds.
+fn site_and_registry(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (site, registry) = (dir.join("site"), dir.join("registry"));
+    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    (site, registry)
+}
+
 /// The `mlldRegistry.…(…)` argument of a site script, as JSON.
 fn script_json(path: &std::path::Path, call: &str) -> Value {
     let text = fs::read_to_string(path).unwrap();
@@ -434,8 +442,7 @@ fn versioned_modules_are_listed_and_have_pages() {
 #[test]
 fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
-    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let (site, registry) = site_and_registry(dir.path());
     let build = || build_on(&site, &registry);
     build();
     // As a site built before pages were written once left it.
@@ -466,8 +473,7 @@ fn pages_rewritten_drop_the_json_copy_older_sites_kept() {
 fn search_parts_are_kept_until_a_name_description_or_tag_changes() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
-    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let (site, registry) = site_and_registry(dir.path());
     let build = || build_on(&site, &registry);
     let parts = || -> Vec<(String, u64)> {
         let entry = script_json(&site.join("data/site.js"), "site");
@@ -509,8 +515,7 @@ fn search_parts_are_kept_until_a_name_description_or_tag_changes() {
 fn a_dependent_leaving_rewrites_the_bucket_not_the_page() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let (site, registry) = (dir.path().join("site"), dir.path().join("registry"));
-    mlld_e2e::copy_dir(&examples().join("registry"), &registry);
+    let (site, registry) = site_and_registry(dir.path());
     let build = || build_on(&site, &registry);
     build();
     let page = site.join("modules/sarah-k/llm-cache.js");

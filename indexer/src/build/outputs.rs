@@ -209,13 +209,9 @@ fn site_data_and_shards(
     // where they are: a site built elsewhere (a new directory, the staging
     // of an object store, whose publish removes what the built site lacks)
     // gets them all.
-    let in_place = blobs.builds_in_place(site);
-    let previous_pages = previous
-        .filter(|_| in_place)
-        .map_or(&no_pages, |p| &p.pages);
-    let previous_search = (previous.filter(|_| in_place))
-        .and_then(|p| p.search_parts.as_ref())
-        .map(|key| (site, key));
+    let kept = previous.filter(|_| blobs.builds_in_place(site));
+    let previous_pages = kept.map_or(&no_pages, |p| &p.pages);
+    let previous_search = (kept.and_then(|p| p.search_parts.as_ref())).map(|key| (site, key));
     let (pages, search_parts) =
         crate::site_data::write(dir, manifest, blobs, previous_pages, previous_search)?;
     let site_seconds = started.elapsed().as_secs_f64();

@@ -32,9 +32,11 @@ impl Tool {
 pub fn run(root: &Path, tool: Tool, args: Vec<OsString>) -> Result<ExitCode> {
     // From the caller's directory (with the workspace's manifest), so that
     // relative paths and output defaults follow the current directory.
+    // Not `--quiet`: the first use compiles `xtask-bench` (a minute or
+    // more on a fresh checkout), and a silent wait reads as a hang.
     let mut cargo = Command::new(env!("CARGO"));
     cargo
-        .args(["run", "--quiet", "--manifest-path"])
+        .args(["run", "--manifest-path"])
         .arg(root.join("Cargo.toml"));
     if matches!(tool, Tool::Bench) {
         cargo.arg("--release");

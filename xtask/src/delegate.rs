@@ -34,6 +34,17 @@ pub fn run(root: &Path, tool: Tool, args: Vec<OsString>) -> Result<ExitCode> {
     // relative paths and output defaults follow the current directory.
     // Not `--quiet`: the first use compiles `xtask-bench` (a minute or
     // more on a fresh checkout), and a silent wait reads as a hang.
+    let status = cargo_run(root, tool, args)
+        .status()
+        .context("running `cargo run --package xtask-bench`")?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(2).clamp(0, 255) as u8
+    ))
+}
+
+/// The inner `cargo run`, in an environment without what the outer one set
+/// for xtask alone.
+fn cargo_run(root: &Path, tool: Tool, args: Vec<OsString>) -> Command {
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .args(["run", "--manifest-path"])
@@ -45,12 +56,29 @@ pub fn run(root: &Path, tool: Tool, args: Vec<OsString>) -> Result<ExitCode> {
         .args(["--package", "xtask-bench", "--"])
         .arg(tool.command())
         .args(args);
-    let status = cargo
-        .status()
-        .context("running `cargo run --package xtask-bench`")?;
-    Ok(ExitCode::from(
-        status.code().unwrap_or(2).clamp(0, 255) as u8
-    ))
+    // Build scripts (ring's, through cc) rerun when such a variable
+    // changes: inherited, `CARGO_MANIFEST_DIR=…/xtask` made every switch
+    // between `cargo xtask` and `cargo xtask serve` rebuild ring, rustls
+    // and the HTTP stack (half a minute each way).
+    for (name, _) in std::env::vars_os() {
+        if set_by_cargo_run(&name.to_string_lossy()) {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
+}
+
+/// Whether cargo sets `name` for the binary it runs (its package's
+/// metadata and paths), as opposed to configuration a user sets.
+fn set_by_cargo_run(name: &str) -> bool {
+    const RUN: [&str; 5] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+    ];
+    RUN.contains(&name) || name.starts_with("CARGO_PKG_")
 }
 
 #[cfg(test)]
@@ -78,6 +106,31 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .map(str::to_string)
             .collect()
+    }
+
+    /// The inner cargo does not inherit the variables `cargo run` set for
+    /// xtask (build scripts that watch them would rerun on every switch);
+    /// a user's own configuration still reaches it.
+    #[test]
+    fn the_inner_cargo_does_not_inherit_what_cargo_run_set_for_xtask() {
+        // Tests run under cargo, which sets these as `cargo run` does.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let cargo = super::cargo_run(&crate::workspace_root(), super::Tool::Serve, Vec::new());
+        let removed: Vec<_> = (cargo.get_envs())
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION"] {
+            assert!(removed.iter().any(|r| r == name), "{name} in {removed:?}");
+        }
+        for kept in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+        ] {
+            assert!(!super::set_by_cargo_run(kept), "{kept}");
+        }
     }
 
     /// Everything after `bench` or `serve`, flags and `--help` included,

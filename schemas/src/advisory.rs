@@ -129,8 +129,7 @@ struct Header {
 /// Reads `advisories.json` of the folder `folder`. A bad advisory is an error
 /// and is left out; file-level problems make the file unusable.
 pub fn check_advisories(file: &str, folder: &str, src: &str) -> Checked<AdvisoryFile> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {

@@ -123,17 +123,33 @@ impl std::error::Error for Diagnostic {}
 /// Collects diagnostics for one file, resolving JSON paths to positions.
 pub struct DiagSink<'a> {
     file: &'a str,
-    spans: Option<&'a crate::locate::SpanTree>,
+    /// The file's text, scanned for positions only when the first
+    /// diagnostic needs one: nearly every file of a big registry has none.
+    src: Option<&'a str>,
+    spans: std::cell::OnceCell<Option<crate::locate::SpanTree>>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl<'a> DiagSink<'a> {
-    pub fn new(file: &'a str, spans: Option<&'a crate::locate::SpanTree>) -> Self {
+    /// For `file`, whose text `src` (when given) positions are found in.
+    pub fn new(file: &'a str, src: Option<&'a str>) -> Self {
         Self {
             file,
-            spans,
+            src,
+            spans: std::cell::OnceCell::new(),
             diagnostics: Vec::new(),
         }
+    }
+
+    /// The file the diagnostics are about.
+    pub(crate) fn file(&self) -> &'a str {
+        self.file
+    }
+
+    /// The positions of the file's values; scanned on first use.
+    pub(crate) fn spans(&self) -> Option<&crate::locate::SpanTree> {
+        let scan = || self.src.and_then(crate::locate::SpanTree::parse);
+        self.spans.get_or_init(scan).as_ref()
     }
 
     pub fn push(
@@ -143,7 +159,7 @@ impl<'a> DiagSink<'a> {
         message: impl Into<String>,
         help: Option<String>,
     ) {
-        let position = self.spans.and_then(|s| s.position(&path));
+        let position = self.spans().and_then(|s| s.position(&path));
         self.push_at(level, path, position, message, help);
     }
 
@@ -155,7 +171,7 @@ impl<'a> DiagSink<'a> {
         message: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let position = self.spans.and_then(|s| s.key_position(&path));
+        let position = self.spans().and_then(|s| s.key_position(&path));
         self.push_at(level, path, position, message, Some(help.into()));
     }
 

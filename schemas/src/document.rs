@@ -8,7 +8,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diag::{DiagSink, Diagnostic, JsonPath};
-use crate::locate::SpanTree;
 
 /// A file that parsed as JSON, with positions for its diagnostics.
 pub struct Document<'a> {
@@ -35,35 +34,19 @@ impl<T> Checked<T> {
 
 /// Parses `src`; syntax errors and duplicate keys are reported, and duplicate
 /// keys make the document unusable (serde_json would silently keep the last).
-pub fn parse<'a>(
-    file: &'a str,
-    src: &str,
-    spans: &'a mut Option<SpanTree>,
-) -> Result<Document<'a>, Vec<Diagnostic>> {
-    let value: Value = match serde_json::from_str(src) {
-        Ok(v) => v,
+/// Positions are found in `src` only when a diagnostic needs one.
+pub fn parse<'a>(file: &'a str, src: &'a str) -> Result<Document<'a>, Vec<Diagnostic>> {
+    let (value, repeated_keys) = match crate::strict_value::parse(src) {
+        Ok(parsed) => parsed,
         Err(e) => {
             let mut sink = DiagSink::new(file, None);
             sink.syntax(&e);
             return Err(sink.diagnostics);
         }
     };
-    *spans = SpanTree::parse(src);
-    let mut sink = DiagSink::new(file, spans.as_ref());
-    let duplicates: Vec<_> = spans
-        .as_ref()
-        .map(|s| s.duplicates.clone())
-        .unwrap_or_default();
-    for (path, line, column) in duplicates {
-        sink.diagnostics.push(Diagnostic {
-            level: crate::diag::Level::Error,
-            file: file.to_string(),
-            path,
-            line,
-            column,
-            message: "this key appears more than once in its object".into(),
-            help: Some("remove or rename one of the two entries".into()),
-        });
+    let mut sink = DiagSink::new(file, Some(src));
+    if repeated_keys {
+        report_repeated_keys(&mut sink);
     }
     if sink.has_errors() {
         return Err(sink.diagnostics);
@@ -74,6 +57,30 @@ pub fn parse<'a>(
         warn_unsafe_text(&value, &JsonPath::root(), &mut sink);
     }
     Ok(Document { value, sink })
+}
+
+/// Reports each repeated key where the file repeats it; at the top should
+/// the position scan not place the repeat the parser saw (the document is
+/// refused either way).
+fn report_repeated_keys(sink: &mut DiagSink<'_>) {
+    const MESSAGE: &str = "this key appears more than once in its object";
+    const HELP: &str = "remove or rename one of the two entries";
+    let found = sink.spans().map(|s| s.duplicates.clone());
+    let found = found.unwrap_or_default();
+    if found.is_empty() {
+        sink.error(JsonPath::root(), MESSAGE, HELP);
+    }
+    for (path, line, column) in found {
+        sink.diagnostics.push(Diagnostic {
+            level: crate::diag::Level::Error,
+            file: sink.file().to_string(),
+            path,
+            line,
+            column,
+            message: MESSAGE.into(),
+            help: Some(HELP.into()),
+        });
+    }
 }
 
 /// Whether any key or string in `value` holds what [`warn_unsafe_text`] warns about.

@@ -24,6 +24,7 @@ pub mod shard;
 pub mod snapshot;
 pub mod snapshot_versioned;
 pub mod sparse;
+mod strict_value;
 pub mod terminal;
 pub mod version_spec;
 pub mod versioned;

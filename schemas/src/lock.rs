@@ -105,8 +105,7 @@ pub fn resolved_url(user: &str, gist: &str) -> String {
 /// Reads a lock file strictly: any invalid registry entry makes it an error,
 /// because silently dropping a pin would change what gets installed.
 pub fn check_lock(file: &str, src: &str) -> Checked<LockFile> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {

@@ -63,8 +63,7 @@ struct Header {
 /// Reads `registry.json` of the folder `folder`. File-level problems (syntax,
 /// author) make the file unusable; a bad module entry drops only that module.
 pub fn check_registry(file: &str, folder: &str, src: &str) -> Checked<UserRegistry> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {

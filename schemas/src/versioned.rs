@@ -205,8 +205,7 @@ pub fn check_version_file(
     file_version: &str,
     src: &str,
 ) -> Checked<(VersionFile, Source)> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {
@@ -409,8 +408,7 @@ pub struct ModuleMetadata {
 
 /// Reads `metadata.json` of the folder `modules/{author}/{name}`.
 pub fn check_metadata(file: &str, author: &str, name: &str, src: &str) -> Checked<ModuleMetadata> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {
@@ -462,8 +460,7 @@ pub fn check_metadata(file: &str, author: &str, name: &str, src: &str) -> Checke
 /// `modules/{author}/{name}/tags.json`: dist-tag to version. Tags must
 /// name versions in `versions`.
 pub fn check_tags(file: &str, src: &str, versions: &[String]) -> Checked<BTreeMap<String, String>> {
-    let mut spans = None;
-    let mut doc = match document::parse(file, src, &mut spans) {
+    let mut doc = match document::parse(file, src) {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Checked {

@@ -110,6 +110,28 @@ fn duplicate_module_names_are_errors() {
 }
 
 #[test]
+fn keys_repeated_through_an_escape_are_errors_too() {
+    // `"gist"` and `"\u0067ist"` are one key once decoded: serde_json alone
+    // would keep the second gist id without a word.
+    let src = REGISTRY.replace(
+        "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\",",
+        "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\", \"\\u0067ist\": \"1234567\",",
+    );
+    assert_ne!(src, REGISTRY);
+    let errs = errors(&src);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("this key appears more than once")),
+        "{errs:#?}"
+    );
+    assert!(
+        check_registry("a/registry.json", "adamavenir", &src)
+            .value
+            .is_none()
+    );
+}
+
+#[test]
 fn user_names_follow_github_rules() {
     let src = REGISTRY.replace("\"AdamAvenir\"", "\"adam--avenir\"");
     let errs = check_registry("adam--avenir/registry.json", "adam--avenir", &src);

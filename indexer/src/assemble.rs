@@ -69,25 +69,26 @@ const FETCHED_BYTES: u64 = 32 << 20;
 const FETCHERS: usize = 2;
 
 /// Fetches and content-addresses every job, `concurrency` API requests
-/// at a time, and hands each result to `sink` in the jobs' order.
+/// at a time, turns each result into what `sink` takes with `prepare`
+/// (on the pool), and hands them to `sink` in the jobs' order.
 ///
 /// Fetching and finishing overlap: [`FETCHERS`] threads fetch batches in
 /// turn (their shares of the `concurrency` requests in flight, see
 /// [`GistSource::fetch_many`]) while the pool of `concurrency` threads
 /// finishes the portions before (reusing previous records, capturing
-/// changed gists, which fetches raw files of truncated ones) and the sink
-/// takes their results. What the crawl holds is bounded whatever the
-/// registry's size: the batches being planned (one a fetcher), and three
-/// portions of a batch at most (one being finished, one fetched or waiting
-/// to be handed on by each fetcher).
-pub fn index_all(
+/// changed gists, which fetches raw files of truncated ones, then
+/// `prepare`) and the sink takes their results. What the crawl holds is
+/// bounded whatever the registry's size: the batches being planned (one a
+/// fetcher), and three portions of a batch at most (one being finished,
+/// one fetched or waiting to be handed on by each fetcher).
+pub fn index_all<T: Send>(
     jobs: &[Job<'_>],
     source: &dyn GistSource,
     blobs: &BlobDir,
     previous: Option<&Previous>,
     concurrency: usize,
-    tick: &(dyn Fn() + Sync),
-    sink: &mut dyn FnMut(Result<Indexed, Rejection>) -> anyhow::Result<()>,
+    (tick, prepare): (&(dyn Fn() + Sync), &Prepare<'_, T>),
+    sink: &mut dyn FnMut(T) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(concurrency.max(1))
@@ -129,7 +130,7 @@ pub fn index_all(
                     .map(|((job, plan), fetched)| {
                         let out = finish(job, plan, fetched, source, blobs, previous);
                         tick();
-                        out
+                        prepare(out)
                     })
                     .collect()
                 });
@@ -142,6 +143,9 @@ pub fn index_all(
         Ok(())
     })
 }
+
+/// What turns a job's result into what the sink takes, on the pool.
+pub type Prepare<'a, T> = dyn Fn(Result<Indexed, Rejection>) -> T + Sync + 'a;
 
 /// Jobs with what was fetched for them, handed from a fetching thread to the pool.
 struct Portion<'j, 'p> {

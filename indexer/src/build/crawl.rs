@@ -59,6 +59,7 @@ pub(super) fn crawl_gists(
     let bar = progress.bar(jobs.len() as u64);
     // Sized as the previous build's: a nightly crawl's tables barely change.
     let sizes = previous.map_or((0, 0), |p| (p.etags.text_len(), p.imports.text_len()));
+    let registered = registered_names(&jobs);
     let mut fetched = Fetched::new(&jobs, staging, sizes)?;
     assemble::index_all(
         &jobs,
@@ -66,13 +67,13 @@ pub(super) fn crawl_gists(
         blobs,
         previous,
         concurrency,
-        &|| bar.inc(1),
-        &mut |result| fetched.add(result, report),
+        (&|| bar.inc(1), &|result| ready(result, &registered)),
+        &mut |ready| fetched.add(ready?, report),
     )?;
     bar.finish_and_clear();
     report.step("fetch", started);
     let started = std::time::Instant::now();
-    let crawled = fetched.finish(staging, report)?;
+    let crawled = fetched.finish(registered, staging, report)?;
     report.step("link", started);
     report
         .modules_rejected
@@ -105,6 +106,84 @@ fn jobs_of(registry: &Registry) -> Vec<Job<'_>> {
     jobs
 }
 
+/// Every job's `user/name`, in the jobs' order.
+fn registered_names(jobs: &[Job<'_>]) -> ModuleNames {
+    use rayon::prelude::*;
+    let names = (jobs.par_iter())
+        .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str())
+        .collect();
+    ModuleNames::new(names)
+}
+
+/// A crawl result as [`Fetched`] takes it, made on the crawl's pool: the
+/// record linked and encoded there, so that the one thread writing the
+/// spill only appends (linking and encoding a million records on it had
+/// the pool wait a tenth of the crawl).
+enum Ready {
+    Rejected(Rejection),
+    Accepted(Box<Accepted>),
+}
+
+/// An accepted record, encoded, with what the build's tables keep of it.
+struct Accepted {
+    line: Vec<u8>,
+    freshness: Freshness,
+    /// Set when the record is stale.
+    stale: Option<Stale>,
+    /// The current content's digest (hex) and the references it makes.
+    digest: String,
+    refs: Vec<String>,
+    /// The gist and the ETag of its last response.
+    etag: Option<(String, String)>,
+    /// Every file of every revision: digest (hex) and size.
+    files: Vec<(String, u64)>,
+    /// Positions (in the jobs' order) of the modules it depends on, and
+    /// its imports that name no registered module.
+    linked: Vec<usize>,
+    unresolved: Vec<(String, String)>,
+}
+
+/// Links `result`'s record against the `registered` names (each of its
+/// imports, as it comes; see [`Fetched`]) and encodes it.
+fn ready(result: Result<Indexed, Rejection>, registered: &ModuleNames) -> Result<Ready> {
+    let mut i = match result {
+        Ok(i) => i,
+        Err(r) => return Ok(Ready::Rejected(r)),
+    };
+    let (mut linked, mut unresolved) = (Vec::new(), Vec::new());
+    assemble::link_dependencies(
+        &mut i.record,
+        &i.imports,
+        registered,
+        &mut unresolved,
+        &mut |position| linked.push(position),
+    );
+    let line = serde_json::to_vec(&i.record)?;
+    let record = &mut i.record;
+    let stale = (i.freshness == Freshness::Stale).then(|| Stale {
+        module: record.full_name(),
+        reason: record.stale.clone().unwrap_or_default(),
+    });
+    let digest = record.current.integrity.trim_start_matches("sha256:");
+    let digest = digest.to_string();
+    // Moved out: the record is done with once encoded.
+    let revisions = std::iter::once(&mut record.current).chain(&mut record.history);
+    let files = (revisions.flat_map(|r| &mut r.files))
+        .map(|f| (std::mem::take(&mut f.sha256), f.size))
+        .collect();
+    Ok(Ready::Accepted(Box::new(Accepted {
+        line,
+        freshness: i.freshness,
+        stale,
+        digest,
+        refs: i.imports.iter().map(ToString::to_string).collect(),
+        etag: i.etag.map(|etag| (std::mem::take(&mut record.gist), etag)),
+        files,
+        linked,
+        unresolved,
+    })))
+}
+
 /// The crawl's results as they come, in the jobs' order. Each record's
 /// imports are linked as it comes, against every *registered* name: a
 /// module depends on another that was rejected only rarely, and then (and
@@ -113,7 +192,6 @@ fn jobs_of(registry: &Registry) -> Vec<Job<'_>> {
 /// and written again on every build.
 struct Fetched {
     records: SpillWriter,
-    registered: ModuleNames,
     /// By job: accepted, and named by some accepted module's imports.
     accepted: Vec<bool>,
     depended_on: Vec<bool>,
@@ -128,13 +206,8 @@ struct Fetched {
 impl Fetched {
     /// For `jobs`, with room for ETags and imports of the given text sizes.
     fn new(jobs: &[Job<'_>], staging: &Path, (etags, imports): (usize, usize)) -> Result<Self> {
-        use rayon::prelude::*;
-        let names = (jobs.par_iter())
-            .map(|j| format!("{}/{}", j.user, j.name).into_boxed_str())
-            .collect();
         Ok(Self {
             records: RecordSpill::create(&staging.join(RECORDS))?,
-            registered: ModuleNames::new(names),
             accepted: vec![false; jobs.len()],
             depended_on: vec![false; jobs.len()],
             seen: 0,
@@ -145,49 +218,52 @@ impl Fetched {
         })
     }
 
-    fn add(&mut self, result: Result<Indexed, Rejection>, report: &mut BuildReport) -> Result<()> {
+    fn add(&mut self, ready: Ready, report: &mut BuildReport) -> Result<()> {
         let job = self.seen;
         self.seen += 1;
-        let mut i = match result {
-            Ok(i) => i,
-            Err(r) => {
+        let a = match ready {
+            Ready::Accepted(a) => a,
+            Ready::Rejected(r) => {
                 report.modules_rejected.push(r);
                 return Ok(());
             }
         };
         self.accepted[job] = true;
-        count(report, &i);
-        let refs: Vec<String> = i.imports.iter().map(ToString::to_string).collect();
-        let digest = i.record.current.integrity.trim_start_matches("sha256:");
-        self.imports.insert(digest, &refs);
-        if let Some(etag) = &i.etag {
-            self.etags.insert(&i.record.gist, etag);
+        match a.freshness {
+            Freshness::Fetched => report.modules_fetched += 1,
+            Freshness::Unchanged => report.modules_unchanged += 1,
+            Freshness::Stale => report.modules_stale.extend(a.stale),
         }
-        // Linking (now or again in `finish`) leaves the files as they are.
-        for file in i.record.revisions().flat_map(|r| &r.files) {
-            self.blobs.add_blob(&file.sha256, file.size);
+        self.imports.insert(&a.digest, &a.refs);
+        if let Some((gist, etag)) = &a.etag {
+            self.etags.insert(gist, etag);
         }
-        let depended_on = &mut self.depended_on;
-        assemble::link_dependencies(
-            &mut i.record,
-            &i.imports,
-            &self.registered,
-            &mut self.unresolved,
-            &mut |position| depended_on[position] = true,
-        );
-        self.records.push(&i.record)
+        for (sha256, size) in &a.files {
+            self.blobs.add_blob(sha256, *size);
+        }
+        for position in a.linked {
+            self.depended_on[position] = true;
+        }
+        self.unresolved.extend(a.unresolved);
+        self.records.push_raw(&a.line)
     }
 
-    /// The accepted records, linked against the accepted names.
-    fn finish(self, staging: &Path, report: &mut BuildReport) -> Result<Crawled> {
+    /// The accepted records, linked against the accepted names (the
+    /// `registered` ones, when every one was accepted).
+    fn finish(
+        self,
+        registered: ModuleNames,
+        staging: &Path,
+        report: &mut BuildReport,
+    ) -> Result<Crawled> {
         let spill = self.records.finish()?;
         let imports = self.imports.finish();
         let all_accepted = self.accepted.iter().all(|&a| a);
         let names = if all_accepted {
-            self.registered
+            registered
         } else {
             let accepted = (self.accepted.iter().enumerate()).filter(|&(_, &a)| a);
-            let full = accepted.map(|(i, _)| Box::from(self.registered.full_name(i)));
+            let full = accepted.map(|(i, _)| Box::from(registered.full_name(i)));
             ModuleNames::new(full.collect())
         };
         let rejected_named = (self.accepted.iter().zip(&self.depended_on)).any(|(&a, &d)| d && !a);
@@ -213,17 +289,6 @@ impl Fetched {
 /// linked again when a rejected module was among their dependencies.
 const RECORDS: &str = "records.jsonl";
 const RELINKED_RECORDS: &str = "records.relinked.jsonl";
-
-fn count(report: &mut BuildReport, i: &Indexed) {
-    match i.freshness {
-        Freshness::Fetched => report.modules_fetched += 1,
-        Freshness::Unchanged => report.modules_unchanged += 1,
-        Freshness::Stale => report.modules_stale.push(Stale {
-            module: i.record.full_name(),
-            reason: i.record.stale.clone().unwrap_or_default(),
-        }),
-    }
-}
 
 /// Rewrites every record with its imports (the references its content
 /// makes, by content digest in `imports`) matched against the accepted

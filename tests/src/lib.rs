@@ -143,22 +143,41 @@ pub const JSON_UTILS_GIST: &str = "a1f3e09a42db6c680b454f6f93efa9d8";
 pub const JSON_UTILS_OLD: &str = "996153bec98057662b4922d7f556dd79c64deec9";
 pub const JSON_UTILS_NEW: &str = "b20e54d6dbf422252b7b670af492632f2fa6c1a2";
 
+/// The workspace's target directory (`CARGO_TARGET_DIR`, or `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The `xtask` binary (debug), built once per test process.
+pub fn xtask_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = cargo_child::command(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "xtask"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building xtask failed");
+        (target_dir().join("debug")).join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
+}
+
 /// The `mlld-registry` binary, built once if `cargo test` has not built it.
 pub fn client_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
         let profile = if cfg!(debug_assertions) {
             "debug"
         } else {
             "release"
         };
-        let bin = target
+        let bin = target_dir()
             .join(profile)
             .join(format!("mlld-registry{}", std::env::consts::EXE_SUFFIX));
-        let mut build = Command::new(env!("CARGO"));
+        let mut build = cargo_child::command(env!("CARGO"));
         build.args([
             "build",
             "--quiet",

@@ -141,26 +141,10 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-/// The `xtask` binary, built once.
-fn xtask_bin() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "xtask"])
-        .current_dir(mlld_e2e::workspace_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building xtask failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| mlld_e2e::workspace_root().join("target"));
-    target
-        .join("debug")
-        .join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
-}
-
 #[test]
 fn xtask_man_and_index_write_under_the_current_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let xtask = xtask_bin();
+    let xtask = mlld_e2e::xtask_bin();
     let out = std::process::Command::new(&xtask)
         .arg("man")
         .current_dir(dir.path())

@@ -4,35 +4,14 @@
 //! then `mlld-registry sync` from the bucket's public URL.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use mlld_e2e::s3::{Failure, Logged, Moto, RecordingProxy, client};
-use mlld_e2e::{Client, assert_fails, assert_ok, examples, rewound_gists, workspace_root};
+use mlld_e2e::{Client, assert_fails, assert_ok, examples, rewound_gists};
 
 const BUCKET: &str = "registry-site";
 const PREFIX: &str = "mlld/v1";
-
-/// The `xtask` binary, built once.
-fn xtask_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "xtask"])
-            .current_dir(workspace_root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building xtask failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target
-            .join("debug")
-            .join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
-    })
-    .clone()
-}
 
 /// A bucket on moto, reached for publishing through the recording proxy.
 struct Bucket {
@@ -59,7 +38,7 @@ impl Bucket {
     fn xtask(&self, args: &[&str]) -> Output {
         let work = self.dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        Command::new(xtask_bin())
+        Command::new(mlld_e2e::xtask_bin())
             .args(args)
             .current_dir(&work)
             .env("AWS_ACCESS_KEY_ID", "testing")

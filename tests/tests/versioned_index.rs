@@ -489,29 +489,13 @@ fn search_finds_versioned_modules_with_their_latest_version() {
     assert!(table.contains("@alice-dev/table-fmt  0.2.0"), "{table}");
 }
 
-/// The `xtask` binary, built once.
-fn xtask_bin() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "xtask"])
-        .current_dir(mlld_e2e::workspace_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building xtask failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| mlld_e2e::workspace_root().join("target"));
-    target
-        .join("debug")
-        .join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
-}
-
 #[test]
 fn cargo_xtask_index_fetches_from_the_raw_base_and_reports_both_layouts() {
     let dir = tempfile::tempdir().unwrap();
     let host = RawHost::examples();
     let (out, report) = (dir.path().join("site"), dir.path().join("report.json"));
     let index = |previous: &str| {
-        let run = std::process::Command::new(xtask_bin())
+        let run = std::process::Command::new(mlld_e2e::xtask_bin())
             .current_dir(mlld_e2e::workspace_root())
             .args(["index", "--registry"])
             .arg(examples().join("registry"))

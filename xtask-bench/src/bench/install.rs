@@ -41,7 +41,7 @@ pub struct Args {
 pub fn run(args: Args, root: &Path) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         // Benchmarks measure release builds: re-run this one as a release binary.
-        let status = Command::new(env!("CARGO"))
+        let status = cargo_child::command(env!("CARGO"))
             .args([
                 "run",
                 "--quiet",

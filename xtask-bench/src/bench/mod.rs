@@ -124,7 +124,7 @@ pub fn build_site(
 /// Builds `package` as a release build in the workspace at `root` and
 /// returns the path of its binary `bin`.
 pub fn release_binary(root: &Path, package: &str, bin: &str) -> Result<PathBuf> {
-    let status = std::process::Command::new(env!("CARGO"))
+    let status = cargo_child::command(env!("CARGO"))
         .current_dir(root)
         .args(["build", "--quiet", "--release", "-p", package])
         .status()?;
@@ -143,7 +143,7 @@ fn rerun_in_release() -> Result<Option<ExitCode>> {
     // Run from here (not the checkout) so that relative paths and output
     // defaults keep following the current directory.
     let manifest = crate::workspace_root().join("Cargo.toml");
-    let status = std::process::Command::new(env!("CARGO"))
+    let status = cargo_child::command(env!("CARGO"))
         .args(["run", "--quiet", "--release", "--package", "xtask-bench"])
         .arg("--manifest-path")
         .arg(manifest)

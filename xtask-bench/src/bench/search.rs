@@ -272,27 +272,7 @@ fn cli(
     key: &Path,
     queries: &[BenchQuery],
 ) -> Result<Vec<Duration>> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mlld-registry",
-            "--bin",
-            "mlld-registry",
-        ])
-        .current_dir(root)
-        .status()?;
-    ensure!(
-        status.success(),
-        "building the release mlld-registry failed"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release/mlld-registry");
+    let bin = super::release_binary(root, "mlld-registry", "mlld-registry")?;
     let project = work.join("project");
     std::fs::create_dir_all(&project)?;
     let home = work.join("home-synced");

@@ -70,7 +70,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let status = Command::new(env!("CARGO"))
+    let status = cargo_child::command(env!("CARGO"))
         .args(["build", "--quiet", "--release", "-p", "mlld-registry"])
         .current_dir(&root)
         .status()?;

@@ -90,23 +90,22 @@ fn a_bad_module_is_dropped_and_the_rest_kept() {
     );
 }
 
+/// Refused for a repeated key, reported as `expected` (part of the line).
+fn assert_repeated_key_refused(src: &str, expected: &str) {
+    assert_ne!(src, REGISTRY);
+    let errs = errors(src);
+    assert!(errs.iter().any(|e| e.contains(expected)), "{errs:#?}");
+    let checked = check_registry("a/registry.json", "adamavenir", src);
+    assert!(checked.value.is_none());
+}
+
 #[test]
 fn duplicate_module_names_are_errors() {
     let src = REGISTRY.replace(
         "  \"modules\": {\n",
         "  \"modules\": {\n    \"json-utils\": { \"gist\": \"1234567\" },\n",
     );
-    let errs = errors(&src);
-    assert!(
-        errs.iter()
-            .any(|e| e.contains(":8:5: error: this key appears more than once")),
-        "{errs:#?}"
-    );
-    assert!(
-        check_registry("a/registry.json", "adamavenir", &src)
-            .value
-            .is_none()
-    );
+    assert_repeated_key_refused(&src, ":8:5: error: this key appears more than once");
 }
 
 #[test]
@@ -117,18 +116,7 @@ fn keys_repeated_through_an_escape_are_errors_too() {
         "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\",",
         "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\", \"\\u0067ist\": \"1234567\",",
     );
-    assert_ne!(src, REGISTRY);
-    let errs = errors(&src);
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("this key appears more than once")),
-        "{errs:#?}"
-    );
-    assert!(
-        check_registry("a/registry.json", "adamavenir", &src)
-            .value
-            .is_none()
-    );
+    assert_repeated_key_refused(&src, "this key appears more than once");
 }
 
 #[test]

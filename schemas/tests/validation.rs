@@ -90,33 +90,35 @@ fn a_bad_module_is_dropped_and_the_rest_kept() {
     );
 }
 
-/// Refused for a repeated key, reported as `expected` (part of the line).
-fn assert_repeated_key_refused(src: &str, expected: &str) {
-    assert_ne!(src, REGISTRY);
-    let errs = errors(src);
-    assert!(errs.iter().any(|e| e.contains(expected)), "{errs:#?}");
-    let checked = check_registry("a/registry.json", "adamavenir", src);
-    assert!(checked.value.is_none());
-}
-
+/// A module named twice, and a key repeated through an escape (`"gist"`
+/// and `"\u0067ist"` are one key once decoded: serde_json alone would keep
+/// the second gist id without a word): refused, and where.
 #[test]
-fn duplicate_module_names_are_errors() {
-    let src = REGISTRY.replace(
-        "  \"modules\": {\n",
-        "  \"modules\": {\n    \"json-utils\": { \"gist\": \"1234567\" },\n",
-    );
-    assert_repeated_key_refused(&src, ":8:5: error: this key appears more than once");
-}
-
-#[test]
-fn keys_repeated_through_an_escape_are_errors_too() {
-    // `"gist"` and `"\u0067ist"` are one key once decoded: serde_json alone
-    // would keep the second gist id without a word.
-    let src = REGISTRY.replace(
-        "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\",",
-        "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\", \"\\u0067ist\": \"1234567\",",
-    );
-    assert_repeated_key_refused(&src, "this key appears more than once");
+fn repeated_keys_are_errors() {
+    let cases = [
+        (
+            (
+                "  \"modules\": {\n",
+                "  \"modules\": {\n    \"json-utils\": { \"gist\": \"1234567\" },\n",
+            ),
+            ":8:5: error: this key appears more than once",
+        ),
+        (
+            (
+                "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\",",
+                "\"gist\": \"a1f3e09a42db6c680b454f6f93efa9d8\", \"\\u0067ist\": \"1234567\",",
+            ),
+            "error: this key appears more than once",
+        ),
+    ];
+    for ((from, to), expected) in cases {
+        let src = REGISTRY.replace(from, to);
+        assert_ne!(src, REGISTRY);
+        let errs = errors(&src);
+        assert!(errs.iter().any(|e| e.contains(expected)), "{errs:#?}");
+        let checked = check_registry("a/registry.json", "adamavenir", &src);
+        assert!(checked.value.is_none());
+    }
 }
 
 #[test]

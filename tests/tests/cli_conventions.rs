@@ -1,5 +1,6 @@
 //! Conventions scripts and shells rely on, through the real binary: a
-//! reader that closes the pipe early, plural counts.
+//! reader that closes the pipe early, plural counts, `--help` examples a
+//! new user can copy against the demo site.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -129,4 +130,36 @@ fn colour_follows_the_flag_no_color_and_term() {
         config.contains(r#""source":"environment NO_COLOR""#),
         "{config}"
     );
+}
+
+/// Every module a `--help` example names is in the demo registry, so that a
+/// new user can copy any example against `cargo xtask index`'s site: each
+/// resolves there (a bare `user/module` as `@user/module`).
+#[test]
+fn help_examples_name_modules_the_demo_registry_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_site, client) = synced(dir.path());
+    let mut refs = Vec::new();
+    for command in ["resolve", "remove", "info", "update"] {
+        let help = assert_ok(&client.run(&[command, "--help"]));
+        let prefix = format!("mlld-registry {command} ");
+        let examples = help.lines().filter_map(|l| l.trim().strip_prefix(&prefix));
+        let named = examples.filter_map(|rest| rest.split_whitespace().next());
+        for name in named.filter(|n| n.contains('/') && !n.starts_with('-')) {
+            let module = if name.starts_with('@') || name.starts_with("mlld://") {
+                name.to_string()
+            } else {
+                format!("@{name}")
+            };
+            refs.push(module);
+        }
+    }
+    assert!(refs.len() >= 8, "examples found: {refs:?}");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let project = project.to_str().unwrap();
+    for module in &refs {
+        let args = ["resolve", module.as_str(), "--yes", "--project", project];
+        assert_ok(&client.run(&args));
+    }
 }

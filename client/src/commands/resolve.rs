@@ -11,7 +11,7 @@ use crate::{mlld_home, versioned_lock};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes\n  mlld-registry resolve @alice/tool@^1.2      # a versioned module: range, exact version or tag\n  mlld-registry resolve @alice/tool@stable\n  mlld-registry resolve @textkit/slugify --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
+    after_help = "Examples:\n  mlld-registry resolve mlld://adamavenir/json-utils\n  mlld-registry resolve @adamavenir/json-utils@b20e54d --yes\n  mlld-registry resolve @alice-dev/prompt-lib@^1.2  # a versioned module: range, version or tag\n  mlld-registry resolve @alice-dev/prompt-lib@stable\n  mlld-registry resolve @textkit/slugify --snapshot registry.tar.zst --trusted-key mlld-registry.pub"
 )]
 pub struct Args {
     /// mlld://user/module, @user/module, @user/module@<revision prefix>, or

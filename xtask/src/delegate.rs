@@ -61,13 +61,11 @@ fn cargo_run(root: &Path, tool: Tool, args: Vec<OsString>) -> Command {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     /// The packages a build of `package` links (normal and build
     /// dependencies on this host, not dev-dependencies), one name a line.
     fn linked_packages(package: &str) -> Vec<String> {
         let root = crate::workspace_root();
-        let out = Command::new(env!("CARGO"))
+        let out = cargo_child::command(env!("CARGO"))
             .current_dir(&root)
             .args(["tree", "--offline", "--locked", "--package", package])
             .args(["--edges", "normal,build", "--prefix", "none"])

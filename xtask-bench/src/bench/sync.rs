@@ -70,15 +70,7 @@ pub fn run(args: SyncArgs) -> Result<()> {
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let status = cargo_child::command(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "mlld-registry"])
-        .current_dir(&root)
-        .status()?;
-    ensure!(
-        status.success(),
-        "building the release mlld-registry failed"
-    );
-    let bin = root.join("target/release/mlld-registry");
+    let bin = super::release_binary(&root, "mlld-registry", "mlld-registry")?;
 
     let synth = Synth::new(SynthConfig {
         users: args.users,

@@ -157,7 +157,7 @@ impl<'a> Locker<'a> {
                         let parent = Some(locked.import.clone());
                         queue.push_back((Request::parse(&dep)?, false, parent));
                     }
-                    out.push(locked);
+                    once_each(&mut out, locked);
                 }
                 Target::Gist => {
                     let (locked, deps) = self.lock_gist(r, is_root)?;
@@ -168,11 +168,25 @@ impl<'a> Locker<'a> {
                         let parent = Some(locked.import.clone());
                         queue.push_back((Request { reference, form }, false, parent));
                     }
-                    out.push(locked);
+                    once_each(&mut out, locked);
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// Adds `locked` to what a walk locked, once a lock key: a module named by
+/// two spellings of one range (a version file's `^1.0.0`, its entry file's
+/// `^1.0`) is walked for each, so that each range is checked, but it is one
+/// entry, reported (and installed) once, as it stands after the later visit.
+fn once_each(out: &mut Vec<Locked>, locked: Locked) {
+    match out.iter_mut().find(|l| l.import == locked.import) {
+        Some(first) => {
+            let added = first.added || locked.added;
+            *first = Locked { added, ..locked };
+        }
+        None => out.push(locked),
     }
 }
 

@@ -842,3 +842,38 @@ fn ls_aligns_versions_and_revisions_in_one_column() {
     assert!(lines.iter().any(|l| l.contains("2.0.0 (latest)")), "{text}");
     assert_eq!(state_at[0], state_at[1], "{text}");
 }
+
+/// prompt-lib 1.2.0 needs json-utils twice over: its version file asks
+/// `^1.0.0` and its entry file imports `@adamavenir/json-utils@^1.0`. Both
+/// ranges are checked, but it is one lock entry: reported once ("locked",
+/// not then "already locked" as well), in text and in JSON.
+#[test]
+fn a_dependency_named_by_two_spellings_of_a_range_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, client) = synced(dir.path());
+    let (_, text_project) = project(dir.path(), "text");
+    let args = [
+        "resolve",
+        "@alice-dev/prompt-lib@^1.2",
+        "--yes",
+        "--offline",
+    ];
+    let out = assert_ok(&client.run(&[&args[..], &["--project", &text_project]].concat()));
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("json-utils")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].starts_with("locked @adamavenir/json-utils at 1.1.0"),
+        "{out}"
+    );
+
+    let (_, json_project) = project(dir.path(), "json");
+    let data = resolve_in(&client, &json_project, "@alice-dev/prompt-lib@^1.2");
+    let keys: Vec<&str> = (data.as_array().unwrap().iter())
+        .map(|l| l["import"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["@alice-dev/prompt-lib", "@adamavenir/json-utils"],
+        "{data}"
+    );
+}

@@ -87,7 +87,7 @@ pub fn index_all<T: Send>(
     blobs: &BlobDir,
     previous: Option<&Previous>,
     concurrency: usize,
-    (tick, prepare): (&(dyn Fn() + Sync), &Prepare<'_, T>),
+    prepare: &Prepare<'_, T>,
     sink: &mut dyn FnMut(T) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -128,9 +128,7 @@ pub fn index_all<T: Send>(
                         .zip(portion.plans)
                         .zip(portion.fetched))
                     .map(|((job, plan), fetched)| {
-                        let out = finish(job, plan, fetched, source, blobs, previous);
-                        tick();
-                        prepare(out)
+                        prepare(finish(job, plan, fetched, source, blobs, previous))
                     })
                     .collect()
                 });

@@ -67,7 +67,10 @@ pub(super) fn crawl_gists(
         blobs,
         previous,
         concurrency,
-        (&|| bar.inc(1), &|result| ready(result, &registered)),
+        &|result| {
+            bar.inc(1);
+            ready(result, &registered)
+        },
         &mut |ready| fetched.add(ready?, report),
     )?;
     bar.finish_and_clear();

@@ -141,11 +141,6 @@ impl<'a> DiagSink<'a> {
         }
     }
 
-    /// The file the diagnostics are about.
-    pub(crate) fn file(&self) -> &'a str {
-        self.file
-    }
-
     /// The positions of the file's values; scanned on first use.
     pub(crate) fn spans(&self) -> Option<&crate::locate::SpanTree> {
         let scan = || self.src.and_then(crate::locate::SpanTree::parse);
@@ -175,7 +170,7 @@ impl<'a> DiagSink<'a> {
         self.push_at(level, path, position, message, Some(help.into()));
     }
 
-    fn push_at(
+    pub(crate) fn push_at(
         &mut self,
         level: Level,
         path: JsonPath,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::diag::{DiagSink, Diagnostic, JsonPath};
+use crate::diag::{DiagSink, Diagnostic, JsonPath, Level};
 
 /// A file that parsed as JSON, with positions for its diagnostics.
 pub struct Document<'a> {
@@ -71,15 +71,8 @@ fn report_repeated_keys(sink: &mut DiagSink<'_>) {
         sink.error(JsonPath::root(), MESSAGE, HELP);
     }
     for (path, line, column) in found {
-        sink.diagnostics.push(Diagnostic {
-            level: crate::diag::Level::Error,
-            file: sink.file().to_string(),
-            path,
-            line,
-            column,
-            message: MESSAGE.into(),
-            help: Some(HELP.into()),
-        });
+        let position = Some((line, column));
+        sink.push_at(Level::Error, path, position, MESSAGE, Some(HELP.into()));
     }
 }
 

@@ -129,10 +129,7 @@ pub fn release_binary(root: &Path, package: &str, bin: &str) -> Result<PathBuf> 
         .args(["build", "--quiet", "--release", "-p", package])
         .status()?;
     ensure!(status.success(), "building {package} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join(bin))
+    Ok(mlld_e2e::target_dir().join("release").join(bin))
 }
 
 /// Benchmarks measure optimised code: a debug build re-runs itself with `--release`.

@@ -78,6 +78,22 @@ impl BuildConfig {
         }
     }
 
+    /// Whether the output directory holds a copy of the site at `source`
+    /// (the last build, kept between runs): `Ok(Err(why))` when it does not.
+    /// `Err` when `source`'s `latest.json` cannot be read.
+    pub fn out_is_copy_of(&self, source: &str) -> Result<std::result::Result<(), String>> {
+        let copy = crate::previous::local_copy_of(&self.out, source, &self.key, self.timeouts())?;
+        Ok(copy.map(drop))
+    }
+
+    /// How a previous site is read over HTTP.
+    pub(crate) fn timeouts(&self) -> crate::previous::Timeouts {
+        crate::previous::Timeouts {
+            idle: self.previous_idle_timeout,
+            min_rate: self.previous_min_rate,
+        }
+    }
+
     /// The build time: `SOURCE_DATE_EPOCH` when set, else now.
     pub fn now_or_source_date_epoch() -> Result<OffsetDateTime> {
         match std::env::var("SOURCE_DATE_EPOCH") {
@@ -113,8 +129,8 @@ pub fn build(config: &BuildConfig, source: &dyn GistSource) -> Result<BuildRepor
         mut previous,
         blobs,
         serial,
-    } = timed(progress, &mut report, "read previous site", |_| {
-        inputs::read_previous(config, staging_dir)
+    } = timed(progress, &mut report, "read previous site", |r| {
+        inputs::read_previous(config, staging_dir, r)
     })?;
 
     let crawl::Crawled {

@@ -24,8 +24,12 @@ use crate::record_spill::{RecordHead, RecordSpill};
 use crate::signing::SigningKey;
 use crate::snapshot_writer::FrameTable;
 use crate::text_map::{TextListMap, TextMap};
+use mlld_site_contract::reader::Site;
 pub use mlld_site_contract::reader::Timeouts;
-use mlld_site_contract::reader::{Advice, Site};
+
+mod site;
+pub use site::local_copy_of;
+use site::{open, public_key, read_latest};
 
 /// The previous build, unpacked.
 pub struct Previous {
@@ -121,13 +125,6 @@ impl Previous {
 /// A previous snapshot larger than this is refused.
 const MAX_PREVIOUS_BYTES: u64 = 8 << 30;
 
-/// What a timeout reading the previous site tells the indexer's user.
-const ADVICE: Advice = Advice {
-    idle_setting: "--idle-timeout sets it",
-    rate_setting: "--min-rate sets it",
-    next_step: "Nothing was published; try again, or pass --previous none for a full build",
-};
-
 /// Loads the site at `source` (a directory or an http(s) URL); `None` when it has no `latest.json`.
 pub fn load(
     source: &str,
@@ -135,26 +132,22 @@ pub fn load(
     scratch: &Path,
     timeouts: Timeouts,
 ) -> Result<Option<Previous>> {
-    let site = if source.starts_with("http://") || source.starts_with("https://") {
-        let agent = concat!("mlld-indexer/", env!("CARGO_PKG_VERSION"));
-        Site::http(source, timeouts, ADVICE, agent)?
-    } else {
-        Site::Dir(PathBuf::from(source))
-    };
-    let pk = minisign_verify::PublicKey::decode(&key.public_key_file())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let verified = mlld_site_contract::latest::read_signed(&site, |bytes, sig| {
-        let sig = minisign_verify::Signature::decode(sig)
-            .map_err(|e| anyhow::anyhow!("the previous latest.json signature is malformed: {e}"))?;
-        pk.verify(bytes, &sig, false).map_err(|e| {
-            anyhow::anyhow!("the previous site's latest.json does not verify with this build's key ({e}); refusing to build on it (pass --previous none to start afresh)")
-        })
-    })
-    .context("reading the previous site")?;
-    let Some(verified) = verified else {
+    let site = open(source, timeouts)?;
+    let pk = public_key(key)?;
+    let Some(latest) = read_latest(&site, &pk)? else {
         return Ok(None);
     };
-    let latest = verified.latest;
+    load_latest(source, &site, &pk, latest, scratch)
+}
+
+/// The build `latest` names, read from `site` (at `source`).
+fn load_latest(
+    source: &str,
+    site: &Site,
+    pk: &minisign_verify::PublicKey,
+    latest: Latest,
+    scratch: &Path,
+) -> Result<Option<Previous>> {
     paths::expect_path(
         "snapshot",
         &latest.snapshot,
@@ -188,12 +181,12 @@ pub fn load(
                 )
             })?;
             let index_snapshot = match &latest.index {
-                Some(index) => fetch_verified(&site, index, scratch, "previous.index.tar.zst")?,
+                Some(index) => fetch_verified(site, index, scratch, "previous.index.tar.zst")?,
                 None => None,
             };
             Ok((actual, index_snapshot))
         });
-        let state = s.spawn(|| read_state(&site, &pk, &latest));
+        let state = s.spawn(|| read_state(site, pk, &latest));
         let manifest = read_manifest(&snapshot, &scratch.join("previous-records.jsonl"));
         let (actual, index_snapshot) = hashed.join().expect("hashing does not panic")?;
         let state = state.join().expect("reading the state does not panic")?;

@@ -46,6 +46,37 @@ pub struct StepTime {
     pub cpu_seconds: Option<f64>,
 }
 
+/// Where a previous site named by `--previous` was read from.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousRead {
+    /// `--previous`.
+    pub source: String,
+    /// The directory or URL read: the output directory when it held a copy.
+    pub read_from: String,
+    /// Why the output directory's site was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl PreviousRead {
+    pub fn copy(out: &str, source: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            read_from: out.to_string(),
+            note: None,
+        }
+    }
+
+    pub fn source(source: &str, note: String) -> Self {
+        Self {
+            source: source.to_string(),
+            read_from: source.to_string(),
+            note: Some(note),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildReport {
@@ -63,6 +94,9 @@ pub struct BuildReport {
     pub modules_fetched: usize,
     /// Accepted modules GitHub reported unchanged (304).
     pub modules_unchanged: usize,
+    /// Where the previous site named by `--previous` was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_site: Option<PreviousRead>,
     /// Previous records that could not be read back, so fetched again.
     #[serde(skip_serializing_if = "is_zero")]
     pub previous_records_unreadable: usize,
@@ -189,6 +223,17 @@ impl fmt::Display for BuildReport {
         }
         writeln!(f, "serial      {}", self.serial)?;
         writeln!(f, "layout      {}", self.layouts.describe())?;
+        if let Some(p) = &self.previous_site {
+            writeln!(
+                f,
+                "previous    {} read from {}",
+                safe(&p.source),
+                safe(&p.read_from)
+            )?;
+            if let Some(note) = &p.note {
+                writeln!(f, "  {}", safe(note))?;
+            }
+        }
         writeln!(
             f,
             "users       {} ({} rejected)",

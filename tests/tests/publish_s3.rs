@@ -53,22 +53,32 @@ impl Bucket {
 
     /// Builds the examples (with `gists`) and publishes them to the bucket.
     fn index(&self, gists: &Path, previous: &str) -> Output {
+        self.index_with(gists, previous, &[])
+    }
+
+    /// [`index`](Self::index) with more arguments.
+    fn index_with(&self, gists: &Path, previous: &str, more: &[&str]) -> Output {
         let registry = examples().join("registry");
         let raw = examples().join("raw");
         let target = format!("s3://{BUCKET}/{PREFIX}");
-        self.xtask(&[
-            "index",
-            "--registry",
-            registry.to_str().unwrap(),
-            "--gists",
-            gists.to_str().unwrap(),
-            "--raw",
-            raw.to_str().unwrap(),
-            "--out",
-            &target,
-            "--previous",
-            previous,
-        ])
+        self.xtask(
+            &[
+                "index",
+                "--registry",
+                registry.to_str().unwrap(),
+                "--gists",
+                gists.to_str().unwrap(),
+                "--raw",
+                raw.to_str().unwrap(),
+                "--out",
+                &target,
+                "--previous",
+                previous,
+            ]
+            .into_iter()
+            .chain(more.iter().copied())
+            .collect::<Vec<_>>(),
+        )
     }
 
     /// Object keys under the prefix (relative) with their ETags.
@@ -388,4 +398,46 @@ fn publish_from_a_directory_in_parts_skips_by_stored_digest_and_refuses_a_rollba
         "{log:?}"
     );
     assert_eq!(bucket.serial(), 2);
+}
+
+#[test]
+fn a_kept_staging_directory_is_built_on_when_it_is_the_published_site() {
+    let bucket = Bucket::start();
+    let gists = examples().join("gists");
+    let staging = bucket.dir.path().join("staging");
+    let report = bucket.dir.path().join("report.json");
+    let kept = [
+        "--staging",
+        staging.to_str().unwrap(),
+        "--report-json",
+        report.to_str().unwrap(),
+    ];
+    assert_ok(&bucket.index_with(&gists, "none", &kept));
+    // A night behind: the copy the next build leaves is no longer published.
+    let behind = bucket.dir.path().join("behind");
+    mlld_e2e::copy_dir(&staging, &behind);
+
+    let url = bucket.public_url();
+    assert_ok(&bucket.index_with(&gists, &url, &kept));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        json["previousSite"]["readFrom"],
+        staging.to_str().unwrap(),
+        "the kept staging directory is the published site: built on in place"
+    );
+    assert_eq!(bucket.serial(), 2);
+    assert_eq!(bucket.sync("kept"), 2);
+
+    // Anything else would be uploaded beside the new site: refused, nothing sent.
+    bucket.proxy.take_log();
+    let behind_args = ["--staging", behind.to_str().unwrap()];
+    let err = assert_fails(&bucket.index_with(&gists, &url, &behind_args), 1);
+    assert!(
+        err.contains("not a copy of the published site") && err.contains("serial 1"),
+        "{err}"
+    );
+    assert!(bucket.proxy.take_log().is_empty(), "nothing was sent");
+    assert_eq!(bucket.serial(), 2);
+    let err = assert_fails(&bucket.index_with(&gists, "none", &behind_args), 1);
+    assert!(err.contains("is not empty"), "{err}");
 }

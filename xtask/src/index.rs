@@ -37,15 +37,17 @@ pub struct IndexArgs {
     /// current directory.
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     out: Option<PathBuf>,
-    /// With --out s3://…: the empty or new directory the site is built in
-    /// (kept afterwards). Default: a temporary directory under target/.
+    /// With --out s3://…: the directory the site is built in (kept
+    /// afterwards): new, empty, or the last build's (a copy of --previous,
+    /// built on in place). Default: a temporary directory under target/.
     #[arg(long, value_name = "DIR")]
     staging: Option<PathBuf>,
     #[command(flatten)]
     s3: crate::publish::S3Args,
     /// The last published site (a directory or URL) for an incremental build;
-    /// `none` for a full crawl. Default: the output directory. With --out
-    /// s3://… it must be given: the bucket's public URL, or none.
+    /// `none` for a full crawl. Default: the output directory. With a URL, an
+    /// --out holding a copy of that site (the last build, kept) is read in
+    /// place. With --out s3://… it must be given: the bucket's public URL, or none.
     #[arg(long, value_name = "DIR|URL|none")]
     previous: Option<String>,
     /// Minisign secret key (password from MLLD_SIGNING_KEY_PASSWORD). Default: the demo key.
@@ -149,6 +151,9 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
         Some("none") => PreviousSite::None,
         Some(p) => PreviousSite::At(p.to_string()),
     };
+    if let Some(staging) = &staging {
+        staging.check_kept(&config)?;
+    }
     // A real registry crawls GitHub unless recorded responses are named.
     let recorded = args
         .gists
@@ -185,7 +190,8 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
 }
 
 /// Where a site bound for object storage is built: a directory the user
-/// named (empty or new, kept), or a temporary one under `target/`.
+/// named (new, empty or a copy of the published site; kept), or a
+/// temporary one under `target/`.
 enum Staging {
     Kept(PathBuf),
     Temporary(tempfile::TempDir),
@@ -206,8 +212,10 @@ impl Staging {
         match dir {
             Some(dir) => {
                 let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+                // A non-empty one must be a copy of the published site,
+                // checked once the key is loaded (`check_kept`).
                 anyhow::ensure!(
-                    empty,
+                    empty || previous != Some("none"),
                     "--staging {} is not empty; name a new or empty directory",
                     dir.display()
                 );
@@ -226,6 +234,24 @@ impl Staging {
                 Ok(Self::Temporary(dir))
             }
         }
+    }
+
+    /// A kept staging directory that is not empty must hold a copy of the
+    /// published site, to build on in place: anything else would be
+    /// uploaded beside the new site.
+    fn check_kept(&self, config: &BuildConfig) -> Result<()> {
+        let (Self::Kept(dir), PreviousSite::At(source)) = (self, &config.previous) else {
+            return Ok(());
+        };
+        if std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
+            return Ok(());
+        }
+        config.out_is_copy_of(source)?.map_err(|why| {
+            anyhow::anyhow!(
+                "--staging {} is not empty and not a copy of the published site {source}: {why}; empty it, or name a new directory",
+                dir.display()
+            )
+        })
     }
 
     fn path(&self) -> &Path {

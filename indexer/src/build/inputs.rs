@@ -11,7 +11,7 @@ use super::{BuildConfig, PreviousSite};
 use crate::blobs::BlobDir;
 use crate::previous::{self, Previous};
 use crate::registry_load::{self, LoadedRegistry};
-use crate::report::BuildReport;
+use crate::report::{BuildReport, PreviousRead};
 use crate::versioned_load::{self, LoadedVersioned};
 
 /// Both layouts of a registry checkout, read and checked.
@@ -76,6 +76,29 @@ pub(super) fn open_staging(out: &Path) -> Result<TempDir> {
         .tempdir_in(out)?)
 }
 
+/// The previous build at `source`, read from the output directory instead
+/// when that holds a copy of it (the last build, kept between runs): the
+/// copy's loose blobs, module pages and search parts are then kept in
+/// place, and nothing but `source`'s `latest.json` is downloaded. A copy
+/// that turns out damaged is set aside for `source`, with the reason.
+fn from_source(
+    config: &BuildConfig,
+    source: &str,
+    scratch: &Path,
+    timeouts: previous::Timeouts,
+) -> Result<(Option<Previous>, PreviousRead)> {
+    let out = config.out.to_string_lossy();
+    let not_used = match config.out_is_copy_of(source)? {
+        Ok(()) => match previous::load(&out, &config.key, scratch, timeouts) {
+            Ok(previous) => return Ok((previous, PreviousRead::copy(&out, source))),
+            Err(e) => format!("its copy in {out} was not usable ({e:#})"),
+        },
+        Err(why) => format!("{out} is not a copy of it: {why}"),
+    };
+    let previous = previous::load(source, &config.key, scratch, timeouts)?;
+    Ok((previous, PreviousRead::source(source, not_used)))
+}
+
 /// The previous build as this one starts from it.
 pub(super) struct Start {
     pub(super) previous: Option<Previous>,
@@ -89,12 +112,13 @@ pub(super) struct Start {
 /// directory; produces the previous build (read and verified against the
 /// signing key; none for a fresh build), the blob directory that reuses its
 /// blobs, and the new serial. Refuses a serial that does not grow.
-pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Start> {
+pub(super) fn read_previous(
+    config: &BuildConfig,
+    staging: &Path,
+    report: &mut BuildReport,
+) -> Result<Start> {
     let scratch = staging.join("previous");
-    let timeouts = previous::Timeouts {
-        idle: config.previous_idle_timeout,
-        min_rate: config.previous_min_rate,
-    };
+    let timeouts = config.timeouts();
     let mut previous = match &config.previous {
         PreviousSite::None => None,
         PreviousSite::Output => previous::load(
@@ -103,7 +127,11 @@ pub(super) fn read_previous(config: &BuildConfig, staging: &Path) -> Result<Star
             &scratch,
             timeouts,
         )?,
-        PreviousSite::At(src) => previous::load(src, &config.key, &scratch, timeouts)?,
+        PreviousSite::At(src) => {
+            let (previous, read) = from_source(config, src, &scratch, timeouts)?;
+            report.previous_site = Some(read);
+            previous
+        }
     };
     let mut blobs = BlobDir::new(
         staging.join("new"),

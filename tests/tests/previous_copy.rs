@@ -1,0 +1,149 @@
+//! `--previous URL` with an output directory that already holds a site (a
+//! CI cache of the last build): read in place when it is a copy of the
+//! published site, and set aside for the URL otherwise.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use mlld_e2e::fake_github::FakeGithub;
+use mlld_e2e::http::{HttpServer, Request, static_files};
+use mlld_e2e::{copy_dir, examples, github_build, verify_site};
+use mlld_indexer::{BuildReport, PreviousSite};
+
+/// A published site served over HTTP, with the paths asked of it.
+struct Published {
+    dir: PathBuf,
+    server: HttpServer,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl Published {
+    fn start(dir: PathBuf) -> Self {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let (files, log) = (static_files(dir.clone()), asked.clone());
+        let server = HttpServer::start(Arc::new(move |req: &Request| {
+            log.lock().unwrap().push(req.path().to_string());
+            files(req)
+        }));
+        Self { dir, server, asked }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+    let registry = examples().join("registry");
+    github_build(&registry, out, &github.url(), previous, |_| {}).unwrap()
+}
+
+/// A site published twice (so it has deltas and a retired snapshot), served.
+fn published(root: &Path, github: &FakeGithub) -> (Published, BuildReport) {
+    let dir = root.join("published");
+    build(&dir, github, PreviousSite::None);
+    let report = build(&dir, github, PreviousSite::Output);
+    (Published::start(dir), report)
+}
+
+fn read_from(report: &BuildReport) -> (&str, Option<&str>) {
+    let read = report.previous_site.as_ref().expect("--previous was given");
+    (read.read_from.as_str(), read.note.as_deref())
+}
+
+#[test]
+fn a_copy_of_the_published_site_is_built_on_in_place() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, last) = published(root.path(), &github);
+    let cache = root.path().join("cache");
+    copy_dir(&site.dir, &cache);
+
+    let report = build(&cache, &github, PreviousSite::At(site.server.url()));
+    assert_eq!(read_from(&report), (cache.to_str().unwrap(), None));
+    assert_eq!(report.serial, last.serial + 1);
+    assert_eq!(
+        site.asked(),
+        ["/latest.json", "/latest.json.minisig"],
+        "only the published pointer is read: the snapshot, state and index come from the copy"
+    );
+    assert_eq!(report.frames_compressed, 0);
+    assert_eq!(verify_site(&cache).modules, verify_site(&site.dir).modules);
+}
+
+#[test]
+fn a_copy_of_an_older_build_is_not_used() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, _) = published(root.path(), &github);
+    let cache = root.path().join("cache");
+    copy_dir(&site.dir, &cache);
+    // The published site moves on; the cache is a night behind.
+    let newer = build(&site.dir, &github, PreviousSite::Output);
+
+    let url = site.server.url();
+    let report = build(&cache, &github, PreviousSite::At(url.clone()));
+    let (from, note) = read_from(&report);
+    assert_eq!(from, url);
+    let note = note.expect("says why the copy was not used");
+    assert!(
+        note.contains(&format!("serial {}", newer.serial - 1))
+            && note.contains(&format!("serial {}", newer.serial)),
+        "{note}"
+    );
+    assert_eq!(
+        report.serial,
+        newer.serial + 1,
+        "the serial grows over the published site, not the stale copy"
+    );
+    assert!(
+        site.asked().iter().any(|p| p.starts_with("/snapshots/")),
+        "the published snapshot is downloaded: {:?}",
+        site.asked()
+    );
+    verify_site(&cache);
+}
+
+#[test]
+fn a_damaged_copy_is_set_aside_for_the_published_site() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, last) = published(root.path(), &github);
+    let cache = root.path().join("cache");
+    copy_dir(&site.dir, &cache);
+    let latest: mlld_schemas::Latest =
+        serde_json::from_slice(&std::fs::read(cache.join("latest.json")).unwrap()).unwrap();
+    let snapshot = cache.join(&latest.snapshot);
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&snapshot, bytes).unwrap();
+
+    let url = site.server.url();
+    let report = build(&cache, &github, PreviousSite::At(url.clone()));
+    let (from, note) = read_from(&report);
+    assert_eq!(from, url);
+    let note = note.expect("says why the copy was not used");
+    assert!(
+        note.contains("not usable") && note.contains("hashes to"),
+        "{note}"
+    );
+    assert_eq!(report.serial, last.serial + 1);
+    verify_site(&cache);
+}
+
+#[test]
+fn an_empty_output_directory_reads_the_published_site() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, last) = published(root.path(), &github);
+    let fresh = root.path().join("fresh");
+
+    let url = site.server.url();
+    let report = build(&fresh, &github, PreviousSite::At(url.clone()));
+    let (from, note) = read_from(&report);
+    assert_eq!(from, url);
+    assert!(note.unwrap().contains("holds no site"));
+    assert_eq!(report.serial, last.serial + 1);
+    verify_site(&fresh);
+}

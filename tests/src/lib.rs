@@ -150,53 +150,32 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// The `xtask` binary (debug), built once per test process.
+/// The `xtask` binary, built once per test process.
 pub fn xtask_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = cargo_child::command(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "xtask"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building xtask failed");
-        (target_dir().join("debug")).join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("xtask", "xtask")).clone()
 }
 
 /// The `mlld-registry` binary, built once if `cargo test` has not built it.
 pub fn client_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        let bin = target_dir()
-            .join(profile)
-            .join(format!("mlld-registry{}", std::env::consts::EXE_SUFFIX));
-        let mut build = cargo_child::command(env!("CARGO"));
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "mlld-registry",
-            "--bin",
-            "mlld-registry",
-        ]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building mlld-registry failed");
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("mlld-registry", "mlld-registry"))
+        .clone()
+}
+
+/// Builds `bin` of `package` in the profile these tests were built in
+/// (cargo's own check makes this quick when it is current) and returns it.
+fn built_bin(package: &str, bin: &str) -> PathBuf {
+    let release = !cfg!(debug_assertions);
+    let mut build = cargo_child::command(env!("CARGO"));
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        build.arg("--release");
+    }
+    let status = (build.current_dir(workspace_root()).status()).expect("cargo runs");
+    assert!(status.success(), "building {bin} failed");
+    let profile = if release { "release" } else { "debug" };
+    (target_dir().join(profile)).join(format!("{bin}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// A client invocation with its own store and no way to reach a network

@@ -63,6 +63,15 @@ pub fn parse(text: &str) -> (Vec<Found>, Vec<Problem>) {
         }
     };
     let (mut found, mut problems) = (Vec::new(), Vec::new());
+    // JSON keeps a repeated key's last value: which version was meant is
+    // the user's to say, not the parser's.
+    let repeats = spans.iter().flat_map(|s| &s.duplicates);
+    for (path, line, column) in
+        repeats.filter(|(p, ..)| p.0.len() == 2 && p.0[..1] == deps_path.0[..])
+    {
+        let msg = "is written twice; keep the one you mean";
+        problems.push(problem(*line, *column, &path.to_string(), msg));
+    }
     for (name, wanted) in deps {
         let path = deps_path.key(name.clone());
         let (line, column) = at(&path);
@@ -108,6 +117,23 @@ pub fn parse(text: &str) -> (Vec<Found>, Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dependency_written_twice_is_a_problem_at_the_second() {
+        let text = "{\"dependencies\": {\n  \"@a/x\": \"^1\",\n  \"@a/x\": \"^2\"\n},\n\"other\": 1, \"other\": 2}";
+        let (_, problems) = parse(text);
+        let located: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            located.len(),
+            1,
+            "mlld's own keys are left alone: {located:?}"
+        );
+        assert!(
+            located[0]
+                .starts_with("mlld-config.json:3:3: $.dependencies[\"@a/x\"]: is written twice"),
+            "{located:?}"
+        );
+    }
 
     #[test]
     fn dependencies_become_imports_and_problems_are_located() {

@@ -65,10 +65,10 @@ pub fn parse(text: &str) -> (Vec<Found>, Vec<Problem>) {
     let (mut found, mut problems) = (Vec::new(), Vec::new());
     // JSON keeps a repeated key's last value: which version was meant is
     // the user's to say, not the parser's.
+    // `dependencies` itself, or a key directly in it.
+    let ours = |p: &JsonPath| p.0.len() <= 2 && p.0.first() == deps_path.0.first();
     let repeats = spans.iter().flat_map(|s| &s.duplicates);
-    for (path, line, column) in
-        repeats.filter(|(p, ..)| p.0.len() == 2 && p.0[..1] == deps_path.0[..])
-    {
+    for (path, line, column) in repeats.filter(|(p, ..)| ours(p)) {
         let msg = "is written twice; keep the one you mean";
         problems.push(problem(*line, *column, &path.to_string(), msg));
     }
@@ -131,6 +131,15 @@ mod tests {
         assert!(
             located[0]
                 .starts_with("mlld-config.json:3:3: $.dependencies[\"@a/x\"]: is written twice"),
+            "{located:?}"
+        );
+        let text = "{\"dependencies\": {\"@a/x\": \"^1\"},\n \"dependencies\": {}}";
+        let (found, problems) = parse(text);
+        assert!(found.is_empty());
+        let located: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(located.len(), 1, "{located:?}");
+        assert!(
+            located[0].starts_with("mlld-config.json:2:2: $.dependencies: is written twice"),
             "{located:?}"
         );
     }

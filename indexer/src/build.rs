@@ -78,14 +78,6 @@ impl BuildConfig {
         }
     }
 
-    /// Whether the output directory holds a copy of the site at `source`
-    /// (the last build, kept between runs): `Ok(Err(why))` when it does not.
-    /// `Err` when `source`'s `latest.json` cannot be read.
-    pub fn out_is_copy_of(&self, source: &str) -> Result<std::result::Result<(), String>> {
-        let copy = crate::previous::local_copy_of(&self.out, source, &self.key, self.timeouts())?;
-        Ok(copy.map(drop))
-    }
-
     /// How a previous site is read over HTTP.
     pub(crate) fn timeouts(&self) -> crate::previous::Timeouts {
         crate::previous::Timeouts {

@@ -28,7 +28,7 @@ use mlld_site_contract::reader::Site;
 pub use mlld_site_contract::reader::Timeouts;
 
 mod site;
-pub use site::local_copy_of;
+pub use site::{OutSite, out_site};
 use site::{open, public_key, read_latest};
 
 /// The previous build, unpacked.
@@ -138,6 +138,24 @@ pub fn load(
         return Ok(None);
     };
     load_latest(source, &site, &pk, latest, scratch)
+}
+
+/// The previous build from `local`, a copy of the published site whose
+/// verified `latest.json` is `latest` (see [`out_site`]).
+pub fn load_copy(
+    local: &Path,
+    latest: Latest,
+    key: &SigningKey,
+    scratch: &Path,
+) -> Result<Option<Previous>> {
+    let site = Site::Dir(local.to_path_buf());
+    load_latest(
+        &local.to_string_lossy(),
+        &site,
+        &public_key(key)?,
+        latest,
+        scratch,
+    )
 }
 
 /// The build `latest` names, read from `site` (at `source`).

@@ -54,26 +54,12 @@ pub struct PreviousRead {
     pub source: String,
     /// The directory or URL read: the output directory when it held a copy.
     pub read_from: String,
-    /// Why the output directory's site was not used, when it was not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }
 
 impl PreviousRead {
-    pub fn copy(out: &str, source: &str) -> Self {
-        Self {
-            source: source.to_string(),
-            read_from: out.to_string(),
-            note: None,
-        }
-    }
-
-    pub fn source(source: &str, note: String) -> Self {
-        Self {
-            source: source.to_string(),
-            read_from: source.to_string(),
-            note: Some(note),
-        }
+    pub fn new(source: &str, read_from: &str) -> Self {
+        let (source, read_from) = (source.to_string(), read_from.to_string());
+        Self { source, read_from }
     }
 }
 
@@ -230,9 +216,6 @@ impl fmt::Display for BuildReport {
                 safe(&p.source),
                 safe(&p.read_from)
             )?;
-            if let Some(note) = &p.note {
-                writeln!(f, "  {}", safe(note))?;
-            }
         }
         writeln!(
             f,

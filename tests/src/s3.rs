@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::{HttpServer, Request, Response};
 
+pub mod bucket;
+
 /// A moto server process; killed when dropped.
 pub struct Moto {
     child: Child,

@@ -1,6 +1,7 @@
 //! `--previous URL` with an output directory that already holds a site (a
 //! CI cache of the last build): read in place when it is a copy of the
-//! published site, and set aside for the URL otherwise.
+//! published site, refused otherwise (its files would be published beside
+//! the new site's).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,9 +34,17 @@ impl Published {
     }
 }
 
-fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+fn try_build(
+    out: &Path,
+    github: &FakeGithub,
+    previous: PreviousSite,
+) -> anyhow::Result<BuildReport> {
     let registry = examples().join("registry");
-    github_build(&registry, out, &github.url(), previous, |_| {}).unwrap()
+    github_build(&registry, out, &github.url(), previous, |_| {})
+}
+
+fn build(out: &Path, github: &FakeGithub, previous: PreviousSite) -> BuildReport {
+    try_build(out, github, previous).unwrap()
 }
 
 /// A site published twice (so it has deltas and a retired snapshot), served.
@@ -46,9 +55,9 @@ fn published(root: &Path, github: &FakeGithub) -> (Published, BuildReport) {
     (Published::start(dir), report)
 }
 
-fn read_from(report: &BuildReport) -> (&str, Option<&str>) {
+fn read_from(report: &BuildReport) -> &str {
     let read = report.previous_site.as_ref().expect("--previous was given");
-    (read.read_from.as_str(), read.note.as_deref())
+    &read.read_from
 }
 
 #[test]
@@ -60,7 +69,7 @@ fn a_copy_of_the_published_site_is_built_on_in_place() {
     copy_dir(&site.dir, &cache);
 
     let report = build(&cache, &github, PreviousSite::At(site.server.url()));
-    assert_eq!(read_from(&report), (cache.to_str().unwrap(), None));
+    assert_eq!(read_from(&report), cache.to_str().unwrap());
     assert_eq!(report.serial, last.serial + 1);
     assert_eq!(
         site.asked(),
@@ -72,7 +81,7 @@ fn a_copy_of_the_published_site_is_built_on_in_place() {
 }
 
 #[test]
-fn a_copy_of_an_older_build_is_not_used() {
+fn a_copy_of_an_older_build_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
     let (site, _) = published(root.path(), &github);
@@ -80,35 +89,30 @@ fn a_copy_of_an_older_build_is_not_used() {
     copy_dir(&site.dir, &cache);
     // The published site moves on; the cache is a night behind.
     let newer = build(&site.dir, &github, PreviousSite::Output);
+    let before = std::fs::read(cache.join("latest.json")).unwrap();
 
-    let url = site.server.url();
-    let report = build(&cache, &github, PreviousSite::At(url.clone()));
-    let (from, note) = read_from(&report);
-    assert_eq!(from, url);
-    let note = note.expect("says why the copy was not used");
+    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = format!("{err:#}");
     assert!(
-        note.contains(&format!("serial {}", newer.serial - 1))
-            && note.contains(&format!("serial {}", newer.serial)),
-        "{note}"
+        err.contains("not a copy of")
+            && err.contains(&format!("holds serial {}", newer.serial - 1))
+            && err.contains(&format!("published site is serial {}", newer.serial))
+            && err.contains("empty it"),
+        "{err}"
     );
-    assert_eq!(
-        report.serial,
-        newer.serial + 1,
-        "the serial grows over the published site, not the stale copy"
-    );
+    assert_eq!(std::fs::read(cache.join("latest.json")).unwrap(), before);
     assert!(
-        site.asked().iter().any(|p| p.starts_with("/snapshots/")),
-        "the published snapshot is downloaded: {:?}",
+        !site.asked().iter().any(|p| p.starts_with("/snapshots/")),
+        "refused before anything but latest.json is read: {:?}",
         site.asked()
     );
-    verify_site(&cache);
 }
 
 #[test]
-fn a_damaged_copy_is_set_aside_for_the_published_site() {
+fn a_damaged_copy_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let github = FakeGithub::with_examples();
-    let (site, last) = published(root.path(), &github);
+    let (site, _) = published(root.path(), &github);
     let cache = root.path().join("cache");
     copy_dir(&site.dir, &cache);
     let latest: mlld_schemas::Latest =
@@ -119,17 +123,15 @@ fn a_damaged_copy_is_set_aside_for_the_published_site() {
     bytes[middle] ^= 0xff;
     std::fs::write(&snapshot, bytes).unwrap();
 
-    let url = site.server.url();
-    let report = build(&cache, &github, PreviousSite::At(url.clone()));
-    let (from, note) = read_from(&report);
-    assert_eq!(from, url);
-    let note = note.expect("says why the copy was not used");
+    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = format!("{err:#}");
     assert!(
-        note.contains("not usable") && note.contains("hashes to"),
-        "{note}"
+        err.contains("that is damaged") && err.contains("hashes to"),
+        "{err}"
     );
-    assert_eq!(report.serial, last.serial + 1);
-    verify_site(&cache);
+    let after: mlld_schemas::Latest =
+        serde_json::from_slice(&std::fs::read(cache.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(after, latest, "nothing was published over the copy");
 }
 
 #[test]
@@ -141,9 +143,7 @@ fn an_empty_output_directory_reads_the_published_site() {
 
     let url = site.server.url();
     let report = build(&fresh, &github, PreviousSite::At(url.clone()));
-    let (from, note) = read_from(&report);
-    assert_eq!(from, url);
-    assert!(note.unwrap().contains("holds no site"));
+    assert_eq!(read_from(&report), url);
     assert_eq!(report.serial, last.serial + 1);
     verify_site(&fresh);
 }

@@ -3,122 +3,12 @@
 //! in order: `cargo xtask index --out s3://…` and `cargo xtask publish`,
 //! then `mlld-registry sync` from the bucket's public URL.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use mlld_e2e::s3::{Failure, Logged, Moto, RecordingProxy, client};
-use mlld_e2e::{Client, assert_fails, assert_ok, examples, rewound_gists};
-
-const BUCKET: &str = "registry-site";
-const PREFIX: &str = "mlld/v1";
-
-/// A bucket on moto, reached for publishing through the recording proxy.
-struct Bucket {
-    dir: tempfile::TempDir,
-    moto: Moto,
-    proxy: RecordingProxy,
-}
-
-impl Bucket {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let moto = Moto::start(&dir.path().join("moto.log"));
-        moto.create_public_bucket(BUCKET);
-        let proxy = RecordingProxy::start(moto.url());
-        Self { dir, moto, proxy }
-    }
-
-    /// What a client reads: the bucket's public, path-style URL.
-    fn public_url(&self) -> String {
-        format!("{}/{BUCKET}/{PREFIX}", self.moto.url())
-    }
-
-    /// `cargo xtask ARGS` with credentials for the proxy in front of moto.
-    fn xtask(&self, args: &[&str]) -> Output {
-        let work = self.dir.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        Command::new(mlld_e2e::xtask_bin())
-            .args(args)
-            .current_dir(&work)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", self.proxy.url())
-            .env("NO_PROXY", "127.0.0.1")
-            .env("no_proxy", "127.0.0.1")
-            .output()
-            .unwrap()
-    }
-
-    /// Builds the examples (with `gists`) and publishes them to the bucket.
-    fn index(&self, gists: &Path, previous: &str) -> Output {
-        self.index_with(gists, previous, &[])
-    }
-
-    /// [`index`](Self::index) with more arguments.
-    fn index_with(&self, gists: &Path, previous: &str, more: &[&str]) -> Output {
-        let registry = examples().join("registry");
-        let raw = examples().join("raw");
-        let target = format!("s3://{BUCKET}/{PREFIX}");
-        self.xtask(
-            &[
-                "index",
-                "--registry",
-                registry.to_str().unwrap(),
-                "--gists",
-                gists.to_str().unwrap(),
-                "--raw",
-                raw.to_str().unwrap(),
-                "--out",
-                &target,
-                "--previous",
-                previous,
-            ]
-            .into_iter()
-            .chain(more.iter().copied())
-            .collect::<Vec<_>>(),
-        )
-    }
-
-    /// Object keys under the prefix (relative) with their ETags.
-    fn objects(&self) -> BTreeMap<String, String> {
-        self.moto
-            .list(BUCKET, PREFIX)
-            .into_iter()
-            .map(|(k, v)| (k[PREFIX.len() + 1..].to_string(), v))
-            .collect()
-    }
-
-    fn get(&self, rel: &str) -> reqwest::blocking::Response {
-        client()
-            .get(format!("{}/{rel}", self.public_url()))
-            .send()
-            .unwrap()
-    }
-
-    fn serial(&self) -> u64 {
-        let latest: mlld_schemas::Latest = self.get("latest.json").json().unwrap();
-        latest.serial
-    }
-
-    /// `mlld-registry sync` from the bucket's public URL, in a fresh store.
-    fn sync(&self, name: &str) -> u64 {
-        let client = Client::new(&self.dir.path().join(name));
-        let key = examples().join("keys/demo.pub");
-        let out = client
-            .command(&["sync", "--from", &self.public_url(), "--json"])
-            .env("NO_PROXY", "127.0.0.1")
-            .env("no_proxy", "127.0.0.1")
-            .env("MLLD_REGISTRY_KEY", key)
-            .output()
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
-        json["data"]["serial"]
-            .as_u64()
-            .expect("sync --json reports the serial")
-    }
-}
+use mlld_e2e::s3::bucket::{BUCKET, Bucket, PREFIX};
+use mlld_e2e::s3::{Failure, Logged};
+use mlld_e2e::{assert_fails, assert_ok, examples, rewound_gists};
 
 /// Site-relative paths of the proxy's log entries with `method`.
 fn paths(log: &[Logged], method: &str) -> Vec<String> {
@@ -433,11 +323,19 @@ fn a_kept_staging_directory_is_built_on_when_it_is_the_published_site() {
     let behind_args = ["--staging", behind.to_str().unwrap()];
     let err = assert_fails(&bucket.index_with(&gists, &url, &behind_args), 1);
     assert!(
-        err.contains("not a copy of the published site") && err.contains("serial 1"),
+        err.contains("not a copy of") && err.contains("holds serial 1"),
         "{err}"
     );
     assert!(bucket.proxy.take_log().is_empty(), "nothing was sent");
     assert_eq!(bucket.serial(), 2);
     let err = assert_fails(&bucket.index_with(&gists, "none", &behind_args), 1);
     assert!(err.contains("is not empty"), "{err}");
+    // Files that are no site at all are refused before anything is read.
+    let stray = bucket.dir.path().join("stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("notes.txt"), "not a site").unwrap();
+    let stray_args = ["--staging", stray.to_str().unwrap()];
+    let err = assert_fails(&bucket.index_with(&gists, &url, &stray_args), 1);
+    assert!(err.contains("holds no site to build on"), "{err}");
+    assert!(bucket.proxy.take_log().is_empty(), "nothing was sent");
 }

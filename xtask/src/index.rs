@@ -151,9 +151,6 @@ pub fn run(root: &Path, args: IndexArgs) -> Result<ExitCode> {
         Some("none") => PreviousSite::None,
         Some(p) => PreviousSite::At(p.to_string()),
     };
-    if let Some(staging) = &staging {
-        staging.check_kept(&config)?;
-    }
     // A real registry crawls GitHub unless recorded responses are named.
     let recorded = args
         .gists
@@ -212,11 +209,12 @@ impl Staging {
         match dir {
             Some(dir) => {
                 let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
-                // A non-empty one must be a copy of the published site,
-                // checked once the key is loaded (`check_kept`).
+                // Anything in it is uploaded: it may hold only the last
+                // build, which the indexer checks is the published site.
+                let last_build = dir.join("latest.json").is_file() && previous != Some("none");
                 anyhow::ensure!(
-                    empty || previous != Some("none"),
-                    "--staging {} is not empty; name a new or empty directory",
+                    empty || last_build,
+                    "--staging {} is not empty and holds no site to build on; name a new or empty directory",
                     dir.display()
                 );
                 Ok(Self::Kept(dir))
@@ -234,24 +232,6 @@ impl Staging {
                 Ok(Self::Temporary(dir))
             }
         }
-    }
-
-    /// A kept staging directory that is not empty must hold a copy of the
-    /// published site, to build on in place: anything else would be
-    /// uploaded beside the new site.
-    fn check_kept(&self, config: &BuildConfig) -> Result<()> {
-        let (Self::Kept(dir), PreviousSite::At(source)) = (self, &config.previous) else {
-            return Ok(());
-        };
-        if std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
-            return Ok(());
-        }
-        config.out_is_copy_of(source)?.map_err(|why| {
-            anyhow::anyhow!(
-                "--staging {} is not empty and not a copy of the published site {source}: {why}; empty it, or name a new directory",
-                dir.display()
-            )
-        })
     }
 
     fn path(&self) -> &Path {

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 
 use super::{BuildConfig, PreviousSite};
 use crate::blobs::BlobDir;
-use crate::previous::{self, Previous};
+use crate::previous::{self, OutSite, Previous};
 use crate::registry_load::{self, LoadedRegistry};
 use crate::report::{BuildReport, PreviousRead};
 use crate::versioned_load::{self, LoadedVersioned};
@@ -79,24 +79,32 @@ pub(super) fn open_staging(out: &Path) -> Result<TempDir> {
 /// The previous build at `source`, read from the output directory instead
 /// when that holds a copy of it (the last build, kept between runs): the
 /// copy's loose blobs, module pages and search parts are then kept in
-/// place, and nothing but `source`'s `latest.json` is downloaded. A copy
-/// that turns out damaged is set aside for `source`, with the reason.
-fn from_source(
+/// place, and nothing but `source`'s `latest.json` is downloaded. An output
+/// directory holding any other site, or a copy that turns out damaged, is
+/// refused: its files would be published beside the new site's.
+fn load_at(
     config: &BuildConfig,
     source: &str,
     scratch: &Path,
     timeouts: previous::Timeouts,
 ) -> Result<(Option<Previous>, PreviousRead)> {
     let out = config.out.to_string_lossy();
-    let not_used = match config.out_is_copy_of(source)? {
-        Ok(()) => match previous::load(&out, &config.key, scratch, timeouts) {
-            Ok(previous) => return Ok((previous, PreviousRead::copy(&out, source))),
-            Err(e) => format!("its copy in {out} was not usable ({e:#})"),
-        },
-        Err(why) => format!("{out} is not a copy of it: {why}"),
-    };
-    let previous = previous::load(source, &config.key, scratch, timeouts)?;
-    Ok((previous, PreviousRead::source(source, not_used)))
+    match previous::out_site(&config.out, source, &config.key, timeouts)? {
+        OutSite::NoSite => {
+            let previous = previous::load(source, &config.key, scratch, timeouts)?;
+            Ok((previous, PreviousRead::new(source, source)))
+        }
+        OutSite::Copy(latest) => {
+            let previous = previous::load_copy(&config.out, *latest, &config.key, scratch)
+                .with_context(|| {
+                    format!("{out} holds a copy of {source} that is damaged; empty it (or restore a good copy) and build again")
+                })?;
+            Ok((previous, PreviousRead::new(source, &out)))
+        }
+        OutSite::Other(why) => bail!(
+            "{out} holds a site that is not a copy of {source}: {why}; empty it, or build into a new directory (its files would be published beside the new site's)"
+        ),
+    }
 }
 
 /// The previous build as this one starts from it.
@@ -128,7 +136,7 @@ pub(super) fn read_previous(
             timeouts,
         )?,
         PreviousSite::At(src) => {
-            let (previous, read) = from_source(config, src, &scratch, timeouts)?;
+            let (previous, read) = load_at(config, src, &scratch, timeouts)?;
             report.previous_site = Some(read);
             previous
         }

@@ -140,12 +140,37 @@ fn hash_file(root: &Path, rel: &str) -> Result<LocalFile> {
         md5.update(&buf[..n]);
         size += n as u64;
     }
+    let sha256 = hex::encode(sha256.finalize());
+    if let Some(named) = own_digest(rel)
+        && named != sha256
+    {
+        bail!(
+            "{} is named by SHA-256 {named} but hashes to {sha256}: the site is damaged (nothing was uploaded); rebuild it",
+            path.display()
+        );
+    }
     Ok(LocalFile {
         path: rel.to_string(),
         size,
-        sha256: hex::encode(sha256.finalize()),
+        sha256,
         md5: hex::encode(md5.finalize()),
     })
+}
+
+/// The SHA-256 a file is named by, for files named by their own content
+/// (blobs, snapshots, deltas, sparse roots and shards): a damaged one must
+/// not go up over the good object, which caches keep for a year.
+fn own_digest(rel: &str) -> Option<String> {
+    if let Some(digest) = mlld_schemas::snapshot::blob_digest(rel) {
+        return Some(digest);
+    }
+    let (dir, name) = rel.rsplit_once('/')?;
+    if !matches!(dir, "snapshots" | "deltas" | "sparse" | "sparse/shards") {
+        return None;
+    }
+    let hex = name.split('.').next()?;
+    mlld_schemas::names::check_sha256_hex(hex).ok()?;
+    Some(hex.to_string())
 }
 
 /// The files the crawl state keeps published from earlier builds. A site
@@ -166,11 +191,14 @@ fn kept_files(root: &Path) -> Result<BTreeSet<String>> {
 mod tests {
     use super::*;
 
+    /// SHA-256 of `abc`, the snapshot's content.
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
     /// A minimal site: a pointer naming one snapshot, its signature, a page.
     fn site(dir: &Path, snapshot_present: bool) {
-        let snapshot = format!("snapshots/{}.tar.zst", "a".repeat(64));
+        let snapshot = format!("snapshots/{ABC}.tar.zst");
         let latest = serde_json::json!({
-            "formatVersion": 1, "snapshot": snapshot, "sha256": "a".repeat(64), "size": 3,
+            "formatVersion": 1, "snapshot": snapshot, "sha256": ABC, "size": 3,
             "serial": 7, "created": "2026-01-01T00:00:00Z", "expires": "2026-01-15T00:00:00Z"
         });
         std::fs::write(dir.join(LATEST_NAME), latest.to_string()).unwrap();
@@ -191,7 +219,7 @@ mod tests {
         std::fs::write(dir.path().join("index.html.tmp"), "x").unwrap();
         let read = LocalSite::read(dir.path()).unwrap();
         let paths: Vec<_> = read.files.iter().map(|f| f.path.as_str()).collect();
-        let snapshot = format!("snapshots/{}.tar.zst", "a".repeat(64));
+        let snapshot = format!("snapshots/{ABC}.tar.zst");
         assert_eq!(
             paths,
             [
@@ -203,13 +231,30 @@ mod tests {
         );
         let abc = read.files.iter().find(|f| f.path == snapshot).unwrap();
         assert_eq!(abc.size, 3);
-        assert_eq!(
-            abc.sha256,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(abc.sha256, ABC);
         assert_eq!(abc.md5, "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(read.latest.serial, 7);
         assert!(read.kept.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_does_not_hash_to_its_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        site(dir.path(), true);
+        std::fs::write(dir.path().join(format!("snapshots/{ABC}.tar.zst")), "abd").unwrap();
+        let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
+        assert!(err.contains("damaged") && err.contains(ABC), "{err}");
+        // A blob likewise; a page is named by what it shows, not hashed.
+        site(dir.path(), true);
+        let blob = format!("blobs/sha256/{}/{}", &ABC[..2], &ABC[2..]);
+        std::fs::create_dir_all(dir.path().join(&blob).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(&blob), "abd").unwrap();
+        let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
+        assert!(err.contains("damaged") && err.contains(&blob), "{err}");
+        std::fs::write(dir.path().join(&blob), "abc").unwrap();
+        std::fs::create_dir_all(dir.path().join("modules/u")).unwrap();
+        std::fs::write(dir.path().join(format!("modules/u/{ABC}.js")), "x").unwrap();
+        LocalSite::read(dir.path()).unwrap();
     }
 
     #[test]

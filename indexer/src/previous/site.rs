@@ -1,5 +1,6 @@
 //! Opening the previous site and reading its signed `latest.json`, and
-//! telling whether a local directory holds a copy of it.
+//! telling what an output directory holds next to it (a copy of it, to
+//! build on in place, or something else).
 
 use std::path::{Path, PathBuf};
 
@@ -16,29 +17,44 @@ const ADVICE: Advice = Advice {
     next_step: "Nothing was published; try again, or pass --previous none for a full build",
 };
 
-/// Whether the site in `local` is a copy of the one at `source` (a cache of
-/// the last build kept between runs, such as a CI cache): both `latest.json`
-/// verify with the build's key and say the same (serial, snapshot, index,
-/// deltas, sparse root). `Err` only when `source` cannot be read: a `local`
-/// that is empty, unsigned or another build is not a copy, with the reason.
-pub fn local_copy_of(
+/// What an output directory holds, next to the published site a build is
+/// to start from.
+#[derive(Debug)]
+pub enum OutSite {
+    /// No `latest.json`: nothing to build on in place.
+    NoSite,
+    /// A copy of the published site (the last build, kept between runs,
+    /// such as a CI cache): its `latest.json` verifies with the build's key
+    /// and says what the published one says (serial, snapshot, index,
+    /// deltas, sparse root).
+    Copy(Box<Latest>),
+    /// Another site, or one that does not verify: why.
+    Other(String),
+}
+
+/// What `local` holds next to the site at `source`; `Err` only when
+/// `source`'s `latest.json` cannot be read and verified.
+pub fn out_site(
     local: &Path,
     source: &str,
     key: &SigningKey,
     timeouts: Timeouts,
-) -> Result<std::result::Result<Latest, String>> {
+) -> Result<OutSite> {
     let pk = public_key(key)?;
-    let published = read_latest(&open(source, timeouts)?, &pk)?;
-    let here = read_latest(&Site::Dir(local.to_path_buf()), &pk);
-    Ok(match (published, here) {
-        (None, _) => Err(format!("{source} has no latest.json")),
-        (_, Err(e)) => Err(format!("{e:#}")),
-        (_, Ok(None)) => Err("it holds no site".into()),
-        (Some(p), Ok(Some(h))) if p == h => Ok(h),
-        (Some(p), Ok(Some(h))) => Err(format!(
-            "it holds serial {} (snapshot {}), the published site serial {} (snapshot {})",
-            h.serial, h.sha256, p.serial, p.sha256
+    let here =
+        mlld_site_contract::latest::read_signed(&Site::Dir(local.to_path_buf()), verifier(&pk));
+    let here = match here {
+        Ok(None) => return Ok(OutSite::NoSite),
+        Ok(Some(v)) => v.latest,
+        Err(e) => return Ok(OutSite::Other(format!("{e:#}"))),
+    };
+    Ok(match read_latest(&open(source, timeouts)?, &pk)? {
+        Some(published) if published == here => OutSite::Copy(Box::new(here)),
+        Some(p) => OutSite::Other(format!(
+            "it holds serial {} (snapshot {}) while the published site is serial {} (snapshot {})",
+            here.serial, here.sha256, p.serial, p.sha256
         )),
+        None => OutSite::Other(format!("{source} has no latest.json")),
     })
 }
 
@@ -54,19 +70,25 @@ pub(super) fn open(source: &str, timeouts: Timeouts) -> Result<Site> {
     )
 }
 
+/// The build key's public half, which every site it built verifies with.
 pub(super) fn public_key(key: &SigningKey) -> Result<minisign_verify::PublicKey> {
     minisign_verify::PublicKey::decode(&key.public_key_file()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// `site`'s `latest.json`, verified with `pk`; `None` when it has none.
+/// The verified `latest.json` of the previous site at `site`; `None` when it has none.
 pub(super) fn read_latest(site: &Site, pk: &minisign_verify::PublicKey) -> Result<Option<Latest>> {
-    let verified = mlld_site_contract::latest::read_signed(site, |bytes, sig| {
-        let sig = minisign_verify::Signature::decode(sig)
-            .map_err(|e| anyhow::anyhow!("the previous latest.json signature is malformed: {e}"))?;
-        pk.verify(bytes, &sig, false).map_err(|e| {
-            anyhow::anyhow!("the previous site's latest.json does not verify with this build's key ({e}); refusing to build on it (pass --previous none to start afresh)")
-        })
-    })
-    .context("reading the previous site")?;
+    let verified = mlld_site_contract::latest::read_signed(site, verifier(pk))
+        .context("reading the previous site (pass --previous none to start afresh)")?;
     Ok(verified.map(|v| v.latest))
+}
+
+/// Checks a `latest.json` against its signature with the build's key.
+fn verifier(pk: &minisign_verify::PublicKey) -> impl FnOnce(&[u8], &str) -> Result<()> + '_ {
+    |bytes, sig| {
+        let sig = minisign_verify::Signature::decode(sig)
+            .map_err(|e| anyhow::anyhow!("its latest.json signature is malformed: {e}"))?;
+        pk.verify(bytes, &sig, false).map_err(|e| {
+            anyhow::anyhow!("its latest.json does not verify with this build's key ({e})")
+        })
+    }
 }

@@ -53,25 +53,20 @@ pub fn parse(text: &str) -> (Vec<Found>, Vec<Problem>) {
     let spans = SpanTree::parse(text);
     let at = |p: &JsonPath| spans.as_ref().and_then(|s| s.position(p)).unwrap_or((1, 1));
     let deps_path = JsonPath::root().key("dependencies");
+    // JSON keeps a repeated key's last value: which version was meant (or
+    // whether there are dependencies at all) is the user's to say.
+    let mut problems = repeated_keys(spans.as_ref(), &deps_path);
     let deps = match value.get("dependencies") {
-        None | Some(Value::Null) => return (vec![], vec![]),
+        None | Some(Value::Null) => return (vec![], problems),
         Some(Value::Object(map)) => map,
         Some(_) => {
             let (l, c) = at(&deps_path);
             let msg = "must be an object of \"@author/name\": \"range or tag\"";
-            return (vec![], vec![problem(l, c, &deps_path.to_string(), msg)]);
+            problems.push(problem(l, c, &deps_path.to_string(), msg));
+            return (vec![], problems);
         }
     };
-    let (mut found, mut problems) = (Vec::new(), Vec::new());
-    // JSON keeps a repeated key's last value: which version was meant is
-    // the user's to say, not the parser's.
-    // `dependencies` itself, or a key directly in it.
-    let ours = |p: &JsonPath| p.0.len() <= 2 && p.0.first() == deps_path.0.first();
-    let repeats = spans.iter().flat_map(|s| &s.duplicates);
-    for (path, line, column) in repeats.filter(|(p, ..)| ours(p)) {
-        let msg = "is written twice; keep the one you mean";
-        problems.push(problem(*line, *column, &path.to_string(), msg));
-    }
+    let mut found = Vec::new();
     for (name, wanted) in deps {
         let path = deps_path.key(name.clone());
         let (line, column) = at(&path);
@@ -114,6 +109,18 @@ pub fn parse(text: &str) -> (Vec<Found>, Vec<Problem>) {
     (found, problems)
 }
 
+/// `dependencies` written twice, or a key in it: each where it repeats.
+fn repeated_keys(spans: Option<&SpanTree>, deps_path: &JsonPath) -> Vec<Problem> {
+    let ours = |p: &JsonPath| p.0.len() <= 2 && p.0.first() == deps_path.0.first();
+    let repeats = spans.into_iter().flat_map(|s| &s.duplicates);
+    (repeats.filter(|(p, ..)| ours(p)))
+        .map(|(path, line, column)| {
+            let msg = "is written twice; keep the one you mean";
+            problem(*line, *column, &path.to_string(), msg)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +140,7 @@ mod tests {
                 .starts_with("mlld-config.json:3:3: $.dependencies[\"@a/x\"]: is written twice"),
             "{located:?}"
         );
-        let text = "{\"dependencies\": {\"@a/x\": \"^1\"},\n \"dependencies\": {}}";
+        let text = "{\"dependencies\": {\"@a/x\": \"^1\"},\n \"dependencies\": null}";
         let (found, problems) = parse(text);
         assert!(found.is_empty());
         let located: Vec<String> = problems.iter().map(|p| p.to_string()).collect();

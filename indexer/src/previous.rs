@@ -28,7 +28,7 @@ use mlld_site_contract::reader::Site;
 pub use mlld_site_contract::reader::Timeouts;
 
 mod site;
-pub use site::{OutSite, out_site};
+pub use site::{OutSite, load_copy, out_site};
 use site::{open, public_key, read_latest};
 
 /// The previous build, unpacked.
@@ -137,30 +137,11 @@ pub fn load(
     let Some(latest) = read_latest(&site, &pk)? else {
         return Ok(None);
     };
-    load_latest(source, &site, &pk, latest, scratch)
+    load_latest(&site, &pk, latest, scratch)
 }
 
-/// The previous build from `local`, a copy of the published site whose
-/// verified `latest.json` is `latest` (see [`out_site`]).
-pub fn load_copy(
-    local: &Path,
-    latest: Latest,
-    key: &SigningKey,
-    scratch: &Path,
-) -> Result<Option<Previous>> {
-    let site = Site::Dir(local.to_path_buf());
-    load_latest(
-        &local.to_string_lossy(),
-        &site,
-        &public_key(key)?,
-        latest,
-        scratch,
-    )
-}
-
-/// The build `latest` names, read from `site` (at `source`).
+/// The build `latest` names, read from `site`.
 fn load_latest(
-    source: &str,
     site: &Site,
     pk: &minisign_verify::PublicKey,
     latest: Latest,
@@ -224,10 +205,11 @@ fn load_latest(
     } = manifest?;
     // The site's loose blobs spare unpacking the snapshot; any that are
     // missing mean unpacking it. Either way, packing re-verifies every blob.
-    let site_blobs_complete =
-        site.dir().is_some() && crate::blobs::dir_holds_all(Path::new(source), members.blobs());
-    let blob_root = if site_blobs_complete {
-        PathBuf::from(source)
+    let complete_blobs = site
+        .dir()
+        .filter(|dir| crate::blobs::dir_holds_all(dir, members.blobs()));
+    let blob_root = if let Some(dir) = complete_blobs {
+        dir.to_path_buf()
     } else {
         let dest = scratch.join("unpacked");
         unpack_blobs(&snapshot, &dest)?;

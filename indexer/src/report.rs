@@ -57,6 +57,7 @@ pub struct PreviousRead {
 }
 
 impl PreviousRead {
+    /// `--previous` was `source`, and the build read `read_from`.
     pub fn new(source: &str, read_from: &str) -> Self {
         let (source, read_from) = (source.to_string(), read_from.to_string());
         Self { source, read_from }

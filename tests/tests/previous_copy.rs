@@ -55,6 +55,13 @@ fn published(root: &Path, github: &FakeGithub) -> (Published, BuildReport) {
     (Published::start(dir), report)
 }
 
+/// A file's inode and modification time: the same only if it was not written again.
+fn identity(path: &Path) -> (u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.ino(), meta.modified().unwrap())
+}
+
 fn read_from(report: &BuildReport) -> &str {
     let read = report.previous_site.as_ref().expect("--previous was given");
     &read.read_from
@@ -67,9 +74,16 @@ fn a_copy_of_the_published_site_is_built_on_in_place() {
     let (site, last) = published(root.path(), &github);
     let cache = root.path().join("cache");
     copy_dir(&site.dir, &cache);
+    let page = cache.join("modules/textkit/slugify.js");
+    let page_before = identity(&page);
 
     let report = build(&cache, &github, PreviousSite::At(site.server.url()));
     assert_eq!(read_from(&report), cache.to_str().unwrap());
+    assert_eq!(
+        identity(&page),
+        page_before,
+        "an unchanged module page is kept, not written again"
+    );
     assert_eq!(report.serial, last.serial + 1);
     assert_eq!(
         site.asked(),
@@ -126,7 +140,9 @@ fn a_damaged_copy_is_refused() {
     let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
     let err = format!("{err:#}");
     assert!(
-        err.contains("that is damaged") && err.contains("hashes to"),
+        err.contains("the copy of")
+            && err.contains("if it is damaged")
+            && err.contains("hashes to"),
         "{err}"
     );
     let after: mlld_schemas::Latest =
@@ -146,4 +162,45 @@ fn an_empty_output_directory_reads_the_published_site() {
     assert_eq!(read_from(&report), url);
     assert_eq!(report.serial, last.serial + 1);
     verify_site(&fresh);
+}
+
+#[test]
+fn a_newer_build_that_was_never_published_is_refused_with_advice() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, last) = published(root.path(), &github);
+    let cache = root.path().join("cache");
+    copy_dir(&site.dir, &cache);
+    // Built, then its deploy failed: the cache is a night ahead.
+    build(&cache, &github, PreviousSite::Output);
+
+    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("never published")
+            && err.contains(&format!("holds serial {}", last.serial + 1))
+            && err.contains("publish it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_site_that_does_not_verify_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let github = FakeGithub::with_examples();
+    let (site, _) = published(root.path(), &github);
+    let cache = root.path().join("cache");
+    copy_dir(&site.dir, &cache);
+    let sig = cache.join("latest.json.minisig");
+    let mut bad = std::fs::read(&sig).unwrap();
+    let at = bad.len() - 10;
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&sig, &bad).unwrap();
+
+    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("not a copy of") && err.contains("does not verify with this build's key"),
+        "{err}"
+    );
 }

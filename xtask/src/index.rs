@@ -45,9 +45,10 @@ pub struct IndexArgs {
     #[command(flatten)]
     s3: crate::publish::S3Args,
     /// The last published site (a directory or URL) for an incremental build;
-    /// `none` for a full crawl. Default: the output directory. With a URL, an
-    /// --out holding a copy of that site (the last build, kept) is read in
-    /// place. With --out s3://… it must be given: the bucket's public URL, or none.
+    /// `none` for a full crawl. Default: the output directory. An --out that
+    /// already holds a site must be a copy of it (the last build, kept),
+    /// which is read in place. With --out s3://… it must be given: the
+    /// bucket's public URL, or none.
     #[arg(long, value_name = "DIR|URL|none")]
     previous: Option<String>,
     /// Minisign secret key (password from MLLD_SIGNING_KEY_PASSWORD). Default: the demo key.
@@ -211,12 +212,18 @@ impl Staging {
                 let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
                 // Anything in it is uploaded: it may hold only the last
                 // build, which the indexer checks is the published site.
-                let last_build = dir.join("latest.json").is_file() && previous != Some("none");
-                anyhow::ensure!(
-                    empty || last_build,
-                    "--staging {} is not empty and holds no site to build on; name a new or empty directory",
-                    dir.display()
-                );
+                if !empty {
+                    anyhow::ensure!(
+                        previous != Some("none"),
+                        "--staging {} is not empty, and --previous none builds afresh: name a new or empty directory",
+                        dir.display()
+                    );
+                    anyhow::ensure!(
+                        dir.join("latest.json").is_file(),
+                        "--staging {} is not empty and holds no site to build on; name a new or empty directory",
+                        dir.display()
+                    );
+                }
                 Ok(Self::Kept(dir))
             }
             None => {

@@ -97,10 +97,13 @@ fn load_at(
         OutSite::Copy(latest) => {
             let previous = previous::load_copy(&config.out, *latest, &config.key, scratch)
                 .with_context(|| {
-                    format!("{out} holds a copy of {source} that is damaged; empty it (or restore a good copy) and build again")
+                    format!("reading {out}, the copy of {source} to build on; if it is damaged, empty it (or restore a good copy) and build again")
                 })?;
             Ok((previous, PreviousRead::new(source, &out)))
         }
+        OutSite::Unpublished(why) => bail!(
+            "{out} holds a build that was never published: {why}; publish it as it is (for object storage: cargo xtask publish --from {out} --to s3://…), or empty it to build on the published site"
+        ),
         OutSite::Other(why) => bail!(
             "{out} holds a site that is not a copy of {source}: {why}; empty it, or build into a new directory (its files would be published beside the new site's)"
         ),

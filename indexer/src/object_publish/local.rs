@@ -141,8 +141,8 @@ fn hash_file(root: &Path, rel: &str) -> Result<LocalFile> {
         size += n as u64;
     }
     let sha256 = hex::encode(sha256.finalize());
-    if let Some(named) = own_digest(rel)
-        && named != sha256
+    if let Some(named) = super::plan::own_digest(rel)
+        && !sha256.starts_with(&named)
     {
         bail!(
             "{} is named by SHA-256 {named} but hashes to {sha256}: the site is damaged (nothing was uploaded); rebuild it",
@@ -155,22 +155,6 @@ fn hash_file(root: &Path, rel: &str) -> Result<LocalFile> {
         sha256,
         md5: hex::encode(md5.finalize()),
     })
-}
-
-/// The SHA-256 a file is named by, for files named by their own content
-/// (blobs, snapshots, deltas, sparse roots and shards): a damaged one must
-/// not go up over the good object, which caches keep for a year.
-fn own_digest(rel: &str) -> Option<String> {
-    if let Some(digest) = mlld_schemas::snapshot::blob_digest(rel) {
-        return Some(digest);
-    }
-    let (dir, name) = rel.rsplit_once('/')?;
-    if !matches!(dir, "snapshots" | "deltas" | "sparse" | "sparse/shards") {
-        return None;
-    }
-    let hex = name.split('.').next()?;
-    mlld_schemas::names::check_sha256_hex(hex).ok()?;
-    Some(hex.to_string())
 }
 
 /// The files the crawl state keeps published from earlier builds. A site
@@ -252,6 +236,19 @@ mod tests {
         let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
         assert!(err.contains("damaged") && err.contains(&blob), "{err}");
         std::fs::write(dir.path().join(&blob), "abc").unwrap();
+        for named in [
+            format!("deltas/{ABC}.chunks.zst"),
+            format!("sparse/{ABC}.root.json"),
+            format!("sparse/shards/{ABC}.json.zst"),
+            format!("data/listing-{}.js", &ABC[..32]),
+        ] {
+            let path = dir.path().join(&named);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "abd").unwrap();
+            let err = format!("{:#}", LocalSite::read(dir.path()).err().unwrap());
+            assert!(err.contains("damaged") && err.contains(&named), "{err}");
+            std::fs::write(&path, "abc").unwrap();
+        }
         std::fs::create_dir_all(dir.path().join("modules/u")).unwrap();
         std::fs::write(dir.path().join(format!("modules/u/{ABC}.js")), "x").unwrap();
         LocalSite::read(dir.path()).unwrap();

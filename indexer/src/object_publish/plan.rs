@@ -83,6 +83,24 @@ pub fn is_content_addressed(path: &str) -> bool {
     })
 }
 
+/// What a file named by its own content is named by: the SHA-256 of blobs,
+/// snapshots, deltas, sparse roots and shards, or its first 32 hex digits
+/// for the web page's `data/<kind>-<hex>.js`. Each goes up as immutable
+/// (cached for a year), so a damaged one must not go up at all.
+pub fn own_digest(path: &str) -> Option<String> {
+    if let Some(digest) = blob_digest(path) {
+        return Some(digest);
+    }
+    let (dir, name) = path.rsplit_once('/')?;
+    let hex = match dir {
+        "snapshots" | "deltas" | "sparse" | "sparse/shards" => name.split('.').next()?,
+        "data" => name.strip_suffix(".js")?.rsplit_once('-')?.1,
+        _ => return None,
+    };
+    let lower_hex = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (matches!(hex.len(), 32 | 64) && lower_hex).then(|| hex.to_string())
+}
+
 /// The `Content-Type` a browser or CDN needs for a site file.
 pub fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -208,6 +226,34 @@ mod tests {
     use super::*;
 
     const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn files_named_by_their_digest_are_immutable_and_pages_are_not_hashed() {
+        let named = [
+            format!("blobs/sha256/01/{}", &HEX[2..]),
+            format!("snapshots/{HEX}.tar.zst"),
+            format!("snapshots/{HEX}.index.tar.zst"),
+            format!("deltas/{HEX}.blobs.tar.zst"),
+            format!("sparse/{HEX}.root.json"),
+            format!("sparse/shards/{HEX}.json.zst"),
+            format!("data/search-{}.js", &HEX[..32]),
+        ];
+        for path in &named {
+            assert!(
+                own_digest(path).is_some_and(|d| HEX.starts_with(&d)),
+                "{path}"
+            );
+            assert_eq!(PathClass::of(path), PathClass::Immutable, "{path}");
+        }
+        for path in [
+            "modules/u/m.js",
+            "data/site.js",
+            "index.html",
+            "data/dependents/3/1.js",
+        ] {
+            assert_eq!(own_digest(path), None, "{path}");
+        }
+    }
 
     fn file(path: &str, size: u64, md5: &str) -> LocalFile {
         LocalFile {

@@ -28,6 +28,9 @@ pub enum OutSite {
     /// and says what the published one says (serial, snapshot, index,
     /// deltas, sparse root).
     Copy(Box<Latest>),
+    /// A build of this key newer than the published site: one whose
+    /// publishing failed (it can still be published as it is).
+    Unpublished(String),
     /// Another site, or one that does not verify: why.
     Other(String),
 }
@@ -50,10 +53,17 @@ pub fn out_site(
     };
     Ok(match read_latest(&open(source, timeouts)?, &pk)? {
         Some(published) if published == here => OutSite::Copy(Box::new(here)),
-        Some(p) => OutSite::Other(format!(
-            "it holds serial {} (snapshot {}) while the published site is serial {} (snapshot {})",
-            here.serial, here.sha256, p.serial, p.sha256
-        )),
+        Some(p) => {
+            let why = format!(
+                "it holds serial {} (snapshot {}) while the published site is serial {} (snapshot {})",
+                here.serial, here.sha256, p.serial, p.sha256
+            );
+            if here.serial > p.serial {
+                OutSite::Unpublished(why)
+            } else {
+                OutSite::Other(why)
+            }
+        }
         None => OutSite::Other(format!("{source} has no latest.json")),
     })
 }
@@ -91,4 +101,16 @@ fn verifier(pk: &minisign_verify::PublicKey) -> impl FnOnce(&[u8], &str) -> Resu
             anyhow::anyhow!("its latest.json does not verify with this build's key ({e})")
         })
     }
+}
+
+/// The previous build from `local`, a copy of the published site whose
+/// verified `latest.json` is `latest` (see [`out_site`]).
+pub fn load_copy(
+    local: &Path,
+    latest: Latest,
+    key: &SigningKey,
+    scratch: &Path,
+) -> Result<Option<super::Previous>> {
+    let site = Site::Dir(local.to_path_buf());
+    super::load_latest(&site, &public_key(key)?, latest, scratch)
 }

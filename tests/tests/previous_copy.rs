@@ -55,6 +55,33 @@ fn published(root: &Path, github: &FakeGithub) -> (Published, BuildReport) {
     (Published::start(dir), report)
 }
 
+/// A published site and a copy of it in `cache`, as a CI cache restores it.
+struct World {
+    root: tempfile::TempDir,
+    github: FakeGithub,
+    site: Published,
+    /// The published build's report.
+    last: BuildReport,
+    cache: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let github = FakeGithub::with_examples();
+        let (site, last) = published(root.path(), &github);
+        let cache = root.path().join("cache");
+        copy_dir(&site.dir, &cache);
+        Self {
+            root,
+            github,
+            site,
+            last,
+            cache,
+        }
+    }
+}
+
 /// A file's inode and modification time: the same only if it was not written again.
 fn identity(path: &Path) -> (u64, std::time::SystemTime) {
     use std::os::unix::fs::MetadataExt;
@@ -69,11 +96,13 @@ fn read_from(report: &BuildReport) -> &str {
 
 #[test]
 fn a_copy_of_the_published_site_is_built_on_in_place() {
-    let root = tempfile::tempdir().unwrap();
-    let github = FakeGithub::with_examples();
-    let (site, last) = published(root.path(), &github);
-    let cache = root.path().join("cache");
-    copy_dir(&site.dir, &cache);
+    let World {
+        root: _root,
+        github,
+        site,
+        last,
+        cache,
+    } = World::new();
     let page = cache.join("modules/textkit/slugify.js");
     let page_before = identity(&page);
 
@@ -96,11 +125,13 @@ fn a_copy_of_the_published_site_is_built_on_in_place() {
 
 #[test]
 fn a_copy_of_an_older_build_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let github = FakeGithub::with_examples();
-    let (site, _) = published(root.path(), &github);
-    let cache = root.path().join("cache");
-    copy_dir(&site.dir, &cache);
+    let World {
+        root: _root,
+        github,
+        site,
+        cache,
+        ..
+    } = World::new();
     // The published site moves on; the cache is a night behind.
     let newer = build(&site.dir, &github, PreviousSite::Output);
     let before = std::fs::read(cache.join("latest.json")).unwrap();
@@ -124,11 +155,13 @@ fn a_copy_of_an_older_build_is_refused() {
 
 #[test]
 fn a_damaged_copy_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let github = FakeGithub::with_examples();
-    let (site, _) = published(root.path(), &github);
-    let cache = root.path().join("cache");
-    copy_dir(&site.dir, &cache);
+    let World {
+        root: _root,
+        github,
+        site,
+        cache,
+        ..
+    } = World::new();
     let latest: mlld_schemas::Latest =
         serde_json::from_slice(&std::fs::read(cache.join("latest.json")).unwrap()).unwrap();
     let snapshot = cache.join(&latest.snapshot);
@@ -166,11 +199,13 @@ fn an_empty_output_directory_reads_the_published_site() {
 
 #[test]
 fn a_newer_build_that_was_never_published_is_refused_with_advice() {
-    let root = tempfile::tempdir().unwrap();
-    let github = FakeGithub::with_examples();
-    let (site, last) = published(root.path(), &github);
-    let cache = root.path().join("cache");
-    copy_dir(&site.dir, &cache);
+    let World {
+        root: _root,
+        github,
+        site,
+        last,
+        cache,
+    } = World::new();
     // Built, then its deploy failed: the cache is a night ahead.
     build(&cache, &github, PreviousSite::Output);
 
@@ -186,11 +221,13 @@ fn a_newer_build_that_was_never_published_is_refused_with_advice() {
 
 #[test]
 fn a_site_that_does_not_verify_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let github = FakeGithub::with_examples();
-    let (site, _) = published(root.path(), &github);
-    let cache = root.path().join("cache");
-    copy_dir(&site.dir, &cache);
+    let World {
+        root: _root,
+        github,
+        site,
+        cache,
+        ..
+    } = World::new();
     let sig = cache.join("latest.json.minisig");
     let mut bad = std::fs::read(&sig).unwrap();
     let at = bad.len() - 10;

@@ -57,7 +57,8 @@ fn published(root: &Path, github: &FakeGithub) -> (Published, BuildReport) {
 
 /// A published site and a copy of it in `cache`, as a CI cache restores it.
 struct World {
-    root: tempfile::TempDir,
+    /// Holds both folders; removed when the test ends.
+    _root: tempfile::TempDir,
     github: FakeGithub,
     site: Published,
     /// The published build's report.
@@ -73,7 +74,7 @@ impl World {
         let cache = root.path().join("cache");
         copy_dir(&site.dir, &cache);
         Self {
-            root,
+            _root: root,
             github,
             site,
             last,
@@ -96,47 +97,38 @@ fn read_from(report: &BuildReport) -> &str {
 
 #[test]
 fn a_copy_of_the_published_site_is_built_on_in_place() {
-    let World {
-        root: _root,
-        github,
-        site,
-        last,
-        cache,
-    } = World::new();
-    let page = cache.join("modules/textkit/slugify.js");
+    let w = World::new();
+    let page = w.cache.join("modules/textkit/slugify.js");
     let page_before = identity(&page);
 
-    let report = build(&cache, &github, PreviousSite::At(site.server.url()));
-    assert_eq!(read_from(&report), cache.to_str().unwrap());
+    let report = build(&w.cache, &w.github, PreviousSite::At(w.site.server.url()));
+    assert_eq!(read_from(&report), w.cache.to_str().unwrap());
     assert_eq!(
         identity(&page),
         page_before,
         "an unchanged module page is kept, not written again"
     );
-    assert_eq!(report.serial, last.serial + 1);
+    assert_eq!(report.serial, w.last.serial + 1);
     assert_eq!(
-        site.asked(),
+        w.site.asked(),
         ["/latest.json", "/latest.json.minisig"],
         "only the published pointer is read: the snapshot, state and index come from the copy"
     );
     assert_eq!(report.frames_compressed, 0);
-    assert_eq!(verify_site(&cache).modules, verify_site(&site.dir).modules);
+    assert_eq!(
+        verify_site(&w.cache).modules,
+        verify_site(&w.site.dir).modules
+    );
 }
 
 #[test]
 fn a_copy_of_an_older_build_is_refused() {
-    let World {
-        root: _root,
-        github,
-        site,
-        cache,
-        ..
-    } = World::new();
+    let w = World::new();
     // The published site moves on; the cache is a night behind.
-    let newer = build(&site.dir, &github, PreviousSite::Output);
-    let before = std::fs::read(cache.join("latest.json")).unwrap();
+    let newer = build(&w.site.dir, &w.github, PreviousSite::Output);
+    let before = std::fs::read(w.cache.join("latest.json")).unwrap();
 
-    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = try_build(&w.cache, &w.github, PreviousSite::At(w.site.server.url())).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("not a copy of")
@@ -145,32 +137,26 @@ fn a_copy_of_an_older_build_is_refused() {
             && err.contains("empty it"),
         "{err}"
     );
-    assert_eq!(std::fs::read(cache.join("latest.json")).unwrap(), before);
+    assert_eq!(std::fs::read(w.cache.join("latest.json")).unwrap(), before);
     assert!(
-        !site.asked().iter().any(|p| p.starts_with("/snapshots/")),
+        !w.site.asked().iter().any(|p| p.starts_with("/snapshots/")),
         "refused before anything but latest.json is read: {:?}",
-        site.asked()
+        w.site.asked()
     );
 }
 
 #[test]
 fn a_damaged_copy_is_refused() {
-    let World {
-        root: _root,
-        github,
-        site,
-        cache,
-        ..
-    } = World::new();
+    let w = World::new();
     let latest: mlld_schemas::Latest =
-        serde_json::from_slice(&std::fs::read(cache.join("latest.json")).unwrap()).unwrap();
-    let snapshot = cache.join(&latest.snapshot);
+        serde_json::from_slice(&std::fs::read(w.cache.join("latest.json")).unwrap()).unwrap();
+    let snapshot = w.cache.join(&latest.snapshot);
     let mut bytes = std::fs::read(&snapshot).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&snapshot, bytes).unwrap();
 
-    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = try_build(&w.cache, &w.github, PreviousSite::At(w.site.server.url())).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("the copy of")
@@ -179,7 +165,7 @@ fn a_damaged_copy_is_refused() {
         "{err}"
     );
     let after: mlld_schemas::Latest =
-        serde_json::from_slice(&std::fs::read(cache.join("latest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(w.cache.join("latest.json")).unwrap()).unwrap();
     assert_eq!(after, latest, "nothing was published over the copy");
 }
 
@@ -199,21 +185,15 @@ fn an_empty_output_directory_reads_the_published_site() {
 
 #[test]
 fn a_newer_build_that_was_never_published_is_refused_with_advice() {
-    let World {
-        root: _root,
-        github,
-        site,
-        last,
-        cache,
-    } = World::new();
+    let w = World::new();
     // Built, then its deploy failed: the cache is a night ahead.
-    build(&cache, &github, PreviousSite::Output);
+    build(&w.cache, &w.github, PreviousSite::Output);
 
-    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = try_build(&w.cache, &w.github, PreviousSite::At(w.site.server.url())).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("never published")
-            && err.contains(&format!("holds serial {}", last.serial + 1))
+            && err.contains(&format!("holds serial {}", w.last.serial + 1))
             && err.contains("publish it"),
         "{err}"
     );
@@ -221,20 +201,14 @@ fn a_newer_build_that_was_never_published_is_refused_with_advice() {
 
 #[test]
 fn a_site_that_does_not_verify_is_refused() {
-    let World {
-        root: _root,
-        github,
-        site,
-        cache,
-        ..
-    } = World::new();
-    let sig = cache.join("latest.json.minisig");
+    let w = World::new();
+    let sig = w.cache.join("latest.json.minisig");
     let mut bad = std::fs::read(&sig).unwrap();
     let at = bad.len() - 10;
     bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&sig, &bad).unwrap();
 
-    let err = try_build(&cache, &github, PreviousSite::At(site.server.url())).unwrap_err();
+    let err = try_build(&w.cache, &w.github, PreviousSite::At(w.site.server.url())).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("not a copy of") && err.contains("does not verify with this build's key"),
